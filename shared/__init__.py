@@ -1,0 +1,1 @@
+"""emply-entra-sync: the one reconcile package both Functions triggers call."""

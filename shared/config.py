@@ -1,0 +1,47 @@
+"""Every app setting and environment variable the code reads, in one place.
+
+`infra/` sets these on the function app; a test compares the two lists, so a
+name used here and not set there (or the other way round) fails the build.
+"""
+
+from __future__ import annotations
+
+# Storage. Locally: a connection string (Azurite). In Azure: identity-based
+# endpoints plus the user-assigned managed identity's client id.
+STORAGE_CONNECTION_STRING = "EMPLY_SYNC_STORAGE"
+STORAGE_TABLE_ENDPOINT = "EMPLY_SYNC_TABLE_ENDPOINT"
+STORAGE_BLOB_ENDPOINT = "EMPLY_SYNC_BLOB_ENDPOINT"
+
+# Microsoft Graph.
+GRAPH_URL = "EMPLY_SYNC_GRAPH_URL"
+# The Entra app registration the sync acts as, and its tenant. In Azure the
+# credential is a client assertion: the managed identity's token for
+# api://AzureADTokenExchange (federated credential, no secret).
+GRAPH_CLIENT_ID = "EMPLY_SYNC_GRAPH_CLIENT_ID"
+GRAPH_TENANT_ID = "EMPLY_SYNC_GRAPH_TENANT_ID"
+
+# The user-assigned managed identity (azure-identity's own variable name).
+MANAGED_IDENTITY_CLIENT_ID = "AZURE_CLIENT_ID"
+
+# Telemetry: OpenTelemetry export to Application Insights when set.
+APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
+
+APP_SETTINGS: tuple[str, ...] = (
+    STORAGE_TABLE_ENDPOINT,
+    STORAGE_BLOB_ENDPOINT,
+    GRAPH_URL,
+    GRAPH_CLIENT_ID,
+    GRAPH_TENANT_ID,
+    MANAGED_IDENTITY_CLIENT_ID,
+    APPINSIGHTS_CONNECTION_STRING,
+)
+"""The settings `infra/` must set on the function app (the connection string
+is local-only: in Azure storage is reached by identity)."""
+
+# The Graph simulator's bearer token. Not a secret: the simulator only listens
+# on loopback and the Graph adapter sends it only to loopback URLs.
+SIMULATOR_TOKEN = "emply-sync-simulator-token"
