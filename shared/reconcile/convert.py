@@ -1,0 +1,119 @@
+"""From the stored shapes (Entra mirror, Emply document) to the planner's snapshots.
+
+Both inputs have been validated where they came in (the Graph reader and
+`shared.emply_doc`); this only maps names. Graph's camelCase stays at the edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from shared.reconcile import model
+
+
+def entra_snapshot(mirror: Mapping[str, Any]) -> model.EntraSnapshot:
+    org = mirror.get("organization") or {}
+    users = {
+        user_id: model.EntraUser(
+            id=user_id,
+            user_principal_name=u.get("userPrincipalName") or "",
+            mail=u.get("mail"),
+            display_name=u.get("displayName"),
+            account_enabled=bool(u.get("accountEnabled", True)),
+            on_premises_sync_enabled=u.get("onPremisesSyncEnabled"),
+            given_name=u.get("givenName"),
+            surname=u.get("surname"),
+            job_title=u.get("jobTitle"),
+            department=u.get("department"),
+            mobile_phone=u.get("mobilePhone"),
+        )
+        for user_id, u in mirror.get("users", {}).items()
+    }
+    groups = {
+        group_id: model.EntraGroup(
+            id=group_id,
+            display_name=g.get("displayName"),
+            members=frozenset(g.get("members") or ()),
+        )
+        for group_id, g in mirror.get("groups", {}).items()
+    }
+    return model.EntraSnapshot(
+        tenant_id=str(mirror.get("tenantId") or org.get("id") or ""),
+        users=users,
+        groups=groups,
+        on_premises_sync_enabled=bool(org.get("onPremisesSyncEnabled")),
+        verified_domains=tuple(org.get("verifiedDomains") or ()),
+    )
+
+
+def settings(doc: Mapping[str, Any]) -> model.Settings:
+    guard = doc.get("deactivationGuard") or {}
+    return model.Settings(
+        tenant_id=doc["tenantId"],
+        groups=tuple(
+            model.GroupMapping(g["groupId"], g.get("roleId")) for g in doc.get("groups", ())
+        ),
+        default_role_id=doc["defaultRoleId"],
+        enabled=bool(doc.get("enabled", True)),
+        sync_roles=bool(doc.get("syncRoles", False)),
+        allowed_domains=tuple(doc.get("allowedDomains") or ()),
+        guard=model.DeactivationGuard(
+            max_count=int(guard.get("maxCount", 50)),
+            max_percent=float(guard.get("maxPercent", 20)),
+        ),
+    )
+
+
+def emply_user(u: Mapping[str, Any]) -> model.EmplyUser:
+    return model.EmplyUser(
+        id=u["id"],
+        username=u.get("username") or "",
+        email=u.get("email"),
+        status=u.get("status", "active"),
+        roles=tuple(u.get("roles") or ()),
+        employee_id=u.get("employeeId"),
+        source=u.get("source") or "manual",
+        entra_id=u.get("entraId"),
+        display_name=u.get("displayName"),
+        link_tenant_id=u.get("tenantId"),
+        deactivated_by=u.get("deactivatedBy"),
+        deactivation_reason=u.get("deactivationReason"),
+        sync_groups=tuple(u.get("syncGroups") or ()),
+    )
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
+    return model.EmplySnapshot(
+        users=tuple(emply_user(u) for u in doc.get("users", ())),
+        employees=tuple(
+            model.Employee(
+                id=e["id"],
+                email=e.get("email") or "",
+                status=e.get("status", "active"),
+                resignation_date=_date(e.get("resignationDate")),
+                display_name=e.get("displayName"),
+            )
+            for e in doc.get("employees", ())
+        ),
+        roles=tuple(
+            model.Role(r["id"], r.get("name") or r["id"], bool(r.get("administrator")))
+            for r in doc.get("roles", ())
+        ),
+    )
+
+
+def sync_state(state: Mapping[str, Any] | None) -> model.SyncState:
+    if not state:
+        return model.SyncState()
+    mapping = state.get("previousMapping")
+    return model.SyncState(previous_mapping=dict(mapping) if mapping is not None else None)

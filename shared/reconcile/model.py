@@ -1,0 +1,263 @@
+"""The planner's vocabulary: immutable snapshots in, an immutable plan out.
+
+Invariants:
+- Nothing in this package does I/O or reads the clock: `now` is passed in.
+- Ids compare exactly; user names and e-mail addresses compare case- and
+  white-space-insensitively (see `norm`).
+- A `Change` is the only way the planner asks for something to happen; every
+  change carries the rule (R1..R18) and the reason code behind it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Literal
+
+# Change kinds (BEHAVIOUR.md "Reason codes").
+CREATE_USER = "create_user"
+LINK_USER = "link_user"
+DEACTIVATE_USER = "deactivate_user"
+REACTIVATE_USER = "reactivate_user"
+SET_ROLES = "set_roles"
+EMPLOYEE_STATUS = "employee_status"
+
+# Deactivation reasons, in the order R6 applies them.
+TENANT_CHANGED = "tenant_changed"
+DELETED_IN_ENTRA = "deleted_in_entra"
+DISABLED_IN_ENTRA = "disabled_in_entra"
+DOMAIN_CHANGED = "domain_changed"
+GROUP_REMOVED = "group_removed"
+REMOVED_FROM_GROUPS = "removed_from_groups"
+
+# Skips and errors.
+AMBIGUOUS_MATCH = "ambiguous_match"
+EMPLOYEE_WITHOUT_ACCOUNT = "employee_without_account"
+EMPLOYEE_PROFILE_CONTROLS_ROLES = "employee_profile_controls_roles"
+HELD_BY_GUARD = "held_by_guard"
+APPROVAL_MISMATCH = "approval_mismatch"
+GROUP_NOT_FOUND = "group_not_found"
+UNKNOWN_ROLE = "unknown_role"
+
+UserStatus = Literal["active", "deactivated", "deleted"]
+RunStatus = Literal["succeeded", "needs_approval", "failed"]
+
+
+def norm(value: str | None) -> str:
+    """Comparison key for user names and e-mail addresses (R3)."""
+    return (value or "").strip().casefold()
+
+
+def upn_domain(upn: str) -> str:
+    return norm(upn).rpartition("@")[2]
+
+
+# --- Entra side -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntraUser:
+    id: str
+    user_principal_name: str
+    mail: str | None
+    display_name: str | None
+    account_enabled: bool
+    on_premises_sync_enabled: bool | None = None
+    given_name: str | None = None
+    surname: str | None = None
+    job_title: str | None = None
+    department: str | None = None
+    mobile_phone: str | None = None
+
+    @property
+    def mail_or_upn(self) -> str:
+        return self.mail if self.mail and self.mail.strip() else self.user_principal_name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntraGroup:
+    id: str
+    display_name: str | None
+    members: frozenset[str]
+    """Direct members: user ids and group ids."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntraSnapshot:
+    tenant_id: str
+    users: Mapping[str, EntraUser]
+    groups: Mapping[str, EntraGroup]
+    on_premises_sync_enabled: bool = False
+    verified_domains: tuple[str, ...] = ()
+
+
+# --- Emply side --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupMapping:
+    group_id: str
+    role_id: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeactivationGuard:
+    max_count: int = 50
+    max_percent: float = 20.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    tenant_id: str
+    groups: tuple[GroupMapping, ...]
+    default_role_id: str
+    enabled: bool = True
+    sync_roles: bool = False
+    allowed_domains: tuple[str, ...] = ()
+    guard: DeactivationGuard = DeactivationGuard()
+
+    @property
+    def group_ids(self) -> frozenset[str]:
+        return frozenset(g.group_id for g in self.groups)
+
+    @property
+    def mapping(self) -> dict[str, str | None]:
+        return {g.group_id: g.role_id for g in self.groups}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Role:
+    id: str
+    name: str
+    administrator: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmplyUser:
+    id: str
+    username: str
+    email: str | None
+    status: UserStatus = "active"
+    roles: tuple[str, ...] = ()
+    employee_id: str | None = None
+    source: str = "manual"
+    entra_id: str | None = None
+    display_name: str | None = None
+    link_tenant_id: str | None = None
+    deactivated_by: str | None = None
+    deactivation_reason: str | None = None
+    sync_groups: tuple[str, ...] = ()
+    """Configured groups the user was in when the sync last looked (R6 group_removed)."""
+
+    @property
+    def linked(self) -> bool:
+        return self.entra_id is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Employee:
+    id: str
+    email: str
+    status: str = "active"
+    resignation_date: dt.date | None = None
+    display_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmplySnapshot:
+    users: tuple[EmplyUser, ...]
+    employees: tuple[Employee, ...] = ()
+    roles: tuple[Role, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncState:
+    """What the sync remembers between successful runs."""
+
+    previous_mapping: Mapping[str, str | None] | None = None
+    """Group → role mapping at the last successful run with role sync on (R11 step 2);
+    None when roles were not synced then (first time: no migration)."""
+
+
+# --- The plan ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    kind: str
+    rule: str
+    reason: str
+    user_id: str | None
+    entra_id: str | None = None
+    before: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    after: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    message: str = ""
+    employee_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "userId": self.user_id,
+            "entraId": self.entra_id,
+            "reason": self.reason,
+            "rule": self.rule,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "message": self.message,
+        }
+        if self.employee_id is not None:
+            out["employeeId"] = self.employee_id
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """An error or a skip the run reports; it changes nothing."""
+
+    reason: str
+    message: str
+    entra_id: str | None = None
+    user_id: str | None = None
+    rule: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason, "message": self.message}
+        if self.entra_id is not None:
+            out["entraId"] = self.entra_id
+        if self.user_id is not None:
+            out["userId"] = self.user_id
+        if self.rule:
+            out["rule"] = self.rule
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GroupsUpdate:
+    """Bookkeeping, not a reported change: the configured groups a user is in now."""
+
+    user_id: str
+    sync_groups: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    changes: tuple[Change, ...]
+    held: tuple[Change, ...] = ()
+    errors: tuple[Problem, ...] = ()
+    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    bookkeeping: tuple[GroupsUpdate, ...] = ()
+    next_state: SyncState = SyncState()
+
+    @property
+    def status(self) -> RunStatus:
+        return "needs_approval" if self.held else "succeeded"
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            counts[change.kind] = counts.get(change.kind, 0) + 1
+        return counts
+
+    def for_user(self, user_id: str) -> tuple[Change, ...]:
+        return tuple(c for c in (*self.changes, *self.held) if c.user_id == user_id)

@@ -1,0 +1,66 @@
+"""R2: who is in scope, and through which configured groups.
+
+Nested groups are resolved from direct memberships held in the snapshot, so
+the sync never asks Graph for transitive members group by group. Cycles are
+harmless: each group is visited once per configured group.
+"""
+
+from __future__ import annotations
+
+from shared.reconcile import model
+
+
+def transitive_user_members(
+    snapshot: model.EntraSnapshot, group_id: str
+) -> frozenset[str]:
+    """User ids reachable from `group_id` through nested groups (empty if the group is gone)."""
+    if group_id not in snapshot.groups:
+        return frozenset()
+    users: set[str] = set()
+    seen = {group_id}
+    stack = [group_id]
+    while stack:
+        group = snapshot.groups[stack.pop()]
+        for member in group.members:
+            if member in snapshot.groups:
+                if member not in seen:
+                    seen.add(member)
+                    stack.append(member)
+            else:
+                users.add(member)
+    return frozenset(users)
+
+
+def configured_groups_by_user(
+    snapshot: model.EntraSnapshot, settings: model.Settings
+) -> dict[str, tuple[str, ...]]:
+    """Entra user id → the configured groups it is in (directly or nested), in settings order."""
+    by_user: dict[str, list[str]] = {}
+    for mapping in settings.groups:
+        for user_id in transitive_user_members(snapshot, mapping.group_id):
+            groups = by_user.setdefault(user_id, [])
+            if mapping.group_id not in groups:
+                groups.append(mapping.group_id)
+    return {user_id: tuple(groups) for user_id, groups in by_user.items()}
+
+
+def domain_allowed(user: model.EntraUser, settings: model.Settings) -> bool:
+    if not settings.allowed_domains:
+        return True
+    return model.upn_domain(user.user_principal_name) in {
+        model.norm(d) for d in settings.allowed_domains
+    }
+
+
+def in_scope(
+    user: model.EntraUser | None,
+    groups: tuple[str, ...],
+    settings: model.Settings,
+) -> bool:
+    """R2: exists, enabled, in at least one configured group, domain allowed."""
+    return (
+        user is not None
+        and user.account_enabled
+        and bool(groups)
+        and domain_allowed(user, settings)
+    )
