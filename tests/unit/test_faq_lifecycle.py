@@ -1,0 +1,330 @@
+"""R2–R8 and R12: each FAQ answer about users and employees as a named test."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from shared.reconcile import model
+from tests.unit import builders as b
+
+ANNA = b.entra_user("anna", "Anna.Berg@contoso.com", mail="anna@contoso.com")
+BO = b.entra_user("bo", "bo@contoso.com")
+MAP: dict[str, str | None] = {"grp-staff": "employee"}
+
+
+def staff(*users: model.EntraUser, **extra: list[str]) -> model.EntraSnapshot:
+    return b.tenant(list(users), {"grp-staff": [u.id for u in users], **extra})
+
+
+def linked(uid: str, **kw: object) -> model.EmplyUser:
+    kw.setdefault("entra_id", uid)
+    kw.setdefault("link_tenant_id", b.TENANT)
+    kw.setdefault("sync_groups", ["grp-staff"])
+    kw.setdefault("roles", ["employee"])
+    return b.emply_user(f"u-{uid}", **kw)  # type: ignore[arg-type]
+
+
+def with_bystanders(
+    entra: model.EntraSnapshot, cfg: model.Settings, n: int = 10
+) -> tuple[model.EntraSnapshot, list[model.EmplyUser]]:
+    """Add n linked users who stay in scope, so the guard's percentage is not reached."""
+    people, users = many_linked(n)
+    group = cfg.groups[0].group_id
+    groups = dict(entra.groups)
+    old = groups.get(group, model.EntraGroup(group, group, frozenset()))
+    groups[group] = model.EntraGroup(group, old.display_name, old.members | {p.id for p in people})
+    snapshot = model.EntraSnapshot(
+        entra.tenant_id, {**entra.users, **{p.id: p for p in people}}, groups
+    )
+    return snapshot, [linked(p.id, sync_groups=[group]) for p in people]
+
+
+def many_linked(n: int) -> tuple[list[model.EntraUser], list[model.EmplyUser]]:
+    entra = [b.entra_user(f"p{i}") for i in range(n)]
+    return entra, [linked(f"p{i}") for i in range(n)]
+
+
+# --- R2 scope -------------------------------------------------------------------
+
+
+def test_members_of_nested_groups_are_in_scope_and_cycles_are_harmless() -> None:
+    entra = b.tenant([ANNA], {"grp-staff": ["grp-sub"], "grp-sub": ["anna", "grp-staff"]})
+    plan = b.run(entra, [], b.settings(MAP))
+    assert b.kinds(plan) == [(model.CREATE_USER, "entra-anna", model.CREATE_USER)]
+    assert plan.changes[0].after["syncGroups"] == ["grp-staff"]
+
+
+def test_disabled_accounts_and_users_outside_allowed_domains_are_not_created() -> None:
+    off = b.entra_user("off", enabled=False)
+    other = b.entra_user("ext", "ext@fabrikam.com")
+    plan = b.run(staff(off, other, BO), [], b.settings(MAP, allowed_domains=("contoso.com",)))
+    assert b.kinds(plan) == [(model.CREATE_USER, "entra-bo", model.CREATE_USER)]
+
+
+# --- R3 matching ("Can I manually create users...?") ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("manual", "step"),
+    [
+        (dict(username="  ANNA.BERG@contoso.com ", email="x@contoso.com"), "username = UPN"),
+        (dict(username="anna", email="Anna@Contoso.com"), "e-mail = Entra mail"),
+    ],
+)
+def test_manual_user_with_same_username_or_email_is_connected(
+    manual: dict[str, str], step: str
+) -> None:
+    plan = b.run(staff(ANNA), [b.emply_user("u-manual", **manual)], b.settings(MAP))
+    (link, *_) = plan.changes
+    assert (link.kind, link.user_id, link.after["entraId"]) == (
+        model.LINK_USER, "u-manual", "anna"
+    )
+    assert step in link.message
+    assert not any(c.kind == model.CREATE_USER for c in plan.changes)
+
+
+def test_username_match_wins_over_email_match() -> None:
+    users = [
+        b.emply_user("u-by-mail", username="someone", email="anna@contoso.com"),
+        b.emply_user("u-by-name", username="anna.berg@contoso.com", email="other@x.com"),
+    ]
+    plan = b.run(staff(ANNA), users, b.settings(MAP))
+    assert plan.changes[0].user_id == "u-by-name"
+
+
+def test_two_candidates_is_ambiguous_and_changes_nothing() -> None:
+    users = [
+        b.emply_user("u-1", username="a", email="anna@contoso.com"),
+        b.emply_user("u-2", username="b", email="ANNA@contoso.com"),
+    ]
+    plan = b.run(staff(ANNA), users, b.settings(MAP))
+    assert plan.changes == ()
+    assert [e.reason for e in plan.errors] == [model.AMBIGUOUS_MATCH]
+    assert "u-1, u-2" in plan.errors[0].message
+
+
+def test_external_users_not_in_entra_are_never_touched() -> None:
+    external = b.emply_user("u-ext", username="consultant@partner.com", status="active")
+    plan = b.run(staff(BO), [external], b.settings(MAP))
+    assert all(c.user_id != "u-ext" for c in plan.changes)
+
+
+# --- R4 creation and employees ("Why is there an error in synchronization of users?") --
+
+
+def test_employee_without_account_blocks_creation_with_an_error() -> None:
+    employee = model.Employee("e-anna", "ANNA@contoso.com")
+    plan = b.run(staff(ANNA), [], b.settings(MAP), employees=(employee,))
+    assert plan.changes == ()
+    (error,) = plan.errors
+    assert (error.reason, error.entra_id) == (model.EMPLOYEE_WITHOUT_ACCOUNT, "anna")
+    assert "create an account for the employee first" in error.message
+
+
+def test_employee_with_account_and_identical_email_connects_automatically() -> None:
+    employee = model.Employee("e-anna", "anna@contoso.com")
+    account = b.emply_user("u-anna", username="anna", email="anna@contoso.com",
+                           employee_id="e-anna")
+    plan = b.run(staff(ANNA), [account], b.settings(MAP), employees=(employee,))
+    assert b.kinds(plan) == [(model.LINK_USER, "u-anna", model.LINK_USER)]
+
+
+def test_created_user_takes_upn_mail_name_and_source_entra() -> None:
+    plan = b.run(staff(ANNA), [], b.settings(MAP))
+    after = plan.changes[0].after
+    assert (after["username"], after["email"], after["source"], after["status"]) == (
+        "Anna.Berg@contoso.com", "anna@contoso.com", "entra", "active"
+    )
+
+
+# --- R5 one-way data ------------------------------------------------------------------
+
+
+def test_changes_to_entra_name_mail_or_upn_are_not_copied_to_emply() -> None:
+    renamed = b.entra_user("anna", "anna.new@contoso.com", mail="new@contoso.com", name="New")
+    user = linked("anna", username="Anna.Berg@contoso.com", email="anna@contoso.com")
+    plan = b.run(staff(renamed), [user], b.settings(MAP))
+    assert plan.changes == ()
+
+
+# --- R6 deactivation ("Why are users in Emply being deactivated?") --------------------
+
+
+@pytest.mark.parametrize(
+    ("entra", "user", "cfg", "reason"),
+    [
+        pytest.param(staff(BO), linked("anna"), b.settings(MAP),
+                     model.DELETED_IN_ENTRA, id="deleted in Entra"),
+        pytest.param(staff(BO, b.entra_user("anna", enabled=False)), linked("anna"),
+                     b.settings(MAP), model.DISABLED_IN_ENTRA, id="disabled"),
+        pytest.param(staff(BO, b.entra_user("anna", "anna@fabrikam.com")), linked("anna"),
+                     b.settings(MAP, allowed_domains=("contoso.com",)),
+                     model.DOMAIN_CHANGED, id="the user domain has been changed"),
+        pytest.param(b.tenant([ANNA, BO], {"grp-staff": ["bo"]}), linked("anna"),
+                     b.settings(MAP), model.REMOVED_FROM_GROUPS,
+                     id="moved out of the connected group"),
+        pytest.param(b.tenant([ANNA, BO], {"grp-new": ["bo"]}),
+                     linked("anna", sync_groups=["grp-staff"]),
+                     b.settings({"grp-new": "employee"}), model.GROUP_REMOVED,
+                     id="the connected group is shut down (deleted)"),
+        pytest.param(staff(ANNA, BO), linked("anna", link_tenant_id="old-tenant",
+                                             username="gone@old.com", email="gone@old.com"),
+                     b.settings(MAP), model.TENANT_CHANGED, id="the tenant has changed"),
+    ],
+)
+def test_deactivation_reasons_in_order(
+    entra: model.EntraSnapshot, user: model.EmplyUser, cfg: model.Settings, reason: str
+) -> None:
+    entra, others = with_bystanders(entra, cfg)
+    plan = b.run(entra, [user, *others], cfg)
+    mine = [c for c in plan.changes if c.user_id == user.id]
+    assert [(c.kind, c.reason) for c in mine] == [(model.DEACTIVATE_USER, reason)]
+    assert mine[0].after["deactivatedBy"] == "sync"
+    assert mine[0].message
+
+
+def test_deleted_and_disabled_take_precedence_over_group_removal() -> None:
+    entra, others = with_bystanders(
+        b.tenant([b.entra_user("anna", enabled=False)], {"grp-staff": []}), b.settings(MAP)
+    )
+    plan = b.run(entra, [linked("anna"), *others], b.settings(MAP))
+    assert [c.reason for c in plan.changes if c.user_id == "u-anna"] == [
+        model.DISABLED_IN_ENTRA
+    ]
+
+
+def test_sync_deactivated_user_is_reactivated_when_back_in_scope() -> None:
+    user = linked("anna", status="deactivated", deactivated_by="sync",
+                  deactivation_reason=model.REMOVED_FROM_GROUPS)
+    plan = b.run(staff(ANNA), [user], b.settings(MAP))
+    assert b.kinds(plan) == [(model.REACTIVATE_USER, "u-anna", model.REACTIVATE_USER)]
+
+
+def test_user_deactivated_in_emply_stays_deactivated() -> None:
+    user = linked("anna", status="deactivated", deactivated_by="emply")
+    plan = b.run(staff(ANNA), [user], b.settings(MAP))
+    assert plan.changes == ()
+
+
+def test_linked_user_stays_linked_across_upn_and_mail_change() -> None:
+    moved = b.entra_user("anna", "anna.b@contoso.com", mail="ab@contoso.com")
+    plan = b.run(staff(moved), [linked("anna", username="Anna.Berg@contoso.com")],
+                 b.settings(MAP))
+    assert plan.changes == ()
+
+
+def test_tenant_change_relinks_users_that_match_in_the_new_tenant() -> None:
+    user = linked("old-anna", link_tenant_id="old-tenant", username="Anna.Berg@contoso.com")
+    plan = b.run(staff(ANNA), [user], b.settings(MAP))
+    (link,) = plan.changes
+    assert (link.kind, link.after["entraId"], link.after["tenantId"]) == (
+        model.LINK_USER, "anna", b.TENANT
+    )
+
+
+# --- R12 removal from one group of several ------------------------------------------
+
+
+def test_removal_from_one_group_while_in_another_changes_no_status() -> None:
+    entra = b.tenant([ANNA], {"grp-staff": [], "grp-hr": ["anna"]})
+    user = linked("anna", sync_groups=["grp-staff", "grp-hr"], roles=["employee", "hr"])
+    plan = b.run(entra, [user], b.settings({"grp-staff": "employee", "grp-hr": "hr"}))
+    assert [c.kind for c in plan.changes] == []
+    assert plan.bookkeeping == (model.GroupsUpdate("u-anna", ("grp-hr",)),)
+
+
+def test_removal_from_all_groups_deactivates() -> None:
+    """FAQ: "It is deactivated in Emply and can be found under deactivated users"."""
+    entra_users, users = many_linked(10)
+    entra = b.tenant([ANNA, *entra_users], {"grp-staff": [u.id for u in entra_users]})
+    plan = b.run(entra, [linked("anna"), *users], b.settings(MAP))
+    assert b.kinds(plan) == [(model.DEACTIVATE_USER, "u-anna", model.REMOVED_FROM_GROUPS)]
+
+
+# --- R7 safety: the deactivation guard ------------------------------------------------
+
+
+def test_guard_holds_a_run_that_would_deactivate_60_percent() -> None:
+    entra_users, users = many_linked(10)
+    entra = b.tenant(entra_users, {"grp-staff": [u.id for u in entra_users[:4]]})
+    plan = b.run(entra, users, b.settings(MAP))
+    assert plan.status == "needs_approval"
+    assert len(plan.held) == 6
+    assert not [c for c in plan.changes if c.kind == model.DEACTIVATE_USER]
+    assert model.HELD_BY_GUARD in [e.reason for e in plan.errors]
+
+    wrong = b.run(entra, users, b.settings(MAP), approve=5)
+    assert wrong.status == "needs_approval"
+    assert model.APPROVAL_MISMATCH in [e.reason for e in wrong.errors]
+
+    approved = b.run(entra, users, b.settings(MAP), approve=6)
+    assert approved.status == "succeeded"
+    assert {c.user_id for c in approved.changes if c.kind == model.DEACTIVATE_USER} == {
+        c.user_id for c in plan.held
+    }
+
+
+def test_guard_max_count() -> None:
+    entra_users, users = many_linked(100)
+    entra = b.tenant(entra_users, {"grp-staff": [u.id for u in entra_users[5:]]})
+    plan = b.run(entra, users, b.settings(MAP, guard=(3, 50)))
+    assert len(plan.held) == 5
+
+
+def test_deleted_configured_group_hitting_many_users_is_stopped_by_the_guard() -> None:
+    entra_users, users = many_linked(10)
+    plan = b.run(b.tenant(entra_users, {}), users, b.settings(MAP))
+    assert plan.status == "needs_approval"
+    assert {c.reason for c in plan.held} == {model.GROUP_REMOVED}
+    assert model.GROUP_NOT_FOUND in [e.reason for e in plan.errors]
+
+
+def test_tenant_change_hitting_many_users_is_stopped_by_the_guard() -> None:
+    entra_users, users = many_linked(10)
+    new_tenant = "22222222-2222-2222-2222-222222222222"
+    entra = b.tenant([], {"grp-staff": []}, tenant_id=new_tenant)
+    plan = b.run(entra, users, b.settings(MAP, tenant_id=new_tenant))
+    assert plan.status == "needs_approval"
+    assert {c.reason for c in plan.held} == {model.TENANT_CHANGED}
+
+
+# --- R8 employees ("I have deleted a user in Entra, but the user still exists under
+# 'Active'") --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resignation", "status", "expected"),
+    [
+        (None, "active", None),
+        (dt.date(2026, 12, 31), "active", "pending"),
+        (dt.date(2026, 11, 26), "pending", "archived"),  # reached today (UTC)
+        (dt.date(2026, 1, 1), "active", "archived"),
+        (dt.date(2026, 12, 31), "pending", None),
+    ],
+)
+def test_employee_status_follows_resignation_date(
+    resignation: dt.date | None, status: str, expected: str | None
+) -> None:
+    employee = model.Employee("e-1", "e1@contoso.com", status, resignation)
+    plan = b.run(b.tenant([], {"grp-staff": []}), [], b.settings(MAP), employees=(employee,))
+    got = [c.after["status"] for c in plan.changes if c.employee_id == "e-1"]
+    assert got == ([expected] if expected else [])
+
+
+def test_deleting_the_entra_user_never_changes_the_employee() -> None:
+    employee = model.Employee("e-anna", "anna@contoso.com")
+    user = linked("anna", employee_id="e-anna")
+    entra, others = with_bystanders(staff(BO), b.settings(MAP))
+    plan = b.run(entra, [user, *others], b.settings(MAP), employees=(employee,))
+    assert [c.kind for c in plan.changes if c.user_id == "u-anna"] == [model.DEACTIVATE_USER]
+    assert not [c for c in plan.changes if c.kind == model.EMPLOYEE_STATUS]
+
+
+# --- R17 integration removed -------------------------------------------------------------
+
+
+def test_disabled_integration_creates_and_deactivates_nobody() -> None:
+    plan = b.run(staff(ANNA), [linked("bo")], b.settings(MAP, enabled=False))
+    assert plan.changes == ()

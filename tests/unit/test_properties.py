@@ -1,0 +1,128 @@
+"""Hypothesis properties of plan + apply (R2–R8, R11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.reconcile import apply, convert, model
+from tests.unit import builders as b
+
+GROUPS = ["g1", "g2", "g3"]
+ROLE_IDS = ["employee", "hr", "manager", "new_employee", "administrator"]
+PEOPLE = [f"p{i}" for i in range(6)]
+
+
+def user_doc(u: model.EmplyUser) -> dict[str, Any]:
+    return {
+        "id": u.id, "username": u.username, "email": u.email, "status": u.status,
+        "roles": list(u.roles), "employeeId": u.employee_id, "source": u.source,
+        "entraId": u.entra_id, "tenantId": u.link_tenant_id,
+        "deactivatedBy": u.deactivated_by, "deactivationReason": u.deactivation_reason,
+        "syncGroups": list(u.sync_groups),
+    }
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[model.EntraSnapshot, list[model.EmplyUser], model.Settings]:
+    entra_users = [
+        b.entra_user(p, f"{p}@contoso.com", enabled=draw(st.booleans()) or draw(st.booleans()))
+        for p in PEOPLE
+        if draw(st.booleans()) or p == "p0"
+    ]
+    members = {
+        g: draw(st.lists(st.sampled_from([*PEOPLE, *GROUPS]), max_size=5, unique=True))
+        for g in GROUPS
+        if draw(st.booleans()) or g == "g1"
+    }
+    entra = b.tenant(entra_users, members)
+    mapping = {
+        g: draw(st.one_of(st.none(), st.sampled_from(ROLE_IDS[:4])))
+        for g in GROUPS
+        if draw(st.booleans()) or g == "g1"
+    }
+    cfg = b.settings(mapping, sync_roles=draw(st.booleans()), guard=(1000, 100))
+    users: list[model.EmplyUser] = []
+    for i, p in enumerate(PEOPLE):
+        kind = draw(st.sampled_from(["none", "manual", "linked", "external"]))
+        roles = draw(st.lists(st.sampled_from(ROLE_IDS), max_size=3, unique=True))
+        if kind == "manual":
+            users.append(b.emply_user(f"u{i}", username=f"{p}@contoso.com", roles=roles))
+        elif kind == "linked":
+            status = draw(st.sampled_from(["active", "deactivated"]))
+            by = draw(st.sampled_from(["sync", "emply"])) if status == "deactivated" else None
+            users.append(b.emply_user(
+                f"u{i}", entra_id=p, link_tenant_id=b.TENANT, roles=roles, status=status,
+                deactivated_by=by, employee_id=draw(st.sampled_from([None, "e1"])),
+            ))
+        elif kind == "external":
+            users.append(b.emply_user(f"x{i}", username=f"x{i}@partner.com", roles=roles))
+    return entra, users, cfg
+
+
+def apply_to(
+    users: list[model.EmplyUser], plan: model.Plan
+) -> list[model.EmplyUser]:
+    docs = {u.id: user_doc(u) for u in users}
+    writes = apply.apply_plan(docs, {}, plan, "run-1", "2026-11-26T12:00:00Z")
+    for written in writes.users:
+        docs[written["id"]] = written
+    return [convert.emply_user(d) for d in docs.values()]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(worlds())
+def test_apply_then_plan_again_yields_nothing(world: Any) -> None:
+    entra, users, cfg = world
+    first = b.run(entra, users, cfg)
+    synced = apply_to(users, first)
+    second = b.run(entra, synced, cfg, previous_mapping=first.next_state.previous_mapping)
+    assert second.changes == (), second.changes
+    assert second.bookkeeping == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_plan_never_touches_users_no_entra_user_matches(world: Any) -> None:
+    entra, users, cfg = world
+    plan = b.run(entra, users, cfg)
+    untouchable = {u.id for u in users if u.entra_id is None and u.id.startswith("x")}
+    assert not untouchable & {c.user_id for c in (*plan.changes, *plan.held)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    worlds(),
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from(GROUPS), st.sampled_from([*ROLE_IDS[:4], None])),
+            st.dictionaries(st.sampled_from(GROUPS), st.lists(st.sampled_from(PEOPLE))),
+        ),
+        max_size=4,
+    ),
+)
+def test_administrator_role_survives_every_mapping_and_membership_change(
+    world: Any, steps: list[tuple[dict[str, str | None], dict[str, list[str]]]]
+) -> None:
+    entra, users, cfg = world
+    admins = {u.id for u in users if "administrator" in u.roles}
+    previous = None
+    for mapping, members in steps:
+        cfg = b.settings(mapping or {"g1": "employee"}, guard=(1000, 100))
+        entra = b.tenant(list(entra.users.values()), members or {"g1": []})
+        plan = b.run(entra, users, cfg, previous_mapping=previous)
+        users = apply_to(users, plan)
+        previous = plan.next_state.previous_mapping
+        assert admins <= {u.id for u in users if "administrator" in u.roles}
+
+
+@settings(max_examples=200, deadline=None)
+@given(worlds())
+def test_a_second_run_changes_no_roles(world: Any) -> None:
+    entra, users, cfg = world
+    first = b.run(entra, users, cfg)
+    second = b.run(entra, apply_to(users, first), cfg,
+                   previous_mapping=first.next_state.previous_mapping)
+    assert not [c for c in second.changes if c.kind == model.SET_ROLES]
