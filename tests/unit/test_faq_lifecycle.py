@@ -30,7 +30,7 @@ def with_bystanders(
     entra: model.EntraSnapshot, cfg: model.Settings, n: int = 10
 ) -> tuple[model.EntraSnapshot, list[model.EmplyUser]]:
     """Add n linked users who stay in scope, so the guard's percentage is not reached."""
-    people, users = many_linked(n)
+    people, _ = many_linked(n)
     group = cfg.groups[0].group_id
     groups = dict(entra.groups)
     old = groups.get(group, model.EntraGroup(group, group, frozenset()))
@@ -282,7 +282,7 @@ def test_deleted_configured_group_hitting_many_users_is_stopped_by_the_guard() -
 
 
 def test_tenant_change_hitting_many_users_is_stopped_by_the_guard() -> None:
-    entra_users, users = many_linked(10)
+    _, users = many_linked(10)
     new_tenant = "22222222-2222-2222-2222-222222222222"
     entra = b.tenant([], {"grp-staff": []}, tenant_id=new_tenant)
     plan = b.run(entra, users, b.settings(MAP, tenant_id=new_tenant))
