@@ -1,0 +1,204 @@
+"""R18: why a user (or an employee) is in its state, and what the next run would do.
+
+Pure: it reads the same snapshots and the same Plan a run would, plus the
+user's stored last change and history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from shared.reconcile import lifecycle, model, scope
+from shared.reconcile.faq import answer
+
+
+class NotFound(LookupError):
+    pass
+
+
+def find_user(
+    key: str, user_docs: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    if key in user_docs:
+        return user_docs[key]
+    wanted = model.norm(key)
+    for field in ("username", "email"):
+        hits = [u for u in user_docs.values() if model.norm(u.get(field)) == wanted]
+        if len(hits) == 1:
+            return hits[0]
+    return None
+
+
+def explain(
+    key: str,
+    entra: model.EntraSnapshot,
+    emply: model.EmplySnapshot,
+    user_docs: Mapping[str, Mapping[str, Any]],
+    settings: model.Settings,
+    plan: model.Plan,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    doc = find_user(key, user_docs)
+    if doc is None:
+        return _explain_employee_only(key, entra, emply, plan, now)
+    user = next(u for u in emply.users if u.id == doc["id"])
+    entra_user = entra.users.get(user.entra_id or "")
+    groups = scope.configured_groups_by_user(entra, settings).get(user.entra_id or "", ())
+    mapping = settings.mapping
+    reasons: list[str] = []
+    answers: list[dict[str, str]] = []
+
+    if not user.linked:
+        reasons.append(
+            "not linked: no in-scope Entra user has this user's username (as UPN) or e-mail, "
+            "so the sync never touches it (external or manual user)"
+        )
+        answers.append(answer("matching"))
+    elif entra_user is None:
+        reasons.append(f"linked to Entra user {user.entra_id}, which no longer exists in Entra")
+    else:
+        reasons.append(
+            f"linked to Entra user {entra_user.user_principal_name} ({entra_user.id}); "
+            f"in configured groups: {', '.join(_group_name(entra, g) for g in groups) or 'none'}"
+        )
+        answers.append(answer("one_way"))
+
+    if user.status == "deactivated":
+        if user.deactivated_by == "sync":
+            reasons.append(
+                f"deactivated by the sync, reason {user.deactivation_reason}: "
+                + _last_message(doc, model.DEACTIVATE_USER)
+            )
+            answers.append(answer("deactivated"))
+            if user.deactivation_reason == model.REMOVED_FROM_GROUPS:
+                answers.append(answer("removed_from_group"))
+        else:
+            reasons.append(
+                "deactivated in Emply (not by the sync): the sync never reactivates it"
+            )
+
+    employee = next((e for e in emply.employees if e.id == user.employee_id), None)
+    if employee is not None:
+        reasons.append(_employee_words(employee, now))
+        if user.linked and (entra_user is None or not entra_user.account_enabled):
+            answers.append(answer("deleted_still_employee"))
+
+    if user.linked and user.status == "active":
+        if not settings.sync_roles:
+            reasons.append("roles not synced: 'Synchronize roles' is off")
+            answers.append(answer("roles_single"))
+        elif user.employee_id:
+            reasons.append("roles not synced: the user has an employee profile")
+            answers.append(answer("roles_employee_profile"))
+        else:
+            mapped = [mapping[g] for g in groups if mapping.get(g)]
+            reasons.append(
+                f"roles synced: its groups map to {', '.join(m for m in mapped if m) or 'no role'}"
+            )
+            answers.append(answer("roles_sync"))
+        admin = {r.id for r in emply.roles if r.administrator} & set(user.roles)
+        if admin:
+            reasons.append(f"administrator role(s) {', '.join(sorted(admin))} are never removed")
+            answers.append(answer("administrator"))
+
+    next_run = [c.to_json() for c in plan.for_user(user.id)]
+    held = {c.user_id for c in plan.held}
+    problems = [
+        p.to_json()
+        for p in plan.errors
+        if (p.entra_id is not None and p.entra_id == user.entra_id) or p.user_id == user.id
+    ]
+    return {
+        "user": {k: doc.get(k) for k in (
+            "id", "username", "email", "displayName", "status", "roles", "employeeId",
+            "source", "entraId", "tenantId", "linkedAt", "deactivationReason", "deactivatedBy",
+        )},
+        "linked": user.linked,
+        "groups": [
+            {"groupId": g, "displayName": _group_name(entra, g), "roleId": mapping.get(g)}
+            for g in groups
+        ],
+        "why": reasons,
+        "lastChange": doc.get("lastChange"),
+        "history": doc.get("history") or [],
+        "nextRun": {
+            "changes": next_run,
+            "heldByGuard": user.id in held,
+            "problems": problems,
+            "summary": _next_summary(next_run, user.id in held),
+        },
+        "faq": answers,
+    }
+
+
+def _explain_employee_only(
+    key: str,
+    entra: model.EntraSnapshot,
+    emply: model.EmplySnapshot,
+    plan: model.Plan,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    wanted = model.norm(key)
+    employee = next(
+        (e for e in emply.employees if e.id == key or model.norm(e.email) == wanted), None
+    )
+    if employee is None:
+        raise NotFound(f"no Emply user or employee has id, username or e-mail {key!r}")
+    entra_match = [u for u in entra.users.values() if model.norm(u.mail_or_upn) == wanted
+                   or model.norm(u.user_principal_name) == model.norm(employee.email)]
+    problems = [
+        p.to_json() for p in plan.errors
+        if p.reason == model.EMPLOYEE_WITHOUT_ACCOUNT
+        and any(p.entra_id == u.id for u in entra_match)
+    ]
+    why = [
+        "not linked: employee exists without a user account"
+        + (f" while Entra user {entra_match[0].user_principal_name} has the same e-mail"
+           if entra_match else ""),
+        _employee_words(employee, now),
+    ]
+    return {
+        "employee": {"id": employee.id, "email": employee.email, "status": employee.status,
+                     "resignationDate": employee.resignation_date.isoformat()
+                     if employee.resignation_date else None},
+        "linked": False,
+        "why": why,
+        "nextRun": {"problems": problems,
+                    "summary": "nothing: the sync will not create a user for this employee"},
+        "faq": [answer("employee_without_account")],
+    }
+
+
+def _employee_words(employee: model.Employee, now: dt.datetime) -> str:
+    target = lifecycle.employee_target_status(employee, now.astimezone(dt.UTC).date())
+    if employee.resignation_date is None:
+        return (
+            f"employee {employee.id} is {employee.status.capitalize()}: no resignation date "
+            "(Entra never changes an employee's status)"
+        )
+    return (
+        f"employee {employee.id} is {employee.status.capitalize()}: resignation date "
+        f"{employee.resignation_date.isoformat()} (next status: {target})"
+    )
+
+
+def _last_message(doc: Mapping[str, Any], kind: str) -> str:
+    for entry in reversed(doc.get("history") or []):
+        if entry.get("kind") == kind:
+            return f"{entry.get('message')} (run {entry.get('runId')}, {entry.get('at')})"
+    return "no record of the change in this user's history"
+
+
+def _group_name(entra: model.EntraSnapshot, group_id: str) -> str:
+    group = entra.groups.get(group_id)
+    return (group.display_name or group_id) if group else group_id
+
+
+def _next_summary(changes: list[dict[str, Any]], held: bool) -> str:
+    if held:
+        return "deactivation pending approval (held by the guard)"
+    if not changes:
+        return "nothing"
+    return "; ".join(f"{c['kind']} ({c['reason']}): {c['message']}" for c in changes)
