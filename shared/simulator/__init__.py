@@ -1,0 +1,87 @@
+"""A Microsoft Graph v1.0 simulator serving a tenant file on loopback.
+
+`create_app(tenant)` builds the aiohttp application; `serve(path)` runs it
+until SIGTERM/SIGINT and prints `Graph simulator listening on <url>` once bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from shared.simulator.server import SIMULATOR_KEY, Simulator, create_app
+from shared.simulator.tenant import Snapshot, TenantFileError, build_snapshot
+
+__all__ = [
+    "SIMULATOR_KEY",
+    "Simulator",
+    "Snapshot",
+    "TenantFileError",
+    "build_snapshot",
+    "create_app",
+    "load_tenant_file",
+    "serve",
+]
+
+
+def load_tenant_file(tenant_path: str) -> dict[str, Any]:
+    """Read and validate a tenant file; TenantFileError names the file and the bad field."""
+    try:
+        with open(tenant_path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as err:
+        raise TenantFileError(f"{tenant_path}: cannot read tenant file: {err}") from None
+    except ValueError as err:
+        raise TenantFileError(f"{tenant_path}: not valid JSON: {err}") from None
+    try:
+        build_snapshot(data)
+    except TenantFileError as err:
+        raise TenantFileError(f"{tenant_path}: {err}") from None
+    assert isinstance(data, dict)
+    return data
+
+
+async def _serve(tenant: dict[str, Any], host: str, port: int, latency_ms: float) -> None:
+    app = create_app(tenant, latency_ms=latency_ms)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        site = web.SockSite(runner, sock)
+        await site.start()
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Graph simulator listening on http://{shown}:{bound}/v1.0", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+def serve(
+    tenant_path: str, *, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0
+) -> None:
+    """Serve the tenant file as Graph v1.0 until SIGTERM/SIGINT (blocking).
+
+    Validates the file first (TenantFileError names the bad field), binds, then
+    prints exactly one line `Graph simulator listening on http://HOST:PORT/v1.0`.
+    """
+    tenant = load_tenant_file(tenant_path)
+    asyncio.run(_serve(tenant, host, port, latency_ms))
+    sys.stdout.flush()

@@ -1,0 +1,143 @@
+"""Run the Graph simulator in a background thread for tests.
+
+    with running_simulator(tenant) as sim:
+        httpx.get(f"{sim.url}/users", headers=sim.headers)
+        sim.put_tenant(changed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from shared.config import SIMULATOR_TOKEN
+from shared.simulator import SIMULATOR_KEY, Simulator, create_app
+
+
+class RunningSimulator:
+    """A simulator served on a free loopback port; control helpers over real HTTP."""
+
+    token = SIMULATOR_TOKEN
+
+    def __init__(self, app: web.Application, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/v1.0"
+        self.headers = {"Authorization": f"Bearer {SIMULATOR_TOKEN}"}
+        self._http = httpx.Client(base_url=self.base, timeout=30)
+
+    @property
+    def simulator(self) -> Simulator:
+        """The in-process state (read-only use from tests; it lives on another thread)."""
+        return self.app[SIMULATOR_KEY]
+
+    def _ok(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise AssertionError(
+                f"{response.request.method} {response.request.url}: "
+                f"{response.status_code} {response.text}"
+            )
+        return response.json() if response.content else None
+
+    def graph(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A Graph request with the bearer token; `path` relative to /v1.0."""
+        return self._http.request(method, f"/v1.0{path}", headers=self.headers, **kwargs)
+
+    def put_tenant(self, tenant: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._ok(self._http.put("/_sim/tenant", json=tenant))
+        return result
+
+    def requests(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._ok(self._http.get("/_sim/requests"))
+        return result
+
+    def reset_requests(self) -> None:
+        self._ok(self._http.delete("/_sim/requests"))
+
+    def set_faults(
+        self,
+        path: str,
+        status: int = 503,
+        *,
+        method: str = "GET",
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
+        fault: dict[str, Any] = {"method": method, "path": path, "status": status,
+                                 "times": times}
+        if retry_after is not None:
+            fault["retryAfter"] = retry_after
+        self._ok(self._http.post("/_sim/faults", json=fault))
+
+    def clear_faults(self) -> None:
+        self._ok(self._http.delete("/_sim/faults"))
+
+    def expire_delta_tokens(self) -> None:
+        self._ok(self._http.post("/_sim/expire-delta-tokens"))
+
+    def set_latency(self, ms: float) -> None:
+        self._ok(self._http.put("/_sim/latency", json={"ms": ms}))
+
+    def state(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._ok(self._http.get("/_sim/state"))
+        return result
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@contextmanager
+def running_simulator(
+    tenant: dict[str, Any], latency_ms: float = 0
+) -> Iterator[RunningSimulator]:
+    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
+    app = create_app(tenant, latency_ms=latency_ms)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    async def start() -> None:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as err:  # reported to the caller below
+            failure.append(err)
+            started.set()
+            return
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name=f"graph-simulator-{port}", daemon=True)
+    thread.start()
+    started.wait(10)
+    if failure:
+        sock.close()
+        raise failure[0]
+    sim = RunningSimulator(app, port)
+    try:
+        yield sim
+    finally:
+        sim.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        sock.close()
