@@ -1,0 +1,111 @@
+// The Entra app registration the sync acts as towards Microsoft Graph, through
+// the Microsoft Graph Bicep extension. The only file that uses the extension
+// (checkov's Bicep parser cannot read it; tests/infra parses it with
+// pycep-parser instead).
+//
+// No secret and no certificate: the only credential is a federated identity
+// credential that trusts the function app's user-assigned managed identity.
+// At run time the app asks the managed identity for a token for
+// api://AzureADTokenExchange and presents it as the client assertion.
+//
+// Graph application permissions are granted here (appRoleAssignedTo on the
+// Microsoft Graph service principal), exactly what the enabled features need.
+extension microsoftGraphV1
+
+@description('Stable unique name of the application object (idempotent redeployments).')
+param uniqueName string
+
+@description('Display name shown in Entra.')
+param displayName string
+
+@description('Object (principal) id of the user-assigned managed identity the function app runs as.')
+param managedIdentityPrincipalId string
+
+@description('Calendar sync (R13-R15): read calendars, mirror events, push events.')
+param enableCalendarSync bool = false
+
+@description('Photo sync (R16): read Entra profile photos.')
+param enablePhotoSync bool = false
+
+@description('Write-back (R9): create, update and delete Entra users from Emply.')
+param enableWriteBack bool = false
+
+var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
+
+// Microsoft Graph application permissions (app role ids; identical in every
+// tenant). Checked against the Graph permissions reference.
+var graphAppRoles = {
+  // Users, their properties and the users delta query.
+  userReadAll: 'df021288-bdef-4463-88db-98f22de89214' // User.Read.All
+  // Configured groups and their (transitive) members.
+  groupMemberReadAll: '98830695-27a2-44f7-8c18-0c3ebc9698f6' // GroupMember.Read.All
+  // GET /organization: tenant id, onPremisesSyncEnabled (hybrid), domains.
+  organizationReadAll: '498476ce-e0fe-48b0-b801-37ba7e2685c6' // Organization.Read.All
+  // Calendars with canEdit, event mirroring and pushing events (R13-R15).
+  calendarsReadWrite: 'ef54d2bf-783f-4e0f-bca1-3210c0444d99' // Calendars.ReadWrite
+  // Profile photos (R16). User.Read.All already allows GET /users/{id}/photo;
+  // the dedicated permission is granted so the feature's need is explicit.
+  profilePhotoReadAll: 'e24d31aa-e1ab-4c80-85fe-23018690335d' // ProfilePhoto.Read.All
+  // Write-back: create, update and delete users (R9).
+  userReadWriteAll: '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+}
+
+var grantedAppRoles = concat(
+  [
+    graphAppRoles.userReadAll
+    graphAppRoles.groupMemberReadAll
+    graphAppRoles.organizationReadAll
+  ],
+  enableCalendarSync ? [graphAppRoles.calendarsReadWrite] : [],
+  enablePhotoSync ? [graphAppRoles.profilePhotoReadAll] : [],
+  enableWriteBack ? [graphAppRoles.userReadWriteAll] : []
+)
+
+resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
+  appId: microsoftGraphAppId
+}
+
+resource application 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: uniqueName
+  displayName: displayName
+  signInAudience: 'AzureADMyOrg'
+  // Declared as well as granted, so the portal's "API permissions" page shows
+  // the same set as the grants below.
+  requiredResourceAccess: [
+    {
+      resourceAppId: microsoftGraphAppId
+      resourceAccess: [
+        for appRoleId in grantedAppRoles: {
+          id: appRoleId
+          type: 'Role'
+        }
+      ]
+    }
+  ]
+
+  resource managedIdentityCredential 'federatedIdentityCredentials@v1.0' = {
+    name: '${application.uniqueName}/function-app-managed-identity'
+    description: 'The emply-entra-sync function app\'s user-assigned managed identity'
+    issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+    subject: managedIdentityPrincipalId
+    audiences: [
+      'api://AzureADTokenExchange'
+    ]
+  }
+}
+
+resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: application.appId
+}
+
+resource graphPermissions 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
+  for appRoleId in grantedAppRoles: {
+    appRoleId: appRoleId
+    principalId: servicePrincipal.id
+    resourceId: microsoftGraph.id
+  }
+]
+
+output appId string = application.appId
+output servicePrincipalId string = servicePrincipal.id
+output grantedAppRoleIds array = grantedAppRoles

@@ -1,0 +1,180 @@
+// Flex Consumption plan + the Python function app. The app runs as the
+// user-assigned managed identity; it has no connection string, key or secret:
+// the host's storage, the deployment container, App Insights ingestion and the
+// app's own Table/Blob access all authenticate with that identity, and Graph is
+// reached through the app registration's federated credential.
+
+param name string
+param planName string
+param location string
+param tags object
+
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (azure-identity reads it from AZURE_CLIENT_ID).')
+param identityClientId string
+
+param storageAccountName string
+param storageBlobEndpoint string
+param storageTableEndpoint string
+param deploymentContainerUrl string
+
+param appInsightsConnectionString string
+
+@description('Microsoft Graph base URL (v1.0).')
+param graphUrl string
+
+@description('Application (client) id of the Entra app registration the sync acts as.')
+param graphClientId string
+
+@description('Tenant the app registration lives in.')
+param graphTenantId string
+
+@description('Upper bound of Flex Consumption instances (the sync itself holds a single-run lease).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@allowed([
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  // checkov:skip=CKV_AZURE_225:A batch sync guarded by a single-run lease; a missed run is retried by the next timer tick, and zone-redundant Flex plans need always-ready instances (standing cost) and a supporting region
+  properties: {
+    reserved: true
+  }
+}
+
+// App settings: exactly shared.config.APP_SETTINGS plus what the Functions host
+// needs for identity-based storage (AzureWebJobsStorage__*) and Entra-
+// authenticated telemetry (APPLICATIONINSIGHTS_AUTHENTICATION_STRING). Flex
+// Consumption rejects FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION:
+// the runtime comes from functionAppConfig.runtime. tests/infra/test_settings.py
+// compares this list with the code.
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'sync' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  // checkov:skip=CKV_AZURE_222:Emply calls /api/sync over the internet, so the app needs a public endpoint; the HTTP functions require a function key
+  // checkov:skip=CKV_AZURE_17:Emply authenticates with a function key and cannot present a client certificate
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero on demand; there is no fixed instance count to keep for failover
+  // checkov:skip=CKV_AZURE_213:A platform health-check probe would keep a Flex Consumption instance running between runs; liveness is watched by the no-successful-run alert
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'EMPLY_SYNC_TABLE_ENDPOINT'
+          value: storageTableEndpoint
+        }
+        {
+          name: 'EMPLY_SYNC_BLOB_ENDPOINT'
+          value: storageBlobEndpoint
+        }
+        {
+          name: 'EMPLY_SYNC_GRAPH_URL'
+          value: graphUrl
+        }
+        {
+          name: 'EMPLY_SYNC_GRAPH_CLIENT_ID'
+          value: graphClientId
+        }
+        {
+          name: 'EMPLY_SYNC_GRAPH_TENANT_ID'
+          value: graphTenantId
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// No FTP or SCM basic-auth publishing: azd deploys with Entra credentials.
+resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output defaultHostName string = functionApp.properties.defaultHostName

@@ -1,0 +1,1 @@
+"""Infrastructure checks: Bicep parses, checkov passes, settings match the code."""
