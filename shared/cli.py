@@ -1,0 +1,231 @@
+"""emply-sync: the command line (see INTERFACES.md "Command line").
+
+Exit codes: 0 succeeded or needs_approval; 1 the run failed; 2 bad input or
+usage; 3 another run is in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from shared import config, service
+from shared import store as store_mod
+from shared.emply_doc import DocumentError
+from shared.reconcile import explain as explain_mod
+
+SHOWN_CHANGES = 40
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emply-sync", description="Keep Emply in step with Microsoft Entra ID."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--storage",
+        metavar="CONN",
+        help=f"storage connection string (default: ${config.STORAGE_CONNECTION_STRING}, "
+        "else identity-based endpoints, else local Azurite)",
+    )
+    common.add_argument(
+        "--graph-url",
+        metavar="URL",
+        help=f"Microsoft Graph base URL (default: ${config.GRAPH_URL} or "
+        f"{config.DEFAULT_GRAPH_URL}); a loopback URL uses the simulator's token",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sync = sub.add_parser("sync", parents=[common], help="run one sync")
+    sync.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
+    sync.add_argument("--approve-deactivations", type=int, metavar="N",
+                      help="approve exactly N deactivations held by the guard")
+    sync.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+    expl = sub.add_parser("explain", parents=[common], help="why a user is in its state (R18)")
+    expl.add_argument("user", help="user id, username or e-mail (or an employee's e-mail)")
+    expl.add_argument("--json", action="store_true")
+
+    runs = sub.add_parser("runs", parents=[common], help="run history")
+    runs.add_argument("run_id", nargs="?", help="show one run's full report")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+
+    emply = sub.add_parser("emply", help="the Emply side in and out")
+    emply_sub = emply.add_subparsers(dest="emply_command", required=True)
+    imp = emply_sub.add_parser("import", parents=[common], help="import an Emply state file")
+    imp.add_argument("file")
+    imp.add_argument("--replace", action="store_true",
+                     help="clear the Emply side first (never the sync's own state)")
+    emply_sub.add_parser("export", parents=[common], help="print the Emply side as JSON")
+
+    sim = sub.add_parser("simulator", help="serve a tenant file as Graph v1.0 on loopback")
+    sim.add_argument("--tenant", required=True, metavar="FILE")
+    sim.add_argument("--port", type=int, default=0)
+    sim.add_argument("--latency-ms", type=float, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulator":
+        from shared import simulator
+
+        try:
+            simulator.serve(args.tenant, port=args.port, latency_ms=args.latency_ms)
+        except (OSError, ValueError) as exc:
+            print(f"emply-sync simulator: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        return asyncio.run(_dispatch(args))
+    except store_mod.RunInProgress as exc:
+        print(f"emply-sync: {exc}", file=sys.stderr)
+        return 3
+    except (DocumentError, service.NotConfigured, explain_mod.NotFound) as exc:
+        print(f"emply-sync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    async with service.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
+        if args.command == "sync":
+            report = await service.run_sync(
+                deps,
+                trigger="cli",
+                dry_run=args.dry_run,
+                approve_deactivations=args.approve_deactivations,
+            )
+            print(json.dumps(report, indent=2) if args.json else format_report(report))
+            return 1 if report["status"] == "failed" else 0
+        if args.command == "explain":
+            result = await service.explain_user(deps, args.user)
+            print(json.dumps(result, indent=2) if args.json else format_explanation(result))
+            return 0
+        if args.command == "runs":
+            return await _runs(deps, args)
+        if args.command == "emply":
+            return await _emply(deps, args)
+    raise AssertionError(args.command)
+
+
+async def _runs(deps: service.Deps, args: argparse.Namespace) -> int:
+    if args.run_id:
+        report = await deps.store.get_run(args.run_id)
+        if report is None:
+            print(f"emply-sync: no run {args.run_id!r}", file=sys.stderr)
+            return 2
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        return 0
+    runs = await deps.store.list_runs(args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet")
+    for run in runs:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted((run.get("counts") or {}).items()))
+        print(
+            f"{run.get('startedAt')}  {run.get('runId')}  {run.get('trigger'):<6} "
+            f"{run.get('status'):<15}{' (dry run)' if run.get('dryRun') else ''} "
+            f"{counts or 'no changes'}"
+        )
+    return 0
+
+
+async def _emply(deps: service.Deps, args: argparse.Namespace) -> int:
+    if args.emply_command == "export":
+        print(json.dumps(await deps.store.export_document(), indent=2))
+        return 0
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except json.JSONDecodeError as exc:
+        print(f"emply-sync: {args.file}: not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"emply-sync: {exc}", file=sys.stderr)
+        return 2
+    counts = await deps.store.import_document(doc, replace=args.replace)
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"imported {args.file}{' (replaced)' if args.replace else ''}: {summary}")
+    return 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"Run {report['runId']} ({report['trigger']}): {report['status'].upper()}"
+        + (" (dry run: nothing applied)" if report.get("dryRun") else "")
+        + (f" in {report['durationMs'] / 1000:.1f} s" if report.get("durationMs") else "")
+    ]
+    read = report.get("entraRead")
+    if read:
+        how = f"full read ({read['reason']})" if read.get("fullRead") else "delta"
+        lines.append(
+            f"  Entra read: {how}, {read['requests']} Graph requests, "
+            f"{read['throttled']} throttled"
+        )
+    counts = report.get("counts") or {}
+    lines.append(
+        "  Changes: "
+        + (", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none")
+    )
+    changes = report.get("changes") or []
+    for change in changes[:SHOWN_CHANGES]:
+        who = change.get("userId") or change.get("employeeId")
+        lines.append(f"    {change['kind']:<16} {who:<24} {change['reason']}: {change['message']}")
+    if len(changes) > SHOWN_CHANGES:
+        lines.append(f"    ... and {len(changes) - SHOWN_CHANGES} more (--json for all)")
+    held = report.get("held") or []
+    if held:
+        lines.append(f"  Held by the deactivation guard: {len(held)} deactivations")
+        for change in held[:SHOWN_CHANGES]:
+            lines.append(f"    {change['userId']:<24} {change['reason']}: {change['message']}")
+        lines.append(f"  Approve with: emply-sync sync --approve-deactivations {len(held)}")
+    skips = report.get("skips") or {}
+    for reason, n in sorted(skips.items()):
+        lines.append(f"  Skipped: {n} × {reason}")
+    for error in report.get("errors") or []:
+        lines.append(f"  ! {error['reason']}: {error['message']}")
+    return "\n".join(lines)
+
+
+def format_explanation(result: dict[str, Any]) -> str:
+    if "employee" in result:
+        head = f"Employee {result['employee']['id']} <{result['employee']['email']}>"
+    else:
+        user = result["user"]
+        head = (
+            f"User {user['id']} ({user['username']}): {user['status']}, "
+            f"roles {', '.join(user.get('roles') or []) or 'none'}"
+        )
+    lines = [head, "Why:"]
+    lines += [f"  - {why}" for why in result["why"]]
+    if result.get("groups"):
+        lines.append(
+            "Configured groups: "
+            + ", ".join(f"{g['displayName']} (role {g['roleId']})" for g in result["groups"])
+        )
+    last = result.get("lastChange")
+    if last:
+        lines.append(
+            f"Last change: {last['kind']} ({last['rule']}, {last['reason']}) in run "
+            f"{last['runId']} at {last['at']}: {last['message']}"
+        )
+    nxt = result.get("nextRun") or {}
+    lines.append(f"Next run: {nxt.get('summary', 'nothing')}")
+    for problem in nxt.get("problems") or []:
+        lines.append(f"  ! {problem['reason']}: {problem['message']}")
+    for faq in result.get("faq") or []:
+        lines.append(f"FAQ: {faq['question']}\n  {faq['answer']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""One run: lease → load Emply → read Entra → plan (pure) → apply → record.
+
+Both triggers (timer and HTTP) and the CLI call `run_sync`. A run that cannot
+read all of Entra fails before anything is applied, and its delta links do not
+advance (R7). Every run, dry or real, failed or not, leaves a report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from shared import store as store_mod
+from shared import telemetry
+from shared.graph import client as graph_client
+from shared.graph import reader
+from shared.reconcile import apply, convert, explain, model, planner
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class NotConfigured(Exception):
+    """The Emply side has no integration settings yet."""
+
+
+@dataclasses.dataclass
+class Deps:
+    store: store_mod.EmplyStore
+    graph: graph_client.GraphClient
+    clock: Clock = utcnow
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Everything a plan is made from, read once."""
+
+    doc: dict[str, Any]
+    settings: model.Settings
+    entra: model.EntraSnapshot
+    emply: model.EmplySnapshot
+    read: reader.EntraRead
+    state: dict[str, Any]
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+async def prepare(deps: Deps) -> Prepared:
+    doc = await deps.store.load_document()
+    if not doc.get("settings"):
+        raise NotConfigured(
+            "the integration has no settings: import an Emply state file with a 'settings' "
+            "section first (emply-sync emply import FILE)"
+        )
+    settings = convert.settings(doc["settings"])
+    state = await deps.store.load_sync_state() or {}
+    read = await reader.read_entra(deps.graph, state.get("mirror"), tenant_id=settings.tenant_id)
+    return Prepared(
+        doc=doc,
+        settings=settings,
+        entra=convert.entra_snapshot(read.mirror),
+        emply=convert.emply_snapshot(doc),
+        read=read,
+        state=state,
+    )
+
+
+def make_plan(
+    prepared: Prepared, now: dt.datetime, approve: int | None = None
+) -> model.Plan:
+    return planner.plan(
+        prepared.entra,
+        prepared.emply,
+        prepared.settings,
+        convert.sync_state(prepared.state),
+        now,
+        approve_deactivations=approve,
+    )
+
+
+async def run_sync(
+    deps: Deps,
+    *,
+    trigger: str,
+    dry_run: bool = False,
+    approve_deactivations: int | None = None,
+) -> dict[str, Any]:
+    """One run; returns its report. Raises `RunInProgress` when another run holds the lease."""
+    started = deps.clock()
+    run_id = new_run_id(started)
+    clock0 = time.monotonic()
+    report: dict[str, Any] = {
+        "runId": run_id,
+        "trigger": trigger,
+        "status": "running",
+        "dryRun": dry_run,
+        "startedAt": iso(started),
+        "finishedAt": None,
+        "counts": {},
+        "changes": [],
+        "held": [],
+        "errors": [],
+    }
+    if not dry_run:
+        await deps.store.acquire_lease(run_id, trigger)
+    planned = False
+    try:
+        try:
+            await deps.store.save_run(report)
+            prepared = await prepare(deps)
+            plan = make_plan(prepared, started, approve_deactivations)
+            report.update(plan_report(plan, prepared.read))
+            planned = True
+            if not dry_run:
+                await apply_plan(deps, prepared, plan, run_id, iso(started))
+        except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
+            report["status"] = "failed"
+            error = failure(exc)
+            if planned and not dry_run:
+                error["message"] += (
+                    " (while applying: some changes may be applied; delta links did not "
+                    "advance and the next run plans again from the current state)"
+                )
+            report["errors"] = [*report.get("errors", []), error]
+            if not _is_run_failure(exc):
+                raise
+        finally:
+            report["finishedAt"] = iso(deps.clock())
+            report["durationMs"] = int((time.monotonic() - clock0) * 1000)
+            await deps.store.save_run(report)
+    finally:
+        if not dry_run:
+            await deps.store.release_lease(run_id)
+        telemetry.log_run(report)
+    return report
+
+
+def plan_report(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
+    return {
+        "status": plan.status,
+        "counts": plan.counts(),
+        "changes": [c.to_json() for c in plan.changes],
+        "held": [c.to_json() for c in plan.held],
+        "errors": [p.to_json() for p in plan.errors],
+        "skips": dict(plan.skips),
+        "entraRead": {
+            "fullRead": read.full_read,
+            "reason": read.full_read_reason,
+            "requests": read.requests,
+            "throttled": read.throttled,
+        },
+    }
+
+
+async def apply_plan(
+    deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, at: str
+) -> None:
+    users = {u["id"]: u for u in prepared.doc.get("users", ())}
+    employees = {e["id"]: e for e in prepared.doc.get("employees", ())}
+    writes = apply.apply_plan(users, employees, plan, run_id, at)
+    await deps.store.upsert_users(writes.users)
+    await deps.store.upsert_employees(writes.employees)
+    # Only after Emply is written: the next run reads Entra from here on (R7).
+    await deps.store.save_sync_state(
+        {
+            "mirror": prepared.read.mirror,
+            "previousMapping": plan.next_state.previous_mapping,
+            "lastRunId": run_id,
+        }
+    )
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    reason = getattr(exc, "reason", None) or {
+        "GraphReadError": "graph_read_failed",
+        "DeltaExpired": "graph_read_failed",
+        "TenantMismatch": "tenant_mismatch",
+        "NotConfigured": "not_configured",
+        "ConcurrentChangeError": "concurrent_change",
+    }.get(type(exc).__name__, "run_failed")
+    return {"reason": reason, "message": f"{type(exc).__name__}: {exc}"}
+
+
+def _is_run_failure(exc: BaseException) -> bool:
+    """Failures a report explains; anything else is a bug and propagates after recording."""
+    from shared.graph import errors as graph_errors
+
+    return isinstance(
+        exc,
+        graph_errors.GraphError | store_mod.StoreError | NotConfigured | OSError | ValueError,
+    ) or type(exc).__module__.startswith("azure.")
+
+
+@contextlib.asynccontextmanager
+async def open_deps(
+    *,
+    storage: str | None = None,
+    graph_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AsyncIterator[Deps]:
+    """Store and Graph client as the app settings (or explicit arguments) describe."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    store = store_mod.open_store_from_environment(env, connection_string=storage)
+    graph = graph_client.create_graph_client(graph_url, env=env)
+    try:
+        async with store:
+            yield Deps(store=store, graph=graph)
+    finally:
+        await graph.aclose()
+
+
+async def explain_user(deps: Deps, key: str) -> dict[str, Any]:
+    """R18 for a user id, username or e-mail (or an employee's e-mail). Changes nothing."""
+    prepared = await prepare(deps)
+    now = deps.clock()
+    plan = make_plan(prepared, now)
+    user_docs = {u["id"]: u for u in prepared.doc.get("users", ())}
+    return explain.explain(
+        key, prepared.entra, prepared.emply, user_docs, prepared.settings, plan, now
+    )

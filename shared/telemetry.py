@@ -1,0 +1,69 @@
+"""Structured logs that Application Insights can query.
+
+One record per run (`emply_sync.run`) with run id, trigger, status, duration
+and counts per change kind; one per problem (`emply_sync.error`) with its
+reason code. Properties go in `extra`, which the OpenTelemetry exporter turns
+into `customDimensions`. Only ids, reason codes and counts are logged: no
+names, and e-mail addresses only inside messages the FAQ makes necessary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from shared import config
+
+LOGGER_NAME = "emply_sync"
+log = logging.getLogger(LOGGER_NAME)
+_configured = False
+
+
+def configure(environ: Mapping[str, str] | None = None) -> None:
+    """Export to Application Insights when its connection string is set (once per process)."""
+    global _configured
+    env = os.environ if environ is None else environ
+    if _configured or not env.get(config.APPINSIGHTS_CONNECTION_STRING):
+        return
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(
+        connection_string=env[config.APPINSIGHTS_CONNECTION_STRING], logger_name=LOGGER_NAME
+    )
+    _configured = True
+
+
+def run_event(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The customDimensions of the one record a run logs."""
+    read = report.get("entraRead") or {}
+    return {
+        "runId": report.get("runId"),
+        "trigger": report.get("trigger"),
+        "status": report.get("status"),
+        "dryRun": bool(report.get("dryRun")),
+        "durationMs": report.get("durationMs"),
+        "changes": json.dumps(report.get("counts") or {}, sort_keys=True),
+        "held": len(report.get("held") or ()),
+        "errors": len(report.get("errors") or ()),
+        "graphRequests": read.get("requests", 0),
+        "graphThrottled": read.get("throttled", 0),
+        "fullRead": read.get("fullRead"),
+    }
+
+
+def log_run(report: Mapping[str, Any]) -> None:
+    level = logging.ERROR if report.get("status") == "failed" else logging.INFO
+    log.log(level, "emply_sync.run", extra=run_event(report))
+    for error in report.get("errors") or ():
+        log.warning(
+            "emply_sync.error",
+            extra={
+                "runId": report.get("runId"),
+                "reason": error.get("reason"),
+                "entraId": error.get("entraId"),
+                "userId": error.get("userId"),
+            },
+        )

@@ -1,0 +1,29 @@
+"""Timer trigger: a sync every 30 minutes (R1)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import service
+from shared import store as store_mod
+
+SCHEDULE = "0 */30 * * * *"
+log = logging.getLogger("emply_sync.timer")
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+async def scheduled_sync(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.warning("emply_sync.timer_past_due", extra={"trigger": "timer"})
+    try:
+        async with service.open_deps() as deps:
+            await service.run_sync(deps, trigger="timer")
+    except store_mod.RunInProgress as exc:
+        # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
+        log.info(
+            "emply_sync.timer_skipped",
+            extra={"trigger": "timer", "runningRunId": exc.running_run_id},
+        )
