@@ -28,12 +28,12 @@ def test_put_tenant_validates_and_names_the_field(
 ) -> None:
     bad = clone(tenant)
     bad["users"][2]["userPrincipalName"] = ""
-    response = httpx.put(f"{sim.base}/_sim/tenant", json=bad)
+    response = sim.http.put("/_sim/tenant", json=bad)
     assert response.status_code == 400
     assert "users[2].userPrincipalName" in response.json()["error"]["message"]
     bad = clone(tenant)
     bad["groups"][1]["members"].append("ghost")
-    response = httpx.put(f"{sim.base}/_sim/tenant", json=bad)
+    response = sim.http.put("/_sim/tenant", json=bad)
     assert response.status_code == 400
     assert "groups[1].members[2]" in response.json()["error"]["message"]
     # Nothing changed.
@@ -73,7 +73,7 @@ def test_request_counters_by_template(sim: RunningSimulator) -> None:
     sim.graph("GET", "/users/u-0002")
     sim.graph("GET", "/groups/g-hr/members")
     sim.graph("GET", "/users/u-0001/photo/$value")
-    httpx.get(f"{sim.base}/_sim/requests")  # not counted
+    sim.http.get("/_sim/requests")  # not counted
     counts = sim.requests()
     assert counts["total"] == 5
     assert counts["byEndpoint"] == {
@@ -115,7 +115,7 @@ def test_fault_429_retry_after_and_always(sim: RunningSimulator) -> None:
 
 
 def test_fault_validation(sim: RunningSimulator) -> None:
-    response = httpx.post(f"{sim.base}/_sim/faults", json={"path": "/users", "status": 200})
+    response = sim.http.post("/_sim/faults", json={"path": "/users", "status": 200})
     assert response.status_code == 400
     assert "status" in response.json()["error"]["message"]
 

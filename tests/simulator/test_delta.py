@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.simulator.conftest import base_tenant, clone, user
@@ -25,7 +23,7 @@ def delta_round(
     requests = 0
     next_url = url
     while True:
-        response = httpx.get(next_url, headers={**sim.headers, **(headers or {})})
+        response = sim.graph("GET", next_url, headers=headers or {})
         assert response.status_code == 200, response.text
         requests += 1
         body = response.json()
@@ -42,9 +40,8 @@ def delta_round(
 
 def test_initial_round_pages_and_prefer_header() -> None:
     with running_simulator(base_tenant(n_users=12)) as sim:
-        first = httpx.get(
-            f"{sim.url}/users/delta?$select={USER_SELECT}",
-            headers={**sim.headers, "Prefer": "odata.maxpagesize=5"},
+        first = sim.graph(
+            "GET", f"/users/delta?$select={USER_SELECT}", headers={"Prefer": "odata.maxpagesize=5"}
         )
         assert first.headers["Preference-Applied"] == "odata.maxpagesize=5"
         assert len(first.json()["value"]) == 5
@@ -159,14 +156,14 @@ def test_bad_and_expired_tokens_are_410(sim: RunningSimulator) -> None:
     # A users token is not a groups token.
     token = link.split("$deltatoken=")[1]
     assert sim.graph("GET", f"/groups/delta?$deltatoken={token}").status_code == 410
-    assert httpx.get(link, headers=sim.headers).status_code == 200
+    assert sim.graph("GET", link).status_code == 200
     sim.expire_delta_tokens()
-    response = httpx.get(link, headers=sim.headers)
+    response = sim.graph("GET", link)
     assert response.status_code == 410
     assert response.json()["error"]["code"] == "syncStateNotFound"
     # A full re-read works again afterwards.
     _, fresh, _ = delta_round(sim, f"{sim.url}/users/delta")
-    assert httpx.get(fresh, headers=sim.headers).status_code == 200
+    assert sim.graph("GET", fresh).status_code == 200
 
 
 def test_tokens_from_another_server_are_410(tenant: dict[str, Any]) -> None:
@@ -198,39 +195,3 @@ def test_deleted_user_leaves_groups_and_deleted_items(sim: RunningSimulator) -> 
     restored = sim.graph("POST", "/directory/deletedItems/u-0002/restore")
     assert restored.status_code == 200
     assert sim.graph("GET", "/users/u-0002").status_code == 200
-
-
-def test_large_tenant_first_round_is_fast() -> None:
-    n = 100_000
-    tenant = base_tenant(n_users=2)
-    tenant["users"] = [
-        {"id": f"{i:08d}-0000-0000-0000-000000000000", "userPrincipalName": f"u{i}@contoso.com",
-         "displayName": f"U {i}", "accountEnabled": True, "mail": None}
-        for i in range(n)
-    ]
-    tenant["groups"] = [
-        {"id": f"g-{g}", "displayName": f"G {g}",
-         "members": [u["id"] for u in tenant["users"][g::20]]}
-        for g in range(20)
-    ]
-    with running_simulator(tenant) as sim:
-        started = time.monotonic()
-        with httpx.Client(headers=sim.headers, timeout=60) as client:
-            count = 0
-            url: str | None = f"{sim.url}/users/delta?$select=id,accountEnabled&$top=999"
-            link = ""
-            while url:
-                body = client.get(url).json()
-                count += len(body["value"])
-                url = body.get("@odata.nextLink")
-                link = body.get("@odata.deltaLink", link)
-            assert count == n
-            groups = client.get(f"{sim.url}/groups/delta?$select=id,members").json()
-            assert sum(len(g["members@delta"]) for g in groups["value"]) == n
-            elapsed = time.monotonic() - started
-            assert elapsed < 20, elapsed  # generous: shared CI machines
-            # One change in 100k: the diff finds exactly it.
-            tenant["users"][500]["accountEnabled"] = False
-            sim.put_tenant(tenant)
-            body = client.get(link).json()
-            assert body["value"] == [{"id": tenant["users"][500]["id"], "accountEnabled": False}]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.simulator.conftest import ORG_ID, base_tenant
@@ -21,7 +20,7 @@ def collect(sim: RunningSimulator, url: str, headers: dict[str, str] | None = No
     pages = 0
     next_url: str | None = url
     while next_url:
-        response = httpx.get(next_url, headers={**sim.headers, **(headers or {})})
+        response = sim.graph("GET", next_url, headers=headers or {})
         assert response.status_code == 200, response.text
         body = response.json()
         assert "@odata.context" in body
@@ -34,7 +33,7 @@ def collect(sim: RunningSimulator, url: str, headers: dict[str, str] | None = No
 
 def test_missing_or_wrong_token_is_401(sim: RunningSimulator) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
-        response = httpx.get(f"{sim.url}/users", headers=headers)
+        response = sim.http.get(f"{sim.url}/users", headers=headers)
         assert response.status_code == 401
         error = response.json()["error"]
         assert error["code"] == "InvalidAuthenticationToken"

@@ -35,6 +35,11 @@ class RunningSimulator:
         self._http = httpx.Client(base_url=self.base, timeout=30)
 
     @property
+    def http(self) -> httpx.Client:
+        """A plain client (no token) with `base` as base URL; absolute URLs work too."""
+        return self._http
+
+    @property
     def simulator(self) -> Simulator:
         """The in-process state (read-only use from tests; it lives on another thread)."""
         return self.app[SIMULATOR_KEY]
@@ -48,8 +53,11 @@ class RunningSimulator:
         return response.json() if response.content else None
 
     def graph(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A Graph request with the bearer token; `path` relative to /v1.0."""
-        return self._http.request(method, f"/v1.0{path}", headers=self.headers, **kwargs)
+        """A Graph request with the bearer token; `path` relative to /v1.0, or an absolute URL
+        (e.g. an `@odata.nextLink`)."""
+        url = path if path.startswith(("http://", "https://")) else f"/v1.0{path}"
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self._http.request(method, url, headers=headers, **kwargs)
 
     def put_tenant(self, tenant: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._ok(self._http.put("/_sim/tenant", json=tenant))
