@@ -59,11 +59,13 @@ def explain(
     elif entra_user is None:
         reasons.append(f"linked to Entra user {user.entra_id}, which no longer exists in Entra")
     else:
+        names = ", ".join(lifecycle.group_name(entra, g) for g in groups) or "none"
         reasons.append(
             f"linked to Entra user {entra_user.user_principal_name} ({entra_user.id}); "
-            f"in configured groups: {', '.join(_group_name(entra, g) for g in groups) or 'none'}"
+            f"in configured groups: {names}"
         )
-        answers.append(answer("one_way"))
+        if user.status == "active":
+            answers.append(answer("one_way"))
 
     if user.status == "deactivated":
         if user.deactivated_by == "sync":
@@ -117,7 +119,7 @@ def explain(
         )},
         "linked": user.linked,
         "groups": [
-            {"groupId": g, "displayName": _group_name(entra, g), "roleId": mapping.get(g)}
+            {"groupId": g, "displayName": lifecycle.group_name(entra, g), "roleId": mapping.get(g)}
             for g in groups
         ],
         "why": reasons,
@@ -189,11 +191,6 @@ def _last_message(doc: Mapping[str, Any], kind: str) -> str:
         if entry.get("kind") == kind:
             return f"{entry.get('message')} (run {entry.get('runId')}, {entry.get('at')})"
     return "no record of the change in this user's history"
-
-
-def _group_name(entra: model.EntraSnapshot, group_id: str) -> str:
-    group = entra.groups.get(group_id)
-    return (group.display_name or group_id) if group else group_id
 
 
 def _next_summary(changes: list[dict[str, Any]], held: bool) -> str:

@@ -36,7 +36,7 @@ def deactivation_reason(
     gone = [g for g in user.sync_groups if g not in entra.groups or g not in settings.group_ids]
     if user.sync_groups and len(gone) == len(user.sync_groups):
         deleted = [g for g in gone if g not in entra.groups]
-        unconfigured = [g for g in gone if g in entra.groups]
+        unconfigured = [group_name(entra, g) for g in gone if g in entra.groups]
         parts = []
         if deleted:
             parts.append(f"deleted in Entra: {', '.join(deleted)}")
@@ -47,8 +47,18 @@ def deactivation_reason(
         )
     return model.REMOVED_FROM_GROUPS, (
         "the Entra user was removed from the configured group(s)"
-        + (f" it was in ({', '.join(user.sync_groups)})" if user.sync_groups else "")
+        + (
+            f" it was in ({', '.join(group_name(entra, g) for g in user.sync_groups)})"
+            if user.sync_groups
+            else ""
+        )
     )
+
+
+def group_name(entra: model.EntraSnapshot, group_id: str) -> str:
+    """A group's display name for messages; the id when the group is gone."""
+    group = entra.groups.get(group_id)
+    return (group.display_name or group_id) if group else group_id
 
 
 def employee_target_status(employee: model.Employee, today: dt.date) -> str:

@@ -328,10 +328,7 @@ class _Planner:
         return tuple(self.deactivations)
 
     def _group_names(self, groups: Iterable[str]) -> str:
-        names = []
-        for group_id in groups:
-            group = self.entra.groups.get(group_id)
-            names.append(group.display_name or group_id if group else group_id)
+        names = [lifecycle.group_name(self.entra, g) for g in groups]
         return ", ".join(names) or "no configured group"
 
 
