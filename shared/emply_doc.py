@@ -1,0 +1,480 @@
+"""The Emply state document: validation and normalisation (pure, no I/O).
+
+The document is what `emply-sync emply import` reads and `export` prints
+(INTERFACES.md, "Emply state file"). `validate_document` checks it against the
+schema table below and returns a *normalised* copy: every section and every
+field present, defaults filled in, so the rest of the code never has to guess.
+
+Invariants of a normalised document:
+
+- the seven sections `settings` (object or None), `roles`, `users`,
+  `employees`, `calendars`, `events`, `outboundEvents` (lists) are present;
+- every entity carries exactly the fields of its schema, no more (unknown
+  fields are refused so a typo is never silently dropped), no fewer;
+- ids are unique per entity kind; references resolve (users' `employeeId`,
+  settings' role ids, calendars'/events' `userId`), either inside the document
+  or against the ids the caller says already exist;
+- a user with status `deactivated` has a `deactivatedBy` (`emply` when the file
+  did not say: a user deactivated in Emply is never reactivated by the sync).
+
+Errors raise `DocumentError` whose `path` names the entity and field, e.g.
+``users[3] (id "u-megan").status``; `errors` lists every problem found.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+__all__ = [
+    "ENTITY_KINDS",
+    "SCHEMAS",
+    "SECTIONS",
+    "DocumentError",
+    "Field",
+    "entity_key",
+    "json_fields",
+    "validate_document",
+]
+
+
+class DocumentError(ValueError):
+    """A document (or part of one) does not follow the schema.
+
+    `path` and `detail` describe the first problem; `errors` holds all of them
+    as ``(path, detail)`` pairs. ``str(error)`` is ``"<path>: <detail>"``.
+    """
+
+    def __init__(self, path: str, detail: str,
+                 errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(f"{path}: {detail}" if path else detail)
+        self.path = path
+        self.detail = detail
+        self.errors: list[tuple[str, str]] = errors or [(path, detail)]
+
+
+class _Invalid(Exception):
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(path, detail)
+        self.path = path
+        self.detail = detail
+
+
+Check = Callable[[object, str], Any]
+
+
+class Field(NamedTuple):
+    """One field of an entity: how to check it, and its default."""
+
+    check: Check
+    required: bool = False
+    default: Any = None
+    json: bool = False  # a list/object: the store keeps it as JSON text
+
+
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _expected(what: str, value: object, path: str) -> _Invalid:
+    got = _show(value) if isinstance(value, str | int | float) or value is None else _type_name(
+        value)
+    return _Invalid(path, f"expected {what}, got {got}")
+
+
+# --- checkers: (value, path) -> normalised value, or raise _Invalid ---------
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise _expected("a string", value, path)
+    return value
+
+
+def _id(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _expected("a non-empty string", value, path)
+    if len(value) > 255:
+        raise _Invalid(path, "expected at most 255 characters")
+    return value
+
+
+def _boolean(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _expected("true or false", value, path)
+    return value
+
+
+def _optional(check: Check) -> Check:
+    def run(value: object, path: str) -> Any:
+        return None if value is None else check(value, path)
+    return run
+
+
+def _one_of(*choices: str) -> Check:
+    def run(value: object, path: str) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _expected("one of " + ", ".join(choices), value, path)
+        return value
+    return run
+
+
+def _integer(minimum: int) -> Check:
+    def run(value: object, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _expected(f"an integer >= {minimum}", value, path)
+        return value
+    return run
+
+
+def _number(low: float, high: float) -> Check:
+    def run(value: object, path: str) -> int | float:
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or (isinstance(value, float) and not math.isfinite(value))
+                or not low <= value <= high):
+            raise _expected(f"a number from {low:g} to {high:g}", value, path)
+        return value
+    return run
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date(value: object, path: str) -> str:
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            dt.date.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+    raise _expected("a date YYYY-MM-DD", value, path)
+
+
+def _datetime(value: object, path: str) -> str:
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            dt.datetime.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+    raise _expected("an ISO 8601 date-time", value, path)
+
+
+def _list_of(item: Check) -> Check:
+    def run(value: object, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise _expected("a list", value, path)
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return run
+
+
+def _any_object(value: object, path: str) -> dict[str, Any]:
+    """An object the sync owns (history entry, last change): kept as is."""
+    if not isinstance(value, dict):
+        raise _expected("an object", value, path)
+    return copy.deepcopy(value)
+
+
+def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
+    def run(value: object, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _expected("an object", value, path)
+        return _check_fields(value, schema, path, open_ended=open_ended)
+    return run
+
+
+def _check_fields(value: Mapping[str, Any], schema: Mapping[str, Field], path: str,
+                  *, open_ended: bool = False) -> dict[str, Any]:
+    prefix = f"{path}." if path else ""
+    out: dict[str, Any] = {}
+    for key in value:
+        if key not in schema and not open_ended:
+            hint = difflib.get_close_matches(str(key), list(schema), n=1)
+            detail = "unknown field" + (f' (did you mean "{hint[0]}"?)' if hint else "")
+            raise _Invalid(f"{prefix}{key}", detail + "; allowed: " + ", ".join(schema))
+    for name, spec in schema.items():
+        if name in value:
+            out[name] = spec.check(value[name], prefix + name)
+        elif spec.required:
+            raise _Invalid(prefix + name, "required field missing")
+        else:
+            out[name] = copy.deepcopy(spec.default)
+    if open_ended:
+        for key, extra in value.items():
+            if key not in schema:
+                out[key] = copy.deepcopy(extra)
+    return out
+
+
+def _js(check: Check, default: Any, *, required: bool = False) -> Field:
+    return Field(check, required, default, json=True)
+
+
+_STR = Field(_optional(_string))
+_BOOL_TRUE = Field(_boolean, default=True)
+_BOOL_FALSE = Field(_boolean, default=False)
+
+# --- the schema table ------------------------------------------------------
+
+SETTINGS: dict[str, Field] = {
+    "enabled": _BOOL_TRUE,
+    "tenantId": Field(_id, required=True),
+    "groups": _js(_list_of(_object({
+        "groupId": Field(_id, required=True),
+        "roleId": Field(_optional(_id)),
+    })), [], required=True),
+    "syncRoles": _BOOL_FALSE,
+    "defaultRoleId": Field(_id, required=True),
+    "allowedDomains": _js(_list_of(_id), []),
+    "writeBack": _js(_object({"create": _BOOL_FALSE, "update": _BOOL_FALSE,
+                              "delete": _BOOL_FALSE}),
+                     {"create": False, "update": False, "delete": False}),
+    "calendarSync": _BOOL_FALSE,
+    "photoSync": _BOOL_FALSE,
+    "deactivationGuard": _js(_object({
+        "maxCount": Field(_integer(0), default=50),
+        "maxPercent": Field(_number(0, 100), default=20),
+    }), {"maxCount": 50, "maxPercent": 20}),
+}
+
+USER_STATUSES = ("active", "deactivated", "deleted")
+EMPLOYEE_STATUSES = ("active", "pending", "archived")
+
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "roles": {
+        "id": Field(_id, required=True),
+        "name": _STR,
+        "administrator": _BOOL_FALSE,
+    },
+    "users": {
+        "id": Field(_id, required=True),
+        "username": Field(_id, required=True),
+        "email": _STR,
+        "displayName": _STR,
+        "status": Field(_one_of(*USER_STATUSES), default="active"),
+        "roles": _js(_list_of(_id), []),
+        "employeeId": Field(_optional(_id)),
+        "source": Field(_id, default="manual"),
+        "entraId": Field(_optional(_id)),
+        "calendarSync": _BOOL_TRUE,
+        # What the sync knows (export adds them; import takes them back).
+        "deactivationReason": _STR,
+        "deactivatedBy": Field(_optional(_one_of("sync", "emply"))),
+        "linkedAt": Field(_optional(_datetime)),
+        "tenantId": Field(_optional(_id)),
+        "photo": _js(_optional(_object({"sha256": Field(_id, required=True)},
+                                       open_ended=True)), None),
+        "syncGroups": _js(_list_of(_id), []),
+        "lastChange": _js(_optional(_any_object), None),
+        "history": _js(_list_of(_any_object), []),
+    },
+    "employees": {
+        "id": Field(_id, required=True),
+        "email": Field(_id, required=True),
+        "displayName": _STR,
+        "givenName": _STR,
+        "surname": _STR,
+        "jobTitle": _STR,
+        "department": _STR,
+        "mobilePhone": _STR,
+        "resignationDate": Field(_optional(_date)),
+        "status": Field(_one_of(*EMPLOYEE_STATUSES), default="active"),
+    },
+    "calendars": {
+        "userId": Field(_id, required=True),
+        "id": Field(_id, required=True),
+        "name": _STR,
+        "isDefault": _BOOL_FALSE,
+        "enabled": _BOOL_FALSE,
+    },
+    "events": {
+        "userId": Field(_id, required=True),
+        "calendarId": Field(_id, required=True),
+        "id": Field(_id, required=True),
+        "subject": _STR,
+        "start": Field(_datetime, required=True),
+        "end": Field(_datetime, required=True),
+        "timeZone": _STR,
+        "showAs": _STR,
+        "sensitivity": _STR,
+        "isAllDay": _BOOL_FALSE,
+    },
+    "outboundEvents": {
+        "id": Field(_id, required=True),
+        "userId": Field(_id, required=True),
+        "subject": _STR,
+        "start": Field(_datetime, required=True),
+        "end": Field(_datetime, required=True),
+        "graphId": Field(_optional(_id)),
+        "status": Field(_one_of("pending", "created", "failed"), default="pending"),
+    },
+}
+
+ENTITY_KINDS: tuple[str, ...] = tuple(SCHEMAS)
+SECTIONS: tuple[str, ...] = ("settings", *ENTITY_KINDS)
+
+# Entities identified by more than their id (a calendar id is unique per mailbox).
+_KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "calendars": ("userId", "id"),
+    "events": ("userId", "calendarId", "id"),
+}
+
+
+def entity_key(kind: str, entity: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields that identify an entity of `kind` (its id, or user + id)."""
+    return tuple(entity[f] for f in _KEY_FIELDS.get(kind, ("id",)))
+
+
+def json_fields(kind: str) -> frozenset[str]:
+    """Fields of `kind` ("settings" or an entity kind) that are lists/objects."""
+    schema = SETTINGS if kind == "settings" else SCHEMAS[kind]
+    return frozenset(name for name, spec in schema.items() if spec.json)
+
+
+def _label(kind: str, index: int, item: object) -> str:
+    label = f"{kind}[{index}]"
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        label += f" (id {_show(item['id'])})"
+    return label
+
+
+def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
+          present: bool) -> set[str] | None:
+    if present:
+        return {e["id"] for e in doc[section]}
+    return None if known is None else set(known)
+
+
+def validate_document(
+    doc: object,
+    *,
+    partial: bool = True,
+    known_role_ids: Iterable[str] | None = None,
+    known_user_ids: Iterable[str] | None = None,
+    known_employee_ids: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Check an Emply state document and return it normalised.
+
+    `partial`: sections may be left out (they come back empty / None); with
+    ``partial=False`` all seven must be present. References to a section the
+    document leaves out are checked against the matching `known_*` ids (what
+    the store already holds); None means "unknown, do not check".
+    Raises `DocumentError` naming the entity and field.
+    """
+    errors: list[tuple[str, str]] = []
+    if not isinstance(doc, dict):
+        raise DocumentError("", f"expected a JSON object, got {_type_name(doc)}")
+    for key in doc:
+        if key not in SECTIONS:
+            hint = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            errors.append((str(key), "unknown section" + (
+                f' (did you mean "{hint[0]}"?)' if hint else "")
+                + "; allowed: " + ", ".join(SECTIONS)))
+    if not partial:
+        errors += [(s, "required section missing") for s in SECTIONS if s not in doc]
+
+    out: dict[str, Any] = {"settings": None}
+    if doc.get("settings") is not None:
+        try:
+            out["settings"] = _object(SETTINGS)(doc["settings"], "settings")
+        except _Invalid as e:
+            errors.append((e.path, e.detail))
+    for kind, schema in SCHEMAS.items():
+        items = doc.get(kind, [])
+        if not isinstance(items, list):
+            errors.append((kind, f"expected a list, got {_type_name(items)}"))
+            out[kind] = []
+            continue
+        good: list[dict[str, Any]] = []
+        seen: dict[tuple[str, ...], int] = {}
+        for i, item in enumerate(items):
+            label = _label(kind, i, item)
+            try:
+                if not isinstance(item, dict):
+                    raise _expected("an object", item, label)
+                entity = _check_fields(item, schema, label)
+            except _Invalid as e:
+                errors.append((e.path, e.detail))
+                continue
+            key = entity_key(kind, entity)
+            if key in seen:
+                errors.append((f"{label}.id", f"duplicate {kind} id, also {kind}[{seen[key]}]"))
+                continue
+            seen[key] = i
+            if kind == "users" and entity["status"] == "deactivated" \
+                    and entity["deactivatedBy"] is None:
+                entity["deactivatedBy"] = "emply"
+            good.append(entity)
+        out[kind] = good
+    if errors:
+        raise DocumentError(errors[0][0], errors[0][1], errors)
+
+    _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
+    if errors:
+        raise DocumentError(errors[0][0], errors[0][1], errors)
+    return out
+
+
+def _check_references(
+    doc: Mapping[str, Any], out: dict[str, Any], errors: list[tuple[str, str]],
+    known_role_ids: Iterable[str] | None, known_user_ids: Iterable[str] | None,
+    known_employee_ids: Iterable[str] | None,
+) -> None:
+    roles = _refs(out, "roles", known_role_ids, "roles" in doc)
+    users = _refs(out, "users", known_user_ids, "users" in doc)
+    employees = _refs(out, "employees", known_employee_ids, "employees" in doc)
+
+    settings = out["settings"]
+    if settings is not None:
+        if not settings["groups"]:
+            errors.append(("settings.groups", "expected at least one group"))
+        groups_seen: set[str] = set()
+        for i, group in enumerate(settings["groups"]):
+            path = f"settings.groups[{i}]"
+            if group["groupId"] in groups_seen:
+                errors.append((f"{path}.groupId",
+                               f"duplicate group {_show(group['groupId'])}"))
+            groups_seen.add(group["groupId"])
+            if roles is not None and group["roleId"] is not None \
+                    and group["roleId"] not in roles:
+                errors.append((f"{path}.roleId", f"unknown role {_show(group['roleId'])}"))
+        if roles is not None and settings["defaultRoleId"] not in roles:
+            errors.append(("settings.defaultRoleId",
+                           f"unknown role {_show(settings['defaultRoleId'])}"))
+
+    if employees is not None:
+        for i, user in enumerate(out["users"]):
+            if user["employeeId"] is not None and user["employeeId"] not in employees:
+                errors.append((f"{_label('users', i, user)}.employeeId",
+                               f"unknown employee {_show(user['employeeId'])}"))
+    if users is not None:
+        for kind in ("calendars", "events", "outboundEvents"):
+            for i, item in enumerate(out[kind]):
+                if item["userId"] not in users:
+                    errors.append((f"{_label(kind, i, item)}.userId",
+                                   f"unknown user {_show(item['userId'])}"))

@@ -1,0 +1,79 @@
+"""Emply adapter: the Emply side and the sync's own state in Azure Storage.
+
+`open_store(...)` gives an `EmplyStore` (an async context manager); see
+`shared.store.store` for the layout and `shared.store.errors` for the errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
+
+from shared import config
+from shared.emply_doc import DocumentError
+from shared.store.errors import ConcurrentChangeError, LeaseLost, RunInProgress, StoreError
+from shared.store.keys import expand_connection_string
+from shared.store.store import Clock, EmplyStore
+
+__all__ = [
+    "ConcurrentChangeError",
+    "DocumentError",
+    "EmplyStore",
+    "LeaseLost",
+    "RunInProgress",
+    "StoreError",
+    "open_store",
+    "open_store_from_environment",
+]
+
+
+def open_store(
+    *,
+    connection_string: str | None = None,
+    table_endpoint: str | None = None,
+    blob_endpoint: str | None = None,
+    credential: Any = None,
+    prefix: str = "",
+    clock: Clock | None = None,
+) -> EmplyStore:
+    """An `EmplyStore` over a connection string or identity-based endpoints.
+
+    Locally: a connection string (`UseDevelopmentStorage=true` is expanded to
+    Azurite's explicit development account). In Azure: `table_endpoint` and
+    `blob_endpoint` plus an azure-identity async credential (default:
+    `DefaultAzureCredential`, which honours AZURE_CLIENT_ID for a user-assigned
+    managed identity). `prefix` (lowercase letters and digits) is put before
+    every table and container name so tests can share one account.
+    """
+    if connection_string:
+        conn = expand_connection_string(connection_string)
+        return EmplyStore(TableServiceClient.from_connection_string(conn),
+                          BlobServiceClient.from_connection_string(conn),
+                          prefix=prefix, clock=clock)
+    if not (table_endpoint and blob_endpoint):
+        raise ValueError("give a connection string, or both table and blob endpoints")
+    owned = None
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = owned = DefaultAzureCredential()
+    return EmplyStore(TableServiceClient(endpoint=table_endpoint, credential=credential),
+                      BlobServiceClient(account_url=blob_endpoint, credential=credential),
+                      prefix=prefix, clock=clock, credential=owned)
+
+
+def open_store_from_environment(environ: Mapping[str, str] | None = None, *,
+                                connection_string: str | None = None) -> EmplyStore:
+    """The store the app settings describe: connection string (explicit argument,
+    then EMPLY_SYNC_STORAGE), else identity-based endpoints, else local Azurite."""
+    env = os.environ if environ is None else environ
+    conn = connection_string or env.get(config.STORAGE_CONNECTION_STRING)
+    table = env.get(config.STORAGE_TABLE_ENDPOINT)
+    blob = env.get(config.STORAGE_BLOB_ENDPOINT)
+    if not conn and table and blob:
+        return open_store(table_endpoint=table, blob_endpoint=blob)
+    return open_store(connection_string=conn or config.AZURITE_DEV_CONNECTION_STRING)

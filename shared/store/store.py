@@ -1,0 +1,580 @@
+"""EmplyStore: the Emply side and the sync's own state in Azure Storage.
+
+Layout (every name carries the store's optional `prefix`):
+
+- table `emply`: one entity per Emply object. PartitionKey is the kind
+  (settings, role, user, employee, calendar, event, outbound), RowKey the
+  encoded id (`keys.encode_key`). Each field is a property; lists and objects
+  are JSON text. Null fields are simply absent.
+- table `runs`: run index, PartitionKey "run", RowKey = inverted start time +
+  run id so a plain query lists newest first. Full reports live in blobs.
+- table `synclease`: one entity, the lease of the running run (ETag guarded).
+- container `runreports`: `<runId>.json`, the whole run report.
+- container `syncstate`: `state.json.gz`, delta links, the Entra mirror and
+  the previous group→role mapping, written in one put.
+
+Writes go in Table transactions of at most 100 operations of one partition
+(Azurite answers garbage above that), several in flight at once. Entities read
+by `load_document` are written back with their ETag (IfNotModified), so an
+edit made meanwhile by someone else raises `ConcurrentChangeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime as dt
+import gzip
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+from shared import emply_doc
+from shared.store import errors, keys
+
+Clock = Callable[[], dt.datetime]
+Operation = tuple[str, dict[str, Any], dict[str, Any]]
+
+PARTITIONS: dict[str, str] = {
+    "roles": "role", "users": "user", "employees": "employee", "calendars": "calendar",
+    "events": "event", "outboundEvents": "outbound",
+}
+SETTINGS_PK = "settings"
+_MAX_BATCH = 100
+_MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
+_CONCURRENCY = 8
+_LEASE_PK, _LEASE_RK = "lease", "sync"
+_STATE_BLOB = "state.json.gz"
+_PREFIX = re.compile(r"[a-z0-9]{0,20}")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(text: object) -> dt.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class _Codec:
+    """Entity <-> table row for one kind, precomputed for speed (100k rows)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        schema = emply_doc.SETTINGS if kind == "settings" else emply_doc.SCHEMAS[kind]
+        self.partition = SETTINGS_PK if kind == "settings" else PARTITIONS[kind]
+        self.fields = tuple(schema)
+        self.field_set = frozenset(schema)
+        self.json = emply_doc.json_fields(kind)
+        self.defaults = tuple((name, name in self.json, schema[name].default)
+                              for name in schema)
+
+    def row_key(self, item: Mapping[str, Any]) -> str:
+        if self.kind == "settings":
+            return SETTINGS_PK
+        ids = emply_doc.entity_key(self.kind, item)
+        return keys.encode_key(ids[0]) if len(ids) == 1 else keys.compound_key(ids)
+
+    def to_row(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        extra = item.keys() - self.field_set
+        if extra:
+            raise ValueError(f"{self.kind}: unknown fields {sorted(extra)}")
+        row: dict[str, Any] = {"PartitionKey": self.partition, "RowKey": self.row_key(item)}
+        for name in self.fields:
+            value = item.get(name)
+            if value is None:
+                continue
+            if name in self.json:
+                value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            row[name] = value
+        return row
+
+    def from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, is_json, default in self.defaults:
+            value = row.get(name)
+            if value is None:
+                value = None if default is None else copy.deepcopy(default)
+            elif is_json:
+                value = json.loads(value)
+            out[name] = value
+        return out
+
+
+_CODECS: dict[str, _Codec] = {kind: _Codec(kind) for kind in ("settings", *PARTITIONS)}
+
+
+class EmplyStore:
+    """Async adapter over Table + Blob Storage. Use as `async with`."""
+
+    def __init__(self, tables: TableServiceClient, blobs: BlobServiceClient, *,
+                 prefix: str = "", clock: Clock | None = None,
+                 credential: Any = None) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError("prefix must be at most 20 lowercase letters and digits")
+        self._tables = tables
+        self._blobs = blobs
+        self._credential = credential
+        self._clock = clock or _utcnow
+        self.prefix = prefix
+        self.emply: TableClient = tables.get_table_client(prefix + "emply")
+        self.runs: TableClient = tables.get_table_client(prefix + "runs")
+        self.lease: TableClient = tables.get_table_client(prefix + "synclease")
+        self.syncstate: ContainerClient = blobs.get_container_client(prefix + "syncstate")
+        self.runreports: ContainerClient = blobs.get_container_client(prefix + "runreports")
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        self._limit = asyncio.Semaphore(_CONCURRENCY)
+        self._etags: dict[tuple[str, str], str] = {}
+        self.stats: dict[str, int] = {
+            "transactions": 0, "batches": 0, "single_operations": 0,
+            "entities_written": 0, "entities_deleted": 0,
+        }
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self._ensure()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._tables.close()
+        await self._blobs.close()
+        if self._credential is not None and hasattr(self._credential, "close"):
+            await self._credential.close()
+
+    async def _ensure(self) -> None:
+        """Create the tables and containers once per store instance."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            names = [self.emply.table_name, self.runs.table_name, self.lease.table_name]
+            await asyncio.gather(*(self._tables.create_table_if_not_exists(n) for n in names),
+                                 *(self._create_container(c)
+                                   for c in (self.syncstate, self.runreports)))
+            self._ready = True
+
+    @staticmethod
+    async def _create_container(container: ContainerClient) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await container.create_container()
+
+    async def ping(self) -> None:
+        """Raise if Table or Blob Storage cannot be reached."""
+        await self._ensure()
+        await asyncio.gather(self._get(self.lease, _LEASE_PK, _LEASE_RK),
+                             self.syncstate.get_container_properties())
+
+    def _count(self, *, batches: int = 0, singles: int = 0, written: int = 0,
+               deleted: int = 0) -> None:
+        self.stats["transactions"] += batches + singles
+        self.stats["batches"] += batches
+        self.stats["single_operations"] += singles
+        self.stats["entities_written"] += written
+        self.stats["entities_deleted"] += deleted
+
+    @staticmethod
+    async def _get(table: TableClient, pk: str, rk: str) -> dict[str, Any] | None:
+        try:
+            return _with_etag(await table.get_entity(pk, rk))
+        except ResourceNotFoundError:
+            return None
+
+    # --- the Emply document ------------------------------------------------
+
+    async def _query(self, partition: str,
+                     select: list[str] | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        pager = self.emply.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
+                                          select=select, results_per_page=1000)
+        async for entity in pager:
+            row = dict(entity)
+            row["_etag"] = entity.metadata.get("etag")
+            rows.append(row)
+        return rows
+
+    async def load_document(self) -> dict[str, Any]:
+        """The whole Emply side, normalised like `emply_doc.validate_document`.
+
+        Remembers each entity's ETag: later `upsert_*` of these entities are
+        conditional on it.
+        """
+        await self._ensure()
+        kinds = list(PARTITIONS)
+        results = await asyncio.gather(self._query(SETTINGS_PK),
+                                       *(self._query(PARTITIONS[k]) for k in kinds))
+        settings_rows = results[0]
+        doc: dict[str, Any] = {
+            "settings": _CODECS["settings"].from_row(settings_rows[0]) if settings_rows else None
+        }
+        for kind, rows in zip(kinds, results[1:], strict=True):
+            codec = _CODECS[kind]
+            pk = codec.partition
+            etags = self._etags
+            items = []
+            for row in rows:
+                etags[(pk, row["RowKey"])] = row["_etag"]
+                items.append(codec.from_row(row))
+            doc[kind] = items
+        return doc
+
+    async def export_document(self) -> dict[str, Any]:
+        """What `emply-sync emply export` prints (import --replace takes it back)."""
+        return await self.load_document()
+
+    async def _ids(self, kind: str) -> set[str]:
+        return {row["id"] for row in await self._query(PARTITIONS[kind], select=["id"])}
+
+    async def import_document(self, doc: object, *, replace: bool = False) -> dict[str, int]:
+        """Validate `doc`, then upsert it (replace: clear the Emply side first).
+
+        Nothing is written when the document is refused (DocumentError). The
+        sync's own state (sync state blob, runs, lease) is never touched.
+        Returns the number of entities written per section.
+        """
+        await self._ensure()
+        known: dict[str, set[str] | None] = {"roles": None, "users": None, "employees": None}
+        if replace:
+            known = {k: set() for k in known}
+        elif isinstance(doc, dict):
+            wanted = {
+                "roles": doc.get("settings") is not None,
+                "employees": bool(doc.get("users")),
+                "users": any(doc.get(s) for s in ("calendars", "events", "outboundEvents")),
+            }
+            names = [k for k, need in wanted.items() if need]
+            for name, ids in zip(names, await asyncio.gather(*(self._ids(n) for n in names)),
+                                 strict=True):
+                known[name] = ids
+        clean = emply_doc.validate_document(
+            doc, known_role_ids=known["roles"], known_user_ids=known["users"],
+            known_employee_ids=known["employees"])
+        if replace:
+            await self.clear_emply()
+        counts: dict[str, int] = {"settings": 0}
+        if clean["settings"] is not None:
+            await self._write("settings", [clean["settings"]], conditional=False)
+            counts["settings"] = 1
+        for kind in PARTITIONS:
+            await self._write(kind, clean[kind], conditional=False)
+            counts[kind] = len(clean[kind])
+        return counts
+
+    async def clear_emply(self) -> int:
+        """Delete every Emply entity (not the sync's own state). Returns the count."""
+        await self._ensure()
+        partitions = [SETTINGS_PK, *PARTITIONS.values()]
+        found = await asyncio.gather(*(self._query(pk, select=["RowKey"]) for pk in partitions))
+        ops: list[Operation] = [
+            ("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}, {})
+            for pk, rows in zip(partitions, found, strict=True) for row in rows
+        ]
+        await self._submit_all(ops, kind="entity")
+        self._etags.clear()
+        return len(ops)
+
+    # --- entity writes -----------------------------------------------------
+
+    async def upsert_users(self, users: Sequence[Mapping[str, Any]]) -> None:
+        """Write whole users (normalised dicts); ETag-guarded for loaded ones."""
+        await self._write("users", users)
+
+    async def upsert_employees(self, employees: Sequence[Mapping[str, Any]]) -> None:
+        await self._write("employees", employees)
+
+    async def upsert_entities(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """Write whole entities of a section ("roles", "calendars", ...)."""
+        await self._write(kind, items)
+
+    async def save_settings(self, settings: Mapping[str, Any]) -> None:
+        await self._write("settings", [settings])
+
+    async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """Delete entities of `kind` (each given by its key fields); missing ones are fine."""
+        codec = _CODECS[kind]
+        ops: list[Operation] = [
+            ("delete", {"PartitionKey": codec.partition, "RowKey": codec.row_key(i)}, {})
+            for i in items
+        ]
+        await self._submit_all(ops, kind=kind)
+        for _op, row, _kw in ops:
+            self._etags.pop((row["PartitionKey"], row["RowKey"]), None)
+
+    async def _write(self, kind: str, items: Sequence[Mapping[str, Any]], *,
+                     conditional: bool = True) -> None:
+        if not items:
+            return
+        await self._ensure()
+        codec = _CODECS[kind]
+        ops: list[Operation] = []
+        for item in items:
+            row = codec.to_row(item)
+            etag = self._etags.get((row["PartitionKey"], row["RowKey"])) if conditional else None
+            if etag is None:
+                ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
+            else:
+                ops.append(("update", row, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                            "match_condition": MatchConditions.IfNotModified}))
+        await self._submit_all(ops, kind=kind)
+
+    async def _submit_all(self, ops: list[Operation], *, kind: str) -> None:
+        chunks: list[list[Operation]] = []
+        by_partition: dict[str, list[Operation]] = {}
+        for op in ops:
+            by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
+        for part in by_partition.values():
+            chunk: list[Operation] = []
+            size = 0
+            for op in part:
+                op_size = sum(len(v) for v in op[1].values() if isinstance(v, str)) + 200
+                if chunk and (len(chunk) >= _MAX_BATCH or size + op_size > _MAX_BATCH_BYTES):
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+                chunk.append(op)
+                size += op_size
+            if chunk:
+                chunks.append(chunk)
+        await asyncio.gather(*(self._submit(chunk, kind) for chunk in chunks))
+
+    async def _submit(self, chunk: list[Operation], kind: str) -> None:
+        deletes = chunk[0][0] == "delete"
+        async with self._limit:
+            try:
+                results = await self.emply.submit_transaction(chunk)
+            except HttpResponseError as exc:
+                if deletes and exc.status_code == 404:
+                    await self._delete_one_by_one(chunk)
+                    return
+                if exc.status_code in (404, 409, 412) or isinstance(exc, ResourceModifiedError):
+                    await self._raise_conflict(chunk, kind, exc)
+                raise
+        if deletes:
+            self._count(batches=1, deleted=len(chunk))
+            return
+        self._count(batches=1, written=len(chunk))
+        for (_op, row, _kw), result in zip(chunk, results, strict=False):
+            if result.get("etag"):
+                self._etags[(row["PartitionKey"], row["RowKey"])] = result["etag"]
+
+    async def _delete_one_by_one(self, chunk: list[Operation]) -> None:
+        for _op, row, _kw in chunk:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self.emply.delete_entity(row["PartitionKey"], row["RowKey"])
+            self._count(singles=1, deleted=1)
+
+    async def _raise_conflict(self, chunk: list[Operation], kind: str,
+                              exc: HttpResponseError) -> None:
+        """Find which conditional write of a failed transaction was stale."""
+        for _op, row, kwargs in chunk:
+            if "etag" not in kwargs:
+                continue
+            current = await self._get(self.emply, row["PartitionKey"], row["RowKey"])
+            if current is None or current["_etag"] != kwargs["etag"]:
+                raise errors.ConcurrentChangeError(kind, str(row.get("id"))) from exc
+
+    # --- lease -------------------------------------------------------------
+
+    async def acquire_lease(self, run_id: str, trigger: str, *,
+                            ttl_seconds: int = 900) -> None:
+        """Take the one-run-at-a-time lease or raise `RunInProgress`."""
+        await self._ensure()
+        for _attempt in range(10):
+            now = self._clock()
+            current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
+            entity = {"PartitionKey": _LEASE_PK, "RowKey": _LEASE_RK, "runId": run_id,
+                      "trigger": trigger, "startedAt": _iso(now),
+                      "expiresAt": _iso(now + dt.timedelta(seconds=ttl_seconds))}
+            try:
+                if current is None:
+                    await self.lease.create_entity(entity)
+                else:
+                    expires = _parse_time(current.get("expiresAt"))
+                    if current.get("runId") != run_id and expires is not None and expires > now:
+                        raise errors.RunInProgress(str(current.get("runId")),
+                                                   str(current.get("trigger")),
+                                                   str(current.get("startedAt")))
+                    if current.get("runId") == run_id:
+                        entity["startedAt"] = current.get("startedAt", entity["startedAt"])
+                    await self.lease.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified)
+            except (ResourceExistsError, ResourceModifiedError):
+                self._count(singles=1)
+                continue  # someone else moved first: look again
+            except HttpResponseError as exc:
+                if exc.status_code not in (409, 412):
+                    raise
+                self._count(singles=1)
+                continue
+            self._count(singles=1, written=1)
+            return
+        raise errors.StoreError("could not settle the sync lease after 10 attempts")
+
+    async def renew_lease(self, run_id: str, *, ttl_seconds: int = 900) -> None:
+        """Push our lease's expiry out; `LeaseLost` if it is no longer ours."""
+        await self._ensure()
+        current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
+        if current is None or current.get("runId") != run_id:
+            raise errors.LeaseLost(run_id)
+        entity = {k: v for k, v in current.items() if k != "_etag"}
+        entity["expiresAt"] = _iso(self._clock() + dt.timedelta(seconds=ttl_seconds))
+        try:
+            await self.lease.update_entity(entity, mode=UpdateMode.REPLACE,
+                                           etag=current["_etag"],
+                                           match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise errors.LeaseLost(run_id) from exc
+        finally:
+            self._count(singles=1, written=1)
+
+    async def release_lease(self, run_id: str) -> None:
+        """Give the lease up, only if it is still ours."""
+        await self._ensure()
+        current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
+        if current is None or current.get("runId") != run_id:
+            return
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            await self.lease.delete_entity(_LEASE_PK, _LEASE_RK, etag=current["_etag"],
+                                           match_condition=MatchConditions.IfNotModified)
+        self._count(singles=1, deleted=1)
+
+    async def current_lease(self) -> dict[str, Any] | None:
+        """The lease entity (runId, trigger, startedAt, expiresAt) or None."""
+        await self._ensure()
+        current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
+        if current is None:
+            return None
+        return {k: current.get(k) for k in ("runId", "trigger", "startedAt", "expiresAt")}
+
+    # --- run history -------------------------------------------------------
+
+    async def save_run(self, report: Mapping[str, Any]) -> None:
+        """Store a run report (blob) and its summary (index row); upsert."""
+        await self._ensure()
+        run_id = report.get("runId")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError("run report needs a runId")
+        started = _parse_time(report.get("startedAt")) or self._clock()
+        millis = int(started.timestamp() * 1000)
+        summary = _summary(report)
+        row = {"PartitionKey": "run", "RowKey": f"{9_999_999_999_999 - millis:013d}_"
+                                                f"{keys.encode_key(run_id)}"}
+        row.update({k: (json.dumps(v) if k == "counts" else v)
+                    for k, v in summary.items() if v is not None})
+        body = json.dumps(report, ensure_ascii=False).encode()
+        await self.runreports.upload_blob(self._run_blob(run_id), body, overwrite=True)
+        await self.runs.upsert_entity(row, mode=UpdateMode.REPLACE)
+        self._count(singles=1, written=1)
+
+    @staticmethod
+    def _run_blob(run_id: str) -> str:
+        return keys.encode_key(run_id) + ".json"
+
+    async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Run summaries, newest first."""
+        await self._ensure()
+        out: list[dict[str, Any]] = []
+        if limit <= 0:
+            return out
+        pager = self.runs.query_entities("PartitionKey eq 'run'",
+                                         results_per_page=min(limit, 1000))
+        async for row in pager:
+            summary = {k: row.get(k) for k in _SUMMARY_FIELDS}
+            summary["counts"] = json.loads(row["counts"]) if row.get("counts") else {}
+            out.append(summary)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The full report of a run, or None."""
+        await self._ensure()
+        try:
+            downloader = await self.runreports.download_blob(self._run_blob(run_id))
+        except ResourceNotFoundError:
+            return None
+        data: dict[str, Any] = json.loads(await downloader.readall())
+        return data
+
+    async def last_run(self) -> dict[str, Any] | None:
+        """The newest run's summary (as in `list_runs`), or None."""
+        runs = await self.list_runs(1)
+        return runs[0] if runs else None
+
+    # --- sync state --------------------------------------------------------
+
+    async def load_sync_state(self) -> dict[str, Any] | None:
+        await self._ensure()
+        try:
+            downloader = await self.syncstate.download_blob(_STATE_BLOB)
+        except ResourceNotFoundError:
+            return None
+        raw = await downloader.readall()
+        state: dict[str, Any] = await asyncio.to_thread(
+            lambda: json.loads(gzip.decompress(raw)))
+        return state
+
+    async def save_sync_state(self, state: Mapping[str, Any]) -> None:
+        """Replace the sync state in one put (readers see old or new, never half)."""
+        await self._ensure()
+
+        def pack() -> bytes:
+            text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+            return gzip.compress(text.encode(), compresslevel=5, mtime=0)
+
+        body = await asyncio.to_thread(pack)
+        await self.syncstate.upload_blob(_STATE_BLOB, body, overwrite=True,
+                                         max_concurrency=1)
+
+
+_SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
+                   "counts", "heldCount", "errorCount")
+
+
+def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    held = report.get("held")
+    errs = report.get("errors")
+    return {
+        "runId": report.get("runId"), "trigger": report.get("trigger"),
+        "status": report.get("status"), "dryRun": bool(report.get("dryRun", False)),
+        "startedAt": report.get("startedAt"), "finishedAt": report.get("finishedAt"),
+        "counts": report.get("counts") or {},
+        "heldCount": len(held) if isinstance(held, list) else 0,
+        "errorCount": len(errs) if isinstance(errs, list) else 0,
+    }
+
+
+def _with_etag(entity: Any) -> dict[str, Any]:
+    row = dict(entity)
+    row["_etag"] = entity.metadata["etag"]
+    return row

@@ -1,0 +1,203 @@
+"""Validation and normalisation of the Emply state document (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from shared.emply_doc import DocumentError, validate_document
+
+
+def good() -> dict[str, Any]:
+    return {
+        "settings": {"tenantId": "tenant-1",
+                     "groups": [{"groupId": "g-emp", "roleId": "employee"},
+                                {"groupId": "g-scope", "roleId": None}],
+                     "defaultRoleId": "employee"},
+        "roles": [{"id": "employee", "name": "Employee"},
+                  {"id": "administrator", "name": "Administrator", "administrator": True}],
+        "users": [{"id": "u-megan", "username": "megan.jordan@contoso.com",
+                   "roles": ["employee"], "employeeId": None},
+                  {"id": "u-ray", "username": "ray.ross@contoso.com", "employeeId": "e-ray"}],
+        "employees": [{"id": "e-ray", "email": "ray.ross@contoso.com",
+                       "resignationDate": "2027-01-31"}],
+        "calendars": [{"userId": "u-megan", "id": "cal-1", "isDefault": True, "enabled": True}],
+        "events": [],
+        "outboundEvents": [{"id": "o-1", "userId": "u-megan", "subject": "Interview",
+                            "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T11:00:00Z"}],
+    }
+
+
+def test_defaults_are_filled() -> None:
+    doc = validate_document(good())
+    assert doc["settings"]["syncRoles"] is False
+    assert doc["settings"]["enabled"] is True
+    assert doc["settings"]["allowedDomains"] == []
+    assert doc["settings"]["writeBack"] == {"create": False, "update": False, "delete": False}
+    assert doc["settings"]["deactivationGuard"] == {"maxCount": 50, "maxPercent": 20}
+    megan = doc["users"][0]
+    assert megan["status"] == "active"
+    assert megan["source"] == "manual"
+    assert megan["entraId"] is None
+    assert megan["calendarSync"] is True
+    assert megan["syncGroups"] == [] and megan["history"] == []
+    assert megan["lastChange"] is None and megan["photo"] is None
+    assert doc["employees"][0]["status"] == "active"
+    assert doc["outboundEvents"][0]["status"] == "pending"
+    assert doc["roles"][0]["administrator"] is False
+
+
+def test_partial_document_gets_every_section() -> None:
+    doc = validate_document({"users": [{"id": "u1", "username": "a"}]})
+    assert doc["settings"] is None
+    assert doc["roles"] == [] and doc["employees"] == [] and doc["calendars"] == []
+    with pytest.raises(DocumentError, match="required section missing"):
+        validate_document({"users": []}, partial=False)
+
+
+def test_input_is_not_modified() -> None:
+    original = good()
+    before = copy.deepcopy(original)
+    validate_document(original)
+    assert original == before
+
+
+def test_deactivated_without_deactivated_by_means_emply() -> None:
+    doc = validate_document({"users": [
+        {"id": "u1", "username": "a", "status": "deactivated"},
+        {"id": "u2", "username": "b", "status": "deactivated", "deactivatedBy": "sync"},
+        {"id": "u3", "username": "c"},
+    ]})
+    assert [u["deactivatedBy"] for u in doc["users"]] == ["emply", "sync", None]
+
+
+def test_known_role_ids_when_roles_section_absent() -> None:
+    settings = good()["settings"]
+    validate_document({"settings": settings}, known_role_ids={"employee"})
+    validate_document({"settings": settings})  # nothing known: not checked
+    with pytest.raises(DocumentError) as info:
+        validate_document({"settings": settings}, known_role_ids={"hr"})
+    assert info.value.path == "settings.groups[0].roleId"
+    # roles in the file add to the known ones
+    validate_document({"settings": settings, "roles": [{"id": "employee"}]},
+                      known_role_ids={"hr"})
+
+
+def test_known_employee_ids() -> None:
+    users = [{"id": "u1", "username": "a", "employeeId": "e-1"}]
+    validate_document({"users": users}, known_employee_ids={"e-1"})
+    with pytest.raises(DocumentError, match='unknown employee "e-1"'):
+        validate_document({"users": users}, known_employee_ids=set())
+
+
+def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    target: Any = doc
+    for step in path[:-1]:
+        target = target[step]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+_DELETE = object()
+
+BAD: list[tuple[tuple[Any, ...], Any, str, str]] = [
+    (("users", 1, "status"), "enabled", 'users[1] (id "u-ray").status',
+     'expected one of active, deactivated, deleted, got "enabled"'),
+    (("users", 0, "username"), _DELETE, 'users[0] (id "u-megan").username',
+     "required field missing"),
+    (("users", 0, "id"), _DELETE, "users[0].id", "required field missing"),
+    (("users", 0, "rolse"), ["employee"], 'users[0] (id "u-megan").rolse',
+     'unknown field (did you mean "roles"?)'),
+    (("users", 0, "roles"), "employee", 'users[0] (id "u-megan").roles',
+     'expected a list, got "employee"'),
+    (("users", 0, "roles"), ["employee", 3], 'users[0] (id "u-megan").roles[1]',
+     "expected a non-empty string, got 3"),
+    (("users", 0, "calendarSync"), "yes", 'users[0] (id "u-megan").calendarSync',
+     'expected true or false, got "yes"'),
+    (("users", 0, "employeeId"), "e-nobody", 'users[0] (id "u-megan").employeeId',
+     'unknown employee "e-nobody"'),
+    (("users", 0, "deactivatedBy"), "admin", 'users[0] (id "u-megan").deactivatedBy',
+     "expected one of sync, emply"),
+    (("users", 0, "linkedAt"), "yesterday", 'users[0] (id "u-megan").linkedAt',
+     "expected an ISO 8601 date-time"),
+    (("users", 1, "id"), "u-megan", 'users[1] (id "u-megan").id', "duplicate users id"),
+    (("users", 0), "megan", "users[0]", 'expected an object, got "megan"'),
+    (("users",), {"id": "u"}, "users", "expected a list, got an object"),
+    (("employees", 0, "email"), _DELETE, 'employees[0] (id "e-ray").email',
+     "required field missing"),
+    (("employees", 0, "resignationDate"), "31/01/2027",
+     'employees[0] (id "e-ray").resignationDate', "expected a date YYYY-MM-DD"),
+    (("employees", 0, "resignationDate"), "2027-02-30",
+     'employees[0] (id "e-ray").resignationDate', "expected a date YYYY-MM-DD"),
+    (("employees", 0, "status"), "resigned", 'employees[0] (id "e-ray").status',
+     "expected one of active, pending, archived"),
+    (("roles", 0, "id"), _DELETE, "roles[0].id", "required field missing"),
+    (("roles", 1, "administrator"), 1, 'roles[1] (id "administrator").administrator',
+     "expected true or false, got 1"),
+    (("settings", "tenantId"), _DELETE, "settings.tenantId", "required field missing"),
+    (("settings", "defaultRoleId"), _DELETE, "settings.defaultRoleId",
+     "required field missing"),
+    (("settings", "defaultRoleId"), "boss", "settings.defaultRoleId", 'unknown role "boss"'),
+    (("settings", "groups"), [], "settings.groups", "expected at least one group"),
+    (("settings", "groups", 0, "roleId"), "hr", "settings.groups[0].roleId",
+     'unknown role "hr"'),
+    (("settings", "groups", 0, "groupId"), 5, "settings.groups[0].groupId",
+     "expected a non-empty string, got 5"),
+    (("settings", "groups", 1, "groupId"), "g-emp", "settings.groups[1].groupId",
+     'duplicate group "g-emp"'),
+    (("settings", "groups", 0, "role"), "x", "settings.groups[0].role",
+     "unknown field"),
+    (("settings", "syncroles"), True, "settings.syncroles",
+     'unknown field (did you mean "syncRoles"?)'),
+    (("settings", "deactivationGuard"), {"maxCount": -1},
+     "settings.deactivationGuard.maxCount", "expected an integer >= 0, got -1"),
+    (("settings", "deactivationGuard"), {"maxCount": True},
+     "settings.deactivationGuard.maxCount", "expected an integer >= 0, got true"),
+    (("settings", "deactivationGuard"), {"maxPercent": 120},
+     "settings.deactivationGuard.maxPercent", "expected a number from 0 to 100, got 120"),
+    (("settings", "writeBack"), {"create": "no"}, "settings.writeBack.create",
+     "expected true or false"),
+    (("settings", "writeBack"), {"craete": True}, "settings.writeBack.craete",
+     'did you mean "create"'),
+    (("settings", "allowedDomains"), "contoso.com", "settings.allowedDomains",
+     "expected a list"),
+    (("calendars", 0, "userId"), "u-ghost", 'calendars[0] (id "cal-1").userId',
+     'unknown user "u-ghost"'),
+    (("outboundEvents", 0, "start"), "tomorrow", 'outboundEvents[0] (id "o-1").start',
+     "expected an ISO 8601 date-time"),
+    (("outboundEvents", 0, "status"), "done", 'outboundEvents[0] (id "o-1").status',
+     "expected one of pending, created, failed"),
+    (("emplyees",), [], "emplyees", 'unknown section (did you mean "employees"?)'),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "path", "message"), BAD,
+                         ids=[b[2] + ":" + b[3][:20] for b in BAD])
+def test_bad_documents_name_entity_and_field(where: tuple[Any, ...], value: Any,
+                                             path: str, message: str) -> None:
+    doc = _set(good(), where, value)
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.path == path
+    assert message in info.value.detail
+    assert str(info.value).startswith(path + ": ")
+
+
+def test_all_errors_are_listed() -> None:
+    doc = good()
+    doc["users"][0]["status"] = "enabled"
+    doc["employees"][0]["status"] = "gone"
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert [p for p, _ in info.value.errors] == ['users[0] (id "u-megan").status',
+                                                 'employees[0] (id "e-ray").status']
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(DocumentError, match="expected a JSON object, got a list"):
+        validate_document([])

@@ -1,0 +1,323 @@
+"""EmplyStore against a real Azurite (Table + Blob)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from shared.emply_doc import ENTITY_KINDS, DocumentError, entity_key, validate_document
+from shared.store import (
+    ConcurrentChangeError,
+    EmplyStore,
+    LeaseLost,
+    RunInProgress,
+    open_store,
+)
+from shared.store.keys import decode_key, encode_key, expand_connection_string
+from tests.support.azurite import AzuriteProcess
+
+pytestmark = pytest.mark.integration
+
+ODD_IDS = ["a/b", "back\\slash", "hash#tag", "what?", "per%cent", "it's", "pipe|d",
+           "tab\there", "ünïcødé ✓", "  spaced  "]
+
+
+def document() -> dict[str, Any]:
+    return {
+        "settings": {"tenantId": "tenant-1", "syncRoles": True,
+                     "groups": [{"groupId": "g-emp", "roleId": "employee"},
+                                {"groupId": "g/odd#1", "roleId": None}],
+                     "defaultRoleId": "employee", "allowedDomains": ["contoso.com"],
+                     "writeBack": {"create": False, "update": True, "delete": False},
+                     "deactivationGuard": {"maxCount": 10, "maxPercent": 12.5}},
+        "roles": [{"id": "employee", "name": "Employee"},
+                  {"id": "administrator", "name": "Administrator", "administrator": True}],
+        "users": [
+            {"id": "u-megan", "username": "megan.jordan@contoso.com",
+             "email": "megan.jordan@contoso.com", "displayName": "Megan Jordan",
+             "roles": ["employee", "hr", "manager"], "source": "entra",
+             "entraId": "0000-megan", "linkedAt": "2026-11-01T10:00:00Z",
+             "tenantId": "tenant-1", "photo": {"sha256": "abc"},
+             "syncGroups": ["g-emp"],
+             "lastChange": {"rule": "R3", "reason": "link_user", "runId": "r1"},
+             "history": [{"at": "2026-11-01T10:00:00Z", "reason": "link_user"}]},
+            {"id": "u-ray", "username": "ray.ross@contoso.com", "employeeId": "e-ray",
+             "status": "deactivated", "deactivationReason": "removed_from_groups",
+             "deactivatedBy": "sync"},
+            {"id": "u-old", "username": "old@contoso.com", "status": "deactivated"},
+        ],
+        "employees": [{"id": "e-ray", "email": "ray.ross@contoso.com",
+                       "displayName": "Ray Ross", "givenName": "Ray", "surname": "Ross",
+                       "resignationDate": "2027-01-31", "status": "pending"}],
+        "calendars": [{"userId": "u-megan", "id": "AAMk/cal=1", "name": "Calendar",
+                       "isDefault": True, "enabled": True}],
+        "events": [{"userId": "u-megan", "calendarId": "AAMk/cal=1", "id": "ev#1",
+                    "subject": "1:1", "start": "2026-12-01T09:00:00",
+                    "end": "2026-12-01T09:30:00", "timeZone": "UTC", "showAs": "busy"}],
+        "outboundEvents": [{"id": "o-1", "userId": "u-megan", "subject": "Interview",
+                            "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T11:00:00Z",
+                            "graphId": "AAMk-graph", "status": "created"}],
+    }
+
+
+def ordered(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with each section sorted by entity key (the store's order)."""
+    out = dict(doc)
+    for kind in ENTITY_KINDS:
+        out[kind] = sorted(doc[kind], key=lambda e, k=kind: entity_key(k, e))  # type: ignore[misc]
+    return out
+
+
+def report(run_id: str, started: str, status: str = "succeeded") -> dict[str, Any]:
+    return {"runId": run_id, "trigger": "timer", "status": status, "dryRun": False,
+            "startedAt": started, "finishedAt": started, "counts": {"create_user": 2},
+            "changes": [{"kind": "create_user", "userId": "u1"}],
+            "held": [{"kind": "deactivate_user"}], "errors": []}
+
+
+def test_key_encoding_round_trips() -> None:
+    for value in [*ODD_IDS, "%2F", "\x00\x1f\x7f"]:
+        key = encode_key(value)
+        assert not any(c in key for c in "/\\#?'|") and all(ord(c) >= 0x20 for c in key)
+        assert decode_key(key) == value
+
+
+def test_development_storage_is_expanded() -> None:
+    conn = expand_connection_string("UseDevelopmentStorage=true")
+    assert "AccountName=devstoreaccount1" in conn
+    assert "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1" in conn
+    assert "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1" in conn
+    assert expand_connection_string("AccountName=x;AccountKey=y") == "AccountName=x;AccountKey=y"
+
+
+async def test_empty_store(store: EmplyStore) -> None:
+    doc = await store.load_document()
+    assert doc == validate_document({})
+    assert await store.load_sync_state() is None
+    assert await store.last_run() is None
+    assert await store.get_run("nope") is None
+    await store.ping()
+
+
+async def test_import_export_round_trip(store: EmplyStore) -> None:
+    counts = await store.import_document(document())
+    assert counts == {"settings": 1, "roles": 2, "users": 3, "employees": 1,
+                      "calendars": 1, "events": 1, "outboundEvents": 1}
+    exported = await store.export_document()
+    assert ordered(exported) == ordered(validate_document(document()))
+    by_id = {u["id"]: u for u in exported["users"]}
+    assert by_id["u-old"]["deactivatedBy"] == "emply"
+    assert by_id["u-megan"]["history"] == document()["users"][0]["history"]
+
+    await store.import_document(copy.deepcopy(exported), replace=True)
+    assert await store.export_document() == exported
+    await store.import_document(copy.deepcopy(exported))
+    assert await store.export_document() == exported
+
+
+async def test_malformed_import_writes_nothing(store: EmplyStore) -> None:
+    await store.import_document(document())
+    before = await store.export_document()
+    bad = document()
+    bad["users"].append({"id": "u-new", "username": "new@contoso.com"})
+    bad["roles"].append({"id": "hr"})
+    bad["employees"][0]["status"] = "gone"
+    written = store.stats["entities_written"]
+    for replace in (False, True):
+        with pytest.raises(DocumentError) as info:
+            await store.import_document(bad, replace=replace)
+        assert info.value.path == 'employees[0] (id "e-ray").status'
+    assert store.stats["entities_written"] == written
+    assert await store.export_document() == before
+
+
+async def test_import_checks_references_against_stored_entities(store: EmplyStore) -> None:
+    await store.import_document(document())
+    # settings alone: roles come from the store
+    await store.import_document({"settings": document()["settings"]})
+    with pytest.raises(DocumentError) as info:
+        await store.import_document({"settings": {
+            "tenantId": "t", "groups": [{"groupId": "g", "roleId": "ghost"}],
+            "defaultRoleId": "employee"}})
+    assert info.value.path == "settings.groups[0].roleId"
+    # users alone: employees come from the store
+    await store.import_document({"users": [{"id": "u2", "username": "x",
+                                            "employeeId": "e-ray"}]})
+    with pytest.raises(DocumentError, match="unknown employee"):
+        await store.import_document({"users": [{"id": "u3", "username": "y",
+                                                "employeeId": "e-ghost"}]})
+    with pytest.raises(DocumentError, match="unknown user"):
+        await store.import_document({"calendars": [{"userId": "u-ghost", "id": "c"}]})
+    # replace mode: only the file counts
+    with pytest.raises(DocumentError, match="unknown role"):
+        await store.import_document({"settings": document()["settings"]}, replace=True)
+
+
+async def test_replace_keeps_sync_state_and_runs(store: EmplyStore) -> None:
+    await store.import_document(document())
+    await store.save_sync_state({"deltaLink": "x"})
+    await store.save_run(report("r1", "2026-11-26T10:00:00Z"))
+    await store.acquire_lease("r2", "timer")
+    await store.import_document({"users": [{"id": "u-only", "username": "only"}]},
+                                replace=True)
+    doc = await store.export_document()
+    assert doc["settings"] is None and doc["roles"] == [] and doc["events"] == []
+    assert [u["id"] for u in doc["users"]] == ["u-only"]
+    assert await store.load_sync_state() == {"deltaLink": "x"}
+    assert [r["runId"] for r in await store.list_runs()] == ["r1"]
+    with pytest.raises(RunInProgress):
+        await store.acquire_lease("r3", "http")
+
+
+async def test_odd_keys_round_trip(store: EmplyStore) -> None:
+    users = [{"id": i, "username": f"{n}@contoso.com"} for n, i in enumerate(ODD_IDS)]
+    calendars = [{"userId": i, "id": i + "/cal?#", "isDefault": True} for i in ODD_IDS]
+    await store.import_document({"users": users, "calendars": calendars})
+    doc = await store.export_document()
+    assert sorted(u["id"] for u in doc["users"]) == sorted(ODD_IDS)
+    assert sorted(c["id"] for c in doc["calendars"]) == sorted(i + "/cal?#" for i in ODD_IDS)
+    await store.delete_entities("users", [{"id": "a/b"}, {"id": "never-there"}])
+    assert "a/b" not in {u["id"] for u in (await store.load_document())["users"]}
+
+
+async def test_250_users_in_three_transactions(store: EmplyStore) -> None:
+    users = validate_document({"users": [{"id": f"u{i:04d}", "username": f"u{i}@c.com"}
+                                         for i in range(250)]})["users"]
+    await store.load_document()
+    before = dict(store.stats)
+    await store.upsert_users(users)
+    assert store.stats["transactions"] - before["transactions"] == 3
+    assert store.stats["entities_written"] - before["entities_written"] == 250
+    loaded = (await store.load_document())["users"]
+    assert loaded == users
+    # written back unchanged with ETags: again 3 transactions, no conflict
+    before = dict(store.stats)
+    await store.upsert_users(loaded)
+    assert store.stats["transactions"] - before["transactions"] == 3
+
+
+async def test_etag_conflict_is_detected(azurite: AzuriteProcess, store: EmplyStore,
+                                         prefix: str) -> None:
+    users = [{"id": f"u{i:03d}", "username": f"u{i}"} for i in range(150)]
+    await store.import_document({"users": users})
+    mine = (await store.load_document())["users"]
+    async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
+        theirs = (await other.load_document())["users"]
+        theirs[120]["displayName"] = "changed by the operator"
+        await other.upsert_users([theirs[120]])
+    for user in mine:
+        user["displayName"] = "changed by the sync"
+    with pytest.raises(ConcurrentChangeError) as info:
+        await store.upsert_users(mine)
+    assert info.value.entity_id == "u120"
+    assert info.value.kind == "users"
+    # the operator's edit survived
+    reloaded = {u["id"]: u for u in (await store.load_document())["users"]}
+    assert reloaded["u120"]["displayName"] == "changed by the operator"
+    # after reloading, writing works again; new users need no ETag
+    new_user = validate_document({"users": [{"id": "u-new", "username": "n"}]})["users"][0]
+    fresh = [*reloaded.values(), new_user]
+    await store.upsert_users(fresh)
+    await store.upsert_users(fresh)  # ETags refreshed by the previous write
+
+
+async def test_deleted_meanwhile_is_a_conflict(azurite: AzuriteProcess, store: EmplyStore,
+                                               prefix: str) -> None:
+    await store.import_document({"employees": [{"id": "e1", "email": "e1@c.com"}]})
+    employees = (await store.load_document())["employees"]
+    async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
+        await other.delete_entities("employees", [{"id": "e1"}])
+    employees[0]["status"] = "archived"
+    with pytest.raises(ConcurrentChangeError, match="e1"):
+        await store.upsert_employees(employees)
+
+
+async def test_concurrent_lease_has_one_winner(azurite: AzuriteProcess, store: EmplyStore,
+                                               prefix: str) -> None:
+    others = [open_store(connection_string=azurite.connection_string, prefix=prefix)
+              for _ in range(4)]
+    stores = [store, *others]
+    try:
+        results = await asyncio.gather(
+            *(s.acquire_lease(f"run-{n}", "timer" if n % 2 else "http")
+              for n, s in enumerate(stores)), return_exceptions=True)
+        winners = [n for n, r in enumerate(results) if r is None]
+        assert len(winners) == 1, results
+        winner = f"run-{winners[0]}"
+        for result in results:
+            if result is not None:
+                assert isinstance(result, RunInProgress)
+                assert result.running_run_id == winner
+                assert result.started_at
+        lease = await store.current_lease()
+        assert lease is not None and lease["runId"] == winner
+        # a loser cannot release it, the winner can
+        loser = f"run-{(winners[0] + 1) % 5}"
+        await store.release_lease(loser)
+        with pytest.raises(RunInProgress) as info:
+            await store.acquire_lease("run-late", "http")
+        assert info.value.running_run_id == winner
+        await store.renew_lease(winner)
+        with pytest.raises(LeaseLost):
+            await store.renew_lease(loser)
+        await store.release_lease(winner)
+        await store.acquire_lease("run-next", "http")
+    finally:
+        for s in others:
+            await s.close()
+
+
+async def test_expired_lease_is_taken_over(azurite: AzuriteProcess, prefix: str) -> None:
+    now = [dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)]
+
+    def clock() -> dt.datetime:
+        return now[0]
+
+    async with open_store(connection_string=azurite.connection_string, prefix=prefix,
+                          clock=clock) as store:
+        await store.acquire_lease("run-1", "timer", ttl_seconds=900)
+        now[0] += dt.timedelta(seconds=899)
+        with pytest.raises(RunInProgress) as info:
+            await store.acquire_lease("run-2", "http")
+        assert (info.value.running_run_id, info.value.trigger) == ("run-1", "timer")
+        assert info.value.started_at.startswith("2026-11-26T10:00:00")
+        now[0] += dt.timedelta(seconds=2)
+        await store.acquire_lease("run-2", "http")
+        with pytest.raises(LeaseLost):
+            await store.renew_lease("run-1")
+        await store.release_lease("run-1")  # not ours any more: no effect
+        lease = await store.current_lease()
+        assert lease is not None and lease["runId"] == "run-2"
+
+
+async def test_run_history(store: EmplyStore) -> None:
+    await store.save_run(report("r-old", "2026-11-26T09:00:00Z"))
+    await store.save_run(report("r/new", "2026-11-26T10:30:00Z", status="running"))
+    await store.save_run(report("r-mid", "2026-11-26T10:00:00.500000+00:00"))
+    final = report("r/new", "2026-11-26T10:30:00Z", status="needs_approval")
+    await store.save_run(final)  # the same run again: updated, not duplicated
+    runs = await store.list_runs()
+    assert [r["runId"] for r in runs] == ["r/new", "r-mid", "r-old"]
+    assert runs[0] == {"runId": "r/new", "trigger": "timer", "status": "needs_approval",
+                       "dryRun": False, "startedAt": "2026-11-26T10:30:00Z",
+                       "finishedAt": "2026-11-26T10:30:00Z", "counts": {"create_user": 2},
+                       "heldCount": 1, "errorCount": 0}
+    assert [r["runId"] for r in await store.list_runs(limit=2)] == ["r/new", "r-mid"]
+    assert await store.get_run("r/new") == final
+    last = await store.last_run()
+    assert last is not None and last["runId"] == "r/new"
+
+
+async def test_sync_state_round_trip(store: EmplyStore) -> None:
+    state = {"deltaLinks": {"users": "https://graph/delta?token=x"},
+             "mirror": {f"id-{i}": {"upn": f"user{i}@contoso.com", "groups": ["g1"]}
+                        for i in range(5000)},
+             "previousMapping": {"g-emp": "employee"}, "ünï": "✓"}
+    await store.save_sync_state(state)
+    assert await store.load_sync_state() == state
+    await store.save_sync_state({"v": 2})
+    assert await store.load_sync_state() == {"v": 2}
