@@ -34,6 +34,7 @@ from shared.simulator.tenant import (
     TenantFileError,
     build_snapshot,
     event_in_window,
+    export_tenant,
     group_changes,
     parse_graph_datetime,
     render_group,
@@ -416,10 +417,10 @@ class Simulator:
         if extra_filter is not None:
             items = [i for i in items if extra_filter(snap, i)]
         page = items[offset : offset + size]
-        body: JSON = {
-            "@odata.context": self._context(req, entity_set, self._select(req)),
-            "value": [render(snap, item) for item in page],
-        }
+        body: JSON = {"@odata.context": self._context(req, entity_set, self._select(req))}
+        if req.query.get("$count", "").lower() == "true":
+            body["@odata.count"] = len(items)
+        body["value"] = [render(snap, item) for item in page]
         if offset + size < len(items):
             token = _encode_token({"n": self.nonce, "k": "page", "v": snap.version,
                                    "o": offset + size})
@@ -1190,6 +1191,11 @@ async def _put_tenant(request: web.Request) -> web.StreamResponse:
                               "groups": len(snap.groups)})
 
 
+async def _get_tenant(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    return web.json_response(export_tenant(sim.current))
+
+
 async def _get_state(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR_KEY]
     snap = sim.current
@@ -1294,6 +1300,7 @@ def create_app(tenant: dict[str, Any], *, latency_ms: float = 0) -> web.Applicat
     app = web.Application(client_max_size=1024 * 1024 * 1024)
     app[SIMULATOR_KEY] = sim
     app.router.add_put("/_sim/tenant", _put_tenant)
+    app.router.add_get("/_sim/tenant", _get_tenant)
     app.router.add_get("/_sim/state", _get_state)
     app.router.add_get("/_sim/requests", _get_requests)
     app.router.add_delete("/_sim/requests", _delete_requests)

@@ -325,6 +325,28 @@ def build_snapshot(tenant: Any, version: int = 1) -> Snapshot:
     )
 
 
+def export_tenant(snap: Snapshot) -> JSON:
+    """The snapshot as a tenant file (the inverse of `build_snapshot`)."""
+    users: list[JSON] = []
+    for uid, props in snap.users.items():
+        entry = dict(props)
+        if uid in snap.calendars:
+            entry["calendars"] = [
+                {**cal, "events": [dict(e) for e in cal["events"]]} for cal in snap.calendars[uid]
+            ]
+        photo = snap.photos.get(uid)
+        if photo is not None:
+            entry["photo"] = {
+                "contentType": photo.content_type,
+                "base64": base64.b64encode(photo.data).decode(),
+            }
+        users.append(entry)
+    groups = [
+        {**props, "members": list(snap.members.get(gid, ()))} for gid, props in snap.groups.items()
+    ]
+    return {"organization": dict(snap.organization), "users": users, "groups": groups}
+
+
 # ---------------------------------------------------------------- rendering
 
 

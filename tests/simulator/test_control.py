@@ -178,3 +178,32 @@ def test_load_tenant_file_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps(tenant))
     with pytest.raises(TenantFileError, match=r"organization\.id"):
         load_tenant_file(str(path))
+
+
+def test_get_tenant_round_trips(sim: RunningSimulator, tenant: dict[str, Any]) -> None:
+    exported = sim.tenant()
+    for entry in tenant["users"]:
+        entry["businessPhones"] = []  # Graph's default for a collection property
+    assert exported == tenant
+    exported["users"][0]["displayName"] = "Changed"
+    assert sim.put_tenant(exported)["version"] == 2
+    assert sim.graph("GET", "/users/u-0001").json()["displayName"] == "Changed"
+
+
+def test_count(sim: RunningSimulator) -> None:
+    body = sim.graph("GET", "/users?$count=true&$top=2").json()
+    assert body["@odata.count"] == 5
+    assert len(body["value"]) == 2
+
+
+def test_module_entry_point_rejects_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "tenant.json"
+    path.write_text(json.dumps({"organization": {}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.simulator", "--tenant", str(path)],
+        capture_output=True, text=True, env=env, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "organization.id" in done.stderr
+    assert done.stdout == ""

@@ -70,15 +70,25 @@ class RunningSimulator:
     def reset_requests(self) -> None:
         self._ok(self._http.delete("/_sim/requests"))
 
+    def tenant(self) -> dict[str, Any]:
+        """The current tenant as a tenant file (edit it and `put_tenant` it back)."""
+        result: dict[str, Any] = self._ok(self._http.get("/_sim/tenant"))
+        return result
+
     def set_faults(
         self,
-        path: str,
+        path: str | dict[str, Any] | list[dict[str, Any]],
         status: int = 503,
         *,
         method: str = "GET",
         times: int = 1,
         retry_after: int | None = None,
     ) -> None:
+        """Add a fault: `set_faults("/groups/delta", 429, times=2, retry_after=1)`, or pass
+        the raw `POST /_sim/faults` body (one fault object or a list of them)."""
+        if not isinstance(path, str):
+            self._ok(self._http.post("/_sim/faults", json=path))
+            return
         fault: dict[str, Any] = {"method": method, "path": path, "status": status,
                                  "times": times}
         if retry_after is not None:
