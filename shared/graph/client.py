@@ -1,0 +1,234 @@
+"""The Graph client: msgraph-sdk's pipeline, plus raw-JSON reads for bulk data.
+
+``create_graph_client`` builds the SDK's ``GraphServiceClient`` on a
+``GraphRequestAdapter`` whose httpx client carries msgraph-core's default
+middleware (redirect, retry, parameter-name decoding, URL replace, user agent,
+header/body inspection, Graph telemetry), with two changes (see
+:mod:`shared.graph.middleware`): the retry handler is bounded by a
+:class:`~shared.graph.middleware.RetryPolicy`, and a counting middleware sits
+next to the transport.
+
+Bulk collections are read with :meth:`GraphClient.get_json`: the same adapter
+(auth, retries, telemetry) but the body comes back as bytes and is parsed with
+``json.loads``: the SDK's models cost ~1000x more per object. Single objects
+may use :attr:`GraphClient.service` (the SDK's own request builders).
+
+Invariants: the bearer token goes only to the configured Graph host (the auth
+provider's allowed hosts); plain http is used only for loopback (the
+simulator), whose fixed token is used nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.kiota_client_factory import KiotaClientFactory
+from kiota_http.middleware import RetryHandler
+from kiota_http.middleware.middleware import BaseMiddleware
+from msgraph import graph_request_adapter
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+
+# msgraph-core ships no py.typed marker.
+from msgraph_core import GraphClientFactory  # type: ignore[import-untyped]
+from msgraph_core.middleware import GraphTelemetryHandler  # type: ignore[import-untyped]
+from msgraph_core.middleware.options import (  # type: ignore[import-untyped]
+    GraphTelemetryHandlerOption,
+)
+
+from shared import config
+from shared.graph import credentials, errors, middleware
+
+# Graph error codes that mean "this delta/skip token is gone: read in full".
+DELTA_EXPIRED_CODES = frozenset(
+    {"syncStateNotFound", "resyncRequired", "syncStateInvalid", "fullSyncRequired"}
+)
+
+_ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+
+
+class GraphClient:
+    """One Graph endpoint, its credential, the SDK client and the exchange counters."""
+
+    def __init__(
+        self,
+        graph_url: str,
+        service: GraphServiceClient,
+        adapter: GraphRequestAdapter,
+        http_client: httpx.AsyncClient,
+        credential: AsyncTokenCredential,
+        stats: middleware.GraphStats,
+        retry: middleware.RetryPolicy,
+        owns_credential: bool = True,
+    ) -> None:
+        self.graph_url = graph_url
+        self.base_path = urlsplit(graph_url).path.rstrip("/")
+        self.service = service
+        self.adapter = adapter
+        self.http_client = http_client
+        self.credential = credential
+        self.stats = stats
+        self.retry = retry
+        self.owns_credential = owns_credential
+
+    def absolute_url(self, url: str) -> str:
+        """``url`` itself when absolute, else ``graph_url`` + ``url``."""
+        if urlsplit(url).scheme:
+            return url
+        return urljoin(self.graph_url + "/", url.lstrip("/"))
+
+    def endpoint(self, url: str) -> str:
+        """The endpoint template of ``url`` (no ids, no query), for messages and counters."""
+        return middleware.endpoint_template(self.absolute_url(url), self.base_path)
+
+    async def get_json(
+        self, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """GET ``url`` (absolute, or relative to ``graph_url``) and parse the JSON body.
+
+        Raises :class:`~shared.graph.errors.DeltaExpired` for HTTP 410 or a
+        delta-expiry error code, :class:`~shared.graph.errors.GraphReadError`
+        for any other failure once the retry handler has given up.
+        """
+        absolute = self.absolute_url(url)
+        endpoint = self.endpoint(absolute)
+        request = RequestInformation(Method.GET)
+        request.url = absolute
+        request.headers.try_add("Accept", "application/json")
+        for name, value in (headers or {}).items():
+            request.headers.add(name, value)
+        try:
+            body = await self.adapter.send_primitive_async(request, "bytes", _ERROR_MAP)
+        except APIError as exc:
+            raise _read_error(endpoint, exc) from exc
+        except httpx.HTTPError as exc:
+            raise errors.GraphReadError(
+                endpoint, None, "transport_error", f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(body, bytes | bytearray) or not body:
+            raise errors.GraphReadError(endpoint, 200, "empty_body", "Graph answered no content")
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise errors.GraphReadError(endpoint, 200, "invalid_json", str(exc)) from exc
+        if not isinstance(parsed, dict):
+            raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
+        return parsed
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections, and the credential when this client created it."""
+        try:
+            await self.http_client.aclose()
+        finally:
+            if self.owns_credential:
+                await self.credential.close()
+
+    async def __aenter__(self) -> GraphClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _read_error(endpoint: str, exc: APIError) -> errors.GraphReadError:
+    status = exc.response_status_code
+    code: str | None = None
+    message = exc.message or str(exc)
+    if isinstance(exc, ODataError) and exc.error is not None:
+        code = exc.error.code
+        message = exc.error.message or message
+    if status == 410 or code in DELTA_EXPIRED_CODES:
+        return errors.DeltaExpired(endpoint, status, code or "syncStateNotFound", message)
+    return errors.GraphReadError(endpoint, status, code, message)
+
+
+def resolve_graph_url(graph_url: str | None, env: Mapping[str, str]) -> str:
+    """The Graph base URL: the argument, else ``EMPLY_SYNC_GRAPH_URL``, else Graph v1.0."""
+    url = (graph_url or env.get(config.GRAPH_URL) or config.DEFAULT_GRAPH_URL).strip()
+    return url.rstrip("/")
+
+
+def _middleware_chain(
+    stats: middleware.GraphStats, base_path: str, retry: middleware.RetryPolicy
+) -> list[BaseMiddleware]:
+    # msgraph's own request-option defaults (``/me`` URL replacement, telemetry).
+    options = graph_request_adapter.options
+    chain = KiotaClientFactory.get_default_middleware(options)
+    chain = [
+        middleware.BoundedRetryHandler(retry) if isinstance(m, RetryHandler) else m for m in chain
+    ]
+    telemetry = options.get(GraphTelemetryHandlerOption.get_key())
+    if isinstance(telemetry, GraphTelemetryHandlerOption):
+        chain.append(GraphTelemetryHandler(options=telemetry))
+    else:
+        chain.append(GraphTelemetryHandler())
+    # Innermost, after the retry handler: sees every exchange, retried 429s included.
+    chain.append(middleware.StatsMiddleware(stats, base_path))
+    return chain
+
+
+def create_graph_client(
+    graph_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    credential: AsyncTokenCredential | None = None,
+    retry: middleware.RetryPolicy | None = None,
+) -> GraphClient:
+    """A :class:`GraphClient` for ``graph_url`` (default from ``env``, then Graph v1.0).
+
+    ``env`` defaults to ``os.environ``. The credential is chosen by
+    :func:`shared.graph.credentials.create_credential` unless given (a given
+    credential stays the caller's to close); the retry
+    policy is the simulator's short one for loopback URLs, Graph's otherwise.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    url = resolve_graph_url(graph_url, environ)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"Graph URL must be an absolute http(s) URL, got {url!r}")
+    loopback = credentials.is_loopback(url)
+    if parts.scheme == "http" and not loopback:
+        raise ValueError(f"Graph URL must use https unless it is loopback, got {url!r}")
+    owns_credential = credential is None
+    if credential is None:
+        credential = credentials.create_credential(url, environ)
+    if retry is None:
+        retry = middleware.SIMULATOR_RETRY_POLICY if loopback else middleware.GRAPH_RETRY_POLICY
+
+    auth = AzureIdentityAuthenticationProvider(
+        credential,
+        scopes=credentials.graph_scopes(url),
+        allowed_hosts=[parts.hostname],
+    )
+    stats = middleware.GraphStats()
+    base_path = parts.path.rstrip("/")
+    http_client = GraphClientFactory.create_with_custom_middleware(
+        _middleware_chain(stats, base_path, retry),
+        client=KiotaClientFactory.get_default_client(),
+    )
+    adapter = GraphRequestAdapter(auth, client=http_client)
+    # The adapter's base URL, not httpx's (that one yields ``/v1.0//users``).
+    adapter.base_url = url
+    service = GraphServiceClient(request_adapter=adapter)
+    return GraphClient(
+        url, service, adapter, http_client, credential, stats, retry, owns_credential
+    )

@@ -1,0 +1,361 @@
+"""Read Entra (organization, users, groups with direct members) into a mirror.
+
+The mirror is plain JSON, kept between runs (the caller stores it as a blob)::
+
+    {"version": 1, "tenantId": str,
+     "organization": {"id", "onPremisesSyncEnabled": bool, "verifiedDomains": [str]},
+     "users": {id: {<USER_FIELDS>}},
+     "groups": {id: {"id", "displayName", "members": [direct member ids]}},
+     "deltaLinks": {"users": url, "groups": url}}
+
+A run reads with Graph delta queries from the previous mirror's delta links;
+a first run, a changed tenant or an expired delta link (HTTP 410) reads both
+resources in full instead (a delta round without a token), which also yields
+fresh delta links.
+
+Invariants:
+
+- All or nothing: users and groups are read concurrently and both must
+  succeed; any failure raises and no mirror is returned (R7).
+- ``previous`` is never mutated. The new mirror shares the dicts of unchanged
+  users and groups with it (copy-on-write: the outer dicts are copied only
+  when a change arrives, a changed entry is replaced, never edited), so a
+  no-change round over 100,000 users copies nothing. Treat mirrors as
+  read-only.
+- Bulk data is parsed with ``json.loads`` only, never into SDK models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from shared.graph import client as graph_client
+from shared.graph import errors, middleware
+
+MIRROR_VERSION = 1
+
+USER_FIELDS: tuple[str, ...] = (
+    "id",
+    "userPrincipalName",
+    "mail",
+    "displayName",
+    "givenName",
+    "surname",
+    "accountEnabled",
+    "onPremisesSyncEnabled",
+    "jobTitle",
+    "department",
+    "mobilePhone",
+)
+USERS_DELTA_PATH = "/users/delta?$select=" + ",".join(USER_FIELDS)
+GROUPS_DELTA_PATH = "/groups/delta?$select=displayName,members"
+ORGANIZATION_PATH = "/organization?$select=id,onPremisesSyncEnabled,verifiedDomains"
+DEFAULT_PAGE_SIZE = 999
+# Direct members the mirror keeps (devices, contacts, service principals are dropped).
+MEMBER_TYPES = frozenset({"#microsoft.graph.user", "#microsoft.graph.group"})
+
+FullReadReason = Literal["initial", "delta_expired", "tenant_changed"]
+Json = dict[str, Any]
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True)
+class EntraRead:
+    """One read of Entra: the new mirror and how it was obtained."""
+
+    mirror: Json
+    full_read: bool
+    full_read_reason: FullReadReason | None
+    requests: int
+    """HTTP exchanges with Graph during this read, retries included."""
+    throttled: int
+    """How many of them Graph answered 429."""
+
+
+async def read_entra(
+    client: graph_client.GraphClient,
+    previous: Mapping[str, Any] | None,
+    *,
+    tenant_id: str,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> EntraRead:
+    """Read Entra into a new mirror, incrementally from ``previous`` when possible.
+
+    Raises :class:`~shared.graph.errors.TenantMismatch` when the credentials
+    reach another tenant than ``tenant_id``, and
+    :class:`~shared.graph.errors.GraphReadError` when any read fails after
+    retries. ``previous`` is never modified.
+    """
+    with middleware.track() as stats:
+        organization = await _read_organization(client)
+        if organization["id"].lower() != tenant_id.strip().lower():
+            raise errors.TenantMismatch(tenant_id, organization["id"])
+
+        reason = _full_read_reason(previous, tenant_id)
+        result: tuple[_Users, _Groups] | None = None
+        if reason is None and previous is not None:
+            try:
+                result = await _incremental_read(client, previous, page_size)
+            except errors.DeltaExpired:
+                reason = "delta_expired"
+        if result is None:
+            result = await _full_read(client, page_size)
+        users, groups = result
+
+        mirror: Json = {
+            "version": MIRROR_VERSION,
+            "tenantId": tenant_id,
+            "organization": organization,
+            "users": users.users,
+            "groups": groups.result(),
+            "deltaLinks": {"users": users.delta_link, "groups": groups.delta_link},
+        }
+    return EntraRead(
+        mirror=mirror,
+        full_read=reason is not None,
+        full_read_reason=reason,
+        requests=stats.total_requests,
+        throttled=stats.throttled,
+    )
+
+
+async def _read_organization(client: graph_client.GraphClient) -> Json:
+    page = await client.get_json(ORGANIZATION_PATH)
+    value = page.get("value")
+    if not isinstance(value, list) or not value or not isinstance(value[0], dict):
+        raise errors.GraphReadError(
+            "/organization", 200, "no_organization", "Graph returned no organization"
+        )
+    org = value[0]
+    org_id = org.get("id")
+    if not isinstance(org_id, str) or not org_id:
+        raise errors.GraphReadError(
+            "/organization", 200, "no_organization", "organization has no id"
+        )
+    domains = [
+        d["name"]
+        for d in org.get("verifiedDomains") or []
+        if isinstance(d, dict) and isinstance(d.get("name"), str)
+    ]
+    return {
+        "id": org_id,
+        "onPremisesSyncEnabled": bool(org.get("onPremisesSyncEnabled")),
+        "verifiedDomains": domains,
+    }
+
+
+def _full_read_reason(previous: Mapping[str, Any] | None, tenant_id: str) -> FullReadReason | None:
+    if previous is None or not _usable(previous):
+        return "initial"
+    if str(previous.get("tenantId", "")).lower() != tenant_id.strip().lower():
+        return "tenant_changed"
+    return None
+
+
+def _usable(previous: Mapping[str, Any]) -> bool:
+    links = previous.get("deltaLinks")
+    return (
+        previous.get("version") == MIRROR_VERSION
+        and isinstance(previous.get("users"), dict)
+        and isinstance(previous.get("groups"), dict)
+        and isinstance(links, dict)
+        and isinstance(links.get("users"), str)
+        and isinstance(links.get("groups"), str)
+    )
+
+
+async def _full_read(client: graph_client.GraphClient, page_size: int) -> tuple[_Users, _Groups]:
+    users = _Users({}, owned=True)
+    groups = _Groups({}, owned=True)
+    await _both(
+        _delta_round(client, USERS_DELTA_PATH, page_size, users),
+        _delta_round(client, GROUPS_DELTA_PATH, page_size, groups),
+    )
+    return users, groups
+
+
+async def _incremental_read(
+    client: graph_client.GraphClient, previous: Mapping[str, Any], page_size: int
+) -> tuple[_Users, _Groups]:
+    users = _Users(previous["users"], owned=False)
+    groups = _Groups(previous["groups"], owned=False)
+    links = previous["deltaLinks"]
+    await _both(
+        _delta_round(client, _rebase(client, links["users"]), page_size, users),
+        _delta_round(client, _rebase(client, links["groups"]), page_size, groups),
+    )
+    return users, groups
+
+
+def _rebase(client: graph_client.GraphClient, link: str) -> str:
+    """A stored delta link on the current Graph base URL.
+
+    The link was issued by the Graph URL of an earlier run; if that URL has
+    changed (another simulator port, a moved endpoint) the token is sent to
+    the current one, which answers 410 when it does not know it: a full read.
+    """
+    parts = urlsplit(link)
+    prefix = client.base_path + "/"
+    if not parts.scheme or not parts.path.startswith(prefix):
+        return link
+    query = f"?{parts.query}" if parts.query else ""
+    return client.graph_url + parts.path[len(client.base_path) :] + query
+
+
+async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Run both; on the first failure cancel the other and raise that failure."""
+    task1 = asyncio.ensure_future(first)
+    task2 = asyncio.ensure_future(second)
+    try:
+        return await asyncio.gather(task1, task2)
+    except BaseException:
+        for task in (task1, task2):
+            task.cancel()
+        await asyncio.gather(task1, task2, return_exceptions=True)
+        raise
+
+
+class _Applier:
+    delta_link: str = ""
+
+    def apply(self, items: Iterable[Any]) -> None:
+        raise NotImplementedError
+
+
+async def _delta_round(
+    client: graph_client.GraphClient, start: str, page_size: int, applier: _Applier
+) -> None:
+    """Follow ``@odata.nextLink`` from ``start`` to the ``@odata.deltaLink``."""
+    headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+    url = start
+    seen: set[str] = set()
+    while True:
+        seen.add(url)
+        page = await client.get_json(url, headers=headers)
+        value = page.get("value")
+        if not isinstance(value, list):
+            raise errors.GraphReadError(
+                client.endpoint(url), 200, "invalid_page", "page has no value array"
+            )
+        applier.apply(value)
+        next_link = page.get("@odata.nextLink")
+        if isinstance(next_link, str) and next_link:
+            if next_link in seen:
+                raise errors.GraphReadError(
+                    client.endpoint(url), 200, "paging_loop", "nextLink repeats an earlier page"
+                )
+            url = next_link
+            continue
+        delta_link = page.get("@odata.deltaLink")
+        if not isinstance(delta_link, str) or not delta_link:
+            raise errors.GraphReadError(
+                client.endpoint(url),
+                200,
+                "missing_delta_link",
+                "the last page has neither @odata.nextLink nor @odata.deltaLink",
+            )
+        applier.delta_link = delta_link
+        return
+
+
+class _Users(_Applier):
+    """Users delta, copy-on-write over the previous mirror's users."""
+
+    def __init__(self, base: dict[str, Json], *, owned: bool) -> None:
+        self.users = base
+        self._owned = owned
+
+    def _own(self) -> dict[str, Json]:
+        if not self._owned:
+            self.users = dict(self.users)
+            self._owned = True
+        return self.users
+
+    def apply(self, items: Iterable[Any]) -> None:
+        fields = USER_FIELDS
+        for item in items:
+            user_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(user_id, str):
+                continue
+            if "@removed" in item:
+                # "changed" (soft-deleted) and "deleted" alike: the user no longer exists.
+                if user_id in self.users:
+                    del self._own()[user_id]
+                continue
+            old = self.users.get(user_id)
+            if old is None:
+                self._own()[user_id] = {f: item.get(f) for f in fields}
+                continue
+            changes = {f: item[f] for f in fields if f in item and old.get(f) != item[f]}
+            if changes:
+                self._own()[user_id] = {**old, **changes}
+
+
+class _Groups(_Applier):
+    """Groups delta with ``members@delta``, copy-on-write over the previous groups.
+
+    A group may arrive several times in one round (Graph splits a large
+    member list over pages), so changes are gathered per group and the group
+    dicts are built once, in :meth:`result`.
+    """
+
+    def __init__(self, base: dict[str, Json], *, owned: bool) -> None:
+        self._base = base
+        self._owned = owned
+        # id -> (displayName, members as an ordered set), or None once removed.
+        self._touched: dict[str, tuple[Any, dict[str, None]] | None] = {}
+
+    def apply(self, items: Iterable[Any]) -> None:
+        for item in items:
+            group_id = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(group_id, str):
+                continue
+            if "@removed" in item:
+                self._touched[group_id] = None
+                continue
+            state = self._state(group_id)
+            name, members = state
+            if "displayName" in item:
+                name = item["displayName"]
+            for member in item.get("members@delta") or ():
+                if not isinstance(member, dict) or not isinstance(member.get("id"), str):
+                    continue
+                kind = member.get("@odata.type")
+                if kind is not None and kind not in MEMBER_TYPES:
+                    continue
+                if "@removed" in member:
+                    members.pop(member["id"], None)
+                else:
+                    members[member["id"]] = None
+            self._touched[group_id] = (name, members)
+
+    def _state(self, group_id: str) -> tuple[Any, dict[str, None]]:
+        if group_id in self._touched:
+            state = self._touched[group_id]
+            if state is not None:
+                return state
+            return (None, {})  # removed earlier in this round, now back: start empty
+        old = self._base.get(group_id)
+        if old is None:
+            return (None, {})
+        return (old.get("displayName"), dict.fromkeys(old.get("members") or ()))
+
+    def result(self) -> dict[str, Json]:
+        if not self._touched:
+            return self._base
+        groups = self._base if self._owned else dict(self._base)
+        for group_id, state in self._touched.items():
+            if state is None:
+                groups.pop(group_id, None)
+                continue
+            name, members = state
+            old = groups.get(group_id)
+            new = {"id": group_id, "displayName": name, "members": list(members)}
+            if old != new:
+                groups[group_id] = new
+        return groups
