@@ -221,3 +221,11 @@ def test_app_registration_has_only_the_federated_credential() -> None:
     assert config["subject"] == "managedIdentityPrincipalId"
     text = bicep.GRAPH_FILE.read_text()
     assert "/v2.0'" in text and "tenant().tenantId" in text
+
+
+def test_parameters_file_matches_main_bicep() -> None:
+    params = bicep.parse(bicep.INFRA / "main.bicep")["parameters"]
+    given = json.loads((bicep.INFRA / "main.parameters.json").read_text())["parameters"]
+    assert set(given) <= set(params), f"unknown parameters: {sorted(set(given) - set(params))}"
+    required = {name for name, p in params.items() if p.get("default") is None}
+    assert required <= set(given), f"required parameters azd cannot fill: {required - set(given)}"
