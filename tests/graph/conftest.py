@@ -70,8 +70,11 @@ def small_tenant(n_users: int = 6) -> dict[str, Any]:
 def big_tenant(n_users: int) -> dict[str, Any]:
     tenant = small_tenant(n_users)
     tenant["groups"].append(
-        {"id": "10000000-0000-4000-8000-000000000099", "displayName": "Everyone",
-         "members": [uid(i) for i in range(1, n_users + 1)]}
+        {
+            "id": "10000000-0000-4000-8000-000000000099",
+            "displayName": "Everyone",
+            "members": [uid(i) for i in range(1, n_users + 1)],
+        }
     )
     return tenant
 
@@ -91,12 +94,13 @@ def expected_mirror(tenant: dict[str, Any]) -> dict[str, Any]:
             "onPremisesSyncEnabled": bool(org.get("onPremisesSyncEnabled")),
             "verifiedDomains": [d["name"] for d in org["verifiedDomains"]],
         },
-        "users": {
-            u["id"]: {f: u.get(f) for f in reader.USER_FIELDS} for u in tenant["users"]
-        },
+        "users": {u["id"]: {f: u.get(f) for f in reader.USER_FIELDS} for u in tenant["users"]},
         "groups": {
-            g["id"]: {"id": g["id"], "displayName": g["displayName"],
-                      "members": sorted(g.get("members", []))}
+            g["id"]: {
+                "id": g["id"],
+                "displayName": g["displayName"],
+                "members": sorted(g.get("members", [])),
+            }
             for g in tenant["groups"]
         },
     }

@@ -49,8 +49,10 @@ def test_policy_bounds() -> None:
             "https://graph.microsoft.com/v1.0/users/8f3c0b6e-1111-4222-8333-944445555666/calendars",
             "/users/{id}/calendars",
         ),
-        ("https://graph.microsoft.com/v1.0/users/megan@contoso.com/photo/$value",
-         "/users/{id}/photo/$value"),
+        (
+            "https://graph.microsoft.com/v1.0/users/megan@contoso.com/photo/$value",
+            "/users/{id}/photo/$value",
+        ),
     ],
 )
 def test_endpoint_template(url: str, template: str) -> None:
@@ -59,20 +61,29 @@ def test_endpoint_template(url: str, template: str) -> None:
 
 def test_group_split_over_pages_and_removed_then_back() -> None:
     groups = reader._Groups({}, owned=True)
-    groups.apply([
-        {"id": "g1", "displayName": "One",
-         "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}]},
-        {"id": "g2", "displayName": "Two", "members@delta": []},
-    ])
-    groups.apply([
-        {"id": "g1", "members@delta": [
-            {"@odata.type": "#microsoft.graph.group", "id": "g2"},
-            {"@odata.type": "#microsoft.graph.device", "id": "d1"},
-        ]},
-        {"id": "g2", "@removed": {"reason": "deleted"}},
-        {"id": "g2", "displayName": "Two again",
-         "members@delta": [{"id": "u9"}]},
-    ])
+    groups.apply(
+        [
+            {
+                "id": "g1",
+                "displayName": "One",
+                "members@delta": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}],
+            },
+            {"id": "g2", "displayName": "Two", "members@delta": []},
+        ]
+    )
+    groups.apply(
+        [
+            {
+                "id": "g1",
+                "members@delta": [
+                    {"@odata.type": "#microsoft.graph.group", "id": "g2"},
+                    {"@odata.type": "#microsoft.graph.device", "id": "d1"},
+                ],
+            },
+            {"id": "g2", "@removed": {"reason": "deleted"}},
+            {"id": "g2", "displayName": "Two again", "members@delta": [{"id": "u9"}]},
+        ]
+    )
     assert groups.result() == {
         "g1": {"id": "g1", "displayName": "One", "members": ["u1", "g2"]},
         "g2": {"id": "g2", "displayName": "Two again", "members": ["u9"]},
