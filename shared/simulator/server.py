@@ -17,7 +17,7 @@ import json
 import re
 import secrets
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +52,7 @@ DEFAULT_LIST_PAGE = 100
 DEFAULT_DELTA_PAGE = 200
 DEFAULT_CALENDAR_VIEW_PAGE = 10
 MAX_BATCH = 20
+REQUEST_LOG_SIZE = 1000
 GRAPH_PREFIX = "/v1.0"
 _REAL_GRAPH = "https://graph.microsoft.com/v1.0"
 
@@ -176,6 +177,7 @@ class Simulator:
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.faulted = 0
+        self.log: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
         self._delta_cache: dict[tuple[str, int | None, int], list[Change]] = {}
         self.routes: list[Route] = []
         self._register_routes()
@@ -234,6 +236,7 @@ class Simulator:
             ("POST", "/users/{id}/calendars/{cid}/events", self.create_event),
             ("POST", "/users/{id}/events", self.create_event),
             ("GET", "/users/{id}/events/{eid}", self.get_event),
+            ("PATCH", "/users/{id}/events/{eid}", self.patch_event),
             ("DELETE", "/users/{id}/events/{eid}", self.delete_event),
             ("GET", "/groups", self.list_groups),
             ("GET", "/groups/delta", self.groups_delta),
@@ -269,7 +272,7 @@ class Simulator:
         for fault in self.faults:
             if fault.method not in ("*", method):
                 continue
-            if fault.path not in (template, path, path.rstrip("/")):
+            if fault.path not in ("*", template, path, path.rstrip("/")):
                 continue
             if fault.times == 0:
                 continue
@@ -279,13 +282,33 @@ class Simulator:
             return fault
         return None
 
-    def process(self, req: Req, *, authenticated: bool | None = None) -> Resp:
+    def process(self, req: Req, *, authenticate: bool = True) -> Resp:
+        """Count, authenticate, inject faults, dispatch; a Graph error becomes its response."""
         route, params, path_known = self.match(req.method, req.path)
         template = route.template if route else None
         self.counts[f"{req.method} {template or '(unmatched)'}"] += 1
         self.total += 1
+        resp = self._process(req, route, params, path_known, authenticate)
+        self.log.append({
+            "method": req.method,
+            "path": req.path,
+            "query": dict(req.query),
+            "template": template,
+            "status": resp.status,
+        })
+        return resp
+
+    def _process(
+        self,
+        req: Req,
+        route: Route | None,
+        params: dict[str, str],
+        path_known: bool,
+        authenticate: bool,
+    ) -> Resp:
+        template = route.template if route else None
         try:
-            if authenticated is None:
+            if authenticate:
                 self._authenticate(req)
             fault = self._take_fault(req.method, template, req.path)
             if fault is not None:
@@ -573,7 +596,9 @@ class Simulator:
         offset = 0
         old: int | None = None
         new = self.current.version
-        if "$deltatoken" in req.query:
+        if req.query.get("$deltatoken") == "latest":
+            old = new  # Graph: no data, just a deltaLink for "from now on"
+        elif "$deltatoken" in req.query:
             data = self._token(req.query["$deltatoken"], kind, "d")
             old = data.get("v")
             if not isinstance(old, int) or old not in self.snapshots:
@@ -970,10 +995,12 @@ class Simulator:
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials "
                              "and try again.")
         try:
-            parse_graph_datetime(body.get("start"), "start")
-            parse_graph_datetime(body.get("end"), "end")
+            start = parse_graph_datetime(body.get("start"), "start")
+            end = parse_graph_datetime(body.get("end"), "end")
         except TenantFileError as err:
             raise GraphError(400, "ErrorInvalidRequest", str(err)) from None
+        if end < start:
+            raise GraphError(400, "ErrorInvalidRequest", "The end is before the start.")
         txn = body.get("transactionId")
         if txn is not None:
             for c in calendars:
@@ -1004,6 +1031,23 @@ class Simulator:
         select = self._select(req)
         return Resp(200, {"@odata.context": self._context(req, "events/$entity", select),
                           **select_properties(event, select, None)})
+
+    def patch_event(self, req: Req) -> Resp:
+        body = self._body_object(req)
+        cal, event = self._find_event(req)
+        if "id" in body:
+            raise GraphError(400, "ErrorInvalidPropertyUpdateSentAsPatch",
+                             "The property 'id' is read-only.")
+        merged = {**event, **body, "lastModifiedDateTime": _now()}
+        try:
+            start = parse_graph_datetime(merged.get("start"), "start")
+            end = parse_graph_datetime(merged.get("end"), "end")
+        except TenantFileError as err:
+            raise GraphError(400, "ErrorInvalidRequest", str(err)) from None
+        if end < start:
+            raise GraphError(400, "ErrorInvalidRequest", "The end is before the start.")
+        cal["events"] = [merged if e is event else e for e in cal["events"]]
+        return Resp(200, {"@odata.context": self._context(req, "events/$entity", None), **merged})
 
     def delete_event(self, req: Req) -> Resp:
         cal, event = self._find_event(req)
@@ -1042,7 +1086,7 @@ class Simulator:
             if sub.path.rstrip("/") == "/$batch":
                 resp = _bad_request("Nested $batch is not supported.", "BadRequest").response()
             else:
-                resp = self.process(sub, authenticated=True)
+                resp = self.process(sub, authenticate=False)
             headers = dict(resp.headers)
             if resp.body is not None:
                 headers["Content-Type"] = resp.content_type
@@ -1211,13 +1255,17 @@ async def _get_state(request: web.Request) -> web.StreamResponse:
 
 async def _get_requests(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR_KEY]
-    return web.json_response({"total": sim.total, "faulted": sim.faulted,
-                              "byEndpoint": dict(sorted(sim.counts.items()))})
+    body: JSON = {"total": sim.total, "faulted": sim.faulted,
+                  "byEndpoint": dict(sorted(sim.counts.items()))}
+    if request.query.get("log", "").lower() in ("1", "true"):
+        body["log"] = list(sim.log)
+    return web.json_response(body)
 
 
 async def _delete_requests(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR_KEY]
     sim.counts.clear()
+    sim.log.clear()
     sim.total = 0
     sim.faulted = 0
     return web.Response(status=204)
@@ -1230,8 +1278,10 @@ def _parse_fault(raw: Any) -> Fault:
     if not isinstance(method, str) or not method:
         raise ValueError("fault.method: must be an HTTP method or '*'")
     path = raw.get("path")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ValueError("fault.path: required, a route template or path starting with '/'")
+    if not isinstance(path, str) or not (path.startswith("/") or path == "*"):
+        raise ValueError(
+            "fault.path: required, a route template or path starting with '/', or '*'"
+        )
     path = path.removeprefix(GRAPH_PREFIX) or "/"
     if len(path) > 1:
         path = path.rstrip("/")

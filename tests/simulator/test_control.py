@@ -207,3 +207,14 @@ def test_module_entry_point_rejects_bad_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "organization.id" in done.stderr
     assert done.stdout == ""
+
+
+def test_wildcard_fault_and_request_log(sim: RunningSimulator) -> None:
+    sim.set_faults([{"method": "*", "path": "*", "status": 503, "times": 2}])
+    assert sim.graph("GET", "/organization").status_code == 503
+    assert sim.graph("POST", "/$batch", json={"requests": []}).status_code == 503
+    assert sim.graph("GET", "/organization").status_code == 200
+    log = sim.http.get("/_sim/requests?log=1").json()["log"]
+    assert [(e["template"], e["status"]) for e in log] == [
+        ("/organization", 503), ("/$batch", 503), ("/organization", 200)
+    ]

@@ -195,3 +195,13 @@ def test_deleted_user_leaves_groups_and_deleted_items(sim: RunningSimulator) -> 
     restored = sim.graph("POST", "/directory/deletedItems/u-0002/restore")
     assert restored.status_code == 200
     assert sim.graph("GET", "/users/u-0002").status_code == 200
+
+
+def test_deltatoken_latest(sim: RunningSimulator, tenant: dict[str, Any]) -> None:
+    body = sim.graph("GET", "/users/delta?$deltatoken=latest&$select=id,displayName").json()
+    assert body["value"] == []
+    changed = clone(tenant)
+    changed["users"][4]["displayName"] = "Five"
+    sim.put_tenant(changed)
+    items, _, _ = delta_round(sim, body["@odata.deltaLink"])
+    assert items == [{"id": "u-0005", "displayName": "Five"}]

@@ -165,3 +165,13 @@ def test_batch(sim: RunningSimulator) -> None:
     assert response.json()["error"]["code"] == "BadRequest"
     unauthenticated = sim.http.post("/v1.0/$batch", json=body)
     assert unauthenticated.status_code == 401
+
+
+def test_patch_event(sim: RunningSimulator) -> None:
+    patched = sim.graph("PATCH", "/users/u-0001/events/ev-1", json={"subject": "Moved"})
+    assert patched.status_code == 200
+    assert patched.json()["subject"] == "Moved"
+    assert sim.graph("GET", "/users/u-0001/events/ev-1").json()["subject"] == "Moved"
+    backwards = {"end": {"dateTime": "2026-11-01T00:00:00", "timeZone": "UTC"}}
+    assert sim.graph("PATCH", "/users/u-0001/events/ev-1", json=backwards).status_code == 400
+    assert sim.graph("PATCH", "/users/u-0001/events/nope", json={}).status_code == 404
