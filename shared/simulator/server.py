@@ -33,6 +33,7 @@ from shared.simulator.tenant import (
     Snapshot,
     TenantFileError,
     build_snapshot,
+    event_for_output,
     event_in_window,
     export_tenant,
     group_changes,
@@ -952,7 +953,10 @@ class Simulator:
             offset = data["o"]
         body: JSON = {
             "@odata.context": self._context(req, "events", select),
-            "value": [select_properties(e, select, None) for e in events[offset : offset + size]],
+            "value": [
+                select_properties(event_for_output(e), select, None)
+                for e in events[offset : offset + size]
+            ],
         }
         if offset + size < len(events):
             body["@odata.nextLink"] = self._link(

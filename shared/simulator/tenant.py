@@ -13,8 +13,9 @@ import base64
 import binascii
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 JSON = dict[str, Any]
 
@@ -138,13 +139,47 @@ def _opt_bool(obj: Mapping[str, Any], key: str, where: str) -> None:
         raise _fail(f"{where}.{key}", "must be true, false or null")
 
 
+_UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "Z", "GMT", "Coordinated Universal Time", "tzone://Microsoft/Utc"}
+)
+# Common Windows time zone names (what Outlook uses) → IANA.
+_WINDOWS_ZONES = {
+    "Pacific Standard Time": "America/Los_Angeles",
+    "Mountain Standard Time": "America/Denver",
+    "Central Standard Time": "America/Chicago",
+    "Eastern Standard Time": "America/New_York",
+    "GMT Standard Time": "Europe/London",
+    "Greenwich Standard Time": "Atlantic/Reykjavik",
+    "W. Europe Standard Time": "Europe/Berlin",
+    "Romance Standard Time": "Europe/Paris",
+    "Central Europe Standard Time": "Europe/Budapest",
+    "Central European Standard Time": "Europe/Warsaw",
+    "FLE Standard Time": "Europe/Helsinki",
+    "E. Europe Standard Time": "Europe/Chisinau",
+    "India Standard Time": "Asia/Kolkata",
+    "China Standard Time": "Asia/Shanghai",
+    "Tokyo Standard Time": "Asia/Tokyo",
+    "AUS Eastern Standard Time": "Australia/Sydney",
+}
+
+
+def _zone(name: Any, where: str) -> tzinfo:
+    if name is None or name in _UTC_NAMES:
+        return UTC
+    if isinstance(name, str):
+        try:
+            return ZoneInfo(_WINDOWS_ZONES.get(name, name))
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise _fail(f"{where}.timeZone", f"unknown time zone {name!r}")
+
+
 def parse_graph_datetime(value: Any, where: str) -> datetime:
     """A Graph dateTimeTimeZone (`{"dateTime", "timeZone"}`) or ISO string, as aware UTC."""
+    zone: tzinfo = UTC
     if isinstance(value, Mapping):
         text = value.get("dateTime")
-        zone = value.get("timeZone", "UTC")
-        if zone not in (None, "UTC", "Etc/UTC", "Z", "Coordinated Universal Time"):
-            raise _fail(f"{where}.timeZone", f"only UTC is supported, got {zone!r}")
+        zone = _zone(value.get("timeZone", "UTC"), where)
     else:
         text = value
     if not isinstance(text, str):
@@ -154,8 +189,19 @@ def parse_graph_datetime(value: Any, where: str) -> datetime:
     except ValueError:
         raise _fail(where, f"not an ISO 8601 date-time: {text!r}") from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)
+
+
+def event_for_output(event: Mapping[str, Any]) -> JSON:
+    """An event as calendarView returns it without a Prefer outlook.timezone: times in UTC."""
+    out = dict(event)
+    for key in ("start", "end"):
+        value = event.get(key)
+        if isinstance(value, Mapping) and value.get("timeZone", "UTC") != "UTC":
+            moment = parse_graph_datetime(value, key)
+            out[key] = {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+    return out
 
 
 def _validate_calendars(value: Any, where: str) -> list[JSON]:

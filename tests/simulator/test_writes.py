@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.simulator.conftest import clone
-from tests.support.simulator import RunningSimulator
+from tests.support.simulator import RunningSimulator, running_simulator
 
 pytestmark = pytest.mark.integration
 WINDOW = "startDateTime=2026-11-01T00:00:00Z&endDateTime=2027-01-01T00:00:00Z"
@@ -175,3 +175,18 @@ def test_patch_event(sim: RunningSimulator) -> None:
     backwards = {"end": {"dateTime": "2026-11-01T00:00:00", "timeZone": "UTC"}}
     assert sim.graph("PATCH", "/users/u-0001/events/ev-1", json=backwards).status_code == 400
     assert sim.graph("PATCH", "/users/u-0001/events/nope", json={}).status_code == 404
+
+
+def test_events_in_other_time_zones_are_served_in_utc(tenant: dict[str, Any]) -> None:
+    tenant["users"][0]["calendars"][0]["events"].append({
+        "id": "ev-cph",
+        "subject": "Copenhagen",
+        "start": {"dateTime": "2026-12-01T23:30:00", "timeZone": "Europe/Copenhagen"},
+        "end": {"dateTime": "2026-12-02T00:30:00", "timeZone": "Romance Standard Time"},
+    })
+    window = "startDateTime=2026-12-01T22:00:00Z&endDateTime=2026-12-01T23:00:00Z"
+    with running_simulator(tenant) as sim:
+        view = sim.graph("GET", f"/users/u-0001/calendar/calendarView?{window}").json()
+    [event] = view["value"]
+    assert event["start"] == {"dateTime": "2026-12-01T22:30:00", "timeZone": "UTC"}
+    assert event["end"] == {"dateTime": "2026-12-01T23:30:00", "timeZone": "UTC"}
