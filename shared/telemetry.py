@@ -28,10 +28,20 @@ def configure(environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     if _configured or not env.get(config.APPINSIGHTS_CONNECTION_STRING):
         return
+    from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
 
+    # Application Insights has local auth off (infra/): telemetry is sent with the
+    # user-assigned managed identity's Entra token, never an instrumentation key alone.
+    credential = (
+        ManagedIdentityCredential(client_id=env[config.MANAGED_IDENTITY_CLIENT_ID])
+        if env.get(config.MANAGED_IDENTITY_CLIENT_ID)
+        else None
+    )
     configure_azure_monitor(
-        connection_string=env[config.APPINSIGHTS_CONNECTION_STRING], logger_name=LOGGER_NAME
+        connection_string=env[config.APPINSIGHTS_CONNECTION_STRING],
+        logger_name=LOGGER_NAME,
+        credential=credential,
     )
     _configured = True
 

@@ -7,6 +7,7 @@ same settings it reads in Azure: EMPLY_SYNC_STORAGE and EMPLY_SYNC_GRAPH_URL.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import io
@@ -46,9 +47,15 @@ class World:
     tmp: Path
 
     def cli(self, *args: str) -> tuple[int, str, str]:
+        """`emply-sync ARGS` in-process; on a worker thread, so async tests may call it too."""
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
+
+        def call() -> int:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                return cli.main(list(args))
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            code = pool.submit(call).result()
         return code, out.getvalue(), err.getvalue()
 
     def ok(self, *args: str) -> str:

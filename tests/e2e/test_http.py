@@ -1,0 +1,155 @@
+"""The Functions app: bindings, and the HTTP and timer triggers called as the host calls them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import azure.functions as func
+import azure.functions.timer
+import pytest
+
+from function_app import app
+from sync_timer import SCHEDULE
+from tests.e2e import tenants as t
+
+# get_functions() indexes the app and refuses to run twice in one process: read it once.
+FUNCTIONS = {fn.get_function_name(): fn for fn in app.get_functions()}
+
+
+def function(name: str) -> Any:
+    return FUNCTIONS[name].get_user_function()
+
+
+def request(method: str, url: str, body: Any = None, *, route_params: dict[str, str] | None = None,
+            params: dict[str, str] | None = None) -> func.HttpRequest:
+    raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None
+                                                else b"")
+    return func.HttpRequest(method=method, url=url, body=raw, route_params=route_params or {},
+                            params=params or {})
+
+
+def test_bindings_show_the_timer_schedule_and_http_routes() -> None:
+    bindings = {name: json.loads(fn.get_function_json())["bindings"][0]
+                for name, fn in FUNCTIONS.items()}
+    assert bindings["scheduled_sync"]["schedule"] == SCHEDULE == "0 */30 * * * *"
+    routes = {(b["route"], tuple(b["methods"]), b["authLevel"])
+              for b in bindings.values() if b["type"] == "httpTrigger"}
+    assert routes == {
+        ("sync", ("POST",), "FUNCTION"),
+        ("sync/runs", ("GET",), "FUNCTION"),
+        ("sync/runs/{runId}", ("GET",), "FUNCTION"),
+        ("users/{user}/explain", ("GET",), "FUNCTION"),
+        ("health", ("GET",), "FUNCTION"),
+    }
+
+
+def world_with_staff(make_world: Any, latency_ms: float = 0) -> Any:
+    people = t.staff(10)
+    world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),
+                       latency_ms=latency_ms)
+    world.import_state(t.emply_state())
+    return world
+
+
+async def test_two_concurrent_manual_syncs_give_one_200_and_one_409(make_world: Any) -> None:
+    world_with_staff(make_world, latency_ms=150)
+    sync = function("manual_sync")
+    first, second = await asyncio.gather(
+        sync(request("POST", "/api/sync", {})), sync(request("POST", "/api/sync", None))
+    )
+    statuses = sorted([first.status_code, second.status_code])
+    assert statuses == [200, 409]
+    ok, busy = (first, second) if first.status_code == 200 else (second, first)
+    report, conflict = json.loads(ok.get_body()), json.loads(busy.get_body())
+    assert conflict["runId"] == report["runId"]
+    assert report["counts"] == {"create_user": 10}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        ({"dryRun": "yes"}, "dryRun"),
+        ({"approveDeactivations": True}, "approveDeactivations"),
+        ({"approveDeactivations": -1}, "approveDeactivations"),
+        ({"dryrun": True}, "dryrun"),
+        (b"{" + b" " * 5000 + b"}", "body"),
+    ],
+)
+async def test_bad_sync_bodies_get_400_naming_the_field_and_change_nothing(
+    make_world: Any, body: Any, field: str
+) -> None:
+    world = world_with_staff(make_world)
+    before = world.export()
+    response = await function("manual_sync")(request("POST", "/api/sync", body))
+    assert response.status_code == 400
+    problem = json.loads(response.get_body())
+    assert problem["field"] == field
+    assert problem["status"] == 400 and problem["detail"]
+    assert response.mimetype == "application/problem+json"
+    assert world.export() == before
+    runs = await function("list_runs")(request("GET", "/api/sync/runs"))
+    assert json.loads(runs.get_body())["runs"] == []
+
+
+async def test_runs_run_report_explain_and_health(make_world: Any) -> None:
+    world_with_staff(make_world)
+    response = await function("manual_sync")(request("POST", "/api/sync", {"dryRun": False}))
+    report = json.loads(response.get_body())
+    assert response.status_code == 200 and report["trigger"] == "http"
+
+    runs = json.loads((await function("list_runs")(
+        request("GET", "/api/sync/runs", params={"limit": "5"}))).get_body())["runs"]
+    assert [r["runId"] for r in runs] == [report["runId"]]
+    bad_limit = await function("list_runs")(request("GET", "/api/sync/runs",
+                                                    params={"limit": "lots"}))
+    assert bad_limit.status_code == 400
+
+    one = await function("get_run")(request("GET", "/x", route_params={"runId": report["runId"]}))
+    assert json.loads(one.get_body()) == report
+    missing = await function("get_run")(request("GET", "/x", route_params={"runId": "nope"}))
+    assert missing.status_code == 404
+
+    explained = await function("explain_user")(
+        request("GET", "/x", route_params={"user": "person2.staff@contoso.com"}))
+    body = json.loads(explained.get_body())
+    assert explained.status_code == 200
+    assert body["user"]["status"] == "active"
+    assert body["groups"][0]["displayName"] == "Employee"
+    assert body["lastChange"]["kind"] == "create_user"
+    unknown = await function("explain_user")(request("GET", "/x",
+                                                     route_params={"user": "nobody"}))
+    assert unknown.status_code == 404
+
+    health = await function("health")(request("GET", "/api/health"))
+    status = json.loads(health.get_body())
+    assert health.status_code == 200
+    assert status["checks"] == {"storage": {"ok": True}, "graph": {"ok": True}}
+    assert status["lastRun"]["runId"] == report["runId"]
+
+
+async def test_health_reports_unreachable_graph(make_world: Any) -> None:
+    world = world_with_staff(make_world)
+    world.sim.set_faults("/organization", 503, times=-1)
+    health = await function("health")(request("GET", "/api/health"))
+    assert health.status_code == 503
+    assert json.loads(health.get_body())["checks"]["graph"]["ok"] is False
+
+
+async def test_timer_runs_a_sync_and_logs_past_due(
+    make_world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = world_with_staff(make_world)
+    timer = azure.functions.timer.TimerRequest(past_due=True)
+    with caplog.at_level("INFO", logger="emply_sync"):
+        await function("scheduled_sync")(timer)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "emply_sync.timer_past_due" in messages
+    run_record = next(r for r in caplog.records if r.getMessage() == "emply_sync.run")
+    assert run_record.trigger == "timer"  # type: ignore[attr-defined]
+    assert run_record.status == "succeeded"  # type: ignore[attr-defined]
+    assert json.loads(run_record.changes) == {"create_user": 10}  # type: ignore[attr-defined]
+    assert len(world.users()) == 10
