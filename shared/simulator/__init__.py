@@ -1,7 +1,35 @@
 """A Microsoft Graph v1.0 simulator serving a tenant file on loopback.
 
 `create_app(tenant)` builds the aiohttp application; `serve(path)` runs it
-until SIGTERM/SIGINT and prints `Graph simulator listening on <url>` once bound.
+until SIGTERM/SIGINT and prints `Graph simulator listening on <url>` once bound
+(also `python -m shared.simulator --tenant FILE [--port P] [--latency-ms L]`).
+
+Graph routes (under /v1.0, bearer token `shared.config.SIMULATOR_TOKEN`):
+`/organization`; `/users`, `/users/{id or UPN}`, `/users/delta`, `/users/{id}/memberOf`,
+`/users/{id}/transitiveMemberOf`; `/groups`, `/groups/{id}`, `/groups/delta`,
+`/groups/{id}/members`, `/groups/{id}/transitiveMembers`, `POST /groups/{id}/members/$ref`,
+`DELETE /groups/{id}/members/{mid}/$ref`; `POST /users`, `PATCH /users/{id}`,
+`DELETE /users/{id}` (to `/directory/deletedItems/{id}`, restorable with
+`POST /directory/deletedItems/{id}/restore`; list `/directory/deletedItems/microsoft.graph.user`);
+`/users/{id}/photo` and `/photo/$value`; `/users/{id}/calendars`, `/calendar`,
+`/calendars/{cid}`, `.../calendarView`, `.../events` (GET, POST with `transactionId`),
+`/users/{id}/events/{eid}` (GET, PATCH, DELETE); `POST /$batch` (max 20).
+Query options: `$select` (id always; users default to Graph's default property set),
+`$top` (1..999), `$filter` (`p eq 'v'`, `startswith(p,'v')`, `and`/`or`), `$count=true`,
+`Prefer: odata.maxpagesize=N` on delta, `$deltatoken=latest`.
+
+Delta semantics: every tenant change (PUT /_sim/tenant or a write) makes a new
+version; a deltaLink remembers its version and the next round reports exactly the
+difference to the current version. Removed users: `@removed: {reason: changed}`;
+removed groups and removed members: `{reason: deleted}`. `members@delta` is left out
+when a group has no membership change (and when `$select` omits `members`).
+
+Control endpoints (no token, not counted):
+`PUT /_sim/tenant` (tenant file; 400 naming the field), `GET /_sim/tenant`,
+`GET /_sim/state`, `GET /_sim/requests[?log=1]` → `{total, faulted, byEndpoint}`,
+`DELETE /_sim/requests`, `POST /_sim/faults` (`{method, path, status, times, retryAfter}`
+or a list; path = route template, exact path, or `*`), `GET`/`DELETE /_sim/faults`,
+`POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`).
 """
 
 from __future__ import annotations

@@ -889,25 +889,23 @@ class Simulator:
             )
         return uid, calendars
 
-    def _calendar(self, req: Req) -> JSON | None:
-        """The calendar a route names ({cid}, or the default one); None = all calendars."""
+    def _calendar(self, req: Req) -> JSON:
+        """The calendar a route names: {cid}, else the default calendar (as Graph's
+        /users/{id}/calendar, /calendarView and /events do)."""
         _, calendars = self._mailbox(req)
         cid = req.params.get("cid")
         if cid is not None:
             for cal in calendars:
                 if cal["id"] == cid:
                     return cal
-            raise GraphError(404, "ErrorItemNotFound",
-                             "The specified object was not found in the store.")
-        if "/calendar/" in req.path + "/" or req.method == "POST":
+        else:
             for cal in calendars:
                 if cal.get("isDefaultCalendar"):
                     return cal
             if calendars:
                 return calendars[0]
-            raise GraphError(404, "ErrorItemNotFound",
-                             "The specified object was not found in the store.")
-        return None
+        raise GraphError(404, "ErrorItemNotFound",
+                         "The specified object was not found in the store.")
 
     @staticmethod
     def _render_calendar(cal: Mapping[str, Any], select: Sequence[str] | None) -> JSON:
@@ -926,7 +924,6 @@ class Simulator:
 
     def get_calendar(self, req: Req) -> Resp:
         cal = self._calendar(req)
-        assert cal is not None
         select = self._select(req)
         return Resp(200, {"@odata.context": self._context(req, "calendars/$entity", select),
                           **self._render_calendar(cal, select)})
@@ -935,11 +932,7 @@ class Simulator:
         return self.get_calendar(req)
 
     def _events(self, req: Req) -> list[JSON]:
-        cal = self._calendar(req)
-        if cal is not None:
-            return list(cal["events"])
-        _, calendars = self._mailbox(req)
-        return [e for c in calendars for e in c["events"]]
+        return list(self._calendar(req)["events"])
 
     def _event_list(self, req: Req, events: list[JSON], default_page: int) -> Resp:
         select = self._select(req)
@@ -993,7 +986,6 @@ class Simulator:
     def create_event(self, req: Req) -> Resp:
         body = self._body_object(req)
         cal = self._calendar(req)
-        assert cal is not None
         _, calendars = self._mailbox(req)
         if cal.get("canEdit") is False:
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials "
