@@ -44,10 +44,10 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from shared import emply_doc
-from shared.store import errors, keys
+from shared.store import errors, keys, wire
 
 Clock = Callable[[], dt.datetime]
-Operation = tuple[str, dict[str, Any], dict[str, Any]]
+Operation = wire.Operation
 
 PARTITIONS: dict[str, str] = {
     "roles": "role", "users": "user", "employees": "employee", "calendars": "calendar",
@@ -120,7 +120,7 @@ class _Codec:
             if value is None:
                 value = None if default is None else copy.deepcopy(default)
             elif is_json:
-                value = json.loads(value)
+                value = [] if value == "[]" else json.loads(value)
             out[name] = value
         return out
 
@@ -215,12 +215,9 @@ class EmplyStore:
     async def _query(self, partition: str,
                      select: list[str] | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        pager = self.emply.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
-                                          select=select, results_per_page=1000)
-        async for entity in pager:
-            row = dict(entity)
-            row["_etag"] = entity.metadata.get("etag")
-            rows.append(row)
+        pk = partition.replace("'", "''")
+        async for page in wire.query(self.emply, f"PartitionKey eq '{pk}'", select=select):
+            rows.extend(page)
         return rows
 
     async def load_document(self) -> dict[str, Any]:
@@ -243,7 +240,7 @@ class EmplyStore:
             etags = self._etags
             items = []
             for row in rows:
-                etags[(pk, row["RowKey"])] = row["_etag"]
+                etags[(pk, row["RowKey"])] = row["odata.etag"]
                 items.append(codec.from_row(row))
             doc[kind] = items
         return doc
@@ -341,10 +338,9 @@ class EmplyStore:
             row = codec.to_row(item)
             etag = self._etags.get((row["PartitionKey"], row["RowKey"])) if conditional else None
             if etag is None:
-                ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
+                ops.append(("upsert", row, {}))
             else:
-                ops.append(("update", row, {"mode": UpdateMode.REPLACE, "etag": etag,
-                                            "match_condition": MatchConditions.IfNotModified}))
+                ops.append(("update", row, {"etag": etag}))
         await self._submit_all(ops, kind=kind)
 
     async def _submit_all(self, ops: list[Operation], *, kind: str) -> None:
@@ -370,21 +366,21 @@ class EmplyStore:
         deletes = chunk[0][0] == "delete"
         async with self._limit:
             try:
-                results = await self.emply.submit_transaction(chunk)
+                etags = await wire.submit(self.emply, chunk)
             except HttpResponseError as exc:
                 if deletes and exc.status_code == 404:
                     await self._delete_one_by_one(chunk)
                     return
-                if exc.status_code in (404, 409, 412) or isinstance(exc, ResourceModifiedError):
+                if exc.status_code in (404, 409, 412):
                     await self._raise_conflict(chunk, kind, exc)
                 raise
         if deletes:
             self._count(batches=1, deleted=len(chunk))
             return
         self._count(batches=1, written=len(chunk))
-        for (_op, row, _kw), result in zip(chunk, results, strict=False):
-            if result.get("etag"):
-                self._etags[(row["PartitionKey"], row["RowKey"])] = result["etag"]
+        for (_op, row, _kw), etag in zip(chunk, etags, strict=False):
+            if etag:
+                self._etags[(row["PartitionKey"], row["RowKey"])] = etag
 
     async def _delete_one_by_one(self, chunk: list[Operation]) -> None:
         for _op, row, _kw in chunk:

@@ -16,6 +16,7 @@ from shared.store import (
     LeaseLost,
     RunInProgress,
     open_store,
+    wire,
 )
 from shared.store.keys import decode_key, encode_key, expand_connection_string
 from tests.support.azurite import AzuriteProcess
@@ -194,6 +195,10 @@ async def test_250_users_in_three_transactions(store: EmplyStore) -> None:
     assert store.stats["entities_written"] - before["entities_written"] == 250
     loaded = (await store.load_document())["users"]
     assert loaded == users
+    # queries follow continuation tokens
+    pages = [page async for page in wire.query(store.emply, "PartitionKey eq 'user'",
+                                               page_size=100)]
+    assert [len(p) for p in pages] == [100, 100, 50]
     # written back unchanged with ETags: again 3 transactions, no conflict
     before = dict(store.stats)
     await store.upsert_users(loaded)
