@@ -7,6 +7,7 @@ advance (R7). Every run, dry or real, failed or not, leaves a report.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -23,6 +24,9 @@ from shared.graph import reader
 from shared.reconcile import apply, convert, explain, model, planner
 
 Clock = Callable[[], dt.datetime]
+
+# A crashed run's lease expires after this; a live run renews it every third of it.
+LEASE_TTL_SECONDS = 300
 
 
 def utcnow() -> dt.datetime:
@@ -116,8 +120,10 @@ async def run_sync(
         "held": [],
         "errors": [],
     }
+    heartbeat: asyncio.Task[None] | None = None
     if not dry_run:
-        await deps.store.acquire_lease(run_id, trigger)
+        await deps.store.acquire_lease(run_id, trigger, ttl_seconds=LEASE_TTL_SECONDS)
+        heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
     planned = False
     try:
         try:
@@ -126,7 +132,9 @@ async def run_sync(
             plan = make_plan(prepared, started, approve_deactivations)
             report.update(plan_report(plan, prepared.read))
             planned = True
-            if not dry_run:
+            if heartbeat is not None:
+                if heartbeat.done():  # the lease was lost: another run may be applying
+                    heartbeat.result()
                 await apply_plan(deps, prepared, plan, run_id, iso(started))
         except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
             report["status"] = "failed"
@@ -144,10 +152,20 @@ async def run_sync(
             report["durationMs"] = int((time.monotonic() - clock0) * 1000)
             await deps.store.save_run(report)
     finally:
-        if not dry_run:
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, store_mod.LeaseLost):
+                await heartbeat
             await deps.store.release_lease(run_id)
         telemetry.log_run(report)
     return report
+
+
+async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
+    """Renew the lease while the run works; ends with `LeaseLost` if another run took it."""
+    while True:
+        await asyncio.sleep(LEASE_TTL_SECONDS / 3)
+        await store.renew_lease(run_id, ttl_seconds=LEASE_TTL_SECONDS)
 
 
 def plan_report(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:

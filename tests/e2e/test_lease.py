@@ -1,0 +1,34 @@
+"""R1: the single-run lease is renewed while a run works, so a long run is never overlapped."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared import service
+from shared import store as store_mod
+from tests.e2e import tenants as t
+
+
+async def test_a_run_longer_than_the_lease_keeps_it(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "LEASE_TTL_SECONDS", 1)
+    people = t.staff(3)
+    world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),
+                       latency_ms=900)  # three sequential Graph rounds: ~2.7 s > the 1 s lease
+    world.import_state(t.emply_state())
+
+    async with service.open_deps() as deps:
+        run = asyncio.create_task(service.run_sync(deps, trigger="cli"))
+        await asyncio.sleep(1.8)  # past the first expiry
+        assert not run.done()
+        async with store_mod.open_store(connection_string=world.azurite.connection_string) as other:
+            with pytest.raises(store_mod.RunInProgress):
+                await other.acquire_lease("intruder", "http")
+        report = await run
+    assert report["status"] == "succeeded"
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as other:
+        assert await other.current_lease() is None  # released at the end
