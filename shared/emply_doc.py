@@ -365,9 +365,15 @@ def _label(kind: str, index: int, item: object) -> str:
 
 def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
           present: bool) -> set[str] | None:
+    """Ids a reference may point at: the document's own plus the known ones.
+
+    Known ids count even when the section is present: a plain import only adds
+    to what the store holds (with `--replace` the store passes empty sets).
+    """
+    ids = None if known is None else set(known)
     if present:
-        return {e["id"] for e in doc[section]}
-    return None if known is None else set(known)
+        ids = (ids or set()) | {e["id"] for e in doc[section]}
+    return ids
 
 
 def validate_document(
@@ -381,9 +387,10 @@ def validate_document(
     """Check an Emply state document and return it normalised.
 
     `partial`: sections may be left out (they come back empty / None); with
-    ``partial=False`` all seven must be present. References to a section the
-    document leaves out are checked against the matching `known_*` ids (what
-    the store already holds); None means "unknown, do not check".
+    ``partial=False`` all seven must be present. References are checked
+    against the document's own ids plus the matching `known_*` ids (what the
+    store already holds); when a section is absent and its `known_*` is None,
+    references to it are not checked.
     Raises `DocumentError` naming the entity and field.
     """
     errors: list[tuple[str, str]] = []

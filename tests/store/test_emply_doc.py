@@ -81,8 +81,11 @@ def test_known_role_ids_when_roles_section_absent() -> None:
         validate_document({"settings": settings}, known_role_ids={"hr"})
     assert info.value.path == "settings.groups[0].roleId"
     # roles in the file add to the known ones
+    settings["groups"].append({"groupId": "g-hr", "roleId": "hr"})
     validate_document({"settings": settings, "roles": [{"id": "employee"}]},
                       known_role_ids={"hr"})
+    with pytest.raises(DocumentError, match='unknown role "hr"'):
+        validate_document({"settings": settings, "roles": [{"id": "employee"}]})
 
 
 def test_known_employee_ids() -> None:

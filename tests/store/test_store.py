@@ -145,6 +145,10 @@ async def test_import_checks_references_against_stored_entities(store: EmplyStor
             "tenantId": "t", "groups": [{"groupId": "g", "roleId": "ghost"}],
             "defaultRoleId": "employee"}})
     assert info.value.path == "settings.groups[0].roleId"
+    # a roles section adds to the stored roles
+    await store.import_document({"roles": [{"id": "hr"}], "settings": {
+        "tenantId": "t", "groups": [{"groupId": "g", "roleId": "hr"}],
+        "defaultRoleId": "administrator"}})
     # users alone: employees come from the store
     await store.import_document({"users": [{"id": "u2", "username": "x",
                                             "employeeId": "e-ray"}]})
