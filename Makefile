@@ -40,3 +40,8 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
+
+# Scale benchmark (bench/): 100,000 users through the real sync; figures in bench/out/.
+.PHONY: bench
+bench: setup
+	$(BIN)/python -m bench.run --users 100000 --groups 20 --latency-ms 20

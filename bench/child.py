@@ -1,0 +1,49 @@
+"""One sync in a fresh process (clean peak RSS): ``python -m bench.child STORAGE GRAPH_URL``.
+
+Prints one JSON line: wall and CPU seconds of `run_sync`, the process's peak
+RSS, the store's write counters and the report's summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from shared import service
+
+
+async def _run(storage: str, graph_url: str) -> dict[str, Any]:
+    async with service.open_deps(storage=storage, graph_url=graph_url, environ={}) as deps:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        report = await service.run_sync(deps, trigger="bench")
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        stats = dict(deps.store.stats)
+    return {
+        "wallSeconds": round(wall, 3),
+        "cpuSeconds": round(cpu, 3),
+        "store": stats,
+        "status": report["status"],
+        "counts": report["counts"],
+        "skips": report.get("skips", {}),
+        "errors": len(report.get("errors", [])),
+        "errorSample": report.get("errors", [])[:3],
+        "held": len(report.get("held", [])),
+        "entraRead": report.get("entraRead"),
+        "durationMs": report.get("durationMs"),
+    }
+
+
+def main() -> None:
+    storage, graph_url = sys.argv[1], sys.argv[2]
+    result = asyncio.run(_run(storage, graph_url))
+    # ru_maxrss is in KiB on Linux.
+    result["peakRssMb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Baseline (b), the floor: what any sync of this tenant must at least do.
+
+Page the same Graph data as raw JSON (httpx, the largest page size, users and
+groups concurrently as the sync does) and write as many entities as the initial
+sync wrote to the same Azurite in full 100-entity transactions (azure-data-tables'
+pipeline, the documented ``$batch`` body, 8 in flight), nothing else: no
+planning, no reading of the Emply side, no state, no report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from azure.core.rest import HttpRequest
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared import config
+from shared.graph import reader
+
+_CONCURRENCY = 8
+
+
+async def _page_all(client: httpx.AsyncClient, url: str) -> int:
+    requests = 0
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url, headers={"Prefer": "odata.maxpagesize=999"})
+        response.raise_for_status()
+        requests += 1
+        page = json.loads(response.content)
+        next_url = page.get("@odata.nextLink")
+    return requests
+
+
+async def read_graph(graph_url: str) -> int:
+    headers = {"Authorization": f"Bearer {config.SIMULATOR_TOKEN}"}
+    async with httpx.AsyncClient(headers=headers, timeout=600) as client:
+        org = await client.get(graph_url + reader.ORGANIZATION_PATH)
+        org.raise_for_status()
+        counts = await asyncio.gather(_page_all(client, graph_url + reader.USERS_DELTA_PATH),
+                                      _page_all(client, graph_url + reader.GROUPS_DELTA_PATH))
+    return 1 + sum(counts)
+
+
+def _entity(i: int) -> dict[str, Any]:
+    """About the size and shape of a user entity after the initial sync."""
+    entra = f"00000000-0000-4000-8000-{i:012d}"
+    change = {"kind": "create_user", "rule": "R4", "reason": "create_user",
+              "message": f"created from Entra user user{i}@bench.example (member of Group 1) "
+                         "with roles role-1", "runId": "20250101T000000Z-0123abcd",
+              "at": "2025-01-01T00:00:00.000Z"}
+    return {
+        "PartitionKey": "user", "RowKey": f"entra-{entra}", "id": f"entra-{entra}",
+        "username": f"user{i}@bench.example", "email": f"User{i}@bench.example",
+        "displayName": f"User {i}", "status": "active", "roles": '["role-1"]',
+        "source": "entra", "entraId": entra, "calendarSync": True,
+        "tenantId": "7b0f6c1e-3a52-4d8e-9a61-5c2f0e4d8b13",
+        "linkedAt": "2025-01-01T00:00:00.000Z",
+        "syncGroups": '["10000000-0000-4000-8000-000000000001"]',
+        "lastChange": json.dumps(change), "history": json.dumps([change]),
+    }
+
+
+def _body(table: TableClient, rows: list[dict[str, Any]], batch: str, changeset: str) -> bytes:
+    base = f"{table.scheme}://{table._primary_hostname}/{table.table_name}"
+    out = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    for index, row in enumerate(rows):
+        body = json.dumps(row, separators=(",", ":"))
+        url = (f"{base}(PartitionKey='{quote(row['PartitionKey'], safe='')}',"
+               f"RowKey='{quote(row['RowKey'], safe='')}')")
+        out.append(f"--{changeset}\r\nContent-Type: application/http\r\n"
+                   f"Content-Transfer-Encoding: binary\r\nContent-ID: {index}\r\n\r\n"
+                   f"PUT {url} HTTP/1.1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body.encode())}\r\nx-ms-version: {table.api_version}"
+                   f"\r\nDataServiceVersion: 3.0\r\nAccept: application/json\r\n\r\n{body}\r\n")
+    out.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
+    return "".join(out).encode()
+
+
+async def _submit(table: TableClient, rows: list[dict[str, Any]], limit: asyncio.Semaphore
+                  ) -> None:
+    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+    request = HttpRequest(
+        "POST", f"{table.scheme}://{table._primary_hostname}/$batch",
+        headers={"x-ms-version": table.api_version, "DataServiceVersion": "3.0",
+                 "MaxDataServiceVersion": "3.0;NetFx",
+                 "Content-Type": f"multipart/mixed; boundary={batch}",
+                 "Accept": "application/json"},
+        content=_body(table, rows, batch, changeset))
+    async with limit:
+        response = await table._client.send_request(request, stream=True)
+        await response.read()
+    if response.status_code != 202 or "HTTP/1.1 4" in response.text():
+        raise RuntimeError(f"floor batch refused: {response.text()[:300]}")
+
+
+async def write_entities(storage: str, count: int, table: str) -> int:
+    async with TableServiceClient.from_connection_string(storage) as service:
+        client = await service.create_table_if_not_exists(table)
+        rows = [_entity(i) for i in range(count)]
+        limit = asyncio.Semaphore(_CONCURRENCY)
+        chunks = [rows[i:i + 100] for i in range(0, count, 100)]
+        await asyncio.gather(*(_submit(client, chunk, limit) for chunk in chunks))
+        return len(chunks)
+
+
+async def drop_table(storage: str, table: str) -> None:
+    async with TableServiceClient.from_connection_string(storage) as service:
+        await service.delete_table(table)
+
+
+async def measure(graph_url: str, storage: str, entities: int, *, table: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    requests = await read_graph(graph_url)
+    t1 = time.perf_counter()
+    batches = await write_entities(storage, entities, table)
+    t2 = time.perf_counter()
+    await drop_table(storage, table)
+    return {"wallSeconds": round(t2 - t0, 3), "readSeconds": round(t1 - t0, 3),
+            "writeSeconds": round(t2 - t1, 3), "requests": requests,
+            "entities": entities, "batches": batches}

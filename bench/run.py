@@ -1,0 +1,265 @@
+"""The scale benchmark: ``python -m bench.run [--users N] [--groups G] [--latency-ms L]``.
+
+Generates a tenant and an Emply state (`bench.generate`), starts Azurite and the
+Graph simulator (a subprocess with ``--latency-ms``), imports the state, then
+measures three syncs through `shared.service.run_sync`, each in a fresh process
+(`bench.child`, for a clean peak RSS): the initial sync, a no-change sync, and a
+sync after 1% churn (PUT /_sim/tenant). Then two baselines: msgraph-sdk's
+generated models against the adapter's raw-JSON path on ``--sdk-users`` users,
+and the floor (raw JSON paging with httpx plus the initial sync's entity count
+written to the same Azurite in full 100-entity batches). Prints a table and
+writes ``bench/out/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import floor, generate, sdk_baseline
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+from tests.support.azurite import start_azurite  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--groups", type=int, default=20)
+    parser.add_argument("--latency-ms", type=float, default=20)
+    parser.add_argument("--sdk-users", type=int, default=10_000,
+                        help="users read through msgraph-sdk's models (baseline a)")
+    parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument("--out", default=str(OUT / "results.json"))
+    parser.add_argument("--skip-baselines", action="store_true")
+    return parser.parse_args(argv)
+
+
+class Simulator:
+    def __init__(self, tenant_file: Path, latency_ms: float) -> None:
+        exe = Path(sys.executable).with_name("emply-sync")
+        cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "shared.cli"])
+        self.process = subprocess.Popen(
+            [*cmd, "simulator", "--tenant", str(tenant_file), "--port", "0",
+             "--latency-ms", str(latency_ms)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise RuntimeError(f"simulator did not start: {line}{err}")
+        self.url = line.rsplit(" ", 1)[1].strip()
+        self.base = self.url.rsplit("/v1.0", 1)[0]
+        self.http = httpx.Client(base_url=self.base, timeout=600)
+
+    def put_tenant(self, tenant: dict[str, Any]) -> None:
+        self.http.put("/_sim/tenant", content=json.dumps(tenant)).raise_for_status()
+
+    def requests(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.http.get("/_sim/requests").json()
+        return result
+
+    def reset(self) -> None:
+        self.http.delete("/_sim/requests").raise_for_status()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def pages(n: int, size: int = 999) -> int:
+    return max(1, math.ceil(n / size))
+
+
+def minimum_requests(full: bool, users: int, groups: int) -> dict[str, int]:
+    """One request per page at the largest page size, plus /organization. With
+    ``full`` False, ``users``/``groups`` are the changed objects of a delta round."""
+    del full
+    return {"/organization": 1, "/users/delta": pages(users), "/groups/delta": pages(groups)}
+
+
+def sync_in_child(storage: str, graph_url: str) -> dict[str, Any]:
+    wall0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench.child", storage, graph_url],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sync failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["processWallSeconds"] = round(time.perf_counter() - wall0, 3)
+    return result
+
+
+def measure(name: str, sim: Simulator, storage: str, minimum: dict[str, int]) -> dict[str, Any]:
+    sim.reset()
+    print(f"[bench] {name} sync ...", flush=True)
+    result = sync_in_child(storage, sim.url)
+    requests = sim.requests()
+    result["graphRequests"] = {"total": requests["total"], "byEndpoint": requests["byEndpoint"]}
+    result["graphMinimum"] = {"total": sum(minimum.values()), "byEndpoint": minimum}
+    store = result["store"]
+    written = store["entities_written"]
+    # Every entity written in a batch: ceil(entities/100) per partition; a run also
+    # writes its index row and its lease as single operations.
+    result["tableMinimumBatches"] = result.get("tableMinimumBatches") or math.ceil(
+        (written - store["single_operations"]) / 100)
+    print(f"[bench] {name}: {result['wallSeconds']} s wall, {result['cpuSeconds']} s CPU, "
+          f"{result['peakRssMb']} MB, status {result['status']}, counts {result['counts']}",
+          flush=True)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ramGb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version()}
+
+
+async def import_state(storage: str, doc: dict[str, Any]) -> dict[str, Any]:
+    from shared import store as store_mod
+
+    async with store_mod.open_store(connection_string=storage) as store:
+        t0 = time.perf_counter()
+        counts = await store.import_document(doc, replace=True)
+        return {"seconds": round(time.perf_counter() - t0, 2), "counts": counts}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "command": "python -m bench.run " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in (
+                ("users", args.users), ("groups", args.groups),
+                ("latency_ms", args.latency_ms))),
+        "machine": machine(),
+        "params": vars(args),
+    }
+    print(f"[bench] generating {args.users} users, {args.groups} groups", flush=True)
+    tenant = generate.tenant(args.users, args.groups)
+    doc = generate.emply(args.users, args.groups)
+    tenant_file = out.parent / "tenant.json"
+    tenant_file.write_text(json.dumps(tenant))
+    with start_azurite(timeout=60) as azurite:
+        sim = Simulator(tenant_file, args.latency_ms)
+        try:
+            storage = azurite.connection_string
+            print("[bench] importing the Emply state", flush=True)
+            results["import"] = asyncio.run(import_state(storage, doc))
+            runs: dict[str, Any] = {}
+            runs["initial"] = measure("initial", sim, storage,
+                                      minimum_requests(True, args.users, args.groups))
+            runs["noChange"] = measure("no-change", sim, storage,
+                                       minimum_requests(False, 0, 0))
+            churned, what = generate.churn(tenant, args.churn)
+            changed_users = what["joins"] + what["disabled"]
+            changed_groups = len({
+                g["id"] for g, old in zip(churned["groups"], tenant["groups"], strict=True)
+                if g["members"] != old["members"]})
+            sim.put_tenant(churned)
+            runs["churn"] = measure("churn", sim, storage,
+                                    minimum_requests(False, changed_users, changed_groups))
+            runs["churn"]["churn"] = what
+            results["runs"] = runs
+            if not args.skip_baselines:
+                print(f"[bench] baseline (a): msgraph-sdk models vs raw JSON on "
+                      f"{args.sdk_users} users", flush=True)
+                results["sdkBaseline"] = asyncio.run(
+                    sdk_baseline.compare(sim.url, min(args.sdk_users, len(churned["users"]))))
+                written = runs["initial"]["store"]["entities_written"]
+                print(f"[bench] baseline (b): floor, raw paging + {written} entities",
+                      flush=True)
+                results["floor"] = asyncio.run(floor.measure(
+                    sim.url, storage, written, table="floor" + uuid.uuid4().hex[:8]))
+                results["initialToFloor"] = round(
+                    runs["initial"]["wallSeconds"] / results["floor"]["wallSeconds"], 2)
+        finally:
+            sim.stop()
+    results["targets"] = check_targets(results)
+    out.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"\nwritten {out}")
+    return 0
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, Any]:
+    runs = results["runs"]
+    checks: dict[str, Any] = {
+        "initial <= 120 s": runs["initial"]["wallSeconds"] <= 120,
+        "no-change <= 3 s": runs["noChange"]["wallSeconds"] <= 3,
+        "churn <= 10 s": runs["churn"]["wallSeconds"] <= 10,
+        "peak RSS <= 512 MB": all(r["peakRssMb"] <= 512 for r in runs.values()),
+        "Graph requests <= 1.1 x minimum": all(
+            r["graphRequests"]["total"] <= 1.1 * r["graphMinimum"]["total"]
+            for r in runs.values()),
+        "Table batches <= 1.1 x ceil(entities/100)": all(
+            r["store"]["batches"] <= math.ceil(1.1 * max(1, r["tableMinimumBatches"]))
+            for r in runs.values() if r["store"]["batches"]),
+    }
+    if "initialToFloor" in results:
+        checks["initial <= 1.5 x floor"] = results["initialToFloor"] <= 1.5
+    return checks
+
+
+def print_table(results: dict[str, Any]) -> None:
+    head = (f"{'run':<10}{'wall s':>8}{'cpu s':>8}{'RSS MB':>8}{'Graph req':>11}"
+            f"{'min':>5}{'tx':>7}{'batches':>8}{'entities':>9}  changes")
+    print("\n" + head)
+    print("-" * len(head))
+    for name, r in results["runs"].items():
+        print(f"{name:<10}{r['wallSeconds']:>8.2f}{r['cpuSeconds']:>8.2f}{r['peakRssMb']:>8.0f}"
+              f"{r['graphRequests']['total']:>11}{r['graphMinimum']['total']:>5}"
+              f"{r['store']['transactions']:>7}{r['store']['batches']:>8}"
+              f"{r['store']['entities_written']:>9}  "
+              + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
+    for name, r in results["runs"].items():
+        print(f"  {name} Graph requests by endpoint: {r['graphRequests']['byEndpoint']}")
+    if "sdkBaseline" in results:
+        s = results["sdkBaseline"]
+        print(f"\nbaseline (a), {s['users']} users: msgraph-sdk models "
+              f"{s['sdk']['wallSeconds']:.2f} s wall / {s['sdk']['cpuSeconds']:.2f} s CPU; "
+              f"raw JSON (shared.graph) {s['raw']['wallSeconds']:.2f} s / "
+              f"{s['raw']['cpuSeconds']:.2f} s CPU; ratio {s['cpuRatio']}x CPU")
+    if "floor" in results:
+        f = results["floor"]
+        print(f"baseline (b), floor: {f['wallSeconds']:.2f} s (Graph paging "
+              f"{f['readSeconds']:.2f} s, {f['requests']} requests; {f['entities']} entities "
+              f"in {f['batches']} batches {f['writeSeconds']:.2f} s); initial sync = "
+              f"{results['initialToFloor']} x floor")
+    print("\ntargets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"
+                                    for k, v in results["targets"].items()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
