@@ -58,22 +58,32 @@ class Prepared:
     emply: model.EmplySnapshot
     read: reader.EntraRead
     state: dict[str, Any]
+    snapshot: dict[str, Any] | None = None
+    """The bulky part of the previous run's state (see `apply_plan`), when still current."""
 
 
 def new_run_id(now: dt.datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
-async def prepare(deps: Deps) -> Prepared:
-    doc = await deps.store.load_document()
+async def prepare(deps: Deps, *, use_cache: bool = False) -> Prepared:
+    """Read both sides. With `use_cache` an unchanged Emply side comes from the
+    previous run's snapshot (users without `lastChange`/`history`; the store's
+    version marker says whether it is still current)."""
+    state = await deps.store.load_sync_state() or {}
+    generation = state.get("snapshot")
+    snapshot = await deps.store.load_snapshot(generation) if isinstance(generation, str) else None
+    cache = snapshot.get("emply") if snapshot and use_cache else None
+    doc = await deps.store.load_document(cache=cache)
     if not doc.get("settings"):
         raise NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "
             "section first (emply-sync emply import FILE)"
         )
     settings = convert.settings(doc["settings"])
-    state = await deps.store.load_sync_state() or {}
-    read = await reader.read_entra(deps.graph, state.get("mirror"), tenant_id=settings.tenant_id)
+    read = await reader.read_entra(
+        deps.graph, previous_mirror(state, snapshot), tenant_id=settings.tenant_id
+    )
     return Prepared(
         doc=doc,
         settings=settings,
@@ -81,7 +91,25 @@ async def prepare(deps: Deps) -> Prepared:
         emply=convert.emply_snapshot(doc),
         read=read,
         state=state,
+        snapshot=snapshot,
     )
+
+
+_BULK = ("users", "groups")
+
+
+def previous_mirror(
+    state: Mapping[str, Any], snapshot: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The Entra mirror of the previous run: its head (delta links, organization) from
+    the state, its users and groups from the snapshot of the same generation."""
+    if isinstance(state.get("mirror"), dict):  # a state written before the snapshot existed
+        mirror: dict[str, Any] = state["mirror"]
+        return mirror
+    head = state.get("mirrorHead")
+    if not isinstance(head, dict) or snapshot is None:
+        return None
+    return {**head, **{k: snapshot.get(k) for k in _BULK}}
 
 
 def make_plan(
@@ -128,7 +156,7 @@ async def run_sync(
     try:
         try:
             await deps.store.save_run(report)
-            prepared = await prepare(deps)
+            prepared = await prepare(deps, use_cache=True)
             plan = make_plan(prepared, started, approve_deactivations)
             report.update(plan_report(plan, prepared.read))
             planned = True
@@ -188,15 +216,39 @@ def plan_report(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
 async def apply_plan(
     deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, at: str
 ) -> None:
+    store = deps.store
     users = {u["id"]: u for u in prepared.doc.get("users", ())}
     employees = {e["id"]: e for e in prepared.doc.get("employees", ())}
+    if store.served_from_cache:
+        # The cached copy has no lastChange/history: rewrite whole entities only.
+        touched = {c.user_id for c in plan.changes if c.employee_id is None and c.user_id}
+        touched.update(b.user_id for b in plan.bookkeeping)
+        users.update(await store.read_entities("users", (i for i in touched if i in users)))
     writes = apply.apply_plan(users, employees, plan, run_id, at)
-    await deps.store.upsert_users(writes.users)
-    await deps.store.upsert_employees(writes.employees)
+    await store.upsert_users(writes.users)
+    await store.upsert_employees(writes.employees)
     # Only after Emply is written: the next run reads Entra from here on (R7).
-    await deps.store.save_sync_state(
+    # The bulky part (Entra users and groups, the Emply copy) goes in the snapshot,
+    # rewritten only when it changed; the state names the snapshot's generation.
+    mirror = prepared.read.mirror
+    previous = prepared.snapshot
+    generation = prepared.state.get("snapshot")
+    unchanged = (
+        previous is not None
+        and isinstance(generation, str)
+        and store.served_from_cache
+        and not writes.users
+        and not writes.employees
+        and all(mirror[k] is previous.get(k) for k in _BULK)
+    )
+    if not unchanged:
+        generation = uuid.uuid4().hex
+        bulk = {k: mirror[k] for k in _BULK}
+        await store.save_snapshot(generation, {**bulk, "emply": store.emply_cache()})
+    await store.save_sync_state(
         {
-            "mirror": prepared.read.mirror,
+            "mirrorHead": {k: v for k, v in mirror.items() if k not in _BULK},
+            "snapshot": generation,
             "previousMapping": plan.next_state.previous_mapping,
             "lastRunId": run_id,
         }

@@ -11,7 +11,18 @@ Layout (every name carries the store's optional `prefix`):
 - table `synclease`: one entity, the lease of the running run (ETag guarded).
 - container `runreports`: `<runId>.json`, the whole run report.
 - container `syncstate`: `state.json.gz`, delta links, the Entra mirror and
-  the previous group→role mapping, written in one put.
+  the previous group→role mapping, written in one put; `snapshot.json.gz`, the
+  bulk of a run's inputs (Entra users and groups, a compact copy of the Emply
+  side) tagged with a generation, rewritten only when it changes.
+
+The Emply version marker (entity `meta`/`version` of table `emply`) gets a new
+random value before and after every Emply write made through a store, so a
+copy of the Emply side tagged with the marker value it was read under (see
+`emply_cache`) is current exactly while the marker still has that value:
+`load_document(cache=...)` then serves it without reading 100,000 entities.
+Whoever writes the Emply side must go through `EmplyStore` (or change the
+marker); a write that bypasses both is not seen until the next import or sync
+write changes the marker.
 
 Writes go in Table transactions of at most 100 operations of one partition
 (Azurite answers garbage above that), several in flight at once. Entities read
@@ -28,6 +39,7 @@ import datetime as dt
 import gzip
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -59,6 +71,12 @@ _MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 _CONCURRENCY = 8
 _LEASE_PK, _LEASE_RK = "lease", "sync"
 _STATE_BLOB = "state.json.gz"
+_SNAPSHOT_BLOB = "snapshot.json.gz"
+_META_PK, _VERSION_RK = "meta", "version"
+_CACHE_FORMAT = 1
+# Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
+# `read_entities` fetches the whole entity before it is rewritten.
+HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
 _PREFIX = re.compile(r"[a-z0-9]{0,20}")
 
 
@@ -113,6 +131,18 @@ class _Codec:
             row[name] = value
         return row
 
+    def compact(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """`item` as `from_row(to_row(item))` would give it, without the heavy fields."""
+        heavy = HEAVY_FIELDS.get(self.kind, frozenset())
+        out: dict[str, Any] = {}
+        for name, _is_json, default in self.defaults:
+            if name in heavy:
+                continue
+            value = item.get(name)
+            out[name] = (None if default is None else copy.deepcopy(default)) \
+                if value is None else value
+        return out
+
     def from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, is_json, default in self.defaults:
@@ -150,9 +180,17 @@ class EmplyStore:
         self._ready_lock = asyncio.Lock()
         self._limit = asyncio.Semaphore(_CONCURRENCY)
         self._etags: dict[tuple[str, str], str] = {}
+        # The Emply version marker as last read or written here, and whether it has
+        # moved only by our own writes since `load_document` read it.
+        self._version: tuple[str, str] | None = None
+        self._version_ours = False
+        # kind -> row key -> compact item: the Emply side as this store knows it.
+        self._known: dict[str, dict[str, dict[str, Any]]] | None = None
+        self.served_from_cache = False
+        """Whether the last `load_document` was served from the cache it was given."""
         self.stats: dict[str, int] = {
             "transactions": 0, "batches": 0, "single_operations": 0,
-            "entities_written": 0, "entities_deleted": 0,
+            "entities_written": 0, "entities_deleted": 0, "marker_writes": 0,
         }
 
     # --- lifecycle ---------------------------------------------------------
@@ -220,13 +258,90 @@ class EmplyStore:
             rows.extend(page)
         return rows
 
-    async def load_document(self) -> dict[str, Any]:
+    async def load_document(self, cache: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The whole Emply side, normalised like `emply_doc.validate_document`.
 
         Remembers each entity's ETag: later `upsert_*` of these entities are
-        conditional on it.
+        conditional on it. With a `cache` (an earlier `emply_cache()`) still
+        current by the version marker, returns the cached copy instead: users
+        then lack `lastChange` and `history` (use `read_entities` for whole ones).
         """
         await self._ensure()
+        # The marker first: a write that ends after this read changes it again.
+        marker = await self._get(self.emply, _META_PK, _VERSION_RK)
+        value = marker.get("value") if marker else None
+        self._version = (str(value), marker["_etag"]) if marker and value else None
+        self._version_ours = self._version is not None
+        self.served_from_cache = False
+        if (cache and self._version and cache.get("format") == _CACHE_FORMAT
+                and cache.get("version") == self._version[0]):
+            return self._from_cache(cache)
+        doc = await self._read_document()
+        self._known = {kind: {_CODECS[kind].row_key(item): _CODECS[kind].compact(item)
+                              for item in (doc[kind] if kind != "settings"
+                                           else [doc["settings"]] if doc["settings"] else [])}
+                       for kind in _CODECS}
+        return doc
+
+    def _from_cache(self, cache: Mapping[str, Any]) -> dict[str, Any]:
+        known: dict[str, dict[str, dict[str, Any]]] = {}
+        doc: dict[str, Any] = {"settings": None}
+        for kind in _CODECS:
+            part = cache["kinds"].get(kind) or {"keys": [], "etags": [], "items": []}
+            pk = _CODECS[kind].partition
+            for rk, etag in zip(part["keys"], part["etags"], strict=True):
+                if etag:
+                    self._etags[(pk, rk)] = etag
+            known[kind] = dict(zip(part["keys"], part["items"], strict=True))
+            if kind == "settings":
+                doc["settings"] = part["items"][0] if part["items"] else None
+            else:
+                doc[kind] = part["items"]
+        self._known = known
+        self.served_from_cache = True
+        return doc
+
+    def emply_cache(self) -> dict[str, Any] | None:
+        """A compact copy of the Emply side as loaded plus this store's writes since,
+        tagged with the version marker; None when another writer moved the marker
+        (or nothing was loaded). Plain JSON, for `save_snapshot`."""
+        if self._known is None or not self._version_ours or self._version is None:
+            return None
+        kinds: dict[str, Any] = {}
+        for kind, items in self._known.items():
+            pk = _CODECS[kind].partition
+            keys_ = sorted(items)  # the table's order (by RowKey), as a real read gives
+            kinds[kind] = {"keys": keys_, "etags": [self._etags.get((pk, k)) for k in keys_],
+                           "items": [items[k] for k in keys_]}
+        return {"format": _CACHE_FORMAT, "version": self._version[0], "kinds": kinds}
+
+    async def read_entities(self, kind: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Whole entities of `kind` by id (missing ones left out), read from the table.
+
+        Raises `ConcurrentChangeError` when one changed since `load_document`: its
+        ETag is no longer the one remembered (the later write would fail anyway).
+        """
+        await self._ensure()
+        codec = _CODECS[kind]
+        wanted = list(dict.fromkeys(ids))
+
+        async def one(entity_id: str) -> dict[str, Any] | None:
+            rk = codec.row_key({"id": entity_id})
+            async with self._limit:
+                row = await self._get(self.emply, codec.partition, rk)
+            known = self._etags.get((codec.partition, rk))
+            if row is None:
+                if known is not None:
+                    raise errors.ConcurrentChangeError(kind, entity_id)
+                return None
+            if known is not None and row["_etag"] != known:
+                raise errors.ConcurrentChangeError(kind, entity_id)
+            return codec.from_row(row)
+
+        found = await asyncio.gather(*(one(i) for i in wanted))
+        return {i: item for i, item in zip(wanted, found, strict=True) if item is not None}
+
+    async def _read_document(self) -> dict[str, Any]:
         kinds = list(PARTITIONS)
         results = await asyncio.gather(self._query(SETTINGS_PK),
                                        *(self._query(PARTITIONS[k]) for k in kinds))
@@ -296,6 +411,7 @@ class EmplyStore:
             ("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}, {})
             for pk, rows in zip(partitions, found, strict=True) for row in rows
         ]
+        self._known = None
         await self._submit_all(ops, kind="entity")
         self._etags.clear()
         return len(ops)
@@ -326,6 +442,8 @@ class EmplyStore:
         await self._submit_all(ops, kind=kind)
         for _op, row, _kw in ops:
             self._etags.pop((row["PartitionKey"], row["RowKey"]), None)
+            if self._known is not None:
+                self._known[kind].pop(row["RowKey"], None)
 
     async def _write(self, kind: str, items: Sequence[Mapping[str, Any]], *,
                      conditional: bool = True) -> None:
@@ -342,8 +460,46 @@ class EmplyStore:
             else:
                 ops.append(("update", row, {"etag": etag}))
         await self._submit_all(ops, kind=kind)
+        if self._known is not None:
+            known = self._known[kind]
+            for item, (_op, row, _kw) in zip(items, ops, strict=True):
+                known[row["RowKey"]] = codec.compact(item)
+
+    async def _bump_version(self) -> None:
+        """Give the Emply version marker a new value (see the module docstring)."""
+        entity = {"PartitionKey": _META_PK, "RowKey": _VERSION_RK, "value": uuid.uuid4().hex}
+        result: Mapping[str, Any] | None = None
+        if self._version is not None and self._version_ours:
+            try:
+                result = await self.emply.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=self._version[1],
+                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                result = None
+            except HttpResponseError as exc:
+                if exc.status_code not in (404, 412):
+                    raise
+        if result is None:
+            self._version_ours = False
+            result = await self.emply.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self._count(singles=1)  # a transaction, counted apart from the Emply entities
+        self.stats["marker_writes"] += 1
+        self._version = (entity["value"], result["etag"])
 
     async def _submit_all(self, ops: list[Operation], *, kind: str) -> None:
+        if not ops:
+            return
+        await self._bump_version()
+        try:
+            await self._submit_chunks(ops, kind=kind)
+        except BaseException:
+            self._version_ours = False  # some chunks may be written: no cached copy is right
+            raise
+        finally:
+            # Again after the writes: a copy read while they were under way is stale.
+            await self._bump_version()
+
+    async def _submit_chunks(self, ops: list[Operation], *, kind: str) -> None:
         chunks: list[list[Operation]] = []
         by_partition: dict[str, list[Operation]] = {}
         for op in ops:
@@ -551,6 +707,34 @@ class EmplyStore:
         body = await asyncio.to_thread(pack)
         await self.syncstate.upload_blob(_STATE_BLOB, body, overwrite=True,
                                          max_concurrency=1)
+
+    async def load_snapshot(self, generation: str) -> dict[str, Any] | None:
+        """The snapshot saved as `generation`, or None (missing, or another generation)."""
+        await self._ensure()
+        try:
+            downloader = await self.syncstate.download_blob(_SNAPSHOT_BLOB)
+        except ResourceNotFoundError:
+            return None
+        raw = await downloader.readall()
+        snapshot: dict[str, Any] = await asyncio.to_thread(
+            lambda: json.loads(gzip.decompress(raw)))
+        if snapshot.get("generation") != generation:
+            return None
+        data: dict[str, Any] = snapshot.get("data") or {}
+        return data
+
+    async def save_snapshot(self, generation: str, data: Mapping[str, Any]) -> None:
+        """Replace the snapshot (bulky, so: the fastest gzip level) in one put."""
+        await self._ensure()
+
+        def pack() -> bytes:
+            text = json.dumps({"generation": generation, "data": data}, ensure_ascii=False,
+                              separators=(",", ":"))
+            return gzip.compress(text.encode(), compresslevel=1, mtime=0)
+
+        body = await asyncio.to_thread(pack)
+        await self.syncstate.upload_blob(_SNAPSHOT_BLOB, body, overwrite=True,
+                                         max_concurrency=4)
 
 
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",

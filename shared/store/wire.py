@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.rest import HttpRequest
 from azure.data.tables.aio import TableClient
 
@@ -31,6 +31,7 @@ Operation = tuple[str, dict[str, Any], dict[str, Any]]
 _STATUS = re.compile(r"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ETAG = re.compile(r"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
 _ERROR = re.compile(r'"code" *: *"([^"]+)"')
+_SEND_ATTEMPTS = 3
 
 
 class BatchError(HttpResponseError):
@@ -91,7 +92,16 @@ async def submit(table: TableClient, ops: Sequence[Operation]) -> list[str | Non
                  "Accept": "application/json"},
         content=content)
     # stream=True: the pipeline's ContentDecodePolicy cannot parse multipart.
-    response = await table._client.send_request(request, stream=True)
+    for attempt in range(_SEND_ATTEMPTS):
+        try:
+            response = await table._client.send_request(request, stream=True)
+            break
+        except ServiceRequestError:
+            # The request was not delivered (typically a pooled keep-alive connection the
+            # server closed while we were busy planning: Azurite closes them after 5 s
+            # idle). The pipeline retries no POST, so a transaction is sent again here.
+            if attempt + 1 == _SEND_ATTEMPTS:
+                raise
     await response.read()
     text = response.text()
     if response.status_code != 202:
