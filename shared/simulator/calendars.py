@@ -1,0 +1,242 @@
+"""Mailbox routes: a user's photo, calendars, calendarView and events (read and write).
+
+Unlike directory data, calendars are edited in place on the shared calendars dict
+of the snapshot: events take no part in delta, so they need no versions. A user
+without calendars has no mailbox (404 MailboxNotEnabledForRESTAPI), and routes
+without `{cid}` use the default calendar, as Graph's `/calendar`, `/events` and
+`/calendarView` do. Event creation is idempotent on `transactionId`, so a retried
+POST returns the event the first one made instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from shared.simulator import odata
+from shared.simulator.directory import user_id
+from shared.simulator.protocol import (
+    GraphError,
+    Req,
+    Resp,
+    body_object,
+    item_not_found,
+    now,
+)
+from shared.simulator.tenant import (
+    JSON,
+    Photo,
+    TenantFileError,
+    event_for_output,
+    event_in_window,
+    parse_graph_datetime,
+    select_properties,
+)
+
+if TYPE_CHECKING:
+    from shared.simulator.state import Simulator
+
+DEFAULT_EVENTS_PAGE = 10
+
+
+# ------------------------------------------------------------ photos
+
+
+def _photo(sim: Simulator, req: Req) -> tuple[str, Photo, str]:
+    """(user id, photo, its ETag); Graph's ImageNotFound when the user has none."""
+    uid = user_id(sim, req)
+    photo = sim.current.photos.get(uid)
+    if photo is None:
+        raise GraphError(404, "ImageNotFound", "Exception of type "
+                         "'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' "
+                         "was thrown.")
+    return uid, photo, f'W/"{hashlib.sha256(photo.data).hexdigest()}"'
+
+
+def get_photo_meta(sim: Simulator, req: Req) -> Resp:
+    uid, photo, etag = _photo(sim, req)
+    return Resp(200, {
+        "@odata.context": f"{req.base}/$metadata#users('{uid}')/photo/$entity",
+        "@odata.mediaContentType": photo.content_type,
+        "@odata.mediaEtag": etag,
+        "id": "default",
+        "height": None,
+        "width": None,
+    })
+
+
+def get_photo_value(sim: Simulator, req: Req) -> Resp:
+    _, photo, etag = _photo(sim, req)
+    return Resp(200, photo.data, {"ETag": etag}, content_type=photo.content_type)
+
+
+# ------------------------------------------------------------ calendars
+
+
+def _mailbox(sim: Simulator, req: Req) -> list[JSON]:
+    """The calendars of the user `{id}` names."""
+    calendars = sim.current.calendars.get(user_id(sim, req))
+    if calendars is None:
+        raise GraphError(
+            404,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        )
+    return calendars
+
+
+def _calendar(sim: Simulator, req: Req) -> JSON:
+    """The calendar a route names: {cid}, else the default calendar."""
+    calendars = _mailbox(sim, req)
+    cid = req.params.get("cid")
+    if cid is not None:
+        for cal in calendars:
+            if cal["id"] == cid:
+                return cal
+    else:
+        for cal in calendars:
+            if cal.get("isDefaultCalendar"):
+                return cal
+        if calendars:
+            return calendars[0]
+    raise item_not_found()
+
+
+def _render_calendar(cal: Mapping[str, Any], select: Sequence[str] | None) -> JSON:
+    props = {k: v for k, v in cal.items() if k != "events"}
+    return select_properties(props, select, None)
+
+
+def list_calendars(sim: Simulator, req: Req) -> Resp:
+    calendars = _mailbox(sim, req)
+    select = odata.select(req)
+    return odata.paged(
+        sim,
+        req,
+        lambda _s: calendars,
+        lambda _s, cal: _render_calendar(cal, select),
+        "calendars",
+    )
+
+
+def get_calendar(sim: Simulator, req: Req) -> Resp:
+    cal = _calendar(sim, req)
+    select = odata.select(req)
+    return Resp(200, {"@odata.context": odata.context(req, "calendars/$entity", select),
+                      **_render_calendar(cal, select)})
+
+
+# ------------------------------------------------------------ events
+
+
+def _event_list(req: Req, events: list[JSON]) -> Resp:
+    select = odata.select(req)
+    size, applied = odata.page_size(req, DEFAULT_EVENTS_PAGE)
+    page, next_link = odata.offset_page(req, events, "events", size, "ErrorInvalidUrlQuery")
+    body: JSON = {
+        "@odata.context": odata.context(req, "events", select),
+        "value": [select_properties(event_for_output(e), select, None) for e in page],
+    }
+    if next_link is not None:
+        body["@odata.nextLink"] = next_link
+    return odata.with_preference(Resp(200, body), applied, size)
+
+
+def calendar_view(sim: Simulator, req: Req) -> Resp:
+    start_raw = odata.query_ci(req.query, "startDateTime")
+    end_raw = odata.query_ci(req.query, "endDateTime")
+    if not start_raw or not end_raw:
+        raise GraphError(
+            400,
+            "ErrorInvalidParameter",
+            "This request requires a time window specified by the query string parameters "
+            "StartDateTime and EndDateTime.",
+        )
+    try:
+        start = parse_graph_datetime(start_raw, "startDateTime")
+        end = parse_graph_datetime(end_raw, "endDateTime")
+    except TenantFileError:
+        raise GraphError(400, "ErrorInvalidParameter",
+                         "Invalid startDateTime or endDateTime.") from None
+    events = [e for e in _calendar(sim, req)["events"] if event_in_window(e, start, end)]
+    events.sort(key=lambda e: (parse_graph_datetime(e.get("start"), "start"), e["id"]))
+    return _event_list(req, events)
+
+
+def list_events(sim: Simulator, req: Req) -> Resp:
+    return _event_list(req, list(_calendar(sim, req)["events"]))
+
+
+def _event_response(req: Req, status: int, event: JSON) -> Resp:
+    return Resp(status, {"@odata.context": odata.context(req, "events/$entity", None), **event})
+
+
+def _check_event_window(event: Mapping[str, Any]) -> None:
+    """An event's start and end must parse, and it must not end before it starts."""
+    try:
+        start = parse_graph_datetime(event.get("start"), "start")
+        end = parse_graph_datetime(event.get("end"), "end")
+    except TenantFileError as err:
+        raise GraphError(400, "ErrorInvalidRequest", str(err)) from None
+    if end < start:
+        raise GraphError(400, "ErrorInvalidRequest", "The end is before the start.")
+
+
+def create_event(sim: Simulator, req: Req) -> Resp:
+    body = body_object(req)
+    cal = _calendar(sim, req)
+    calendars = _mailbox(sim, req)
+    if cal.get("canEdit") is False:
+        raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials "
+                         "and try again.")
+    _check_event_window(body)
+    txn = body.get("transactionId")
+    if txn is not None:
+        for c in calendars:
+            for event in c["events"]:
+                if event.get("transactionId") == txn:
+                    return _event_response(req, 201, event)
+    event = {k: v for k, v in body.items() if k != "id"}
+    event["id"] = "AAMk" + secrets.token_urlsafe(24)
+    event["iCalUId"] = "040000008200E00074C5B7101A82E008" + secrets.token_hex(16)
+    event["createdDateTime"] = event["lastModifiedDateTime"] = now()
+    event.setdefault("showAs", "busy")
+    event.setdefault("sensitivity", "normal")
+    cal["events"].append(event)
+    return _event_response(req, 201, event)
+
+
+def _find_event(sim: Simulator, req: Req) -> tuple[JSON, JSON]:
+    """(calendar, event) for `{eid}`, searched in all of the user's calendars."""
+    for cal in _mailbox(sim, req):
+        for event in cal["events"]:
+            if event["id"] == req.params["eid"]:
+                return cal, event
+    raise item_not_found()
+
+
+def get_event(sim: Simulator, req: Req) -> Resp:
+    _, event = _find_event(sim, req)
+    select = odata.select(req)
+    return Resp(200, {"@odata.context": odata.context(req, "events/$entity", select),
+                      **select_properties(event, select, None)})
+
+
+def patch_event(sim: Simulator, req: Req) -> Resp:
+    body = body_object(req)
+    cal, event = _find_event(sim, req)
+    if "id" in body:
+        raise GraphError(400, "ErrorInvalidPropertyUpdateSentAsPatch",
+                         "The property 'id' is read-only.")
+    merged = {**event, **body, "lastModifiedDateTime": now()}
+    _check_event_window(merged)
+    cal["events"] = [merged if e is event else e for e in cal["events"]]
+    return _event_response(req, 200, merged)
+
+
+def delete_event(sim: Simulator, req: Req) -> Resp:
+    cal, event = _find_event(sim, req)
+    cal["events"] = [e for e in cal["events"] if e is not event]
+    return Resp(204)

@@ -1,0 +1,161 @@
+"""`/_sim/...` control routes: tenant, state, request counts, faults, token expiry, latency.
+
+These drive tests and demos, so they need no token and are not counted as Graph
+requests. Their errors use a plain `{"error": {code, message}}` naming the bad
+field, not Graph's error shape, to say which control input was wrong. Faults are
+all validated before any is armed, so a bad list arms nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeGuard
+
+from aiohttp import web
+
+from shared.simulator.pipeline import Fault
+from shared.simulator.protocol import GRAPH_PREFIX
+from shared.simulator.tenant import JSON, TenantFileError, export_tenant
+from shared.simulator.transport import SIMULATOR_KEY, read_json
+
+
+def _error(message: str, code: str = "invalidRequest") -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=400)
+
+
+async def put_tenant(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    if not ok:
+        return _error("body is not valid JSON")
+    try:
+        snap = sim.replace_tenant(body)
+    except TenantFileError as err:
+        return _error(str(err), "invalidTenant")
+    return web.json_response({"version": snap.version, "users": len(snap.users),
+                              "groups": len(snap.groups)})
+
+
+async def get_tenant(request: web.Request) -> web.StreamResponse:
+    return web.json_response(export_tenant(request.app[SIMULATOR_KEY].current))
+
+
+async def get_state(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    snap = sim.current
+    return web.json_response({
+        "version": snap.version,
+        "users": len(snap.users),
+        "groups": len(snap.groups),
+        "deletedUsers": len(sim.deleted_items),
+        "latencyMs": sim.latency_ms,
+        "tokenEpoch": sim.token_epoch,
+    })
+
+
+async def get_requests(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    body: JSON = {"total": sim.total, "faulted": sim.faulted,
+                  "byEndpoint": dict(sorted(sim.counts.items()))}
+    if request.query.get("log", "").lower() in ("1", "true"):
+        body["log"] = list(sim.log)
+    return web.json_response(body)
+
+
+async def delete_requests(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    sim.counts.clear()
+    sim.log.clear()
+    sim.total = 0
+    sim.faulted = 0
+    return web.Response(status=204)
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_fault(raw: Any) -> Fault:
+    """A fault from its JSON form; ValueError names the bad field."""
+    if not isinstance(raw, dict):
+        raise ValueError("fault: must be an object")
+    method = raw.get("method", "*")
+    if not isinstance(method, str) or not method:
+        raise ValueError("fault.method: must be an HTTP method or '*'")
+    path = raw.get("path")
+    if not isinstance(path, str) or not (path.startswith("/") or path == "*"):
+        raise ValueError(
+            "fault.path: required, a route template or path starting with '/', or '*'"
+        )
+    # Stored as the pipeline sees paths: without /v1.0 and without a trailing slash.
+    path = path.removeprefix(GRAPH_PREFIX) or "/"
+    if len(path) > 1:
+        path = path.rstrip("/")
+    status = raw.get("status")
+    if not _is_int(status) or not 400 <= status <= 599:
+        raise ValueError("fault.status: required, an HTTP error status (400-599)")
+    times = raw.get("times", 1)
+    if not _is_int(times) or times == 0 or times < -1:
+        raise ValueError("fault.times: a positive count, or -1 for always")
+    retry = raw.get("retryAfter")
+    if retry is not None and (not _is_int(retry) or retry < 0):
+        raise ValueError("fault.retryAfter: a non-negative number of seconds")
+    return Fault(method.upper(), path, status, times, retry)
+
+
+def _faults_response(faults: list[Fault]) -> web.Response:
+    return web.json_response({"faults": [
+        {"method": f.method, "path": f.path, "status": f.status, "times": f.times,
+         "retryAfter": f.retry_after}
+        for f in faults
+    ]})
+
+
+async def post_faults(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    if not ok:
+        return _error("body is not valid JSON")
+    items = body if isinstance(body, list) else [body]
+    try:
+        faults = [parse_fault(item) for item in items]
+    except ValueError as err:
+        return _error(str(err))
+    sim.faults.extend(faults)
+    return _faults_response(sim.faults)
+
+
+async def get_faults(request: web.Request) -> web.StreamResponse:
+    return _faults_response(request.app[SIMULATOR_KEY].faults)
+
+
+async def delete_faults(request: web.Request) -> web.StreamResponse:
+    request.app[SIMULATOR_KEY].faults.clear()
+    return web.Response(status=204)
+
+
+async def expire_tokens(request: web.Request) -> web.StreamResponse:
+    request.app[SIMULATOR_KEY].expire_delta_tokens()
+    return web.Response(status=204)
+
+
+async def put_latency(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    value = body.get("ms") if ok and isinstance(body, dict) else None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return _error("latency.ms: required, a non-negative number of milliseconds")
+    sim.latency_ms = float(value)
+    return web.json_response({"ms": sim.latency_ms})
+
+
+def add_control_routes(app: web.Application) -> None:
+    app.router.add_put("/_sim/tenant", put_tenant)
+    app.router.add_get("/_sim/tenant", get_tenant)
+    app.router.add_get("/_sim/state", get_state)
+    app.router.add_get("/_sim/requests", get_requests)
+    app.router.add_delete("/_sim/requests", delete_requests)
+    app.router.add_get("/_sim/faults", get_faults)
+    app.router.add_post("/_sim/faults", post_faults)
+    app.router.add_delete("/_sim/faults", delete_faults)
+    app.router.add_post("/_sim/expire-delta-tokens", expire_tokens)
+    app.router.add_put("/_sim/latency", put_latency)

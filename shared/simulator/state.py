@@ -1,0 +1,126 @@
+"""`Simulator`: all state of one simulator instance, and the request pipeline over it.
+
+The tenant is a chain of immutable `Snapshot` versions: a write never edits the
+current snapshot, it installs the next one (`next_version`). Old versions stay
+reachable by number, because delta and skip tokens name the version they were
+issued at and must be answered against exactly that view. (Calendars and events
+are the exception: they are edited in place, as they take no part in delta.)
+
+Users that vanish from one version to the next land in `deleted_items`, as Graph's
+directory recycle bin, and leave it again when a later version has them back.
+
+Every Graph request, plain or inside `$batch`, goes through `process`: it is
+counted and logged even when it then fails authentication or a fault is injected.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, deque
+from typing import Any
+
+from shared.simulator import pipeline
+from shared.simulator.pipeline import Fault, Route
+from shared.simulator.protocol import GraphError, Req, Resp, now
+from shared.simulator.routes import GRAPH_ROUTES
+from shared.simulator.tenant import JSON, Change, Snapshot, build_snapshot
+
+REQUEST_LOG_SIZE = 1000
+
+
+class Simulator:
+    """All simulator state for one server instance."""
+
+    def __init__(self, tenant: Any, latency_ms: float = 0) -> None:
+        # Skip and delta tokens carry the nonce, so tokens from an earlier run are refused.
+        self.nonce = secrets.token_hex(8)
+        first = build_snapshot(tenant, version=1)
+        self.snapshots: dict[int, Snapshot] = {1: first}
+        self.current = first
+        self.deleted_items: dict[str, JSON] = {}
+        self.token_epoch = 0
+        self.latency_ms = float(latency_ms)
+        self.faults: list[Fault] = []
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.faulted = 0
+        self.log: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.delta_cache: dict[tuple[str, int | None, int], list[Change]] = {}
+        self.routes: list[Route] = [pipeline.compile_route(*spec) for spec in GRAPH_ROUTES]
+
+    # ------------------------------------------------------------ versions
+
+    def install(self, snap: Snapshot) -> Snapshot:
+        """Make `snap` (already numbered current+1) the current version."""
+        old = self.current
+        deleted_at = now()
+        for uid, props in old.users.items():
+            if uid not in snap.users:
+                self.deleted_items[uid] = {**props, "deletedDateTime": deleted_at}
+        if self.deleted_items:
+            for uid in [u for u in self.deleted_items if u in snap.users]:
+                del self.deleted_items[uid]
+        self.snapshots[snap.version] = snap
+        self.current = snap
+        return snap
+
+    def replace_tenant(self, tenant: Any) -> Snapshot:
+        return self.install(build_snapshot(tenant, version=self.current.version + 1))
+
+    def next_version(self, **changes: Any) -> Snapshot:
+        return self.install(self.current.evolve(self.current.version + 1, **changes))
+
+    def expire_delta_tokens(self) -> None:
+        """Make every delta token issued so far answer 410 (a forced full resync)."""
+        self.token_epoch += 1
+        self.delta_cache.clear()
+
+    # ------------------------------------------------------------ requests
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, params, path_known) — path_known is True when only the method is wrong."""
+        return pipeline.match(self.routes, method, path)
+
+    def template_for(self, method: str, path: str) -> str:
+        route, _, _ = self.match(method, path)
+        return route.template if route else path
+
+    def process(self, req: Req, *, authenticate: bool = True) -> Resp:
+        """Count, authenticate, inject faults, dispatch; a Graph error becomes its response."""
+        route, params, path_known = self.match(req.method, req.path)
+        template = route.template if route else None
+        self.counts[f"{req.method} {template or '(unmatched)'}"] += 1
+        self.total += 1
+        try:
+            resp = self._dispatch(req, route, params, path_known, authenticate)
+        except GraphError as err:
+            resp = err.response()
+        self.log.append({
+            "method": req.method,
+            "path": req.path,
+            "query": dict(req.query),
+            "template": template,
+            "status": resp.status,
+        })
+        return resp
+
+    def _dispatch(
+        self,
+        req: Req,
+        route: Route | None,
+        params: dict[str, str],
+        path_known: bool,
+        authenticate: bool,
+    ) -> Resp:
+        if authenticate:
+            pipeline.authenticate(req)
+        fault, self.faults = pipeline.take_fault(
+            self.faults, req.method, route.template if route else None, req.path
+        )
+        if fault is not None:
+            self.faulted += 1
+            return pipeline.fault_response(fault)
+        if route is None:
+            raise pipeline.no_route(req, path_known)
+        req.params = params
+        return route.handler(self, req)
