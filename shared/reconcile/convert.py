@@ -21,7 +21,8 @@ def entra_snapshot(mirror: Mapping[str, Any]) -> model.EntraSnapshot:
             user_principal_name=u.get("userPrincipalName") or "",
             mail=u.get("mail"),
             display_name=u.get("displayName"),
-            account_enabled=bool(u.get("accountEnabled", True)),
+            # Unknown (not returned) is not "disabled": never deactivate on a missing field.
+            account_enabled=u.get("accountEnabled") is not False,
             on_premises_sync_enabled=u.get("onPremisesSyncEnabled"),
             given_name=u.get("givenName"),
             surname=u.get("surname"),

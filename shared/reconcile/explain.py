@@ -10,17 +10,25 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, model, scope
+from shared.reconcile import lifecycle, matching, model, scope
 from shared.reconcile.faq import answer
 
 
 class NotFound(LookupError):
-    pass
+    """No Emply user or employee answers to the key."""
+
+
+class AmbiguousUser(LookupError):
+    """Several users answer to the key: ask by id."""
 
 
 def find_user(
-    key: str, user_docs: Mapping[str, Mapping[str, Any]]
+    key: str,
+    user_docs: Mapping[str, Mapping[str, Any]],
+    employees: tuple[model.Employee, ...] = (),
 ) -> Mapping[str, Any] | None:
+    """The user with this id, else username, else e-mail, else the one holding the
+    employee profile with this id or e-mail; None when nobody matches."""
     if key in user_docs:
         return user_docs[key]
     wanted = model.norm(key)
@@ -28,7 +36,12 @@ def find_user(
         hits = [u for u in user_docs.values() if model.norm(u.get(field)) == wanted]
         if len(hits) == 1:
             return hits[0]
-    return None
+        if len(hits) > 1:
+            ids = ", ".join(sorted(str(u["id"]) for u in hits))
+            raise AmbiguousUser(f"{len(hits)} users have {field} {key!r}: {ids}; ask by id")
+    profile = {e.id for e in employees if e.id == key or model.norm(e.email) == wanted}
+    holders = [u for u in user_docs.values() if u.get("employeeId") in profile]
+    return holders[0] if len(holders) == 1 else None
 
 
 def explain(
@@ -40,7 +53,7 @@ def explain(
     plan: model.Plan,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    doc = find_user(key, user_docs)
+    doc = find_user(key, user_docs, emply.employees)
     if doc is None:
         return _explain_employee_only(key, entra, emply, plan, now)
     user = next(u for u in emply.users if u.id == doc["id"])
@@ -50,12 +63,26 @@ def explain(
     reasons: list[str] = []
     answers: list[dict[str, str]] = []
 
-    if not user.linked:
+    problems = [p for p in plan.errors if p.concerns(user.id, user.entra_id)]
+    ambiguous = [p for p in problems if p.reason == model.AMBIGUOUS_MATCH]
+    if not user.linked and ambiguous:
+        reasons.append(
+            "not linked: more than one match (ambiguous_match), so the sync changes nothing "
+            "until a person makes the match unique: " + ambiguous[0].message
+        )
+        answers.append(answer("matching"))
+    elif not user.linked:
         reasons.append(
             "not linked: no in-scope Entra user has this user's username (as UPN) or e-mail, "
             "so the sync never touches it (external or manual user)"
         )
         answers.append(answer("matching"))
+    elif matching.is_stale_link(user, settings.tenant_id):
+        reasons.append(
+            f"linked in tenant {user.link_tenant_id}, but the integration is now connected to "
+            f"tenant {settings.tenant_id}; no user there matches it (tenant_changed)"
+        )
+        answers.append(answer("deactivated"))
     elif entra_user is None:
         reasons.append(f"linked to Entra user {user.entra_id}, which no longer exists in Entra")
     else:
@@ -107,11 +134,6 @@ def explain(
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}
-    problems = [
-        p.to_json()
-        for p in plan.errors
-        if (p.entra_id is not None and p.entra_id == user.entra_id) or p.user_id == user.id
-    ]
     return {
         "user": {k: doc.get(k) for k in (
             "id", "username", "email", "displayName", "status", "roles", "employeeId",
@@ -128,7 +150,7 @@ def explain(
         "nextRun": {
             "changes": next_run,
             "heldByGuard": user.id in held,
-            "problems": problems,
+            "problems": [p.to_json() for p in problems],
             "summary": _next_summary(next_run, user.id in held),
         },
         "faq": answers,
@@ -148,8 +170,10 @@ def _explain_employee_only(
     )
     if employee is None:
         raise NotFound(f"no Emply user or employee has id, username or e-mail {key!r}")
-    entra_match = [u for u in entra.users.values() if model.norm(u.mail_or_upn) == wanted
-                   or model.norm(u.user_principal_name) == model.norm(employee.email)]
+    # The planner's own test (R4): the Entra mail, or the UPN when mail is empty.
+    entra_match = [
+        u for u in entra.users.values() if model.norm(u.mail_or_upn) == model.norm(employee.email)
+    ]
     problems = [
         p.to_json() for p in plan.errors
         if p.reason == model.EMPLOYEE_WITHOUT_ACCOUNT

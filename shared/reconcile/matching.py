@@ -39,6 +39,8 @@ class UserIndex:
             if user.entra_id is not None and not is_stale_link(user, tenant_id):
                 self.by_entra_id.setdefault(user.entra_id.lower(), []).append(user)
                 continue
+            if user.status == "deleted":
+                continue  # deleted in Emply: never linked again (write-back could act on it)
             self.by_username.setdefault(model.norm(user.username), []).append(user)
             if user.email:
                 self.by_email.setdefault(model.norm(user.email), []).append(user)

@@ -33,6 +33,7 @@ REMOVED_FROM_GROUPS = "removed_from_groups"
 
 # Skips and errors.
 AMBIGUOUS_MATCH = "ambiguous_match"
+USERNAME_TAKEN = "username_taken"
 EMPLOYEE_WITHOUT_ACCOUNT = "employee_without_account"
 EMPLOYEE_PROFILE_CONTROLS_ROLES = "employee_profile_controls_roles"
 HELD_BY_GUARD = "held_by_guard"
@@ -220,6 +221,15 @@ class Problem:
     entra_id: str | None = None
     user_id: str | None = None
     rule: str = ""
+    candidates: tuple[str, ...] = ()
+    """Emply user ids involved (ambiguous_match), so explain can find the problem."""
+
+    def concerns(self, user_id: str, entra_id: str | None) -> bool:
+        return (
+            self.user_id == user_id
+            or user_id in self.candidates
+            or (entra_id is not None and self.entra_id == entra_id)
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reason": self.reason, "message": self.message}
@@ -227,6 +237,8 @@ class Problem:
             out["entraId"] = self.entra_id
         if self.user_id is not None:
             out["userId"] = self.user_id
+        if self.candidates:
+            out["candidates"] = list(self.candidates)
         if self.rule:
             out["rule"] = self.rule
         return out

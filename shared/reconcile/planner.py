@@ -96,71 +96,89 @@ class _Planner:
     # -- R3, R4, R6 reactivation, R11 ----------------------------------------------
 
     def _match_in_scope_users(self) -> set[str]:
-        """Links, creates, reactivates and sets roles; returns the Emply user ids kept in scope."""
+        """Links, creates, reactivates and sets roles; returns the Emply user ids kept in scope.
+
+        Two passes, so the result does not depend on the order of Entra ids: first
+        every in-scope Entra user finds its candidate (R3), then each Emply user
+        claimed by several Entra users goes to the one that matched at the earliest
+        step; a tie at that step is `ambiguous_match` for all of them, and the others
+        continue as if nothing had matched (they are created, R4).
+        """
         index = matching.UserIndex(self.emply.users, self.settings.tenant_id)
-        employees_by_email = {model.norm(e.email): e for e in self.emply.employees}
-        claimed: dict[str, str] = {}  # Emply user id → Entra id
+        in_scope: list[tuple[model.EntraUser, tuple[str, ...], matching.Match]] = []
+        claims: dict[str, list[tuple[int, str]]] = {}
         for entra_id in sorted(self.groups_by_user):
             entra_user = self.entra.users.get(entra_id)
             groups = self.groups_by_user[entra_id]
             if entra_user is None or not scope.in_scope(entra_user, groups, self.settings):
                 continue
             found = index.find(entra_user)
+            in_scope.append((entra_user, groups, found))
+            if found.user is not None:
+                claims.setdefault(found.user.id, []).append((found.step, entra_id))
+
+        kept: set[str] = set()
+        creator = _Creator(self.emply, index)
+        for entra_user, groups, found in in_scope:
             if found.ambiguous:
-                self._ambiguous(entra_user, found.step, found.ambiguous, claimed)
+                self._ambiguous(entra_user, found.step, found.ambiguous)
+                kept.update(u.id for u in found.ambiguous)
                 continue
-            if found.user is None:
-                self._create_or_refuse(entra_user, groups, index, employees_by_email)
-                continue
-            if found.user.id in claimed:
-                self._ambiguous(entra_user, found.step, (found.user,), claimed)
-                continue
-            claimed[found.user.id] = entra_id
-            self._keep_linked(found.user, entra_user, groups, found.step)
-        return set(claimed)
+            if found.user is not None:
+                rivals = claims[found.user.id]
+                best = min(step for step, _ in rivals)
+                tied = sorted(e for step, e in rivals if step == best)
+                if found.step == best and len(tied) == 1:
+                    kept.add(found.user.id)
+                    self._keep_linked(found.user, entra_user, groups, found.step)
+                    continue
+                if found.step == best:
+                    self._ambiguous(entra_user, found.step, (found.user,), tied)
+                    kept.add(found.user.id)
+                    continue
+                # A stronger match took this Emply user: this Entra user has none.
+            self._create_or_refuse(entra_user, groups, creator)
+        return kept
 
     def _ambiguous(
         self,
         entra_user: model.EntraUser,
         step: int,
         candidates: Iterable[model.EmplyUser],
-        claimed: dict[str, str],
+        rivals: Iterable[str] = (),
     ) -> None:
-        what = {1: "Entra object id", 2: "username = UPN", 3: "e-mail = Entra mail"}[step]
-        ids = ", ".join(sorted(u.id for u in candidates))
-        others = [claimed[u.id] for u in candidates if u.id in claimed]
-        extra = f" (already matched to Entra user {others[0]})" if others else ""
+        what = STEP_WORDS[step]
+        ids = sorted(u.id for u in candidates)
+        others = [e for e in rivals if e != entra_user.id]
+        if others:
+            detail = (
+                f"Emply user {ids[0]} matches by {what} both this and Entra user(s) "
+                f"{', '.join(others)}"
+            )
+        else:
+            detail = f"more than one Emply user matches by {what}: {', '.join(ids)}"
         self.problems.append(
             model.Problem(
                 model.AMBIGUOUS_MATCH,
-                f"{entra_user.user_principal_name}: more than one Emply user matches by "
-                f"{what}: {ids}{extra}; nothing changed",
+                f"{entra_user.user_principal_name}: {detail}; nothing changed until a person "
+                "makes the match unique",
                 entra_id=entra_user.id,
                 rule="R3",
+                candidates=tuple(ids),
             )
         )
-        # Candidates are not deactivated for being unmatched: a person must decide.
-        for user in candidates:
-            claimed.setdefault(user.id, entra_user.id)
 
     def _create_or_refuse(
         self,
         entra_user: model.EntraUser,
         groups: tuple[str, ...],
-        index: matching.UserIndex,
-        employees_by_email: dict[str, model.Employee],
+        creator: _Creator,
     ) -> None:
-        employee = employees_by_email.get(model.norm(entra_user.mail_or_upn))
-        if employee is not None and employee.id not in index.by_employee_id:
+        refusal = creator.refusal(entra_user)
+        if refusal is not None:
+            reason, words = refusal
             self.problems.append(
-                model.Problem(
-                    model.EMPLOYEE_WITHOUT_ACCOUNT,
-                    f"{entra_user.mail_or_upn}: employee {employee.id} has this e-mail but no "
-                    "user account; create an account for the employee first, then the sync "
-                    "connects it",
-                    entra_id=entra_user.id,
-                    rule="R4",
-                )
+                model.Problem(reason, words, entra_id=entra_user.id, rule="R4")
             )
             return
         user_id = new_user_id(entra_user.id)
@@ -202,7 +220,7 @@ class _Planner:
         step: int,
     ) -> None:
         if step > 1 or user.entra_id != entra_user.id:
-            how = {1: "Entra object id", 2: "username = UPN", 3: "e-mail = Entra mail"}[step]
+            how = STEP_WORDS[step]
             self.changes.append(
                 model.Change(
                     model.LINK_USER,
@@ -296,9 +314,7 @@ class _Planner:
 
     def _guard(self, approved: int | None) -> tuple[model.Change, ...]:
         count = len(self.deactivations)
-        linked_active = sum(
-            1 for u in self.emply.users if u.entra_id is not None and u.status == "active"
-        )
+        linked_active = self._linked_active_after_this_run()
         guard = self.settings.guard
         over = count > guard.max_count or count * 100 > guard.max_percent * linked_active
         if not over or approved == count:
@@ -327,9 +343,76 @@ class _Planner:
         )
         return tuple(self.deactivations)
 
+    def _linked_active_after_this_run(self) -> int:
+        """The guard's base: linked active users once this run's creations, links and
+        reactivations land (before any deactivation). Counting those too keeps the guard
+        from holding, say, the one leaver of an initial sync that creates hundreds."""
+        before = {u.id for u in self.emply.users if u.entra_id is not None and u.status == "active"}
+        statuses = {u.id: u.status for u in self.emply.users}
+        gained = {
+            c.user_id
+            for c in self.changes
+            if c.user_id is not None
+            and c.user_id not in before
+            and (
+                c.kind in (model.CREATE_USER, model.REACTIVATE_USER)
+                or (c.kind == model.LINK_USER and statuses.get(c.user_id) == "active")
+            )
+        }
+        return len(before) + len(gained)
+
     def _group_names(self, groups: Iterable[str]) -> str:
         names = [lifecycle.group_name(self.entra, g) for g in groups]
         return ", ".join(names) or "no configured group"
+
+
+STEP_WORDS = {1: "Entra object id", 2: "username = UPN", 3: "e-mail = Entra mail"}
+
+
+class _Creator:
+    """R4's conditions for creating a user, with what this run has created so far."""
+
+    def __init__(self, emply: model.EmplySnapshot, index: matching.UserIndex) -> None:
+        self.index = index
+        self.employees_by_email = {model.norm(e.email): e for e in emply.employees}
+        self.users_by_name = {model.norm(u.username): u for u in emply.users}
+        self.user_ids = {u.id for u in emply.users}
+
+    def refusal(self, entra_user: model.EntraUser) -> tuple[str, str] | None:
+        employee = self.employees_by_email.get(model.norm(entra_user.mail_or_upn))
+        if employee is not None and employee.id not in self.index.by_employee_id:
+            return model.EMPLOYEE_WITHOUT_ACCOUNT, (
+                f"{entra_user.mail_or_upn}: employee {employee.id} has this e-mail but no "
+                "user account; create an account for the employee first, then the sync "
+                "connects it"
+            )
+        holder = self.users_by_name.get(model.norm(entra_user.user_principal_name))
+        if holder is not None:
+            # An unlinked active user would have matched, so the holder is linked (typically
+            # an Entra account deleted and created again with the same UPN) or deleted in Emply.
+            held_by = (
+                f"is linked to Entra user {holder.entra_id}"
+                if holder.entra_id
+                else f"is {holder.status} in Emply"
+            )
+            return model.USERNAME_TAKEN, (
+                f"{entra_user.user_principal_name}: Emply user {holder.id} already has this "
+                f"username and {held_by}; no second user is created. If it is the same person, "
+                "clear that user's entraId (emply export, edit, import --replace) and the next "
+                "run links it"
+            )
+        user_id = new_user_id(entra_user.id)
+        if user_id in self.user_ids:
+            return model.USERNAME_TAKEN, (
+                f"{entra_user.user_principal_name}: an Emply user with id {user_id} exists "
+                "but is not linked to this Entra user; nothing created"
+            )
+        self.users_by_name[model.norm(entra_user.user_principal_name)] = model.EmplyUser(
+            id=user_id, username=entra_user.user_principal_name, email=None,
+            entra_id=entra_user.id,
+        )
+        self.user_ids.add(user_id)
+        return None
 
 
 def new_user_id(entra_id: str) -> str:

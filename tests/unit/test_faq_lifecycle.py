@@ -326,5 +326,64 @@ def test_deleting_the_entra_user_never_changes_the_employee() -> None:
 
 
 def test_disabled_integration_creates_and_deactivates_nobody() -> None:
-    plan = b.run(staff(ANNA), [linked("bo")], b.settings(MAP, enabled=False))
+    cfg = b.settings(MAP, enabled=False)
+    entra, others = with_bystanders(staff(ANNA), cfg)
+    users = [linked("bo"), *others]
+    enabled = b.run(entra, users, b.settings(MAP))
+    assert {c.kind for c in enabled.changes} == {model.CREATE_USER, model.DEACTIVATE_USER}
+    plan = b.run(entra, users, cfg)
+    assert plan.changes == () and plan.held == ()
+
+
+# --- R3 with several Entra users competing for one Emply user ---------------------------
+
+
+def test_the_earliest_step_wins_whatever_the_order_of_entra_ids() -> None:
+    by_mail = b.entra_user("a-id", "alice@contoso.com", mail="shared@contoso.com")
+    by_name = b.entra_user("b-id", "shared@contoso.com", mail="bob@contoso.com")
+    user = b.emply_user("u1", username="shared@contoso.com", email="shared@contoso.com")
+    plan = b.run(staff(by_mail, by_name), [user], b.settings(MAP))
+    assert [(c.kind, c.user_id, c.entra_id) for c in plan.changes if c.kind != "set_roles"] == [
+        (model.CREATE_USER, "entra-a-id", "a-id"),
+        (model.LINK_USER, "u1", "b-id"),
+    ]
+    assert plan.errors == ()
+
+
+def test_two_entra_users_tied_on_one_emply_user_are_both_ambiguous() -> None:
+    one = b.entra_user("a-id", "a@contoso.com", mail="team@contoso.com")
+    two = b.entra_user("b-id", "b@contoso.com", mail="team@contoso.com")
+    user = b.emply_user("u1", username="team", email="team@contoso.com")
+    plan = b.run(staff(one, two), [user], b.settings(MAP))
     assert plan.changes == ()
+    assert [(e.reason, e.entra_id, e.candidates) for e in plan.errors] == [
+        (model.AMBIGUOUS_MATCH, "a-id", ("u1",)),
+        (model.AMBIGUOUS_MATCH, "b-id", ("u1",)),
+    ]
+
+
+def test_recreated_entra_account_with_the_same_upn_is_not_created_twice() -> None:
+    new = b.entra_user("new-id", "anna.berg@contoso.com")
+    old = linked("old-id", username="Anna.Berg@contoso.com")
+    entra, others = with_bystanders(staff(new), b.settings(MAP))
+    plan = b.run(entra, [old, *others], b.settings(MAP))
+    assert [(c.kind, c.reason) for c in plan.changes] == [
+        (model.DEACTIVATE_USER, model.DELETED_IN_ENTRA)
+    ]
+    (error,) = plan.errors
+    assert (error.reason, error.entra_id) == (model.USERNAME_TAKEN, "new-id")
+    assert "u-old-id" in error.message
+
+
+def test_user_deleted_in_emply_is_never_linked_again() -> None:
+    gone = b.emply_user("u-old", username="old-name", email="anna@contoso.com", status="deleted")
+    plan = b.run(staff(ANNA), [gone], b.settings(MAP))
+    assert [(c.kind, c.user_id) for c in plan.changes] == [(model.CREATE_USER, "entra-anna")]
+
+
+def test_missing_account_enabled_is_not_taken_for_disabled() -> None:
+    from shared.reconcile import convert
+
+    mirror = {"tenantId": b.TENANT, "users": {"anna": {"userPrincipalName": "a@contoso.com"}},
+              "groups": {}}
+    assert convert.entra_snapshot(mirror).users["anna"].account_enabled is True

@@ -25,10 +25,22 @@ def user_doc(u: model.EmplyUser) -> dict[str, Any]:
     }
 
 
+NAMES = [f"{p}@contoso.com" for p in PEOPLE] + ["shared@contoso.com", "other"]
+
+
 @st.composite
 def worlds(draw: st.DrawFn) -> tuple[model.EntraSnapshot, list[model.EmplyUser], model.Settings]:
+    """Small worlds where names collide on purpose: a mail shared by two Entra users, manual
+    users whose username or e-mail belongs to someone else, links from an old tenant,
+    employees with and without accounts, users deleted in Emply, and a real guard."""
     entra_users = [
-        b.entra_user(p, f"{p}@contoso.com", enabled=draw(st.booleans()) or draw(st.booleans()))
+        b.entra_user(
+            p,
+            f"{p}@contoso.com",
+            mail=draw(st.sampled_from([f"{p}@contoso.com", f"{p}.alt@contoso.com",
+                                       "shared@contoso.com"])),
+            enabled=draw(st.booleans()) or draw(st.booleans()),
+        )
         for p in PEOPLE
         if draw(st.booleans()) or p == "p0"
     ]
@@ -43,23 +55,36 @@ def worlds(draw: st.DrawFn) -> tuple[model.EntraSnapshot, list[model.EmplyUser],
         for g in GROUPS
         if draw(st.booleans()) or g == "g1"
     }
-    cfg = b.settings(mapping, sync_roles=draw(st.booleans()), guard=(1000, 100))
+    guard = (draw(st.integers(0, 6)), draw(st.sampled_from([0, 20, 50, 100])))
+    cfg = b.settings(mapping, sync_roles=draw(st.booleans()), guard=guard)
     users: list[model.EmplyUser] = []
     for i, p in enumerate(PEOPLE):
-        kind = draw(st.sampled_from(["none", "manual", "linked", "external"]))
+        kind = draw(st.sampled_from(["none", "manual", "linked", "stale", "external"]))
         roles = draw(st.lists(st.sampled_from(ROLE_IDS), max_size=3, unique=True))
+        employee = draw(st.sampled_from([None, "e1", "e2"]))
         if kind == "manual":
-            users.append(b.emply_user(f"u{i}", username=f"{p}@contoso.com", roles=roles))
-        elif kind == "linked":
+            users.append(b.emply_user(
+                f"u{i}", username=draw(st.sampled_from(NAMES)),
+                email=draw(st.sampled_from(NAMES)), roles=roles, employee_id=employee,
+                status=draw(st.sampled_from(["active", "active", "deactivated", "deleted"])),
+                deactivated_by="emply",
+            ))
+        elif kind in ("linked", "stale"):
             status = draw(st.sampled_from(["active", "deactivated"]))
             by = draw(st.sampled_from(["sync", "emply"])) if status == "deactivated" else None
             users.append(b.emply_user(
-                f"u{i}", entra_id=p, link_tenant_id=b.TENANT, roles=roles, status=status,
-                deactivated_by=by, employee_id=draw(st.sampled_from([None, "e1"])),
+                f"u{i}", username=f"{p}@contoso.com", entra_id=p, roles=roles, status=status,
+                link_tenant_id=b.TENANT if kind == "linked" else "old-tenant",
+                deactivated_by=by, employee_id=employee,
+                sync_groups=draw(st.lists(st.sampled_from(GROUPS), max_size=2, unique=True)),
             ))
         elif kind == "external":
             users.append(b.emply_user(f"x{i}", username=f"x{i}@partner.com", roles=roles))
     return entra, users, cfg
+
+
+EMPLOYEES = (model.Employee("e1", "p1@contoso.com"), model.Employee("e2", "shared@contoso.com"),
+             model.Employee("e3", "p2.alt@contoso.com"))
 
 
 def apply_to(
@@ -76,19 +101,31 @@ def apply_to(
 @given(worlds())
 def test_apply_then_plan_again_yields_nothing(world: Any) -> None:
     entra, users, cfg = world
-    first = b.run(entra, users, cfg)
+    first = b.run(entra, users, cfg, employees=EMPLOYEES)
     synced = apply_to(users, first)
-    second = b.run(entra, synced, cfg, previous_mapping=first.next_state.previous_mapping)
+    second = b.run(entra, synced, cfg, employees=EMPLOYEES,
+                   previous_mapping=first.next_state.previous_mapping)
     assert second.changes == (), second.changes
     assert second.bookkeeping == ()
+    assert len(second.held) == len(first.held)
 
 
 @settings(max_examples=300, deadline=None)
 @given(worlds())
 def test_plan_never_touches_users_no_entra_user_matches(world: Any) -> None:
     entra, users, cfg = world
-    plan = b.run(entra, users, cfg)
-    untouchable = {u.id for u in users if u.entra_id is None and u.id.startswith("x")}
+    plan = b.run(entra, users, cfg, employees=EMPLOYEES)
+    enabled = [e for e in entra.users.values() if e.account_enabled]
+    untouchable = {
+        u.id
+        for u in users
+        if u.entra_id is None
+        and not any(
+            model.norm(u.username) == model.norm(e.user_principal_name)
+            or model.norm(u.email) == model.norm(e.mail_or_upn)
+            for e in enabled
+        )
+    }
     assert not untouchable & {c.user_id for c in (*plan.changes, *plan.held)}
 
 
@@ -122,7 +159,7 @@ def test_administrator_role_survives_every_mapping_and_membership_change(
 @given(worlds())
 def test_a_second_run_changes_no_roles(world: Any) -> None:
     entra, users, cfg = world
-    first = b.run(entra, users, cfg)
-    second = b.run(entra, apply_to(users, first), cfg,
+    first = b.run(entra, users, cfg, employees=EMPLOYEES)
+    second = b.run(entra, apply_to(users, first), cfg, employees=EMPLOYEES,
                    previous_mapping=first.next_state.previous_mapping)
     assert not [c for c in second.changes if c.kind == model.SET_ROLES]
