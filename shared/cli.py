@@ -13,9 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared import config, service
 from shared import store as store_mod
 from shared.emply_doc import DocumentError
+from shared.graph.errors import GraphError
 from shared.reconcile import explain as explain_mod
 
 SHOWN_CHANGES = 40
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", parents=[common], help="run one sync")
     sync.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
-    sync.add_argument("--approve-deactivations", type=int, metavar="N",
+    sync.add_argument("--approve-deactivations", type=_count, metavar="N",
                       help="approve exactly N deactivations held by the guard")
     sync.add_argument("--json", action="store_true", help="print the run report as JSON")
 
@@ -70,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulator":
@@ -86,9 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except store_mod.RunInProgress as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 3
-    except (DocumentError, service.NotConfigured, explain_mod.NotFound) as exc:
+    except (
+        DocumentError,
+        service.NotConfigured,
+        explain_mod.NotFound,
+        explain_mod.AmbiguousUser,
+    ) as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
+    except (GraphError, store_mod.StoreError, AzureError, OSError) as exc:
+        # Unreachable storage or Graph: one clear line, no traceback.
+        print(f"emply-sync: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -60,6 +60,8 @@ class Prepared:
     state: dict[str, Any]
     snapshot: dict[str, Any] | None = None
     """The bulky part of the previous run's state (see `apply_plan`), when still current."""
+    warnings: tuple[dict[str, Any], ...] = ()
+    """Problems found while reading that the run recovered from (reported as errors)."""
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -70,9 +72,7 @@ async def prepare(deps: Deps, *, use_cache: bool = False) -> Prepared:
     """Read both sides. With `use_cache` an unchanged Emply side comes from the
     previous run's snapshot (users without `lastChange`/`history`; the store's
     version marker says whether it is still current)."""
-    state = await deps.store.load_sync_state() or {}
-    generation = state.get("snapshot")
-    snapshot = await deps.store.load_snapshot(generation) if isinstance(generation, str) else None
+    state, snapshot, warnings = await _load_own_state(deps.store)
     cache = snapshot.get("emply") if snapshot and use_cache else None
     doc = await deps.store.load_document(cache=cache)
     if not doc.get("settings"):
@@ -92,7 +92,35 @@ async def prepare(deps: Deps, *, use_cache: bool = False) -> Prepared:
         read=read,
         state=state,
         snapshot=snapshot,
+        warnings=warnings,
     )
+
+
+async def _load_own_state(
+    store: store_mod.EmplyStore,
+) -> tuple[dict[str, Any], dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    """The sync's own state; unreadable state means a full re-read, reported, not a crash.
+
+    A full re-read is always safe (R7: it deactivates only who is really gone); what is
+    lost with the state is the previous role mapping, so the report says so.
+    """
+    try:
+        state = await store.load_sync_state()
+        if state is not None and not isinstance(state, dict):
+            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+        state = state or {}
+        generation = state.get("snapshot")
+        snapshot = await store.load_snapshot(generation) if isinstance(generation, str) else None
+        if snapshot is not None and not isinstance(snapshot, dict):
+            raise ValueError(f"snapshot: expected a JSON object, got {type(snapshot).__name__}")
+    except (OSError, ValueError, EOFError) as exc:  # gzip, JSON and shape errors
+        return {}, None, ({
+            "reason": "sync_state_unreadable",
+            "message": f"the sync's stored state could not be read ({type(exc).__name__}: "
+            f"{exc}); Entra is read in full and the state rewritten. Role mapping changes "
+            "made since the last run are not migrated (R11 step 2) this once",
+        },)
+    return state, snapshot, ()
 
 
 _BULK = ("users", "groups")
@@ -149,51 +177,100 @@ async def run_sync(
         "errors": [],
     }
     heartbeat: asyncio.Task[None] | None = None
-    if not dry_run:
+    if dry_run:
+        await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
+    else:
         await deps.store.acquire_lease(run_id, trigger, ttl_seconds=LEASE_TTL_SECONDS)
         heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
-    planned = False
+    applying = False
     try:
         try:
             await deps.store.save_run(report)
             prepared = await prepare(deps, use_cache=True)
             plan = make_plan(prepared, started, approve_deactivations)
             report.update(plan_report(plan, prepared.read))
-            planned = True
+            report["errors"] = [*prepared.warnings, *report["errors"]]
+            if approve_deactivations is not None and not plan.held and not any(
+                c.kind == model.DEACTIVATE_USER for c in plan.changes
+            ):
+                report["errors"].append({
+                    "reason": "approval_unused",
+                    "message": f"--approve-deactivations {approve_deactivations} was given but "
+                    "this run holds no deactivations; nothing was approved",
+                })
             if heartbeat is not None:
                 if heartbeat.done():  # the lease was lost: another run may be applying
                     heartbeat.result()
+                applying = True
                 await apply_plan(deps, prepared, plan, run_id, iso(started))
         except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
             report["status"] = "failed"
             error = failure(exc)
-            if planned and not dry_run:
+            if applying:
                 error["message"] += (
                     " (while applying: some changes may be applied; delta links did not "
                     "advance and the next run plans again from the current state)"
                 )
+            # What was planned is kept for the operator, but not reported as done.
+            report["planned"] = report.get("changes", [])
+            report["changes"], report["counts"] = [], {}
             report["errors"] = [*report.get("errors", []), error]
             if not _is_run_failure(exc):
                 raise
         finally:
             report["finishedAt"] = iso(deps.clock())
             report["durationMs"] = int((time.monotonic() - clock0) * 1000)
-            await deps.store.save_run(report)
+            await _save_report(deps.store, report)
     finally:
         if heartbeat is not None:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, store_mod.LeaseLost):
-                await heartbeat
-            await deps.store.release_lease(run_id)
+            await _stop_heartbeat(deps.store, heartbeat, run_id)
         telemetry.log_run(report)
     return report
 
 
+async def _refuse_if_running(deps: Deps) -> None:
+    lease = await deps.store.current_lease()
+    if lease is None:
+        return
+    expires = lease.get("expiresAt")
+    if isinstance(expires, str) and dt.datetime.fromisoformat(
+        expires.replace("Z", "+00:00")
+    ) > deps.clock():
+        raise store_mod.RunInProgress(
+            str(lease.get("runId")), str(lease.get("trigger")), str(lease.get("startedAt"))
+        )
+
+
+async def _save_report(store: store_mod.EmplyStore, report: dict[str, Any]) -> None:
+    try:
+        await store.save_run(report)
+    except Exception:  # the run's outcome stands; losing its record is logged, not raised
+        telemetry.log.exception("emply_sync.report_not_saved", extra={"runId": report["runId"]})
+
+
+async def _stop_heartbeat(
+    store: store_mod.EmplyStore, heartbeat: asyncio.Task[None], run_id: str
+) -> None:
+    heartbeat.cancel()
+    with contextlib.suppress(BaseException):
+        await heartbeat
+    try:
+        await store.release_lease(run_id)
+    except Exception:  # it expires by itself after LEASE_TTL_SECONDS
+        telemetry.log.exception("emply_sync.lease_not_released", extra={"runId": run_id})
+
+
 async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
-    """Renew the lease while the run works; ends with `LeaseLost` if another run took it."""
+    """Renew the lease while the run works. A failed renewal is retried at the next beat
+    (the lease outlives two missed beats); only `LeaseLost` (another run took it) ends it."""
     while True:
         await asyncio.sleep(LEASE_TTL_SECONDS / 3)
-        await store.renew_lease(run_id, ttl_seconds=LEASE_TTL_SECONDS)
+        try:
+            await store.renew_lease(run_id, ttl_seconds=LEASE_TTL_SECONDS)
+        except store_mod.LeaseLost:
+            raise
+        except Exception:
+            telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
 def plan_report(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
@@ -262,6 +339,7 @@ def failure(exc: BaseException) -> dict[str, Any]:
         "TenantMismatch": "tenant_mismatch",
         "NotConfigured": "not_configured",
         "ConcurrentChangeError": "concurrent_change",
+        "LeaseLost": "lease_lost",
     }.get(type(exc).__name__, "run_failed")
     return {"reason": reason, "message": f"{type(exc).__name__}: {exc}"}
 

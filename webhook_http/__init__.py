@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import AzureError
 
 from shared import service
 from shared import store as store_mod
+from shared.graph.errors import GraphError
 from shared.reconcile import explain as explain_mod
 
 MAX_BODY_BYTES = 4096
@@ -60,7 +63,25 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+
+def unavailable_as_problem(handler: Handler) -> Handler:
+    """Storage or Graph out of reach → 503 with a problem body instead of a bare host 500."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return await handler(req)
+        except (GraphError, store_mod.StoreError, AzureError, OSError) as exc:
+            log.exception("emply_sync.http_dependency_failed")
+            return problem(503, "A dependency is unavailable", f"{type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
 @bp.route(route="sync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@unavailable_as_problem
 async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     try:
         body = parse_sync_body(req.get_body() or b"")
@@ -81,9 +102,10 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@unavailable_as_problem
 async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
         return problem(400, "Bad request", "limit must be a whole number from 1 to 200",
                        field="limit")
     async with service.open_deps() as deps:
@@ -91,6 +113,7 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="sync/runs/{runId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@unavailable_as_problem
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
     async with service.open_deps() as deps:
@@ -101,6 +124,7 @@ async def get_run(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="users/{user}/explain", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@unavailable_as_problem
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
@@ -108,6 +132,8 @@ async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
             return respond(200, await service.explain_user(deps, key))
     except explain_mod.NotFound as exc:
         return problem(404, "Not found", str(exc), field="user")
+    except explain_mod.AmbiguousUser as exc:
+        return problem(400, "Bad request", str(exc), field="user")
     except service.NotConfigured as exc:
         return problem(409, "Not configured", str(exc))
 
