@@ -23,13 +23,15 @@ from tests.support.azurite import start_azurite  # noqa: E402
 DEMO = ROOT / "demo"
 
 
-def emply_sync(*args: str, env: dict[str, str]) -> str:
-    print(f"\n$ emply-sync {' '.join(args)}", flush=True)
+def emply_sync(*args: str, env: dict[str, str], show: bool = True) -> str:
+    if show:
+        print(f"\n$ emply-sync {' '.join(args)}", flush=True)
     done = subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
         env=env, cwd=ROOT, text=True, capture_output=True, check=False,
     )
-    print(done.stdout.rstrip())
+    if show:
+        print(done.stdout.rstrip())
     if done.stderr.strip():
         print(done.stderr.rstrip(), file=sys.stderr)
     if done.returncode != 0:
@@ -79,7 +81,7 @@ def main() -> None:
             print("\n=== Why was Grady deactivated? ===")
             emply_sync("explain", "grady.archie@contoso.com", env=env)
             emply_sync("runs", env=env)
-            runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env))
+            runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
             counts = runs[0]["counts"]
             if counts != {"deactivate_user": 1, "create_user": 1}:
                 raise SystemExit(f"unexpected second run: {counts}")
