@@ -187,7 +187,12 @@ async def run_sync(
         try:
             await deps.store.save_run(report)
             prepared = await prepare(deps, use_cache=True)
+            _progress(report, "read", clock0, entraUsers=len(prepared.entra.users),
+                      entraGroups=len(prepared.entra.groups),
+                      emplyUsers=len(prepared.emply.users), fullRead=prepared.read.full_read)
             plan = make_plan(prepared, started, approve_deactivations)
+            _progress(report, "planned", clock0, changes=len(plan.changes),
+                      held=len(plan.held))
             report.update(plan_report(plan, prepared.read))
             report["errors"] = [*prepared.warnings, *report["errors"]]
             if approve_deactivations is not None and not plan.held and not any(
@@ -203,6 +208,7 @@ async def run_sync(
                     heartbeat.result()
                 applying = True
                 await apply_plan(deps, prepared, plan, run_id, iso(started))
+                _progress(report, "applied", clock0)
         except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
             report["status"] = "failed"
             error = failure(exc)
@@ -226,6 +232,15 @@ async def run_sync(
             await _stop_heartbeat(deps.store, heartbeat, run_id)
         telemetry.log_run(report)
     return report
+
+
+def _progress(report: Mapping[str, Any], phase: str, clock0: float, **counts: Any) -> None:
+    """One log record per phase, so a long run shows where it is (ids and counts only)."""
+    telemetry.log.info(
+        "emply_sync.phase",
+        extra={"runId": report["runId"], "trigger": report["trigger"], "phase": phase,
+               "elapsedMs": int((time.monotonic() - clock0) * 1000), **counts},
+    )
 
 
 async def _refuse_if_running(deps: Deps) -> None:
