@@ -22,10 +22,13 @@ async def _run(storage: str, graph_url: str) -> dict[str, Any]:
         report = await service.run_sync(deps, trigger="bench")
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         stats = dict(deps.store.stats)
+        by_partition = {pk: {"batches": b, "entities": n}
+                        for pk, (b, n) in deps.store.batches_by_partition.items()}
     return {
         "wallSeconds": round(wall, 3),
         "cpuSeconds": round(cpu, 3),
         "store": stats,
+        "batchesByPartition": by_partition,
         "status": report["status"],
         "counts": report["counts"],
         "skips": report.get("skips", {}),

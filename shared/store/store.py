@@ -192,6 +192,8 @@ class EmplyStore:
             "transactions": 0, "batches": 0, "single_operations": 0,
             "entities_written": 0, "entities_deleted": 0, "marker_writes": 0,
         }
+        self.batches_by_partition: dict[str, list[int]] = {}
+        """PartitionKey -> [transactions, entities] of the batched (non-delete) writes."""
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -534,6 +536,9 @@ class EmplyStore:
             self._count(batches=1, deleted=len(chunk))
             return
         self._count(batches=1, written=len(chunk))
+        tally = self.batches_by_partition.setdefault(chunk[0][1]["PartitionKey"], [0, 0])
+        tally[0] += 1
+        tally[1] += len(chunk)
         for (_op, row, _kw), etag in zip(chunk, etags, strict=False):
             if etag:
                 self._etags[(row["PartitionKey"], row["RowKey"])] = etag

@@ -31,7 +31,7 @@ Operation = tuple[str, dict[str, Any], dict[str, Any]]
 _STATUS = re.compile(r"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ETAG = re.compile(r"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
 _ERROR = re.compile(r'"code" *: *"([^"]+)"')
-_SEND_ATTEMPTS = 3
+_SEND_ATTEMPTS = 10  # more than the connections the store keeps in flight (8)
 
 
 class BatchError(HttpResponseError):
