@@ -13,7 +13,7 @@ tenant than the configured one counts as unlinked (its link is stale, R6
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from shared.reconcile import model
 
@@ -45,11 +45,17 @@ class UserIndex:
             if user.email:
                 self.by_email.setdefault(model.norm(user.email), []).append(user)
 
-    def find(self, entra_user: model.EntraUser) -> Match:
+    def find(
+        self, entra_user: model.EntraUser, taken: Container[str] = frozenset()
+    ) -> Match:
+        """R3 for one Entra user; `taken` are unlinked users already given to another Entra
+        user in this run, which count as linked (as they will be at the next run)."""
         steps = (
             self.by_entra_id.get(entra_user.id.lower(), []),
-            self.by_username.get(model.norm(entra_user.user_principal_name), []),
-            self.by_email.get(model.norm(entra_user.mail_or_upn), []),
+            [u for u in self.by_username.get(model.norm(entra_user.user_principal_name), [])
+             if u.id not in taken],
+            [u for u in self.by_email.get(model.norm(entra_user.mail_or_upn), [])
+             if u.id not in taken],
         )
         for number, candidates in enumerate(steps, start=1):
             if len(candidates) == 1:

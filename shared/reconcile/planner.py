@@ -98,45 +98,60 @@ class _Planner:
     def _match_in_scope_users(self) -> set[str]:
         """Links, creates, reactivates and sets roles; returns the Emply user ids kept in scope.
 
-        Two passes, so the result does not depend on the order of Entra ids: first
-        every in-scope Entra user finds its candidate (R3), then each Emply user
-        claimed by several Entra users goes to the one that matched at the earliest
-        step; a tie at that step is `ambiguous_match` for all of them, and the others
-        continue as if nothing had matched (they are created, R4).
+        The result must not depend on the order of Entra ids, and must be what the next run
+        would also find (plan → apply → plan yields nothing), so matching is resolved to a
+        fixpoint: each round gives every Emply user claimed at a strictly earliest R3 step by
+        exactly one Entra user to that user; users given away count as linked in the next
+        round, which may make other matches unique. What is left: ties at one step are
+        `ambiguous_match` for all involved; an Entra user whose only candidate is held by a
+        stronger (unresolved) claim has no match and is created (R4).
         """
         index = matching.UserIndex(self.emply.users, self.settings.tenant_id)
-        in_scope: list[tuple[model.EntraUser, tuple[str, ...], matching.Match]] = []
-        claims: dict[str, list[tuple[int, str]]] = {}
+        in_scope = []
         for entra_id in sorted(self.groups_by_user):
             entra_user = self.entra.users.get(entra_id)
             groups = self.groups_by_user[entra_id]
-            if entra_user is None or not scope.in_scope(entra_user, groups, self.settings):
-                continue
-            found = index.find(entra_user)
-            in_scope.append((entra_user, groups, found))
-            if found.user is not None:
-                claims.setdefault(found.user.id, []).append((found.step, entra_id))
+            if entra_user is not None and scope.in_scope(entra_user, groups, self.settings):
+                in_scope.append((entra_user, groups))
 
-        kept: set[str] = set()
+        taken: dict[str, str] = {}  # Emply user id → the Entra id it goes to
+        won: dict[str, matching.Match] = {}
+        pending = in_scope
+        while True:
+            found = {e.id: index.find(e, taken) for e, _ in pending}
+            claims = _claims(found)
+            winners = {
+                rivals[0][1]: user_id
+                for user_id, rivals in claims.items()
+                if len(rivals) == 1 and rivals[0][2]
+            }
+            if not winners:
+                break
+            for entra_id, user_id in winners.items():
+                taken[user_id] = entra_id
+                won[entra_id] = found[entra_id]
+            pending = [(e, g) for e, g in pending if e.id not in won]
+
+        kept: set[str] = set(taken)
         creator = _Creator(self.emply, index)
-        for entra_user, groups, found in in_scope:
-            if found.ambiguous:
-                self._ambiguous(entra_user, found.step, found.ambiguous)
-                kept.update(u.id for u in found.ambiguous)
+        for entra_user, groups in in_scope:
+            match = won.get(entra_user.id)
+            if match is not None and match.user is not None:
+                self._keep_linked(match.user, entra_user, groups, match.step)
                 continue
-            if found.user is not None:
-                rivals = claims[found.user.id]
-                best = min(step for step, _ in rivals)
-                tied = sorted(e for step, e in rivals if step == best)
-                if found.step == best and len(tied) == 1:
-                    kept.add(found.user.id)
-                    self._keep_linked(found.user, entra_user, groups, found.step)
+            match = found[entra_user.id]
+            if match.ambiguous:
+                self._ambiguous(entra_user, match.step, match.ambiguous)
+                kept.update(u.id for u in match.ambiguous)
+                continue
+            if match.user is not None:
+                rivals = claims[match.user.id]
+                if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
+                    tied = sorted(e for step, e, _ in rivals if step == match.step)
+                    self._ambiguous(entra_user, match.step, (match.user,), tied)
+                    kept.add(match.user.id)
                     continue
-                if found.step == best:
-                    self._ambiguous(entra_user, found.step, (found.user,), tied)
-                    kept.add(found.user.id)
-                    continue
-                # A stronger match took this Emply user: this Entra user has none.
+                # A stronger claim (itself unresolved) holds this Emply user: no match here.
             self._create_or_refuse(entra_user, groups, creator)
         return kept
 
@@ -367,6 +382,24 @@ class _Planner:
 
 
 STEP_WORDS = {1: "Entra object id", 2: "username = UPN", 3: "e-mail = Entra mail"}
+
+
+def _claims(found: dict[str, matching.Match]) -> dict[str, list[tuple[int, str, bool]]]:
+    """Emply user id → the claims at its earliest step: (step, Entra id, unique?).
+
+    An ambiguous match claims each of its candidates too (not uniquely), so a tie
+    elsewhere cannot quietly hand one of them to a weaker match."""
+    claims: dict[str, list[tuple[int, str, bool]]] = {}
+    for entra_id, match in found.items():
+        unique = match.user is not None
+        for user in (match.user,) if match.user is not None else match.ambiguous:
+            mine = claims.setdefault(user.id, [])
+            if mine and mine[0][0] < match.step:
+                continue
+            if mine and mine[0][0] > match.step:
+                mine.clear()
+            mine.append((match.step, entra_id, unique))
+    return claims
 
 
 class _Creator:

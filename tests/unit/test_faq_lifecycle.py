@@ -387,3 +387,28 @@ def test_missing_account_enabled_is_not_taken_for_disabled() -> None:
     mirror = {"tenantId": b.TENANT, "users": {"anna": {"userPrincipalName": "a@contoso.com"}},
               "groups": {}}
     assert convert.entra_snapshot(mirror).users["anna"].account_enabled is True
+
+
+def test_an_unresolved_stronger_match_keeps_a_weaker_one_off_its_candidate() -> None:
+    """Two users share p0's username (ambiguous at step 2); p2 matches one of them only by
+    e-mail (step 3). p2 must not take it: the next run would otherwise link p0 differently."""
+    p0 = b.entra_user("p0", "p0@contoso.com")
+    p2 = b.entra_user("p2", "p2@contoso.com", mail="shared@contoso.com")
+    users = [b.emply_user("u4", username="p0@contoso.com", email="p0@contoso.com"),
+             b.emply_user("u5", username="p0@contoso.com", email="shared@contoso.com")]
+    plan = b.run(staff(p0, p2), users, b.settings(MAP))
+    assert [(c.kind, c.user_id) for c in plan.changes] == [(model.CREATE_USER, "entra-p2")]
+    assert [(e.reason, e.entra_id) for e in plan.errors] == [(model.AMBIGUOUS_MATCH, "p0")]
+
+
+def test_a_match_made_unique_by_another_link_is_made_in_the_same_run() -> None:
+    """p2 takes u5 by username; that leaves u4 as p0's only e-mail match, as the next run
+    would see it, so p0 is linked now rather than reported ambiguous."""
+    p0 = b.entra_user("p0", "p0@contoso.com", mail="team@contoso.com")
+    p2 = b.entra_user("p2", "p2@contoso.com", mail="p2@contoso.com")
+    users = [b.emply_user("u4", username="x", email="team@contoso.com"),
+             b.emply_user("u5", username="p2@contoso.com", email="team@contoso.com")]
+    plan = b.run(staff(p0, p2), users, b.settings(MAP))
+    links = {(c.user_id, c.after["entraId"]) for c in plan.changes if c.kind == model.LINK_USER}
+    assert links == {("u5", "p2"), ("u4", "p0")}
+    assert plan.errors == ()
