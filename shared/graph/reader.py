@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from shared.graph import client as graph_client
@@ -220,11 +220,12 @@ async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
         raise
 
 
-class _Applier:
+class _Applier(Protocol):
+    """Folds one page of a delta round into a mirror being built."""
+
     delta_link: str = ""
 
-    def apply(self, items: Iterable[Any]) -> None:
-        raise NotImplementedError
+    def apply(self, items: Iterable[Any]) -> None: ...
 
 
 async def _delta_round(
