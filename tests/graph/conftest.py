@@ -10,27 +10,14 @@ import pytest
 
 from shared.graph import client as graph_client
 from shared.graph import reader
+from tests.support.graph_users import graph_user
 from tests.support.simulator import RunningSimulator, running_simulator
 
 TENANT_ID = "7d3c1f0e-5b2a-4c8e-9f10-0a1b2c3d4e5f"
 
 
 def user(n: int, **extra: Any) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "id": f"00000000-0000-4000-8000-{n:012d}",
-        "userPrincipalName": f"user{n}@contoso.com",
-        "mail": f"User{n}@contoso.com",
-        "displayName": f"User {n}",
-        "givenName": "User",
-        "surname": str(n),
-        "accountEnabled": True,
-        "onPremisesSyncEnabled": None,
-        "jobTitle": None,
-        "department": None,
-        "mobilePhone": None,
-    }
-    props.update(extra)
-    return props
+    return graph_user(n, f"00000000-0000-4000-8000-{n:012d}", **extra)
 
 
 def uid(n: int) -> str:

@@ -6,27 +6,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.graph_users import graph_user
 from tests.support.simulator import RunningSimulator, running_simulator
 
 ORG_ID = "11111111-0000-0000-0000-000000000001"
 
 
 def user(n: int, **extra: Any) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "id": f"u-{n:04d}",
-        "userPrincipalName": f"user{n}@contoso.com",
-        "mail": f"User{n}@contoso.com",
-        "displayName": f"User {n}",
-        "givenName": "User",
-        "surname": str(n),
-        "accountEnabled": True,
-        "onPremisesSyncEnabled": None,
-        "jobTitle": None,
-        "department": None,
-        "mobilePhone": None,
-    }
-    props.update(extra)
-    return props
+    return graph_user(n, f"u-{n:04d}", **extra)
 
 
 def base_tenant(n_users: int = 5) -> dict[str, Any]:
