@@ -2,9 +2,11 @@
 
 Page the same Graph data as raw JSON (httpx, the largest page size, users and
 groups concurrently as the sync does) and write as many entities as the initial
-sync wrote to the same Azurite in full 100-entity transactions (azure-data-tables'
-pipeline, the documented ``$batch`` body, 8 in flight), nothing else: no
-planning, no reading of the Emply side, no state, no report.
+sync wrote to the same Azurite, partitioned as the store partitions users
+(`shared.store.store.bucket`: 256 hash buckets), in full transactions of up to 100
+entities of one partition (azure-data-tables' pipeline, the documented ``$batch``
+body, 8 in flight), nothing else: no planning, no reading of the Emply side, no
+state, no report.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared import config
 from shared.graph import reader
+from shared.store.store import bucket
 
 _CONCURRENCY = 8
 
@@ -51,12 +54,13 @@ async def read_graph(graph_url: str) -> int:
 def _entity(i: int) -> dict[str, Any]:
     """About the size and shape of a user entity after the initial sync."""
     entra = f"00000000-0000-4000-8000-{i:012d}"
+    row_key = f"entra-{entra}"
     change = {"kind": "create_user", "rule": "R4", "reason": "create_user",
               "message": f"created from Entra user user{i}@bench.example (member of Group 1) "
                          "with roles role-1", "runId": "20250101T000000Z-0123abcd",
               "at": "2025-01-01T00:00:00.000Z"}
     return {
-        "PartitionKey": "user", "RowKey": f"entra-{entra}", "id": f"entra-{entra}",
+        "PartitionKey": f"user-{bucket(row_key)}", "RowKey": row_key, "id": row_key,
         "username": f"user{i}@bench.example", "email": f"User{i}@bench.example",
         "displayName": f"User {i}", "status": "active", "roles": '["role-1"]',
         "source": "entra", "entraId": entra, "calendarSync": True,
@@ -100,14 +104,19 @@ async def _submit(table: TableClient, rows: list[dict[str, Any]], limit: asyncio
         raise RuntimeError(f"floor batch refused: {response.text()[:300]}")
 
 
-async def write_entities(storage: str, count: int, table: str) -> int:
+async def write_entities(storage: str, count: int, table: str) -> dict[str, int]:
+    """Write `count` user-like entities; the number of entities per partition."""
     async with TableServiceClient.from_connection_string(storage) as service:
         client = await service.create_table_if_not_exists(table)
-        rows = [_entity(i) for i in range(count)]
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for i in range(count):
+            row = _entity(i)
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
         limit = asyncio.Semaphore(_CONCURRENCY)
-        chunks = [rows[i:i + 100] for i in range(0, count, 100)]
+        chunks = [rows[i:i + 100] for rows in by_partition.values()
+                  for i in range(0, len(rows), 100)]
         await asyncio.gather(*(_submit(client, chunk, limit) for chunk in chunks))
-        return len(chunks)
+        return {pk: len(rows) for pk, rows in by_partition.items()}
 
 
 async def drop_table(storage: str, table: str) -> None:
@@ -119,9 +128,10 @@ async def measure(graph_url: str, storage: str, entities: int, *, table: str) ->
     t0 = time.perf_counter()
     requests = await read_graph(graph_url)
     t1 = time.perf_counter()
-    batches = await write_entities(storage, entities, table)
+    partitions = await write_entities(storage, entities, table)
     t2 = time.perf_counter()
     await drop_table(storage, table)
     return {"wallSeconds": round(t2 - t0, 3), "readSeconds": round(t1 - t0, 3),
             "writeSeconds": round(t2 - t1, 3), "requests": requests,
-            "entities": entities, "batches": batches}
+            "entities": entities, "partitions": len(partitions),
+            "batches": sum(-(-n // 100) for n in partitions.values())}

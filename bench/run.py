@@ -119,8 +119,15 @@ def measure(name: str, sim: Simulator, storage: str, minimum: dict[str, int]) ->
     result["graphMinimum"] = {"total": sum(minimum.values()), "byEndpoint": minimum}
     # Entities written in batches: at best ceil(entities/100) transactions per partition
     # (the run index row, the lease and the version marker are single operations).
-    result["tableMinimumBatches"] = sum(
-        math.ceil(p["entities"] / 100) for p in result["batchesByPartition"].values())
+    parts = result["batchesByPartition"].values()
+    result["tableMinimumBatches"] = sum(math.ceil(p["entities"] / 100) for p in parts)
+    result["tablePartitions"] = len(parts)
+    # The partition furthest over its own minimum: (batches, ceil(entities/100), entities).
+    worst = max(parts, key=lambda p: p["batches"] / math.ceil(p["entities"] / 100),
+                default=None)
+    result["tableWorstPartition"] = None if worst is None else {
+        "batches": worst["batches"], "minimum": math.ceil(worst["entities"] / 100),
+        "entities": worst["entities"]}
     print(f"[bench] {name}: {result['wallSeconds']} s wall, {result['cpuSeconds']} s CPU, "
           f"{result['peakRssMb']} MB, status {result['status']}, counts {result['counts']}",
           flush=True)
@@ -232,17 +239,25 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(results: dict[str, Any]) -> None:
     head = (f"{'run':<10}{'wall s':>8}{'cpu s':>8}{'RSS MB':>8}{'Graph req':>11}"
-            f"{'min':>5}{'tx':>7}{'batches':>8}{'entities':>9}  changes")
+            f"{'min':>5}{'tx':>7}{'batches':>8}{'min':>6}{'parts':>6}{'entities':>9}  changes")
     print("\n" + head)
     print("-" * len(head))
     for name, r in results["runs"].items():
         print(f"{name:<10}{r['wallSeconds']:>8.2f}{r['cpuSeconds']:>8.2f}{r['peakRssMb']:>8.0f}"
               f"{r['graphRequests']['total']:>11}{r['graphMinimum']['total']:>5}"
               f"{r['store']['transactions']:>7}{r['store']['batches']:>8}"
+              f"{r['tableMinimumBatches']:>6}{r['tablePartitions']:>6}"
               f"{r['store']['entities_written']:>9}  "
               + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
     for name, r in results["runs"].items():
         print(f"  {name} Graph requests by endpoint: {r['graphRequests']['byEndpoint']}")
+    for name, r in results["runs"].items():
+        worst = r["tableWorstPartition"]
+        print(f"  {name} Table batches: {r['store']['batches']} in {r['tablePartitions']} "
+              f"partitions, sum of ceil(entities in partition/100) = "
+              f"{r['tableMinimumBatches']}"
+              + (f"; worst partition {worst['batches']} batches for {worst['entities']} "
+                 f"entities (minimum {worst['minimum']})" if worst else ""))
     if "sdkBaseline" in results:
         s = results["sdkBaseline"]
         print(f"\nbaseline (a), {s['users']} users: msgraph-sdk models "
@@ -253,7 +268,8 @@ def print_table(results: dict[str, Any]) -> None:
         f = results["floor"]
         print(f"baseline (b), floor: {f['wallSeconds']:.2f} s (Graph paging "
               f"{f['readSeconds']:.2f} s, {f['requests']} requests; {f['entities']} entities "
-              f"in {f['batches']} batches {f['writeSeconds']:.2f} s); initial sync = "
+              f"in {f['batches']} batches over {f['partitions']} partitions "
+              f"{f['writeSeconds']:.2f} s); initial sync = "
               f"{results['initialToFloor']} x floor")
     print("\ntargets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"
                                     for k, v in results["targets"].items()))

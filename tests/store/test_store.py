@@ -19,6 +19,7 @@ from shared.store import (
     wire,
 )
 from shared.store.keys import decode_key, encode_key, expand_connection_string
+from shared.store.store import bucket
 from tests.support.azurite import AzuriteProcess
 
 pytestmark = pytest.mark.integration
@@ -189,25 +190,66 @@ async def test_odd_keys_round_trip(store: EmplyStore) -> None:
     assert "a/b" not in {u["id"] for u in (await store.load_document())["users"]}
 
 
-async def test_250_users_in_three_transactions(store: EmplyStore) -> None:
-    users = validate_document({"users": [{"id": f"u{i:04d}", "username": f"u{i}@c.com"}
-                                         for i in range(250)]})["users"]
+def _same_bucket_ids(count: int) -> list[str]:
+    """`count` user ids whose entities share one partition (bucket)."""
+    target = bucket(encode_key("u0000"))
+    ids = (f"u{i:04d}" for i in range(1_000_000))
+    return sorted([i for i in ids if bucket(encode_key(i)) == target][:count])
+
+
+async def test_250_users_of_one_partition_in_three_transactions(store: EmplyStore) -> None:
+    ids = _same_bucket_ids(250)
+    users = validate_document({"users": [{"id": i, "username": f"{i}@c.com"}
+                                         for i in ids]})["users"]
     await store.load_document()
     before = dict(store.stats)
     await store.upsert_users(users)
     assert store.stats["batches"] - before["batches"] == 3
     assert store.stats["marker_writes"] - before["marker_writes"] == 2  # before and after
     assert store.stats["entities_written"] - before["entities_written"] == 250
+    assert list(store.batches_by_partition.values()) == [[3, 250]]
     loaded = (await store.load_document())["users"]
     assert loaded == users
     # queries follow continuation tokens
-    pages = [page async for page in wire.query(store.emply, "PartitionKey eq 'user'",
-                                               page_size=100)]
+    pages = [page async for page in wire.query(
+        store.emply, "PartitionKey ge 'user-' and PartitionKey lt 'user.'", page_size=100)]
     assert [len(p) for p in pages] == [100, 100, 50]
     # written back unchanged with ETags: again 3 transactions, no conflict
     before = dict(store.stats)
     await store.upsert_users(loaded)
     assert store.stats["batches"] - before["batches"] == 3
+
+
+async def test_users_spread_over_partitions(store: EmplyStore) -> None:
+    """1,000 users land in many hash buckets, one transaction per partition touched
+    (each gets fewer than 100), and read back whole, in RowKey order."""
+    users = validate_document({"users": [{"id": f"u{i:04d}", "username": f"u{i}@c.com"}
+                                         for i in range(1000)]})["users"]
+    employees = validate_document({"employees": [{"id": f"e{i:03d}", "email": f"e{i}@c.com"}
+                                                 for i in range(300)]})["employees"]
+    await store.load_document()
+    await store.upsert_users(users)
+    by_partition = dict(store.batches_by_partition)
+    assert all(pk.startswith("user-") and len(pk) == 7 for pk in by_partition)
+    assert len(by_partition) > 200  # of 256 buckets
+    assert all(n < 100 for _tx, n in by_partition.values())
+    assert all(tx == 1 for tx, _n in by_partition.values())
+    assert store.stats["batches"] == len(by_partition)
+    assert sum(n for _tx, n in by_partition.values()) == 1000
+    await store.upsert_employees(employees)
+    assert {pk[:9] for pk in store.batches_by_partition if not pk.startswith("user-")} \
+        == {"employee-"}
+    doc = await store.load_document()
+    assert doc["users"] == users
+    assert doc["employees"] == employees
+    # an entity's partition is its bucket, stable across runs
+    rows = [row async for page in wire.query(
+        store.emply, f"PartitionKey eq 'user-{bucket('u0001')}'") for row in page]
+    assert "u0001" in {row["id"] for row in rows}
+    assert all(bucket(row["RowKey"]) == bucket("u0001") for row in rows)
+    # clearing covers every bucket
+    assert await store.clear_emply() == 1300
+    assert (await store.load_document())["users"] == []
 
 
 async def test_etag_conflict_is_detected(azurite: AzuriteProcess, store: EmplyStore,
