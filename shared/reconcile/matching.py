@@ -13,7 +13,7 @@ tenant than the configured one counts as unlinked (its link is stale, R6
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 
 from shared.reconcile import model
 
@@ -50,14 +50,17 @@ class UserIndex:
     ) -> Match:
         """R3 for one Entra user; `taken` are unlinked users already given to another Entra
         user in this run, which count as linked (as they will be at the next run)."""
-        steps = (
-            self.by_entra_id.get(entra_user.id.lower(), []),
-            [u for u in self.by_username.get(model.norm(entra_user.user_principal_name), [])
-             if u.id not in taken],
-            [u for u in self.by_email.get(model.norm(entra_user.mail_or_upn), [])
-             if u.id not in taken],
-        )
-        for number, candidates in enumerate(steps, start=1):
+        # Step by step, so the common case (already linked) costs one dict look-up.
+        candidates: Sequence[model.EmplyUser]
+        for number in (1, 2, 3):
+            if number == 1:
+                candidates = self.by_entra_id.get(entra_user.id.lower(), ())
+            elif number == 2:
+                candidates = self.by_username.get(model.norm(entra_user.user_principal_name), ())
+            else:
+                candidates = self.by_email.get(model.norm(entra_user.mail_or_upn), ())
+            if number > 1 and taken:
+                candidates = [u for u in candidates if u.id not in taken]
             if len(candidates) == 1:
                 return Match(candidates[0], number)
             if len(candidates) > 1:

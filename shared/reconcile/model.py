@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -52,6 +53,12 @@ def norm(value: str | None) -> str:
 
 def upn_domain(upn: str) -> str:
     return norm(upn).rpartition("@")[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_keys(domains: tuple[str, ...]) -> frozenset[str]:
+    """Settings are immutable, so the normalised domain set is computed once per tuple."""
+    return frozenset(norm(d) for d in domains)
 
 
 # --- Entra side -------------------------------------------------------------
@@ -117,6 +124,10 @@ class Settings:
     sync_roles: bool = False
     allowed_domains: tuple[str, ...] = ()
     guard: DeactivationGuard = DeactivationGuard()
+
+    @property
+    def allowed_domain_keys(self) -> frozenset[str]:
+        return _domain_keys(self.allowed_domains)
 
     @property
     def group_ids(self) -> frozenset[str]:

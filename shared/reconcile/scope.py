@@ -47,9 +47,7 @@ def configured_groups_by_user(
 def domain_allowed(user: model.EntraUser, settings: model.Settings) -> bool:
     if not settings.allowed_domains:
         return True
-    return model.upn_domain(user.user_principal_name) in {
-        model.norm(d) for d in settings.allowed_domains
-    }
+    return model.upn_domain(user.user_principal_name) in settings.allowed_domain_keys
 
 
 def in_scope(
