@@ -13,16 +13,8 @@ from azure.storage.blob import BlobServiceClient
 
 from shared import config, service
 from shared import store as store_mod
-from tests.e2e import tenants as t
 from tests.e2e.test_http import function, request
-
-
-def staff_world(make_world: Any, latency_ms: float = 0) -> Any:
-    people = t.staff(10)
-    world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),
-                       latency_ms=latency_ms)
-    world.import_state(t.emply_state())
-    return world
+from tests.e2e.test_http import world_with_staff as staff_world
 
 
 def overwrite_state_blob(conn: str, data: bytes) -> None:
