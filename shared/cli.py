@@ -1,4 +1,4 @@
-"""emply-sync: the command line (see INTERFACES.md "Command line").
+"""emply-sync: the command line (README, "Command line").
 
 Exit codes: 0 succeeded or needs_approval; 1 the run failed; 2 bad input or
 usage; 3 another run is in progress.

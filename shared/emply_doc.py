@@ -1,7 +1,7 @@
 """The Emply state document: validation and normalisation (pure, no I/O).
 
 The document is what `emply-sync emply import` reads and `export` prints
-(INTERFACES.md, "Emply state file"). `validate_document` checks it against the
+(README, "Files": the Emply state file). `validate_document` checks it against the
 schema table below and returns a *normalised* copy: every section and every
 field present, defaults filled in, so the rest of the code never has to guess.
 

@@ -98,7 +98,9 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     except store_mod.RunInProgress as exc:
         return problem(409, "A sync is already running", str(exc),
                        runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
-    return respond(500 if report["status"] == "failed" else 200, report)
+    # 200 whatever the outcome: the report says succeeded, needs_approval or failed (as
+    # the HTTP contract in the README says); a dependency that fails outside a run is a 503 problem.
+    return respond(200, report)
 
 
 @bp.route(route="sync/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
-# Change kinds (BEHAVIOUR.md "Reason codes").
+# Change kinds (README, "Reason codes").
 CREATE_USER = "create_user"
 LINK_USER = "link_user"
 DEACTIVATE_USER = "deactivate_user"

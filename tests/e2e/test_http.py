@@ -153,3 +153,13 @@ async def test_timer_runs_a_sync_and_logs_past_due(
     assert run_record.status == "succeeded"  # type: ignore[attr-defined]
     assert json.loads(run_record.changes) == {"create_user": 10}  # type: ignore[attr-defined]
     assert len(world.users()) == 10
+
+
+async def test_a_failed_run_is_a_200_with_the_failed_report(make_world: Any) -> None:
+    world = world_with_staff(make_world)
+    world.sim.set_faults("/groups/delta", 503, times=-1)
+    response = await function("manual_sync")(request("POST", "/api/sync", {}))
+    report = json.loads(response.get_body())
+    assert response.status_code == 200
+    assert report["status"] == "failed" and report["errors"][0]["reason"] == "graph_read_failed"
+    assert world.users() == {}
