@@ -163,3 +163,13 @@ async def test_a_failed_run_is_a_200_with_the_failed_report(make_world: Any) -> 
     assert response.status_code == 200
     assert report["status"] == "failed" and report["errors"][0]["reason"] == "graph_read_failed"
     assert world.users() == {}
+
+
+async def test_http_dry_run_reports_and_changes_nothing(make_world: Any) -> None:
+    world = world_with_staff(make_world)
+    before = world.export()
+    response = await function("manual_sync")(request("POST", "/api/sync", {"dryRun": True}))
+    report = json.loads(response.get_body())
+    assert response.status_code == 200
+    assert report["dryRun"] is True and report["counts"] == {"create_user": 10}
+    assert world.export() == before
