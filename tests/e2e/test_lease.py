@@ -18,7 +18,7 @@ async def test_a_run_longer_than_the_lease_keeps_it(
     monkeypatch.setattr(service, "LEASE_TTL_SECONDS", 1)
     people = t.staff(3)
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),
-                       latency_ms=900)  # three sequential Graph rounds: ~2.7 s > the 1 s lease
+                       latency_ms=1500)  # two sequential Graph rounds: > 3 s, well past the 1 s lease
     world.import_state(t.emply_state())
 
     async with service.open_deps() as deps:
