@@ -17,8 +17,9 @@ async def test_a_run_longer_than_the_lease_keeps_it(
 ) -> None:
     monkeypatch.setattr(service, "LEASE_TTL_SECONDS", 1)
     people = t.staff(3)
+    # Two sequential Graph rounds at 1.5 s: the run lasts > 3 s, well past the 1 s lease.
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),
-                       latency_ms=1500)  # two sequential Graph rounds: > 3 s, well past the 1 s lease
+                       latency_ms=1500)
     world.import_state(t.emply_state())
 
     async with service.open_deps() as deps:
