@@ -724,56 +724,48 @@ class EmplyStore:
 
     # --- sync state --------------------------------------------------------
 
-    async def load_sync_state(self) -> dict[str, Any] | None:
+    async def _read_json_blob(self, name: str) -> Any:
+        """A gzip-compressed JSON blob of `syncstate`, parsed off the event loop; None if absent."""
         await self._ensure()
         try:
-            downloader = await self.syncstate.download_blob(_STATE_BLOB)
+            downloader = await self.syncstate.download_blob(name)
         except ResourceNotFoundError:
             return None
         raw = await downloader.readall()
-        state: dict[str, Any] = await asyncio.to_thread(
-            lambda: json.loads(gzip.decompress(raw)))
-        return state
+        return await asyncio.to_thread(lambda: json.loads(gzip.decompress(raw)))
 
-    async def save_sync_state(self, state: Mapping[str, Any]) -> None:
-        """Replace the sync state in one put (readers see old or new, never half)."""
+    async def _write_json_blob(self, name: str, value: Any, *, level: int,
+                               concurrency: int) -> None:
+        """Replace a `syncstate` blob in one put (readers see old or new, never half)."""
         await self._ensure()
 
         def pack() -> bytes:
-            text = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
-            return gzip.compress(text.encode(), compresslevel=5, mtime=0)
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            return gzip.compress(text.encode(), compresslevel=level, mtime=0)
 
         body = await asyncio.to_thread(pack)
-        await self.syncstate.upload_blob(_STATE_BLOB, body, overwrite=True,
-                                         max_concurrency=1)
+        await self.syncstate.upload_blob(name, body, overwrite=True,
+                                         max_concurrency=concurrency)
+
+    async def load_sync_state(self) -> dict[str, Any] | None:
+        state: dict[str, Any] | None = await self._read_json_blob(_STATE_BLOB)
+        return state
+
+    async def save_sync_state(self, state: Mapping[str, Any]) -> None:
+        await self._write_json_blob(_STATE_BLOB, state, level=5, concurrency=1)
 
     async def load_snapshot(self, generation: str) -> dict[str, Any] | None:
         """The snapshot saved as `generation`, or None (missing, or another generation)."""
-        await self._ensure()
-        try:
-            downloader = await self.syncstate.download_blob(_SNAPSHOT_BLOB)
-        except ResourceNotFoundError:
-            return None
-        raw = await downloader.readall()
-        snapshot: dict[str, Any] = await asyncio.to_thread(
-            lambda: json.loads(gzip.decompress(raw)))
-        if snapshot.get("generation") != generation:
+        snapshot = await self._read_json_blob(_SNAPSHOT_BLOB)
+        if not isinstance(snapshot, dict) or snapshot.get("generation") != generation:
             return None
         data: dict[str, Any] = snapshot.get("data") or {}
         return data
 
     async def save_snapshot(self, generation: str, data: Mapping[str, Any]) -> None:
-        """Replace the snapshot (bulky, so: the fastest gzip level) in one put."""
-        await self._ensure()
-
-        def pack() -> bytes:
-            text = json.dumps({"generation": generation, "data": data}, ensure_ascii=False,
-                              separators=(",", ":"))
-            return gzip.compress(text.encode(), compresslevel=1, mtime=0)
-
-        body = await asyncio.to_thread(pack)
-        await self.syncstate.upload_blob(_SNAPSHOT_BLOB, body, overwrite=True,
-                                         max_concurrency=4)
+        """Replace the snapshot (bulky, so: the fastest gzip level)."""
+        await self._write_json_blob(_SNAPSHOT_BLOB, {"generation": generation, "data": data},
+                                    level=1, concurrency=4)
 
 
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",

@@ -41,6 +41,18 @@ def _answers(port: int) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """Terminate a child we started; kill it if it has not gone within 10 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def unique_prefix() -> str:
     """A fresh table/container name prefix (lowercase letters and digits)."""
     return "t" + uuid.uuid4().hex[:12]
@@ -75,13 +87,7 @@ class AzuriteProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
