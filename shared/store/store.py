@@ -36,14 +36,15 @@ edit made meanwhile by someone else raises `ConcurrentChangeError`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import datetime as dt
-import gzip
 import hashlib
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -57,10 +58,11 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
+from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from shared import emply_doc
-from shared.store import errors, keys, wire
+from shared.store import chunked_json, errors, keys, wire
 
 Clock = Callable[[], dt.datetime]
 Operation = wire.Operation
@@ -85,6 +87,7 @@ _CONCURRENCY = 8
 _LEASE_PK, _LEASE_RK = "lease", "sync"
 _STATE_BLOB = "state.json.gz"
 _SNAPSHOT_BLOB = "snapshot.json.gz"
+_BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
 _CACHE_FORMAT = 2  # 2: users and employees in hash buckets
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
@@ -725,34 +728,66 @@ class EmplyStore:
     # --- sync state --------------------------------------------------------
 
     async def _read_json_blob(self, name: str) -> Any:
-        """A gzip-compressed JSON blob of `syncstate`, parsed off the event loop; None if absent."""
+        """A `chunked_json` blob of `syncstate`, decoded off the event loop; None if absent.
+
+        The compressed bytes are held whole (about a fifth of the text); the text is
+        decompressed and parsed a line at a time.
+        """
         await self._ensure()
         try:
             downloader = await self.syncstate.download_blob(name)
         except ResourceNotFoundError:
             return None
         raw = await downloader.readall()
-        return await asyncio.to_thread(lambda: json.loads(gzip.decompress(raw)))
 
-    async def _write_json_blob(self, name: str, value: Any, *, level: int,
-                               concurrency: int) -> None:
-        """Replace a `syncstate` blob in one put (readers see old or new, never half)."""
+        def decode() -> Any:
+            try:
+                return chunked_json.decode_lines(chunked_json.gunzip_lines([raw]))
+            except zlib.error as exc:
+                raise ValueError(f"{name}: not gzip data ({exc})") from exc
+
+        return await asyncio.to_thread(decode)
+
+    async def _write_json_blob(self, name: str, value: Any, *, level: int) -> None:
+        """Replace a `syncstate` blob; readers see the old or the new one, never half.
+
+        The value is encoded and compressed a block at a time in a worker thread while
+        the previous block uploads; blocks are committed in one call at the end (a
+        small value goes up in one put). Memory: about two blocks, whatever the size.
+        """
         await self._ensure()
+        blocks = chunked_json.gzip_blocks(chunked_json.encode_lines(value), level=level,
+                                          block_size=_BLOCK_BYTES)
+        blob = self.syncstate.get_blob_client(name)
 
-        def pack() -> bytes:
-            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-            return gzip.compress(text.encode(), compresslevel=level, mtime=0)
+        async def produce() -> bytes | None:
+            return await asyncio.to_thread(next, blocks, None)
 
-        body = await asyncio.to_thread(pack)
-        await self.syncstate.upload_blob(name, body, overwrite=True,
-                                         max_concurrency=concurrency)
+        data, following = await produce(), await produce()
+        if following is None:
+            await blob.upload_blob(data or b"", overwrite=True)
+            return
+        prefix = uuid.uuid4().hex[:16]  # same-length ids, unlike any earlier write's
+        ids: list[str] = []
+        while data is not None:
+            upcoming = asyncio.ensure_future(produce()) if following is not None else None
+            block_id = base64.b64encode(f"{prefix}{len(ids):08d}".encode()).decode()
+            try:
+                await blob.stage_block(block_id, data)
+            except BaseException:
+                if upcoming is not None:
+                    upcoming.cancel()
+                raise
+            ids.append(block_id)
+            data, following = following, (await upcoming if upcoming is not None else None)
+        await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
 
     async def load_sync_state(self) -> dict[str, Any] | None:
         state: dict[str, Any] | None = await self._read_json_blob(_STATE_BLOB)
         return state
 
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
-        await self._write_json_blob(_STATE_BLOB, state, level=5, concurrency=1)
+        await self._write_json_blob(_STATE_BLOB, state, level=5)
 
     async def load_snapshot(self, generation: str) -> dict[str, Any] | None:
         """The snapshot saved as `generation`, or None (missing, or another generation)."""
@@ -765,7 +800,7 @@ class EmplyStore:
     async def save_snapshot(self, generation: str, data: Mapping[str, Any]) -> None:
         """Replace the snapshot (bulky, so: the fastest gzip level)."""
         await self._write_json_blob(_SNAPSHOT_BLOB, {"generation": generation, "data": data},
-                                    level=1, concurrency=4)
+                                    level=1)
 
 
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",

@@ -373,3 +373,19 @@ async def test_sync_state_round_trip(store: EmplyStore) -> None:
     assert await store.load_sync_state() == state
     await store.save_sync_state({"v": 2})
     assert await store.load_sync_state() == {"v": 2}
+
+
+async def test_a_large_sync_state_goes_up_in_blocks_and_reads_back(
+        store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.store import store as store_module
+
+    monkeypatch.setattr(store_module, "_BLOCK_BYTES", 1024)
+    state = {"users": {f"id-{i}": {"upn": f"user{i}@contoso.com", "n": i * 7919 % 10007}
+                       for i in range(20000)}, "head": "ünï ✓"}
+    await store.save_sync_state(state)
+    blob = store.syncstate.get_blob_client("state.json.gz")
+    blocks = await blob.get_block_list("committed")
+    assert len(blocks[0]) > 3
+    assert await store.load_sync_state() == state
+    await store.save_sync_state({"v": 3})  # a small value replaces it in one put
+    assert await store.load_sync_state() == {"v": 3}
