@@ -55,8 +55,6 @@ class Prepared:
 
     doc: dict[str, Any]
     settings: model.Settings
-    entra: model.EntraSnapshot
-    emply: model.EmplySnapshot
     read: reader.EntraRead
     state: dict[str, Any]
     snapshot: dict[str, Any] | None = None
@@ -88,8 +86,6 @@ async def prepare(deps: Deps, *, use_cache: bool = False) -> Prepared:
     return Prepared(
         doc=doc,
         settings=settings,
-        entra=convert.entra_snapshot(read.mirror),
-        emply=convert.emply_snapshot(doc),
         read=read,
         state=state,
         snapshot=snapshot,
@@ -141,12 +137,19 @@ def previous_mirror(
     return {**head, **{k: snapshot.get(k) for k in _BULK}}
 
 
+def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnapshot]:
+    """The planner's view of what was read. Built when needed and not kept: at 100,000
+    users they are tens of MB that applying a plan does not need."""
+    return convert.entra_snapshot(prepared.read.mirror), convert.emply_snapshot(prepared.doc)
+
+
 def make_plan(
     prepared: Prepared, now: dt.datetime, approve: int | None = None
 ) -> model.Plan:
+    entra, emply = snapshots(prepared)
     return planner.plan(
-        prepared.entra,
-        prepared.emply,
+        entra,
+        emply,
         prepared.settings,
         convert.sync_state(prepared.state),
         now,
@@ -183,57 +186,79 @@ async def run_sync(
     else:
         await deps.store.acquire_lease(run_id, trigger, ttl_seconds=LEASE_TTL_SECONDS)
         heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
-    applying = False
     try:
         with _paused_gc():
-            try:
-                await deps.store.save_run(report)
-                prepared = await prepare(deps, use_cache=True)
-                _progress(report, "read", clock0, entraUsers=len(prepared.entra.users),
-                          entraGroups=len(prepared.entra.groups),
-                          emplyUsers=len(prepared.emply.users), fullRead=prepared.read.full_read)
-                plan = make_plan(prepared, started, approve_deactivations)
-                _progress(report, "planned", clock0, changes=len(plan.changes),
-                          held=len(plan.held))
-                report.update(plan_report(plan, prepared.read))
-                report["errors"] = [*prepared.warnings, *report["errors"]]
-                if approve_deactivations is not None and not plan.held and not any(
-                    c.kind == model.DEACTIVATE_USER for c in plan.changes
-                ):
-                    report["errors"].append({
-                        "reason": "approval_unused",
-                        "message": f"--approve-deactivations {approve_deactivations} was given but "
-                        "this run holds no deactivations; nothing was approved",
-                    })
-                if heartbeat is not None:
-                    if heartbeat.done():  # the lease was lost: another run may be applying
-                        heartbeat.result()
-                    applying = True
-                    await apply_plan(deps, prepared, plan, run_id, iso(started))
-                    _progress(report, "applied", clock0)
-            except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
-                report["status"] = "failed"
-                error = failure(exc)
-                if applying:
-                    error["message"] += (
-                        " (while applying: some changes may be applied; delta links did not "
-                        "advance and the next run plans again from the current state)"
-                    )
-                # What was planned is kept for the operator, but not reported as done.
-                report["planned"] = report.get("changes", [])
-                report["changes"], report["counts"] = [], {}
-                report["errors"] = [*report.get("errors", []), error]
-                if not _is_run_failure(exc):
-                    raise
-            finally:
-                report["finishedAt"] = iso(deps.clock())
-                report["durationMs"] = int((time.monotonic() - clock0) * 1000)
-                await _save_report(deps.store, report)
+            await _run(deps, report, clock0, started, heartbeat, approve_deactivations)
     finally:
         if heartbeat is not None:
             await _stop_heartbeat(deps.store, heartbeat, run_id)
         telemetry.log_run(report)
     return report
+
+
+async def _run(
+    deps: Deps,
+    report: dict[str, Any],
+    clock0: float,
+    started: dt.datetime,
+    heartbeat: asyncio.Task[None] | None,
+    approve_deactivations: int | None,
+) -> None:
+    """Fill `report` in; a run failure is recorded in it, a bug is recorded and raised.
+
+    The bulky values (what was read, the planner's snapshots, the entities written)
+    live only as long as they are needed, and the report's list of changes is made
+    last, once they are gone: that keeps a 100,000-user run's peak memory down.
+    """
+    applying = False
+    plan: model.Plan | None = None
+    try:
+        await deps.store.save_run(report)
+        prepared = await prepare(deps, use_cache=True)
+        _progress(report, "read", clock0, entraUsers=len(prepared.read.mirror["users"]),
+                  entraGroups=len(prepared.read.mirror["groups"]),
+                  emplyUsers=len(prepared.doc.get("users", ())),
+                  fullRead=prepared.read.full_read)
+        plan = make_plan(prepared, started, approve_deactivations)
+        _progress(report, "planned", clock0, changes=len(plan.changes), held=len(plan.held))
+        report.update(plan_summary(plan, prepared.read))
+        report["errors"] = [*prepared.warnings, *report["errors"]]
+        if approve_deactivations is not None and not plan.held and not any(
+            c.kind == model.DEACTIVATE_USER for c in plan.changes
+        ):
+            report["errors"].append({
+                "reason": "approval_unused",
+                "message": f"--approve-deactivations {approve_deactivations} was given but "
+                "this run holds no deactivations; nothing was approved",
+            })
+        if heartbeat is not None:
+            if heartbeat.done():  # the lease was lost: another run may be applying
+                heartbeat.result()
+            applying = True
+            await apply_plan(deps, prepared, plan, report["runId"], report["startedAt"])
+            _progress(report, "applied", clock0)
+        del prepared
+        deps.store.forget_loaded()
+        report["changes"] = [c.to_json() for c in plan.changes]
+    except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
+        report["status"] = "failed"
+        error = failure(exc)
+        if applying:
+            error["message"] += (
+                " (while applying: some changes may be applied; delta links did not "
+                "advance and the next run plans again from the current state)"
+            )
+        # What was planned is kept for the operator, but not reported as done.
+        deps.store.forget_loaded()
+        report["planned"] = [c.to_json() for c in plan.changes] if plan is not None else []
+        report["changes"], report["counts"] = [], {}
+        report["errors"] = [*report.get("errors", []), error]
+        if not _is_run_failure(exc):
+            raise
+    finally:
+        report["finishedAt"] = iso(deps.clock())
+        report["durationMs"] = int((time.monotonic() - clock0) * 1000)
+        await _save_report(deps.store, report)
 
 
 @contextlib.contextmanager
@@ -308,11 +333,11 @@ async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-def plan_report(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
+def plan_summary(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
+    """The report's fields for a plan, but its list of changes."""
     return {
         "status": plan.status,
         "counts": plan.counts(),
-        "changes": [c.to_json() for c in plan.changes],
         "held": [c.to_json() for c in plan.held],
         "errors": [p.to_json() for p in plan.errors],
         "skips": dict(plan.skips),
@@ -336,9 +361,9 @@ async def apply_plan(
         touched = {c.user_id for c in plan.changes if c.employee_id is None and c.user_id}
         touched.update(b.user_id for b in plan.bookkeeping)
         users.update(await store.read_entities("users", (i for i in touched if i in users)))
-    writes = apply.apply_plan(users, employees, plan, run_id, at)
-    await store.upsert_users(writes.users)
-    await store.upsert_employees(writes.employees)
+    writes = apply.PlannedWrites(users, employees, plan, run_id, at)
+    await store.write_built("users", writes.user_ids, writes.user)
+    await store.write_built("employees", writes.employee_ids, writes.employee)
     # Only after Emply is written: the next run reads Entra from here on (R7).
     # The bulky part (Entra users and groups, the Emply copy) goes in the snapshot,
     # rewritten only when it changed; the state names the snapshot's generation.
@@ -349,8 +374,8 @@ async def apply_plan(
         previous is not None
         and isinstance(generation, str)
         and store.served_from_cache
-        and not writes.users
-        and not writes.employees
+        and not writes.user_ids
+        and not writes.employee_ids
         and all(mirror[k] is previous.get(k) for k in _BULK)
     )
     if not unchanged:
@@ -418,7 +443,6 @@ async def _explain(deps: Deps, key: str) -> dict[str, Any]:
     prepared = await prepare(deps)
     now = deps.clock()
     plan = make_plan(prepared, now)
+    entra, emply = snapshots(prepared)
     user_docs = {u["id"]: u for u in prepared.doc.get("users", ())}
-    return explain.explain(
-        key, prepared.entra, prepared.emply, user_docs, prepared.settings, plan, now
-    )
+    return explain.explain(key, entra, emply, user_docs, prepared.settings, plan, now)

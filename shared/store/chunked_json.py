@@ -121,6 +121,50 @@ def decode_lines(lines: Iterable[bytes | str]) -> Any:
     return value
 
 
+def plain_pieces(value: Any) -> Iterator[str]:
+    """`value` as one ordinary JSON text, in pieces: big containers (and the containers
+    holding them) are written `CHUNK` entries at a time, so no piece is large."""
+    if isinstance(value, dict):
+        if len(value) > CHUNK:
+            items = iter(value.items())
+            yield "{"
+            first = True
+            while piece := dict(islice(items, CHUNK)):
+                yield ("" if first else ",") + _dumps(piece)[1:-1]
+                first = False
+            yield "}"
+        elif any(_is_big(v) for v in value.values()):
+            yield "{"
+            for index, (key, entry) in enumerate(value.items()):
+                yield ("," if index else "") + _dumps(key) + ":"
+                yield from plain_pieces(entry)
+            yield "}"
+        else:
+            yield _dumps(value)
+    elif isinstance(value, list) and len(value) > CHUNK:
+        yield "["
+        for start in range(0, len(value), CHUNK):
+            yield ("," if start else "") + _dumps(value[start:start + CHUNK])[1:-1]
+        yield "]"
+    else:
+        yield _dumps(value)
+
+
+def text_blocks(pieces: Iterable[str], *, block_size: int) -> Iterator[bytes]:
+    """UTF-8 `pieces` gathered into blocks of about `block_size` bytes (at least one)."""
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        data = piece.encode()
+        pending.append(data)
+        size += len(data)
+        if size >= block_size:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending or size == 0:
+        yield b"".join(pending)
+
+
 def gzip_blocks(lines: Iterable[str], *, level: int, block_size: int) -> Iterator[bytes]:
     """Gzip `lines` into blocks of about `block_size` bytes (the last one smaller)."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP)

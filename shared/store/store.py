@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import copy
 import datetime as dt
@@ -45,9 +46,9 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -59,7 +60,7 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob import BlobBlock
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
 from shared import emply_doc
 from shared.store import chunked_json, errors, keys, wire
@@ -87,6 +88,7 @@ _CONCURRENCY = 8
 _LEASE_PK, _LEASE_RK = "lease", "sync"
 _STATE_BLOB = "state.json.gz"
 _SNAPSHOT_BLOB = "snapshot.json.gz"
+T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
 _CACHE_FORMAT = 2  # 2: users and employees in hash buckets
@@ -176,6 +178,15 @@ class _Codec:
             out[name] = (None if default is None else copy.deepcopy(default)) \
                 if value is None else value
         return out
+
+    def loaded(self, item: dict[str, Any]) -> dict[str, Any]:
+        """What the compact copy keeps of an entity just read (`from_row`'s shape): the
+        entity itself when its heavy fields are empty (shared, not copied: 100,000 users
+        would otherwise be held twice), else `compact(item)`."""
+        heavy = HEAVY_FIELDS.get(self.kind)
+        if heavy and any(item.get(name) for name in heavy):
+            return self.compact(item)
+        return item
 
     def from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -304,7 +315,8 @@ class EmplyStore:
         Remembers each entity's ETag: later `upsert_*` of these entities are
         conditional on it. With a `cache` (an earlier `emply_cache()`) still
         current by the version marker, returns the cached copy instead: users
-        then lack `lastChange` and `history` (use `read_entities` for whole ones).
+        then lack a non-empty `lastChange` and `history` (use `read_entities` for
+        whole ones). Treat the returned entities as read-only: they are shared.
         """
         await self._ensure()
         # The marker first: a write that ends after this read changes it again.
@@ -317,7 +329,7 @@ class EmplyStore:
                 and cache.get("version") == self._version[0]):
             return self._from_cache(cache)
         doc = await self._read_document()
-        self._known = {kind: {_CODECS[kind].row_key(item): _CODECS[kind].compact(item)
+        self._known = {kind: {_CODECS[kind].row_key(item): _CODECS[kind].loaded(item)
                               for item in (doc[kind] if kind != "settings"
                                            else [doc["settings"]] if doc["settings"] else [])}
                        for kind in _CODECS}
@@ -355,6 +367,14 @@ class EmplyStore:
                            "items": [items[k] for k in keys_]}
         return {"format": _CACHE_FORMAT, "version": self._version[0], "kinds": kinds}
 
+    def forget_loaded(self) -> None:
+        """Drop what `load_document` remembered (the compact copy, the ETags): a run calls
+        this once its snapshot is saved, so they do not outlive it (100,000 users: about
+        100 MB). Writes after this are no longer ETag-guarded; load again first."""
+        self._known = None
+        self._etags = {}
+        self.served_from_cache = False
+
     async def read_entities(self, kind: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Whole entities of `kind` by id (missing ones left out), read from the table.
 
@@ -384,20 +404,24 @@ class EmplyStore:
 
     async def _read_document(self) -> dict[str, Any]:
         kinds = list(PARTITIONS)
-        results = await asyncio.gather(*(self._query(k) for k in ("settings", *kinds)))
-        settings_rows = results[0]
-        doc: dict[str, Any] = {
-            "settings": _CODECS["settings"].from_row(settings_rows[0]) if settings_rows else None
-        }
-        for kind, rows in zip(kinds, results[1:], strict=True):
-            codec = _CODECS[kind]
-            etags = self._etags
-            items = []
-            for row in rows:
-                etags[(row["PartitionKey"], row["RowKey"])] = row["odata.etag"]
-                items.append(codec.from_row(row))
-            doc[kind] = items
+        results = await asyncio.gather(*(self._read_kind(k) for k in ("settings", *kinds)))
+        doc: dict[str, Any] = {"settings": results[0][0] if results[0] else None}
+        doc.update(zip(kinds, results[1:], strict=True))
         return doc
+
+    async def _read_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Every entity of `kind` in RowKey order, converted a page at a time (the raw
+        rows of 100,000 users are never all held at once); ETags remembered."""
+        codec = _CODECS[kind]
+        etags = self._etags
+        keyed: list[tuple[str, dict[str, Any]]] = []
+        async for page in wire.query(self.emply, codec.filter):
+            for row in page:
+                etags[(row["PartitionKey"], row["RowKey"])] = row["odata.etag"]
+                keyed.append((row["RowKey"], codec.from_row(row)))
+        if codec.bucketed:
+            keyed.sort(key=lambda pair: pair[0])
+        return [item for _rk, item in keyed]
 
     async def export_document(self) -> dict[str, Any]:
         """What `emply-sync emply export` prints (import --replace takes it back)."""
@@ -493,11 +517,7 @@ class EmplyStore:
         ops: list[Operation] = []
         for item in items:
             row = codec.to_row(item)
-            etag = self._etags.get((row["PartitionKey"], row["RowKey"])) if conditional else None
-            if etag is None:
-                ops.append(("upsert", row, {}))
-            else:
-                ops.append(("update", row, {"etag": etag}))
+            ops.append(self._operation(row) if conditional else ("upsert", row, {}))
         await self._submit_all(ops, kind=kind)
         if self._known is not None:
             known = self._known[kind]
@@ -539,36 +559,72 @@ class EmplyStore:
             await self._bump_version()
 
     async def _submit_chunks(self, ops: list[Operation], *, kind: str) -> None:
-        chunks: list[list[Operation]] = []
         by_partition: dict[str, list[Operation]] = {}
         for op in ops:
             by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
-        for part in by_partition.values():
-            chunk: list[Operation] = []
-            size = 0
-            for op in part:
-                op_size = sum(len(v) for v in op[1].values() if isinstance(v, str)) + 200
-                if chunk and (len(chunk) >= _MAX_BATCH or size + op_size > _MAX_BATCH_BYTES):
-                    chunks.append(chunk)
-                    chunk, size = [], 0
-                chunk.append(op)
-                size += op_size
-            if chunk:
-                chunks.append(chunk)
+        chunks = [chunk for part in by_partition.values() for chunk in _chunks(part)]
         await asyncio.gather(*(self._submit(chunk, kind) for chunk in chunks))
 
+    async def write_built(self, kind: str, ids: Iterable[str],
+                          build: Callable[[str], Mapping[str, Any]]) -> None:
+        """Write the entities of a one-key kind ("users", "employees") with these ids,
+        each made by `build(id)` just before its partition is written.
+
+        Only the partitions in flight are ever built, so a write of 100,000 users holds
+        a few thousand entities, not all of them. Transactions per partition as in
+        `upsert_users`; ETag-guarded for loaded entities. `build` must give entities
+        whose fields are the kind's (an unknown field is a bug: ValueError).
+        """
+        codec = _CODECS[kind]
+        if kind not in BUCKETED:
+            raise ValueError(f"write_built takes users or employees, not {kind}")
+        by_partition: dict[str, list[str]] = {}
+        for entity_id in ids:
+            by_partition.setdefault(codec.pk(keys.encode_key(entity_id)), []).append(entity_id)
+        if not by_partition:
+            return
+        await self._ensure()
+        known = self._known[kind] if self._known is not None else None
+
+        async def partition(entity_ids: list[str]) -> None:
+            async with self._limit:
+                items = [build(i) for i in entity_ids]
+                ops = [self._operation(codec.to_row(item)) for item in items]
+                for chunk in _chunks(ops):
+                    await self._send(chunk, kind)
+            if known is not None:
+                for item, (_op, row, _kw) in zip(items, ops, strict=True):
+                    known[row["RowKey"]] = codec.compact(item)
+
+        await self._bump_version()
+        try:
+            await asyncio.gather(*(partition(group) for group in by_partition.values()))
+        except BaseException:
+            self._version_ours = False  # some partitions may be written: no cached copy is right
+            raise
+        finally:
+            await self._bump_version()
+
+    def _operation(self, row: dict[str, Any]) -> Operation:
+        """Replace the entity: conditional on its ETag when this store loaded it."""
+        etag = self._etags.get((row["PartitionKey"], row["RowKey"]))
+        return ("upsert", row, {}) if etag is None else ("update", row, {"etag": etag})
+
     async def _submit(self, chunk: list[Operation], kind: str) -> None:
-        deletes = chunk[0][0] == "delete"
         async with self._limit:
-            try:
-                etags = await wire.submit(self.emply, chunk)
-            except HttpResponseError as exc:
-                if deletes and exc.status_code == 404:
-                    await self._delete_one_by_one(chunk)
-                    return
-                if exc.status_code in (404, 409, 412):
-                    await self._raise_conflict(chunk, kind, exc)
-                raise
+            await self._send(chunk, kind)
+
+    async def _send(self, chunk: list[Operation], kind: str) -> None:
+        deletes = chunk[0][0] == "delete"
+        try:
+            etags = await wire.submit(self.emply, chunk)
+        except HttpResponseError as exc:
+            if deletes and exc.status_code == 404:
+                await self._delete_one_by_one(chunk)
+                return
+            if exc.status_code in (404, 409, 412):
+                await self._raise_conflict(chunk, kind, exc)
+            raise
         if deletes:
             self._count(batches=1, deleted=len(chunk))
             return
@@ -685,8 +741,11 @@ class EmplyStore:
                                                 f"{keys.encode_key(run_id)}"}
         row.update({k: (json.dumps(v) if k == "counts" else v)
                     for k, v in summary.items() if v is not None})
-        body = json.dumps(report, ensure_ascii=False).encode()
-        await self.runreports.upload_blob(self._run_blob(run_id), body, overwrite=True)
+        # Plain JSON, encoded and uploaded a block at a time: a 100,000-user initial
+        # sync's report is about 70 MB of text, never held whole.
+        blocks = chunked_json.text_blocks(chunked_json.plain_pieces(report),
+                                          block_size=_BLOCK_BYTES)
+        await _upload_blocks(self.runreports.get_blob_client(self._run_blob(run_id)), blocks)
         await self.runs.upsert_entity(row, mode=UpdateMode.REPLACE)
         self._count(singles=1, written=1)
 
@@ -746,7 +805,7 @@ class EmplyStore:
             except zlib.error as exc:
                 raise ValueError(f"{name}: not gzip data ({exc})") from exc
 
-        return await asyncio.to_thread(decode)
+        return await _in_codec_thread(decode)
 
     async def _write_json_blob(self, name: str, value: Any, *, level: int) -> None:
         """Replace a `syncstate` blob; readers see the old or the new one, never half.
@@ -758,29 +817,7 @@ class EmplyStore:
         await self._ensure()
         blocks = chunked_json.gzip_blocks(chunked_json.encode_lines(value), level=level,
                                           block_size=_BLOCK_BYTES)
-        blob = self.syncstate.get_blob_client(name)
-
-        async def produce() -> bytes | None:
-            return await asyncio.to_thread(next, blocks, None)
-
-        data, following = await produce(), await produce()
-        if following is None:
-            await blob.upload_blob(data or b"", overwrite=True)
-            return
-        prefix = uuid.uuid4().hex[:16]  # same-length ids, unlike any earlier write's
-        ids: list[str] = []
-        while data is not None:
-            upcoming = asyncio.ensure_future(produce()) if following is not None else None
-            block_id = base64.b64encode(f"{prefix}{len(ids):08d}".encode()).decode()
-            try:
-                await blob.stage_block(block_id, data)
-            except BaseException:
-                if upcoming is not None:
-                    upcoming.cancel()
-                raise
-            ids.append(block_id)
-            data, following = following, (await upcoming if upcoming is not None else None)
-        await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+        await _upload_blocks(self.syncstate.get_blob_client(name), blocks)
 
     async def load_sync_state(self) -> dict[str, Any] | None:
         state: dict[str, Any] | None = await self._read_json_blob(_STATE_BLOB)
@@ -801,6 +838,60 @@ class EmplyStore:
         """Replace the snapshot (bulky, so: the fastest gzip level)."""
         await self._write_json_blob(_SNAPSHOT_BLOB, {"generation": generation, "data": data},
                                     level=1)
+
+
+# One thread encodes and decodes the big blobs, always the same one: glibc gives each
+# thread that allocates its own malloc arena, and memory freed in an arena stays with
+# the process, so a pool's changing threads added about 70 MB to a 100,000-user run.
+_CODEC_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                      thread_name_prefix="emply-json")
+
+
+async def _in_codec_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_CODEC_THREAD, fn, *args)
+
+
+async def _upload_blocks(blob: BlobClient, blocks: Iterator[bytes]) -> None:
+    """Upload `blocks` (made in a worker thread, the next while one uploads) as the
+    blob's new content: one put for a single block, else staged blocks committed in one
+    call, so readers see the old or the new blob, never a half."""
+
+    async def produce() -> bytes | None:
+        return await _in_codec_thread(next, blocks, None)
+
+    data, following = await produce(), await produce()
+    if following is None:
+        await blob.upload_blob(data or b"", overwrite=True)
+        return
+    prefix = uuid.uuid4().hex[:16]  # same-length ids, unlike any earlier write's
+    ids: list[str] = []
+    while data is not None:
+        upcoming = asyncio.ensure_future(produce()) if following is not None else None
+        block_id = base64.b64encode(f"{prefix}{len(ids):08d}".encode()).decode()
+        try:
+            await blob.stage_block(block_id, data)
+        except BaseException:
+            if upcoming is not None:
+                upcoming.cancel()
+            raise
+        ids.append(block_id)
+        data, following = following, (await upcoming if upcoming is not None else None)
+    await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+
+
+def _chunks(ops: list[Operation]) -> Iterable[list[Operation]]:
+    """One partition's operations in transactions: at most 100 and 3 MB each."""
+    chunk: list[Operation] = []
+    size = 0
+    for op in ops:
+        op_size = sum(len(v) for v in op[1].values() if isinstance(v, str)) + 200
+        if chunk and (len(chunk) >= _MAX_BATCH or size + op_size > _MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(op)
+        size += op_size
+    if chunk:
+        yield chunk
 
 
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",

@@ -40,6 +40,17 @@ def test_any_value_round_trips(value: Any, chunk: int, block: int, piece: int,
         assert json.dumps(value) == before  # the value itself is not touched
 
 
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, chunk=st.integers(1, 4), block=st.integers(1, 64))
+def test_plain_pieces_are_one_ordinary_json_text(value: Any, chunk: int, block: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chunked_json, "CHUNK", chunk)
+        pieces = list(chunked_json.plain_pieces(value))
+        text = b"".join(chunked_json.text_blocks(pieces, block_size=block)).decode()
+        assert json.loads(text) == value
+        assert text == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def test_big_containers_are_cut_into_lines_of_at_most_chunk_entries(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chunked_json, "CHUNK", 10)

@@ -389,3 +389,18 @@ async def test_a_large_sync_state_goes_up_in_blocks_and_reads_back(
     assert await store.load_sync_state() == state
     await store.save_sync_state({"v": 3})  # a small value replaces it in one put
     assert await store.load_sync_state() == {"v": 3}
+
+
+async def test_a_large_run_report_goes_up_in_blocks_as_plain_json(
+        store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.store import store as store_module
+
+    monkeypatch.setattr(store_module, "_BLOCK_BYTES", 4096)
+    report = {"runId": "r-big", "trigger": "timer", "status": "succeeded",
+              "startedAt": "2026-11-26T10:00:00.000Z", "counts": {"create_user": 9000},
+              "changes": [{"kind": "create_user", "userId": f"u{i}", "after": {"n": i}}
+                          for i in range(9000)], "held": [], "errors": []}
+    await store.save_run(report)
+    blob = store.runreports.get_blob_client("r-big.json")
+    assert len((await blob.get_block_list("committed"))[0]) > 3
+    assert await store.get_run("r-big") == report
