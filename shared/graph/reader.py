@@ -2,9 +2,9 @@
 
 The mirror is plain JSON, kept between runs (the caller stores it as a blob)::
 
-    {"version": 1, "tenantId": str,
+    {"version": 2, "tenantId": str,
      "organization": {"id", "onPremisesSyncEnabled": bool, "verifiedDomains": [str]},
-     "users": {id: {<USER_FIELDS>}},
+     "users": {id: [the USER_FIELDS' values, in that order]},
      "groups": {id: {"id", "displayName", "members": [direct member ids]}},
      "deltaLinks": {"users": url, "groups": url}}
 
@@ -23,6 +23,9 @@ Invariants:
   no-change round over 100,000 users copies nothing. Treat mirrors as
   read-only.
 - Bulk data is parsed with ``json.loads`` only, never into SDK models.
+- A user is a list of values, not a dict: at 100,000 users that is about 50 MB less
+  for every run to hold and parse (version 1 mirrors held dicts; they are read again
+  in full, once).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from urllib.parse import urlsplit
 from shared.graph import client as graph_client
 from shared.graph import errors, middleware
 
-MIRROR_VERSION = 1
+MIRROR_VERSION = 2
 
 USER_FIELDS: tuple[str, ...] = (
     "id",
@@ -52,6 +55,7 @@ USER_FIELDS: tuple[str, ...] = (
     "mobilePhone",
 )
 USERS_DELTA_PATH = "/users/delta?$select=" + ",".join(USER_FIELDS)
+USER_FIELD_INDEX = {name: index for index, name in enumerate(USER_FIELDS)}
 GROUPS_DELTA_PATH = "/groups/delta?$select=displayName,members"
 ORGANIZATION_PATH = "/organization?$select=id,onPremisesSyncEnabled,verifiedDomains"
 DEFAULT_PAGE_SIZE = 999
@@ -77,20 +81,94 @@ class EntraRead:
     """How many of them Graph answered 429."""
 
 
+@dataclass(frozen=True)
+class DeltaRound:
+    """One incremental round of both delta queries, read but not yet folded into a mirror.
+
+    It lets a caller look before it loads the previous mirror: when nothing changed
+    (`empty`), a 100,000-user mirror need not be read back at all.
+    """
+
+    tenant_id: str
+    organization: Json
+    users: list[Any]
+    """The items of every /users/delta page, in order."""
+    groups: list[Any]
+    delta_links: dict[str, str]
+    requests: int
+    throttled: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.users and not self.groups
+
+
+async def read_changes(
+    client: graph_client.GraphClient,
+    head: Mapping[str, Any] | None,
+    *,
+    tenant_id: str,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> DeltaRound | None:
+    """The changes since ``head`` (a mirror without its users and groups), or None when
+    only a full read will do (no usable head, another tenant, expired delta links).
+
+    Raises like `read_entra`. Give the result to `read_entra` (``changes=``) to fold it
+    into the previous mirror without asking Graph again.
+    """
+    with middleware.track() as stats:
+        organization = await _read_organization(client)
+        if organization["id"].lower() != tenant_id.strip().lower():
+            raise errors.TenantMismatch(tenant_id, organization["id"])
+        if (head is None or not _usable_head(head)
+                or str(head.get("tenantId", "")).lower() != tenant_id.strip().lower()):
+            return None
+        users, groups = _Buffer(), _Buffer()
+        links = head["deltaLinks"]
+        try:
+            await _both(
+                _delta_round(client, _rebase(client, links["users"]), page_size, users),
+                _delta_round(client, _rebase(client, links["groups"]), page_size, groups),
+            )
+        except errors.DeltaExpired:
+            return None
+    return DeltaRound(
+        tenant_id=tenant_id,
+        organization=organization,
+        users=users.items,
+        groups=groups.items,
+        delta_links={"users": users.delta_link, "groups": groups.delta_link},
+        requests=stats.total_requests,
+        throttled=stats.throttled,
+    )
+
+
 async def read_entra(
     client: graph_client.GraphClient,
     previous: Mapping[str, Any] | None,
     *,
     tenant_id: str,
     page_size: int = DEFAULT_PAGE_SIZE,
+    changes: DeltaRound | None = None,
 ) -> EntraRead:
     """Read Entra into a new mirror, incrementally from ``previous`` when possible.
+
+    With ``changes`` (from `read_changes`, for this tenant and ``previous``'s delta
+    links) they are folded into ``previous`` without asking Graph again.
 
     Raises :class:`~shared.graph.errors.TenantMismatch` when the credentials
     reach another tenant than ``tenant_id``, and
     :class:`~shared.graph.errors.GraphReadError` when any read fails after
     retries. ``previous`` is never modified.
     """
+    if (
+        changes is not None
+        and previous is not None
+        and _usable(previous)
+        and changes.tenant_id.lower() == tenant_id.strip().lower()
+        and _full_read_reason(previous, tenant_id) is None
+    ):
+        return _fold(previous, changes)
     with middleware.track() as stats:
         organization = await _read_organization(client)
         if organization["id"].lower() != tenant_id.strip().lower():
@@ -112,16 +190,33 @@ async def read_entra(
             "tenantId": tenant_id,
             "organization": organization,
             "users": users.users,
-            "groups": groups.result(),
+            "groups": groups.result(users.users),
             "deltaLinks": {"users": users.delta_link, "groups": groups.delta_link},
         }
     return EntraRead(
         mirror=mirror,
         full_read=reason is not None,
         full_read_reason=reason,
-        requests=stats.total_requests,
-        throttled=stats.throttled,
+        requests=stats.total_requests + (changes.requests if changes else 0),
+        throttled=stats.throttled + (changes.throttled if changes else 0),
     )
+
+
+def _fold(previous: Mapping[str, Any], changes: DeltaRound) -> EntraRead:
+    users = _Users(previous["users"], owned=False)
+    groups = _Groups(previous["groups"], owned=False)
+    users.apply(changes.users)
+    groups.apply(changes.groups)
+    mirror: Json = {
+        "version": MIRROR_VERSION,
+        "tenantId": changes.tenant_id,
+        "organization": changes.organization,
+        "users": users.users,
+        "groups": groups.result(users.users),
+        "deltaLinks": dict(changes.delta_links),
+    }
+    return EntraRead(mirror=mirror, full_read=False, full_read_reason=None,
+                     requests=changes.requests, throttled=changes.throttled)
 
 
 async def _read_organization(client: graph_client.GraphClient) -> Json:
@@ -157,11 +252,24 @@ def _full_read_reason(previous: Mapping[str, Any] | None, tenant_id: str) -> Ful
     return None
 
 
+def _usable_head(head: Mapping[str, Any]) -> bool:
+    links = head.get("deltaLinks")
+    return (
+        head.get("version") == MIRROR_VERSION
+        and isinstance(links, dict)
+        and isinstance(links.get("users"), str)
+        and isinstance(links.get("groups"), str)
+    )
+
+
 def _usable(previous: Mapping[str, Any]) -> bool:
     links = previous.get("deltaLinks")
+    users = previous.get("users")
+    width = len(USER_FIELDS)
     return (
         previous.get("version") == MIRROR_VERSION
-        and isinstance(previous.get("users"), dict)
+        and isinstance(users, dict)
+        and all(isinstance(u, list) and len(u) == width for u in users.values())
         and isinstance(previous.get("groups"), dict)
         and isinstance(links, dict)
         and isinstance(links.get("users"), str)
@@ -264,14 +372,24 @@ async def _delta_round(
         return
 
 
+class _Buffer(_Applier):
+    """Keeps a round's items for later (`read_changes`)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def apply(self, items: Iterable[Any]) -> None:
+        self.items.extend(items)
+
+
 class _Users(_Applier):
     """Users delta, copy-on-write over the previous mirror's users."""
 
-    def __init__(self, base: dict[str, Json], *, owned: bool) -> None:
+    def __init__(self, base: dict[str, list[Any]], *, owned: bool) -> None:
         self.users = base
         self._owned = owned
 
-    def _own(self) -> dict[str, Json]:
+    def _own(self) -> dict[str, list[Any]]:
         if not self._owned:
             self.users = dict(self.users)
             self._owned = True
@@ -290,11 +408,11 @@ class _Users(_Applier):
                 continue
             old = self.users.get(user_id)
             if old is None:
-                self._own()[user_id] = {f: item.get(f) for f in fields}
+                self._own()[user_id] = [item.get(f) for f in fields]
                 continue
-            changes = {f: item[f] for f in fields if f in item and old.get(f) != item[f]}
-            if changes:
-                self._own()[user_id] = {**old, **changes}
+            new = [item.get(f, value) for f, value in zip(fields, old, strict=True)]
+            if new != old:
+                self._own()[user_id] = new
 
 
 class _Groups(_Applier):
@@ -346,7 +464,9 @@ class _Groups(_Applier):
             return (None, {})
         return (old.get("displayName"), dict.fromkeys(old.get("members") or ()))
 
-    def result(self) -> dict[str, Json]:
+    def result(self, users: Mapping[str, list[Any]]) -> dict[str, Json]:
+        """The groups after this round; a changed group's members are the very id
+        strings of `users` where they are users (one copy of each id in memory)."""
         if not self._touched:
             return self._base
         groups = self._base if self._owned else dict(self._base)
@@ -356,7 +476,8 @@ class _Groups(_Applier):
                 continue
             name, members = state
             old = groups.get(group_id)
-            new = {"id": group_id, "displayName": name, "members": list(members)}
+            new = {"id": group_id, "displayName": name,
+                   "members": [u[0] if (u := users.get(m)) is not None else m for m in members]}
             if old != new:
                 groups[group_id] = new
         return groups

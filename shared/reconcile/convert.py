@@ -7,31 +7,40 @@ Both inputs have been validated where they came in (the Graph reader and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.reconcile import model
 
+# The order of the Graph reader's USER_FIELDS (a mirror user is a list of values).
+_USER_FIELDS = ("id", "userPrincipalName", "mail", "displayName", "givenName", "surname",
+                "accountEnabled", "onPremisesSyncEnabled", "jobTitle", "department",
+                "mobilePhone")
+
+
+def entra_user(values: Sequence[Any]) -> model.EntraUser:
+    """A mirror user (its values in `_USER_FIELDS` order) as the planner sees it."""
+    (user_id, upn, mail, display_name, given_name, surname, enabled, on_premises,
+     job_title, department, mobile_phone) = values
+    return model.EntraUser(
+        id=user_id,
+        user_principal_name=upn or "",
+        mail=mail,
+        display_name=display_name,
+        # Unknown (not returned) is not "disabled": never deactivate on a missing field.
+        account_enabled=enabled is not False,
+        on_premises_sync_enabled=on_premises,
+        given_name=given_name,
+        surname=surname,
+        job_title=job_title,
+        department=department,
+        mobile_phone=mobile_phone,
+    )
+
 
 def entra_snapshot(mirror: Mapping[str, Any]) -> model.EntraSnapshot:
     org = mirror.get("organization") or {}
-    users = {
-        user_id: model.EntraUser(
-            id=user_id,
-            user_principal_name=u.get("userPrincipalName") or "",
-            mail=u.get("mail"),
-            display_name=u.get("displayName"),
-            # Unknown (not returned) is not "disabled": never deactivate on a missing field.
-            account_enabled=u.get("accountEnabled") is not False,
-            on_premises_sync_enabled=u.get("onPremisesSyncEnabled"),
-            given_name=u.get("givenName"),
-            surname=u.get("surname"),
-            job_title=u.get("jobTitle"),
-            department=u.get("department"),
-            mobile_phone=u.get("mobilePhone"),
-        )
-        for user_id, u in mirror.get("users", {}).items()
-    }
+    users = {user_id: entra_user(u) for user_id, u in mirror.get("users", {}).items()}
     groups = {
         group_id: model.EntraGroup(
             id=group_id,

@@ -63,7 +63,7 @@ from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
 from shared import emply_doc
-from shared.store import chunked_json, errors, keys, wire
+from shared.store import chunked_json, columns, errors, keys, wire
 
 Clock = Callable[[], dt.datetime]
 Operation = wire.Operation
@@ -91,7 +91,7 @@ _SNAPSHOT_BLOB = "snapshot.json.gz"
 T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
-_CACHE_FORMAT = 2  # 2: users and employees in hash buckets
+_CACHE_FORMAT = 3  # 2: users and employees in hash buckets; 3: in columns
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
@@ -141,6 +141,9 @@ class _Codec:
         self.json = emply_doc.json_fields(kind)
         self.defaults = tuple((name, name in self.json, schema[name].default)
                               for name in schema)
+        heavy = HEAVY_FIELDS.get(kind, frozenset())
+        self.cache_fields = tuple(name for name in schema if name not in heavy)
+        """The fields the compact copy keeps (`compact`)."""
 
     def pk(self, row_key: str) -> str:
         """The PartitionKey of the entity with `row_key`."""
@@ -327,7 +330,9 @@ class EmplyStore:
         self.served_from_cache = False
         if (cache and self._version and cache.get("format") == _CACHE_FORMAT
                 and cache.get("version") == self._version[0]):
-            return self._from_cache(cache)
+            served = self._from_cache(cache)
+            if served is not None:
+                return served
         doc = await self._read_document()
         self._known = {kind: {_CODECS[kind].row_key(item): _CODECS[kind].loaded(item)
                               for item in (doc[kind] if kind != "settings"
@@ -335,20 +340,32 @@ class EmplyStore:
                        for kind in _CODECS}
         return doc
 
-    def _from_cache(self, cache: Mapping[str, Any]) -> dict[str, Any]:
+    def _from_cache(self, cache: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The document from an `emply_cache()`; None when the cache is malformed."""
         known: dict[str, dict[str, dict[str, Any]]] = {}
+        etags: list[tuple[tuple[str, str], str]] = []
         doc: dict[str, Any] = {"settings": None}
-        for kind in _CODECS:
-            part = cache["kinds"].get(kind) or {"keys": [], "etags": [], "items": []}
-            pk = _CODECS[kind].pk
-            for rk, etag in zip(part["keys"], part["etags"], strict=True):
-                if etag:
-                    self._etags[(pk(rk), rk)] = etag
-            known[kind] = dict(zip(part["keys"], part["items"], strict=True))
-            if kind == "settings":
-                doc["settings"] = part["items"][0] if part["items"] else None
-            else:
-                doc[kind] = part["items"]
+        try:
+            for kind, codec in _CODECS.items():
+                part = cache["kinds"].get(kind)
+                if part is None:
+                    known[kind], items = {}, []
+                else:
+                    keys_ = part["keys"]
+                    items = columns.unpack_records(part["items"], f"emply cache {kind}")
+                    tags = columns.unpack_rows(part["etags"], ("etag",), f"emply cache {kind}")
+                    if not (isinstance(keys_, list) and len(keys_) == len(items) == len(tags)):
+                        raise ValueError(f"emply cache {kind}: keys, etags and items differ")
+                    etags.extend(((codec.pk(rk), rk), tag[0])
+                                 for rk, tag in zip(keys_, tags, strict=True) if tag[0])
+                    known[kind] = dict(zip(keys_, items, strict=True))
+                if kind == "settings":
+                    doc["settings"] = items[0] if items else None
+                else:
+                    doc[kind] = items
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        self._etags.update(etags)
         self._known = known
         self.served_from_cache = True
         return doc
@@ -356,16 +373,37 @@ class EmplyStore:
     def emply_cache(self) -> dict[str, Any] | None:
         """A compact copy of the Emply side as loaded plus this store's writes since,
         tagged with the version marker; None when another writer moved the marker
-        (or nothing was loaded). Plain JSON, for `save_snapshot`."""
+        (or nothing was loaded). Plain JSON in columns (`shared.store.columns`), for
+        `save_snapshot`."""
         if self._known is None or not self._version_ours or self._version is None:
             return None
         kinds: dict[str, Any] = {}
         for kind, items in self._known.items():
-            pk = _CODECS[kind].pk
+            codec = _CODECS[kind]
+            fields = codec.cache_fields
             keys_ = sorted(items)  # by RowKey, the order `_query` gives
-            kinds[kind] = {"keys": keys_, "etags": [self._etags.get((pk(k), k)) for k in keys_],
-                           "items": [items[k] for k in keys_]}
+            kinds[kind] = {
+                "keys": keys_,
+                "etags": columns.pack_rows(
+                    ([self._etags.get((codec.pk(k), k))] for k in keys_), ("etag",)),
+                "items": columns.pack_rows(
+                    ([items[k].get(f) for f in fields] for k in keys_), fields),
+            }
         return {"format": _CACHE_FORMAT, "version": self._version[0], "kinds": kinds}
+
+    async def current_version(self) -> str | None:
+        """The Emply version marker's value now (None when there is none)."""
+        await self._ensure()
+        marker = await self._get(self.emply, _META_PK, _VERSION_RK)
+        value = marker.get("value") if marker else None
+        return str(value) if value else None
+
+    def emply_version(self) -> str | None:
+        """The marker value this store's last load or write left, when no other writer
+        has moved it since (as far as this store saw); else None."""
+        if self._version is None or not self._version_ours:
+            return None
+        return self._version[0]
 
     def forget_loaded(self) -> None:
         """Drop what `load_document` remembered (the compact copy, the ETags): a run calls

@@ -74,14 +74,14 @@ def expected_mirror(tenant: dict[str, Any]) -> dict[str, Any]:
     """What a read of `tenant` must give, delta links aside (members compared as sets)."""
     org = tenant["organization"]
     return {
-        "version": 1,
+        "version": 2,
         "tenantId": org["id"],
         "organization": {
             "id": org["id"],
             "onPremisesSyncEnabled": bool(org.get("onPremisesSyncEnabled")),
             "verifiedDomains": [d["name"] for d in org["verifiedDomains"]],
         },
-        "users": {u["id"]: {f: u.get(f) for f in reader.USER_FIELDS} for u in tenant["users"]},
+        "users": {u["id"]: [u.get(f) for f in reader.USER_FIELDS] for u in tenant["users"]},
         "groups": {
             g["id"]: {
                 "id": g["id"],

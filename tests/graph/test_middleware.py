@@ -84,20 +84,24 @@ def test_group_split_over_pages_and_removed_then_back() -> None:
             {"id": "g2", "displayName": "Two again", "members@delta": [{"id": "u9"}]},
         ]
     )
-    assert groups.result() == {
+    assert groups.result({}) == {
         "g1": {"id": "g1", "displayName": "One", "members": ["u1", "g2"]},
         "g2": {"id": "g2", "displayName": "Two again", "members": ["u9"]},
     }
 
 
 def test_users_copy_on_write() -> None:
-    alice = {"id": "a", "displayName": "Alice", "accountEnabled": True}
-    bob = {"id": "b", "displayName": "Bob", "accountEnabled": True}
+    def values(**fields: object) -> list[object]:
+        return [fields.get(f) for f in reader.USER_FIELDS]
+
+    enabled = reader.USER_FIELD_INDEX["accountEnabled"]
+    alice = values(id="a", displayName="Alice", accountEnabled=True)
+    bob = values(id="b", displayName="Bob", accountEnabled=True)
     base = {"a": alice, "b": bob}
     users = reader._Users(base, owned=False)
     users.apply([{"id": "a", "displayName": "Alice"}])  # no actual change
     assert users.users is base
     users.apply([{"id": "a", "accountEnabled": False}, {"id": "b", "@removed": {}}])
     assert users.users is not base
-    assert base == {"a": alice, "b": bob} and alice["accountEnabled"] is True
-    assert users.users == {"a": {**alice, "accountEnabled": False}}
+    assert base == {"a": alice, "b": bob} and alice[enabled] is True
+    assert users.users == {"a": values(id="a", displayName="Alice", accountEnabled=False)}

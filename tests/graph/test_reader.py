@@ -233,3 +233,9 @@ async def test_tenant_mismatch(client: graph_client.GraphClient) -> None:
     with pytest.raises(errors.TenantMismatch) as caught:
         await reader.read_entra(client, None, tenant_id=other)
     assert other in str(caught.value) and TENANT_ID in str(caught.value)
+
+
+def test_convert_reads_mirror_users_in_the_readers_field_order() -> None:
+    from shared.reconcile import convert
+
+    assert convert._USER_FIELDS == reader.USER_FIELDS

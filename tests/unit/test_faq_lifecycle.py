@@ -382,9 +382,12 @@ def test_user_deleted_in_emply_is_never_linked_again() -> None:
 
 
 def test_missing_account_enabled_is_not_taken_for_disabled() -> None:
+    from shared.graph.reader import USER_FIELDS
     from shared.reconcile import convert
 
-    mirror = {"tenantId": b.TENANT, "users": {"anna": {"userPrincipalName": "a@contoso.com"}},
+    # Graph did not return accountEnabled: the reader keeps None in its place.
+    values = {"id": "anna", "userPrincipalName": "a@contoso.com"}
+    mirror = {"tenantId": b.TENANT, "users": {"anna": [values.get(f) for f in USER_FIELDS]},
               "groups": {}}
     assert convert.entra_snapshot(mirror).users["anna"].account_enabled is True
 

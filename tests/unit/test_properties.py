@@ -110,6 +110,21 @@ def test_apply_then_plan_again_yields_nothing(world: Any) -> None:
     assert len(second.held) == len(first.held)
 
 
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(worlds())
+def test_a_plan_applied_leaves_the_same_residual(world: Any) -> None:
+    """Planning again right after applying finds what the plan left (held, errors,
+    skips) exactly: what lets a run with nothing changed reuse it (`shared.unchanged`)."""
+    entra, users, cfg = world
+    first = b.run(entra, users, cfg, employees=EMPLOYEES)
+    second = b.run(entra, apply_to(users, first), cfg, employees=EMPLOYEES,
+                   previous_mapping=first.next_state.previous_mapping)
+    assert [c.to_json() for c in second.held] == [c.to_json() for c in first.held]
+    assert [p.to_json() for p in second.errors] == [p.to_json() for p in first.errors]
+    assert dict(second.skips) == dict(first.skips)
+    assert second.status == first.status
+
+
 @settings(max_examples=300, deadline=None)
 @given(worlds())
 def test_plan_never_touches_users_no_entra_user_matches(world: Any) -> None:

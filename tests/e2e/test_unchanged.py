@@ -1,0 +1,102 @@
+"""A run with nothing changed reuses the last run's outcome (`shared.unchanged`) — and
+only then: any change on either side, a new day or an approval plans again."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from shared import service
+from tests.e2e import tenants as t
+from tests.e2e.test_cli_lifecycle import staff_world
+
+# Not today: the setting-up sync (through the CLI, on the real clock) is of another day.
+DAY = dt.datetime(2031, 3, 4, 9, 0, tzinfo=dt.UTC)
+
+
+def run_at(moment: dt.datetime, **kwargs: Any) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        async with service.open_deps() as deps:
+            deps = dataclasses.replace(deps, clock=lambda: moment)
+            return await service.run_sync(deps, trigger="test", **kwargs)
+
+    return asyncio.run(go())
+
+
+def planned_now(moment: dt.datetime) -> dict[str, Any]:
+    """What a full plan says at `moment`, read fresh (what the reuse must equal)."""
+    async def go() -> dict[str, Any]:
+        async with service.open_deps() as deps:
+            prepared = await service.prepare(deps)
+            plan = service.make_plan(prepared, moment)
+            return service.plan_summary(plan, prepared.read)
+
+    return asyncio.run(go())
+
+
+def residual_part(report: dict[str, Any]) -> tuple[Any, ...]:
+    return (report["status"], report["held"], report["errors"], report["skips"])
+
+
+def test_held_deactivations_are_reported_again_without_planning(make_world: Any) -> None:
+    world, tenant = staff_world(make_world)
+    changed = copy.deepcopy(tenant)
+    changed["groups"][0]["members"] = changed["groups"][0]["members"][:4]
+    world.sim.put_tenant(changed)
+
+    held = run_at(DAY)
+    assert held["status"] == "needs_approval" and len(held["held"]) == 6
+    assert "reusedPlanOf" not in held
+
+    again = run_at(DAY + dt.timedelta(hours=2))
+    assert again["reusedPlanOf"] == held["runId"]
+    assert again["changes"] == [] and again["counts"] == {}
+    assert residual_part(again) == residual_part(held)
+    assert residual_part(again) == residual_part(planned_now(DAY + dt.timedelta(hours=2)))
+    assert again["entraRead"]["requests"] == 3  # organization + one delta round each
+
+    approved = run_at(DAY + dt.timedelta(hours=3), approve_deactivations=6)
+    assert "reusedPlanOf" not in approved
+    assert approved["counts"] == {"deactivate_user": 6}
+
+
+def test_any_change_a_new_day_or_an_import_plans_again(make_world: Any) -> None:
+    world, tenant = staff_world(make_world)
+    first = run_at(DAY)
+    assert "reusedPlanOf" not in first  # the initial sync was run by the CLI, then this
+    second = run_at(DAY + dt.timedelta(minutes=30))
+    assert second["reusedPlanOf"] == first["runId"]
+    third = run_at(DAY + dt.timedelta(minutes=60))
+    assert third["reusedPlanOf"] == first["runId"]  # the residual's own run, not the last
+
+    changed = copy.deepcopy(tenant)
+    joiner = t.entra_user(600, "Late Joiner")
+    changed["users"].append(joiner)
+    changed["groups"][0]["members"].append(joiner["id"])
+    world.sim.put_tenant(changed)
+    entra_change = run_at(DAY + dt.timedelta(minutes=90))
+    assert "reusedPlanOf" not in entra_change
+    assert entra_change["counts"] == {"create_user": 1}
+    assert entra_change["entraRead"]["requests"] == 3  # the round read once, then folded
+
+    next_day = run_at(DAY + dt.timedelta(days=1))
+    assert "reusedPlanOf" not in next_day and next_day["counts"] == {}
+    assert run_at(DAY + dt.timedelta(days=1, minutes=30))["reusedPlanOf"] == next_day["runId"]
+
+    exported = world.export()
+    exported["users"][0]["displayName"] = "Renamed in Emply"
+    world.import_state(exported, "--replace")
+    after_import = run_at(DAY + dt.timedelta(days=1, hours=1))
+    assert "reusedPlanOf" not in after_import
+    assert run_at(DAY + dt.timedelta(days=1, hours=2))["reusedPlanOf"] == after_import["runId"]
+
+
+def test_a_dry_run_reuses_too_and_changes_nothing(make_world: Any) -> None:
+    staff_world(make_world)
+    first = run_at(DAY)
+    dry = run_at(DAY + dt.timedelta(minutes=5), dry_run=True)
+    assert dry["reusedPlanOf"] == first["runId"] and dry["dryRun"] is True
+    assert run_at(DAY + dt.timedelta(minutes=10))["reusedPlanOf"] == first["runId"]
