@@ -214,8 +214,10 @@ class Change:
             "entraId": self.entra_id,
             "reason": self.reason,
             "rule": self.rule,
-            "before": dict(self.before),
-            "after": dict(self.after),
+            # The plan's own mappings, not copies (133,000 changes in a 100,000-user initial
+            # sync); reports are read, never edited.
+            "before": self.before if isinstance(self.before, dict) else dict(self.before),
+            "after": self.after if isinstance(self.after, dict) else dict(self.after),
             "message": self.message,
         }
         if self.employee_id is not None:

@@ -36,10 +36,17 @@ def _key(value: Any) -> Any:
 
 
 def _column(values: list[Any]) -> dict[str, Any]:
+    limit = max(1, len(values) // _MAX_TABLE_SHARE)
+    try:
+        # A quick count first (set() runs in C); it can only undercount (True == 1), so
+        # a column it finds too varied is too varied.
+        if len(set(values)) > limit:
+            return {"values": values}
+    except TypeError:
+        pass  # lists: counted by their keys below
     index: dict[Any, int] = {}
     table: list[Any] = []
     codes: list[int] = []
-    limit = max(1, len(values) // _MAX_TABLE_SHARE)
     for value in values:
         key = _key(value)
         code = index.get(key)

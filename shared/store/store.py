@@ -144,6 +144,7 @@ class _Codec:
         heavy = HEAVY_FIELDS.get(kind, frozenset())
         self.cache_fields = tuple(name for name in schema if name not in heavy)
         """The fields the compact copy keeps (`compact`)."""
+        self.cache_defaults = tuple(schema[name].default for name in self.cache_fields)
 
     def pk(self, row_key: str) -> str:
         """The PartitionKey of the entity with `row_key`."""
@@ -181,6 +182,14 @@ class _Codec:
             out[name] = (None if default is None else copy.deepcopy(default)) \
                 if value is None else value
         return out
+
+    def cache_row(self, item: Mapping[str, Any]) -> list[Any]:
+        """`compact(item)`'s values in `cache_fields` order: what the compact copy keeps
+        of an entity this store wrote (a list is a third of a dict's size)."""
+        return [(None if default is None else copy.deepcopy(default)) if value is None
+                else value
+                for value, default in zip(map(item.get, self.cache_fields),
+                                          self.cache_defaults, strict=True)]
 
     def loaded(self, item: dict[str, Any]) -> dict[str, Any]:
         """What the compact copy keeps of an entity just read (`from_row`'s shape): the
@@ -233,7 +242,7 @@ class EmplyStore:
         self._version: tuple[str, str] | None = None
         self._version_ours = False
         # kind -> row key -> compact item: the Emply side as this store knows it.
-        self._known: dict[str, dict[str, dict[str, Any]]] | None = None
+        self._known: dict[str, dict[str, dict[str, Any] | list[Any]]] | None = None
         self.served_from_cache = False
         """Whether the last `load_document` was served from the cache it was given."""
         self.stats: dict[str, int] = {
@@ -334,15 +343,15 @@ class EmplyStore:
             if served is not None:
                 return served
         doc = await self._read_document()
-        self._known = {kind: {_CODECS[kind].row_key(item): _CODECS[kind].loaded(item)
-                              for item in (doc[kind] if kind != "settings"
-                                           else [doc["settings"]] if doc["settings"] else [])}
-                       for kind in _CODECS}
+        self._known = {}
+        for kind, codec in _CODECS.items():
+            items = doc[kind] if kind != "settings" else [doc["settings"]] * bool(doc[kind])
+            self._known[kind] = {codec.row_key(item): codec.loaded(item) for item in items}
         return doc
 
     def _from_cache(self, cache: Mapping[str, Any]) -> dict[str, Any] | None:
         """The document from an `emply_cache()`; None when the cache is malformed."""
-        known: dict[str, dict[str, dict[str, Any]]] = {}
+        known: dict[str, dict[str, dict[str, Any] | list[Any]]] = {}
         etags: list[tuple[tuple[str, str], str]] = []
         doc: dict[str, Any] = {"settings": None}
         try:
@@ -386,8 +395,8 @@ class EmplyStore:
                 "keys": keys_,
                 "etags": columns.pack_rows(
                     ([self._etags.get((codec.pk(k), k))] for k in keys_), ("etag",)),
-                "items": columns.pack_rows(
-                    ([items[k].get(f) for f in fields] for k in keys_), fields),
+                "items": columns.pack_rows((_cache_values(items[k], fields) for k in keys_),
+                                           fields),
             }
         return {"format": _CACHE_FORMAT, "version": self._version[0], "kinds": kinds}
 
@@ -560,7 +569,7 @@ class EmplyStore:
         if self._known is not None:
             known = self._known[kind]
             for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                known[row["RowKey"]] = codec.compact(item)
+                known[row["RowKey"]] = codec.cache_row(item)
 
     async def _bump_version(self) -> None:
         """Give the Emply version marker a new value (see the module docstring)."""
@@ -632,7 +641,7 @@ class EmplyStore:
                     await self._send(chunk, kind)
             if known is not None:
                 for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                    known[row["RowKey"]] = codec.compact(item)
+                    known[row["RowKey"]] = codec.cache_row(item)
 
         await self._bump_version()
         try:
@@ -915,6 +924,12 @@ async def _upload_blocks(blob: BlobClient, blocks: Iterator[bytes]) -> None:
         ids.append(block_id)
         data, following = following, (await upcoming if upcoming is not None else None)
     await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+
+
+def _cache_values(entry: dict[str, Any] | list[Any], fields: Sequence[str]) -> Sequence[Any]:
+    """An entry of the compact copy (a loaded entity, or a written one's `cache_row`)
+    as values in `fields` order."""
+    return entry if isinstance(entry, list) else [entry.get(f) for f in fields]
 
 
 def _chunks(ops: list[Operation]) -> Iterable[list[Operation]]:
