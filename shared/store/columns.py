@@ -16,6 +16,7 @@ Shared values are shared objects: treat decoded records as read-only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,25 +36,45 @@ def _key(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+_ONE_OF = frozenset({str, bool, int})
+
+
+def _fast_keys(values: list[Any]) -> list[Any] | None:
+    """Keys for `values` computed in C when that is exact: values of one type among
+    str, bool and int, and None (no True/1 or 0.0/-0.0 clash possible), or lists of
+    strings; None when the exact slow path is needed."""
+    types = set(map(type, values))
+    types.discard(type(None))
+    if not types or (len(types) == 1 and types <= _ONE_OF):
+        return values
+    if (types == {list} and None not in values
+            and set(map(type, itertools.chain.from_iterable(values))) <= {str}):
+        return list(map(tuple, values))
+    return None
+
+
 def _column(values: list[Any]) -> dict[str, Any]:
     limit = max(1, len(values) // _MAX_TABLE_SHARE)
-    try:
-        # A quick count first (set() runs in C); it can only undercount (True == 1), so
-        # a column it finds too varied is too varied.
-        if len(set(values)) > limit:
+    keys = _fast_keys(values)
+    if keys is not None:
+        first = dict(zip(keys, range(len(keys)), strict=True))  # key -> a position, in C
+        if len(first) > limit:
             return {"values": values}
-    except TypeError:
-        pass  # lists: counted by their keys below
-    index: dict[Any, int] = {}
+        index = {key: code for code, key in enumerate(first)}
+        positions = list(first.values())
+        # first.values() are the last positions; any position of a key gives its value.
+        return {"table": [values[i] for i in positions], "codes": list(map(index.__getitem__,
+                                                                            keys))}
+    index_: dict[Any, int] = {}
     table: list[Any] = []
     codes: list[int] = []
     for value in values:
         key = _key(value)
-        code = index.get(key)
+        code = index_.get(key)
         if code is None:
             if len(table) >= limit:
                 return {"values": values}
-            code = index[key] = len(table)
+            code = index_[key] = len(table)
             table.append(value)
         codes.append(code)
     return {"table": table, "codes": codes}
@@ -79,15 +100,15 @@ def _values(column: Mapping[str, Any], count: int, where: str) -> list[Any]:
 
 def pack_rows(rows: Iterable[Sequence[Any]], fields: Sequence[str]) -> dict[str, Any]:
     """Rows of values in `fields` order, as columns."""
-    columns: list[list[Any]] = [[] for _ in fields]
-    count = 0
-    for row in rows:
-        if len(row) != len(fields):
-            raise ValueError(f"a row has {len(row)} values for {len(fields)} fields")
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-        count += 1
-    return {"fields": list(fields), "count": count, "columns": [_column(c) for c in columns]}
+    rows = rows if isinstance(rows, list) else list(rows)
+    width = len(fields)
+    if any(len(row) != width for row in rows):
+        bad = next(row for row in rows if len(row) != width)
+        raise ValueError(f"a row has {len(bad)} values for {width} fields")
+    transposed = [list(column) for column in zip(*rows, strict=True)] if rows else \
+        [[] for _ in fields]
+    return {"fields": list(fields), "count": len(rows),
+            "columns": [_column(c) for c in transposed]}
 
 
 def pack_records(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> dict[str, Any]:

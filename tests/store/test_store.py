@@ -404,3 +404,14 @@ async def test_a_large_run_report_goes_up_in_blocks_as_plain_json(
     blob = store.runreports.get_blob_client("r-big.json")
     assert len((await blob.get_block_list("committed"))[0]) > 3
     assert await store.get_run("r-big") == report
+
+
+async def test_read_entities_finds_odd_ids_across_partitions_by_query(store: EmplyStore) -> None:
+    users = [{"id": odd, "username": f"user{i}@contoso.com"} for i, odd in enumerate(ODD_IDS)]
+    users += [{"id": f"u-{i}", "username": f"bulk{i}@contoso.com"} for i in range(60)]
+    await store.import_document(validate_document({"users": users}))
+    await store.load_document()
+    wanted = [*ODD_IDS, *(f"u-{i}" for i in range(60)), "missing", ODD_IDS[0]]
+    found = await store.read_entities("users", wanted)
+    assert set(found) == {*ODD_IDS, *(f"u-{i}" for i in range(60))}
+    assert all(found[i]["id"] == i for i in found)
