@@ -40,11 +40,22 @@ async def _run(storage: str, graph_url: str) -> dict[str, Any]:
     }
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not getrusage's ru_maxrss: Linux carries it over
+    from the parent through fork and exec, so a child of a 300 MB bench process never
+    reported less than 300 MB. VmHWM belongs to the process's own address space."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    # Not Linux: ru_maxrss (KiB on Linux, bytes on macOS), possibly the parent's.
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def main() -> None:
     storage, graph_url = sys.argv[1], sys.argv[2]
     result = asyncio.run(_run(storage, graph_url))
-    # ru_maxrss is in KiB on Linux.
-    result["peakRssMb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peakRssMb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

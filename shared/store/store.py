@@ -92,7 +92,7 @@ _SNAPSHOT_BLOB = "snapshot.json.gz"
 T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
-_CACHE_FORMAT = 3  # 2: users and employees in hash buckets; 3: in columns
+_CACHE_FORMAT = 4  # 2: users and employees in hash buckets; 3: in columns; 4: with pks
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
@@ -214,6 +214,8 @@ class _Codec:
 
 
 _CODECS: dict[str, _Codec] = {kind: _Codec(kind) for kind in ("settings", *PARTITIONS)}
+_PARTITION_KINDS = {codec.partition: kind for kind, codec in _CODECS.items()}
+"""PartitionKey (a bucketed kind's without its "-XX") -> kind."""
 
 
 class EmplyStore:
@@ -356,18 +358,19 @@ class EmplyStore:
         etags: list[tuple[tuple[str, str], str]] = []
         doc: dict[str, Any] = {"settings": None}
         try:
-            for kind, codec in _CODECS.items():
+            for kind in _CODECS:
                 part = cache["kinds"].get(kind)
                 if part is None:
                     known[kind], items = {}, []
                 else:
                     keys_ = part["keys"]
                     items = columns.unpack_records(part["items"], f"emply cache {kind}")
-                    tags = columns.unpack_rows(part["etags"], ("etag",), f"emply cache {kind}")
+                    tags = columns.unpack_rows(part["etags"], ("pk", "etag"),
+                                               f"emply cache {kind}")
                     if not (isinstance(keys_, list) and len(keys_) == len(items) == len(tags)):
                         raise ValueError(f"emply cache {kind}: keys, etags and items differ")
-                    etags.extend(((codec.pk(rk), rk), tag[0])
-                                 for rk, tag in zip(keys_, tags, strict=True) if tag[0])
+                    etags.extend(((pk, rk), tag)
+                                 for rk, (pk, tag) in zip(keys_, tags, strict=True) if tag)
                     known[kind] = dict(zip(keys_, items, strict=True))
                 if kind == "settings":
                     doc["settings"] = items[0] if items else None
@@ -388,14 +391,20 @@ class EmplyStore:
         if self._known is None or not self._version_ours or self._version is None:
             return None
         kinds: dict[str, Any] = {}
+        located: dict[str, dict[str, tuple[str, str]]] = {kind: {} for kind in self._known}
+        for (pk, rk), tag in self._etags.items():
+            kind = _PARTITION_KINDS.get(pk) or _PARTITION_KINDS.get(pk.rpartition("-")[0])
+            if kind in located:
+                located[kind][rk] = (pk, tag)
         for kind, items in self._known.items():
             codec = _CODECS[kind]
             fields = codec.cache_fields
             keys_ = sorted(items)  # by RowKey, the order `_query` gives
+            where = located[kind]
             kinds[kind] = {
                 "keys": keys_,
                 "etags": columns.pack_rows(
-                    ([self._etags.get((codec.pk(k), k))] for k in keys_), ("etag",)),
+                    (where.get(k, (codec.pk(k), None)) for k in keys_), ("pk", "etag")),
                 "items": columns.pack_rows((_cache_values(items[k], fields) for k in keys_),
                                            fields),
             }
