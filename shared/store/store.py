@@ -251,6 +251,9 @@ class EmplyStore:
         self.stats: dict[str, int] = {
             "transactions": 0, "batches": 0, "single_operations": 0,
             "entities_written": 0, "entities_deleted": 0, "marker_writes": 0,
+            # Of the entities written, those that replaced one this store had loaded
+            # (conditional on its ETag): the rest were new or replaced unseen.
+            "entities_replaced": 0,
         }
         self.batches_by_partition: dict[str, list[int]] = {}
         """PartitionKey -> [transactions, entities] of the batched (non-delete) writes."""
@@ -702,6 +705,7 @@ class EmplyStore:
             self._count(batches=1, deleted=len(chunk))
             return
         self._count(batches=1, written=len(chunk))
+        self.stats["entities_replaced"] += sum(1 for op in chunk if op[0] == "update")
         tally = self.batches_by_partition.setdefault(chunk[0][1]["PartitionKey"], [0, 0])
         tally[0] += 1
         tally[1] += len(chunk)
