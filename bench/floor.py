@@ -69,27 +69,32 @@ def _entity(i: int) -> dict[str, Any]:
     }
 
 
-async def _submit(table: TableClient, rows: list[dict[str, Any]], limit: asyncio.Semaphore
+async def _submit(table: TableClient, ops: list[wire.Operation], limit: asyncio.Semaphore
                   ) -> None:
     # The same hand-built $batch transport the store uses: the floor measures Azurite, not
     # a different client.
     async with limit:
-        await wire.submit(table, [("upsert", row, {}) for row in rows])
+        await wire.submit(table, ops)
 
 
-async def write_entities(storage: str, count: int, table: str) -> dict[str, int]:
-    """Write `count` user-like entities; the number of entities per partition."""
+async def write_entities(storage: str, count: int, table: str, *, replace: int = 0,
+                         first: int = 0) -> dict[str, int]:
+    """Write `count` user-like entities (numbered from `first`), the first `replace` of
+    them as replacements of existing ones (If-Match, as the store writes entities it
+    loaded); the number of entities per partition."""
     async with TableServiceClient.from_connection_string(storage) as service:
         client = await service.create_table_if_not_exists(table)
-        by_partition: dict[str, list[dict[str, Any]]] = {}
-        for i in range(count):
+        by_partition: dict[str, list[wire.Operation]] = {}
+        for i in range(first, first + count):
             row = _entity(i)
-            by_partition.setdefault(row["PartitionKey"], []).append(row)
+            op: wire.Operation = (("update", row, {"etag": "*"}) if i - first < replace
+                                  else ("upsert", row, {}))
+            by_partition.setdefault(row["PartitionKey"], []).append(op)
         limit = asyncio.Semaphore(_CONCURRENCY)
-        chunks = [rows[i:i + 100] for rows in by_partition.values()
-                  for i in range(0, len(rows), 100)]
+        chunks = [ops[i:i + 100] for ops in by_partition.values()
+                  for i in range(0, len(ops), 100)]
         await asyncio.gather(*(_submit(client, chunk, limit) for chunk in chunks))
-        return {pk: len(rows) for pk, rows in by_partition.items()}
+        return {pk: len(ops) for pk, ops in by_partition.items()}
 
 
 async def drop_table(storage: str, table: str) -> None:

@@ -83,7 +83,6 @@ still fit two hex digits; a kind is read with one range query over its buckets.
 Changing the count moves entities: export, then import --replace."""
 BUCKETED = frozenset({"users", "employees"})
 _MAX_BATCH = 100
-_KEYS_PER_QUERY = 14  # Table Storage allows 15 comparisons per filter
 _MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 _CONCURRENCY = 8
 _LEASE_PK, _LEASE_RK = "lease", "sync"
@@ -443,40 +442,27 @@ class EmplyStore:
         """
         await self._ensure()
         codec = _CODECS[kind]
-        by_partition: dict[str, dict[str, str]] = {}  # pk -> RowKey -> id
-        for entity_id in dict.fromkeys(ids):
+        # Point reads, 8 at a time: the cheapest Table operation, and on Azurite a query
+        # (even "PartitionKey eq .. and (RowKey eq .. or ..)") scans the whole table —
+        # measured: 1% churn at 100,000 users 12.0 s with such queries, 10 s with these.
+        wanted = list(dict.fromkeys(ids))
+
+        async def one(entity_id: str) -> dict[str, Any] | None:
             rk = codec.row_key({"id": entity_id})
-            by_partition.setdefault(codec.pk(rk), {})[rk] = entity_id
-        # One query per partition and _KEYS_PER_QUERY keys (not one GET per entity: a
-        # 1% churn at 100,000 users touches about 3,500 users, 1.2 s of single reads).
-        groups = [(pk, list(keys_.items())[i:i + _KEYS_PER_QUERY])
-                  for pk, keys_ in by_partition.items()
-                  for i in range(0, len(keys_), _KEYS_PER_QUERY)]
-
-        async def some(pk: str, wanted: list[tuple[str, str]]) -> list[dict[str, Any]]:
-            quoted = " or ".join(f"RowKey eq '{_odata(rk)}'" for rk, _ in wanted)
-            rows: list[dict[str, Any]] = []
+            pk = codec.pk(rk)
             async with self._limit:
-                async for page in wire.query(self.emply,
-                                             f"PartitionKey eq '{_odata(pk)}' and ({quoted})"):
-                    rows.extend(page)
-            return rows
-
-        pages = await asyncio.gather(*(some(pk, wanted) for pk, wanted in groups))
-        found: dict[str, dict[str, Any]] = {}
-        for (pk, wanted), rows in zip(groups, pages, strict=True):
-            by_rk = {row["RowKey"]: row for row in rows}
-            for rk, entity_id in wanted:
-                row = by_rk.get(rk)
-                known = self._etags.get((pk, rk))
-                if row is None:
-                    if known is not None:
-                        raise errors.ConcurrentChangeError(kind, entity_id)
-                    continue
-                if known is not None and row["odata.etag"] != known:
+                row = await self._get(self.emply, pk, rk)
+            known = self._etags.get((pk, rk))
+            if row is None:
+                if known is not None:
                     raise errors.ConcurrentChangeError(kind, entity_id)
-                found[entity_id] = codec.from_row(row)
-        return found
+                return None
+            if known is not None and row["_etag"] != known:
+                raise errors.ConcurrentChangeError(kind, entity_id)
+            return codec.from_row(row)
+
+        found = await asyncio.gather(*(one(i) for i in wanted))
+        return {i: item for i, item in zip(wanted, found, strict=True) if item is not None}
 
     async def _read_document(self) -> dict[str, Any]:
         kinds = list(PARTITIONS)
@@ -960,11 +946,6 @@ def _cache_values(entry: dict[str, Any] | list[Any], fields: Sequence[str]) -> S
     """An entry of the compact copy (a loaded entity, or a written one's `cache_row`)
     as values in `fields` order."""
     return entry if isinstance(entry, list) else [entry.get(f) for f in fields]
-
-
-def _odata(value: str) -> str:
-    """A string for inside an OData filter's single quotes."""
-    return value.replace("'", "''")
 
 
 def _chunks(ops: list[Operation]) -> Iterable[list[Operation]]:
