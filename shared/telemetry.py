@@ -61,6 +61,7 @@ def run_event(report: Mapping[str, Any]) -> dict[str, Any]:
         "graphRequests": read.get("requests", 0),
         "graphThrottled": read.get("throttled", 0),
         "fullRead": read.get("fullRead"),
+        "reusedPlanOf": report.get("reusedPlanOf"),
     }
 
 

@@ -451,13 +451,13 @@ class EmplyStore:
             rk = codec.row_key({"id": entity_id})
             pk = codec.pk(rk)
             async with self._limit:
-                row = await self._get(self.emply, pk, rk)
+                row = await wire.get(self.emply, pk, rk)
             known = self._etags.get((pk, rk))
             if row is None:
                 if known is not None:
                     raise errors.ConcurrentChangeError(kind, entity_id)
                 return None
-            if known is not None and row["_etag"] != known:
+            if known is not None and row["odata.etag"] != known:
                 raise errors.ConcurrentChangeError(kind, entity_id)
             return codec.from_row(row)
 

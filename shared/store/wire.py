@@ -10,6 +10,8 @@ key locally, Entra tokens in Azure), retries and logging.
 
 `submit`: one atomic transaction of at most 100 operations on one partition.
 `query`: all rows matching a filter, as plain dicts (`odata.etag` included).
+`get`: one row by its keys, the same way (a point read: on Azurite any query scans
+the whole table, a point read does not).
 """
 
 from __future__ import annotations
@@ -121,6 +123,24 @@ async def submit(table: TableClient, ops: Sequence[Operation]) -> list[str | Non
             match = _ETAG.search(part)
             etags.append(match.group(1) if match else None)
     return etags
+
+
+async def get(table: TableClient, partition_key: str, row_key: str) -> dict[str, Any] | None:
+    """One entity as a plain JSON object (`odata.etag` included), or None when missing."""
+    url = (f"{table.scheme}://{table._primary_hostname}/{table.table_name}"
+           f"(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')")
+    request = HttpRequest("GET", url, headers={
+        "x-ms-version": table.api_version, "DataServiceVersion": "3.0",
+        "Accept": "application/json;odata=minimalmetadata"})
+    response = await table._client.send_request(request, stream=True)
+    await response.read()
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise HttpResponseError(message=response.text()[:500], response=response)
+    row: dict[str, Any] = json.loads(response.content)
+    row.setdefault("odata.etag", response.headers.get("ETag"))
+    return row
 
 
 async def query(table: TableClient, query_filter: str, *, select: Sequence[str] | None = None,
