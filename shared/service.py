@@ -137,11 +137,13 @@ async def _load_snapshot(
     treated like an unreadable state."""
     try:
         generation = state.get("snapshot")
-        snapshot = await store.load_snapshot(generation) if isinstance(generation, str) else None
-        if snapshot is not None and not isinstance(snapshot, dict):
-            raise ValueError(f"snapshot: expected a JSON object, got {type(snapshot).__name__}")
+        if not isinstance(generation, str):
+            return None, state, ()
+        entra, emply = await asyncio.gather(store.load_snapshot(generation, part="entra"),
+                                            store.load_snapshot(generation, part="emply"))
+        snapshot = _unpack_snapshot(entra) if isinstance(entra, dict) else None
         if snapshot is not None:
-            snapshot = _unpack_snapshot(snapshot)
+            snapshot["emply"] = emply.get("emply") if isinstance(emply, dict) else None
     except (OSError, ValueError, EOFError) as exc:
         return None, {}, _unreadable(exc)
     return snapshot, state, ()
@@ -152,18 +154,18 @@ SNAPSHOT_FORMAT = 2
 """2: Entra users in columns (`shared.store.columns`); 1 (no "format"): as in the mirror."""
 
 
-def _pack_snapshot(mirror: Mapping[str, Any], emply: Mapping[str, Any] | None) -> dict[str, Any]:
+def _pack_entra(mirror: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot's Entra part: the mirror's users (in columns) and groups."""
     return {
         "format": SNAPSHOT_FORMAT,
-        "users": columns.pack_rows(mirror["users"].values(), reader.USER_FIELDS),
+        "users": columns.pack_rows(list(mirror["users"].values()), reader.USER_FIELDS),
         "groups": mirror["groups"],
-        "emply": emply,
     }
 
 
 def _unpack_snapshot(snapshot: dict[str, Any]) -> dict[str, Any] | None:
-    """The snapshot with its users as the mirror holds them; None for an older format
-    (Entra is then read in full once). Raises ValueError when it is malformed."""
+    """The snapshot's Entra part with its users as the mirror holds them; None for an
+    older format (Entra is then read in full once). Raises ValueError when malformed."""
     if snapshot.get("format") != SNAPSHOT_FORMAT:
         return None
     rows = columns.unpack_rows(snapshot.get("users"), reader.USER_FIELDS,
@@ -461,25 +463,39 @@ async def apply_plan(
         touched.update(b.user_id for b in plan.bookkeeping)
         users.update(await store.read_entities("users", (i for i in touched if i in users)))
     writes = apply.PlannedWrites(users, employees, plan, run_id, at)
-    await store.write_built("users", writes.user_ids, writes.user)
-    await store.write_built("employees", writes.employee_ids, writes.employee)
-    # Only after Emply is written: the next run reads Entra from here on (R7).
-    # The bulky part (Entra users and groups, the Emply copy) goes in the snapshot,
-    # rewritten only when it changed; the state names the snapshot's generation.
+    # The bulky part of the state (Entra users and groups, the Emply copy) goes in a
+    # snapshot, written under a new generation only when something changed. Its Entra
+    # part is packed and written while the Emply writes are under way (Azurite and
+    # Table Storage do the work then, our process waits); its Emply part after them.
+    # Only after both does the state name it, so the next run reads Entra from here
+    # on only once Emply is written (R7).
     mirror = prepared.read.mirror
     previous = prepared.snapshot
-    generation = prepared.state.get("snapshot")
+    old_generation = prepared.state.get("snapshot")
     same_snapshot = (
         previous is not None
-        and isinstance(generation, str)
+        and isinstance(old_generation, str)
         and store.served_from_cache
         and not writes.user_ids
         and not writes.employee_ids
         and all(mirror[k] is previous.get(k) for k in _BULK)
     )
-    if not same_snapshot:
-        generation = uuid.uuid4().hex
-        await store.save_snapshot(generation, _pack_snapshot(mirror, store.emply_cache()))
+    generation = str(old_generation) if same_snapshot else uuid.uuid4().hex
+    entra_saved = None if same_snapshot else asyncio.ensure_future(
+        store.save_snapshot(generation, lambda: _pack_entra(mirror), part="entra"))
+    try:
+        await store.write_built("users", writes.user_ids, writes.user)
+        await store.write_built("employees", writes.employee_ids, writes.employee)
+        if entra_saved is not None:
+            await store.save_snapshot(generation, {"emply": store.emply_cache()}, part="emply")
+            await entra_saved
+    except BaseException:
+        if entra_saved is not None:
+            entra_saved.cancel()
+            await asyncio.gather(entra_saved, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await store.delete_snapshot(generation)
+        raise
     await store.save_sync_state(
         {
             "mirrorHead": {k: v for k, v in mirror.items() if k not in _BULK},
@@ -491,6 +507,9 @@ async def apply_plan(
                 emply_version=store.emply_version(), organization=mirror["organization"]),
         }
     )
+    if not same_snapshot and isinstance(old_generation, str):
+        with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
+            await store.delete_snapshot(old_generation)
 
 
 def failure(exc: BaseException) -> dict[str, Any]:

@@ -87,7 +87,8 @@ _MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 _CONCURRENCY = 8
 _LEASE_PK, _LEASE_RK = "lease", "sync"
 _STATE_BLOB = "state.json.gz"
-_SNAPSHOT_BLOB = "snapshot.json.gz"
+_SNAPSHOT_PARTS = ("entra", "emply")
+_GENERATION = re.compile(r"[0-9a-f]{32}")
 T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
@@ -889,18 +890,38 @@ class EmplyStore:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         await self._write_json_blob(_STATE_BLOB, state, level=5)
 
-    async def load_snapshot(self, generation: str) -> dict[str, Any] | None:
-        """The snapshot saved as `generation`, or None (missing, or another generation)."""
-        snapshot = await self._read_json_blob(_SNAPSHOT_BLOB)
+    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
+        """The snapshot part saved as `generation`, or None when it is missing."""
+        snapshot = await self._read_json_blob(_snapshot_blob(part, generation))
         if not isinstance(snapshot, dict) or snapshot.get("generation") != generation:
             return None
         data: dict[str, Any] = snapshot.get("data") or {}
         return data
 
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any]) -> None:
-        """Replace the snapshot (bulky, so: the fastest gzip level)."""
-        await self._write_json_blob(_SNAPSHOT_BLOB, {"generation": generation, "data": data},
-                                    level=1)
+    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
+                            *, part: str) -> None:
+        """Write a part ("entra", "emply") of the snapshot `generation` (bulky: the fastest
+        gzip level). Each generation has its own blobs, so the current one is never
+        overwritten by a run that then fails. `data` may be a function giving it: it is
+        then called on the codec thread (packing 100,000 users is seconds of CPU that
+        can overlap the run's Table writes)."""
+        if callable(data):
+            data = await _in_codec_thread(data)
+        await self._write_json_blob(_snapshot_blob(part, generation),
+                                    {"generation": generation, "data": data}, level=1)
+
+    async def delete_snapshot(self, generation: str) -> None:
+        """Remove the snapshot `generation` (both parts; missing ones are fine)."""
+        await self._ensure()
+        for part in _SNAPSHOT_PARTS:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self.syncstate.delete_blob(_snapshot_blob(part, generation))
+
+
+def _snapshot_blob(part: str, generation: str) -> str:
+    if part not in _SNAPSHOT_PARTS or not _GENERATION.fullmatch(generation):
+        raise ValueError(f"no snapshot part {part!r} of generation {generation!r}")
+    return f"snapshot-{part}-{generation}.json.gz"
 
 
 # One thread encodes and decodes the big blobs, always the same one: glibc gives each

@@ -100,3 +100,24 @@ def test_a_dry_run_reuses_too_and_changes_nothing(make_world: Any) -> None:
     dry = run_at(DAY + dt.timedelta(minutes=5), dry_run=True)
     assert dry["reusedPlanOf"] == first["runId"] and dry["dryRun"] is True
     assert run_at(DAY + dt.timedelta(minutes=10))["reusedPlanOf"] == first["runId"]
+
+
+def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
+    world, tenant = staff_world(make_world)
+    changed = copy.deepcopy(tenant)
+    joiner = t.entra_user(700, "Another Joiner")
+    changed["users"].append(joiner)
+    changed["groups"][0]["members"].append(joiner["id"])
+    world.sim.put_tenant(changed)
+    assert run_at(DAY)["counts"] == {"create_user": 1}
+
+    async def blobs() -> tuple[list[str], str]:
+        async with service.open_deps() as deps:
+            names = [b.name async for b in deps.store.syncstate.list_blobs()]
+            state = await deps.store.load_sync_state()
+            assert state is not None
+            return sorted(names), state["snapshot"]
+
+    names, generation = asyncio.run(blobs())
+    assert names == [f"snapshot-emply-{generation}.json.gz",
+                     f"snapshot-entra-{generation}.json.gz", "state.json.gz"]
