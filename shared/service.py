@@ -84,7 +84,7 @@ async def prepare(
     snapshot, state, more = await _load_snapshot(deps.store, state)
     warnings = (*warnings, *more)
     cache = snapshot.get("emply") if snapshot and use_cache else None
-    doc = await deps.store.load_document(cache=cache)
+    doc = await deps.store.load_document(cache=cache, sparse=True)
     if not doc.get("settings"):
         raise NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "

@@ -201,11 +201,16 @@ class _Codec:
             return self.compact(item)
         return item
 
-    def from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def from_row(self, row: Mapping[str, Any], *, sparse: bool = False) -> dict[str, Any]:
+        """The entity of a row, every field present; with `sparse`, the fields the row
+        does not hold are left out instead of set to their defaults (a user has about 8
+        of its 18: at 100,000 users that is about 50 MB less)."""
         out: dict[str, Any] = {}
         for name, is_json, default in self.defaults:
             value = row.get(name)
             if value is None:
+                if sparse:
+                    continue
                 value = None if default is None else copy.deepcopy(default)
             elif is_json:
                 value = [] if value == "[]" else json.loads(value)
@@ -327,14 +332,17 @@ class EmplyStore:
             rows.sort(key=lambda row: row["RowKey"])
         return rows
 
-    async def load_document(self, cache: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def load_document(self, cache: Mapping[str, Any] | None = None, *,
+                            sparse: bool = False) -> dict[str, Any]:
         """The whole Emply side, normalised like `emply_doc.validate_document`.
 
         Remembers each entity's ETag: later `upsert_*` of these entities are
         conditional on it. With a `cache` (an earlier `emply_cache()`) still
         current by the version marker, returns the cached copy instead: users
         then lack a non-empty `lastChange` and `history` (use `read_entities` for
-        whole ones). Treat the returned entities as read-only: they are shared.
+        whole ones). With `sparse`, users and employees read from the table lack the
+        fields they do not hold (read them with `.get`). Treat the returned entities as
+        read-only: they are shared.
         """
         await self._ensure()
         # The marker first: a write that ends after this read changes it again.
@@ -348,7 +356,7 @@ class EmplyStore:
             served = self._from_cache(cache)
             if served is not None:
                 return served
-        doc = await self._read_document()
+        doc = await self._read_document(sparse=sparse)
         self._known = {}
         for kind, codec in _CODECS.items():
             items = doc[kind] if kind != "settings" else [doc["settings"]] * bool(doc[kind])
@@ -465,14 +473,15 @@ class EmplyStore:
         found = await asyncio.gather(*(one(i) for i in wanted))
         return {i: item for i, item in zip(wanted, found, strict=True) if item is not None}
 
-    async def _read_document(self) -> dict[str, Any]:
+    async def _read_document(self, *, sparse: bool = False) -> dict[str, Any]:
         kinds = list(PARTITIONS)
-        results = await asyncio.gather(*(self._read_kind(k) for k in ("settings", *kinds)))
+        results = await asyncio.gather(*(self._read_kind(k, sparse=sparse and k in BUCKETED)
+                                         for k in ("settings", *kinds)))
         doc: dict[str, Any] = {"settings": results[0][0] if results[0] else None}
         doc.update(zip(kinds, results[1:], strict=True))
         return doc
 
-    async def _read_kind(self, kind: str) -> list[dict[str, Any]]:
+    async def _read_kind(self, kind: str, *, sparse: bool = False) -> list[dict[str, Any]]:
         """Every entity of `kind` in RowKey order, converted a page at a time (the raw
         rows of 100,000 users are never all held at once); ETags remembered."""
         codec = _CODECS[kind]
@@ -481,7 +490,7 @@ class EmplyStore:
         async for page in wire.query(self.emply, codec.filter):
             for row in page:
                 etags[(row["PartitionKey"], row["RowKey"])] = row["odata.etag"]
-                keyed.append((row["RowKey"], codec.from_row(row)))
+                keyed.append((row["RowKey"], codec.from_row(row, sparse=sparse)))
         if codec.bucketed:
             keyed.sort(key=lambda pair: pair[0])
         return [item for _rk, item in keyed]
