@@ -193,6 +193,15 @@ def _list_of(item: Check) -> Check:
     return run
 
 
+def _map_of(item: Check) -> Check:
+    """An object with any keys (ids), each value checked by `item`."""
+    def run(value: object, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _expected("an object", value, path)
+        return {_id(k, f"{path} key"): item(v, f"{path}.{k}") for k, v in value.items()}
+    return run
+
+
 def _any_object(value: object, path: str) -> dict[str, Any]:
     """An object the sync owns (history entry, last change): kept as is."""
     if not isinstance(value, dict):
@@ -259,7 +268,8 @@ SETTINGS: dict[str, Field] = {
     "deactivationGuard": _js(_object({
         "maxCount": Field(_integer(0), default=50),
         "maxPercent": Field(_number(0, 100), default=20),
-    }), {"maxCount": 50, "maxPercent": 20}),
+        "minCount": Field(_integer(0), default=10),
+    }), {"maxCount": 50, "maxPercent": 20, "minCount": 10}),
 }
 
 USER_STATUSES = ("active", "deactivated", "deleted")
@@ -290,6 +300,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "photo": _js(_optional(_object({"sha256": Field(_id, required=True)},
                                        open_ended=True)), None),
         "syncGroups": _js(_list_of(_id), []),
+        "roleBasis": _js(_optional(_map_of(_optional(_id))), None),
+        "linkedDomain": _STR,
         "lastChange": _js(_optional(_any_object), None),
         "history": _js(_list_of(_any_object), []),
     },

@@ -60,11 +60,11 @@ class PlannedWrites:
                 self._employee_changes.setdefault(change.employee_id, []).append(change)
             elif change.user_id is not None:
                 self._user_changes.setdefault(change.user_id, []).append(change)
-        self._groups = {u.user_id: u.sync_groups for u in plan.bookkeeping}
+        self._kept = {u.user_id: u.fields for u in plan.bookkeeping}
         # Changed users first, in plan order; then users with bookkeeping only.
         self.user_ids: tuple[str, ...] = (
             *self._user_changes,
-            *(i for i in self._groups if i not in self._user_changes),
+            *(i for i in self._kept if i not in self._user_changes),
         )
         self.employee_ids: tuple[str, ...] = tuple(self._employee_changes)
 
@@ -81,8 +81,9 @@ class PlannedWrites:
                 user["lastChange"] = entry
                 history.append(entry)
             user["history"] = history[-HISTORY_LIMIT:]
-        if user_id in self._groups:
-            user["syncGroups"] = list(self._groups[user_id])
+        kept = self._kept.get(user_id)
+        if kept:
+            user.update(kept)
         return user
 
     def employee(self, employee_id: str) -> dict[str, Any]:

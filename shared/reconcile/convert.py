@@ -72,6 +72,12 @@ def settings(doc: Mapping[str, Any]) -> model.Settings:
         guard=model.DeactivationGuard(
             max_count=int(guard.get("maxCount", 50)),
             max_percent=float(guard.get("maxPercent", 20)),
+            min_count=int(guard.get("minCount", 10)),
+        ),
+        calendar_sync=bool(doc.get("calendarSync", False)),
+        photo_sync=bool(doc.get("photoSync", False)),
+        write_back=tuple(
+            option for option, on in (doc.get("writeBack") or {}).items() if on is True
         ),
     )
 
@@ -91,6 +97,8 @@ def emply_user(u: Mapping[str, Any]) -> model.EmplyUser:
         deactivated_by=u.get("deactivatedBy"),
         deactivation_reason=u.get("deactivationReason"),
         sync_groups=tuple(u.get("syncGroups") or ()),
+        role_basis=u.get("roleBasis"),
+        linked_domain=u.get("linkedDomain"),
     )
 
 

@@ -25,10 +25,15 @@ def deactivation_reason(
         return model.DELETED_IN_ENTRA, "the Entra user was deleted"
     if not entra_user.account_enabled:
         return model.DISABLED_IN_ENTRA, "the Entra account was disabled (accountEnabled false)"
-    if not scope.domain_allowed(entra_user, settings):
+    if not scope.domain_kept(entra_user, user.linked_domain, settings):
+        domain = model.upn_domain(entra_user.user_principal_name)
         return model.DOMAIN_CHANGED, (
-            f"the user's domain {model.upn_domain(entra_user.user_principal_name)} is not one of "
-            f"the allowed domains ({', '.join(settings.allowed_domains)})"
+            f"the user's domain {domain} is not one of the allowed domains "
+            f"({', '.join(settings.allowed_domains)})"
+            if settings.allowed_domains
+            else f"the user's domain changed from {user.linked_domain} (when it was linked) "
+            f"to {domain}; with no allowed domains set, the domain it was linked with is the "
+            "allowed one"
         )
     if groups_now:
         # In a configured group yet out of scope: only possible through the checks above.
@@ -62,9 +67,12 @@ def group_name(entra: model.EntraSnapshot, group_id: str) -> str:
 
 
 def employee_target_status(employee: model.Employee, today: dt.date) -> str:
-    """R8: a future resignation date means pending, a reached one archived; none: unchanged."""
+    """R8: a future resignation date means pending, a reached one archived; a pending
+    employee whose date was removed is active again; archived is final for the sync."""
+    if employee.status == "archived":
+        return "archived"
     if employee.resignation_date is None:
-        return employee.status
+        return "active" if employee.status == "pending" else employee.status
     return "pending" if employee.resignation_date > today else "archived"
 
 
@@ -78,11 +86,11 @@ def employee_status_changes(
         if target == employee.status:
             continue
         date = employee.resignation_date.isoformat() if employee.resignation_date else ""
-        words = (
-            f"resignation date {date} is in the future: pending until then"
-            if target == "pending"
-            else f"resignation date {date} has been reached: archived"
-        )
+        words = {
+            "pending": f"resignation date {date} is in the future: pending until then",
+            "archived": f"resignation date {date} has been reached: archived",
+            "active": "the resignation date was removed: active again",
+        }[target]
         changes.append(
             model.Change(
                 model.EMPLOYEE_STATUS,

@@ -24,6 +24,12 @@ REACTIVATE_USER = "reactivate_user"
 SET_ROLES = "set_roles"
 EMPLOYEE_STATUS = "employee_status"
 
+# Link reasons (R3): the step that found the user, or a re-created Entra account.
+LINKED_BY_USERNAME = "username"
+LINKED_BY_EMAIL = "email"
+LINKED_BY_EMPLOYEE_EMAIL = "employee_email"
+ENTRA_ACCOUNT_REPLACED = "entra_account_replaced"
+
 # Deactivation reasons, in the order R6 applies them.
 TENANT_CHANGED = "tenant_changed"
 DELETED_IN_ENTRA = "deleted_in_entra"
@@ -41,6 +47,7 @@ HELD_BY_GUARD = "held_by_guard"
 APPROVAL_MISMATCH = "approval_mismatch"
 GROUP_NOT_FOUND = "group_not_found"
 UNKNOWN_ROLE = "unknown_role"
+FEATURE_NOT_AVAILABLE = "feature_not_available"
 
 UserStatus = Literal["active", "deactivated", "deleted"]
 RunStatus = Literal["succeeded", "needs_approval", "failed"]
@@ -113,6 +120,16 @@ class GroupMapping:
 class DeactivationGuard:
     max_count: int = 50
     max_percent: float = 20.0
+    min_count: int = 10
+    """The percentage holds a run only from this many deactivations on (R7), so a small
+    organisation's single leaver is never held."""
+
+    def holds(self, count: int, linked_active: int) -> bool:
+        """R7: more than `max_count`, or at least `min_count` and more than `max_percent`
+        % of the linked active users."""
+        return count > self.max_count or (
+            count >= self.min_count and count * 100 > self.max_percent * linked_active
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +141,10 @@ class Settings:
     sync_roles: bool = False
     allowed_domains: tuple[str, ...] = ()
     guard: DeactivationGuard = DeactivationGuard()
+    calendar_sync: bool = False
+    photo_sync: bool = False
+    write_back: tuple[str, ...] = ()
+    """The write-back options turned on (`create`, `update`, `delete`)."""
 
     @property
     def allowed_domain_keys(self) -> frozenset[str]:
@@ -161,6 +182,12 @@ class EmplyUser:
     deactivation_reason: str | None = None
     sync_groups: tuple[str, ...] = ()
     """Configured groups the user was in when the sync last looked (R6 group_removed)."""
+    role_basis: Mapping[str, str | None] | None = None
+    """R11 step 2: group → role of the user's groups as of the last run that reconciled its
+    roles; None when no run has (yet) under this rule."""
+    linked_domain: str | None = None
+    """R6: the UPN domain the user had when linked (the allowed one when `allowedDomains`
+    is empty); None for a link made before it was recorded."""
 
     @property
     def linked(self) -> bool:
@@ -188,8 +215,9 @@ class SyncState:
     """What the sync remembers between successful runs."""
 
     previous_mapping: Mapping[str, str | None] | None = None
-    """Group → role mapping at the last successful run with role sync on (R11 step 2);
-    None when roles were not synced then (first time: no migration)."""
+    """Group → role mapping at the last successful run with role sync on. Since R11 keeps a
+    basis per user (`EmplyUser.role_basis`), it only seeds that basis for users linked
+    before the basis existed; None when roles have never been synced (no migration)."""
 
 
 # --- The plan ------------------------------------------------------------------
@@ -258,11 +286,13 @@ class Problem:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class GroupsUpdate:
-    """Bookkeeping, not a reported change: the configured groups a user is in now."""
+class Bookkeeping:
+    """Not a reported change: what the sync remembers on a user for later runs (the
+    configured groups it is in now, its R11 role basis, its R6 link domain), as the
+    stored fields to set."""
 
     user_id: str
-    sync_groups: tuple[str, ...]
+    fields: Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -271,7 +301,7 @@ class Plan:
     held: tuple[Change, ...] = ()
     errors: tuple[Problem, ...] = ()
     skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    bookkeeping: tuple[GroupsUpdate, ...] = ()
+    bookkeeping: tuple[Bookkeeping, ...] = ()
     next_state: SyncState = SyncState()
 
     @property

@@ -10,7 +10,8 @@ that apply executes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from shared.reconcile import lifecycle, matching, model, roles, scope
 
@@ -49,29 +50,66 @@ class _Planner:
         self.deactivations: list[model.Change] = []
         self.problems: list[model.Problem] = []
         self.skips: dict[str, int] = {}
-        self.bookkeeping: list[model.GroupsUpdate] = []
+        self.bookkeeping: dict[str, dict[str, Any]] = {}
+        self.reconciled_roles: set[str] = set()
+        self.looked_at: set[str] = set()
+        """Linked users kept in scope by this run (their groups are known now)."""
 
     # -- the run -----------------------------------------------------------------
 
     def run(self, approve_deactivations: int | None) -> model.Plan:
         self._check_settings_against_tenant()
         held: tuple[model.Change, ...] = ()
+        roles_reconciled = self.settings.enabled and self.settings.sync_roles
         if self.settings.enabled:
             claimed = self._match_in_scope_users()
             self._deactivate_out_of_scope(claimed)
             held = self._guard(approve_deactivations)
+            self._seed_role_bases()
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
-        next_mapping = self.settings.mapping if self.settings.sync_roles else None
+        # Only a run that reconciles roles moves the mapping on; otherwise the one of the
+        # last run that did stands (R11: changes made meanwhile are applied later).
+        next_mapping = (
+            self.settings.mapping if roles_reconciled else self.state.previous_mapping
+        )
         return model.Plan(
             changes=tuple(self.changes),
             held=held,
             errors=tuple(self.problems),
             skips=dict(self.skips),
-            bookkeeping=tuple(self.bookkeeping),
+            bookkeeping=tuple(
+                model.Bookkeeping(user_id, fields)
+                for user_id, fields in self.bookkeeping.items()
+            ),
             next_state=model.SyncState(previous_mapping=next_mapping),
         )
 
+    def _remember(self, user_id: str, **fields: Any) -> None:
+        self.bookkeeping.setdefault(user_id, {}).update(fields)
+
+    def _unavailable_features(self) -> None:
+        """Settings that turn on what this version does not do are reported at every run,
+        never silently accepted (the setting is stored, and ignored)."""
+        wanted = [
+            ("calendarSync", "calendar sync (R13–R15)", self.settings.calendar_sync),
+            ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
+            *(
+                (f"writeBack.{option}", f"write-back {option} (R9)", True)
+                for option in self.settings.write_back
+            ),
+        ]
+        for setting, feature, on in wanted:
+            if on:
+                self.problems.append(
+                    model.Problem(
+                        model.FEATURE_NOT_AVAILABLE,
+                        f"{feature} is not available in this version: the setting {setting} "
+                        "is stored but nothing is done for it",
+                    )
+                )
+
     def _check_settings_against_tenant(self) -> None:
+        self._unavailable_features()
         known_roles = {r.id for r in self.emply.roles}
         for mapping in self.settings.groups:
             if mapping.group_id not in self.entra.groups:
@@ -106,7 +144,9 @@ class _Planner:
         `ambiguous_match` for all involved; an Entra user whose only candidate is held by a
         stronger (unresolved) claim has no match and is created (R4).
         """
-        index = matching.UserIndex(self.emply.users, self.settings.tenant_id)
+        index = matching.UserIndex(
+            self.emply.users, self.settings.tenant_id, self.emply.employees, self.entra.users
+        )
         in_scope = []
         for entra_id in sorted(self.groups_by_user):
             entra_user = self.entra.users.get(entra_id)
@@ -137,7 +177,13 @@ class _Planner:
         for entra_user, groups in in_scope:
             match = won.get(entra_user.id)
             if match is not None and match.user is not None:
-                self._keep_linked(match.user, entra_user, groups, match.step)
+                user = match.user
+                if match.step == 1 and not scope.domain_kept(
+                    entra_user, user.linked_domain, self.settings
+                ):
+                    kept.discard(user.id)  # R6 domain_changed: deactivated below
+                    continue
+                self._keep_linked(user, entra_user, groups, match.step)
                 continue
             match = found[entra_user.id]
             if match.ambiguous:
@@ -189,7 +235,7 @@ class _Planner:
         groups: tuple[str, ...],
         creator: _Creator,
     ) -> None:
-        refusal = creator.refusal(entra_user)
+        refusal = creator.refusal(entra_user, self.entra)
         if refusal is not None:
             reason, words = refusal
             self.problems.append(
@@ -198,7 +244,7 @@ class _Planner:
             return
         user_id = new_user_id(entra_user.id)
         user_roles = roles.roles_for_new_user(groups, self.settings)
-        after = {
+        after: dict[str, Any] = {
             "id": user_id,
             "username": entra_user.user_principal_name.strip(),
             "email": entra_user.mail_or_upn.strip(),
@@ -212,7 +258,10 @@ class _Planner:
             "linkedAt": self.stamp,
             "calendarSync": True,
             "syncGroups": list(groups),
+            "linkedDomain": model.upn_domain(entra_user.user_principal_name),
         }
+        if self.settings.sync_roles:
+            after["roleBasis"] = roles.basis_of(groups, self.settings.mapping)
         self.changes.append(
             model.Change(
                 model.CREATE_USER,
@@ -234,24 +283,45 @@ class _Planner:
         groups: tuple[str, ...],
         step: int,
     ) -> None:
+        domain = model.upn_domain(entra_user.user_principal_name)
         if step > 1 or user.entra_id != entra_user.id:
-            how = STEP_WORDS[step]
+            how = STEP_WORDS.get(step, "Entra object id")
+            reason = STEP_REASONS.get(step, model.LINK_USER)
+            words = f"linked to Entra user {entra_user.user_principal_name} by {how}"
+            if step > 1 and matching.is_replaceable(user, self.entra.users):
+                reason = model.ENTRA_ACCOUNT_REPLACED
+                words += (
+                    f"; its Entra user {user.entra_id} was deleted and this account was "
+                    "created in its place"
+                )
             self.changes.append(
                 model.Change(
                     model.LINK_USER,
                     "R3",
-                    model.LINK_USER,
+                    reason,
                     user.id,
                     entra_user.id,
-                    {"entraId": user.entra_id, "tenantId": user.link_tenant_id},
+                    {
+                        "entraId": user.entra_id,
+                        "tenantId": user.link_tenant_id,
+                        "linkedDomain": user.linked_domain,
+                    },
                     {
                         "entraId": entra_user.id,
                         "tenantId": self.settings.tenant_id,
                         "linkedAt": self.stamp,
+                        "linkedDomain": domain,
                     },
-                    f"linked to Entra user {entra_user.user_principal_name} by {how}",
+                    words,
                 )
             )
+        elif user.linked_domain is None or (
+            self.settings.allowed_domains and user.linked_domain != domain
+        ):
+            # A link from before the domain was recorded takes its current one (deactivating
+            # nobody); under an allowed list, a move between allowed domains is followed, so
+            # emptying the list later does not deactivate such users.
+            self._remember(user.id, linkedDomain=domain)
         status = user.status
         if user.status == "deactivated" and user.deactivated_by == "sync":
             status = "active"
@@ -269,9 +339,12 @@ class _Planner:
                 )
             )
         if tuple(user.sync_groups) != groups:
-            self.bookkeeping.append(model.GroupsUpdate(user.id, groups))
+            self._remember(user.id, syncGroups=list(groups))
+        self.looked_at.add(user.id)
         if status == "active" and self.settings.sync_roles:
             self._sync_roles(user, entra_user, groups)
+        else:
+            self._seed_role_basis(user, groups)
 
     def _sync_roles(
         self, user: model.EmplyUser, entra_user: model.EntraUser, groups: tuple[str, ...]
@@ -284,15 +357,19 @@ class _Planner:
             user.roles,
             groups,
             self.settings.mapping,
-            self.state.previous_mapping,
+            self._role_basis(user),
             self.admin_roles,
         )
+        self.reconciled_roles.add(user.id)
+        basis = roles.basis_of(groups, self.settings.mapping)
+        if basis != user.role_basis:
+            self._remember(user.id, roleBasis=basis)
         if decision.changed_from(user.roles):
             self.changes.append(
                 model.Change(
                     model.SET_ROLES,
                     "R11",
-                    f"case_{decision.case}",
+                    decision.reason,
                     user.id,
                     entra_user.id,
                     {"roles": list(user.roles)},
@@ -300,6 +377,36 @@ class _Planner:
                     f"FAQ case {decision.case}: {decision.explanation}",
                 )
             )
+
+    def _role_basis(self, user: model.EmplyUser) -> Mapping[str, str | None] | None:
+        """The user's R11 basis; for a user linked before bases were kept per user, the
+        run-wide mapping of the last run that reconciled roles, over the groups the user
+        was in then."""
+        if user.role_basis is not None:
+            return user.role_basis
+        previous = self.state.previous_mapping
+        if previous is None or not user.sync_groups:
+            return None
+        return {g: previous[g] for g in user.sync_groups if g in previous}
+
+    def _seed_role_bases(self) -> None:
+        """Keep a basis for linked users whose roles this run did not reconcile (deactivated,
+        or roles off) and that have none yet, so a mapping change made meanwhile is applied
+        when their roles are next reconciled (R11, case 2D) rather than lost."""
+        for user in self.emply.users:
+            if user.entra_id is not None and user.id not in self.looked_at:
+                self._seed_role_basis(user, user.sync_groups)
+
+    def _seed_role_basis(self, user: model.EmplyUser, groups: tuple[str, ...]) -> None:
+        # Users with an employee profile never have their roles reconciled (case 1).
+        if user.role_basis is not None or user.employee_id or user.id in self.reconciled_roles:
+            return
+        previous = self.state.previous_mapping
+        if previous is None and self.settings.sync_roles:
+            # Roles are reconciled for the first time: the others' basis is this mapping.
+            previous = self.settings.mapping
+        if previous is not None and groups:
+            self._remember(user.id, roleBasis={g: previous[g] for g in groups if g in previous})
 
     # -- R6 deactivation and R7 guard -------------------------------------------------
 
@@ -331,13 +438,14 @@ class _Planner:
         count = len(self.deactivations)
         linked_active = self._linked_active_after_this_run()
         guard = self.settings.guard
-        over = count > guard.max_count or count * 100 > guard.max_percent * linked_active
+        over = guard.holds(count, linked_active)
         if not over or approved == count:
             self.changes.extend(self.deactivations)
             return ()
         limit = (
-            f"{count} deactivations exceed the guard (maxCount {guard.max_count}, "
-            f"maxPercent {guard.max_percent:g}% of {linked_active} linked active users)"
+            f"{count} deactivations exceed the guard (maxCount {guard.max_count}, or "
+            f"from minCount {guard.min_count} on maxPercent {guard.max_percent:g}% of "
+            f"{linked_active} linked active users)"
         )
         if approved is not None:
             self.problems.append(
@@ -381,7 +489,17 @@ class _Planner:
         return ", ".join(names) or "no configured group"
 
 
-STEP_WORDS = {1: "Entra object id", 2: "username = UPN", 3: "e-mail = Entra mail"}
+STEP_WORDS = {
+    1: "Entra object id",
+    2: "username = UPN",
+    3: "e-mail = Entra mail",
+    4: "employee profile e-mail = Entra mail",
+}
+STEP_REASONS = {
+    2: model.LINKED_BY_USERNAME,
+    3: model.LINKED_BY_EMAIL,
+    4: model.LINKED_BY_EMPLOYEE_EMAIL,
+}
 
 
 def _claims(found: dict[str, matching.Match]) -> dict[str, list[tuple[int, str, bool]]]:
@@ -411,7 +529,9 @@ class _Creator:
         self.users_by_name = {model.norm(u.username): u for u in emply.users}
         self.user_ids = {u.id for u in emply.users}
 
-    def refusal(self, entra_user: model.EntraUser) -> tuple[str, str] | None:
+    def refusal(
+        self, entra_user: model.EntraUser, entra: model.EntraSnapshot
+    ) -> tuple[str, str] | None:
         employee = self.employees_by_email.get(model.norm(entra_user.mail_or_upn))
         if employee is not None and employee.id not in self.index.by_employee_id:
             return model.EMPLOYEE_WITHOUT_ACCOUNT, (
@@ -423,6 +543,17 @@ class _Creator:
         if holder is not None:
             # An unlinked active user would have matched, so the holder is linked (typically
             # an Entra account deleted and created again with the same UPN) or deleted in Emply.
+            if (
+                holder.entra_id is not None
+                and holder.entra_id not in entra.users
+                and holder.status == "active"
+            ):
+                return model.USERNAME_TAKEN, (
+                    f"{entra_user.user_principal_name}: Emply user {holder.id} has this "
+                    f"username and is linked to Entra user {holder.entra_id}, which was "
+                    "deleted: this run deactivates it (deleted_in_entra), and the next run "
+                    "connects it to this account (entra_account_replaced) and reactivates it"
+                )
             held_by = (
                 f"is linked to Entra user {holder.entra_id}"
                 if holder.entra_id

@@ -1,9 +1,11 @@
 """R11: roles, exactly as the FAQ's "Synchronize roles" cases (1, 2A–2D).
 
 For a linked, active user without an employee profile, with role sync on:
-  step 2 (case 2D): for every configured group whose role changed o → n since
-          the last successful run, members lose o unless another of their
-          groups still maps to o, and gain n;
+  step 2: against the user's basis (the group → role mapping of its groups when
+          its roles were last reconciled, kept per user): a group whose role
+          changed o → n makes it lose o unless another of its groups still maps
+          to o, and gain n (case 2D); a group newly joined, configured or mapped
+          only adds its role ("more groups give more roles");
   step 3 (2A, 2B, 2C): with M the roles mapped from the user's groups and R
           its roles, M ⊆ R leaves R alone, otherwise R becomes exactly M;
   step 4: an administrator role is never removed, in any step.
@@ -23,8 +25,14 @@ from shared.reconcile import model
 class RoleDecision:
     roles: tuple[str, ...]
     case: str
-    """Which FAQ case applied: '1', '2A/2B' (subset, unchanged), '2C' (replaced), '2D'."""
+    """Which FAQ case applied: '2A/2B' (subset, unchanged), '2C' (replaced), '2D' (mapping
+    changed), 'more_groups' (a new group's role added), joined by '+' when several did."""
     explanation: str
+
+    @property
+    def reason(self) -> str:
+        """The reason code a `set_roles` change carries."""
+        return "more_groups" if self.case == "more_groups" else f"case_{self.case}"
 
     def changed_from(self, before: tuple[str, ...]) -> bool:
         return self.roles != before
@@ -47,24 +55,39 @@ def roles_for_new_user(groups: tuple[str, ...], settings: model.Settings) -> tup
     return (settings.default_role_id,)
 
 
+def basis_of(groups: tuple[str, ...], mapping: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The R11 basis a run that reconciles a user's roles leaves: its groups' roles now."""
+    return {group: mapping.get(group) for group in groups}
+
+
 def decide_roles(
     current: tuple[str, ...],
     groups: tuple[str, ...],
     mapping: Mapping[str, str | None],
-    previous_mapping: Mapping[str, str | None] | None,
+    basis: Mapping[str, str | None] | None,
     admin_roles: frozenset[str],
 ) -> RoleDecision:
-    """Steps 2–4 of R11 for one user without an employee profile."""
+    """Steps 2–4 of R11 for one user without an employee profile, against `basis` (the
+    group → role mapping of its groups when its roles were last reconciled; None: never,
+    then step 2 has nothing to compare with)."""
     roles = list(current)
-    case = ""
+    cases: list[str] = []
     notes: list[str] = []
 
-    # Step 2: mapping changes since the last successful run (case 2D).
-    if previous_mapping is not None:
+    # Step 2: what changed since the user's roles were last reconciled.
+    if basis is not None:
         for group in groups:
-            if group not in previous_mapping:
+            new = mapping.get(group)
+            if group not in basis or basis[group] is None:
+                # Newly joined, newly configured or newly mapped: "more groups give more
+                # roles"; nothing is lost.
+                if new is not None and new not in roles:
+                    roles.append(new)
+                    if "more_groups" not in cases:
+                        cases.append("more_groups")
+                    notes.append(f"group {group} gives role {new!r}")
                 continue
-            old, new = previous_mapping[group], mapping.get(group)
+            old = basis[group]
             if old == new:
                 continue
             still_mapped = any(mapping.get(g) == old for g in groups)
@@ -72,14 +95,15 @@ def decide_roles(
                 roles.remove(old)
             if new is not None and new not in roles:
                 roles.append(new)
-            case = "2D"
+            if "2D" not in cases:
+                cases.insert(0, "2D")
             notes.append(f"group {group} now maps to {new!r} instead of {old!r}")
 
     # Step 3: the subset rule.
     wanted = mapped_roles(groups, mapping)
     if set(wanted) <= set(roles):
-        if not case:
-            case = "2A/2B"
+        if not cases:
+            cases.append("2A/2B")
             notes.append(
                 "the roles mapped from the user's groups are a subset of its roles: "
                 "nothing to change (extra roles stay)"
@@ -91,9 +115,9 @@ def decide_roles(
             r for r in wanted if r not in roles
         ]
         roles = kept_admin + roles
-        case = "2C" if case == "" else case + "+2C"
+        cases = [c for c in cases if c != "more_groups"] + ["2C"]
         notes.append(
             "the user lacked roles mapped from its groups: roles set to exactly the mapped "
             "roles" + (" (administrator role kept)" if kept_admin else "")
         )
-    return RoleDecision(tuple(roles), case, "; ".join(notes))
+    return RoleDecision(tuple(roles), "+".join(cases), "; ".join(notes))

@@ -50,6 +50,19 @@ def domain_allowed(user: model.EntraUser, settings: model.Settings) -> bool:
     return model.upn_domain(user.user_principal_name) in settings.allowed_domain_keys
 
 
+def domain_kept(
+    user: model.EntraUser, linked_domain: str | None, settings: model.Settings
+) -> bool:
+    """R6 for a linked user: its UPN domain is allowed, and with `allowedDomains` empty
+    it is still the domain it had when linked ("the user domain has been changed"). A
+    link with no recorded domain keeps its current one (recorded by this run)."""
+    if settings.allowed_domains:
+        return domain_allowed(user, settings)
+    return linked_domain is None or model.upn_domain(user.user_principal_name) == model.norm(
+        linked_domain
+    )
+
+
 def in_scope(
     user: model.EntraUser | None,
     groups: tuple[str, ...],

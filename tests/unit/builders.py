@@ -50,7 +50,7 @@ def settings(
     sync_roles: bool = True,
     default_role: str = "employee",
     allowed_domains: tuple[str, ...] = (),
-    guard: tuple[int, float] = (50, 20),
+    guard: tuple[int, float] | tuple[int, float, int] = (50, 20, 10),
     enabled: bool = True,
     tenant_id: str = TENANT,
 ) -> model.Settings:

@@ -128,7 +128,7 @@ def test_employee_with_account_and_identical_email_connects_automatically() -> N
     account = b.emply_user("u-anna", username="anna", email="anna@contoso.com",
                            employee_id="e-anna")
     plan = b.run(staff(ANNA), [account], b.settings(MAP), employees=(employee,))
-    assert b.kinds(plan) == [(model.LINK_USER, "u-anna", model.LINK_USER)]
+    assert b.kinds(plan) == [(model.LINK_USER, "u-anna", model.LINKED_BY_EMAIL)]
 
 
 def test_created_user_takes_upn_mail_name_and_source_entra() -> None:
@@ -232,7 +232,9 @@ def test_removal_from_one_group_while_in_another_changes_no_status() -> None:
     user = linked("anna", sync_groups=["grp-staff", "grp-hr"], roles=["employee", "hr"])
     plan = b.run(entra, [user], b.settings({"grp-staff": "employee", "grp-hr": "hr"}))
     assert [c.kind for c in plan.changes] == []
-    assert plan.bookkeeping == (model.GroupsUpdate("u-anna", ("grp-hr",)),)
+    assert plan.bookkeeping == (model.Bookkeeping("u-anna", {
+        "linkedDomain": "contoso.com", "syncGroups": ["grp-hr"], "roleBasis": {"grp-hr": "hr"},
+    }),)
 
 
 def test_removal_from_all_groups_deactivates() -> None:
@@ -249,17 +251,17 @@ def test_removal_from_all_groups_deactivates() -> None:
 def test_guard_holds_a_run_that_would_deactivate_60_percent() -> None:
     entra_users, users = many_linked(10)
     entra = b.tenant(entra_users, {"grp-staff": [u.id for u in entra_users[:4]]})
-    plan = b.run(entra, users, b.settings(MAP))
+    plan = b.run(entra, users, b.settings(MAP, guard=(50, 20, 5)))
     assert plan.status == "needs_approval"
     assert len(plan.held) == 6
     assert not [c for c in plan.changes if c.kind == model.DEACTIVATE_USER]
     assert model.HELD_BY_GUARD in [e.reason for e in plan.errors]
 
-    wrong = b.run(entra, users, b.settings(MAP), approve=5)
+    wrong = b.run(entra, users, b.settings(MAP, guard=(50, 20, 5)), approve=5)
     assert wrong.status == "needs_approval"
     assert model.APPROVAL_MISMATCH in [e.reason for e in wrong.errors]
 
-    approved = b.run(entra, users, b.settings(MAP), approve=6)
+    approved = b.run(entra, users, b.settings(MAP, guard=(50, 20, 5)), approve=6)
     assert approved.status == "succeeded"
     assert {c.user_id for c in approved.changes if c.kind == model.DEACTIVATE_USER} == {
         c.user_id for c in plan.held

@@ -164,7 +164,8 @@ def test_turning_role_sync_off_stops_role_changes() -> None:
     plan = b.run(entra, [linked("megan", ["manager"])], b.settings(MAPPING, sync_roles=False),
                  previous_mapping=MAPPING)
     assert plan.changes == ()
-    assert plan.next_state.previous_mapping is None
+    # The mapping of the last run that reconciled roles stands until one does again (R11).
+    assert plan.next_state.previous_mapping == MAPPING
 
 
 def test_mapping_change_keeps_old_role_when_another_group_still_maps_to_it() -> None:

@@ -21,7 +21,8 @@ def user_doc(u: model.EmplyUser) -> dict[str, Any]:
         "roles": list(u.roles), "employeeId": u.employee_id, "source": u.source,
         "entraId": u.entra_id, "tenantId": u.link_tenant_id,
         "deactivatedBy": u.deactivated_by, "deactivationReason": u.deactivation_reason,
-        "syncGroups": list(u.sync_groups),
+        "syncGroups": list(u.sync_groups), "roleBasis": u.role_basis,
+        "linkedDomain": u.linked_domain,
     }
 
 
@@ -55,7 +56,8 @@ def worlds(draw: st.DrawFn) -> tuple[model.EntraSnapshot, list[model.EmplyUser],
         for g in GROUPS
         if draw(st.booleans()) or g == "g1"
     }
-    guard = (draw(st.integers(0, 6)), draw(st.sampled_from([0, 20, 50, 100])))
+    guard = (draw(st.integers(0, 6)), draw(st.sampled_from([0, 20, 50, 100])),
+             draw(st.integers(0, 3)))
     cfg = b.settings(mapping, sync_roles=draw(st.booleans()), guard=guard)
     users: list[model.EmplyUser] = []
     for i, p in enumerate(PEOPLE):
@@ -138,6 +140,10 @@ def test_plan_never_touches_users_no_entra_user_matches(world: Any) -> None:
         and not any(
             model.norm(u.username) == model.norm(e.user_principal_name)
             or model.norm(u.email) == model.norm(e.mail_or_upn)
+            or any(  # R3 step 4: through the employee profile's e-mail
+                emp.id == u.employee_id and model.norm(emp.email) == model.norm(e.mail_or_upn)
+                for emp in EMPLOYEES
+            )
             for e in enabled
         )
     }
