@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="print the run report as JSON")
 
     expl = sub.add_parser("explain", parents=[common], help="why a user is in its state (R18)")
-    expl.add_argument("user", help="user id, username or e-mail (or an employee's e-mail)")
+    expl.add_argument("user", help="user id, username or e-mail (or an employee's e-mail, or "
+                      "an Entra user's object id, UPN or mail)")
     expl.add_argument("--json", action="store_true")
 
     runs = sub.add_parser("runs", parents=[common], help="run history")
@@ -217,6 +218,12 @@ def format_report(report: dict[str, Any]) -> str:
 def format_explanation(result: dict[str, Any]) -> str:
     if "employee" in result:
         head = f"Employee {result['employee']['id']} <{result['employee']['email']}>"
+    elif "entraUser" in result:
+        entra_user = result["entraUser"]
+        head = (
+            f"Entra user {entra_user['userPrincipalName']} ({entra_user['id']}): "
+            "no Emply user"
+        )
     else:
         user = result["user"]
         head = (

@@ -54,7 +54,17 @@ def explain(
     now: dt.datetime,
 ) -> dict[str, Any]:
     doc = find_user(key, user_docs, emply.employees)
+    entra_only = None
     if doc is None:
+        entra_only = find_entra_user(key, entra)
+        holder = [
+            d for d in user_docs.values()
+            if entra_only is not None and d.get("entraId") == entra_only.id
+        ]
+        doc = holder[0] if len(holder) == 1 else None
+    if doc is None:
+        if entra_only is not None and not _is_employee(key, emply.employees):
+            return _explain_entra_user(entra_only, entra, settings, plan)
         return _explain_employee_only(key, entra, emply, plan, now)
     user = next(u for u in emply.users if u.id == doc["id"])
     entra_user = entra.users.get(user.entra_id or "")
@@ -152,6 +162,108 @@ def explain(
             "heldByGuard": user.id in held,
             "problems": [p.to_json() for p in problems],
             "summary": _next_summary(next_run, user.id in held),
+        },
+        "faq": answers,
+    }
+
+
+def find_entra_user(key: str, entra: model.EntraSnapshot) -> model.EntraUser | None:
+    """The Entra user with this object id, else UPN, else mail (R18: an Entra user that
+    has no Emply user)."""
+    by_id = entra.users.get(key) or entra.users.get(key.strip().lower())
+    if by_id is not None:
+        return by_id
+    wanted = model.norm(key)
+    for field in ("user_principal_name", "mail"):
+        hits = [u for u in entra.users.values() if model.norm(getattr(u, field)) == wanted]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            ids = ", ".join(sorted(u.id for u in hits))
+            raise AmbiguousUser(f"{len(hits)} Entra users have {key!r}: {ids}; ask by object id")
+    return None
+
+
+def _is_employee(key: str, employees: tuple[model.Employee, ...]) -> bool:
+    wanted = model.norm(key)
+    return any(e.id == key or model.norm(e.email) == wanted for e in employees)
+
+
+# Why an Entra user has no Emply user, for each problem the plan can report about it.
+_PROBLEM_WORDS = {
+    model.AMBIGUOUS_MATCH: ("not created or linked: more than one Emply user matches "
+                            "(ambiguous_match)", "matching"),
+    model.EMPLOYEE_WITHOUT_ACCOUNT: ("not created: employee exists without a user account "
+                                     "(employee_without_account)", "employee_without_account"),
+    model.USERNAME_TAKEN: ("not created: an Emply user already has this username "
+                           "(username_taken)", "matching"),
+}
+
+
+def _explain_entra_user(
+    entra_user: model.EntraUser,
+    entra: model.EntraSnapshot,
+    settings: model.Settings,
+    plan: model.Plan,
+) -> dict[str, Any]:
+    """R18 for an Entra user with no Emply user: why it was not created, in the FAQ's
+    words where one applies, and what the next run does."""
+    groups = scope.configured_groups_by_user(entra, settings).get(entra_user.id, ())
+    mapping = settings.mapping
+    reasons: list[str] = []
+    answers: list[dict[str, str]] = []
+    if not settings.enabled:
+        reasons.append("not created: the integration is disabled (enabled false), so no new "
+                       "users are created")
+    if entra.tenant_id and entra.tenant_id.lower() != settings.tenant_id.lower():
+        reasons.append(f"not created: the user is in tenant {entra.tenant_id}, but the "
+                       f"integration is connected to tenant {settings.tenant_id} (other tenant)")
+    if not entra_user.account_enabled:
+        reasons.append("not created: the Entra account is disabled (accountEnabled false), "
+                       "so it is not in scope (R2)")
+    if not groups:
+        reasons.append("not created: not a member of any configured group (directly or "
+                       "through nested groups), so it is not in scope (R2)")
+        answers.append(answer("roles_single"))
+    if not scope.domain_allowed(entra_user, settings):
+        reasons.append(
+            f"not created: its domain {model.upn_domain(entra_user.user_principal_name)} is "
+            f"not one of the allowed domains ({', '.join(settings.allowed_domains)}) (R2)"
+        )
+        answers.append(answer("deactivated"))
+    problems = [p for p in plan.errors if p.entra_id == entra_user.id]
+    for problem in problems:
+        words, faq_key = _PROBLEM_WORDS.get(
+            problem.reason, (f"not created: {problem.reason}", "")
+        )
+        reasons.append(f"{words}: {problem.message}")
+        if faq_key and answer(faq_key) not in answers:
+            answers.append(answer(faq_key))
+    changes = [c.to_json() for c in plan.changes if c.entra_id == entra_user.id]
+    if not reasons and not changes:
+        reasons.append("in scope, and nothing keeps it from being created")
+    elif changes and not problems:
+        reasons.append("in scope: not created yet; the next run creates or links it")
+    return {
+        "entraUser": {
+            "id": entra_user.id,
+            "userPrincipalName": entra_user.user_principal_name,
+            "mail": entra_user.mail,
+            "displayName": entra_user.display_name,
+            "accountEnabled": entra_user.account_enabled,
+        },
+        "linked": False,
+        "groups": [
+            {"groupId": g, "displayName": lifecycle.group_name(entra, g), "roleId": mapping.get(g)}
+            for g in groups
+        ],
+        "why": reasons,
+        "nextRun": {
+            "changes": changes,
+            "problems": [p.to_json() for p in problems],
+            "summary": _next_summary(changes, False)
+            if changes
+            else "nothing: the sync will not create a user for this Entra user",
         },
         "faq": answers,
     }

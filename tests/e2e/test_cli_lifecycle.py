@@ -21,7 +21,8 @@ def staff_world(make_world: Any, n: int = 10, **settings: Any) -> tuple[Any, dic
 def test_guard_holds_60_percent_and_an_approved_run_applies_exactly_those(
     make_world: Any,
 ) -> None:
-    world, tenant = staff_world(make_world)
+    world, tenant = staff_world(
+        make_world, deactivationGuard={"maxCount": 50, "maxPercent": 20, "minCount": 5})
     changed = copy.deepcopy(tenant)
     changed["groups"][0]["members"] = changed["groups"][0]["members"][:4]
     world.sim.put_tenant(changed)

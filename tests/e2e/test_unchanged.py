@@ -42,7 +42,8 @@ def residual_part(report: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def test_held_deactivations_are_reported_again_without_planning(make_world: Any) -> None:
-    world, tenant = staff_world(make_world)
+    world, tenant = staff_world(
+        make_world, deactivationGuard={"maxCount": 50, "maxPercent": 20, "minCount": 5})
     changed = copy.deepcopy(tenant)
     changed["groups"][0]["members"] = changed["groups"][0]["members"][:4]
     world.sim.put_tenant(changed)

@@ -36,7 +36,8 @@ def test_defaults_are_filled() -> None:
     assert doc["settings"]["enabled"] is True
     assert doc["settings"]["allowedDomains"] == []
     assert doc["settings"]["writeBack"] == {"create": False, "update": False, "delete": False}
-    assert doc["settings"]["deactivationGuard"] == {"maxCount": 50, "maxPercent": 20}
+    assert doc["settings"]["deactivationGuard"] == {"maxCount": 50, "maxPercent": 20,
+                                                    "minCount": 10}
     megan = doc["users"][0]
     assert megan["status"] == "active"
     assert megan["source"] == "manual"
