@@ -80,6 +80,7 @@ ROLES = (
     model.Role("hr", "HR"),
     model.Role("manager", "Manager"),
     model.Role("new_employee", "New employee"),
+    model.Role("sales", "Sales"),
     model.Role("administrator", "Administrator", administrator=True),
 )
 

@@ -78,7 +78,13 @@ def worlds(draw: st.DrawFn) -> tuple[model.EntraSnapshot, list[model.EmplyUser],
                 f"u{i}", username=f"{p}@contoso.com", entra_id=p, roles=roles, status=status,
                 link_tenant_id=b.TENANT if kind == "linked" else "old-tenant",
                 deactivated_by=by, employee_id=employee,
+                deactivation_reason=draw(st.sampled_from(
+                    [None, "deleted_in_entra", "removed_from_groups"])) if by == "sync" else None,
                 sync_groups=draw(st.lists(st.sampled_from(GROUPS), max_size=2, unique=True)),
+                role_basis=draw(st.one_of(st.none(), st.dictionaries(
+                    st.sampled_from(GROUPS), st.one_of(st.none(), st.sampled_from(ROLE_IDS[:4])),
+                    max_size=3))),
+                linked_domain=draw(st.sampled_from([None, "contoso.com", "fabrikam.com"])),
             ))
         elif kind == "external":
             users.append(b.emply_user(f"x{i}", username=f"x{i}@partner.com", roles=roles))
