@@ -103,6 +103,12 @@ def explain(
         )
         if user.status == "active":
             answers.append(answer("one_way"))
+        link = _last_entry(doc, model.LINK_USER)
+        if link is not None and link.get("reason") == model.ENTRA_ACCOUNT_REPLACED:
+            reasons.append(
+                f"linked again (entra_account_replaced): {link.get('message')} "
+                f"(run {link.get('runId')}, {link.get('at')})"
+            )
 
     if user.status == "deactivated":
         if user.deactivated_by == "sync":
@@ -322,10 +328,17 @@ def _employee_words(employee: model.Employee, now: dt.datetime) -> str:
     )
 
 
-def _last_message(doc: Mapping[str, Any], kind: str) -> str:
+def _last_entry(doc: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for entry in reversed(doc.get("history") or []):
-        if entry.get("kind") == kind:
-            return f"{entry.get('message')} (run {entry.get('runId')}, {entry.get('at')})"
+        if isinstance(entry, Mapping) and entry.get("kind") == kind:
+            return entry
+    return None
+
+
+def _last_message(doc: Mapping[str, Any], kind: str) -> str:
+    entry = _last_entry(doc, kind)
+    if entry is not None:
+        return f"{entry.get('message')} (run {entry.get('runId')}, {entry.get('at')})"
     return "no record of the change in this user's history"
 
 
