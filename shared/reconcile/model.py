@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Mapping
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 # Change kinds (README, "Reason codes").
@@ -210,6 +212,49 @@ class EmplySnapshot:
     roles: tuple[Role, ...] = ()
 
 
+GUARD_WINDOW = dt.timedelta(hours=24)
+"""R7: deactivations applied without approval within this window count toward the guard,
+so six runs of 45 leavers cannot deactivate 45 % of the users unapproved."""
+
+
+def held_digest(user_ids: Iterable[str | None]) -> str:
+    """A short, order-free digest of a set of held users: what an approval binds to."""
+    text = "\n".join(sorted(u for u in user_ids if u is not None))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_APPROVAL = re.compile(
+    r"(?:(?P<count>\d{1,9})(?::(?P<digest>[0-9a-f]{12}))?|(?P<only>[0-9a-f]{12}))"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Approval:
+    """An operator's approval of held deactivations (R7): the count, the digest of the held
+    set, or both. A count alone approves the set the last run held, if it is this one."""
+
+    count: int | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Approval:
+        """`N`, `DIGEST` or `N:DIGEST` (what a held run's report says to pass)."""
+        found = _APPROVAL.fullmatch(text.strip())
+        if found is None:
+            raise ValueError(
+                f"expected N, N:DIGEST or DIGEST (12 hex digits, shown with the held "
+                f"deactivations), got {text!r}"
+            )
+        count = found.group("count")
+        return cls(int(count) if count is not None else None,
+                   found.group("digest") or found.group("only"))
+
+    def __str__(self) -> str:
+        if self.count is not None and self.digest:
+            return f"{self.count}:{self.digest}"
+        return str(self.count) if self.count is not None else str(self.digest)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SyncState:
     """What the sync remembers between successful runs."""
@@ -218,6 +263,11 @@ class SyncState:
     """Group → role mapping at the last successful run with role sync on. Since R11 keeps a
     basis per user (`EmplyUser.role_basis`), it only seeds that basis for users linked
     before the basis existed; None when roles have never been synced (no migration)."""
+    recent_deactivations: tuple[tuple[dt.datetime, int], ...] = ()
+    """(when, how many) deactivations runs applied without approval, within
+    `GUARD_WINDOW` of the run that recorded them (R7's rolling window)."""
+    held_digest: str | None = None
+    """`held_digest` of the deactivations the last run held, if any."""
 
 
 # --- The plan ------------------------------------------------------------------
@@ -303,6 +353,8 @@ class Plan:
     skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
     bookkeeping: tuple[Bookkeeping, ...] = ()
     next_state: SyncState = SyncState()
+    held_digest: str | None = None
+    """`held_digest` of `held`: what an approval of exactly these names."""
 
     @property
     def status(self) -> RunStatus:

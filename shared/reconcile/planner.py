@@ -23,10 +23,17 @@ def plan(
     state: model.SyncState,
     now: dt.datetime,
     *,
-    approve_deactivations: int | None = None,
+    approve_deactivations: int | model.Approval | None = None,
 ) -> model.Plan:
+    """`approve_deactivations`: an operator's approval of held deactivations (R7); a bare
+    number is `Approval(count=n)`."""
+    approval = (
+        model.Approval(count=approve_deactivations)
+        if isinstance(approve_deactivations, int)
+        else approve_deactivations
+    )
     planner = _Planner(entra, emply, settings, state, now)
-    return planner.run(approve_deactivations)
+    return planner.run(approval)
 
 
 class _Planner:
@@ -53,18 +60,24 @@ class _Planner:
         self.bookkeeping: dict[str, dict[str, Any]] = {}
         self.reconciled_roles: set[str] = set()
         self.looked_at: set[str] = set()
+        self.held_digest: str | None = None
+        self.window: tuple[tuple[dt.datetime, int], ...] = ()
         """Linked users kept in scope by this run (their groups are known now)."""
 
     # -- the run -----------------------------------------------------------------
 
-    def run(self, approve_deactivations: int | None) -> model.Plan:
+    def run(self, approval: model.Approval | None) -> model.Plan:
         self._check_settings_against_tenant()
         held: tuple[model.Change, ...] = ()
+        self.window = tuple(
+            (at, n) for at, n in self.state.recent_deactivations
+            if dt.timedelta(0) <= self.now - at < model.GUARD_WINDOW
+        )
         roles_reconciled = self.settings.enabled and self.settings.sync_roles
         if self.settings.enabled:
             claimed = self._match_in_scope_users()
             self._deactivate_out_of_scope(claimed)
-            held = self._guard(approve_deactivations)
+            held = self._guard(approval)
             self._seed_role_bases()
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the
@@ -81,7 +94,12 @@ class _Planner:
                 model.Bookkeeping(user_id, fields)
                 for user_id, fields in self.bookkeeping.items()
             ),
-            next_state=model.SyncState(previous_mapping=next_mapping),
+            next_state=model.SyncState(
+                previous_mapping=next_mapping,
+                recent_deactivations=self.window,
+                held_digest=self.held_digest,
+            ),
+            held_digest=self.held_digest,
         )
 
     def _remember(self, user_id: str, **fields: Any) -> None:
@@ -434,37 +452,73 @@ class _Planner:
                 )
             )
 
-    def _guard(self, approved: int | None) -> tuple[model.Change, ...]:
+    def _guard(self, approval: model.Approval | None) -> tuple[model.Change, ...]:
+        """R7. Deactivations applied without approval in the last `GUARD_WINDOW` count too
+        (and so do the users they deactivated, in the percentage's base). Held
+        deactivations are approved by their count and digest, or by their count alone
+        when they are the very set the last run held (the one the operator was shown)."""
         count = len(self.deactivations)
+        if not count:
+            return ()
+        recent = sum(n for _, n in self.window)
         linked_active = self._linked_active_after_this_run()
         guard = self.settings.guard
-        over = guard.holds(count, linked_active)
-        if not over or approved == count:
+        digest = model.held_digest(c.user_id for c in self.deactivations)
+        if not guard.holds(count + recent, linked_active + recent):
             self.changes.extend(self.deactivations)
+            self.window = (*self.window, (self.now, count))
             return ()
-        limit = (
-            f"{count} deactivations exceed the guard (maxCount {guard.max_count}, or "
-            f"from minCount {guard.min_count} on maxPercent {guard.max_percent:g}% of "
-            f"{linked_active} linked active users)"
+        mismatch = self._approval_mismatch(approval, count, digest)
+        if approval is not None and mismatch is None:
+            self.changes.extend(self.deactivations)  # approved: not counted in the window
+            return ()
+        self.held_digest = digest
+        earlier = (
+            f" (with {recent} applied without approval in the last "
+            f"{model.GUARD_WINDOW.total_seconds() / 3600:g} h)" if recent else ""
         )
-        if approved is not None:
-            self.problems.append(
-                model.Problem(
-                    model.APPROVAL_MISMATCH,
-                    f"approval was for {approved} deactivations but this run would make {count}; "
-                    "nothing was approved",
-                    rule="R7",
-                )
-            )
+        limit = (
+            f"{count} deactivations{earlier} exceed the guard (maxCount {guard.max_count}, "
+            f"or from minCount {guard.min_count} on maxPercent {guard.max_percent:g}% of "
+            f"{linked_active + recent} linked active users)"
+        )
+        if mismatch is not None:
+            self.problems.append(model.Problem(model.APPROVAL_MISMATCH, mismatch, rule="R7"))
         self.problems.append(
             model.Problem(
                 model.HELD_BY_GUARD,
-                f"{limit}: held; approve with --approve-deactivations {count} "
-                f'or {{"approveDeactivations": {count}}}',
+                f"{limit}: held (set {digest}); approve exactly these with "
+                f"--approve-deactivations {count}:{digest} "
+                f'or {{"approveDeactivations": "{count}:{digest}"}}',
                 rule="R7",
             )
         )
         return tuple(self.deactivations)
+
+    def _approval_mismatch(
+        self, approval: model.Approval | None, count: int, digest: str
+    ) -> str | None:
+        """Why `approval` does not approve these `count` deactivations; None if it does."""
+        if approval is None:
+            return None
+        if approval.count is not None and approval.count != count:
+            return (
+                f"approval was for {approval.count} deactivations but this run would make "
+                f"{count}; nothing was approved"
+            )
+        if approval.digest is not None and approval.digest != digest:
+            return (
+                f"approval was for the held set {approval.digest} but this run would "
+                f"deactivate set {digest} (other users than those shown); nothing was approved"
+            )
+        last = self.state.held_digest
+        if approval.digest is None and last is not None and last != digest:
+            return (
+                f"approval of {count} deactivations was given, but the last run held set "
+                f"{last} and this run would deactivate set {digest} (other users than those "
+                f"shown); nothing was approved: approve with {count}:{digest} after checking them"
+            )
+        return None
 
     def _linked_active_after_this_run(self) -> int:
         """The guard's base: linked active users once this run's creations, links and
