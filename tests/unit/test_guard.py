@@ -11,6 +11,7 @@ from tests.unit import builders as b
 
 STAFF = "grp-staff"
 GUARD = (50, 20, 10)
+FRESH = model.SyncState()
 
 
 def world(n: int, leaving: range) -> tuple[model.EntraSnapshot, list[model.EmplyUser]]:
@@ -23,7 +24,7 @@ def world(n: int, leaving: range) -> tuple[model.EntraSnapshot, list[model.Emply
 
 
 def run(entra: model.EntraSnapshot, users: list[model.EmplyUser], *,
-        state: model.SyncState = model.SyncState(),
+        state: model.SyncState = FRESH,
         approve: model.Approval | int | None = None,
         now: dt.datetime = b.NOW) -> model.Plan:
     return planner.plan(entra, model.EmplySnapshot(tuple(users), (), b.ROLES),
