@@ -36,6 +36,11 @@ param graphUrl string = 'https://graph.microsoft.com/v1.0'
 @description('NCRONTAB schedule of the sync timer (app setting EMPLY_SYNC_SCHEDULE); the FAQ\'s every 30 minutes by default.')
 param syncSchedule string = '0 */30 * * * *'
 
+@description('Hours without a completed run before the no-successful-run alert fires; above the timer interval.')
+@minValue(1)
+@maxValue(47)
+param noSuccessfulRunHours int = 2
+
 // A parameter's default may use only parameters and functions, not variables
 // (BCP072): this spells out envSlug and resourceToken below.
 @description('Unique name of the Entra app registration. The default is unique per deployment (subscription, resource group, environment), so two deployments in one tenant never share, and so never take over, one registration.')
@@ -138,6 +143,17 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
+    noSuccessfulRunHours: noSuccessfulRunHours
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    displayName: 'emply-sync (${environmentName})'
   }
 }
 
@@ -153,3 +169,4 @@ output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsNa
 output GRAPH_APP_CLIENT_ID string = graphApp.outputs.appId
 output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_WORKBOOK_ID string = workbook.outputs.id
