@@ -26,7 +26,8 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
     category: 'workbook'
     sourceId: appInsightsId
     serializedData: replace(loadTextContent('../workbooks/emply-sync.workbook.json'), '__APP_INSIGHTS_ID__', appInsightsId)
-    version: '1.0'
+    // The workbook schema of serializedData.
+    version: 'Notebook/1.0'
   }
 }
 
