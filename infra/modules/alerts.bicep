@@ -46,7 +46,8 @@ var notConfigured = '''
 let notConfigured = traces
 | where message == "emply_sync.error"
 | where tostring(customDimensions.reason) == "not_configured"
-| distinct runId = tostring(customDimensions.runId)
+| extend runId = tostring(customDimensions.runId)
+| distinct runId
 | extend waitingForImport = true;
 '''
 
