@@ -45,3 +45,16 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 .PHONY: bench
 bench: setup
 	$(BIN)/python -m bench.run --users 100000 --groups 20 --latency-ms 20
+
+# requirements.txt is the lock of pyproject.toml's dependencies (the whole
+# resolved set, so Azure's remote build installs exactly what the tests ran
+# with). Regenerate after changing a dependency, with Python 3.11 (the runtime's),
+# then `make setup`. pip-tools in its own venv: it is not a dependency of the app.
+LOCK_VENV := .venv-lock
+.PHONY: lock
+lock:
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==7.6.2
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --strip-extras \
+	  --no-emit-index-url --no-emit-trusted-host --no-emit-find-links \
+	  --output-file requirements.txt pyproject.toml

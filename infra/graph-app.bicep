@@ -9,7 +9,9 @@
 // api://AzureADTokenExchange and presents it as the client assertion.
 //
 // Graph application permissions are granted here (appRoleAssignedTo on the
-// Microsoft Graph service principal), exactly what the enabled features need.
+// Microsoft Graph service principal): exactly what the code of this version
+// uses. A grant is never revoked by this template: a role granted by an earlier
+// deployment stays until it is removed by hand (docs/deploy.md says how).
 extension microsoftGraphV1
 
 @description('Stable unique name of the application object (idempotent redeployments).')
@@ -21,19 +23,20 @@ param displayName string
 @description('Object (principal) id of the user-assigned managed identity the function app runs as.')
 param managedIdentityPrincipalId string
 
-@description('Calendar sync (R13-R15): read calendars, mirror events, push events.')
+@description('Reserved: calendar sync (R13-R15) is not in this version; grants nothing.')
 param enableCalendarSync bool = false
 
-@description('Photo sync (R16): read Entra profile photos.')
+@description('Reserved: photo sync (R16) is not in this version; grants nothing.')
 param enablePhotoSync bool = false
 
-@description('Write-back (R9): create, update and delete Entra users from Emply.')
+@description('Reserved: write-back (R9) is not in this version; grants nothing.')
 param enableWriteBack bool = false
 
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
-// Microsoft Graph application permissions (app role ids; identical in every
-// tenant). Checked against the Graph permissions reference.
+// Microsoft Graph application permissions the directory sync reads with (app
+// role ids; identical in every tenant). Checked against the Graph permissions
+// reference.
 var graphAppRoles = {
   // Users, their properties and the users delta query.
   userReadAll: 'df021288-bdef-4463-88db-98f22de89214' // User.Read.All
@@ -41,13 +44,19 @@ var graphAppRoles = {
   groupMemberReadAll: '98830695-27a2-44f7-8c18-0c3ebc9698f6' // GroupMember.Read.All
   // GET /organization: tenant id, onPremisesSyncEnabled (hybrid), domains.
   organizationReadAll: '498476ce-e0fe-48b0-b801-37ba7e2685c6' // Organization.Read.All
-  // Calendars with canEdit, event mirroring and pushing events (R13-R15).
-  calendarsReadWrite: 'ef54d2bf-783f-4e0f-bca1-3210c0444d99' // Calendars.ReadWrite
-  // Profile photos (R16). User.Read.All already allows GET /users/{id}/photo;
-  // the dedicated permission is granted so the feature's need is explicit.
-  profilePhotoReadAll: 'e24d31aa-e1ab-4c80-85fe-23018690335d' // ProfilePhoto.Read.All
-  // Write-back: create, update and delete users (R9).
-  userReadWriteAll: '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+}
+
+// What each optional feature's switch grants. A switch grants a permission only
+// once this version has the feature; calendar sync, photo sync and write-back
+// are not built yet, so their switches are reserved and grant nothing. When a
+// feature is built, its list gets its permission: Calendars.ReadWrite
+// (ef54d2bf-783f-4e0f-bca1-3210c0444d99), ProfilePhoto.Read.All
+// (e24d31aa-e1ab-4c80-85fe-23018690335d), User.ReadWrite.All
+// (741f803b-c850-494e-b5df-cde7c675a1ca).
+var featureAppRoles = {
+  calendarSync: []
+  photoSync: []
+  writeBack: []
 }
 
 var grantedAppRoles = concat(
@@ -56,9 +65,9 @@ var grantedAppRoles = concat(
     graphAppRoles.groupMemberReadAll
     graphAppRoles.organizationReadAll
   ],
-  enableCalendarSync ? [graphAppRoles.calendarsReadWrite] : [],
-  enablePhotoSync ? [graphAppRoles.profilePhotoReadAll] : [],
-  enableWriteBack ? [graphAppRoles.userReadWriteAll] : []
+  enableCalendarSync ? featureAppRoles.calendarSync : [],
+  enablePhotoSync ? featureAppRoles.photoSync : [],
+  enableWriteBack ? featureAppRoles.writeBack : []
 )
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {

@@ -12,7 +12,7 @@ targetScope = 'resourceGroup'
 
 @minLength(1)
 @maxLength(40)
-@description('Environment name (azd sets it); part of every resource name.')
+@description('Environment name (azd sets it); part of every resource name. Letters, digits, hyphens (underscores and dots become hyphens); starts and ends with a letter or digit.')
 param environmentName string
 
 @description('Region for all resources (Flex Consumption must be available there).')
@@ -21,27 +21,46 @@ param location string = resourceGroup().location
 @description('E-mail address that receives the operational alerts.')
 param alertEmail string
 
-@description('Grant Calendars.ReadWrite for calendar sync (settings.calendarSync).')
+@description('Reserved: calendar sync is not in this version; grants nothing (docs/deploy.md).')
 param enableCalendarSync bool = false
 
-@description('Grant ProfilePhoto.Read.All for photo sync (settings.photoSync).')
+@description('Reserved: photo sync is not in this version; grants nothing (docs/deploy.md).')
 param enablePhotoSync bool = false
 
-@description('Grant User.ReadWrite.All for write-back (settings.writeBack.*). Not allowed in hybrid tenants.')
+@description('Reserved: write-back is not in this version; grants nothing (docs/deploy.md).')
 param enableWriteBack bool = false
 
 @description('Microsoft Graph base URL the app calls.')
 param graphUrl string = 'https://graph.microsoft.com/v1.0'
 
-@description('Unique name of the Entra app registration (change it to run two environments in one tenant).')
-param appRegistrationName string = 'emply-entra-sync-${environmentName}'
+@description('NCRONTAB schedule of the sync timer (app setting EMPLY_SYNC_SCHEDULE); the FAQ\'s every 30 minutes by default.')
+param syncSchedule string = '0 */30 * * * *'
+
+@description('Hours without a completed run before the no-successful-run alert fires; above the timer interval.')
+@minValue(1)
+@maxValue(47)
+param noSuccessfulRunHours int = 2
+
+// A parameter's default may use only parameters and functions, not variables
+// (BCP072): this spells out envSlug and resourceToken below.
+@description('Unique name of the Entra app registration. The default is unique per deployment (subscription, resource group, environment), so two deployments in one tenant never share, and so never take over, one registration.')
+param appRegistrationName string = 'emply-entra-sync-${toLower(replace(replace(environmentName, '_', '-'), '.', '-'))}-${toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))}'
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
+
+// Azure resource names allow letters, digits and hyphens; azd environment names
+// may also hold underscores and dots.
+var envSlug = toLower(replace(replace(environmentName, '_', '-'), '.', '-'))
+
 var tags = {
   'azd-env-name': environmentName
   application: 'emply-entra-sync'
 }
-var namePrefix = 'emplysync-${environmentName}'
+var namePrefix = 'emplysync-${envSlug}'
+// A function app name has at most 60 characters: 'func-emplysync-' (15), at
+// most 30 of the environment slug, '-' and the 13-character token keep it at 59
+// for every allowed environment name; the token keeps it unique.
+var functionAppName = 'func-emplysync-${take(envSlug, 30)}-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -83,7 +102,7 @@ module graphApp 'graph-app.bicep' = {
   name: 'graph-app'
   params: {
     uniqueName: appRegistrationName
-    displayName: 'Emply Entra sync (${environmentName})'
+    displayName: 'Emply Entra sync (${environmentName}, ${resourceGroup().name})'
     managedIdentityPrincipalId: identity.properties.principalId
     enableCalendarSync: enableCalendarSync
     enablePhotoSync: enablePhotoSync
@@ -94,7 +113,7 @@ module graphApp 'graph-app.bicep' = {
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
-    name: 'func-${namePrefix}-${resourceToken}'
+    name: functionAppName
     planName: 'plan-${namePrefix}'
     location: location
     tags: tags
@@ -108,6 +127,7 @@ module functionApp 'modules/function-app.bicep' = {
     graphUrl: graphUrl
     graphClientId: graphApp.outputs.appId
     graphTenantId: tenant().tenantId
+    syncSchedule: syncSchedule
   }
   // The host must be able to reach its storage on first start.
   dependsOn: [
@@ -123,6 +143,17 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
+    noSuccessfulRunHours: noSuccessfulRunHours
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    displayName: 'emply-sync (${environmentName})'
   }
 }
 
@@ -138,3 +169,4 @@ output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsNa
 output GRAPH_APP_CLIENT_ID string = graphApp.outputs.appId
 output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_WORKBOOK_ID string = workbook.outputs.id

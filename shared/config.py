@@ -26,6 +26,13 @@ MANAGED_IDENTITY_CLIENT_ID = "AZURE_CLIENT_ID"
 # Telemetry: OpenTelemetry export to Application Insights when set.
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
+# The timer's NCRONTAB schedule. Read by the Functions host, not by Python: the
+# timer binding says %EMPLY_SYNC_SCHEDULE%, so the setting must exist wherever the
+# app runs (infra/ and local.settings.example.json set it), or the timer does not load.
+SYNC_SCHEDULE = "EMPLY_SYNC_SCHEDULE"
+DEFAULT_SYNC_SCHEDULE = "0 */30 * * * *"
+"""The FAQ's "every 30 minutes" (R1): the default infra/ and the local example set."""
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -38,6 +45,7 @@ APP_SETTINGS: tuple[str, ...] = (
     GRAPH_TENANT_ID,
     MANAGED_IDENTITY_CLIENT_ID,
     APPINSIGHTS_CONNECTION_STRING,
+    SYNC_SCHEDULE,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

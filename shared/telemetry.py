@@ -1,21 +1,26 @@
 """Structured logs that Application Insights can query.
 
-One record per run (`emply_sync.run`) with run id, trigger, status, duration
-and counts per change kind; one per problem (`emply_sync.error`) with its
-reason code. Properties go in `extra`, which the OpenTelemetry exporter turns
-into `customDimensions`. Only ids, reason codes and counts are logged: no
-names, and e-mail addresses only inside messages the FAQ makes necessary.
+One record per run (`emply_sync.run`) with run id, trigger, status, duration,
+counts per change kind and deactivations (applied and held) per reason; one per
+problem (`emply_sync.error`) with its reason code. infra/'s alerts and workbook
+query these names; tests/e2e/test_telemetry_queries.py holds the two together.
+Properties go in `extra`, which the OpenTelemetry exporter turns into
+`customDimensions` (as strings; a None is left out). Only ids, reason codes and
+counts are logged: no names, and e-mail addresses only inside messages the FAQ
+makes necessary.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import config
+from shared.reconcile import model
 
 LOGGER_NAME = "emply_sync"
 log = logging.getLogger(LOGGER_NAME)
@@ -56,13 +61,25 @@ def run_event(report: Mapping[str, Any]) -> dict[str, Any]:
         "dryRun": bool(report.get("dryRun")),
         "durationMs": report.get("durationMs"),
         "changes": json.dumps(report.get("counts") or {}, sort_keys=True),
+        "deactivations": _deactivation_reasons(report.get("changes") or ()),
         "held": len(report.get("held") or ()),
+        "heldDeactivations": _deactivation_reasons(report.get("held") or ()),
         "errors": len(report.get("errors") or ()),
         "graphRequests": read.get("requests", 0),
         "graphThrottled": read.get("throttled", 0),
         "fullRead": read.get("fullRead"),
         "reusedPlanOf": report.get("reusedPlanOf"),
     }
+
+
+def _deactivation_reasons(changes: Iterable[Mapping[str, Any]]) -> str:
+    """JSON object: deactivation reason (R6) -> count. A JSON string, like `changes`,
+    because the exporter sends each dimension as one string."""
+    reasons = collections.Counter(
+        str(change.get("reason")) for change in changes
+        if change.get("kind") == model.DEACTIVATE_USER
+    )
+    return json.dumps(dict(reasons), sort_keys=True)
 
 
 def log_run(report: Mapping[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Timer trigger: a sync every 30 minutes (R1)."""
+"""Timer trigger: a sync on the app setting's schedule, every 30 minutes by default (R1)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import logging
 
 import azure.functions as func
 
-from shared import service
+from shared import config, service
 from shared import store as store_mod
 
-SCHEDULE = "0 */30 * * * *"
+# The host reads the schedule from the app setting (%NAME%), so operators change
+# it without a code change; infra/ sets it to config.DEFAULT_SYNC_SCHEDULE.
+SCHEDULE = f"%{config.SYNC_SCHEDULE}%"
 log = logging.getLogger("emply_sync.timer")
 bp = func.Blueprint()
 
@@ -22,7 +24,7 @@ async def scheduled_sync(timer: func.TimerRequest) -> None:
         async with service.open_deps() as deps:
             await service.run_sync(deps, trigger="timer")
     except store_mod.RunInProgress as exc:
-        # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
+        # A manual run is busy: this tick has nothing to add; the next tick runs as usual.
         log.info(
             "emply_sync.timer_skipped",
             extra={"trigger": "timer", "runningRunId": exc.running_run_id},

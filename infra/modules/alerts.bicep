@@ -2,6 +2,12 @@
 // (message "emply_sync.run", customDimensions runId/trigger/status/dryRun/...),
 // all to one action group that e-mails the operator. docs/operations.md says
 // what each one means and what to do.
+//
+// None of them fires before the first import: until the Emply side (with its
+// settings) is imported, every run fails with reason not_configured, which the
+// alerts count as a deployment waiting for its configuration, not as a failure.
+// tests/e2e/test_telemetry_queries.py checks every name these queries use
+// against the telemetry a real run emits.
 
 param namePrefix string
 param location string
@@ -17,6 +23,11 @@ param alertEmail string
 @maxLength(12)
 param actionGroupShortName string = 'emplysync'
 
+@description('Hours without a completed run before the no-successful-run alert fires (the timer runs every 30 minutes by default).')
+@minValue(1)
+@maxValue(47)
+param noSuccessfulRunHours int = 2
+
 // Runs are logged twice when the Functions host also forwards the worker's
 // log records; only the OpenTelemetry copy carries customDimensions.runId, and
 // one run is counted once whatever happens.
@@ -28,6 +39,16 @@ traces
          dryRun = tolower(tostring(customDimensions.dryRun)) == "true"
 | where isnotempty(runId)
 | summarize arg_max(timestamp, *) by runId
+'''
+
+// Runs that failed because nothing was imported yet (reason not_configured).
+var notConfigured = '''
+let notConfigured = traces
+| where message == "emply_sync.error"
+| where tostring(customDimensions.reason) == "not_configured"
+| extend runId = tostring(customDimensions.runId)
+| distinct runId
+| extend waitingForImport = true;
 '''
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
@@ -49,14 +70,19 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 
 // The timer fires every 30 minutes: four chances in two hours. A run that
 // held deactivations (needs_approval) still applied everything else, so it
-// counts as completed here; it has its own alert below.
-resource noSuccessfulRun 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+// counts as completed here; it has its own alert below. A run that failed with
+// not_configured counts too: the app runs, it waits for its first import.
+// The query looks back two days (overrideQueryTimeRange) and fires only when a
+// run was recorded in that time: a deployment whose timer has not run yet, or
+// that has run only while waiting for its import, stays quiet. The price: after
+// two days without any run record the alert resolves itself (docs/operations.md).
+resource noSuccessfulRun 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-no-successful-run'
   location: location
   tags: tags
   properties: {
-    displayName: 'emply-sync: no successful run in 2 hours'
-    description: 'No sync run completed (status succeeded or needs_approval, dry runs excluded) in the last 2 hours. See docs/operations.md.'
+    displayName: 'emply-sync: no successful run in ${noSuccessfulRunHours} hours'
+    description: 'Runs were recorded in the last two days, but none completed (status succeeded or needs_approval, dry runs excluded; runs waiting for the first import count as fine) in the last ${noSuccessfulRunHours} hours. See docs/operations.md.'
     severity: 1
     enabled: true
     scopes: [
@@ -64,47 +90,11 @@ resource noSuccessfulRun 'Microsoft.Insights/scheduledQueryRules@2023-03-15-prev
     ]
     evaluationFrequency: 'PT15M'
     windowSize: 'PT2H'
+    overrideQueryTimeRange: 'P2D'
     criteria: {
       allOf: [
         {
-          query: '${runs}| where not(dryRun) and status in ("succeeded", "needs_approval")\n'
-          timeAggregation: 'Count'
-          operator: 'LessThan'
-          threshold: 1
-          failingPeriods: {
-            numberOfEvaluationPeriods: 1
-            minFailingPeriodsToAlert: 1
-          }
-        }
-      ]
-    }
-    autoMitigate: true
-    actions: {
-      actionGroups: [
-        actionGroup.id
-      ]
-    }
-  }
-}
-
-resource failedRun 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
-  name: '${namePrefix}-failed-run'
-  location: location
-  tags: tags
-  properties: {
-    displayName: 'emply-sync: a run failed'
-    description: 'At least one sync run ended with status failed. Nothing of a failed run is applied past the failure; see the run report and emply_sync.error records. See docs/operations.md.'
-    severity: 1
-    enabled: true
-    scopes: [
-      appInsightsId
-    ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT30M'
-    criteria: {
-      allOf: [
-        {
-          query: '${runs}| where status == "failed"\n'
+          query: '${notConfigured}${runs}| join kind=leftouter notConfigured on runId\n| extend healthy = (not(dryRun) and status in ("succeeded", "needs_approval")) or isnotnull(waitingForImport)\n| summarize lastRun = max(timestamp), lastHealthy = maxif(timestamp, healthy)\n| where isnotnull(lastRun) and (isnull(lastHealthy) or lastHealthy < ago(${noSuccessfulRunHours}h))\n'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -124,7 +114,44 @@ resource failedRun 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' =
   }
 }
 
-resource needsApproval 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource failedRun 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-failed-run'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'emply-sync: a run failed'
+    description: 'At least one sync run ended with status failed (runs that failed only because nothing was imported yet, reason not_configured, excluded). Nothing of a failed run is applied past the failure; see the run report and emply_sync.error records. See docs/operations.md.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT30M'
+    criteria: {
+      allOf: [
+        {
+          query: '${notConfigured}${runs}| where status == "failed"\n| join kind=leftanti notConfigured on runId\n'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource needsApproval 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-needs-approval'
   location: location
   tags: tags

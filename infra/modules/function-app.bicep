@@ -31,6 +31,9 @@ param graphClientId string
 @description('Tenant the app registration lives in.')
 param graphTenantId string
 
+@description('NCRONTAB schedule of the sync timer; the timer binding reads it as %EMPLY_SYNC_SCHEDULE%.')
+param syncSchedule string = '0 */30 * * * *'
+
 @description('Upper bound of Flex Consumption instances (the sync itself holds a single-run lease).')
 @minValue(40)
 @maxValue(1000)
@@ -132,6 +135,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'EMPLY_SYNC_GRAPH_TENANT_ID'
           value: graphTenantId
+        }
+        {
+          // The host resolves the timer's %EMPLY_SYNC_SCHEDULE% from this; without
+          // it the timer function fails to load.
+          name: 'EMPLY_SYNC_SCHEDULE'
+          value: syncSchedule
         }
       ]
     }

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +205,59 @@ def test_the_scanner_sees_the_code() -> None:
     assert [attr for attr, _ in config_references(sample)] == ["GRAPH_URL"]
     lines = sorted({line for line, _ in literal_setting_uses(sample)})
     assert lines == [3, 4, 5, 7]
+
+
+# --- the timer schedule and the local settings example ------------------------
+
+LOCAL_EXAMPLE = bicep.REPO / "local.settings.example.json"
+# What only the Functions host (Core Tools) reads locally.
+LOCAL_HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
+# Set in Azure only: managed identity, identity-based storage endpoints, the app
+# registration and App Insights have no local counterpart.
+AZURE_ONLY = {
+    config.STORAGE_TABLE_ENDPOINT,
+    config.STORAGE_BLOB_ENDPOINT,
+    config.GRAPH_CLIENT_ID,
+    config.GRAPH_TENANT_ID,
+    config.MANAGED_IDENTITY_CLIENT_ID,
+    config.APPINSIGHTS_CONNECTION_STRING,
+}
+
+
+def _param_default(path: Path, name: str) -> object:
+    return bicep.parse(path)["parameters"][name]["default"]
+
+
+def test_the_schedule_is_the_faqs_30_minutes_by_default_everywhere() -> None:
+    assert config.DEFAULT_SYNC_SCHEDULE == "0 */30 * * * *"
+    main = bicep.INFRA / "main.bicep"
+    assert _param_default(main, "syncSchedule") == config.DEFAULT_SYNC_SCHEDULE
+    module = bicep.INFRA / "modules" / "function-app.bicep"
+    assert _param_default(module, "syncSchedule") == config.DEFAULT_SYNC_SCHEDULE
+    assert bicep.app_settings()[config.SYNC_SCHEDULE] == module
+    values = json.loads(LOCAL_EXAMPLE.read_text())["Values"]
+    assert values[config.SYNC_SCHEDULE] == config.DEFAULT_SYNC_SCHEDULE
+
+
+def test_the_timer_binding_reads_the_schedule_setting() -> None:
+    import sync_timer
+
+    assert sync_timer.SCHEDULE.strip("%") == config.SYNC_SCHEDULE
+    assert sync_timer.SCHEDULE == "%EMPLY_SYNC_SCHEDULE%"
+
+
+def test_local_settings_example_holds_what_func_start_needs_and_nothing_azure_only() -> None:
+    doc = json.loads(LOCAL_EXAMPLE.read_text())
+    assert doc["IsEncrypted"] is False
+    values = doc["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == config.AZURITE_DEV_CONNECTION_STRING
+    assert values[config.STORAGE_CONNECTION_STRING] == config.AZURITE_DEV_CONNECTION_STRING
+    assert values[config.GRAPH_URL].startswith("http://127.0.0.1:")
+    known = set(setting_constants().values()) | LOCAL_HOST_SETTINGS
+    assert set(values) <= known, f"unknown settings: {sorted(set(values) - known)}"
+    assert AZURE_ONLY.isdisjoint(values)
+    # Copied to local.settings.json, which stays out of git and out of the package.
+    assert "local.settings.json" in (bicep.REPO / ".gitignore").read_text().split()
+    ignored = (bicep.REPO / ".funcignore").read_text().split()
+    assert {"local.settings.json", LOCAL_EXAMPLE.name} <= set(ignored)
