@@ -122,3 +122,49 @@ def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
     names, generation = asyncio.run(blobs())
     assert names == [f"snapshot-emply-{generation}.json.gz",
                      f"snapshot-entra-{generation}.json.gz", "state.json.gz"]
+
+
+def edit_state(edit: Any) -> dict[str, Any]:
+    """Rewrite the stored state blob with `edit` applied to its JSON; the new JSON."""
+    async def go() -> dict[str, Any]:
+        async with service.open_deps() as deps:
+            state = await deps.store.load_sync_state()
+            assert isinstance(state, dict)
+            edited: dict[str, Any] = edit(state)
+            await deps.store.save_sync_state(edited)
+            return edited
+
+    return asyncio.run(go())
+
+
+def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> None:
+    """The code before `shared.records` wrote the same fields without "format": a run
+    after an upgrade still reuses the residual and reads Entra from the delta links."""
+    staff_world(make_world)
+    first = run_at(DAY)
+    old = edit_state(lambda s: {k: v for k, v in s.items() if k != "format"})
+    assert set(old) == {"mirrorHead", "snapshot", "previousMapping", "lastRunId", "residual"}
+    again = run_at(DAY + dt.timedelta(minutes=30))
+    assert again["reusedPlanOf"] == first["runId"] and again["errors"] == []
+    assert again["entraRead"] == {"fullRead": False, "reason": None, "requests": 3,
+                                  "throttled": 0}
+
+    edit_state(lambda s: {k: v for k, v in s.items() if k != "format"})
+    next_day = run_at(DAY + dt.timedelta(days=1))  # plans, from the old state's snapshot
+    assert "reusedPlanOf" not in next_day and next_day["errors"] == []
+    assert next_day["entraRead"]["fullRead"] is False
+
+
+def test_a_state_of_an_unknown_format_is_a_reported_full_read(make_world: Any) -> None:
+    staff_world(make_world)
+    run_at(DAY)
+    edit_state(lambda s: {**s, "format": records.FORMAT + 1})
+    report = run_at(DAY + dt.timedelta(minutes=30))
+    assert "reusedPlanOf" not in report
+    assert report["status"] == "succeeded" and report["counts"] == {}
+    assert [e["reason"] for e in report["errors"]] == ["sync_state_unreadable"]
+    assert f"state format {records.FORMAT + 1}" in report["errors"][0]["message"]
+    assert report["entraRead"]["fullRead"] is True
+    assert report["entraRead"]["reason"] == "initial"
+    # The state was rewritten in this code's format: the next run reuses again.
+    assert run_at(DAY + dt.timedelta(minutes=60))["reusedPlanOf"] == report["runId"]
