@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -161,3 +162,23 @@ def test_a_reports_keys_appear_as_the_run_gets_there() -> None:
     assert as_json["counts"] == {} and as_json["planned"] == changes
     assert as_json["errors"][-1]["reason"] == "graph_read_failed"
     assert as_json["held"] == [HELD]  # what was held is still shown
+
+
+def test_the_snapshots_entra_part_packs_in_this_format_and_reads_format_2_too() -> None:
+    users = {"p1": ["p1", "p1@contoso.com", "p1@contoso.com", "P1", None, None, True, None,
+                    None, None, None],
+             "p2": ["p2", "p2@contoso.com", None, "P2", "P", "Two", False, True, "CTO", None,
+                    None]}
+    groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1", "g2"]}}
+    packed = records.pack_entra({**HEAD, "users": users, "groups": groups})
+    assert packed["format"] == records.FORMAT
+    for form in (records.FORMAT, 2):
+        part = json.loads(json.dumps({**packed, "format": form}))  # as stored
+        unpacked = records.unpack_entra(part)
+        assert unpacked is not None
+        assert unpacked["users"] == users and unpacked["groups"] == groups
+    # Format 1 (users as in the mirror) or none: read Entra in full once instead.
+    assert records.unpack_entra({**packed, "format": 1}) is None
+    assert records.unpack_entra({"users": users, "groups": groups}) is None
+    with pytest.raises(ValueError, match="snapshot groups"):
+        records.unpack_entra({**packed, "groups": ["g1"]})
