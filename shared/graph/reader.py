@@ -90,7 +90,9 @@ class DeltaRound:
     """One incremental round of both delta queries, read but not yet folded into a mirror.
 
     It lets a caller look before it loads the previous mirror: when nothing changed
-    (`empty`), a 100,000-user mirror need not be read back at all.
+    (`empty`), a 100,000-user mirror need not be read back at all. Its items are held
+    until folded; they are the changes only (a full read streams into a new mirror
+    page by page instead).
     """
 
     tenant_id: str
