@@ -18,12 +18,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from shared import records, telemetry, unchanged
 from shared import store as store_mod
-from shared import telemetry, unchanged
 from shared.graph import client as graph_client
 from shared.graph import reader
 from shared.reconcile import apply, convert, explain, model, planner
-from shared.store import columns
 
 Clock = Callable[[], dt.datetime]
 
@@ -57,7 +56,7 @@ class Prepared:
     doc: dict[str, Any]
     settings: model.Settings
     read: reader.EntraRead
-    state: dict[str, Any]
+    state: records.SyncState
     snapshot: dict[str, Any] | None = None
     """The bulky part of the previous run's state (see `apply_plan`), when still current."""
     warnings: tuple[dict[str, Any], ...] = ()
@@ -72,15 +71,15 @@ async def prepare(
     deps: Deps,
     *,
     use_cache: bool = False,
-    loaded: tuple[dict[str, Any], tuple[dict[str, Any], ...]] | None = None,
-    changes: reader.DeltaRound | None = None,
+    loaded: tuple[records.SyncState, tuple[dict[str, Any], ...]] | None = None,
+    changes: reader.Changes | None = None,
 ) -> Prepared:
     """Read both sides. With `use_cache` an unchanged Emply side comes from the
     previous run's snapshot (users without `lastChange`/`history`; the store's
     version marker says whether it is still current). `loaded` is the sync state
-    when the caller has read it already; `changes` Entra's delta round when it has
-    read that (`unchanged.check`)."""
-    state, warnings = loaded if loaded is not None else await _load_state(deps.store)
+    when the caller has read it already; `changes` what Graph reported since the
+    previous mirror, when the caller has read that (`unchanged.check`)."""
+    state, warnings = loaded if loaded is not None else await records.load_state(deps.store)
     snapshot, state, more = await _load_snapshot(deps.store, state)
     warnings = (*warnings, *more)
     cache = snapshot.get("emply") if snapshot and use_cache else None
@@ -92,7 +91,7 @@ async def prepare(
         )
     settings = convert.settings(doc["settings"])
     read = await reader.read_entra(
-        deps.graph, previous_mirror(state, snapshot), tenant_id=settings.tenant_id,
+        deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
         changes=changes,
     )
     return Prepared(
@@ -105,96 +104,23 @@ async def prepare(
     )
 
 
-def _unreadable(exc: BaseException) -> tuple[dict[str, Any], ...]:
-    return ({
-        "reason": "sync_state_unreadable",
-        "message": f"the sync's stored state could not be read ({type(exc).__name__}: "
-        f"{exc}); Entra is read in full and the state rewritten. Role mapping changes "
-        "made since the last run are not migrated (R11 step 2) this once",
-    },)
-
-
-async def _load_state(
-    store: store_mod.EmplyStore,
-) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
-    """The sync's own (small) state; unreadable state means a full re-read, reported,
-    not a crash. A full re-read is always safe (R7: it deactivates only who is really
-    gone); what is lost with the state is the previous role mapping, so the report says
-    so."""
-    try:
-        state = await store.load_sync_state()
-        if state is not None and not isinstance(state, dict):
-            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
-    except (OSError, ValueError, EOFError) as exc:  # gzip, JSON and shape errors
-        return {}, _unreadable(exc)
-    return state or {}, ()
-
-
 async def _load_snapshot(
-    store: store_mod.EmplyStore, state: dict[str, Any]
-) -> tuple[dict[str, Any] | None, dict[str, Any], tuple[dict[str, Any], ...]]:
+    store: store_mod.EmplyStore, state: records.SyncState
+) -> tuple[dict[str, Any] | None, records.SyncState, tuple[dict[str, Any], ...]]:
     """The bulky part of the state (snapshot, state, warnings); unreadable, it is
     treated like an unreadable state."""
     try:
-        generation = state.get("snapshot")
-        if not isinstance(generation, str):
+        generation = state.snapshot
+        if generation is None:
             return None, state, ()
         entra, emply = await asyncio.gather(store.load_snapshot(generation, part="entra"),
                                             store.load_snapshot(generation, part="emply"))
-        snapshot = _unpack_snapshot(entra) if isinstance(entra, dict) else None
+        snapshot = records.unpack_entra(entra) if isinstance(entra, dict) else None
         if snapshot is not None:
             snapshot["emply"] = emply.get("emply") if isinstance(emply, dict) else None
     except (OSError, ValueError, EOFError) as exc:
-        return None, {}, _unreadable(exc)
+        return None, records.SyncState(), (records.unreadable_warning(exc),)
     return snapshot, state, ()
-
-
-_BULK = ("users", "groups")
-SNAPSHOT_FORMAT = 2
-"""2: Entra users in columns (`shared.store.columns`); 1 (no "format"): as in the mirror."""
-
-
-def _pack_entra(mirror: Mapping[str, Any]) -> dict[str, Any]:
-    """The snapshot's Entra part: the mirror's users (in columns) and groups."""
-    return {
-        "format": SNAPSHOT_FORMAT,
-        "users": columns.pack_rows(list(mirror["users"].values()), reader.USER_FIELDS),
-        "groups": mirror["groups"],
-    }
-
-
-def _unpack_snapshot(snapshot: dict[str, Any]) -> dict[str, Any] | None:
-    """The snapshot's Entra part with its users as the mirror holds them; None for an
-    older format (Entra is then read in full once). Raises ValueError when malformed."""
-    if snapshot.get("format") != SNAPSHOT_FORMAT:
-        return None
-    rows = columns.unpack_rows(snapshot.get("users"), reader.USER_FIELDS,
-                                         "snapshot users")
-    users = {row[0]: row for row in rows}
-    groups = snapshot.get("groups")
-    if not isinstance(groups, dict) or not all(
-        isinstance(g, dict) and isinstance(g.get("members"), list) for g in groups.values()
-    ):
-        raise ValueError("snapshot groups: expected {id: {..., \"members\": [...]}}")
-    # Members as the very id strings of the users (one copy of each id, not two).
-    same = {user_id: user_id for user_id in users}
-    for group in groups.values():
-        group["members"] = [same.get(m, m) for m in group["members"]]
-    return {**snapshot, "users": users, "groups": groups}
-
-
-def previous_mirror(
-    state: Mapping[str, Any], snapshot: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """The Entra mirror of the previous run: its head (delta links, organization) from
-    the state, its users and groups from the snapshot of the same generation."""
-    if isinstance(state.get("mirror"), dict):  # a state written before the snapshot existed
-        mirror: dict[str, Any] = state["mirror"]
-        return mirror
-    head = state.get("mirrorHead")
-    if not isinstance(head, dict) or snapshot is None:
-        return None
-    return {**head, **{k: snapshot.get(k) for k in _BULK}}
 
 
 def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnapshot]:
@@ -211,7 +137,7 @@ def make_plan(
         entra,
         emply,
         prepared.settings,
-        convert.sync_state(prepared.state),
+        prepared.state.planner_state(),
         now,
         approve_deactivations=approve,
     )
@@ -226,80 +152,81 @@ async def run_sync(
 ) -> dict[str, Any]:
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease."""
     started = deps.clock()
-    run_id = new_run_id(started)
-    clock0 = time.monotonic()
-    report: dict[str, Any] = {
-        "runId": run_id,
-        "trigger": trigger,
-        "status": "running",
-        "dryRun": dry_run,
-        "startedAt": iso(started),
-        "finishedAt": None,
-        "counts": {},
-        "changes": [],
-        "held": [],
-        "errors": [],
-    }
+    run = _Run(records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
+                                 started_at=iso(started)), time.monotonic())
     heartbeat: asyncio.Task[None] | None = None
     if dry_run:
         await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
     else:
-        await deps.store.acquire_lease(run_id, trigger, ttl_seconds=LEASE_TTL_SECONDS)
-        heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
+        await deps.store.acquire_lease(run.report.run_id, trigger,
+                                       ttl_seconds=LEASE_TTL_SECONDS)
+        heartbeat = asyncio.create_task(_keep_lease(deps.store, run.report.run_id))
     try:
         with _paused_gc():
-            await _run(deps, report, clock0, started, heartbeat, approve_deactivations)
+            await _run(deps, run, started, heartbeat, approve_deactivations)
     finally:
         if heartbeat is not None:
-            await _stop_heartbeat(deps.store, heartbeat, run_id)
-        telemetry.log_run(report)
-    return report
+            await _stop_heartbeat(deps.store, heartbeat, run.report.run_id)
+        telemetry.log_run(run.report.to_json())
+    return run.report.to_json()
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run under way: its report so far (a frozen record, replaced step by step)."""
+
+    report: records.RunReport
+    clock0: float
+    """`time.monotonic()` at the start."""
 
 
 async def _run(
     deps: Deps,
-    report: dict[str, Any],
-    clock0: float,
+    run: _Run,
     started: dt.datetime,
     heartbeat: asyncio.Task[None] | None,
     approve_deactivations: int | None,
 ) -> None:
-    """Fill `report` in; a run failure is recorded in it, a bug is recorded and raised.
+    """Fill `run.report` in; a run failure is recorded in it, a bug is recorded and raised.
 
-    The bulky values (what was read, the planner's snapshots, the entities written)
-    live only as long as they are needed, and the report's list of changes is made
-    last, once they are gone: that keeps a 100,000-user run's peak memory down.
+    Its steps: the state; what changed (`unchanged.check`), and when nothing did, the
+    last run's residual is the outcome; else read, plan, apply. The bulky values (what
+    was read, the planner's snapshots, the entities written) live only as long as they
+    are needed, and the report's list of changes is made last, once they are gone: that
+    keeps a 100,000-user run's peak memory down.
     """
     applying = False
     plan: model.Plan | None = None
     try:
-        await deps.store.save_run(report)
-        state, warnings = await _load_state(deps.store)
+        await deps.store.save_run(run.report.to_json())
+        state, warnings = await records.load_state(deps.store)
         check = await unchanged.check(deps.store, deps.graph, state, started=started,
                                       approve=approve_deactivations)
-        if check.residual is not None and check.changes is not None:
-            _reuse(report, check.residual, check.changes, warnings)
-            _progress(report, "unchanged", clock0, reusedPlanOf=check.residual.get("runId"))
+        if check.residual is not None and check.round is not None:
+            run.report = unchanged.reused_report(run.report, check.residual, check.round,
+                                                 warnings)
+            _progress(run, "unchanged", reusedPlanOf=check.residual.run_id)
             if heartbeat is not None:
                 if heartbeat.done():
                     heartbeat.result()
-                await deps.store.save_sync_state(
-                    unchanged.next_state(state, check.changes, report["runId"]))
+                await records.save_state(deps.store, state.after_unchanged(
+                    check.round.delta_links, run.report.run_id))
             return
         prepared = await prepare(deps, use_cache=True, loaded=(state, warnings),
                                  changes=check.changes)
-        _progress(report, "read", clock0, entraUsers=len(prepared.read.mirror["users"]),
+        _progress(run, "read", entraUsers=len(prepared.read.mirror["users"]),
                   entraGroups=len(prepared.read.mirror["groups"]),
                   emplyUsers=len(prepared.doc.get("users", ())),
                   fullRead=prepared.read.full_read)
         plan = make_plan(prepared, started, approve_deactivations)
-        _progress(report, "planned", clock0, changes=len(plan.changes), held=len(plan.held))
-        report.update(plan_summary(plan, prepared.read))
-        report["errors"] = [*prepared.warnings, *report["errors"]]
+        _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
+        run.report = run.report.with_outcome(
+            records.Outcome.of(plan), entra_read_summary(prepared.read), plan.counts(),
+            warnings=prepared.warnings)
         if approve_deactivations is not None and not plan.held and not any(
             c.kind == model.DEACTIVATE_USER for c in plan.changes
         ):
-            report["errors"].append({
+            run.report = run.report.with_error({
                 "reason": "approval_unused",
                 "message": f"--approve-deactivations {approve_deactivations} was given but "
                 "this run holds no deactivations; nothing was approved",
@@ -308,30 +235,29 @@ async def _run(
             if heartbeat.done():  # the lease was lost: another run may be applying
                 heartbeat.result()
             applying = True
-            await apply_plan(deps, prepared, plan, report["runId"], started)
-            _progress(report, "applied", clock0)
+            await apply_plan(deps, prepared, plan, run.report.run_id, started)
+            _progress(run, "applied")
         del prepared
         deps.store.forget_loaded()
-        report["changes"] = [c.to_json() for c in plan.changes]
+        run.report = dataclasses.replace(run.report,
+                                         changes=[c.to_json() for c in plan.changes])
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
-        report["status"] = "failed"
         error = failure(exc)
         if applying:
             error["message"] += (
                 " (while applying: some changes may be applied; delta links did not "
                 "advance and the next run plans again from the current state)"
             )
-        # What was planned is kept for the operator, but not reported as done.
         deps.store.forget_loaded()
-        report["planned"] = [c.to_json() for c in plan.changes] if plan is not None else []
-        report["changes"], report["counts"] = [], {}
-        report["errors"] = [*report.get("errors", []), error]
+        run.report = run.report.failed(
+            error, [c.to_json() for c in plan.changes] if plan is not None else [])
         if not _is_run_failure(exc):
             raise
     finally:
-        report["finishedAt"] = iso(deps.clock())
-        report["durationMs"] = int((time.monotonic() - clock0) * 1000)
-        await _save_report(deps.store, report)
+        run.report = dataclasses.replace(
+            run.report, finished_at=iso(deps.clock()),
+            duration_ms=int((time.monotonic() - run.clock0) * 1000))
+        await _save_report(deps.store, run.report.to_json())
 
 
 @contextlib.contextmanager
@@ -363,12 +289,12 @@ _YOUNG_GC_EVERY = 20_000
 """Net new container objects between two young collections (CPython's default: 700)."""
 
 
-def _progress(report: Mapping[str, Any], phase: str, clock0: float, **counts: Any) -> None:
+def _progress(run: _Run, phase: str, **counts: Any) -> None:
     """One log record per phase, so a long run shows where it is (ids and counts only)."""
     telemetry.log.info(
         "emply_sync.phase",
-        extra={"runId": report["runId"], "trigger": report["trigger"], "phase": phase,
-               "elapsedMs": int((time.monotonic() - clock0) * 1000), **counts},
+        extra={"runId": run.report.run_id, "trigger": run.report.trigger, "phase": phase,
+               "elapsedMs": int((time.monotonic() - run.clock0) * 1000), **counts},
     )
 
 
@@ -417,37 +343,9 @@ async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-def _reuse(report: dict[str, Any], residual: Mapping[str, Any], changes: reader.DeltaRound,
-           warnings: tuple[dict[str, Any], ...]) -> None:
-    """Fill the report of a run whose outcome is the last run's residual (`unchanged`)."""
-    report.update({
-        "status": residual.get("status", "succeeded"),
-        "counts": {},
-        "changes": [],
-        "held": list(residual.get("held") or ()),
-        "errors": [*warnings, *(residual.get("errors") or ())],
-        "skips": dict(residual.get("skips") or {}),
-        "reusedPlanOf": residual.get("runId"),
-        "entraRead": {"fullRead": False, "reason": None, "requests": changes.requests,
-                      "throttled": changes.throttled},
-    })
-
-
-def plan_summary(plan: model.Plan, read: reader.EntraRead) -> dict[str, Any]:
-    """The report's fields for a plan, but its list of changes."""
-    return {
-        "status": plan.status,
-        "counts": plan.counts(),
-        "held": [c.to_json() for c in plan.held],
-        "errors": [p.to_json() for p in plan.errors],
-        "skips": dict(plan.skips),
-        "entraRead": {
-            "fullRead": read.full_read,
-            "reason": read.full_read_reason,
-            "requests": read.requests,
-            "throttled": read.throttled,
-        },
-    }
+def entra_read_summary(read: reader.EntraRead) -> records.EntraReadSummary:
+    return records.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
+                                    requests=read.requests, throttled=read.throttled)
 
 
 async def apply_plan(
@@ -471,18 +369,18 @@ async def apply_plan(
     # on only once Emply is written (R7).
     mirror = prepared.read.mirror
     previous = prepared.snapshot
-    old_generation = prepared.state.get("snapshot")
+    old_generation = prepared.state.snapshot
     same_snapshot = (
         previous is not None
-        and isinstance(old_generation, str)
+        and old_generation is not None
         and store.served_from_cache
         and not writes.user_ids
         and not writes.employee_ids
-        and all(mirror[k] is previous.get(k) for k in _BULK)
+        and all(mirror[k] is previous.get(k) for k in ("users", "groups"))
     )
-    generation = str(old_generation) if same_snapshot else uuid.uuid4().hex
+    generation = old_generation if same_snapshot and old_generation else uuid.uuid4().hex
     entra_saved = None if same_snapshot else asyncio.ensure_future(
-        store.save_snapshot(generation, lambda: _pack_entra(mirror), part="entra"))
+        store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
         await store.write_built("users", writes.user_ids, writes.user)
         await store.write_built("employees", writes.employee_ids, writes.employee)
@@ -496,18 +394,12 @@ async def apply_plan(
             with contextlib.suppress(Exception):
                 await store.delete_snapshot(generation)
         raise
-    await store.save_sync_state(
-        {
-            "mirrorHead": {k: v for k, v in mirror.items() if k not in _BULK},
-            "snapshot": generation,
-            "previousMapping": plan.next_state.previous_mapping,
-            "lastRunId": run_id,
-            "residual": unchanged.residual(
-                plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
-                emply_version=store.emply_version(), organization=mirror["organization"]),
-        }
-    )
-    if not same_snapshot and isinstance(old_generation, str):
+    residual = records.residual(
+        plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
+        emply_version=store.emply_version(), organization=mirror["organization"])
+    await records.save_state(store, records.after_run(
+        mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
+    if not same_snapshot and old_generation is not None:
         with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
             await store.delete_snapshot(old_generation)
 

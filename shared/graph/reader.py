@@ -8,10 +8,14 @@ The mirror is plain JSON, kept between runs (the caller stores it as a blob)::
      "groups": {id: {"id", "displayName", "members": [direct member ids]}},
      "deltaLinks": {"users": url, "groups": url}}
 
-A run reads with Graph delta queries from the previous mirror's delta links;
-a first run, a changed tenant or an expired delta link (HTTP 410) reads both
+A read is two steps: `read_changes` asks Graph for the organization (which must
+be the configured tenant's) and one delta round of users and groups from the
+previous mirror's delta links; `fold` applies that round to the previous mirror.
+`read_entra` is exactly those two, except when there is nothing to fold into: a
+first run, a changed tenant or an expired delta link (HTTP 410) reads both
 resources in full instead (a delta round without a token), which also yields
-fresh delta links.
+fresh delta links. A caller may do the first step itself and look at the round
+before it loads the previous mirror (`shared.unchanged`).
 
 Invariants:
 
@@ -86,7 +90,9 @@ class DeltaRound:
     """One incremental round of both delta queries, read but not yet folded into a mirror.
 
     It lets a caller look before it loads the previous mirror: when nothing changed
-    (`empty`), a 100,000-user mirror need not be read back at all.
+    (`empty`), a 100,000-user mirror need not be read back at all. Its items are held
+    until folded; they are the changes only (a full read streams into a new mirror
+    page by page instead).
     """
 
     tenant_id: str
@@ -103,35 +109,49 @@ class DeltaRound:
         return not self.users and not self.groups
 
 
+@dataclass(frozen=True)
+class FullReadNeeded:
+    """What `read_changes` found when only a full read will do, and why."""
+
+    reason: FullReadReason
+    tenant_id: str
+    organization: Json
+    requests: int
+    throttled: int
+
+
+Changes = DeltaRound | FullReadNeeded
+
+
 async def read_changes(
     client: graph_client.GraphClient,
     head: Mapping[str, Any] | None,
     *,
     tenant_id: str,
     page_size: int = DEFAULT_PAGE_SIZE,
-) -> DeltaRound | None:
-    """The changes since ``head`` (a mirror without its users and groups), or None when
-    only a full read will do (no usable head, another tenant, expired delta links).
+) -> Changes:
+    """The changes since ``head`` (a mirror, or a mirror without its users and groups),
+    or `FullReadNeeded` when there is nothing to read them from (no usable head,
+    another tenant) or Graph no longer knows the delta links (HTTP 410).
 
     Raises like `read_entra`. Give the result to `read_entra` (``changes=``) to fold it
-    into the previous mirror without asking Graph again.
+    into the previous mirror (or read in full) without asking Graph again.
     """
+    reason = _full_read_reason(head, tenant_id)
+    users, groups = _Buffer(), _Buffer()
     with middleware.track() as stats:
-        organization = await _read_organization(client)
-        if organization["id"].lower() != tenant_id.strip().lower():
-            raise errors.TenantMismatch(tenant_id, organization["id"])
-        if (head is None or not _usable_head(head)
-                or str(head.get("tenantId", "")).lower() != tenant_id.strip().lower()):
-            return None
-        users, groups = _Buffer(), _Buffer()
-        links = head["deltaLinks"]
-        try:
-            await _both(
-                _delta_round(client, _rebase(client, links["users"]), page_size, users),
-                _delta_round(client, _rebase(client, links["groups"]), page_size, groups),
-            )
-        except errors.DeltaExpired:
-            return None
+        organization = await _organization(client, tenant_id)
+        if reason is None and head is not None:
+            links = head["deltaLinks"]
+            try:
+                await _delta_pair(client, (_rebase(client, links["users"]),
+                                           _rebase(client, links["groups"])),
+                                  page_size, users, groups)
+            except errors.DeltaExpired:
+                reason = "delta_expired"
+    if reason is not None:
+        return FullReadNeeded(reason, tenant_id, organization, stats.total_requests,
+                              stats.throttled)
     return DeltaRound(
         tenant_id=tenant_id,
         organization=organization,
@@ -149,74 +169,77 @@ async def read_entra(
     *,
     tenant_id: str,
     page_size: int = DEFAULT_PAGE_SIZE,
-    changes: DeltaRound | None = None,
+    changes: Changes | None = None,
 ) -> EntraRead:
-    """Read Entra into a new mirror, incrementally from ``previous`` when possible.
+    """Read Entra into a new mirror: `read_changes` since ``previous``, folded into it
+    (`fold`); or, when only that will do, both resources in full.
 
-    With ``changes`` (from `read_changes`, for this tenant and ``previous``'s delta
-    links) they are folded into ``previous`` without asking Graph again.
+    With ``changes`` (from `read_changes` for this tenant and ``previous``'s delta
+    links, e.g. by `shared.unchanged`) Graph is not asked for them again.
 
     Raises :class:`~shared.graph.errors.TenantMismatch` when the credentials
     reach another tenant than ``tenant_id``, and
     :class:`~shared.graph.errors.GraphReadError` when any read fails after
     retries. ``previous`` is never modified.
     """
-    if (
-        changes is not None
-        and previous is not None
-        and _usable(previous)
-        and changes.tenant_id.lower() == tenant_id.strip().lower()
-        and _full_read_reason(previous, tenant_id) is None
-    ):
-        return _fold(previous, changes)
+    base = previous if previous is not None and _usable(previous) else None
+    if changes is None or not _same_tenant(changes.tenant_id, tenant_id):
+        changes = await read_changes(client, base, tenant_id=tenant_id, page_size=page_size)
+    if isinstance(changes, DeltaRound):
+        if base is not None and _full_read_reason(base, tenant_id) is None:
+            return fold(base, changes)
+        reason: FullReadReason = _full_read_reason(base, tenant_id) or "initial"
+    else:
+        reason = changes.reason
+    users, groups = _Users({}, owned=True), _Groups({}, owned=True)
     with middleware.track() as stats:
-        organization = await _read_organization(client)
-        if organization["id"].lower() != tenant_id.strip().lower():
-            raise errors.TenantMismatch(tenant_id, organization["id"])
-
-        reason = _full_read_reason(previous, tenant_id)
-        result: tuple[_Users, _Groups] | None = None
-        if reason is None and previous is not None:
-            try:
-                result = await _incremental_read(client, previous, page_size)
-            except errors.DeltaExpired:
-                reason = "delta_expired"
-        if result is None:
-            result = await _full_read(client, page_size)
-        users, groups = result
-
-        mirror: Json = {
-            "version": MIRROR_VERSION,
-            "tenantId": tenant_id,
-            "organization": organization,
-            "users": users.users,
-            "groups": groups.result(users.users),
-            "deltaLinks": {"users": users.delta_link, "groups": groups.delta_link},
-        }
+        await _delta_pair(client, (USERS_DELTA_PATH, GROUPS_DELTA_PATH), page_size,
+                          users, groups)
     return EntraRead(
-        mirror=mirror,
-        full_read=reason is not None,
+        mirror=_mirror(tenant_id, changes.organization, users, groups,
+                       {"users": users.delta_link, "groups": groups.delta_link}),
+        full_read=True,
         full_read_reason=reason,
-        requests=stats.total_requests + (changes.requests if changes else 0),
-        throttled=stats.throttled + (changes.throttled if changes else 0),
+        requests=changes.requests + stats.total_requests,
+        throttled=changes.throttled + stats.throttled,
     )
 
 
-def _fold(previous: Mapping[str, Any], changes: DeltaRound) -> EntraRead:
+def fold(previous: Mapping[str, Any], changes: DeltaRound) -> EntraRead:
+    """``previous`` (a usable mirror) with a delta round read from its links applied."""
     users = _Users(previous["users"], owned=False)
     groups = _Groups(previous["groups"], owned=False)
     users.apply(changes.users)
     groups.apply(changes.groups)
-    mirror: Json = {
+    return EntraRead(
+        mirror=_mirror(changes.tenant_id, changes.organization, users, groups,
+                       dict(changes.delta_links)),
+        full_read=False, full_read_reason=None,
+        requests=changes.requests, throttled=changes.throttled)
+
+
+def _mirror(tenant_id: str, organization: Json, users: _Users, groups: _Groups,
+            delta_links: dict[str, str]) -> Json:
+    return {
         "version": MIRROR_VERSION,
-        "tenantId": changes.tenant_id,
-        "organization": changes.organization,
+        "tenantId": tenant_id,
+        "organization": organization,
         "users": users.users,
         "groups": groups.result(users.users),
-        "deltaLinks": dict(changes.delta_links),
+        "deltaLinks": delta_links,
     }
-    return EntraRead(mirror=mirror, full_read=False, full_read_reason=None,
-                     requests=changes.requests, throttled=changes.throttled)
+
+
+def _same_tenant(a: str, b: str) -> bool:
+    return a.strip().lower() == b.strip().lower()
+
+
+async def _organization(client: graph_client.GraphClient, tenant_id: str) -> Json:
+    """The organization the credentials reach, which must be ``tenant_id``'s."""
+    organization = await _read_organization(client)
+    if not _same_tenant(organization["id"], tenant_id):
+        raise errors.TenantMismatch(tenant_id, organization["id"])
+    return organization
 
 
 async def _read_organization(client: graph_client.GraphClient) -> Json:
@@ -244,10 +267,10 @@ async def _read_organization(client: graph_client.GraphClient) -> Json:
     }
 
 
-def _full_read_reason(previous: Mapping[str, Any] | None, tenant_id: str) -> FullReadReason | None:
-    if previous is None or not _usable(previous):
+def _full_read_reason(head: Mapping[str, Any] | None, tenant_id: str) -> FullReadReason | None:
+    if head is None or not _usable_head(head):
         return "initial"
-    if str(previous.get("tenantId", "")).lower() != tenant_id.strip().lower():
+    if not _same_tenant(str(head.get("tenantId", "")), tenant_id):
         return "tenant_changed"
     return None
 
@@ -277,27 +300,13 @@ def _usable(previous: Mapping[str, Any]) -> bool:
     )
 
 
-async def _full_read(client: graph_client.GraphClient, page_size: int) -> tuple[_Users, _Groups]:
-    users = _Users({}, owned=True)
-    groups = _Groups({}, owned=True)
-    await _both(
-        _delta_round(client, USERS_DELTA_PATH, page_size, users),
-        _delta_round(client, GROUPS_DELTA_PATH, page_size, groups),
-    )
-    return users, groups
-
-
-async def _incremental_read(
-    client: graph_client.GraphClient, previous: Mapping[str, Any], page_size: int
-) -> tuple[_Users, _Groups]:
-    users = _Users(previous["users"], owned=False)
-    groups = _Groups(previous["groups"], owned=False)
-    links = previous["deltaLinks"]
-    await _both(
-        _delta_round(client, _rebase(client, links["users"]), page_size, users),
-        _delta_round(client, _rebase(client, links["groups"]), page_size, groups),
-    )
-    return users, groups
+async def _delta_pair(
+    client: graph_client.GraphClient, starts: tuple[str, str], page_size: int,
+    users: _Applier, groups: _Applier,
+) -> None:
+    """One delta round of users and of groups, from ``starts``, concurrently."""
+    await _both(_delta_round(client, starts[0], page_size, users),
+                _delta_round(client, starts[1], page_size, groups))
 
 
 def _rebase(client: graph_client.GraphClient, link: str) -> str:

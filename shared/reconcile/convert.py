@@ -128,15 +128,3 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
             for r in doc.get("roles", ())
         ),
     )
-
-
-def sync_state(state: Mapping[str, Any] | None) -> model.SyncState:
-    if not state:
-        return model.SyncState()
-    mapping = state.get("previousMapping")
-    # A mapping of the wrong shape is treated as unknown: no migration rather than a wrong one.
-    if not isinstance(mapping, dict) or not all(
-        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
-    ):
-        return model.SyncState()
-    return model.SyncState(previous_mapping=dict(mapping))

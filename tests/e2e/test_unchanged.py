@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from shared import service
+from shared import records, service
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_lifecycle import staff_world
 
@@ -26,13 +26,14 @@ def run_at(moment: dt.datetime, **kwargs: Any) -> dict[str, Any]:
     return asyncio.run(go())
 
 
-def planned_now(moment: dt.datetime) -> dict[str, Any]:
+def planned_now(moment: dt.datetime) -> tuple[Any, ...]:
     """What a full plan says at `moment`, read fresh (what the reuse must equal)."""
-    async def go() -> dict[str, Any]:
+    async def go() -> tuple[Any, ...]:
         async with service.open_deps() as deps:
             prepared = await service.prepare(deps)
-            plan = service.make_plan(prepared, moment)
-            return service.plan_summary(plan, prepared.read)
+            outcome = records.Outcome.of(service.make_plan(prepared, moment))
+            return (outcome.status, list(outcome.held), list(outcome.errors),
+                    dict(outcome.skips))
 
     return asyncio.run(go())
 
@@ -56,7 +57,7 @@ def test_held_deactivations_are_reported_again_without_planning(make_world: Any)
     assert again["reusedPlanOf"] == held["runId"]
     assert again["changes"] == [] and again["counts"] == {}
     assert residual_part(again) == residual_part(held)
-    assert residual_part(again) == residual_part(planned_now(DAY + dt.timedelta(hours=2)))
+    assert residual_part(again) == planned_now(DAY + dt.timedelta(hours=2))
     assert again["entraRead"]["requests"] == 3  # organization + one delta round each
 
     approved = run_at(DAY + dt.timedelta(hours=3), approve_deactivations=6)
@@ -122,3 +123,49 @@ def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
     names, generation = asyncio.run(blobs())
     assert names == [f"snapshot-emply-{generation}.json.gz",
                      f"snapshot-entra-{generation}.json.gz", "state.json.gz"]
+
+
+def edit_state(edit: Any) -> dict[str, Any]:
+    """Rewrite the stored state blob with `edit` applied to its JSON; the new JSON."""
+    async def go() -> dict[str, Any]:
+        async with service.open_deps() as deps:
+            state = await deps.store.load_sync_state()
+            assert isinstance(state, dict)
+            edited: dict[str, Any] = edit(state)
+            await deps.store.save_sync_state(edited)
+            return edited
+
+    return asyncio.run(go())
+
+
+def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> None:
+    """The code before `shared.records` wrote the same fields without "format": a run
+    after an upgrade still reuses the residual and reads Entra from the delta links."""
+    staff_world(make_world)
+    first = run_at(DAY)
+    old = edit_state(lambda s: {k: v for k, v in s.items() if k != "format"})
+    assert set(old) == {"mirrorHead", "snapshot", "previousMapping", "lastRunId", "residual"}
+    again = run_at(DAY + dt.timedelta(minutes=30))
+    assert again["reusedPlanOf"] == first["runId"] and again["errors"] == []
+    assert again["entraRead"] == {"fullRead": False, "reason": None, "requests": 3,
+                                  "throttled": 0}
+
+    edit_state(lambda s: {k: v for k, v in s.items() if k != "format"})
+    next_day = run_at(DAY + dt.timedelta(days=1))  # plans, from the old state's snapshot
+    assert "reusedPlanOf" not in next_day and next_day["errors"] == []
+    assert next_day["entraRead"]["fullRead"] is False
+
+
+def test_a_state_of_an_unknown_format_is_a_reported_full_read(make_world: Any) -> None:
+    staff_world(make_world)
+    run_at(DAY)
+    edit_state(lambda s: {**s, "format": records.FORMAT + 1})
+    report = run_at(DAY + dt.timedelta(minutes=30))
+    assert "reusedPlanOf" not in report
+    assert report["status"] == "succeeded" and report["counts"] == {}
+    assert [e["reason"] for e in report["errors"]] == ["sync_state_unreadable"]
+    assert f"state format {records.FORMAT + 1}" in report["errors"][0]["message"]
+    assert report["entraRead"]["fullRead"] is True
+    assert report["entraRead"]["reason"] == "initial"
+    # The state was rewritten in this code's format: the next run reuses again.
+    assert run_at(DAY + dt.timedelta(minutes=60))["reusedPlanOf"] == report["runId"]

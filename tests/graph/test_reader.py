@@ -239,3 +239,51 @@ def test_convert_reads_mirror_users_in_the_readers_field_order() -> None:
     from shared.reconcile import convert
 
     assert convert._USER_FIELDS == reader.USER_FIELDS
+
+
+async def test_read_entra_is_read_changes_then_fold(
+    sim: RunningSimulator, client: graph_client.GraphClient
+) -> None:
+    first = await reader.read_entra(client, None, tenant_id=TENANT_ID)
+    head = {k: v for k, v in first.mirror.items() if k not in ("users", "groups")}
+    sim.put_tenant(changed_tenant())
+    sim.reset_requests()
+
+    changes = await reader.read_changes(client, head, tenant_id=TENANT_ID)
+    assert isinstance(changes, reader.DeltaRound) and not changes.empty
+    assert changes.requests == 3
+    folded = reader.fold(first.mirror, changes)
+    given = await reader.read_entra(client, first.mirror, tenant_id=TENANT_ID, changes=changes)
+    # Graph was asked once, by read_changes; the fold and read_entra(changes=) ask nothing.
+    assert sim.requests()["byEndpoint"] == {
+        "GET /organization": 1, "GET /users/delta": 1, "GET /groups/delta": 1}
+    assert comparable(folded.mirror) == comparable(given.mirror)
+    assert comparable(given.mirror) == expected_mirror(changed_tenant())
+    assert given.requests == 3 and not given.full_read
+
+
+async def test_read_changes_says_why_only_a_full_read_will_do(
+    sim: RunningSimulator, client: graph_client.GraphClient
+) -> None:
+    first = await reader.read_entra(client, None, tenant_id=TENANT_ID)
+    head = {k: v for k, v in first.mirror.items() if k not in ("users", "groups")}
+    none = await reader.read_changes(client, None, tenant_id=TENANT_ID)
+    assert isinstance(none, reader.FullReadNeeded) and none.reason == "initial"
+    assert none.requests == 1  # the organization only
+    other = await reader.read_changes(client, {**head, "tenantId": "00000000-0000-0000-0000-0"},
+                                      tenant_id=TENANT_ID)
+    assert isinstance(other, reader.FullReadNeeded) and other.reason == "tenant_changed"
+
+    sim.expire_delta_tokens()
+    sim.reset_requests()
+    expired = await reader.read_changes(client, head, tenant_id=TENANT_ID)
+    assert isinstance(expired, reader.FullReadNeeded) and expired.reason == "delta_expired"
+    result = await reader.read_entra(client, first.mirror, tenant_id=TENANT_ID, changes=expired)
+    assert result.full_read and result.full_read_reason == "delta_expired"
+    assert comparable(result.mirror) == expected_mirror(small_tenant())
+    # The organization is not asked twice; the refused delta requests are counted (but
+    # for one cancelled in flight when the other resource's 410 arrived first).
+    counts = sim.requests()["byEndpoint"]
+    assert counts["GET /organization"] == 1
+    assert counts["GET /users/delta"] == counts["GET /groups/delta"] == 2
+    assert result.requests in (4, 5)

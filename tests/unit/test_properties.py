@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import records
 from shared.reconcile import apply, convert, model
 from tests.unit import builders as b
 
@@ -190,3 +192,63 @@ def test_a_second_run_changes_no_roles(world: Any) -> None:
     second = b.run(entra, apply_to(users, first), cfg, employees=EMPLOYEES,
                    previous_mapping=first.next_state.previous_mapping)
     assert not [c for c in second.changes if c.kind == model.SET_ROLES]
+
+
+def _timeless(plan: model.Plan) -> list[dict[str, Any]]:
+    """A plan's changes without the time stamps new links carry (`linkedAt`): the one
+    use of the clock that is not its UTC date, and never part of a residual."""
+    out = []
+    for change in plan.changes:
+        data = change.to_json()
+        data["after"] = {k: v for k, v in data["after"].items() if k != "linkedAt"}
+        out.append(data)
+    return out
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    worlds(),
+    st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2099, 12, 30)),
+    st.integers(-12 * 60, 14 * 60),
+)
+def test_the_plan_depends_on_the_clock_only_through_the_utc_date(
+    world: Any, day: dt.date, offset_minutes: int
+) -> None:
+    """What lets a run reuse a residual all day long (`shared.unchanged`): a plan made at
+    00:00:01 and one made at 23:59:59 of the same UTC day (the clock read in any time
+    zone) are the same, and so is the residual the first leaves once applied; past
+    midnight, when a resignation date falls there, they differ (R8), and the residual
+    is not reused."""
+    entra, users, cfg = world
+    zone = dt.timezone(dt.timedelta(minutes=offset_minutes))
+
+    def at(date: dt.date, hour: int, minute: int, second: int) -> dt.datetime:
+        return dt.datetime.combine(date, dt.time(hour, minute, second), dt.UTC).astimezone(zone)
+
+    early, late = at(day, 0, 0, 1), at(day, 23, 59, 59)
+    after_midnight = at(day + dt.timedelta(days=1), 0, 0, 1)
+    leaver = model.Employee("e-leaver", "leaver@contoso.com", status="pending",
+                            resignation_date=day + dt.timedelta(days=1))
+    employees = (*EMPLOYEES, leaver)
+
+    first = b.run(entra, users, cfg, employees=employees, now=early)
+    same_day = b.run(entra, users, cfg, employees=employees, now=late)
+    assert _timeless(same_day) == _timeless(first)
+    assert records.Outcome.of(same_day) == records.Outcome.of(first)
+
+    recorded = records.residual(first, run_id="r1", started=early, tenant_id=b.TENANT,
+                                emply_version="v1", organization={"id": b.TENANT})
+    assert recorded is not None
+    assert recorded.reusable_on(late, approve=None)
+    assert not recorded.reusable_on(after_midnight, approve=None)
+    assert not recorded.reusable_on(late, approve=len(first.held))
+
+    synced = apply_to(users, first)
+    previous = first.next_state.previous_mapping
+    later = b.run(entra, synced, cfg, employees=employees, now=late, previous_mapping=previous)
+    assert later.changes == ()
+    assert records.Outcome.of(later) == recorded.outcome
+    next_day = b.run(entra, synced, cfg, employees=employees, now=after_midnight,
+                     previous_mapping=previous)
+    assert [(c.kind, c.employee_id, c.reason) for c in next_day.changes] == [
+        (model.EMPLOYEE_STATUS, "e-leaver", "archived")]

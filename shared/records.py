@@ -1,0 +1,390 @@
+"""The sync's own state and a run's report, as typed, frozen records.
+
+The run passes these around; dicts exist only at the edges: `load_state` and
+`save_state` are the one place the state blob is read and written, and
+`RunReport.to_json` gives the report to the store, the logs, the command line and
+HTTP. The stored shapes::
+
+    state.json.gz   {"format": 3, "mirrorHead": {...}, "snapshot": "<generation>",
+                     "previousMapping": {group: role | null} | null, "lastRunId": str,
+                     "residual": {"runId", "date", "emplyVersion", "tenantId",
+                                  "organization", "status", "held", "errors", "skips"} | null}
+    snapshot-entra-<generation>.json.gz
+                    {"format": 3, "users": <columns of the Graph reader's USER_FIELDS>,
+                     "groups": {id: {"id", "displayName", "members": [ids]}}}
+
+Invariants:
+
+- One format version, `FORMAT`, written in the state and in the snapshot's Entra
+  part. A state without "format" is the shape written before it (the same fields)
+  and is read as it is; so is an Entra part of format 2 (the same columns). Any
+  other format, or a state that is not a JSON object, raises `StateUnreadable`: the
+  run reports `sync_state_unreadable` and reads Entra in full, which is always safe
+  (R7: it deactivates only who is really gone).
+- A malformed part of a readable state counts as absent, in the safe direction
+  each time: no mirror head is a full read, no residual is a plan made again, a
+  malformed `previousMapping` is no role migration (R11 step 2) rather than a
+  wrong one.
+- Records are frozen and hold the bulky JSON parts (the mirror head's organization,
+  the report's changes, held deactivations and errors) by reference, read-only:
+  nothing is copied per user. The Entra mirror's users and groups and the Emply copy
+  are not part of the state at all; they live in the snapshot the state names.
+- A residual is reusable only on the UTC date it was made on and without an
+  approval (`Residual.reusable_on`): the planner reads its clock argument only
+  through that date, but for the time stamps it writes on new links (see
+  `shared.unchanged`, and the property in `tests/unit/test_properties.py`).
+- A report's JSON keys and their presence are those of the README's "run report":
+  `skips` and `entraRead` once a plan was made or reused, `reusedPlanOf` only when
+  reused, `planned` only on failure, `durationMs` once finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from shared import store as store_mod
+from shared.graph import reader
+from shared.reconcile import model
+from shared.store import columns
+
+Json = dict[str, Any]
+FORMAT = 3
+"""The state and the snapshot's Entra part. 3: a "format" in the state (before: none,
+same fields); the Entra part's users in columns since 2 (1: as in the mirror)."""
+_ENTRA_PART_FORMATS = frozenset({2, FORMAT})
+_BULK = ("users", "groups")
+Status = Literal["running", "succeeded", "needs_approval", "failed"]
+
+
+class StateUnreadable(ValueError):
+    """The stored state is not one this code can read (the run reads Entra in full)."""
+
+
+# --- What a plan leaves, and the residual a run records -------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A plan's outcome apart from its changes: what a report shows of it, and what the
+    next run with nothing changed reports again (`Residual`)."""
+
+    status: str
+    held: tuple[Json, ...] = ()
+    errors: tuple[Json, ...] = ()
+    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: model.Plan) -> Outcome:
+        return cls(
+            status=plan.status,
+            held=tuple(c.to_json() for c in plan.held),
+            errors=tuple(p.to_json() for p in plan.errors),
+            skips=dict(plan.skips),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """What a successful run's plan left, with what it was made from."""
+
+    run_id: str
+    date: dt.date
+    """The UTC date the plan was made on."""
+    emply_version: str
+    """The Emply version marker after the run's own writes."""
+    tenant_id: str
+    organization: Mapping[str, Any]
+    outcome: Outcome
+
+    def reusable_on(self, now: dt.datetime, *, approve: int | None) -> bool:
+        """Whether a run at `now` may report this residual again, Graph and Emply being
+        unchanged: same UTC day (R8 acts on dates), no approval to act on."""
+        return approve is None and utc_date(now) == self.date
+
+    def to_json(self) -> Json:
+        return {
+            "runId": self.run_id,
+            "date": self.date.isoformat(),
+            "emplyVersion": self.emply_version,
+            "tenantId": self.tenant_id,
+            "organization": dict(self.organization),
+            "status": self.outcome.status,
+            "held": list(self.outcome.held),
+            "errors": list(self.outcome.errors),
+            "skips": dict(self.outcome.skips),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> Residual | None:
+        """None when `value` is not a residual (a run then plans as usual)."""
+        if not isinstance(value, dict):
+            return None
+        run_id, date, version, tenant, org = (value.get(k) for k in (
+            "runId", "date", "emplyVersion", "tenantId", "organization"))
+        held, errors, skips = (value.get(k) for k in ("held", "errors", "skips"))
+        status = value.get("status", "succeeded")
+        try:
+            day = dt.date.fromisoformat(date) if isinstance(date, str) else None
+        except ValueError:
+            day = None
+        if (day is None or not isinstance(run_id, str) or not isinstance(version, str)
+                or not isinstance(tenant, str)
+                or not isinstance(org, dict) or not isinstance(status, str)
+                or not _json_list(held) or not _json_list(errors)
+                or not (skips is None or isinstance(skips, dict))):
+            return None
+        return cls(run_id=run_id, date=day, emply_version=version, tenant_id=tenant,
+                   organization=org,
+                   outcome=Outcome(status, tuple(held or ()), tuple(errors or ()),
+                                   dict(skips or {})))
+
+
+def utc_date(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(dt.UTC).date()
+
+
+def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: str,
+             emply_version: str | None, organization: Mapping[str, Any]) -> Residual | None:
+    """What a successful run records; None when it cannot be reused (another writer
+    moved the Emply marker during the run, so its version is not known)."""
+    if emply_version is None:
+        return None
+    return Residual(run_id=run_id, date=utc_date(started), emply_version=emply_version,
+                    tenant_id=tenant_id, organization=organization, outcome=Outcome.of(plan))
+
+
+def _json_list(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, dict)
+                                                             for v in value))
+
+
+# --- The sync state -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncState:
+    """The sync's own small state between runs (`state.json.gz`)."""
+
+    mirror_head: Mapping[str, Any] | None = None
+    """The Entra mirror without its users and groups: version, tenant, organization,
+    delta links (`shared.graph.reader`)."""
+    snapshot: str | None = None
+    """The generation of the snapshot holding the mirror's users and groups and the
+    compact Emply copy."""
+    previous_mapping: Mapping[str, str | None] | None = None
+    """Group → role mapping of the last run that synced roles (R11 step 2)."""
+    last_run_id: str | None = None
+    residual: Residual | None = None
+    legacy_mirror: Mapping[str, Any] | None = None
+    """A whole mirror, as states written before the snapshot held it ("mirror"). Read,
+    never written: the next run's state replaces it."""
+
+    def to_json(self) -> Json:
+        return {
+            "format": FORMAT,
+            "mirrorHead": None if self.mirror_head is None else dict(self.mirror_head),
+            "snapshot": self.snapshot,
+            "previousMapping": (None if self.previous_mapping is None
+                                else dict(self.previous_mapping)),
+            "lastRunId": self.last_run_id,
+            "residual": None if self.residual is None else self.residual.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> SyncState:
+        """Raises `StateUnreadable` for a state of another format or shape; a malformed
+        part counts as absent (see the module's invariants)."""
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise StateUnreadable(f"expected a JSON object, got {type(value).__name__}")
+        form = value.get("format", FORMAT)
+        if form != FORMAT:
+            raise StateUnreadable(f"state format {form!r}, this code reads {FORMAT}")
+        head, generation, legacy = (value.get(k) for k in ("mirrorHead", "snapshot", "mirror"))
+        last = value.get("lastRunId")
+        return cls(
+            mirror_head=head if isinstance(head, dict) else None,
+            snapshot=generation if isinstance(generation, str) else None,
+            previous_mapping=_mapping(value.get("previousMapping")),
+            last_run_id=last if isinstance(last, str) else None,
+            residual=Residual.from_json(value.get("residual")),
+            legacy_mirror=legacy if isinstance(legacy, dict) else None,
+        )
+
+    def previous_mirror(self, snapshot: Mapping[str, Any] | None) -> Json | None:
+        """The Entra mirror of the previous run: its head from the state, its users and
+        groups from the snapshot of the same generation (`unpack_entra`)."""
+        if self.legacy_mirror is not None:
+            return dict(self.legacy_mirror)
+        if self.mirror_head is None or snapshot is None:
+            return None
+        return {**self.mirror_head, **{k: snapshot.get(k) for k in _BULK}}
+
+    def after_unchanged(self, delta_links: Mapping[str, str], run_id: str) -> SyncState:
+        """The state after a run that reused the residual: only the delta links move."""
+        head = dict(self.mirror_head or {})
+        head["deltaLinks"] = dict(delta_links)
+        return dataclasses.replace(self, mirror_head=head, last_run_id=run_id)
+
+    def planner_state(self) -> model.SyncState:
+        return model.SyncState(previous_mapping=self.previous_mapping)
+
+
+def _mapping(value: Any) -> dict[str, str | None] | None:
+    # A mapping of the wrong shape is treated as unknown: no migration rather than a wrong one.
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
+    ):
+        return None
+    return dict(value)
+
+
+def after_run(mirror: Mapping[str, Any], *, generation: str, plan: model.Plan, run_id: str,
+              residual: Residual | None) -> SyncState:
+    """The state a run that applied `plan` leaves: the new mirror's head, its snapshot."""
+    return SyncState(
+        mirror_head={k: v for k, v in mirror.items() if k not in _BULK},
+        snapshot=generation,
+        previous_mapping=plan.next_state.previous_mapping,
+        last_run_id=run_id,
+        residual=residual,
+    )
+
+
+def unreadable_warning(exc: BaseException) -> Json:
+    """The report's error for a stored state (or snapshot) that could not be read."""
+    return {
+        "reason": "sync_state_unreadable",
+        "message": f"the sync's stored state could not be read ({type(exc).__name__}: "
+        f"{exc}); Entra is read in full and the state rewritten. Role mapping changes "
+        "made since the last run are not migrated (R11 step 2) this once",
+    }
+
+
+async def load_state(store: store_mod.EmplyStore) -> tuple[SyncState, tuple[Json, ...]]:
+    """The stored state; an unreadable one is an empty state and a warning, not a crash
+    (what is lost with it is the previous role mapping, so the warning says so)."""
+    try:
+        return SyncState.from_json(await store.load_sync_state()), ()
+    except (OSError, ValueError, EOFError) as exc:  # gzip, JSON, format and shape errors
+        return SyncState(), (unreadable_warning(exc),)
+
+
+async def save_state(store: store_mod.EmplyStore, state: SyncState) -> None:
+    await store.save_sync_state(state.to_json())
+
+
+# --- The snapshot's Entra part ---------------------------------------------------------
+
+
+def pack_entra(mirror: Mapping[str, Any]) -> Json:
+    """The snapshot's Entra part: the mirror's users (in columns) and groups."""
+    return {
+        "format": FORMAT,
+        "users": columns.pack_rows(list(mirror["users"].values()), reader.USER_FIELDS),
+        "groups": mirror["groups"],
+    }
+
+
+def unpack_entra(part: Mapping[str, Any]) -> Json | None:
+    """The snapshot's Entra part with its users as the mirror holds them; None for an
+    older format (Entra is then read in full once). Raises ValueError when malformed."""
+    if part.get("format") not in _ENTRA_PART_FORMATS:
+        return None
+    rows = columns.unpack_rows(part.get("users"), reader.USER_FIELDS, "snapshot users")
+    users = {row[0]: row for row in rows}
+    groups = part.get("groups")
+    if not isinstance(groups, dict) or not all(
+        isinstance(g, dict) and isinstance(g.get("members"), list) for g in groups.values()
+    ):
+        raise ValueError("snapshot groups: expected {id: {..., \"members\": [...]}}")
+    # Members as the very id strings of the users (one copy of each id, not two).
+    same = {user_id: user_id for user_id in users}
+    for group in groups.values():
+        group["members"] = [same.get(m, m) for m in group["members"]]
+    return {**part, "users": users, "groups": groups}
+
+
+# --- The run report -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EntraReadSummary:
+    full_read: bool
+    reason: str | None
+    requests: int
+    throttled: int
+
+    def to_json(self) -> Json:
+        return {"fullRead": self.full_read, "reason": self.reason,
+                "requests": self.requests, "throttled": self.throttled}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunReport:
+    """One run's report (README "run report"); `to_json` is its only dict form."""
+
+    run_id: str
+    trigger: str
+    dry_run: bool
+    started_at: str
+    status: str = "running"
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    changes: Sequence[Json] = ()
+    held: tuple[Json, ...] = ()
+    errors: tuple[Json, ...] = ()
+    skips: Mapping[str, int] | None = None
+    entra_read: EntraReadSummary | None = None
+    reused_plan_of: str | None = None
+    planned: Sequence[Json] | None = None
+
+    def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
+                     counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
+                     ) -> RunReport:
+        """The report of a plan (or of a reused residual): its outcome, the read, the
+        counts; `warnings` (problems the read recovered from) come first among errors."""
+        return dataclasses.replace(
+            self, status=outcome.status, counts=dict(counts), held=outcome.held,
+            errors=(*warnings, *outcome.errors), skips=dict(outcome.skips),
+            entra_read=entra_read)
+
+    def with_error(self, error: Json) -> RunReport:
+        return dataclasses.replace(self, errors=(*self.errors, error))
+
+    def failed(self, error: Json, planned: Sequence[Json]) -> RunReport:
+        """What was planned is kept for the operator, but not reported as done."""
+        return dataclasses.replace(self, status="failed", changes=(), counts={},
+                                   planned=planned, errors=(*self.errors, error))
+
+    def to_json(self) -> Json:
+        out: Json = {
+            "runId": self.run_id,
+            "trigger": self.trigger,
+            "status": self.status,
+            "dryRun": self.dry_run,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+        }
+        if self.duration_ms is not None:
+            out["durationMs"] = self.duration_ms
+        out["counts"] = dict(self.counts)
+        # The list itself when it is one: an initial sync's 133,000 changes, not copied.
+        out["changes"] = self.changes if isinstance(self.changes, list) else list(self.changes)
+        out["held"] = list(self.held)
+        out["errors"] = list(self.errors)
+        if self.skips is not None:
+            out["skips"] = dict(self.skips)
+        if self.entra_read is not None:
+            out["entraRead"] = self.entra_read.to_json()
+        if self.reused_plan_of is not None:
+            out["reusedPlanOf"] = self.reused_plan_of
+        if self.planned is not None:
+            out["planned"] = self.planned if isinstance(self.planned, list) else list(
+                self.planned)
+        return out

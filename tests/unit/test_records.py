@@ -1,0 +1,184 @@
+"""The typed sync state, residual and run report (`shared.records`): their stored and
+reported shapes, the state the code before them wrote, and what is unreadable."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from shared import records
+from shared.reconcile import model
+from tests.unit import builders as b
+
+HEAD = {"version": 2, "tenantId": b.TENANT,
+        "organization": {"id": b.TENANT, "onPremisesSyncEnabled": False,
+                         "verifiedDomains": ["contoso.com"]},
+        "deltaLinks": {"users": "https://graph/users/delta?$deltatoken=u",
+                       "groups": "https://graph/groups/delta?$deltatoken=g"}}
+HELD = {"kind": "deactivate_user", "userId": "u1", "entraId": "p1", "reason": "held_by_guard",
+        "rule": "R7", "before": {"status": "active"}, "after": {"status": "deactivated"},
+        "message": "held"}
+RESIDUAL = {"runId": "20310304T090000Z-abcdef01", "date": "2031-03-04", "emplyVersion": "v7",
+            "tenantId": b.TENANT, "organization": HEAD["organization"],
+            "status": "needs_approval", "held": [HELD],
+            "errors": [{"reason": "ambiguous_match", "message": "two", "entraId": "p2"}],
+            "skips": {"employee_profile_controls_roles": 2}}
+# Exactly what the code before `shared.records` wrote (no "format").
+OLD_STATE = {"mirrorHead": HEAD, "snapshot": "0" * 32,
+             "previousMapping": {"g1": "employee", "g2": None},
+             "lastRunId": "20310304T090000Z-abcdef01", "residual": RESIDUAL}
+
+
+def test_a_state_written_before_the_format_reads_and_writes_back_the_same() -> None:
+    state = records.SyncState.from_json(OLD_STATE)
+    assert state.mirror_head == HEAD and state.snapshot == "0" * 32
+    assert state.previous_mapping == {"g1": "employee", "g2": None}
+    assert state.residual is not None and state.residual.date == dt.date(2031, 3, 4)
+    assert state.residual.outcome.held == (HELD,)
+    assert state.to_json() == {"format": records.FORMAT, **OLD_STATE}
+    assert records.SyncState.from_json(state.to_json()) == state
+
+
+def test_no_state_is_the_empty_state() -> None:
+    assert records.SyncState.from_json(None) == records.SyncState()
+    assert records.SyncState().previous_mirror({"users": {}, "groups": {}}) is None
+
+
+@pytest.mark.parametrize("value, words", [
+    ([OLD_STATE], "expected a JSON object, got list"),
+    ("state", "expected a JSON object, got str"),
+    ({**OLD_STATE, "format": 4}, "state format 4, this code reads 3"),
+    ({**OLD_STATE, "format": "3"}, "state format '3'"),
+])
+def test_another_format_or_shape_is_unreadable(value: Any, words: str) -> None:
+    with pytest.raises(records.StateUnreadable, match=words):
+        records.SyncState.from_json(value)
+
+
+@pytest.mark.parametrize("part, value", [
+    ("residual", {**RESIDUAL, "date": "yesterday"}),
+    ("residual", {**RESIDUAL, "emplyVersion": None}),
+    ("residual", {**RESIDUAL, "held": {"u1": HELD}}),
+    ("residual", {**RESIDUAL, "organization": "contoso"}),
+    ("residual", ["not", "a", "residual"]),
+    ("previousMapping", {"g1": 3}),
+    ("previousMapping", ["g1"]),
+    ("mirrorHead", "head"),
+    ("snapshot", 42),
+])
+def test_a_malformed_part_counts_as_absent(part: str, value: Any) -> None:
+    state = records.SyncState.from_json({**OLD_STATE, part: value})
+    field = {"residual": "residual", "previousMapping": "previous_mapping",
+             "mirrorHead": "mirror_head", "snapshot": "snapshot"}[part]
+    assert getattr(state, field) is None
+    # The rest of the state stands.
+    others = {"residual", "previous_mapping", "mirror_head", "snapshot"} - {field}
+    assert all(getattr(state, name) is not None for name in others)
+
+
+def test_the_previous_mirror_is_the_head_with_the_snapshots_users_and_groups() -> None:
+    state = records.SyncState.from_json(OLD_STATE)
+    users = {"p1": ["p1", "p1@contoso.com", *[None] * 9]}
+    groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1"]}}
+    mirror = state.previous_mirror({"users": users, "groups": groups, "emply": {}})
+    assert mirror == {**HEAD, "users": users, "groups": groups}
+    assert mirror is not None and mirror["users"] is users  # shared, not copied
+    assert state.previous_mirror(None) is None
+    legacy = records.SyncState.from_json({"mirror": {**HEAD, "users": users, "groups": groups}})
+    assert legacy.previous_mirror(None) == mirror
+
+
+def test_after_an_unchanged_run_only_the_delta_links_and_the_run_id_move() -> None:
+    state = records.SyncState.from_json(OLD_STATE)
+    links = {"users": "u2", "groups": "g2"}
+    after = state.after_unchanged(links, "run-2")
+    assert after.to_json() == {"format": records.FORMAT, **OLD_STATE, "lastRunId": "run-2",
+                               "mirrorHead": {**HEAD, "deltaLinks": links}}
+    assert state.to_json()["mirrorHead"] == HEAD  # the record it came from is unchanged
+
+
+def test_a_residual_is_reusable_on_its_utc_date_without_approval_only() -> None:
+    residual = records.Residual.from_json(RESIDUAL)
+    assert residual is not None
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert residual.reusable_on(dt.datetime(2031, 3, 4, 23, 59, 59, tzinfo=dt.UTC),
+                                approve=None)
+    # 01:30 on the 5th in UTC+2 is still the 4th in UTC.
+    assert residual.reusable_on(dt.datetime(2031, 3, 5, 1, 30, tzinfo=plus_two), approve=None)
+    assert not residual.reusable_on(dt.datetime(2031, 3, 5, 0, 0, 1, tzinfo=dt.UTC),
+                                    approve=None)
+    assert not residual.reusable_on(dt.datetime(2031, 3, 4, 12, tzinfo=dt.UTC), approve=1)
+
+
+def test_a_residual_is_recorded_only_with_a_known_emply_version() -> None:
+    plan = model.Plan(changes=(), errors=(model.Problem("ambiguous_match", "two"),),
+                      skips={"employee_profile_controls_roles": 1})
+    started = dt.datetime(2031, 3, 4, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-2)))
+    made = records.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
+                            emply_version="v1", organization={"id": b.TENANT})
+    assert made is not None and made.date == dt.date(2031, 3, 5)  # the UTC date
+    assert made.to_json()["errors"] == [{"reason": "ambiguous_match", "message": "two"}]
+    assert records.Residual.from_json(made.to_json()) == made
+    assert records.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
+                            emply_version=None, organization={}) is None
+
+
+REPORT_KEYS = ["runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
+               "durationMs", "counts", "changes", "held", "errors", "skips", "entraRead",
+               "reusedPlanOf", "planned"]
+
+
+def test_a_reports_keys_appear_as_the_run_gets_there() -> None:
+    running = records.RunReport(run_id="r1", trigger="timer", dry_run=False,
+                                started_at="2031-03-04T09:00:00.000Z")
+    assert running.to_json() == {
+        "runId": "r1", "trigger": "timer", "status": "running", "dryRun": False,
+        "startedAt": "2031-03-04T09:00:00.000Z", "finishedAt": None, "counts": {},
+        "changes": [], "held": [], "errors": []}
+
+    outcome = records.Outcome("needs_approval", (HELD,), (), {"employee_profile_controls_roles": 1})
+    read = records.EntraReadSummary(full_read=True, reason="initial", requests=5, throttled=1)
+    warning = {"reason": "sync_state_unreadable", "message": "gone"}
+    changes = [{"kind": "create_user", "userId": "u9"}]
+    planned = running.with_outcome(outcome, read, {"create_user": 1}, warnings=(warning,))
+    done = planned.with_error({"reason": "approval_unused", "message": "none held"})
+    finished = dataclasses.replace(done, changes=changes, duration_ms=1000,
+                                   finished_at="2031-03-04T09:00:01.000Z").to_json()
+    assert list(finished) == [k for k in REPORT_KEYS if k not in ("reusedPlanOf", "planned")]
+    assert finished["status"] == "needs_approval" and finished["counts"] == {"create_user": 1}
+    assert finished["changes"] is changes  # an initial sync's changes are not copied
+    assert finished["errors"] == [warning, {"reason": "approval_unused",
+                                            "message": "none held"}]
+    assert finished["entraRead"] == {"fullRead": True, "reason": "initial", "requests": 5,
+                                     "throttled": 1}
+
+    failed = planned.failed({"reason": "graph_read_failed", "message": "503"}, changes)
+    as_json = failed.to_json()
+    assert as_json["status"] == "failed" and as_json["changes"] == []
+    assert as_json["counts"] == {} and as_json["planned"] == changes
+    assert as_json["errors"][-1]["reason"] == "graph_read_failed"
+    assert as_json["held"] == [HELD]  # what was held is still shown
+
+
+def test_the_snapshots_entra_part_packs_in_this_format_and_reads_format_2_too() -> None:
+    users = {"p1": ["p1", "p1@contoso.com", "p1@contoso.com", "P1", None, None, True, None,
+                    None, None, None],
+             "p2": ["p2", "p2@contoso.com", None, "P2", "P", "Two", False, True, "CTO", None,
+                    None]}
+    groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1", "g2"]}}
+    packed = records.pack_entra({**HEAD, "users": users, "groups": groups})
+    assert packed["format"] == records.FORMAT
+    for form in (records.FORMAT, 2):
+        part = json.loads(json.dumps({**packed, "format": form}))  # as stored
+        unpacked = records.unpack_entra(part)
+        assert unpacked is not None
+        assert unpacked["users"] == users and unpacked["groups"] == groups
+    # Format 1 (users as in the mirror) or none: read Entra in full once instead.
+    assert records.unpack_entra({**packed, "format": 1}) is None
+    assert records.unpack_entra({"users": users, "groups": groups}) is None
+    with pytest.raises(ValueError, match="snapshot groups"):
+        records.unpack_entra({**packed, "groups": ["g1"]})
