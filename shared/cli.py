@@ -20,6 +20,7 @@ from shared import store as store_mod
 from shared.emply_doc import DocumentError
 from shared.graph.errors import GraphError
 from shared.reconcile import explain as explain_mod
+from shared.reconcile import model
 
 SHOWN_CHANGES = 40
 
@@ -45,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", parents=[common], help="run one sync")
     sync.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
-    sync.add_argument("--approve-deactivations", type=_count, metavar="N",
-                      help="approve exactly N deactivations held by the guard")
+    sync.add_argument("--approve-deactivations", type=_approval, metavar="N[:DIGEST]",
+                      help="approve the deactivations held by the guard: their count and the "
+                      "digest of the held set the report shows (N:DIGEST, or DIGEST); a "
+                      "count alone approves only the set the last run held")
     sync.add_argument("--json", action="store_true", help="print the run report as JSON")
 
     expl = sub.add_parser("explain", parents=[common], help="why a user is in its state (R18)")
@@ -74,10 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
-    return int(text)
+def _approval(text: str) -> model.Approval:
+    try:
+        return model.Approval.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,7 +210,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  Held by the deactivation guard: {len(held)} deactivations")
         for change in held[:SHOWN_CHANGES]:
             lines.append(f"    {change['userId']:<24} {change['reason']}: {change['message']}")
-        lines.append(f"  Approve with: emply-sync sync --approve-deactivations {len(held)}")
+        digest = report.get("heldDigest")
+        approval = f"{len(held)}:{digest}" if digest else str(len(held))
+        lines.append(f"  Approve with: emply-sync sync --approve-deactivations {approval}")
     skips = report.get("skips") or {}
     for reason, n in sorted(skips.items()):
         lines.append(f"  Skipped: {n} × {reason}")

@@ -7,8 +7,10 @@ HTTP. The stored shapes::
 
     state.json.gz   {"format": 3, "mirrorHead": {...}, "snapshot": "<generation>",
                      "previousMapping": {group: role | null} | null, "lastRunId": str,
-                     "residual": {"runId", "date", "emplyVersion", "tenantId",
-                                  "organization", "status", "held", "errors", "skips"} | null}
+                     "guardWindow": [{"at": time, "count": n}], "heldDigest": str | null,
+                     "residual": {"runId", "date", "until", "emplyVersion", "tenantId",
+                                  "organization", "status", "held", "heldDigest",
+                                  "errors", "skips"} | null}
     snapshot-entra-<generation>.json.gz
                     {"format": 3, "users": <columns of the Graph reader's USER_FIELDS>,
                      "groups": {id: {"id", "displayName", "members": [ids]}}}
@@ -32,7 +34,10 @@ Invariants:
 - A residual is reusable only on the UTC date it was made on and without an
   approval (`Residual.reusable_on`): the planner reads its clock argument only
   through that date, but for the time stamps it writes on new links (see
-  `shared.unchanged`, and the property in `tests/unit/test_properties.py`).
+  `shared.unchanged`, and the property in `tests/unit/test_properties.py`) and for
+  R7's rolling window. That window matters to an unchanged world only when something
+  is held, so such a residual also carries `until`: when the oldest deactivation
+  counted in the window leaves it (the guard may then let the held ones through).
 - A report's JSON keys and their presence are those of the README's "run report":
   `skips` and `entraRead` once a plan was made or reused, `reusedPlanOf` only when
   reused, `planned` only on failure, `durationMs` once finished.
@@ -75,6 +80,8 @@ class Outcome:
     held: tuple[Json, ...] = ()
     errors: tuple[Json, ...] = ()
     skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    held_digest: str | None = None
+    """R7: the digest of the held set, what an approval of exactly these names."""
 
     @classmethod
     def of(cls, plan: model.Plan) -> Outcome:
@@ -83,6 +90,7 @@ class Outcome:
             held=tuple(c.to_json() for c in plan.held),
             errors=tuple(p.to_json() for p in plan.errors),
             skips=dict(plan.skips),
+            held_digest=plan.held_digest,
         )
 
 
@@ -98,11 +106,15 @@ class Residual:
     tenant_id: str
     organization: Mapping[str, Any]
     outcome: Outcome
+    until: dt.datetime | None = None
+    """When R7's rolling window changes for a residual that holds deactivations."""
 
-    def reusable_on(self, now: dt.datetime, *, approve: int | None) -> bool:
+    def reusable_on(self, now: dt.datetime, *, approve: object | None) -> bool:
         """Whether a run at `now` may report this residual again, Graph and Emply being
-        unchanged: same UTC day (R8 acts on dates), no approval to act on."""
-        return approve is None and utc_date(now) == self.date
+        unchanged: same UTC day (R8 acts on dates), no approval to act on, the guard's
+        window as it was."""
+        return (approve is None and utc_date(now) == self.date
+                and (self.until is None or now < self.until))
 
     def to_json(self) -> Json:
         return {
@@ -113,8 +125,10 @@ class Residual:
             "organization": dict(self.organization),
             "status": self.outcome.status,
             "held": list(self.outcome.held),
+            "heldDigest": self.outcome.held_digest,
             "errors": list(self.outcome.errors),
             "skips": dict(self.outcome.skips),
+            "until": None if self.until is None else _iso(self.until),
         }
 
     @classmethod
@@ -126,10 +140,14 @@ class Residual:
             "runId", "date", "emplyVersion", "tenantId", "organization"))
         held, errors, skips = (value.get(k) for k in ("held", "errors", "skips"))
         status = value.get("status", "succeeded")
+        digest = value.get("heldDigest")
         try:
             day = dt.date.fromisoformat(date) if isinstance(date, str) else None
         except ValueError:
             day = None
+        until = _time(value.get("until"))
+        if value.get("until") is not None and until is None:
+            return None  # a limit that cannot be read: plan again
         if (day is None or not isinstance(run_id, str) or not isinstance(version, str)
                 or not isinstance(tenant, str)
                 or not isinstance(org, dict) or not isinstance(status, str)
@@ -137,13 +155,28 @@ class Residual:
                 or not (skips is None or isinstance(skips, dict))):
             return None
         return cls(run_id=run_id, date=day, emply_version=version, tenant_id=tenant,
-                   organization=org,
+                   organization=org, until=until,
                    outcome=Outcome(status, tuple(held or ()), tuple(errors or ()),
-                                   dict(skips or {})))
+                                   dict(skips or {}),
+                                   digest if isinstance(digest, str) else None))
 
 
 def utc_date(moment: dt.datetime) -> dt.date:
     return moment.astimezone(dt.UTC).date()
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
 
 
 def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: str,
@@ -152,8 +185,12 @@ def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: 
     moved the Emply marker during the run, so its version is not known)."""
     if emply_version is None:
         return None
+    window = plan.next_state.recent_deactivations
+    until = (min(at for at, _ in window) + model.GUARD_WINDOW
+             if plan.held and window else None)
     return Residual(run_id=run_id, date=utc_date(started), emply_version=emply_version,
-                    tenant_id=tenant_id, organization=organization, outcome=Outcome.of(plan))
+                    tenant_id=tenant_id, organization=organization, outcome=Outcome.of(plan),
+                    until=until)
 
 
 def _json_list(value: Any) -> bool:
@@ -176,6 +213,10 @@ class SyncState:
     compact Emply copy."""
     previous_mapping: Mapping[str, str | None] | None = None
     """Group → role mapping of the last run that synced roles (R11 step 2)."""
+    recent_deactivations: tuple[tuple[dt.datetime, int], ...] = ()
+    """R7's rolling window: deactivations applied without approval, and when."""
+    held_digest: str | None = None
+    """R7: the digest of what the last run held (a bare count approves only that)."""
     last_run_id: str | None = None
     residual: Residual | None = None
     legacy_mirror: Mapping[str, Any] | None = None
@@ -190,6 +231,8 @@ class SyncState:
             "previousMapping": (None if self.previous_mapping is None
                                 else dict(self.previous_mapping)),
             "lastRunId": self.last_run_id,
+            "guardWindow": [{"at": _iso(at), "count": n} for at, n in self.recent_deactivations],
+            "heldDigest": self.held_digest,
             "residual": None if self.residual is None else self.residual.to_json(),
         }
 
@@ -205,11 +248,13 @@ class SyncState:
         if form != FORMAT:
             raise StateUnreadable(f"state format {form!r}, this code reads {FORMAT}")
         head, generation, legacy = (value.get(k) for k in ("mirrorHead", "snapshot", "mirror"))
-        last = value.get("lastRunId")
+        last, digest = value.get("lastRunId"), value.get("heldDigest")
         return cls(
             mirror_head=head if isinstance(head, dict) else None,
             snapshot=generation if isinstance(generation, str) else None,
             previous_mapping=_mapping(value.get("previousMapping")),
+            recent_deactivations=_window(value.get("guardWindow")),
+            held_digest=digest if isinstance(digest, str) else None,
             last_run_id=last if isinstance(last, str) else None,
             residual=Residual.from_json(value.get("residual")),
             legacy_mirror=legacy if isinstance(legacy, dict) else None,
@@ -231,7 +276,23 @@ class SyncState:
         return dataclasses.replace(self, mirror_head=head, last_run_id=run_id)
 
     def planner_state(self) -> model.SyncState:
-        return model.SyncState(previous_mapping=self.previous_mapping)
+        return model.SyncState(previous_mapping=self.previous_mapping,
+                               recent_deactivations=self.recent_deactivations,
+                               held_digest=self.held_digest)
+
+
+def _window(value: Any) -> tuple[tuple[dt.datetime, int], ...]:
+    """R7's window as stored; entries that cannot be read are dropped (the window is a
+    safety margin on top of the per-run guard, which always holds)."""
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for entry in value:
+        at = _time(entry.get("at")) if isinstance(entry, dict) else None
+        count = entry.get("count") if isinstance(entry, dict) else None
+        if at is not None and isinstance(count, int) and not isinstance(count, bool):
+            out.append((at, count))
+    return tuple(out)
 
 
 def _mapping(value: Any) -> dict[str, str | None] | None:
@@ -250,6 +311,8 @@ def after_run(mirror: Mapping[str, Any], *, generation: str, plan: model.Plan, r
         mirror_head={k: v for k, v in mirror.items() if k not in _BULK},
         snapshot=generation,
         previous_mapping=plan.next_state.previous_mapping,
+        recent_deactivations=plan.next_state.recent_deactivations,
+        held_digest=plan.next_state.held_digest,
         last_run_id=run_id,
         residual=residual,
     )
@@ -343,6 +406,7 @@ class RunReport:
     entra_read: EntraReadSummary | None = None
     reused_plan_of: str | None = None
     planned: Sequence[Json] | None = None
+    held_digest: str | None = None
 
     def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
                      counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
@@ -352,7 +416,7 @@ class RunReport:
         return dataclasses.replace(
             self, status=outcome.status, counts=dict(counts), held=outcome.held,
             errors=(*warnings, *outcome.errors), skips=dict(outcome.skips),
-            entra_read=entra_read)
+            entra_read=entra_read, held_digest=outcome.held_digest)
 
     def with_error(self, error: Json) -> RunReport:
         return dataclasses.replace(self, errors=(*self.errors, error))
@@ -382,6 +446,8 @@ class RunReport:
             out["skips"] = dict(self.skips)
         if self.entra_read is not None:
             out["entraRead"] = self.entra_read.to_json()
+        if self.held_digest is not None:
+            out["heldDigest"] = self.held_digest
         if self.reused_plan_of is not None:
             out["reusedPlanOf"] = self.reused_plan_of
         if self.planned is not None:

@@ -130,7 +130,7 @@ def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnaps
 
 
 def make_plan(
-    prepared: Prepared, now: dt.datetime, approve: int | None = None
+    prepared: Prepared, now: dt.datetime, approve: model.Approval | None = None
 ) -> model.Plan:
     entra, emply = snapshots(prepared)
     return planner.plan(
@@ -148,9 +148,12 @@ async def run_sync(
     *,
     trigger: str,
     dry_run: bool = False,
-    approve_deactivations: int | None = None,
+    approve_deactivations: model.Approval | int | None = None,
 ) -> dict[str, Any]:
-    """One run; returns its report. Raises `RunInProgress` when another run holds the lease."""
+    """One run; returns its report. Raises `RunInProgress` when another run holds the lease.
+    `approve_deactivations`: R7's approval (a bare number is its count)."""
+    if isinstance(approve_deactivations, int):
+        approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
     run = _Run(records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
                                  started_at=iso(started)), time.monotonic())
@@ -185,7 +188,7 @@ async def _run(
     run: _Run,
     started: dt.datetime,
     heartbeat: asyncio.Task[None] | None,
-    approve_deactivations: int | None,
+    approve_deactivations: model.Approval | None,
 ) -> None:
     """Fill `run.report` in; a run failure is recorded in it, a bug is recorded and raised.
 

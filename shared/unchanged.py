@@ -55,7 +55,7 @@ async def check(
     state: records.SyncState,
     *,
     started: dt.datetime,
-    approve: int | None,
+    approve: object | None,
 ) -> Check:
     recorded = state.residual
     if recorded is None or state.mirror_head is None or not recorded.reusable_on(
