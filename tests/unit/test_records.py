@@ -33,13 +33,18 @@ OLD_STATE = {"mirrorHead": HEAD, "snapshot": "0" * 32,
              "lastRunId": "20310304T090000Z-abcdef01", "residual": RESIDUAL}
 
 
+# What the old state is written back as: its fields, and R7's (empty) window and digests.
+WRITTEN_AGAIN = {**OLD_STATE, "guardWindow": [], "heldDigest": None,
+                 "residual": {**OLD_STATE["residual"], "heldDigest": None, "until": None}}
+
+
 def test_a_state_written_before_the_format_reads_and_writes_back_the_same() -> None:
     state = records.SyncState.from_json(OLD_STATE)
     assert state.mirror_head == HEAD and state.snapshot == "0" * 32
     assert state.previous_mapping == {"g1": "employee", "g2": None}
     assert state.residual is not None and state.residual.date == dt.date(2031, 3, 4)
     assert state.residual.outcome.held == (HELD,)
-    assert state.to_json() == {"format": records.FORMAT, **OLD_STATE}
+    assert state.to_json() == {"format": records.FORMAT, **WRITTEN_AGAIN}
     assert records.SyncState.from_json(state.to_json()) == state
 
 
@@ -96,7 +101,7 @@ def test_after_an_unchanged_run_only_the_delta_links_and_the_run_id_move() -> No
     state = records.SyncState.from_json(OLD_STATE)
     links = {"users": "u2", "groups": "g2"}
     after = state.after_unchanged(links, "run-2")
-    assert after.to_json() == {"format": records.FORMAT, **OLD_STATE, "lastRunId": "run-2",
+    assert after.to_json() == {"format": records.FORMAT, **WRITTEN_AGAIN, "lastRunId": "run-2",
                                "mirrorHead": {**HEAD, "deltaLinks": links}}
     assert state.to_json()["mirrorHead"] == HEAD  # the record it came from is unchanged
 
@@ -182,3 +187,26 @@ def test_the_snapshots_entra_part_packs_in_this_format_and_reads_format_2_too() 
     assert records.unpack_entra({"users": users, "groups": groups}) is None
     with pytest.raises(ValueError, match="snapshot groups"):
         records.unpack_entra({**packed, "groups": ["g1"]})
+
+
+def test_the_guard_window_and_held_digest_round_trip_and_bad_entries_are_dropped() -> None:
+    at = dt.datetime(2031, 3, 4, 9, 0, tzinfo=dt.UTC)
+    state = records.SyncState(recent_deactivations=((at, 9),), held_digest="0123456789ab")
+    stored = state.to_json()
+    assert stored["guardWindow"] == [{"at": "2031-03-04T09:00:00Z", "count": 9}]
+    assert records.SyncState.from_json(stored) == state
+    assert state.planner_state().recent_deactivations == ((at, 9),)
+    assert state.planner_state().held_digest == "0123456789ab"
+    broken = {**stored, "guardWindow": [{"at": "yesterday", "count": 3}, {"count": True},
+                                        "x", {"at": "2031-03-04T10:00:00Z", "count": 2}]}
+    assert records.SyncState.from_json(broken).recent_deactivations == (
+        (at + dt.timedelta(hours=1), 2),)
+
+
+def test_a_residual_that_holds_is_reusable_only_until_the_window_moves() -> None:
+    until = dt.datetime(2031, 3, 4, 15, 0, tzinfo=dt.UTC)
+    residual = records.Residual.from_json({**RESIDUAL, "until": "2031-03-04T15:00:00Z"})
+    assert residual is not None and residual.until == until
+    assert residual.reusable_on(until - dt.timedelta(seconds=1), approve=None)
+    assert not residual.reusable_on(until, approve=None)
+    assert records.Residual.from_json({**RESIDUAL, "until": "soon"}) is None
