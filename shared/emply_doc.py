@@ -26,11 +26,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
+
+from shared import emply_checks
 
 __all__ = [
     "ENTITY_KINDS",
@@ -44,11 +45,16 @@ __all__ = [
 ]
 
 
+MAX_LISTED = 50
+"""Problems a `DocumentError` keeps (and a message lists); `total` counts them all."""
+
+
 class DocumentError(ValueError):
     """A document (or part of one) does not follow the schema.
 
-    `path` and `detail` describe the first problem; `errors` holds all of them
-    as ``(path, detail)`` pairs. ``str(error)`` is ``"<path>: <detail>"``.
+    `path` and `detail` describe the first problem; `errors` holds the first
+    `MAX_LISTED` of them as ``(path, detail)`` pairs and `total` counts them all.
+    ``str(error)`` is ``"<path>: <detail>"``; `report()` lists them.
     """
 
     def __init__(self, path: str, detail: str,
@@ -56,14 +62,43 @@ class DocumentError(ValueError):
         super().__init__(f"{path}: {detail}" if path else detail)
         self.path = path
         self.detail = detail
-        self.errors: list[tuple[str, str]] = errors or [(path, detail)]
+        problems = errors or [(path, detail)]
+        self.total = len(problems)
+        self.errors: list[tuple[str, str]] = problems[:MAX_LISTED]
+
+    @classmethod
+    def of(cls, errors: list[tuple[str, str]]) -> DocumentError:
+        """The error for a non-empty list of problems (the first one heads it)."""
+        return cls(errors[0][0], errors[0][1], errors)
+
+    def report(self) -> str:
+        """Every kept problem on its own line, and how many more there are."""
+        head = "1 problem" if self.total == 1 else f"{self.total} problems"
+        lines = [f"{head}:"]
+        lines += [f"  {path}: {detail}" if path else f"  {detail}" for path, detail in self.errors]
+        if self.total > len(self.errors):
+            lines.append(f"  ... and {self.total - len(self.errors)} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The problems as JSON (an HTTP problem body's `errors`)."""
+        return {"total": self.total,
+                "errors": [{"path": path, "detail": detail} for path, detail in self.errors]}
 
 
 class _Invalid(Exception):
-    def __init__(self, path: str, detail: str) -> None:
+    """One or more problems of one value: `problems` lists them, the first is `path`."""
+
+    def __init__(self, path: str, detail: str,
+                 problems: list[tuple[str, str]] | None = None) -> None:
         super().__init__(path, detail)
         self.path = path
         self.detail = detail
+        self.problems = problems or [(path, detail)]
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> _Invalid:
+        return cls(problems[0][0], problems[0][1], problems)
 
 
 Check = Callable[[object, str], Any]
@@ -78,12 +113,8 @@ class Field(NamedTuple):
     json: bool = False  # a list/object: the store keeps it as JSON text
 
 
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_show = emply_checks.show
+_label = emply_checks.label
 
 
 def _type_name(value: object) -> str:
@@ -189,7 +220,16 @@ def _list_of(item: Check) -> Check:
     def run(value: object, path: str) -> list[Any]:
         if not isinstance(value, list):
             raise _expected("a list", value, path)
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        out: list[Any] = []
+        problems: list[tuple[str, str]] = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v, f"{path}[{i}]"))
+            except _Invalid as e:
+                problems += e.problems
+        if problems:
+            raise _Invalid.of(problems)
+        return out
     return run
 
 
@@ -197,7 +237,26 @@ def _any_object(value: object, path: str) -> dict[str, Any]:
     """An object the sync owns (history entry, last change): kept as is."""
     if not isinstance(value, dict):
         raise _expected("an object", value, path)
+    _check_depth(value, path)
     return copy.deepcopy(value)
+
+
+MAX_DEPTH = 32
+"""How deeply a free-form value (history entry, last change, photo) may nest."""
+
+
+def _check_depth(value: object, path: str) -> None:
+    """Refuse a free-form value nested deeper than `MAX_DEPTH` (copying or encoding it
+    would recurse that deep). Iterative, so checking never recurses itself."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _Invalid(path, f"nested deeper than {MAX_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
 
 
 def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
@@ -210,24 +269,36 @@ def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
 
 def _check_fields(value: Mapping[str, Any], schema: Mapping[str, Field], path: str,
                   *, open_ended: bool = False) -> dict[str, Any]:
+    """The entity's fields checked and defaulted; every problem of it in one `_Invalid`."""
     prefix = f"{path}." if path else ""
     out: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for key in value:
         if key not in schema and not open_ended:
             hint = difflib.get_close_matches(str(key), list(schema), n=1)
             detail = "unknown field" + (f' (did you mean "{hint[0]}"?)' if hint else "")
-            raise _Invalid(f"{prefix}{key}", detail + "; allowed: " + ", ".join(schema))
+            problems.append((f"{prefix}{key}", detail + "; allowed: " + ", ".join(schema)))
     for name, spec in schema.items():
-        if name in value:
-            out[name] = spec.check(value[name], prefix + name)
-        elif spec.required:
-            raise _Invalid(prefix + name, "required field missing")
-        else:
-            out[name] = copy.deepcopy(spec.default)
+        try:
+            if name in value:
+                out[name] = spec.check(value[name], prefix + name)
+            elif spec.required:
+                raise _Invalid(prefix + name, "required field missing")
+            else:
+                out[name] = copy.deepcopy(spec.default)
+        except _Invalid as e:
+            problems += e.problems
     if open_ended:
         for key, extra in value.items():
             if key not in schema:
+                try:
+                    _check_depth(extra, prefix + str(key))
+                except _Invalid as e:
+                    problems += e.problems
+                    continue
                 out[key] = copy.deepcopy(extra)
+    if problems:
+        raise _Invalid.of(problems)
     return out
 
 
@@ -356,13 +427,6 @@ def json_fields(kind: str) -> frozenset[str]:
     return frozenset(name for name, spec in schema.items() if spec.json)
 
 
-def _label(kind: str, index: int, item: object) -> str:
-    label = f"{kind}[{index}]"
-    if isinstance(item, dict) and isinstance(item.get("id"), str):
-        label += f" (id {_show(item['id'])})"
-    return label
-
-
 def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
           present: bool) -> set[str] | None:
     """Ids a reference may point at: the document's own plus the known ones.
@@ -372,7 +436,7 @@ def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
     """
     ids = None if known is None else set(known)
     if present:
-        ids = (ids or set()) | {e["id"] for e in doc[section]}
+        ids = (ids or set()) | emply_checks.raw_ids(doc.get(section))
     return ids
 
 
@@ -383,6 +447,7 @@ def validate_document(
     known_role_ids: Iterable[str] | None = None,
     known_user_ids: Iterable[str] | None = None,
     known_employee_ids: Iterable[str] | None = None,
+    stored: emply_checks.Stored | None = None,
 ) -> dict[str, Any]:
     """Check an Emply state document and return it normalised.
 
@@ -390,8 +455,9 @@ def validate_document(
     ``partial=False`` all seven must be present. References are checked
     against the document's own ids plus the matching `known_*` ids (what the
     store already holds); when a section is absent and its `known_*` is None,
-    references to it are not checked.
-    Raises `DocumentError` naming the entity and field.
+    references to it are not checked. `stored`: the store's entities the
+    uniqueness checks compare with besides the document's own (a plain import).
+    Raises `DocumentError` naming the entity and field of every problem found.
     """
     errors: list[tuple[str, str]] = []
     if not isinstance(doc, dict):
@@ -410,7 +476,7 @@ def validate_document(
         try:
             out["settings"] = _object(SETTINGS)(doc["settings"], "settings")
         except _Invalid as e:
-            errors.append((e.path, e.detail))
+            errors += e.problems
     for kind, schema in SCHEMAS.items():
         items = doc.get(kind, [])
         if not isinstance(items, list):
@@ -426,7 +492,7 @@ def validate_document(
                     raise _expected("an object", item, label)
                 entity = _check_fields(item, schema, label)
             except _Invalid as e:
-                errors.append((e.path, e.detail))
+                errors += e.problems
                 continue
             key = entity_key(kind, entity)
             if key in seen:
@@ -438,12 +504,13 @@ def validate_document(
                 entity["deactivatedBy"] = "emply"
             good.append(entity)
         out[kind] = good
-    if errors:
-        raise DocumentError(errors[0][0], errors[0][1], errors)
 
+    # Across entities, over those that passed their own checks.
     _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
+    errors += emply_checks.check_emails(out)
+    errors += emply_checks.check_unique(out, stored)
     if errors:
-        raise DocumentError(errors[0][0], errors[0][1], errors)
+        raise DocumentError.of(errors)
     return out
 
 
@@ -452,9 +519,9 @@ def _check_references(
     known_role_ids: Iterable[str] | None, known_user_ids: Iterable[str] | None,
     known_employee_ids: Iterable[str] | None,
 ) -> None:
-    roles = _refs(out, "roles", known_role_ids, "roles" in doc)
-    users = _refs(out, "users", known_user_ids, "users" in doc)
-    employees = _refs(out, "employees", known_employee_ids, "employees" in doc)
+    roles = _refs(doc, "roles", known_role_ids, "roles" in doc)
+    users = _refs(doc, "users", known_user_ids, "users" in doc)
+    employees = _refs(doc, "employees", known_employee_ids, "employees" in doc)
 
     settings = out["settings"]
     if settings is not None:
@@ -474,11 +541,14 @@ def _check_references(
             errors.append(("settings.defaultRoleId",
                            f"unknown role {_show(settings['defaultRoleId'])}"))
 
-    if employees is not None:
-        for i, user in enumerate(out["users"]):
-            if user["employeeId"] is not None and user["employeeId"] not in employees:
-                errors.append((f"{_label('users', i, user)}.employeeId",
-                               f"unknown employee {_show(user['employeeId'])}"))
+    for i, user in enumerate(out["users"]):
+        if employees is not None and user["employeeId"] is not None \
+                and user["employeeId"] not in employees:
+            errors.append((f"{_label('users', i, user)}.employeeId",
+                           f"unknown employee {_show(user['employeeId'])}"))
+        if roles is not None:
+            errors += [(f"{_label('users', i, user)}.roles[{j}]", f"unknown role {_show(role)}")
+                       for j, role in enumerate(user["roles"]) if role not in roles]
     if users is not None:
         for kind in ("calendars", "events", "outboundEvents"):
             for i, item in enumerate(out[kind]):
