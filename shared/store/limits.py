@@ -60,9 +60,9 @@ def row_problems(row: Mapping[str, Any], label: str,
             largest = max(largest, (2 * units, name))
             if units > MAX_STRING_UNITS:
                 problems.append((f"{label}.{name}",
-                                 f"{_kib(2 * units)} stored, more than Table Storage's "
-                                 f"64 KiB per property ({len(value):,} characters; "
-                                 f"at most {MAX_STRING_UNITS:,})"))
+                                 f"{len(value):,} characters ({2 * units:,} bytes as "
+                                 f"stored, UTF-16), more than Table Storage's 64 KiB "
+                                 f"({2 * MAX_STRING_UNITS:,} bytes) per property"))
             if not value.isascii() and _SURROGATE.search(value):
                 problems.append((f"{label}.{name}",
                                  "contains an unpaired UTF-16 surrogate (e.g. \\ud800): "
