@@ -17,8 +17,16 @@ Invariants of a normalised document:
 - a user with status `deactivated` has a `deactivatedBy` (`emply` when the file
   did not say: a user deactivated in Emply is never reactivated by the sync).
 
+- usernames, user e-mail addresses, employee e-mail addresses and `entraId`s are
+  unique ignoring case and surrounding space (also against the stored entities a
+  plain import keeps), e-mail fields are addresses, users' roles exist
+  (`shared.emply_checks`).
+
 Errors raise `DocumentError` whose `path` names the entity and field, e.g.
-``users[3] (id "u-megan").status``; `errors` lists every problem found.
+``users[3] (id "u-megan").status``; it collects every problem of the document (each
+entity's fields all checked), keeps the first `MAX_LISTED` and counts them all.
+Reading a file's bytes into JSON is `shared.emply_file`; what Table Storage would
+refuse on top is `shared.store.limits`.
 """
 
 from __future__ import annotations
@@ -63,8 +71,18 @@ class DocumentError(ValueError):
         self.path = path
         self.detail = detail
         problems = errors or [(path, detail)]
+        self._all = problems
         self.total = len(problems)
         self.errors: list[tuple[str, str]] = problems[:MAX_LISTED]
+        self.valid: dict[str, Any] | None = None
+        """The entities that passed their own checks, when the whole document was
+        checked (as `validate_document` returns them), so a caller can look for more
+        problems in them (`positions`: their indices in the document, per kind)."""
+        self.positions: dict[str, list[int]] = {}
+
+    def with_more(self, problems: list[tuple[str, str]]) -> DocumentError:
+        """This error with `problems` added after its own."""
+        return DocumentError.of([*self._all, *problems])
 
     @classmethod
     def of(cls, errors: list[tuple[str, str]]) -> DocumentError:
@@ -472,6 +490,7 @@ def validate_document(
         errors += [(s, "required section missing") for s in SECTIONS if s not in doc]
 
     out: dict[str, Any] = {"settings": None}
+    positions: dict[str, list[int]] = {}
     if doc.get("settings") is not None:
         try:
             out["settings"] = _object(SETTINGS)(doc["settings"], "settings")
@@ -484,6 +503,7 @@ def validate_document(
             out[kind] = []
             continue
         good: list[dict[str, Any]] = []
+        positions[kind] = where = []
         seen: dict[tuple[str, ...], int] = {}
         for i, item in enumerate(items):
             label = _label(kind, i, item)
@@ -503,6 +523,7 @@ def validate_document(
                     and entity["deactivatedBy"] is None:
                 entity["deactivatedBy"] = "emply"
             good.append(entity)
+            where.append(i)
         out[kind] = good
 
     # Across entities, over those that passed their own checks.
@@ -510,7 +531,9 @@ def validate_document(
     errors += emply_checks.check_emails(out)
     errors += emply_checks.check_unique(out, stored)
     if errors:
-        raise DocumentError.of(errors)
+        error = DocumentError.of(errors)
+        error.valid, error.positions = out, positions
+        raise error
     return out
 
 

@@ -2,7 +2,8 @@
 
 Layout (every name carries the store's optional `prefix`):
 
-- table `emply`: one entity per Emply object. PartitionKey is the kind
+- table `emply<generation>` (32 hex digits; before the first import, `emply`
+  itself): one entity per Emply object. PartitionKey is the kind
   (settings, role, calendar, event, outbound), RowKey the encoded id
   (`keys.encode_key`). Users and employees, the kinds that grow with the tenant,
   are spread over `BUCKETS` partitions instead: `user-XX` / `employee-XX`, XX
@@ -17,6 +18,12 @@ Layout (every name carries the store's optional `prefix`):
   the previous group→role mapping, written in one put; `snapshot.json.gz`, the
   bulk of a run's inputs (Entra users and groups, a compact copy of the Emply
   side) tagged with a generation, rewritten only when it changes.
+
+Generations: an import writes the whole new Emply side into a table of its own and
+makes it current with one conditional write of the version marker, whose `table`
+property names the generation (`import_document`); readers and writers follow the
+marker (`_follow`), so a failed or killed import leaves the previous generation
+current and whole, and the previous table is dropped after a switch.
 
 The Emply version marker (entity `meta`/`version` of table `emply`) gets a new
 random value before and after every Emply write made through a store, so a
@@ -539,10 +546,18 @@ class EmplyStore:
         if not replace:
             kept = await self._raw_rows(self.emply)
             stored, known = _identities(kept.values())
-        clean = emply_doc.validate_document(
-            doc, known_role_ids=known["roles"], known_user_ids=known["users"],
-            known_employee_ids=known["employees"], stored=stored)
-        rows, counts = _import_rows(clean)
+        try:
+            clean = emply_doc.validate_document(
+                doc, known_role_ids=known["roles"], known_user_ids=known["users"],
+                known_employee_ids=known["employees"], stored=stored)
+        except emply_doc.DocumentError as exc:
+            # Table Storage's limits too, in the entities that passed: every problem at once.
+            if exc.valid is None:
+                raise
+            raise exc.with_more(_import_rows(exc.valid, exc.positions)[2]) from None
+        rows, counts, problems = _import_rows(clean)
+        if problems:
+            raise emply_doc.DocumentError.of(problems)
         for key in rows:
             kept.pop(key, None)
         generation = uuid.uuid4().hex
@@ -1166,10 +1181,12 @@ def _identities(rows: Iterable[Mapping[str, Any]]
     return stored, known
 
 
-def _import_rows(clean: Mapping[str, Any]
-                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, int]]:
-    """The rows of a validated document by key, and the count per section. Raises
-    `DocumentError` naming every entity and field Table Storage would refuse."""
+def _import_rows(clean: Mapping[str, Any], positions: Mapping[str, list[int]] | None = None,
+                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, int],
+                            list[tuple[str, str]]]:
+    """The rows of a validated document by key, the count per section, and what Table
+    Storage would refuse in them (entity and field named; `positions`: the entities'
+    indices in the file when some were left out)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     counts: dict[str, int] = {"settings": 0}
     problems: list[tuple[str, str]] = []
@@ -1178,15 +1195,14 @@ def _import_rows(clean: Mapping[str, Any]
         *((kind, clean[kind]) for kind in PARTITIONS)]
     for kind, items in sections:
         codec = _CODECS[kind]
-        for index, item in enumerate(items):
+        indices = (positions or {}).get(kind) or range(len(items))
+        for index, item in zip(indices, items, strict=True):
             row = codec.to_row(item)
             where = "settings" if kind == "settings" else emply_checks.label(kind, index, item)
             problems += limits.row_problems(row, where)
             rows[(row["PartitionKey"], row["RowKey"])] = row
         counts[kind] = len(items)
-    if problems:
-        raise emply_doc.DocumentError.of(problems)
-    return rows, counts
+    return rows, counts, problems
 
 
 def _cache_values(entry: dict[str, Any] | list[Any], fields: Sequence[str]) -> Sequence[Any]:

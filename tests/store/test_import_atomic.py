@@ -164,17 +164,19 @@ async def test_what_table_storage_refuses_is_refused_before_anything_is_written(
     # (a control character is six bytes there).
     bad["employees"][1].update({name: "\x01" * 30_000 for name in (
         "displayName", "givenName", "surname", "jobTitle", "department", "mobilePhone")})
+    bad["employees"][2]["status"] = "gone"  # listed with them: every problem at once
     for replace in (False, True):
         with pytest.raises(DocumentError) as info:
             await store.import_document(bad, replace=replace)
         paths = [path for path, _ in info.value.errors]
+        assert paths.pop(0) == 'employees[2] (id "e2").status'
         assert paths == ['users[0] (id "u0000").displayName',
                          'users[1] (id "u0001").history',
                          'users[1] (id "u0001")',
                          'users[2] (id "u0002").displayName',
                          f'employees[0] (id "{"/" * 56}...).id',
                          'employees[1] (id "e1")'], info.value.report()
-        details = dict(info.value.errors)
+        details = dict(info.value.errors[1:])
         assert details[paths[0]] == ("100,000 characters (200,000 bytes as stored, UTF-16), "
                                      "more than Table Storage's 64 KiB (65,536 bytes) per "
                                      "property")
