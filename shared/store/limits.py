@@ -41,6 +41,9 @@ def row_problems(row: Mapping[str, Any], label: str,
                  key_field: str = "id") -> list[tuple[str, str]]:
     """Why Table Storage would refuse `row` (PartitionKey, RowKey and properties), each as
     ``(path, detail)`` with `label` naming the entity; empty when it would take it."""
+    text = "".join([v for v in row.values() if isinstance(v, str)])
+    if len(text) <= MAX_KEY_UNITS and text.isascii():
+        return []  # the usual row: a few hundred ASCII characters in all, nothing to refuse
     problems: list[tuple[str, str]] = []
     size = 4
     largest: tuple[int, str] = (0, "")

@@ -562,9 +562,9 @@ class EmplyStore:
             kept.pop(key, None)
         generation = uuid.uuid4().hex
         target = self._data_table(generation)
-        await self._tables.create_table(target.table_name)
         value = uuid.uuid4().hex
         try:
+            await self._tables.create_table(target.table_name)
             ops: list[Operation] = [("upsert", row, {})
                                     for row in (*rows.values(), *kept.values())]
             del rows, kept
