@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -14,7 +18,7 @@ from shared import emply_import
 from shared.emply_doc import DocumentError
 from shared.store import EmplyStore, RunInProgress, open_store
 from shared.store.errors import EmplyReplaced, ImportFailed, LeaseLost
-from tests.support.azurite import AzuriteProcess
+from tests.support.azurite import ROOT, AzuriteProcess
 from tests.support.faulty_storage import FaultyTransport, faulty_store
 
 pytestmark = pytest.mark.integration
@@ -237,3 +241,54 @@ async def test_a_plain_import_keeps_what_the_file_does_not_name_and_drops_old_ta
     async with TableServiceClient.from_connection_string(azurite.connection_string) as svc:
         rows = [r async for r in svc.get_table_client(prefix + "emply").list_entities()]
     assert [(r["PartitionKey"], r["RowKey"]) for r in rows] == [("meta", "version")]
+
+
+def test_kill_9_midway_changes_nothing(azurite: AzuriteProcess, prefix: str) -> None:
+    """A real crash: an import in its own process, killed with SIGKILL while its
+    transactions are under way (one held by the transport so the kill lands midway)."""
+    script = textwrap.dedent(f"""
+        import asyncio
+        from tests.store.test_import_atomic import state
+        from tests.support.faulty_storage import FaultyTransport, faulty_store
+
+        async def main() -> None:
+            transport = FaultyTransport(pause_batch=60)
+            async with faulty_store({azurite.connection_string!r}, {prefix!r},
+                                    transport) as store:
+                task = asyncio.create_task(
+                    store.import_document(state(600, "after"), replace=True))
+                await transport.paused.wait()
+                print("paused", flush=True)
+                await task
+
+        asyncio.run(main())
+    """)
+
+    async def setup() -> tuple[tuple[dict[str, Any], str | None], list[str]]:
+        async with open_store(connection_string=azurite.connection_string,
+                              prefix=prefix) as store:
+            await store.import_document(state(600, "before"))
+        return await seen(azurite, prefix), await tables_of(azurite, prefix)
+
+    before, tables = asyncio.run(setup())
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"paused\n", child.stderr.read() if child.stderr else ""
+    finally:
+        child.kill()
+        child.communicate()
+    assert child.returncode == -signal.SIGKILL
+
+    async def after() -> None:
+        assert await seen(azurite, prefix) == before
+        assert len(set(await tables_of(azurite, prefix)) - set(tables)) == 1
+        async with open_store(connection_string=azurite.connection_string,
+                              prefix=prefix) as store:
+            await emply_import.import_emply(store, state(600, "after"), replace=True)
+        assert len(await tables_of(azurite, prefix)) == len(tables)
+        assert {u["displayName"] for u in (await seen(azurite, prefix))[0]["users"]} \
+            == {f"User {i} after" for i in range(600)}
+
+    asyncio.run(after())
