@@ -563,6 +563,7 @@ class EmplyStore:
         generation = uuid.uuid4().hex
         target = self._data_table(generation)
         value = uuid.uuid4().hex
+        etag: str | None = None
         try:
             await self._tables.create_table(target.table_name)
             ops: list[Operation] = [("upsert", row, {})
@@ -573,10 +574,12 @@ class EmplyStore:
                 await before_switch()
             etag = await self._switch(marker, generation, value)
         except BaseException as exc:
-            await self._abandon(generation, exc)
-            raise
+            if not await self._abandon(generation, exc):
+                raise
+            # The switch happened; only its answer was lost on the way back.
         self.emply, self._generation = target, generation
-        self._version, self._version_ours = (value, etag), False
+        self._version = (value, etag) if etag is not None else None
+        self._version_ours = False
         self._known, self._etags = None, {}
         await self._drop_generation(previous)
         return counts
@@ -602,21 +605,25 @@ class EmplyStore:
         self.stats["marker_writes"] += 1
         return str(result["etag"])
 
-    async def _abandon(self, generation: str, exc: BaseException) -> None:
+    async def _abandon(self, generation: str, exc: BaseException) -> bool:
         """After a failed import: drop its table unless the switch may have happened
-        (a lost response), and say which. Raises `ImportFailed` for storage errors."""
+        (a lost response). True when the marker shows the switch did happen (the import
+        took effect); else raises `ImportFailed` for a storage error, or returns False
+        (the caller re-raises)."""
+        # Always look: even a refused switch may be our own write sent twice (azure-core
+        # retries a PUT whose answer was lost; the second copy then fails its If-Match).
         switched: bool | None = None
-        if isinstance(exc, errors.StoreError | emply_doc.DocumentError):
-            switched = False
-        else:
-            with contextlib.suppress(Exception):
-                marker = await self._get(self._meta, _META_PK, _VERSION_RK)
-                switched = marker is not None and marker.get("table") == generation
+        with contextlib.suppress(Exception):
+            marker = await self._get(self._meta, _META_PK, _VERSION_RK)
+            switched = marker is not None and marker.get("table") == generation
+        if switched:
+            return True
         if switched is False:
             with contextlib.suppress(Exception):
                 await self._tables.delete_table(self._data_table(generation).table_name)
         if isinstance(exc, Exception) and not isinstance(exc, errors.StoreError):
-            raise errors.ImportFailed(exc, outcome_unknown=switched is not False) from exc
+            raise errors.ImportFailed(exc, outcome_unknown=switched is None) from exc
+        return False
 
     async def _raw_rows(self, table: TableClient) -> dict[tuple[str, str], dict[str, Any]]:
         """Every Emply row of `table` as it would be written back (no OData metadata)."""

@@ -92,6 +92,22 @@ async def test_a_crash_midway_changes_nothing_and_the_next_import_clears_up(
     assert len(await tables_of(azurite, prefix)) == len(tables)
 
 
+async def test_a_switch_whose_answer_is_lost_still_counts(
+        azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
+    """The switch was made but its answer lost (azure-core then sends the PUT again,
+    whose If-Match now fails): the import took effect, and its table is kept."""
+    await store.import_document(state(50, "before"))
+    tables = await tables_of(azurite, prefix)
+    transport = FaultyTransport(lose_marker_answer=True)
+    async with faulty_store(azurite.connection_string, prefix, transport) as importer:
+        counts = await importer.import_document(state(50, "after"), replace=True)
+    assert not transport.lose_marker_answer  # the answer was lost
+    assert counts["users"] == 50
+    after, _ = await seen(azurite, prefix)
+    assert {u["displayName"] for u in after["users"]} == {f"User {i} after" for i in range(50)}
+    assert len(await tables_of(azurite, prefix)) == len(tables)  # the old one dropped
+
+
 async def test_a_write_by_another_store_during_an_import_wins(
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     """The switch is conditional on the marker the import started from: an edit made

@@ -8,7 +8,8 @@ transaction (`$batch`, counted from 1) is not sent and raises the error a droppe
 connection gives. With `then_down`, every request after it fails too (storage gone,
 as for a process killed mid-write: nothing the store does afterwards reaches storage).
 `pause_batch` holds that transaction until `resume` is set, so a test can act while
-an import is half written. Nothing in the HTTP library is patched.
+an import is half written. `lose_marker_answer`: the first write of the version
+marker is done but its answer never arrives. Nothing in the HTTP library is patched.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from shared.store import EmplyStore
 
 class FaultyTransport(AsyncHttpTransport):  # type: ignore[type-arg]
     def __init__(self, *, fail_batch: int | None = None, then_down: bool = False,
-                 pause_batch: int | None = None) -> None:
+                 pause_batch: int | None = None, lose_marker_answer: bool = False) -> None:
         self._inner = AioHttpTransport()
         self.fail_batch = fail_batch
         self.then_down = then_down
         self.pause_batch = pause_batch
         self.paused = asyncio.Event()
         self.resume = asyncio.Event()
+        self.lose_marker_answer = lose_marker_answer
         self.batches = 0
         self.down = False
 
@@ -47,6 +49,11 @@ class FaultyTransport(AsyncHttpTransport):  # type: ignore[type-arg]
             if self.batches == self.fail_batch:
                 self.down = self.then_down
                 raise ServiceResponseError("injected: connection reset during a transaction")
+        if self.lose_marker_answer and request.method in ("PUT", "POST") \
+                and "PartitionKey='meta'" in request.url:
+            self.lose_marker_answer = False
+            await self._inner.send(request, **kwargs)  # done, but the answer is lost
+            raise ServiceResponseError("injected: connection reset before the answer")
         return await self._inner.send(request, **kwargs)
 
     async def open(self) -> None:
