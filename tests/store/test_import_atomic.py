@@ -152,6 +152,10 @@ async def test_the_import_holds_the_sync_lease(azurite: AzuriteProcess, store: E
         transport.resume.set()
         await task
     assert await store.current_lease() is None  # released
+    # also when the import is refused
+    with pytest.raises(DocumentError):
+        await emply_import.import_emply(store, b'{"users": [{"id": "u"}]}')
+    assert await store.current_lease() is None
     await store.acquire_lease("run-3", "timer")
 
 
