@@ -92,7 +92,7 @@ def test_files_in_the_wrong_encoding_or_too_deep_are_refused_cleanly(make_world:
 async def test_no_import_while_a_run_holds_the_lease(make_world: Any) -> None:
     """Before issue 17 the import went through under the run, which then reported links
     as applied that the import had erased."""
-    world = _world(make_world, latency_ms=400)
+    world = _world(make_world, latency_ms=1000)  # three Graph rounds: the run holds the lease 3 s+
     path = world.tmp / "replacement.json"
     path.write_text(json.dumps(t.emply_state()))
     async with service.open_deps() as deps:
