@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from shared import config, service
+from shared import config, emply_import, service
 from shared import store as store_mod
 from shared.emply_doc import DocumentError
 from shared.graph.errors import GraphError
@@ -167,15 +167,22 @@ async def _emply(deps: service.Deps, args: argparse.Namespace) -> int:
         print(json.dumps(await deps.store.export_document(), indent=2))
         return 0
     try:
-        with open(args.file, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except json.JSONDecodeError as exc:
-        print(f"emply-sync: {args.file}: not valid JSON: {exc}", file=sys.stderr)
-        return 2
+        with open(args.file, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
-    counts = await deps.store.import_document(doc, replace=args.replace)
+    try:
+        counts = await emply_import.import_emply(deps.store, data, replace=args.replace,
+                                                 source=args.file)
+    except DocumentError as exc:
+        print(f"emply-sync: {args.file} refused, nothing was written: {exc.report()}",
+              file=sys.stderr)
+        return 2
+    except store_mod.RunInProgress as exc:
+        print(f"emply-sync: {exc}: nothing was imported; try again when it has finished",
+              file=sys.stderr)
+        return 3
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"imported {args.file}{' (replaced)' if args.replace else ''}: {summary}")
     return 0

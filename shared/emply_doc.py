@@ -17,8 +17,16 @@ Invariants of a normalised document:
 - a user with status `deactivated` has a `deactivatedBy` (`emply` when the file
   did not say: a user deactivated in Emply is never reactivated by the sync).
 
+- usernames, user e-mail addresses, employee e-mail addresses and `entraId`s are
+  unique ignoring case and surrounding space (also against the stored entities a
+  plain import keeps), e-mail fields are addresses, users' roles exist
+  (`shared.emply_checks`).
+
 Errors raise `DocumentError` whose `path` names the entity and field, e.g.
-``users[3] (id "u-megan").status``; `errors` lists every problem found.
+``users[3] (id "u-megan").status``; it collects every problem of the document (each
+entity's fields all checked), keeps the first `MAX_LISTED` and counts them all.
+Reading a file's bytes into JSON is `shared.emply_file`; what Table Storage would
+refuse on top is `shared.store.limits`.
 """
 
 from __future__ import annotations
@@ -26,11 +34,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
+
+from shared import emply_checks
 
 __all__ = [
     "ENTITY_KINDS",
@@ -44,11 +53,16 @@ __all__ = [
 ]
 
 
+MAX_LISTED = 50
+"""Problems a `DocumentError` keeps (and a message lists); `total` counts them all."""
+
+
 class DocumentError(ValueError):
     """A document (or part of one) does not follow the schema.
 
-    `path` and `detail` describe the first problem; `errors` holds all of them
-    as ``(path, detail)`` pairs. ``str(error)`` is ``"<path>: <detail>"``.
+    `path` and `detail` describe the first problem; `errors` holds the first
+    `MAX_LISTED` of them as ``(path, detail)`` pairs and `total` counts them all.
+    ``str(error)`` is ``"<path>: <detail>"``; `report()` lists them.
     """
 
     def __init__(self, path: str, detail: str,
@@ -56,14 +70,53 @@ class DocumentError(ValueError):
         super().__init__(f"{path}: {detail}" if path else detail)
         self.path = path
         self.detail = detail
-        self.errors: list[tuple[str, str]] = errors or [(path, detail)]
+        problems = errors or [(path, detail)]
+        self._all = problems
+        self.total = len(problems)
+        self.errors: list[tuple[str, str]] = problems[:MAX_LISTED]
+        self.valid: dict[str, Any] | None = None
+        """The entities that passed their own checks, when the whole document was
+        checked (as `validate_document` returns them), so a caller can look for more
+        problems in them (`positions`: their indices in the document, per kind)."""
+        self.positions: dict[str, list[int]] = {}
+
+    def with_more(self, problems: list[tuple[str, str]]) -> DocumentError:
+        """This error with `problems` added after its own."""
+        return DocumentError.of([*self._all, *problems])
+
+    @classmethod
+    def of(cls, errors: list[tuple[str, str]]) -> DocumentError:
+        """The error for a non-empty list of problems (the first one heads it)."""
+        return cls(errors[0][0], errors[0][1], errors)
+
+    def report(self) -> str:
+        """Every kept problem on its own line, and how many more there are."""
+        head = "1 problem" if self.total == 1 else f"{self.total} problems"
+        lines = [f"{head}:"]
+        lines += [f"  {path}: {detail}" if path else f"  {detail}" for path, detail in self.errors]
+        if self.total > len(self.errors):
+            lines.append(f"  ... and {self.total - len(self.errors)} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The problems as JSON (an HTTP problem body's `errors`)."""
+        return {"total": self.total,
+                "errors": [{"path": path, "detail": detail} for path, detail in self.errors]}
 
 
 class _Invalid(Exception):
-    def __init__(self, path: str, detail: str) -> None:
+    """One or more problems of one value: `problems` lists them, the first is `path`."""
+
+    def __init__(self, path: str, detail: str,
+                 problems: list[tuple[str, str]] | None = None) -> None:
         super().__init__(path, detail)
         self.path = path
         self.detail = detail
+        self.problems = problems or [(path, detail)]
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> _Invalid:
+        return cls(problems[0][0], problems[0][1], problems)
 
 
 Check = Callable[[object, str], Any]
@@ -78,12 +131,8 @@ class Field(NamedTuple):
     json: bool = False  # a list/object: the store keeps it as JSON text
 
 
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_show = emply_checks.show
+_label = emply_checks.label
 
 
 def _type_name(value: object) -> str:
@@ -189,7 +238,16 @@ def _list_of(item: Check) -> Check:
     def run(value: object, path: str) -> list[Any]:
         if not isinstance(value, list):
             raise _expected("a list", value, path)
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        out: list[Any] = []
+        problems: list[tuple[str, str]] = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v, f"{path}[{i}]"))
+            except _Invalid as e:
+                problems += e.problems
+        if problems:
+            raise _Invalid.of(problems)
+        return out
     return run
 
 
@@ -206,7 +264,26 @@ def _any_object(value: object, path: str) -> dict[str, Any]:
     """An object the sync owns (history entry, last change): kept as is."""
     if not isinstance(value, dict):
         raise _expected("an object", value, path)
+    _check_depth(value, path)
     return copy.deepcopy(value)
+
+
+MAX_DEPTH = 32
+"""How deeply a free-form value (history entry, last change, photo) may nest."""
+
+
+def _check_depth(value: object, path: str) -> None:
+    """Refuse a free-form value nested deeper than `MAX_DEPTH` (copying or encoding it
+    would recurse that deep). Iterative, so checking never recurses itself."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _Invalid(path, f"nested deeper than {MAX_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
 
 
 def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
@@ -219,24 +296,36 @@ def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
 
 def _check_fields(value: Mapping[str, Any], schema: Mapping[str, Field], path: str,
                   *, open_ended: bool = False) -> dict[str, Any]:
+    """The entity's fields checked and defaulted; every problem of it in one `_Invalid`."""
     prefix = f"{path}." if path else ""
     out: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for key in value:
         if key not in schema and not open_ended:
             hint = difflib.get_close_matches(str(key), list(schema), n=1)
             detail = "unknown field" + (f' (did you mean "{hint[0]}"?)' if hint else "")
-            raise _Invalid(f"{prefix}{key}", detail + "; allowed: " + ", ".join(schema))
+            problems.append((f"{prefix}{key}", detail + "; allowed: " + ", ".join(schema)))
     for name, spec in schema.items():
-        if name in value:
-            out[name] = spec.check(value[name], prefix + name)
-        elif spec.required:
-            raise _Invalid(prefix + name, "required field missing")
-        else:
-            out[name] = copy.deepcopy(spec.default)
+        try:
+            if name in value:
+                out[name] = spec.check(value[name], prefix + name)
+            elif spec.required:
+                raise _Invalid(prefix + name, "required field missing")
+            else:
+                out[name] = copy.deepcopy(spec.default)
+        except _Invalid as e:
+            problems += e.problems
     if open_ended:
         for key, extra in value.items():
             if key not in schema:
+                try:
+                    _check_depth(extra, prefix + str(key))
+                except _Invalid as e:
+                    problems += e.problems
+                    continue
                 out[key] = copy.deepcopy(extra)
+    if problems:
+        raise _Invalid.of(problems)
     return out
 
 
@@ -368,13 +457,6 @@ def json_fields(kind: str) -> frozenset[str]:
     return frozenset(name for name, spec in schema.items() if spec.json)
 
 
-def _label(kind: str, index: int, item: object) -> str:
-    label = f"{kind}[{index}]"
-    if isinstance(item, dict) and isinstance(item.get("id"), str):
-        label += f" (id {_show(item['id'])})"
-    return label
-
-
 def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
           present: bool) -> set[str] | None:
     """Ids a reference may point at: the document's own plus the known ones.
@@ -384,7 +466,7 @@ def _refs(doc: Mapping[str, Any], section: str, known: Iterable[str] | None,
     """
     ids = None if known is None else set(known)
     if present:
-        ids = (ids or set()) | {e["id"] for e in doc[section]}
+        ids = (ids or set()) | emply_checks.raw_ids(doc.get(section))
     return ids
 
 
@@ -395,6 +477,7 @@ def validate_document(
     known_role_ids: Iterable[str] | None = None,
     known_user_ids: Iterable[str] | None = None,
     known_employee_ids: Iterable[str] | None = None,
+    stored: emply_checks.Stored | None = None,
 ) -> dict[str, Any]:
     """Check an Emply state document and return it normalised.
 
@@ -402,8 +485,9 @@ def validate_document(
     ``partial=False`` all seven must be present. References are checked
     against the document's own ids plus the matching `known_*` ids (what the
     store already holds); when a section is absent and its `known_*` is None,
-    references to it are not checked.
-    Raises `DocumentError` naming the entity and field.
+    references to it are not checked. `stored`: the store's entities the
+    uniqueness checks compare with besides the document's own (a plain import).
+    Raises `DocumentError` naming the entity and field of every problem found.
     """
     errors: list[tuple[str, str]] = []
     if not isinstance(doc, dict):
@@ -418,11 +502,12 @@ def validate_document(
         errors += [(s, "required section missing") for s in SECTIONS if s not in doc]
 
     out: dict[str, Any] = {"settings": None}
+    positions: dict[str, list[int]] = {}
     if doc.get("settings") is not None:
         try:
             out["settings"] = _object(SETTINGS)(doc["settings"], "settings")
         except _Invalid as e:
-            errors.append((e.path, e.detail))
+            errors += e.problems
     for kind, schema in SCHEMAS.items():
         items = doc.get(kind, [])
         if not isinstance(items, list):
@@ -430,6 +515,7 @@ def validate_document(
             out[kind] = []
             continue
         good: list[dict[str, Any]] = []
+        positions[kind] = where = []
         seen: dict[tuple[str, ...], int] = {}
         for i, item in enumerate(items):
             label = _label(kind, i, item)
@@ -438,7 +524,7 @@ def validate_document(
                     raise _expected("an object", item, label)
                 entity = _check_fields(item, schema, label)
             except _Invalid as e:
-                errors.append((e.path, e.detail))
+                errors += e.problems
                 continue
             key = entity_key(kind, entity)
             if key in seen:
@@ -449,13 +535,17 @@ def validate_document(
                     and entity["deactivatedBy"] is None:
                 entity["deactivatedBy"] = "emply"
             good.append(entity)
+            where.append(i)
         out[kind] = good
-    if errors:
-        raise DocumentError(errors[0][0], errors[0][1], errors)
 
+    # Across entities, over those that passed their own checks.
     _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
+    errors += emply_checks.check_emails(out)
+    errors += emply_checks.check_unique(out, stored)
     if errors:
-        raise DocumentError(errors[0][0], errors[0][1], errors)
+        error = DocumentError.of(errors)
+        error.valid, error.positions = out, positions
+        raise error
     return out
 
 
@@ -464,9 +554,9 @@ def _check_references(
     known_role_ids: Iterable[str] | None, known_user_ids: Iterable[str] | None,
     known_employee_ids: Iterable[str] | None,
 ) -> None:
-    roles = _refs(out, "roles", known_role_ids, "roles" in doc)
-    users = _refs(out, "users", known_user_ids, "users" in doc)
-    employees = _refs(out, "employees", known_employee_ids, "employees" in doc)
+    roles = _refs(doc, "roles", known_role_ids, "roles" in doc)
+    users = _refs(doc, "users", known_user_ids, "users" in doc)
+    employees = _refs(doc, "employees", known_employee_ids, "employees" in doc)
 
     settings = out["settings"]
     if settings is not None:
@@ -486,11 +576,14 @@ def _check_references(
             errors.append(("settings.defaultRoleId",
                            f"unknown role {_show(settings['defaultRoleId'])}"))
 
-    if employees is not None:
-        for i, user in enumerate(out["users"]):
-            if user["employeeId"] is not None and user["employeeId"] not in employees:
-                errors.append((f"{_label('users', i, user)}.employeeId",
-                               f"unknown employee {_show(user['employeeId'])}"))
+    for i, user in enumerate(out["users"]):
+        if employees is not None and user["employeeId"] is not None \
+                and user["employeeId"] not in employees:
+            errors.append((f"{_label('users', i, user)}.employeeId",
+                           f"unknown employee {_show(user['employeeId'])}"))
+        if roles is not None:
+            errors += [(f"{_label('users', i, user)}.roles[{j}]", f"unknown role {_show(role)}")
+                       for j, role in enumerate(user["roles"]) if role not in roles]
     if users is not None:
         for kind in ("calendars", "events", "outboundEvents"):
             for i, item in enumerate(out[kind]):

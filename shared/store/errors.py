@@ -2,6 +2,8 @@
 
     StoreError                   anything the store refuses or cannot do
     ├── ConcurrentChangeError    an entity changed since it was loaded (ETag)
+    │   └── EmplyReplaced        the Emply side was replaced (import) meanwhile
+    ├── ImportFailed             an import's write failed; nothing was imported
     ├── RunInProgress            another run holds the sync lease
     └── LeaseLost                our lease expired and another run took it
     shared.emply_doc.DocumentError (ValueError): a bad Emply state document
@@ -43,3 +45,30 @@ class LeaseLost(StoreError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id} no longer holds the sync lease")
         self.run_id = run_id
+
+
+class EmplyReplaced(ConcurrentChangeError):
+    """The Emply side was replaced as a whole (an import switched it to a new generation)
+    while a writer held entities loaded from the previous one, or another writer changed
+    it while an import was being written (the import then changes nothing)."""
+
+    def __init__(self, detail: str) -> None:
+        StoreError.__init__(self, detail)
+        self.kind = "emply"
+        self.entity_id = "*"
+
+
+class ImportFailed(StoreError):
+    """Writing an import failed before it took effect: nothing was imported, the Emply
+    side is as it was. `cause` is the storage error (temporary: try again)."""
+
+    def __init__(self, cause: BaseException, *, outcome_unknown: bool = False) -> None:
+        if outcome_unknown:
+            detail = ("could not tell whether the import took effect: check with "
+                      "`emply-sync emply export` before importing again")
+        else:
+            detail = "nothing was imported; the Emply side is unchanged (try again)"
+        super().__init__(f"the import failed while writing ({type(cause).__name__}: "
+                         f"{str(cause)[:300]}); {detail}")
+        self.cause = cause
+        self.outcome_unknown = outcome_unknown

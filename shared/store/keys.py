@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 _UNSAFE = re.compile(r"[%/\\#?'|\x00-\x1f\x7f-\x9f]")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
-_MAX_KEY = 1000  # Table keys are limited to 1 KiB
+_MAX_KEY = 512  # Table keys are limited to 1 KiB of UTF-16 (Azurite: 512 characters)
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public, documented by Microsoft.

@@ -2,7 +2,8 @@
 
 Layout (every name carries the store's optional `prefix`):
 
-- table `emply`: one entity per Emply object. PartitionKey is the kind
+- table `emply<generation>` (32 hex digits; before the first import, `emply`
+  itself): one entity per Emply object. PartitionKey is the kind
   (settings, role, calendar, event, outbound), RowKey the encoded id
   (`keys.encode_key`). Users and employees, the kinds that grow with the tenant,
   are spread over `BUCKETS` partitions instead: `user-XX` / `employee-XX`, XX
@@ -17,6 +18,12 @@ Layout (every name carries the store's optional `prefix`):
   the previous group→role mapping, written in one put; `snapshot.json.gz`, the
   bulk of a run's inputs (Entra users and groups, a compact copy of the Emply
   side) tagged with a generation, rewritten only when it changes.
+
+Generations: an import writes the whole new Emply side into a table of its own and
+makes it current with one conditional write of the version marker, whose `table`
+property names the generation (`import_document`); readers and writers follow the
+marker (`_follow`), so a failed or killed import leaves the previous generation
+current and whole, and the previous table is dropped after a switch.
 
 The Emply version marker (entity `meta`/`version` of table `emply`) gets a new
 random value before and after every Emply write made through a store, so a
@@ -43,10 +50,11 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -62,8 +70,10 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from shared import emply_doc
-from shared.store import chunked_json, columns, errors, keys, wire
+from shared import emply_checks, emply_doc
+from shared.store import chunked_json, columns, errors, keys, limits, wire
+
+_log = logging.getLogger("emply_sync.store")  # under the logger telemetry exports
 
 Clock = Callable[[], dt.datetime]
 Operation = wire.Operation
@@ -237,7 +247,12 @@ class EmplyStore:
         self._credential = credential
         self._clock = clock or _utcnow
         self.prefix = prefix
-        self.emply: TableClient = tables.get_table_client(prefix + "emply")
+        self._meta: TableClient = tables.get_table_client(prefix + "emply")
+        """The table of the version marker, which names the current generation."""
+        self.emply: TableClient = self._meta
+        """The table of the current generation of the Emply side (see `_follow`)."""
+        self._generation: str | None = None
+        self._resolved = False
         self.runs: TableClient = tables.get_table_client(prefix + "runs")
         self.lease: TableClient = tables.get_table_client(prefix + "synclease")
         self.syncstate: ContainerClient = blobs.get_container_client(prefix + "syncstate")
@@ -287,7 +302,7 @@ class EmplyStore:
         async with self._ready_lock:
             if self._ready:
                 return
-            names = [self.emply.table_name, self.runs.table_name, self.lease.table_name]
+            names = [self._meta.table_name, self.runs.table_name, self.lease.table_name]
             await asyncio.gather(*(self._tables.create_table_if_not_exists(n) for n in names),
                                  *(self._create_container(c)
                                    for c in (self.syncstate, self.runreports)))
@@ -325,6 +340,7 @@ class EmplyStore:
                      select: list[str] | None = None) -> list[dict[str, Any]]:
         """Every row of `kind` (all its buckets), ordered by RowKey as one partition's
         rows would be."""
+        await self._resolve()
         codec = _CODECS[kind]
         rows: list[dict[str, Any]] = []
         async for page in wire.query(self.emply, codec.filter, select=select):
@@ -346,8 +362,9 @@ class EmplyStore:
         read-only: they are shared.
         """
         await self._ensure()
-        # The marker first: a write that ends after this read changes it again.
-        marker = await self._get(self.emply, _META_PK, _VERSION_RK)
+        # The marker first: a write that ends after this read changes it again. It also
+        # names the generation (table) the Emply side is in now.
+        marker = await self._read_marker()
         value = marker.get("value") if marker else None
         self._version = (str(value), marker["_etag"]) if marker and value else None
         self._version_ours = self._version is not None
@@ -425,7 +442,7 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         """The Emply version marker's value now (None when there is none)."""
         await self._ensure()
-        marker = await self._get(self.emply, _META_PK, _VERSION_RK)
+        marker = await self._get(self._meta, _META_PK, _VERSION_RK)
         value = marker.get("value") if marker else None
         return str(value) if value else None
 
@@ -450,7 +467,7 @@ class EmplyStore:
         Raises `ConcurrentChangeError` when one changed since `load_document`: its
         ETag is no longer the one remembered (the later write would fail anyway).
         """
-        await self._ensure()
+        await self._resolve()
         codec = _CODECS[kind]
         # Point reads, 8 at a time: the cheapest Table operation, and on Azurite a query
         # (even "PartitionKey eq .. and (RowKey eq .. or ..)") scans the whole table —
@@ -500,47 +517,203 @@ class EmplyStore:
         """What `emply-sync emply export` prints (import --replace takes it back)."""
         return await self.load_document()
 
-    async def _ids(self, kind: str) -> set[str]:
-        return {row["id"] for row in await self._query(kind, select=["id"])}
+    async def import_document(
+        self, doc: object, *, replace: bool = False,
+        before_switch: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, int]:
+        """Validate `doc`, then make it the Emply side: upserted into what the store holds,
+        or with `replace` instead of it. All or nothing, also across a crash.
 
-    async def import_document(self, doc: object, *, replace: bool = False) -> dict[str, int]:
-        """Validate `doc`, then upsert it (replace: clear the Emply side first).
-
-        Nothing is written when the document is refused (DocumentError). The
-        sync's own state (sync state blob, runs, lease) is never touched.
+        Everything is checked first (`emply_doc.validate_document`, against the stored
+        entities for a plain import, and what Table Storage would refuse:
+        `limits.row_problems`): a refused document raises `DocumentError` listing every
+        problem and nothing is written. The result is then written as a new generation
+        (its own table; for a plain import the stored entities the file does not replace
+        are copied over) and made current by one conditional write of the version marker,
+        which names the generation. Until that write, readers see the previous
+        generation, whole; a failure before it raises `ImportFailed` and the new table is
+        dropped; another writer's change meanwhile raises `EmplyReplaced` (the marker
+        moved) and nothing is imported. The previous generation is dropped afterwards.
+        `before_switch` runs just before the switch (the caller's lease check).
+        The sync's own state (sync state blob, runs, lease) is never touched.
         Returns the number of entities written per section.
         """
         await self._ensure()
-        known: dict[str, set[str] | None] = {"roles": None, "users": None, "employees": None}
-        if replace:
-            known = {k: set() for k in known}
-        elif isinstance(doc, dict):
-            wanted = {
-                "roles": doc.get("settings") is not None,
-                "employees": bool(doc.get("users")),
-                "users": any(doc.get(s) for s in ("calendars", "events", "outboundEvents")),
-            }
-            names = [k for k, need in wanted.items() if need]
-            for name, ids in zip(names, await asyncio.gather(*(self._ids(n) for n in names)),
-                                 strict=True):
-                known[name] = ids
-        clean = emply_doc.validate_document(
-            doc, known_role_ids=known["roles"], known_user_ids=known["users"],
-            known_employee_ids=known["employees"])
-        if replace:
-            await self.clear_emply()
-        counts: dict[str, int] = {"settings": 0}
-        if clean["settings"] is not None:
-            await self._write("settings", [clean["settings"]], conditional=False)
-            counts["settings"] = 1
-        for kind in PARTITIONS:
-            await self._write(kind, clean[kind], conditional=False)
-            counts[kind] = len(clean[kind])
+        marker = await self._read_marker()
+        previous = self._generation
+        kept: dict[tuple[str, str], dict[str, Any]] = {}
+        stored: emply_checks.Stored | None = None
+        known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
+        if not replace:
+            kept = await self._raw_rows(self.emply)
+            stored, known = _identities(kept.values())
+        try:
+            clean = emply_doc.validate_document(
+                doc, known_role_ids=known["roles"], known_user_ids=known["users"],
+                known_employee_ids=known["employees"], stored=stored)
+        except emply_doc.DocumentError as exc:
+            # Table Storage's limits too, in the entities that passed: every problem at once.
+            if exc.valid is None:
+                raise
+            raise exc.with_more(_import_rows(exc.valid, exc.positions)[2]) from None
+        rows, counts, problems = _import_rows(clean)
+        if problems:
+            raise emply_doc.DocumentError.of(problems)
+        for key in rows:
+            kept.pop(key, None)
+        generation = uuid.uuid4().hex
+        target = self._data_table(generation)
+        value = uuid.uuid4().hex
+        etag: str | None = None
+        try:
+            await self._tables.create_table(target.table_name)
+            ops: list[Operation] = [("upsert", row, {})
+                                    for row in (*rows.values(), *kept.values())]
+            del rows, kept
+            await self._submit_chunks(ops, kind="entity", table=target)
+            if before_switch is not None:
+                await before_switch()
+            etag = await self._switch(marker, generation, value)
+        except BaseException as exc:
+            if not await self._abandon(generation, exc):
+                raise
+            # The switch happened; only its answer was lost on the way back.
+        self.emply, self._generation = target, generation
+        self._version = (value, etag) if etag is not None else None
+        self._version_ours = False
+        self._known, self._etags = None, {}
+        await self._drop_generation(previous)
         return counts
+
+    async def _switch(self, marker: Mapping[str, Any] | None, generation: str,
+                      value: str) -> str:
+        """Make `generation` current: the version marker as read at the import's start,
+        replaced conditionally on its ETag (one atomic write). Returns the new ETag."""
+        entity = {"PartitionKey": _META_PK, "RowKey": _VERSION_RK, "value": value,
+                  "table": generation}
+        try:
+            if marker is None:
+                result = await self._meta.create_entity(entity)
+            else:
+                result = await self._meta.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=marker["_etag"],
+                    match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise errors.EmplyReplaced(
+                "the Emply side was changed by another writer while the import was being "
+                "written; nothing was imported (try again)") from exc
+        self._count(singles=1)
+        self.stats["marker_writes"] += 1
+        return str(result["etag"])
+
+    async def _abandon(self, generation: str, exc: BaseException) -> bool:
+        """After a failed import: drop its table unless the switch may have happened
+        (a lost response). True when the marker shows the switch did happen (the import
+        took effect); else raises `ImportFailed` for a storage error, or returns False
+        (the caller re-raises)."""
+        # Always look: even a refused switch may be our own write sent twice (azure-core
+        # retries a PUT whose answer was lost; the second copy then fails its If-Match).
+        switched: bool | None = None
+        with contextlib.suppress(Exception):
+            marker = await self._get(self._meta, _META_PK, _VERSION_RK)
+            switched = marker is not None and marker.get("table") == generation
+        if switched:
+            return True
+        if switched is False:
+            with contextlib.suppress(Exception):
+                await self._tables.delete_table(self._data_table(generation).table_name)
+        if isinstance(exc, Exception) and not isinstance(exc, errors.StoreError):
+            raise errors.ImportFailed(exc, outcome_unknown=switched is None) from exc
+        return False
+
+    async def _raw_rows(self, table: TableClient) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every Emply row of `table` as it would be written back (no OData metadata)."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        async for page in wire.query(table, f"PartitionKey ne '{_META_PK}'"):
+            for row in page:
+                clean = {k: v for k, v in row.items()
+                         if not k.startswith(("odata.", "Timestamp"))}
+                out[(row["PartitionKey"], row["RowKey"])] = clean
+        return out
+
+    async def _drop_generation(self, generation: str | None) -> None:
+        """Remove a generation the marker no longer names; a failure only leaves garbage
+        (`remove_stale_generations` takes it later), so it is logged, not raised."""
+        try:
+            if generation is not None:
+                await self._tables.delete_table(self._data_table(generation).table_name)
+                return
+            # The first generation is the marker's own table: delete its Emply rows.
+            rows = [row async for page in wire.query(
+                self._meta, f"PartitionKey ne '{_META_PK}'", select=["PartitionKey", "RowKey"])
+                for row in page]
+            await self._submit_chunks(
+                [("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]}, {})
+                 for r in rows], kind="entity", table=self._meta)
+        except Exception:
+            _log.warning("emply_store.old_generation_not_removed",
+                         extra={"generation": generation or "(first)"}, exc_info=True)
+
+    async def remove_stale_generations(self) -> int:
+        """Drop generation tables the marker does not name (left by an import that crashed
+        before it switched). Only while holding the lease: an import under way elsewhere
+        would lose its table. Returns how many were dropped."""
+        await self._ensure()
+        marker = await self._read_marker()
+        current = marker.get("table") if marker else None
+        base = self._meta.table_name
+        stale = re.compile(re.escape(base) + r"[0-9a-f]{32}")
+        names = [t.name async for t in self._tables.query_tables(
+            f"TableName ge '{base}' and TableName lt '{base}~'")]
+        dropped = 0
+        for name in names:
+            if stale.fullmatch(name) and name != base + str(current):
+                with contextlib.suppress(ResourceNotFoundError):
+                    await self._tables.delete_table(name)
+                dropped += 1
+        return dropped
+
+    # --- generations -------------------------------------------------------
+
+    def _data_table(self, generation: str | None) -> TableClient:
+        if generation is None:
+            return self._meta
+        return self._tables.get_table_client(self._meta.table_name + generation)
+
+    def _follow(self, marker: Mapping[str, Any] | None) -> None:
+        """Point `self.emply` at the generation the marker names (none: the marker's own
+        table, as before generations existed)."""
+        generation = marker.get("table") if marker else None
+        if generation is not None and not _GENERATION.fullmatch(str(generation)):
+            raise errors.StoreError(f"the Emply version marker names no generation table: "
+                                    f"{generation!r}")
+        if not self._resolved or generation != self._generation:
+            if self._resolved:  # what was loaded belongs to the previous generation
+                self._etags, self._known = {}, None
+            self.emply = self._data_table(generation)
+            self._generation = generation
+        self._resolved = True
+
+    async def _read_marker(self) -> dict[str, Any] | None:
+        marker = await self._get(self._meta, _META_PK, _VERSION_RK)
+        self._follow(marker)
+        return marker
+
+    async def _resolve(self) -> None:
+        """Find the current generation once, for a store that has not read the marker."""
+        await self._ensure()
+        if not self._resolved:
+            await self._read_marker()
+
+    def _marker(self, value: str) -> dict[str, Any]:
+        entity = {"PartitionKey": _META_PK, "RowKey": _VERSION_RK, "value": value}
+        if self._generation is not None:
+            entity["table"] = self._generation
+        return entity
 
     async def clear_emply(self) -> int:
         """Delete every Emply entity (not the sync's own state). Returns the count."""
-        await self._ensure()
+        await self._resolve()
         found = await asyncio.gather(*(self._query(kind, select=["PartitionKey", "RowKey"])
                                        for kind in _CODECS))
         ops: list[Operation] = [
@@ -598,13 +771,15 @@ class EmplyStore:
                 known[row["RowKey"]] = codec.cache_row(item)
 
     async def _bump_version(self) -> None:
-        """Give the Emply version marker a new value (see the module docstring)."""
-        entity = {"PartitionKey": _META_PK, "RowKey": _VERSION_RK, "value": uuid.uuid4().hex}
+        """Give the Emply version marker a new value (see the module docstring), keeping
+        the generation it names. Raises `EmplyReplaced` when an import switched the
+        generation since this store loaded entities from the previous one."""
+        value = uuid.uuid4().hex
         result: Mapping[str, Any] | None = None
         if self._version is not None and self._version_ours:
             try:
-                result = await self.emply.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=self._version[1],
+                result = await self._meta.update_entity(
+                    self._marker(value), mode=UpdateMode.REPLACE, etag=self._version[1],
                     match_condition=MatchConditions.IfNotModified)
             except (ResourceModifiedError, ResourceNotFoundError):
                 result = None
@@ -613,10 +788,32 @@ class EmplyStore:
                     raise
         if result is None:
             self._version_ours = False
-            result = await self.emply.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            result = await self._bump_other(value)
         self._count(singles=1)  # a transaction, counted apart from the Emply entities
         self.stats["marker_writes"] += 1
-        self._version = (entity["value"], result["etag"])
+        self._version = (value, result["etag"])
+
+    async def _bump_other(self, value: str) -> Mapping[str, Any]:
+        """The marker moved by someone else: read it (which generation is current), then
+        replace it conditionally, so an import's switch is never overwritten."""
+        for _attempt in range(10):
+            marker = await self._get(self._meta, _META_PK, _VERSION_RK)
+            generation = marker.get("table") if marker else None
+            if self._resolved and generation != self._generation \
+                    and (self._etags or self._known is not None):
+                raise errors.EmplyReplaced(
+                    "the Emply side was replaced by an import since it was loaded; "
+                    "load it again")
+            self._follow(marker)
+            try:
+                if marker is None:
+                    return await self._meta.create_entity(self._marker(value))
+                return await self._meta.update_entity(
+                    self._marker(value), mode=UpdateMode.REPLACE, etag=marker["_etag"],
+                    match_condition=MatchConditions.IfNotModified)
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                continue
+        raise errors.StoreError("could not update the Emply version marker after 10 attempts")
 
     async def _submit_all(self, ops: list[Operation], *, kind: str) -> None:
         if not ops:
@@ -631,12 +828,13 @@ class EmplyStore:
             # Again after the writes: a copy read while they were under way is stale.
             await self._bump_version()
 
-    async def _submit_chunks(self, ops: list[Operation], *, kind: str) -> None:
+    async def _submit_chunks(self, ops: list[Operation], *, kind: str,
+                             table: TableClient | None = None) -> None:
         by_partition: dict[str, list[Operation]] = {}
         for op in ops:
             by_partition.setdefault(op[1]["PartitionKey"], []).append(op)
         chunks = [chunk for part in by_partition.values() for chunk in _chunks(part)]
-        await asyncio.gather(*(self._submit(chunk, kind) for chunk in chunks))
+        await asyncio.gather(*(self._submit(chunk, kind, table) for chunk in chunks))
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]]) -> None:
@@ -683,17 +881,19 @@ class EmplyStore:
         etag = self._etags.get((row["PartitionKey"], row["RowKey"]))
         return ("upsert", row, {}) if etag is None else ("update", row, {"etag": etag})
 
-    async def _submit(self, chunk: list[Operation], kind: str) -> None:
+    async def _submit(self, chunk: list[Operation], kind: str,
+                      table: TableClient | None = None) -> None:
         async with self._limit:
-            await self._send(chunk, kind)
+            await self._send(chunk, kind, table)
 
-    async def _send(self, chunk: list[Operation], kind: str) -> None:
+    async def _send(self, chunk: list[Operation], kind: str,
+                    table: TableClient | None = None) -> None:
         deletes = chunk[0][0] == "delete"
         try:
-            etags = await wire.submit(self.emply, chunk)
+            etags = await wire.submit(table or self.emply, chunk)
         except HttpResponseError as exc:
             if deletes and exc.status_code == 404:
-                await self._delete_one_by_one(chunk)
+                await self._delete_one_by_one(chunk, table or self.emply)
                 return
             if exc.status_code in (404, 409, 412):
                 await self._raise_conflict(chunk, kind, exc)
@@ -710,10 +910,10 @@ class EmplyStore:
             if etag:
                 self._etags[(row["PartitionKey"], row["RowKey"])] = etag
 
-    async def _delete_one_by_one(self, chunk: list[Operation]) -> None:
+    async def _delete_one_by_one(self, chunk: list[Operation], table: TableClient) -> None:
         for _op, row, _kw in chunk:
             with contextlib.suppress(ResourceNotFoundError):
-                await self.emply.delete_entity(row["PartitionKey"], row["RowKey"])
+                await table.delete_entity(row["PartitionKey"], row["RowKey"])
             self._count(singles=1, deleted=1)
 
     async def _raise_conflict(self, chunk: list[Operation], kind: str,
@@ -971,6 +1171,46 @@ async def _upload_blocks(blob: BlobClient, blocks: Iterator[bytes]) -> None:
         ids.append(block_id)
         data, following = following, (await upcoming if upcoming is not None else None)
     await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+
+
+def _identities(rows: Iterable[Mapping[str, Any]]
+                ) -> tuple[emply_checks.Stored, dict[str, set[str]]]:
+    """What a plain import validates against, from the stored rows: their ids per kind
+    and the users' and employees' values that must stay unique."""
+    stored = emply_checks.Stored({"users": [], "employees": []})
+    known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
+    for row in rows:
+        pk = row["PartitionKey"]
+        kind = _PARTITION_KINDS.get(pk) or _PARTITION_KINDS.get(pk.rpartition("-")[0])
+        if kind in known and isinstance(row.get("id"), str):
+            known[kind].add(row["id"])
+            if kind in stored.kinds:
+                stored.kinds[kind].append(row)
+    return stored, known
+
+
+def _import_rows(clean: Mapping[str, Any], positions: Mapping[str, list[int]] | None = None,
+                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, int],
+                            list[tuple[str, str]]]:
+    """The rows of a validated document by key, the count per section, and what Table
+    Storage would refuse in them (entity and field named; `positions`: the entities'
+    indices in the file when some were left out)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    counts: dict[str, int] = {"settings": 0}
+    problems: list[tuple[str, str]] = []
+    sections: list[tuple[str, list[Any]]] = [
+        ("settings", [clean["settings"]] if clean["settings"] is not None else []),
+        *((kind, clean[kind]) for kind in PARTITIONS)]
+    for kind, items in sections:
+        codec = _CODECS[kind]
+        indices = (positions or {}).get(kind) or range(len(items))
+        for index, item in zip(indices, items, strict=True):
+            row = codec.to_row(item)
+            where = "settings" if kind == "settings" else emply_checks.label(kind, index, item)
+            problems += limits.row_problems(row, where)
+            rows[(row["PartitionKey"], row["RowKey"])] = row
+        counts[kind] = len(items)
+    return rows, counts, problems
 
 
 def _cache_values(entry: dict[str, Any] | list[Any], fields: Sequence[str]) -> Sequence[Any]:

@@ -205,3 +205,122 @@ def test_all_errors_are_listed() -> None:
 def test_not_an_object() -> None:
     with pytest.raises(DocumentError, match="expected a JSON object, got a list"):
         validate_document([])
+
+
+UNIQUE: list[tuple[str, tuple[Any, ...], Any, str, str]] = [
+    ("username differing in case", ("users", 1, "username"), " Megan.Jordan@CONTOSO.com",
+     'users[1] (id "u-ray").username',
+     '" Megan.Jordan@CONTOSO.com" is also the username of users[0] (id "u-megan")'),
+    ("user e-mail", ("users", 1, "email"), "MEGAN@contoso.com",
+     'users[1] (id "u-ray").email',
+     '"MEGAN@contoso.com" is also the e-mail address of users[0] (id "u-megan")'),
+    ("entraId", ("users", 1, "entraId"), "ABC-1", 'users[1] (id "u-ray").entraId',
+     '"ABC-1" is also the entraId of users[0] (id "u-megan")'),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "path", "message"),
+                         [u[1:] for u in UNIQUE], ids=[u[0] for u in UNIQUE])
+def test_values_that_identify_a_user_are_unique(where: tuple[Any, ...], value: Any,
+                                                path: str, message: str) -> None:
+    doc = good()
+    doc["users"][0].update({"email": "megan@contoso.com", "entraId": "abc-1"})
+    _set(doc, where, value)
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.errors == [(path, message + " (compared ignoring case and "
+                                  "surrounding spaces)")]
+
+
+def test_employee_e_mails_are_unique() -> None:
+    doc = good()
+    doc["employees"].append({"id": "e-2", "email": "Ray.Ross@contoso.com"})
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.path == 'employees[1] (id "e-2").email'
+    assert 'also the e-mail address of employees[0] (id "e-ray")' in info.value.detail
+
+
+@pytest.mark.parametrize("address", ["megan", "megan@", "@contoso.com", "megan@contoso",
+                                     "me gan@contoso.com", "megan@@contoso.com",
+                                     "megan@contoso..com"])
+def test_e_mail_addresses_are_addresses(address: str) -> None:
+    doc = good()
+    doc["users"][0]["email"] = address
+    doc["employees"][0]["email"] = address
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert [p for p, _ in info.value.errors] == ['users[0] (id "u-megan").email',
+                                                 'employees[0] (id "e-ray").email']
+    assert info.value.detail.startswith("expected an e-mail address like name@example.com")
+
+
+def test_e_mail_with_surrounding_spaces_is_accepted_as_r3_ignores_them() -> None:
+    doc = good()
+    doc["users"][0]["email"] = "  megan.jordan@contoso.com "
+    assert validate_document(doc)["users"][0]["email"] == "  megan.jordan@contoso.com "
+
+
+def test_users_roles_must_exist() -> None:
+    doc = good()
+    doc["users"][0]["roles"] = ["employee", "boss", "administrator", "chief"]
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.errors == [('users[0] (id "u-megan").roles[1]', 'unknown role "boss"'),
+                                 ('users[0] (id "u-megan").roles[3]', 'unknown role "chief"')]
+    # against the stored roles when the file has no roles section
+    users = {"users": [{"id": "u", "username": "u", "roles": ["hr"]}]}
+    validate_document(users, known_role_ids={"hr"})
+    with pytest.raises(DocumentError, match='unknown role "hr"'):
+        validate_document(users, known_role_ids={"employee"})
+
+
+def test_every_problem_of_one_entity_is_listed() -> None:
+    doc = good()
+    doc["users"][0].update({"status": "enabled", "calendarSync": "yes", "rolse": [],
+                            "roles": [1, "employee", 2]})
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert [p for p, _ in info.value.errors] == [
+        'users[0] (id "u-megan").rolse', 'users[0] (id "u-megan").status',
+        'users[0] (id "u-megan").roles[0]', 'users[0] (id "u-megan").roles[2]',
+        'users[0] (id "u-megan").calendarSync']
+
+
+def test_problems_are_counted_beyond_the_first_fifty() -> None:
+    doc = good()
+    doc["users"] = [{"id": f"u{i}", "username": f"u{i}", "status": "on"} for i in range(70)]
+    doc["calendars"] = doc["outboundEvents"] = []
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.total == 70
+    assert len(info.value.errors) == 50
+    report = info.value.report().splitlines()
+    assert report[0] == "70 problems:"
+    assert report[1] == '  users[0] (id "u0").status: expected one of active, deactivated, ' \
+        'deleted, got "on"'
+    assert report[-1] == "  ... and 20 more"
+    assert len(report) == 52
+    assert info.value.to_json()["total"] == 70
+
+
+def test_a_reference_to_an_entity_refused_for_another_reason_is_not_a_second_problem() -> None:
+    doc = good()
+    doc["employees"][0]["status"] = "gone"
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert [p for p, _ in info.value.errors] == ['employees[0] (id "e-ray").status']
+
+
+def test_free_form_values_nest_at_most_32_deep() -> None:
+    deep: Any = "bottom"
+    for _ in range(40):
+        deep = {"next": deep}
+    doc = good()
+    doc["users"][0]["history"] = [{"fine": {"a": [1, 2]}}, deep]
+    doc["users"][0]["photo"] = {"sha256": "abc", "extra": deep}
+    with pytest.raises(DocumentError) as info:
+        validate_document(doc)
+    assert info.value.errors == [
+        ('users[0] (id "u-megan").photo.extra', "nested deeper than 32 levels"),
+        ('users[0] (id "u-megan").history[1]', "nested deeper than 32 levels")]

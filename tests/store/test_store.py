@@ -37,7 +37,8 @@ def document() -> dict[str, Any]:
                      "writeBack": {"create": False, "update": True, "delete": False},
                      "deactivationGuard": {"maxCount": 10, "maxPercent": 12.5}},
         "roles": [{"id": "employee", "name": "Employee"},
-                  {"id": "administrator", "name": "Administrator", "administrator": True}],
+                  {"id": "administrator", "name": "Administrator", "administrator": True},
+                  {"id": "hr", "name": "HR"}, {"id": "manager", "name": "Manager"}],
         "users": [
             {"id": "u-megan", "username": "megan.jordan@contoso.com",
              "email": "megan.jordan@contoso.com", "displayName": "Megan Jordan",
@@ -107,7 +108,7 @@ async def test_empty_store(store: EmplyStore) -> None:
 
 async def test_import_export_round_trip(store: EmplyStore) -> None:
     counts = await store.import_document(document())
-    assert counts == {"settings": 1, "roles": 2, "users": 3, "employees": 1,
+    assert counts == {"settings": 1, "roles": 4, "users": 3, "employees": 1,
                       "calendars": 1, "events": 1, "outboundEvents": 1}
     exported = await store.export_document()
     assert ordered(exported) == ordered(validate_document(document()))
@@ -126,7 +127,7 @@ async def test_malformed_import_writes_nothing(store: EmplyStore) -> None:
     before = await store.export_document()
     bad = document()
     bad["users"].append({"id": "u-new", "username": "new@contoso.com"})
-    bad["roles"].append({"id": "hr"})
+    bad["roles"].append({"id": "sales"})
     bad["employees"][0]["status"] = "gone"
     written = store.stats["entities_written"]
     for replace in (False, True):
