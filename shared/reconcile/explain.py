@@ -203,6 +203,8 @@ _PROBLEM_WORDS = {
                                      "(employee_without_account)", "employee_without_account"),
     model.USERNAME_TAKEN: ("not created: an Emply user already has this username "
                            "(username_taken)", "matching"),
+    model.EMAIL_TAKEN: ("not created: an Emply user already has this e-mail (email_taken)",
+                        "matching"),
 }
 
 

@@ -9,10 +9,12 @@
 The first step that finds exactly one user wins; a step with two or more
 candidates stops the search with `ambiguous_match`. Counted as unlinked at
 steps 2–4: a user linked in another tenant than the configured one (its link is
-stale, R6 `tenant_changed`), and a user the sync deactivated because its Entra
-user was deleted (`deleted_in_entra`) while that Entra user still does not exist,
-so an account deleted and re-created with the same UPN or e-mail connects again
-(`entra_account_replaced`).
+stale, R6 `tenant_changed`), and a user whose Entra user no longer exists — the
+sync deactivated it for that (`deleted_in_entra`), or it is still active because
+the deletion happened since the last run — so an account deleted and re-created
+with the same UPN or e-mail connects again (`entra_account_replaced`). Counting the
+still-active ones too makes the plan reach in one run what it would reach in two
+(deactivate, then relink): applying a plan and planning again yields nothing.
 """
 
 from __future__ import annotations
@@ -101,12 +103,18 @@ def is_stale_link(user: model.EmplyUser, tenant_id: str) -> bool:
 
 
 def is_replaceable(user: model.EmplyUser, entra_ids: Container[str]) -> bool:
-    """Deactivated by the sync because its Entra user was deleted, which is still gone:
-    the link may move to a re-created account (R3, `entra_account_replaced`)."""
+    """Linked to an Entra user that no longer exists, and active or deactivated by the sync
+    for that very reason: the link may move to a re-created account (R3,
+    `entra_account_replaced`)."""
     return (
-        user.status == "deactivated"
-        and user.deactivated_by == "sync"
-        and user.deactivation_reason == model.DELETED_IN_ENTRA
-        and user.entra_id is not None
+        user.entra_id is not None
         and user.entra_id not in entra_ids
+        and (
+            user.status == "active"
+            or (
+                user.status == "deactivated"
+                and user.deactivated_by == "sync"
+                and user.deactivation_reason == model.DELETED_IN_ENTRA
+            )
+        )
     )

@@ -43,6 +43,7 @@ REMOVED_FROM_GROUPS = "removed_from_groups"
 # Skips and errors.
 AMBIGUOUS_MATCH = "ambiguous_match"
 USERNAME_TAKEN = "username_taken"
+EMAIL_TAKEN = "email_taken"
 EMPLOYEE_WITHOUT_ACCOUNT = "employee_without_account"
 EMPLOYEE_PROFILE_CONTROLS_ROLES = "employee_profile_controls_roles"
 HELD_BY_GUARD = "held_by_guard"

@@ -253,7 +253,7 @@ class _Planner:
         groups: tuple[str, ...],
         creator: _Creator,
     ) -> None:
-        refusal = creator.refusal(entra_user, self.entra)
+        refusal = creator.refusal(entra_user)
         if refusal is not None:
             reason, words = refusal
             self.problems.append(
@@ -581,11 +581,10 @@ class _Creator:
         self.index = index
         self.employees_by_email = {model.norm(e.email): e for e in emply.employees}
         self.users_by_name = {model.norm(u.username): u for u in emply.users}
+        self.users_by_email = {model.norm(u.email): u for u in emply.users if u.email}
         self.user_ids = {u.id for u in emply.users}
 
-    def refusal(
-        self, entra_user: model.EntraUser, entra: model.EntraSnapshot
-    ) -> tuple[str, str] | None:
+    def refusal(self, entra_user: model.EntraUser) -> tuple[str, str] | None:
         employee = self.employees_by_email.get(model.norm(entra_user.mail_or_upn))
         if employee is not None and employee.id not in self.index.by_employee_id:
             return model.EMPLOYEE_WITHOUT_ACCOUNT, (
@@ -597,17 +596,6 @@ class _Creator:
         if holder is not None:
             # An unlinked active user would have matched, so the holder is linked (typically
             # an Entra account deleted and created again with the same UPN) or deleted in Emply.
-            if (
-                holder.entra_id is not None
-                and holder.entra_id not in entra.users
-                and holder.status == "active"
-            ):
-                return model.USERNAME_TAKEN, (
-                    f"{entra_user.user_principal_name}: Emply user {holder.id} has this "
-                    f"username and is linked to Entra user {holder.entra_id}, which was "
-                    "deleted: this run deactivates it (deleted_in_entra), and the next run "
-                    "connects it to this account (entra_account_replaced) and reactivates it"
-                )
             held_by = (
                 f"is linked to Entra user {holder.entra_id}"
                 if holder.entra_id
@@ -619,16 +607,30 @@ class _Creator:
                 "clear that user's entraId (emply export, edit, import --replace) and the next "
                 "run links it"
             )
+        email_holder = self.users_by_email.get(model.norm(entra_user.mail_or_upn))
+        if email_holder is not None:
+            # Emply files a user by its e-mail, and an Emply state with two users of one
+            # e-mail cannot be imported again: no second user gets it.
+            # The words name only what this run does not change (the holder may be linked
+            # by this very run), so a plan made again after applying reports the same.
+            return model.EMAIL_TAKEN, (
+                f"{entra_user.mail_or_upn}: Emply user {email_holder.id} already has this "
+                "e-mail; no second user with it is created. If it is the same person, clear "
+                "that user's entraId if it has one (emply export, edit, import --replace) and "
+                "the next run links it; if not, give one of them another e-mail"
+            )
         user_id = new_user_id(entra_user.id)
         if user_id in self.user_ids:
             return model.USERNAME_TAKEN, (
                 f"{entra_user.user_principal_name}: an Emply user with id {user_id} exists "
                 "but is not linked to this Entra user; nothing created"
             )
-        self.users_by_name[model.norm(entra_user.user_principal_name)] = model.EmplyUser(
-            id=user_id, username=entra_user.user_principal_name, email=None,
-            entra_id=entra_user.id,
+        created = model.EmplyUser(
+            id=user_id, username=entra_user.user_principal_name,
+            email=entra_user.mail_or_upn, entra_id=entra_user.id,
         )
+        self.users_by_name[model.norm(entra_user.user_principal_name)] = created
+        self.users_by_email[model.norm(entra_user.mail_or_upn)] = created
         self.user_ids.add(user_id)
         return None
 

@@ -202,26 +202,19 @@ def test_a_recreated_account_is_linked_again_and_reactivated() -> None:
     assert plan.errors == ()
 
 
-def test_deleted_and_recreated_between_two_runs_converges_without_a_second_login() -> None:
-    """The old link is deactivated first (deleted_in_entra, R6); the next run connects the
-    new account to the same user and reactivates it. No `entra-…` login is created."""
+def test_deleted_and_recreated_between_two_runs_is_relinked_at_once() -> None:
+    """The old link's Entra user is gone and a new account has the same UPN: the active
+    user is connected to it in the same run (no deactivation, no second `entra-…` login),
+    as two runs would otherwise reach."""
     user = megan(["employee", "hr"], OLD_MAPPING)
     entra = b.tenant([MEGAN_AGAIN], {EMP: ["megan-2"], HR: ["megan-2"]})
     cfg = b.settings(OLD_MAPPING)
     first = b.run(entra, [user], cfg)
-    assert b.kinds(first) == [
-        (model.DEACTIVATE_USER, "u-megan", model.DELETED_IN_ENTRA)]
-    assert [e.reason for e in first.errors] == [model.USERNAME_TAKEN]
-    assert "next run connects it" in first.errors[0].message
-    users = applied([user], first)
-    second = b.run(entra, users, cfg, previous_mapping=first.next_state.previous_mapping)
-    assert b.kinds(second) == [
-        (model.LINK_USER, "u-megan", model.ENTRA_ACCOUNT_REPLACED),
-        (model.REACTIVATE_USER, "u-megan", model.REACTIVATE_USER),
-    ]
-    third = b.run(entra, applied(users, second), cfg,
-                  previous_mapping=second.next_state.previous_mapping)
-    assert third.changes == () and third.errors == ()
+    assert b.kinds(first) == [(model.LINK_USER, "u-megan", model.ENTRA_ACCOUNT_REPLACED)]
+    assert first.errors == ()
+    second = b.run(entra, applied([user], first), cfg,
+                   previous_mapping=first.next_state.previous_mapping)
+    assert second.changes == () and second.errors == ()
 
 
 def test_a_user_deactivated_for_another_reason_is_not_taken_over() -> None:
@@ -409,3 +402,24 @@ def test_features_not_built_are_reported_at_every_run_never_silently_accepted() 
     assert any(m.startswith("calendar sync (R13–R15) is not available in this version")
                for m in unavailable)
     assert plan.counts() == {model.CREATE_USER: 1}  # the rest of the run goes on
+
+
+# --- R4 with an e-mail an Emply user already has --------------------------------------
+
+
+def test_no_second_user_gets_an_email_an_emply_user_already_has() -> None:
+    """Emply files a user by its e-mail: an Entra user whose mail a linked user already
+    has (the mail moved to another account) is not created; nor is a second Entra user
+    with the same mail in one run. An exported state thus always imports again."""
+    moved = b.entra_user("newcomer", "newcomer@contoso.com", mail="megan.jordan@contoso.com")
+    twin = b.entra_user("twin", "twin@contoso.com", mail="shared@contoso.com")
+    other = b.entra_user("other", "other@contoso.com", mail="shared@contoso.com")
+    entra = b.tenant([MEGAN, moved, twin, other],
+                     {EMP: ["megan", "newcomer", "twin", "other"], HR: []})
+    user = megan(["employee"], {EMP: "employee"}, sync_groups=[EMP])
+    plan = b.run(entra, [user], b.settings(OLD_MAPPING))
+    assert b.kinds(plan) == [(model.CREATE_USER, "entra-other", model.CREATE_USER)]
+    taken = {e.entra_id: e for e in plan.errors if e.reason == model.EMAIL_TAKEN}
+    assert set(taken) == {"newcomer", "twin"}
+    assert "Emply user u-megan already has this e-mail" in taken["newcomer"].message
+    assert "Emply user entra-other already has this e-mail" in taken["twin"].message

@@ -346,10 +346,11 @@ def test_the_earliest_step_wins_whatever_the_order_of_entra_ids() -> None:
     user = b.emply_user("u1", username="shared@contoso.com", email="shared@contoso.com")
     plan = b.run(staff(by_mail, by_name), [user], b.settings(MAP))
     assert [(c.kind, c.user_id, c.entra_id) for c in plan.changes if c.kind != "set_roles"] == [
-        (model.CREATE_USER, "entra-a-id", "a-id"),
         (model.LINK_USER, "u1", "b-id"),
     ]
-    assert plan.errors == ()
+    # a-id is not matched (u1 went to the earlier step), and u1 holds its mail: no second
+    # user with that e-mail is created.
+    assert [(e.reason, e.entra_id) for e in plan.errors] == [(model.EMAIL_TAKEN, "a-id")]
 
 
 def test_two_entra_users_tied_on_one_emply_user_are_both_ambiguous() -> None:
@@ -365,22 +366,23 @@ def test_two_entra_users_tied_on_one_emply_user_are_both_ambiguous() -> None:
 
 
 def test_recreated_entra_account_with_the_same_upn_is_not_created_twice() -> None:
+    """Issue 11: the old user is connected to the re-created account, not a second login."""
     new = b.entra_user("new-id", "anna.berg@contoso.com")
     old = linked("old-id", username="Anna.Berg@contoso.com")
     entra, others = with_bystanders(staff(new), b.settings(MAP))
     plan = b.run(entra, [old, *others], b.settings(MAP))
-    assert [(c.kind, c.reason) for c in plan.changes] == [
-        (model.DEACTIVATE_USER, model.DELETED_IN_ENTRA)
+    assert [(c.kind, c.user_id, c.reason) for c in plan.changes] == [
+        (model.LINK_USER, "u-old-id", model.ENTRA_ACCOUNT_REPLACED)
     ]
-    (error,) = plan.errors
-    assert (error.reason, error.entra_id) == (model.USERNAME_TAKEN, "new-id")
-    assert "u-old-id" in error.message
+    assert plan.errors == ()
 
 
 def test_user_deleted_in_emply_is_never_linked_again() -> None:
     gone = b.emply_user("u-old", username="old-name", email="anna@contoso.com", status="deleted")
     plan = b.run(staff(ANNA), [gone], b.settings(MAP))
-    assert [(c.kind, c.user_id) for c in plan.changes] == [(model.CREATE_USER, "entra-anna")]
+    assert plan.changes == ()
+    # It keeps its e-mail, as it keeps its username: no second user gets it.
+    assert [(e.reason, e.entra_id) for e in plan.errors] == [(model.EMAIL_TAKEN, "anna")]
 
 
 def test_missing_account_enabled_is_not_taken_for_disabled() -> None:
@@ -402,8 +404,9 @@ def test_an_unresolved_stronger_match_keeps_a_weaker_one_off_its_candidate() -> 
     users = [b.emply_user("u4", username="p0@contoso.com", email="p0@contoso.com"),
              b.emply_user("u5", username="p0@contoso.com", email="shared@contoso.com")]
     plan = b.run(staff(p0, p2), users, b.settings(MAP))
-    assert [(c.kind, c.user_id) for c in plan.changes] == [(model.CREATE_USER, "entra-p2")]
-    assert [(e.reason, e.entra_id) for e in plan.errors] == [(model.AMBIGUOUS_MATCH, "p0")]
+    assert plan.changes == ()  # nor is p2 created with u5's e-mail
+    assert [(e.reason, e.entra_id) for e in plan.errors] == [
+        (model.AMBIGUOUS_MATCH, "p0"), (model.EMAIL_TAKEN, "p2")]
 
 
 def test_a_match_made_unique_by_another_link_is_made_in_the_same_run() -> None:

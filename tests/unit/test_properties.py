@@ -252,3 +252,23 @@ def test_the_plan_depends_on_the_clock_only_through_the_utc_date(
                      previous_mapping=previous)
     assert [(c.kind, c.employee_id, c.reason) for c in next_day.changes] == [
         (model.EMPLOYEE_STATUS, "e-leaver", "archived")]
+
+
+def _duplicates(users: list[model.EmplyUser], field: str) -> set[str]:
+    seen: dict[str, int] = {}
+    for user in users:
+        key = model.norm(getattr(user, field))
+        if key:
+            seen[key] = seen.get(key, 0) + 1
+    return {key for key, n in seen.items() if n > 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds())
+def test_a_run_never_gives_two_users_one_username_or_email(world: Any) -> None:
+    """An exported state must import again (`emply_checks` refuses duplicates), so a run
+    adds no duplicate username or e-mail that was not there before."""
+    entra, users, cfg = world
+    after = apply_to(users, b.run(entra, users, cfg, employees=EMPLOYEES))
+    for field in ("username", "email"):
+        assert _duplicates(after, field) <= _duplicates(users, field), field
