@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -82,14 +83,7 @@ def _count(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulator":
-        from shared import simulator
-
-        try:
-            simulator.serve(args.tenant, port=args.port, latency_ms=args.latency_ms)
-        except (OSError, ValueError) as exc:
-            print(f"emply-sync simulator: {exc}", file=sys.stderr)
-            return 2
-        return 0
+        return _simulator(args)
     try:
         return asyncio.run(_dispatch(args))
     except store_mod.RunInProgress as exc:
@@ -109,6 +103,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    """Development tooling: `graph_simulator` is a top-level package of the repository
+    that the deployment package leaves out (.funcignore), so it is imported only here."""
+    try:
+        simulator = importlib.import_module("graph_simulator")
+    except ModuleNotFoundError as exc:
+        if exc.name != "graph_simulator":
+            raise
+        print("emply-sync simulator: the Graph simulator is development tooling and is not "
+              "installed here (run it from a checkout of the repository after `make setup`)",
+              file=sys.stderr)
+        return 2
+    try:
+        simulator.serve(args.tenant, port=args.port, latency_ms=args.latency_ms)
+    except (OSError, ValueError) as exc:
+        print(f"emply-sync simulator: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
