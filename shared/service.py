@@ -1,8 +1,12 @@
 """One run: lease → load Emply → read Entra → plan (pure) → apply → record.
 
-Both triggers (timer and HTTP) and the CLI call `run_sync`. A run that cannot
-read all of Entra fails before anything is applied, and its delta links do not
-advance (R7). Every run, dry or real, failed or not, leaves a report.
+Both triggers (timer and HTTP) and the CLI call `sync` (which opens the store and
+the Graph client, then `run_sync`). A run that cannot read all of Entra fails
+before anything is applied, and its delta links do not advance (R7). Every run,
+dry or real, failed or not, leaves a report and one telemetry record, including a
+run that fails before it starts (storage refusing the lease, a bad app setting).
+Failures are named by `shared.errors` (temporary or permanent, with a reason
+code); anything else is a bug: recorded, logged with its traceback and raised.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import gc
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+from shared import errors, telemetry, unchanged
 from shared import store as store_mod
-from shared import telemetry, unchanged
 from shared.graph import client as graph_client
 from shared.graph import reader
 from shared.reconcile import apply, convert, explain, model, planner
@@ -29,6 +33,15 @@ Clock = Callable[[], dt.datetime]
 
 # A crashed run's lease expires after this; a live run renews it every third of it.
 LEASE_TTL_SECONDS = 300
+# How long the first contact with storage may take before the run is given up as
+# `storage_unavailable` (azure-core would otherwise retry a dead endpoint for minutes).
+STORAGE_CONNECT_TIMEOUT_SECONDS = 20
+
+# What the entry points catch, named here so they need not reach into the adapters.
+NotConfigured = errors.NotConfigured
+RunInProgress = store_mod.RunInProgress
+UserNotFound = explain.NotFound
+AmbiguousUser = explain.AmbiguousUser
 
 
 def utcnow() -> dt.datetime:
@@ -37,10 +50,6 @@ def utcnow() -> dt.datetime:
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class NotConfigured(Exception):
-    """The Emply side has no integration settings yet."""
 
 
 @dataclasses.dataclass
@@ -226,26 +235,27 @@ async def run_sync(
 ) -> dict[str, Any]:
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease."""
     started = deps.clock()
-    run_id = new_run_id(started)
     clock0 = time.monotonic()
-    report: dict[str, Any] = {
-        "runId": run_id,
-        "trigger": trigger,
-        "status": "running",
-        "dryRun": dry_run,
-        "startedAt": iso(started),
-        "finishedAt": None,
-        "counts": {},
-        "changes": [],
-        "held": [],
-        "errors": [],
-    }
+    report = new_report(trigger, dry_run, started)
+    run_id = report["runId"]
     heartbeat: asyncio.Task[None] | None = None
-    if dry_run:
-        await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
-    else:
-        await deps.store.acquire_lease(run_id, trigger, ttl_seconds=LEASE_TTL_SECONDS)
-        heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
+    try:
+        if dry_run:
+            await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
+        else:
+            taken = await deps.store.acquire_lease(run_id, trigger,
+                                                   ttl_seconds=LEASE_TTL_SECONDS)
+            heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
+            if taken is not None:
+                await _mark_abandoned(deps.store, taken, run_id)
+    except store_mod.RunInProgress:
+        raise  # not a run: the caller answers 409 / exit 3
+    except Exception as exc:
+        # Failed before it started (e.g. storage refusing the lease): still one record.
+        if heartbeat is not None:
+            await _stop_heartbeat(deps.store, heartbeat, run_id)
+        await record_unstarted(report, exc, clock0, deps.clock, deps.store)
+        return report
     try:
         with _paused_gc():
             await _run(deps, report, clock0, started, heartbeat, approve_deactivations)
@@ -316,6 +326,9 @@ async def _run(
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         report["status"] = "failed"
         error = failure(exc)
+        if error["reason"] == errors.BUG_REASON:
+            telemetry.log.exception("emply_sync.bug", extra={
+                "runId": report["runId"], "trigger": report["trigger"]})
         if applying:
             error["message"] += (
                 " (while applying: some changes may be applied; delta links did not "
@@ -326,7 +339,7 @@ async def _run(
         report["planned"] = [c.to_json() for c in plan.changes] if plan is not None else []
         report["changes"], report["counts"] = [], {}
         report["errors"] = [*report.get("errors", []), error]
-        if not _is_run_failure(exc):
+        if errors.classify(exc) is None:
             raise
     finally:
         report["finishedAt"] = iso(deps.clock())
@@ -513,25 +526,203 @@ async def apply_plan(
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
-    reason = getattr(exc, "reason", None) or {
-        "GraphReadError": "graph_read_failed",
-        "DeltaExpired": "graph_read_failed",
-        "TenantMismatch": "tenant_mismatch",
-        "NotConfigured": "not_configured",
-        "ConcurrentChangeError": "concurrent_change",
-        "LeaseLost": "lease_lost",
-    }.get(type(exc).__name__, "run_failed")
-    return {"reason": reason, "message": f"{type(exc).__name__}: {exc}"}
+    """The report's error entry for what ended a run (`shared.errors`' reason codes)."""
+    classified = errors.classify(exc)
+    if classified is None:
+        return {"reason": errors.BUG_REASON, "temporary": False,
+                "message": f"a bug in the sync ({type(exc).__name__}: {exc}); see the logs"}
+    return classified.to_json()
 
 
-def _is_run_failure(exc: BaseException) -> bool:
-    """Failures a report explains; anything else is a bug and propagates after recording."""
-    from shared.graph import errors as graph_errors
+async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
+                          run_id: str) -> None:
+    """The run whose expired lease this run took was killed (a host restart, a timeout)
+    and left its record `running`: mark it `abandoned` with the time it was last seen."""
+    old_id = taken.get("runId")
+    if not isinstance(old_id, str) or not old_id:
+        return
+    old = await store.get_run(old_id)
+    if old is None or old.get("status") != "running":
+        return  # it finished and only its lease release was lost
+    last_seen = taken.get("renewedAt") or taken.get("startedAt")
+    old.update({
+        "status": "abandoned",
+        "lastSeenAt": last_seen,
+        "finishedAt": None,
+        "abandonedBy": run_id,
+    })
+    old["errors"] = [*(old.get("errors") or ()), {
+        "reason": "run_abandoned", "temporary": True,
+        "message": f"the run stopped without finishing (last seen {last_seen}); run "
+        f"{run_id} took its expired lease. Nothing it planned after that is known to "
+        "be applied; the next run plans again from the current state",
+    }]
+    await store.save_run(old)
+    telemetry.log.warning("emply_sync.run_abandoned",
+                          extra={"runId": old_id, "lastSeenAt": last_seen,
+                                 "abandonedBy": run_id})
 
-    return isinstance(
-        exc,
-        graph_errors.GraphError | store_mod.StoreError | NotConfigured | OSError | ValueError,
-    ) or type(exc).__module__.startswith("azure.")
+
+async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: float,
+                           clock: Clock, store: store_mod.EmplyStore | None) -> None:
+    """Fill in and record a run that failed before it started: its report (when storage
+    takes it) and its telemetry record (always, so the failed-run alert fires). A bug
+    is logged with its traceback and raised after that."""
+    error = failure(exc)
+    report.update({"status": "failed", "failedBeforeStart": True,
+                   "errors": [*report.get("errors", ()), error],
+                   "finishedAt": iso(clock()),
+                   "durationMs": int((time.monotonic() - clock0) * 1000)})
+    if error["reason"] == errors.BUG_REASON:
+        telemetry.log.exception("emply_sync.bug", extra={
+            "runId": report["runId"], "trigger": report["trigger"]})
+    if store is not None:
+        await _save_report(store, report)
+    telemetry.log_run(report)
+    if errors.classify(exc) is None:
+        raise exc
+
+
+def new_report(trigger: str, dry_run: bool, started: dt.datetime) -> dict[str, Any]:
+    return {
+        "runId": new_run_id(started),
+        "trigger": trigger,
+        "status": "running",
+        "dryRun": dry_run,
+        "startedAt": iso(started),
+        "finishedAt": None,
+        "counts": {},
+        "changes": [],
+        "held": [],
+        "errors": [],
+    }
+
+
+async def sync(
+    *,
+    trigger: str,
+    dry_run: bool = False,
+    approve_deactivations: int | None = None,
+    storage: str | None = None,
+    graph_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The entry points' one call for a run: open storage and Graph as the app settings
+    say, run, close. Returns the report; a failure before the run could start (storage
+    unreachable or refusing, a bad app setting) is a failed report too, recorded where
+    storage takes it and always in telemetry. Raises `RunInProgress` (another run holds
+    the lease) and bugs."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    clock0 = time.monotonic()
+    store: store_mod.EmplyStore | None = None
+    entered = False
+    try:
+        store = _open_store(env, storage)
+        await _enter(store)
+        entered = True
+        graph = _open_graph(graph_url, env)
+    except Exception as exc:
+        report = new_report(trigger, dry_run, utcnow())
+        try:
+            await record_unstarted(report, exc, clock0, utcnow, store if entered else None)
+        finally:
+            if store is not None:
+                await _close_quietly(store.close())
+        return report
+    try:
+        return await run_sync(Deps(store=store, graph=graph), trigger=trigger,
+                              dry_run=dry_run, approve_deactivations=approve_deactivations)
+    finally:
+        await _close_quietly(graph.aclose())
+        await _close_quietly(store.close())
+
+
+def _open_store(env: Mapping[str, str], storage: str | None) -> store_mod.EmplyStore:
+    try:
+        return store_mod.open_store_from_environment(env, connection_string=storage)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration",
+                                      f"the storage settings are invalid: {exc}") from exc
+
+
+def _open_graph(graph_url: str | None, env: Mapping[str, str]) -> graph_client.GraphClient:
+    try:
+        return graph_client.create_graph_client(graph_url, env=env)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration",
+                                      f"the Graph settings are invalid: {exc}") from exc
+
+
+async def _enter(store: store_mod.EmplyStore) -> None:
+    """The store's first contact (it creates its tables), bounded in time."""
+    await _bounded(store.__aenter__())
+
+
+async def _bounded(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, STORAGE_CONNECT_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise errors.TemporaryFailure(
+            "storage_unavailable",
+            f"Table/Blob Storage did not answer within {STORAGE_CONNECT_TIMEOUT_SECONDS} s",
+        ) from exc
+
+
+async def health(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Storage and Graph reachability and the last run's summary; never raises for a
+    dependency that is down (that is what it reports), and names what is down, not
+    where (no hosts or ports: the answer goes out over HTTP)."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    checks: dict[str, Any] = {}
+    last = None
+    store: store_mod.EmplyStore | None = None
+    try:
+        store = _open_store(env, None)
+        await _enter(store)
+        await _bounded(store.ping())
+        checks["storage"] = {"ok": True}
+        try:
+            last = await _bounded(store.last_run())
+        except Exception:  # the last run is informative only
+            telemetry.log.warning("emply_sync.health_last_run_failed", exc_info=True)
+    except Exception as exc:
+        checks["storage"] = _down(exc)
+    finally:
+        if store is not None:
+            await _close_quietly(store.close())
+    try:
+        graph = _open_graph(None, env)
+    except Exception as exc:
+        checks["graph"] = _down(exc)
+    else:
+        try:
+            await graph.get_json("organization?$select=id")
+            checks["graph"] = {"ok": True}
+        except Exception as exc:
+            checks["graph"] = _down(exc)
+        finally:
+            await _close_quietly(graph.aclose())
+    healthy = all(check["ok"] for check in checks.values())
+    return {"status": "healthy" if healthy else "unhealthy", "checks": checks, "lastRun": last}
+
+
+def _down(exc: BaseException) -> dict[str, Any]:
+    classified = errors.classify(exc)
+    if classified is None:
+        telemetry.log.exception("emply_sync.health_check_bug")
+        return {"ok": False, "reason": errors.BUG_REASON, "error": "unexpected error (logged)"}
+    telemetry.log.warning("emply_sync.health_check_failed",
+                          extra={"reason": classified.reason}, exc_info=exc)
+    return {"ok": False, "reason": classified.reason, "error": classified.message}
+
+
+async def _close_quietly(closing: Any) -> None:
+    try:
+        await closing
+    except Exception:  # closing a dead connection must not hide the run's outcome
+        telemetry.log.warning("emply_sync.close_failed", exc_info=True)
 
 
 @contextlib.asynccontextmanager
@@ -541,16 +732,27 @@ async def open_deps(
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Deps]:
-    """Store and Graph client as the app settings (or explicit arguments) describe."""
+    """Store and Graph client as the app settings (or explicit arguments) describe, for
+    everything but a run (`sync`). Raises a `shared.errors.SyncFailure` when storage
+    cannot be reached within STORAGE_CONNECT_TIMEOUT_SECONDS or a setting is invalid."""
     env = os.environ if environ is None else environ
     telemetry.configure(env)
-    store = store_mod.open_store_from_environment(env, connection_string=storage)
-    graph = graph_client.create_graph_client(graph_url, env=env)
+    store = _open_store(env, storage)
     try:
-        async with store:
-            yield Deps(store=store, graph=graph)
+        await _enter(store)
+    except BaseException:
+        await _close_quietly(store.close())
+        raise
+    try:
+        graph = _open_graph(graph_url, env)
+    except BaseException:
+        await _close_quietly(store.close())
+        raise
+    try:
+        yield Deps(store=store, graph=graph)
     finally:
-        await graph.aclose()
+        await _close_quietly(graph.aclose())
+        await _close_quietly(store.close())
 
 
 async def explain_user(deps: Deps, key: str) -> dict[str, Any]:

@@ -728,15 +728,20 @@ class EmplyStore:
     # --- lease -------------------------------------------------------------
 
     async def acquire_lease(self, run_id: str, trigger: str, *,
-                            ttl_seconds: int = 900) -> None:
-        """Take the one-run-at-a-time lease or raise `RunInProgress`."""
+                            ttl_seconds: int = 900) -> dict[str, Any] | None:
+        """Take the one-run-at-a-time lease or raise `RunInProgress`.
+
+        Returns the expired lease of another run that this one took over (`runId`,
+        `trigger`, `startedAt`, `expiresAt`, `renewedAt`: when it was last seen alive),
+        or None: that run was killed without releasing it."""
         await self._ensure()
         for _attempt in range(10):
             now = self._clock()
             current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
             entity = {"PartitionKey": _LEASE_PK, "RowKey": _LEASE_RK, "runId": run_id,
-                      "trigger": trigger, "startedAt": _iso(now),
+                      "trigger": trigger, "startedAt": _iso(now), "renewedAt": _iso(now),
                       "expiresAt": _iso(now + dt.timedelta(seconds=ttl_seconds))}
+            taken: dict[str, Any] | None = None
             try:
                 if current is None:
                     await self.lease.create_entity(entity)
@@ -748,6 +753,8 @@ class EmplyStore:
                                                    str(current.get("startedAt")))
                     if current.get("runId") == run_id:
                         entity["startedAt"] = current.get("startedAt", entity["startedAt"])
+                    else:
+                        taken = {k: current.get(k) for k in _LEASE_FIELDS}
                     await self.lease.update_entity(
                         entity, mode=UpdateMode.REPLACE, etag=current["_etag"],
                         match_condition=MatchConditions.IfNotModified)
@@ -760,7 +767,7 @@ class EmplyStore:
                 self._count(singles=1)
                 continue
             self._count(singles=1, written=1)
-            return
+            return taken
         raise errors.StoreError("could not settle the sync lease after 10 attempts")
 
     async def renew_lease(self, run_id: str, *, ttl_seconds: int = 900) -> None:
@@ -770,7 +777,9 @@ class EmplyStore:
         if current is None or current.get("runId") != run_id:
             raise errors.LeaseLost(run_id)
         entity = {k: v for k, v in current.items() if k != "_etag"}
-        entity["expiresAt"] = _iso(self._clock() + dt.timedelta(seconds=ttl_seconds))
+        now = self._clock()
+        entity["renewedAt"] = _iso(now)
+        entity["expiresAt"] = _iso(now + dt.timedelta(seconds=ttl_seconds))
         try:
             await self.lease.update_entity(entity, mode=UpdateMode.REPLACE,
                                            etag=current["_etag"],
@@ -797,7 +806,7 @@ class EmplyStore:
         current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
         if current is None:
             return None
-        return {k: current.get(k) for k in ("runId", "trigger", "startedAt", "expiresAt")}
+        return {k: current.get(k) for k in _LEASE_FIELDS}
 
     # --- run history -------------------------------------------------------
 
@@ -835,7 +844,8 @@ class EmplyStore:
         pager = self.runs.query_entities("PartitionKey eq 'run'",
                                          results_per_page=min(limit, 1000))
         async for row in pager:
-            summary = {k: row.get(k) for k in _SUMMARY_FIELDS}
+            summary = {k: row.get(k) for k in _SUMMARY_FIELDS
+                       if k in row or k not in _OPTIONAL_SUMMARY_FIELDS}
             summary["counts"] = json.loads(row["counts"]) if row.get("counts") else {}
             out.append(summary)
             if len(out) >= limit:
@@ -993,8 +1003,11 @@ def _chunks(ops: list[Operation]) -> Iterable[list[Operation]]:
         yield chunk
 
 
+_LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
+
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
-                   "counts", "heldCount", "errorCount")
+                   "counts", "heldCount", "errorCount", "lastSeenAt")
+_OPTIONAL_SUMMARY_FIELDS = frozenset({"lastSeenAt"})  # an abandoned run's only
 
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -1007,6 +1020,7 @@ def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "counts": report.get("counts") or {},
         "heldCount": len(held) if isinstance(held, list) else 0,
         "errorCount": len(errs) if isinstance(errs, list) else 0,
+        "lastSeenAt": report.get("lastSeenAt"),
     }
 
 
