@@ -79,3 +79,12 @@ def test_nothing_deployed_imports_what_is_left_out() -> None:
             offenders += [(path, n) for n in names if n.split(".")[0] in left_out]
     # The CLI's `simulator` command imports the simulator by name at run time instead.
     assert offenders == []
+
+
+def test_function_app_only_registers_the_blueprints() -> None:
+    """import-linter takes packages only; the one top-level module is checked here."""
+    tree = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
+    imported = {alias.name if isinstance(node, ast.Import) else node.module
+                for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in node.names}
+    assert imported == {"azure.functions", "sync_timer", "webhook_http"}
