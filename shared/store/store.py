@@ -348,7 +348,7 @@ class EmplyStore:
         # The marker first: a write that ends after this read changes it again.
         marker = await self._get(self.emply, _META_PK, _VERSION_RK)
         value = marker.get("value") if marker else None
-        self._version = (str(value), marker["_etag"]) if marker and value else None
+        self._version = (str(value), marker[wire.ETAG]) if marker and value else None
         self._version_ours = self._version is not None
         self.served_from_cache = False
         if (cache and self._version and cache.get("format") == _CACHE_FORMAT
@@ -466,7 +466,7 @@ class EmplyStore:
                 if known is not None:
                     raise errors.ConcurrentChangeError(kind, entity_id)
                 return None
-            if known is not None and row["odata.etag"] != known:
+            if known is not None and row[wire.ETAG] != known:
                 raise errors.ConcurrentChangeError(kind, entity_id)
             return codec.from_row(row)
 
@@ -489,7 +489,7 @@ class EmplyStore:
         keyed: list[tuple[str, dict[str, Any]]] = []
         async for page in wire.query(self.emply, codec.filter):
             for row in page:
-                etags[(row["PartitionKey"], row["RowKey"])] = row["odata.etag"]
+                etags[(row["PartitionKey"], row["RowKey"])] = row[wire.ETAG]
                 keyed.append((row["RowKey"], codec.from_row(row, sparse=sparse)))
         if codec.bucketed:
             keyed.sort(key=lambda pair: pair[0])
@@ -722,7 +722,7 @@ class EmplyStore:
             if "etag" not in kwargs:
                 continue
             current = await self._get(self.emply, row["PartitionKey"], row["RowKey"])
-            if current is None or current["_etag"] != kwargs["etag"]:
+            if current is None or current[wire.ETAG] != kwargs["etag"]:
                 raise errors.ConcurrentChangeError(kind, str(row.get("id"))) from exc
 
     # --- lease -------------------------------------------------------------
@@ -756,7 +756,7 @@ class EmplyStore:
                     else:
                         taken = {k: current.get(k) for k in _LEASE_FIELDS}
                     await self.lease.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current["_etag"],
+                        entity, mode=UpdateMode.REPLACE, etag=current[wire.ETAG],
                         match_condition=MatchConditions.IfNotModified)
             except (ResourceExistsError, ResourceModifiedError):
                 self._count(singles=1)
@@ -776,13 +776,13 @@ class EmplyStore:
         current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
         if current is None or current.get("runId") != run_id:
             raise errors.LeaseLost(run_id)
-        entity = {k: v for k, v in current.items() if k != "_etag"}
+        entity = {k: v for k, v in current.items() if k != wire.ETAG}
         now = self._clock()
         entity["renewedAt"] = _iso(now)
         entity["expiresAt"] = _iso(now + dt.timedelta(seconds=ttl_seconds))
         try:
             await self.lease.update_entity(entity, mode=UpdateMode.REPLACE,
-                                           etag=current["_etag"],
+                                           etag=current[wire.ETAG],
                                            match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise errors.LeaseLost(run_id) from exc
@@ -796,7 +796,7 @@ class EmplyStore:
         if current is None or current.get("runId") != run_id:
             return
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
-            await self.lease.delete_entity(_LEASE_PK, _LEASE_RK, etag=current["_etag"],
+            await self.lease.delete_entity(_LEASE_PK, _LEASE_RK, etag=current[wire.ETAG],
                                            match_condition=MatchConditions.IfNotModified)
         self._count(singles=1, deleted=1)
 
@@ -1026,5 +1026,5 @@ def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def _with_etag(entity: Any) -> dict[str, Any]:
     row = dict(entity)
-    row["_etag"] = entity.metadata["etag"]
+    row[wire.ETAG] = entity.metadata["etag"]
     return row
