@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import config, errors, service
+from shared import config, errors, service, telemetry
 from shared.emply_doc import DocumentError
 
 SHOWN_CHANGES = 40
@@ -82,6 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulator":
         return _simulator(args)
     _quiet_logging()
+    try:
+        return _run(args)
+    finally:
+        telemetry.flush()  # the run record, when App Insights is configured
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_dispatch(args))
     except service.RunInProgress as exc:

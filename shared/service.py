@@ -28,11 +28,12 @@ from shared.graph import client as graph_client
 from shared.graph import reader
 from shared.reconcile import apply, convert, explain, model, planner
 from shared.store import columns
+from shared.store import store as store_impl
 
 Clock = Callable[[], dt.datetime]
 
 # A crashed run's lease expires after this; a live run renews it every third of it.
-LEASE_TTL_SECONDS = 300
+LEASE_TTL_SECONDS = store_impl.LEASE_TTL_SECONDS
 # How long the first contact with storage may take before the run is given up as
 # `storage_unavailable` (azure-core would otherwise retry a dead endpoint for minutes).
 STORAGE_CONNECT_TIMEOUT_SECONDS = 20

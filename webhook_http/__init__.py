@@ -114,7 +114,8 @@ def failures_as_problems(handler: Handler) -> Handler:
         except Exception as exc:
             failure = errors.classify(exc)
             if failure is None:
-                log.exception("emply_sync.bug", extra={"route": req.url})
+                # Not the URL: its query string carries the function key.
+                log.exception("emply_sync.bug", extra={"method": req.method})
                 raise
             log.warning("emply_sync.http_dependency_failed",
                         extra={"reason": failure.reason}, exc_info=exc)

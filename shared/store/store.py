@@ -74,6 +74,9 @@ PARTITIONS: dict[str, str] = {
 }
 SETTINGS_PK = "settings"
 BUCKETS = 256
+LEASE_TTL_SECONDS = 300
+"""The single-run lease's length (R1); a live run renews it every third of it, so a
+killed run's lease is free again at most this long after its last renewal."""
 """Partitions per bucketed kind (`BUCKETED`). Azurite finds the entity a write
 replaces by scanning its partition, so a write costs in proportion to the
 partition's size (one partition of 20,000 users: about 300 writes/s), and Azure
@@ -728,7 +731,7 @@ class EmplyStore:
     # --- lease -------------------------------------------------------------
 
     async def acquire_lease(self, run_id: str, trigger: str, *,
-                            ttl_seconds: int = 900) -> dict[str, Any] | None:
+                            ttl_seconds: int = LEASE_TTL_SECONDS) -> dict[str, Any] | None:
         """Take the one-run-at-a-time lease or raise `RunInProgress`.
 
         Returns the expired lease of another run that this one took over (`runId`,
@@ -770,7 +773,7 @@ class EmplyStore:
             return taken
         raise errors.StoreError("could not settle the sync lease after 10 attempts")
 
-    async def renew_lease(self, run_id: str, *, ttl_seconds: int = 900) -> None:
+    async def renew_lease(self, run_id: str, *, ttl_seconds: int = LEASE_TTL_SECONDS) -> None:
         """Push our lease's expiry out; `LeaseLost` if it is no longer ours."""
         await self._ensure()
         current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
