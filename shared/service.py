@@ -240,6 +240,7 @@ async def run_sync(
     report = new_report(trigger, dry_run, started)
     run_id = report["runId"]
     heartbeat: asyncio.Task[None] | None = None
+    taken: dict[str, Any] | None = None
     try:
         if dry_run:
             await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
@@ -247,16 +248,18 @@ async def run_sync(
             taken = await deps.store.acquire_lease(run_id, trigger,
                                                    ttl_seconds=LEASE_TTL_SECONDS)
             heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
-            if taken is not None:
-                await _mark_abandoned(deps.store, taken, run_id)
     except store_mod.RunInProgress:
         raise  # not a run: the caller answers 409 / exit 3
     except Exception as exc:
         # Failed before it started (e.g. storage refusing the lease): still one record.
-        if heartbeat is not None:
-            await _stop_heartbeat(deps.store, heartbeat, run_id)
         await record_unstarted(report, exc, clock0, deps.clock, deps.store)
         return report
+    if not dry_run and taken is not None:
+        try:
+            await _mark_abandoned(deps.store, taken, run_id)
+        except Exception:  # another run's record: this run goes on without it
+            telemetry.log.warning("emply_sync.run_abandoned_not_marked",
+                                  extra={"runId": taken.get("runId")}, exc_info=True)
     try:
         with _paused_gc():
             await _run(deps, report, clock0, started, heartbeat, approve_deactivations)
@@ -575,7 +578,7 @@ async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: f
                    "finishedAt": iso(clock()),
                    "durationMs": int((time.monotonic() - clock0) * 1000)})
     if error["reason"] == errors.BUG_REASON:
-        telemetry.log.exception("emply_sync.bug", extra={
+        telemetry.log.error("emply_sync.bug", exc_info=exc, extra={
             "runId": report["runId"], "trigger": report["trigger"]})
     if store is not None:
         await _save_report(store, report)

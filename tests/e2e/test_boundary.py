@@ -268,3 +268,28 @@ async def test_timer_configures_logging_first_and_flushes_after_the_run_record(
     run_at = messages.index("emply_sync.run") + 1
     assert records.flushed_after and records.flushed_after[-1] >= run_at
     assert asyncio.get_running_loop()  # the trigger ran on the test's loop
+
+
+async def test_a_bug_before_the_run_starts_is_recorded_and_raised(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    world = staff_world(make_world)
+
+    async def broken(self: store_mod.EmplyStore, run_id: str, trigger: str, *,
+                     ttl_seconds: int = 900) -> None:
+        raise TypeError("a bug at the lease")
+
+    monkeypatch.setattr(store_mod.EmplyStore, "acquire_lease", broken)
+    with pytest.raises(TypeError, match="a bug at the lease"):
+        await service.sync(trigger="timer")
+    [bug] = records.named("emply_sync.bug")
+    assert bug.exc_info is not None and bug.exc_info[0] is TypeError
+    [event] = records.named("emply_sync.run")
+    assert event.status == "failed"  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, world.azurite.connection_string)
+    monkeypatch.setenv(config.GRAPH_URL, world.sim.url)
+    [run] = json.loads(world.ok("runs", "--json"))
+    report = json.loads(world.ok("runs", run["runId"], "--json"))
+    assert report["failedBeforeStart"] is True
+    assert [e["reason"] for e in report["errors"]] == ["internal_error"]
