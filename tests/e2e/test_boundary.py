@@ -7,9 +7,9 @@ planner function is replaced, never the HTTP library.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import socket
 from typing import Any
 
 import azure.functions.timer
@@ -267,7 +267,6 @@ async def test_timer_configures_logging_first_and_flushes_after_the_run_record(
     assert configured_before[0] == 0  # before the past-due line
     run_at = messages.index("emply_sync.run") + 1
     assert records.flushed_after and records.flushed_after[-1] >= run_at
-    assert asyncio.get_running_loop()  # the trigger ran on the test's loop
 
 
 async def test_a_bug_before_the_run_starts_is_recorded_and_raised(
@@ -293,3 +292,27 @@ async def test_a_bug_before_the_run_starts_is_recorded_and_raised(
     report = json.loads(world.ok("runs", run["runId"], "--json"))
     assert report["failedBeforeStart"] is True
     assert [e["reason"] for e in report["errors"]] == ["internal_error"]
+
+
+def test_storage_that_never_answers_is_given_up_after_the_bound(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storage endpoint that accepts connections and never answers (a hung host, a
+    black-holing firewall): the first contact is bounded, then one line."""
+    world = staff_world(make_world)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts into its backlog, never reads or answers
+    port = silent.getsockname()[1]
+    try:
+        monkeypatch.setattr(service, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+        conn: str = world.azurite.connection_string
+        monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, conn.replace(
+            str(world.azurite.table_port), str(port)).replace(
+            str(world.azurite.blob_port), str(port)))
+        code, out, err = world.cli("sync")
+    finally:
+        silent.close()
+    assert code == 1 and out == ""
+    assert err == ("emply-sync: storage_unavailable: Table/Blob Storage did not answer "
+                   "within 1 s\n")
