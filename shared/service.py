@@ -702,7 +702,14 @@ async def health(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         checks["graph"] = _down(exc)
     else:
         try:
-            await graph.get_json("organization?$select=id")
+            try:
+                await asyncio.wait_for(graph.get_json("organization?$select=id"),
+                                       STORAGE_CONNECT_TIMEOUT_SECONDS)
+            except TimeoutError as exc:  # health answers in bounded time, Graph or not
+                raise errors.TemporaryFailure(
+                    "graph_unavailable",
+                    f"Graph did not answer within {STORAGE_CONNECT_TIMEOUT_SECONDS} s",
+                ) from exc
             checks["graph"] = {"ok": True}
         except Exception as exc:
             checks["graph"] = _down(exc)

@@ -316,3 +316,17 @@ def test_storage_that_never_answers_is_given_up_after_the_bound(
     assert code == 1 and out == ""
     assert err == ("emply-sync: storage_unavailable: Table/Blob Storage did not answer "
                    "within 1 s\n")
+
+
+async def test_health_answers_in_bounded_time_when_graph_hangs(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = staff_world(make_world)
+    world.sim.set_latency(3000)
+    monkeypatch.setattr(service, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+    response = await function("health")(request("GET", "/api/health"))
+    assert response.status_code == 503
+    checks = json.loads(response.get_body())["checks"]
+    assert checks["storage"] == {"ok": True}
+    assert checks["graph"] == {"ok": False, "reason": "graph_unavailable",
+                               "error": "Graph did not answer within 1 s"}
