@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import config, errors, service, telemetry
+from shared import boundary, config, errors, service, telemetry
 from shared.emply_doc import DocumentError
 
 SHOWN_CHANGES = 40
@@ -144,7 +144,7 @@ def _simulator(args: argparse.Namespace) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sync":
-        report = await service.sync(
+        report = await boundary.sync(
             trigger="cli",
             dry_run=args.dry_run,
             approve_deactivations=args.approve_deactivations,
@@ -159,7 +159,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps(report, indent=2) if args.json else format_report(report))
         return 1 if report["status"] == "failed" else 0
-    async with service.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
+    async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":
             result = await service.explain_user(deps, args.user)
             print(json.dumps(result, indent=2) if args.json else format_explanation(result))

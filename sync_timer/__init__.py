@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared import service, telemetry
+from shared import boundary, service, telemetry
 
 SCHEDULE = "0 */30 * * * *"
 log = logging.getLogger("emply_sync.timer")
@@ -22,7 +22,7 @@ async def scheduled_sync(timer: func.TimerRequest) -> None:
         if timer.past_due:
             log.warning("emply_sync.timer_past_due", extra={"trigger": "timer"})
         # A failed run is recorded and logged by the service; a bug propagates.
-        await service.sync(trigger="timer")
+        await boundary.sync(trigger="timer")
     except service.RunInProgress as exc:
         # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
         log.info(

@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import errors, service, telemetry
+from shared import boundary, errors, service, telemetry
 
 MAX_BODY_BYTES = 4096
 SYNC_FIELDS: Mapping[str, type] = {"dryRun": bool, "approveDeactivations": int}
@@ -134,7 +134,7 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     except BadRequest as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     try:
-        report = await service.sync(
+        report = await boundary.sync(
             trigger="http",
             dry_run=bool(body.get("dryRun", False)),
             approve_deactivations=body.get("approveDeactivations"),
@@ -161,7 +161,7 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
         return problem(400, "Bad request", "limit must be a whole number from 1 to 200",
                        field="limit")
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         return respond(200, {"runs": await deps.store.list_runs(int(raw))})
 
 
@@ -169,7 +169,7 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 @failures_as_problems
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         report = await deps.store.get_run(run_id)
     if report is None:
         return problem(404, "Not found", f"no run {run_id!r}", field="runId")
@@ -181,7 +181,7 @@ async def get_run(req: func.HttpRequest) -> func.HttpResponse:
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             return respond(200, await service.explain_user(deps, key))
     except service.UserNotFound as exc:
         return problem(404, "Not found", str(exc), field="user")
@@ -192,5 +192,5 @@ async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    status = await service.health()
+    status = await boundary.health()
     return respond(200 if status["status"] == "healthy" else 503, status)

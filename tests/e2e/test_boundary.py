@@ -16,7 +16,7 @@ import azure.functions.timer
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import config, service, telemetry
+from shared import boundary, config, telemetry
 from shared import store as store_mod
 from shared.reconcile import planner
 from tests.e2e.test_http import function, request
@@ -91,7 +91,7 @@ async def test_a_planner_bug_is_raised_logged_and_recorded_not_a_run_failure(
 
     monkeypatch.setattr(planner, "plan", broken)
     with pytest.raises(KeyError, match="a bug"):
-        await service.sync(trigger="cli")
+        await boundary.sync(trigger="cli")
     [bug] = records.named("emply_sync.bug")
     assert bug.exc_info is not None and bug.exc_info[0] is KeyError
     [run] = json.loads(world.ok("runs", "--json"))
@@ -116,7 +116,7 @@ async def test_storage_refusing_the_lease_still_writes_a_failed_record_and_event
         raise error
 
     monkeypatch.setattr(store_mod.EmplyStore, "acquire_lease", refused)
-    report = await service.sync(trigger="timer")
+    report = await boundary.sync(trigger="timer")
     assert report["status"] == "failed" and report["failedBeforeStart"] is True
     [error] = report["errors"]
     assert error["reason"] == "storage_forbidden" and error["temporary"] is False
@@ -134,7 +134,7 @@ async def test_a_bad_app_setting_is_a_recorded_failed_run(
 ) -> None:
     world = staff_world(make_world)
     monkeypatch.setenv(config.GRAPH_URL, "http://graph.example.com/v1.0")  # not https
-    report = await service.sync(trigger="timer")
+    report = await boundary.sync(trigger="timer")
     [error] = report["errors"]
     assert error["reason"] == "bad_configuration" and "https" in error["message"]
     assert [r.status for r in records.named("emply_sync.run")] == ["failed"]  # type: ignore[attr-defined]
@@ -280,7 +280,7 @@ async def test_a_bug_before_the_run_starts_is_recorded_and_raised(
 
     monkeypatch.setattr(store_mod.EmplyStore, "acquire_lease", broken)
     with pytest.raises(TypeError, match="a bug at the lease"):
-        await service.sync(trigger="timer")
+        await boundary.sync(trigger="timer")
     [bug] = records.named("emply_sync.bug")
     assert bug.exc_info is not None and bug.exc_info[0] is TypeError
     [event] = records.named("emply_sync.run")
@@ -305,7 +305,7 @@ def test_storage_that_never_answers_is_given_up_after_the_bound(
     silent.listen(16)  # accepts into its backlog, never reads or answers
     port = silent.getsockname()[1]
     try:
-        monkeypatch.setattr(service, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+        monkeypatch.setattr(boundary, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
         conn: str = world.azurite.connection_string
         monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, conn.replace(
             str(world.azurite.table_port), str(port)).replace(
@@ -323,7 +323,7 @@ async def test_health_answers_in_bounded_time_when_graph_hangs(
 ) -> None:
     world = staff_world(make_world)
     world.sim.set_latency(3000)
-    monkeypatch.setattr(service, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(boundary, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
     response = await function("health")(request("GET", "/api/health"))
     assert response.status_code == 503
     checks = json.loads(response.get_body())["checks"]

@@ -11,7 +11,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import BlobServiceClient
 
-from shared import config, service
+from shared import boundary, config, service
 from shared import store as store_mod
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
@@ -126,7 +126,7 @@ async def test_a_failing_lease_renewal_does_not_fail_the_run(
         raise ServiceRequestError("connection reset")
 
     monkeypatch.setattr(store_mod.EmplyStore, "renew_lease", flaky)
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         report = await service.run_sync(deps, trigger="cli")
         assert await deps.store.current_lease() is None
     assert calls, "the run should have outlived a heartbeat"
