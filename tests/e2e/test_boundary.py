@@ -330,3 +330,21 @@ async def test_health_answers_in_bounded_time_when_graph_hangs(
     assert checks["storage"] == {"ok": True}
     assert checks["graph"] == {"ok": False, "reason": "graph_unavailable",
                                "error": "Graph did not answer within 1 s"}
+
+
+async def test_graph_unreachable_is_a_503_naming_what_not_where(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff_world(make_world)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    monkeypatch.setenv(config.GRAPH_URL, f"http://127.0.0.1:{port}/v1.0")
+    response = await function("explain_user")(
+        request("GET", "/x", route_params={"user": "person1.staff@contoso.com"}))
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    problem = json.loads(body)
+    assert problem["reason"] == "graph_unavailable" and problem["temporary"] is True
+    assert "127.0.0.1" not in body and str(port) not in body
