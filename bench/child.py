@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Any
 
-from shared import service
+from shared import boundary, service
 
 
 async def _run(storage: str, graph_url: str) -> dict[str, Any]:
-    async with service.open_deps(storage=storage, graph_url=graph_url, environ={}) as deps:
+    async with boundary.open_deps(storage=storage, graph_url=graph_url, environ={}) as deps:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         report = await service.run_sync(deps, trigger="bench")
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

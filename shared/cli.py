@@ -1,25 +1,24 @@
 """emply-sync: the command line (README, "Command line").
 
-Exit codes: 0 succeeded or needs_approval; 1 the run failed; 2 bad input or
-usage; 3 another run is in progress.
+Exit codes: 0 succeeded or needs_approval; 1 the run failed (or storage/Graph
+failed: one line `emply-sync: <reason>: <what>` on stderr, `shared.errors`' reason
+codes); 2 bad input, usage or no settings; 3 another run is in progress.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from azure.core.exceptions import AzureError
-
-from shared import config, emply_import, service
+from shared import boundary, config, emply_import, errors, service, telemetry
 from shared import store as store_mod
 from shared.emply_doc import DocumentError
-from shared.graph.errors import GraphError
-from shared.reconcile import explain as explain_mod
 from shared.reconcile import model
 
 SHOWN_CHANGES = 40
@@ -87,46 +86,86 @@ def _approval(text: str) -> model.Approval:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulator":
-        from shared import simulator
+        return _simulator(args)
+    _quiet_logging()
+    try:
+        return _run(args)
+    finally:
+        telemetry.flush()  # the run record, when App Insights is configured
 
-        try:
-            simulator.serve(args.tenant, port=args.port, latency_ms=args.latency_ms)
-        except (OSError, ValueError) as exc:
-            print(f"emply-sync simulator: {exc}", file=sys.stderr)
-            return 2
-        return 0
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_dispatch(args))
-    except store_mod.RunInProgress as exc:
+    except service.RunInProgress as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 3
     except (
         DocumentError,
         service.NotConfigured,
-        explain_mod.NotFound,
-        explain_mod.AmbiguousUser,
+        service.UserNotFound,
+        service.AmbiguousUser,
     ) as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
-    except (GraphError, store_mod.StoreError, AzureError, OSError) as exc:
-        # Unreachable storage or Graph: one clear line, no traceback.
-        print(f"emply-sync: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        failure = errors.classify(exc)
+        if failure is None:
+            raise  # a bug: its traceback is what a developer needs
+        # Storage or Graph down or refusing: one clear line, no traceback.
+        print(f"emply-sync: {failure.reason}: {failure.message}", file=sys.stderr)
+        return 1
+
+
+def _quiet_logging() -> None:
+    """The command line speaks through stdout and stderr. Without a handler of its own,
+    Python's last-resort handler would print every warning the libraries log (azure-core
+    logs each retry of an unreachable endpoint, with its traceback) to stderr."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    """Development tooling: `graph_simulator` is a top-level package of the repository
+    that the deployment package leaves out (.funcignore), so it is imported only here."""
+    try:
+        simulator = importlib.import_module("graph_simulator")
+    except ModuleNotFoundError as exc:
+        if exc.name != "graph_simulator":
+            raise
+        print("emply-sync simulator: the Graph simulator is development tooling and is not "
+              "installed here (run it from a checkout of the repository after `make setup`)",
+              file=sys.stderr)
+        return 2
+    try:
+        simulator.serve(args.tenant, port=args.port, latency_ms=args.latency_ms)
+    except (OSError, ValueError) as exc:
+        print(f"emply-sync simulator: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    async with service.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
-        if args.command == "sync":
-            report = await service.run_sync(
-                deps,
-                trigger="cli",
-                dry_run=args.dry_run,
-                approve_deactivations=args.approve_deactivations,
-            )
-            print(json.dumps(report, indent=2) if args.json else format_report(report))
-            return 1 if report["status"] == "failed" else 0
+    if args.command == "sync":
+        report = await boundary.sync(
+            trigger="cli",
+            dry_run=args.dry_run,
+            approve_deactivations=args.approve_deactivations,
+            storage=args.storage,
+            graph_url=args.graph_url,
+        )
+        if report.get("failedBeforeStart"):
+            error = report["errors"][-1]
+            print(f"emply-sync: {error['reason']}: {error['message']}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(report, indent=2))
+            return 1
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        return 1 if report["status"] == "failed" else 0
+    async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":
             result = await service.explain_user(deps, args.user)
             print(json.dumps(result, indent=2) if args.json else format_explanation(result))

@@ -1,8 +1,12 @@
 """One run: lease → load Emply → read Entra → plan (pure) → apply → record.
 
-Both triggers (timer and HTTP) and the CLI call `run_sync`. A run that cannot
-read all of Entra fails before anything is applied, and its delta links do not
-advance (R7). Every run, dry or real, failed or not, leaves a report.
+Both triggers (timer and HTTP) and the CLI call `shared.boundary.sync` (which
+opens the store and the Graph client, then `run_sync`). A run that cannot read all of Entra fails
+before anything is applied, and its delta links do not advance (R7). Every run,
+dry or real, failed or not, leaves a report and one telemetry record, including a
+run that fails before it starts (storage refusing the lease, a bad app setting).
+Failures are named by `shared.errors` (temporary or permanent, with a reason
+code); anything else is a bug: recorded, logged with its traceback and raised.
 """
 
 from __future__ import annotations
@@ -12,22 +16,28 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import records, telemetry, unchanged
+from shared import errors, records, telemetry, unchanged
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import reader
 from shared.reconcile import apply, convert, explain, model, planner
+from shared.store import store as store_impl
 
 Clock = Callable[[], dt.datetime]
 
 # A crashed run's lease expires after this; a live run renews it every third of it.
-LEASE_TTL_SECONDS = 300
+LEASE_TTL_SECONDS = store_impl.LEASE_TTL_SECONDS
+
+# What the entry points catch, named here so they need not reach into the adapters.
+NotConfigured = errors.NotConfigured
+RunInProgress = store_mod.RunInProgress
+UserNotFound = explain.NotFound
+AmbiguousUser = explain.AmbiguousUser
 
 
 def utcnow() -> dt.datetime:
@@ -36,10 +46,6 @@ def utcnow() -> dt.datetime:
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class NotConfigured(Exception):
-    """The Emply side has no integration settings yet."""
 
 
 @dataclasses.dataclass
@@ -157,13 +163,29 @@ async def run_sync(
     started = deps.clock()
     run = _Run(records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
                                  started_at=iso(started)), time.monotonic())
+    run_id = run.report.run_id
     heartbeat: asyncio.Task[None] | None = None
-    if dry_run:
-        await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
-    else:
-        await deps.store.acquire_lease(run.report.run_id, trigger,
-                                       ttl_seconds=LEASE_TTL_SECONDS)
-        heartbeat = asyncio.create_task(_keep_lease(deps.store, run.report.run_id))
+    taken: dict[str, Any] | None = None
+    try:
+        if dry_run:
+            await _refuse_if_running(deps)  # R1: a request during a run gets 409, dry or not
+        else:
+            taken = await deps.store.acquire_lease(run_id, trigger,
+                                                   ttl_seconds=LEASE_TTL_SECONDS)
+            heartbeat = asyncio.create_task(_keep_lease(deps.store, run_id))
+    except store_mod.RunInProgress:
+        raise  # not a run: the caller answers 409 / exit 3
+    except Exception as exc:
+        # Failed before it started (e.g. storage refusing the lease): still one record.
+        report = run.report.to_json()
+        await record_unstarted(report, exc, run.clock0, deps.clock, deps.store)
+        return report
+    if not dry_run and taken is not None:
+        try:
+            await _mark_abandoned(deps.store, taken, run_id)
+        except Exception:  # another run's record: this run goes on without it
+            telemetry.log.warning("emply_sync.run_abandoned_not_marked",
+                                  extra={"runId": taken.get("runId")}, exc_info=True)
     try:
         with _paused_gc():
             await _run(deps, run, started, heartbeat, approve_deactivations)
@@ -246,6 +268,9 @@ async def _run(
                                          changes=[c.to_json() for c in plan.changes])
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
+        if error["reason"] == errors.BUG_REASON:
+            telemetry.log.exception("emply_sync.bug", extra={
+                "runId": run.report.run_id, "trigger": run.report.trigger})
         if applying:
             error["message"] += (
                 " (while applying: some changes may be applied; delta links did not "
@@ -254,7 +279,7 @@ async def _run(
         deps.store.forget_loaded()
         run.report = run.report.failed(
             error, [c.to_json() for c in plan.changes] if plan is not None else [])
-        if not _is_run_failure(exc):
+        if errors.classify(exc) is None:
             raise
     finally:
         run.report = dataclasses.replace(
@@ -408,44 +433,67 @@ async def apply_plan(
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
-    reason = getattr(exc, "reason", None) or {
-        "GraphReadError": "graph_read_failed",
-        "DeltaExpired": "graph_read_failed",
-        "TenantMismatch": "tenant_mismatch",
-        "NotConfigured": "not_configured",
-        "ConcurrentChangeError": "concurrent_change",
-        "LeaseLost": "lease_lost",
-    }.get(type(exc).__name__, "run_failed")
-    return {"reason": reason, "message": f"{type(exc).__name__}: {exc}"}
+    """The report's error entry for what ended a run (`shared.errors`' reason codes)."""
+    classified = errors.classify(exc)
+    if classified is None:
+        return {"reason": errors.BUG_REASON, "temporary": False,
+                "message": f"a bug in the sync ({type(exc).__name__}: {exc}); see the logs"}
+    return classified.to_json()
 
 
-def _is_run_failure(exc: BaseException) -> bool:
-    """Failures a report explains; anything else is a bug and propagates after recording."""
-    from shared.graph import errors as graph_errors
+async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
+                          run_id: str) -> None:
+    """The run whose expired lease this run took was killed (a host restart, a timeout)
+    and left its record `running`: mark it `abandoned` with the time it was last seen."""
+    old_id = taken.get("runId")
+    if not isinstance(old_id, str) or not old_id:
+        return
+    old = await store.get_run(old_id)
+    if old is None or old.get("status") != "running":
+        return  # it finished and only its lease release was lost
+    last_seen = taken.get("renewedAt") or taken.get("startedAt")
+    old.update({
+        "status": "abandoned",
+        "lastSeenAt": last_seen,
+        "finishedAt": None,
+        "abandonedBy": run_id,
+    })
+    old["errors"] = [*(old.get("errors") or ()), {
+        "reason": "run_abandoned", "temporary": True,
+        "message": f"the run stopped without finishing (last seen {last_seen}); run "
+        f"{run_id} took its expired lease. Nothing it planned after that is known to "
+        "be applied; the next run plans again from the current state",
+    }]
+    await store.save_run(old)
+    telemetry.log.warning("emply_sync.run_abandoned",
+                          extra={"runId": old_id, "lastSeenAt": last_seen,
+                                 "abandonedBy": run_id})
 
-    return isinstance(
-        exc,
-        graph_errors.GraphError | store_mod.StoreError | NotConfigured | OSError | ValueError,
-    ) or type(exc).__module__.startswith("azure.")
+
+async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: float,
+                           clock: Clock, store: store_mod.EmplyStore | None) -> None:
+    """Fill in and record a run that failed before it started: its report (when storage
+    takes it) and its telemetry record (always, so the failed-run alert fires). A bug
+    is logged with its traceback and raised after that."""
+    error = failure(exc)
+    report.update({"status": "failed", "failedBeforeStart": True,
+                   "errors": [*report.get("errors", ()), error],
+                   "finishedAt": iso(clock()),
+                   "durationMs": int((time.monotonic() - clock0) * 1000)})
+    if error["reason"] == errors.BUG_REASON:
+        telemetry.log.error("emply_sync.bug", exc_info=exc, extra={
+            "runId": report["runId"], "trigger": report["trigger"]})
+    if store is not None:
+        await _save_report(store, report)
+    telemetry.log_run(report)
+    if errors.classify(exc) is None:
+        raise exc
 
 
-@contextlib.asynccontextmanager
-async def open_deps(
-    *,
-    storage: str | None = None,
-    graph_url: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> AsyncIterator[Deps]:
-    """Store and Graph client as the app settings (or explicit arguments) describe."""
-    env = os.environ if environ is None else environ
-    telemetry.configure(env)
-    store = store_mod.open_store_from_environment(env, connection_string=storage)
-    graph = graph_client.create_graph_client(graph_url, env=env)
-    try:
-        async with store:
-            yield Deps(store=store, graph=graph)
-    finally:
-        await graph.aclose()
+def new_report(trigger: str, dry_run: bool, started: dt.datetime) -> dict[str, Any]:
+    """A run's report before it starts (for a run that may fail before `run_sync`)."""
+    return records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
+                             started_at=iso(started)).to_json()
 
 
 async def explain_user(deps: Deps, key: str) -> dict[str, Any]:

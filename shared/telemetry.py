@@ -28,9 +28,15 @@ _configured = False
 
 
 def configure(environ: Mapping[str, str] | None = None) -> None:
-    """Export to Application Insights when its connection string is set (once per process)."""
+    """Export to Application Insights when its connection string is set (once per process).
+
+    Entry points call this before their first log line: records logged before the
+    exporter is installed never reach Application Insights (a cold start's past-due
+    line was lost that way)."""
     global _configured
     env = os.environ if environ is None else environ
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)  # run and phase records are INFO; the host's root is not
     if _configured or not env.get(config.APPINSIGHTS_CONNECTION_STRING):
         return
     from azure.identity import ManagedIdentityCredential
@@ -95,3 +101,21 @@ def log_run(report: Mapping[str, Any]) -> None:
                 "userId": error.get("userId"),
             },
         )
+
+
+def flush() -> None:
+    """Send what is buffered now. Entry points call this after the run record: the
+    Functions host may freeze or recycle the worker as soon as an invocation returns,
+    and the exporter sends in batches on a timer."""
+    logger: logging.Logger | None = log
+    while logger is not None:
+        for handler in logger.handlers:
+            handler.flush()
+        logger = logger.parent if logger.propagate else None
+    if _configured:
+        from opentelemetry import _logs, trace
+
+        for provider in (_logs.get_logger_provider(), trace.get_tracer_provider()):
+            force_flush = getattr(provider, "force_flush", None)
+            if callable(force_flush):
+                force_flush()

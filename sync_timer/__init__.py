@@ -6,26 +6,30 @@ import logging
 
 import azure.functions as func
 
-from shared import config, service
-from shared import store as store_mod
+from shared import boundary, config, service, telemetry
 
 # The host reads the schedule from the app setting (%NAME%), so operators change
 # it without a code change; infra/ sets it to config.DEFAULT_SYNC_SCHEDULE.
 SCHEDULE = f"%{config.SYNC_SCHEDULE}%"
 log = logging.getLogger("emply_sync.timer")
-bp = func.Blueprint()
+# azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
 @bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 async def scheduled_sync(timer: func.TimerRequest) -> None:
-    if timer.past_due:
-        log.warning("emply_sync.timer_past_due", extra={"trigger": "timer"})
+    # Before the first log line: on a cold start the past-due line was lost otherwise.
+    telemetry.configure()
     try:
-        async with service.open_deps() as deps:
-            await service.run_sync(deps, trigger="timer")
-    except store_mod.RunInProgress as exc:
-        # A manual run is busy: this tick has nothing to add; the next tick runs as usual.
+        if timer.past_due:
+            log.warning("emply_sync.timer_past_due", extra={"trigger": "timer"})
+        # A failed run is recorded and logged by the service; a bug propagates.
+        await boundary.sync(trigger="timer")
+    except service.RunInProgress as exc:
+        # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
         log.info(
             "emply_sync.timer_skipped",
             extra={"trigger": "timer", "runningRunId": exc.running_run_id},
         )
+    finally:
+        telemetry.flush()  # after the run record: the host may freeze the worker next

@@ -1,4 +1,10 @@
-"""HTTP trigger: the manual sync Emply calls, run history, explain, health (function key)."""
+"""HTTP trigger: the manual sync Emply calls, run history, explain, health (function key).
+
+Handlers are thin: they parse and answer; `shared.service` does the work and
+`shared.errors` names what failed. A dependency that is down is a 503 problem body
+with the reason code (what is down, never where); a bug propagates (the host's 500,
+with the traceback in the logs), it is not dressed up as a failure.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import azure.functions as func
-from azure.core.exceptions import AzureError
 
-from shared import service
-from shared import store as store_mod
-from shared.graph.errors import GraphError
-from shared.reconcile import explain as explain_mod
+from shared import boundary, errors, service, telemetry
 
 MAX_BODY_BYTES = 4096
 SYNC_FIELDS: Mapping[str, type] = {"dryRun": bool, "approveDeactivations": int}
 log = logging.getLogger("emply_sync.http")
-bp = func.Blueprint()
+# azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
 class BadRequest(ValueError):
@@ -38,6 +41,26 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> func.HttpResp
                             "detail": detail, **extra})
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise BadRequest(key, f"field {key!r} appears more than once")
+        seen[key] = value
+    return seen
+
+
+def _describe(value: Any) -> str:
+    """A value for an error message: scalars shown (shortened), containers by kind only
+    (the repr of a deeply nested list is itself a RecursionError)."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_sync_body(raw: bytes) -> dict[str, Any]:
     """`{"dryRun": bool, "approveDeactivations": n}`, both optional; anything else is refused."""
     if len(raw) > MAX_BODY_BYTES:
@@ -45,9 +68,12 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_refuse_duplicates)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("body", f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # a few KB of "[[[[…" nest deeper than the parser goes
+        raise BadRequest("body", "body is nested too deeply; expected a flat JSON object") \
+            from exc
     if not isinstance(body, dict):
         raise BadRequest("body", "body must be a JSON object")
     for key, value in body.items():
@@ -56,69 +82,94 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
             raise BadRequest(key, f"unknown field {key!r}; allowed: {', '.join(SYNC_FIELDS)}")
         # bool is an int in Python: refuse true as a count and 1 as a flag.
         if type(value) is not expected:
-            raise BadRequest(key, f"{key} must be a {expected.__name__}, got {value!r}")
+            raise BadRequest(key, f"{key} must be a {expected.__name__}, got {_describe(value)}")
     approve = body.get("approveDeactivations")
     if approve is not None and approve < 0:
         raise BadRequest("approveDeactivations", "approveDeactivations must be ≥ 0")
     return body
 
 
+def failure_problem(failure: errors.SyncFailure) -> func.HttpResponse:
+    """503 for a dependency that is down or refusing (what, not where), 409 for a missing
+    configuration; the reason code and whether retrying later helps."""
+    if isinstance(failure, errors.NotConfigured):
+        return problem(409, "Not configured", failure.message, reason=failure.reason,
+                       temporary=False)
+    return problem(503, "A dependency is unavailable", failure.message,
+                   reason=failure.reason, temporary=failure.temporary)
+
+
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
 
-def unavailable_as_problem(handler: Handler) -> Handler:
-    """Storage or Graph out of reach → 503 with a problem body instead of a bare host 500."""
+def failures_as_problems(handler: Handler) -> Handler:
+    """Configure telemetry first; a classified failure becomes a problem body, a bug
+    propagates; buffered telemetry is flushed before the answer goes out."""
 
     @functools.wraps(handler)
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        telemetry.configure()
         try:
             return await handler(req)
-        except (GraphError, store_mod.StoreError, AzureError, OSError) as exc:
-            log.exception("emply_sync.http_dependency_failed")
-            return problem(503, "A dependency is unavailable", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            failure = errors.classify(exc)
+            if failure is None:
+                # Not the URL: its query string carries the function key.
+                log.exception("emply_sync.bug", extra={"method": req.method})
+                raise
+            log.warning("emply_sync.http_dependency_failed",
+                        extra={"reason": failure.reason}, exc_info=exc)
+            return failure_problem(failure)
+        finally:
+            telemetry.flush()
 
     return wrapper
 
 
 @bp.route(route="sync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-@unavailable_as_problem
+@failures_as_problems
 async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     try:
         body = parse_sync_body(req.get_body() or b"")
     except BadRequest as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     try:
-        async with service.open_deps() as deps:
-            report = await service.run_sync(
-                deps,
-                trigger="http",
-                dry_run=bool(body.get("dryRun", False)),
-                approve_deactivations=body.get("approveDeactivations"),
-            )
-    except store_mod.RunInProgress as exc:
+        report = await boundary.sync(
+            trigger="http",
+            dry_run=bool(body.get("dryRun", False)),
+            approve_deactivations=body.get("approveDeactivations"),
+        )
+    except service.RunInProgress as exc:
         return problem(409, "A sync is already running", str(exc),
                        runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
-    # 200 whatever the outcome: the report says succeeded, needs_approval or failed (as
-    # the HTTP contract in the README says); a dependency that fails outside a run is a 503 problem.
+    if report.get("failedBeforeStart"):
+        # It never started (storage down or refusing, a bad app setting): the 503 it
+        # is, with the run id of its failed record.
+        error = report["errors"][-1]
+        return problem(503, "A dependency is unavailable", error["message"],
+                       reason=error["reason"], temporary=error.get("temporary", False),
+                       runId=report["runId"])
+    # 200 whatever the outcome of a run that started: the report says succeeded,
+    # needs_approval or failed (as the HTTP contract in the README says).
     return respond(200, report)
 
 
 @bp.route(route="sync/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@unavailable_as_problem
+@failures_as_problems
 async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
         return problem(400, "Bad request", "limit must be a whole number from 1 to 200",
                        field="limit")
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         return respond(200, {"runs": await deps.store.list_runs(int(raw))})
 
 
 @bp.route(route="sync/runs/{runId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@unavailable_as_problem
+@failures_as_problems
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         report = await deps.store.get_run(run_id)
     if report is None:
         return problem(404, "Not found", f"no run {run_id!r}", field="runId")
@@ -126,44 +177,20 @@ async def get_run(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="users/{user}/explain", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@unavailable_as_problem
+@failures_as_problems
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             return respond(200, await service.explain_user(deps, key))
-    except explain_mod.NotFound as exc:
+    except service.UserNotFound as exc:
         return problem(404, "Not found", str(exc), field="user")
-    except explain_mod.AmbiguousUser as exc:
+    except service.AmbiguousUser as exc:
         return problem(400, "Bad request", str(exc), field="user")
-    except service.NotConfigured as exc:
-        return problem(409, "Not configured", str(exc))
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    checks: dict[str, Any] = {}
-    async with service.open_deps() as deps:
-        checks["storage"] = await _check(deps.store.ping())
-        checks["graph"] = await _check(deps.graph.get_json("organization?$select=id"))
-        last = await _safe(deps.store.last_run()) if checks["storage"]["ok"] else None
-    healthy = all(c["ok"] for c in checks.values())
-    return respond(200 if healthy else 503,
-                   {"status": "healthy" if healthy else "unhealthy", "checks": checks,
-                    "lastRun": last})
-
-
-async def _check(awaitable: Any) -> dict[str, Any]:
-    try:
-        await awaitable
-    except Exception as exc:  # health reports every failure instead of raising
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True}
-
-
-async def _safe(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except Exception:  # the last run is informative only
-        log.exception("emply_sync.health_last_run_failed")
-        return None
+    status = await boundary.health()
+    return respond(200 if status["status"] == "healthy" else 503, status)

@@ -9,6 +9,10 @@
     │                          ``syncStateNotFound``, ``resyncRequired``…): read in full
     └── TenantMismatch         the credentials reach another tenant than the settings name
 
+`shared.errors.classify` names these at the service boundary: a read that got
+a 5xx or no answer is `graph_unavailable`, a 429 `graph_throttled` (temporary),
+any other refusal `graph_read_failed` (permanent).
+
 Every message names the endpoint (a template such as ``/users/delta``, never a
 URL with tokens in it) and Graph's own error code, so an operator can act on
 the message alone.

@@ -9,7 +9,8 @@
     shared.emply_doc.DocumentError (ValueError): a bad Emply state document
 
 Transport failures surface as azure-core's `HttpResponseError` /
-`ServiceRequestError` unchanged: they are temporary, the caller retries.
+`ServiceRequestError` unchanged; `shared.errors.classify` names them at the
+service boundary (`storage_unavailable`, `storage_forbidden`, ...).
 """
 
 from __future__ import annotations

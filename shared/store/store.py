@@ -84,6 +84,9 @@ PARTITIONS: dict[str, str] = {
 }
 SETTINGS_PK = "settings"
 BUCKETS = 256
+LEASE_TTL_SECONDS = 300
+"""The single-run lease's length (R1); a live run renews it every third of it, so a
+killed run's lease is free again at most this long after its last renewal."""
 """Partitions per bucketed kind (`BUCKETED`). Azurite finds the entity a write
 replaces by scanning its partition, so a write costs in proportion to the
 partition's size (one partition of 20,000 users: about 300 writes/s), and Azure
@@ -366,7 +369,7 @@ class EmplyStore:
         # names the generation (table) the Emply side is in now.
         marker = await self._read_marker()
         value = marker.get("value") if marker else None
-        self._version = (str(value), marker["_etag"]) if marker and value else None
+        self._version = (str(value), marker[wire.ETAG]) if marker and value else None
         self._version_ours = self._version is not None
         self.served_from_cache = False
         if (cache and self._version and cache.get("format") == _CACHE_FORMAT
@@ -484,7 +487,7 @@ class EmplyStore:
                 if known is not None:
                     raise errors.ConcurrentChangeError(kind, entity_id)
                 return None
-            if known is not None and row["odata.etag"] != known:
+            if known is not None and row[wire.ETAG] != known:
                 raise errors.ConcurrentChangeError(kind, entity_id)
             return codec.from_row(row)
 
@@ -507,7 +510,7 @@ class EmplyStore:
         keyed: list[tuple[str, dict[str, Any]]] = []
         async for page in wire.query(self.emply, codec.filter):
             for row in page:
-                etags[(row["PartitionKey"], row["RowKey"])] = row["odata.etag"]
+                etags[(row["PartitionKey"], row["RowKey"])] = row[wire.ETAG]
                 keyed.append((row["RowKey"], codec.from_row(row, sparse=sparse)))
         if codec.bucketed:
             keyed.sort(key=lambda pair: pair[0])
@@ -923,21 +926,26 @@ class EmplyStore:
             if "etag" not in kwargs:
                 continue
             current = await self._get(self.emply, row["PartitionKey"], row["RowKey"])
-            if current is None or current["_etag"] != kwargs["etag"]:
+            if current is None or current[wire.ETAG] != kwargs["etag"]:
                 raise errors.ConcurrentChangeError(kind, str(row.get("id"))) from exc
 
     # --- lease -------------------------------------------------------------
 
     async def acquire_lease(self, run_id: str, trigger: str, *,
-                            ttl_seconds: int = 900) -> None:
-        """Take the one-run-at-a-time lease or raise `RunInProgress`."""
+                            ttl_seconds: int = LEASE_TTL_SECONDS) -> dict[str, Any] | None:
+        """Take the one-run-at-a-time lease or raise `RunInProgress`.
+
+        Returns the expired lease of another run that this one took over (`runId`,
+        `trigger`, `startedAt`, `expiresAt`, `renewedAt`: when it was last seen alive),
+        or None: that run was killed without releasing it."""
         await self._ensure()
         for _attempt in range(10):
             now = self._clock()
             current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
             entity = {"PartitionKey": _LEASE_PK, "RowKey": _LEASE_RK, "runId": run_id,
-                      "trigger": trigger, "startedAt": _iso(now),
+                      "trigger": trigger, "startedAt": _iso(now), "renewedAt": _iso(now),
                       "expiresAt": _iso(now + dt.timedelta(seconds=ttl_seconds))}
+            taken: dict[str, Any] | None = None
             try:
                 if current is None:
                     await self.lease.create_entity(entity)
@@ -949,8 +957,10 @@ class EmplyStore:
                                                    str(current.get("startedAt")))
                     if current.get("runId") == run_id:
                         entity["startedAt"] = current.get("startedAt", entity["startedAt"])
+                    else:
+                        taken = {k: current.get(k) for k in _LEASE_FIELDS}
                     await self.lease.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=current["_etag"],
+                        entity, mode=UpdateMode.REPLACE, etag=current[wire.ETAG],
                         match_condition=MatchConditions.IfNotModified)
             except (ResourceExistsError, ResourceModifiedError):
                 self._count(singles=1)
@@ -961,20 +971,22 @@ class EmplyStore:
                 self._count(singles=1)
                 continue
             self._count(singles=1, written=1)
-            return
+            return taken
         raise errors.StoreError("could not settle the sync lease after 10 attempts")
 
-    async def renew_lease(self, run_id: str, *, ttl_seconds: int = 900) -> None:
+    async def renew_lease(self, run_id: str, *, ttl_seconds: int = LEASE_TTL_SECONDS) -> None:
         """Push our lease's expiry out; `LeaseLost` if it is no longer ours."""
         await self._ensure()
         current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
         if current is None or current.get("runId") != run_id:
             raise errors.LeaseLost(run_id)
-        entity = {k: v for k, v in current.items() if k != "_etag"}
-        entity["expiresAt"] = _iso(self._clock() + dt.timedelta(seconds=ttl_seconds))
+        entity = {k: v for k, v in current.items() if k != wire.ETAG}
+        now = self._clock()
+        entity["renewedAt"] = _iso(now)
+        entity["expiresAt"] = _iso(now + dt.timedelta(seconds=ttl_seconds))
         try:
             await self.lease.update_entity(entity, mode=UpdateMode.REPLACE,
-                                           etag=current["_etag"],
+                                           etag=current[wire.ETAG],
                                            match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise errors.LeaseLost(run_id) from exc
@@ -988,7 +1000,7 @@ class EmplyStore:
         if current is None or current.get("runId") != run_id:
             return
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
-            await self.lease.delete_entity(_LEASE_PK, _LEASE_RK, etag=current["_etag"],
+            await self.lease.delete_entity(_LEASE_PK, _LEASE_RK, etag=current[wire.ETAG],
                                            match_condition=MatchConditions.IfNotModified)
         self._count(singles=1, deleted=1)
 
@@ -998,7 +1010,7 @@ class EmplyStore:
         current = await self._get(self.lease, _LEASE_PK, _LEASE_RK)
         if current is None:
             return None
-        return {k: current.get(k) for k in ("runId", "trigger", "startedAt", "expiresAt")}
+        return {k: current.get(k) for k in _LEASE_FIELDS}
 
     # --- run history -------------------------------------------------------
 
@@ -1036,7 +1048,8 @@ class EmplyStore:
         pager = self.runs.query_entities("PartitionKey eq 'run'",
                                          results_per_page=min(limit, 1000))
         async for row in pager:
-            summary = {k: row.get(k) for k in _SUMMARY_FIELDS}
+            summary = {k: row.get(k) for k in _SUMMARY_FIELDS
+                       if k in row or k not in _OPTIONAL_SUMMARY_FIELDS}
             summary["counts"] = json.loads(row["counts"]) if row.get("counts") else {}
             out.append(summary)
             if len(out) >= limit:
@@ -1234,8 +1247,11 @@ def _chunks(ops: list[Operation]) -> Iterable[list[Operation]]:
         yield chunk
 
 
+_LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
+
 _SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
-                   "counts", "heldCount", "errorCount")
+                   "counts", "heldCount", "errorCount", "lastSeenAt")
+_OPTIONAL_SUMMARY_FIELDS = frozenset({"lastSeenAt"})  # an abandoned run's only
 
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -1248,10 +1264,11 @@ def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "counts": report.get("counts") or {},
         "heldCount": len(held) if isinstance(held, list) else 0,
         "errorCount": len(errs) if isinstance(errs, list) else 0,
+        "lastSeenAt": report.get("lastSeenAt"),
     }
 
 
 def _with_etag(entity: Any) -> dict[str, Any]:
     row = dict(entity)
-    row["_etag"] = entity.metadata["etag"]
+    row[wire.ETAG] = entity.metadata["etag"]
     return row

@@ -12,6 +12,17 @@ key locally, Entra tokens in Azure), retries and logging.
 `query`: all rows matching a filter, as plain dicts (`odata.etag` included).
 `get`: one row by its keys, the same way (a point read: on Azurite any query scans
 the whole table, a point read does not).
+
+What this leans on in azure-data-tables (pinned in requirements.txt; checked by
+tests/store/test_wire_contract.py, which fails on another version so the pin is
+moved knowingly): the public `TableClient.url` (account endpoint), `.table_name`,
+`.api_version`; and one private attribute, `TableClient._client`, the
+generated client whose `send_request` sends a request through the client's own
+pipeline. The body follows the documented Table service `$batch` format; a
+golden test pins it byte for byte.
+
+Every row this store handles carries its ETag under one key, `ETAG` (the
+service's own `odata.etag`), whether it came through here or through the SDK.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ from urllib.parse import quote, urlencode
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.rest import HttpRequest
 from azure.data.tables.aio import TableClient
+
+ETAG = "odata.etag"
+"""The key of a row's ETag, in rows read here and in entities read with the SDK."""
 
 Operation = tuple[str, dict[str, Any], dict[str, Any]]
 """("upsert" | "update" | "delete", entity with PartitionKey/RowKey, {"etag": ...})"""
@@ -49,9 +63,16 @@ def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
 
+def endpoint(table: TableClient) -> str:
+    """The account's table endpoint (`https://account.table.core.windows.net`, or
+    Azurite's `http://127.0.0.1:port/devstoreaccount1`), from the public `url`; a SAS
+    in it, if the client was made with one in the URL, is not part of the path."""
+    return table.url.split("?", 1)[0].rstrip("/")
+
+
 def build_body(table: TableClient, ops: Sequence[Operation],
                batch: str, changeset: str) -> str:
-    base = f"{table.scheme}://{table._primary_hostname}/{table.table_name}"
+    base = f"{endpoint(table)}/{table.table_name}"
     version = table.api_version
     out = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for index, (verb, entity, options) in enumerate(ops):
@@ -87,7 +108,7 @@ async def submit(table: TableClient, ops: Sequence[Operation]) -> list[str | Non
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     content = build_body(table, ops, batch, changeset).encode()
     request = HttpRequest(
-        "POST", f"{table.scheme}://{table._primary_hostname}/$batch",
+        "POST", f"{endpoint(table)}/$batch",
         headers={"x-ms-version": table.api_version, "DataServiceVersion": "3.0",
                  "MaxDataServiceVersion": "3.0;NetFx",
                  "Content-Type": f"multipart/mixed; boundary={batch}",
@@ -127,7 +148,7 @@ async def submit(table: TableClient, ops: Sequence[Operation]) -> list[str | Non
 
 async def get(table: TableClient, partition_key: str, row_key: str) -> dict[str, Any] | None:
     """One entity as a plain JSON object (`odata.etag` included), or None when missing."""
-    url = (f"{table.scheme}://{table._primary_hostname}/{table.table_name}"
+    url = (f"{endpoint(table)}/{table.table_name}"
            f"(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')")
     request = HttpRequest("GET", url, headers={
         "x-ms-version": table.api_version, "DataServiceVersion": "3.0",
@@ -139,14 +160,14 @@ async def get(table: TableClient, partition_key: str, row_key: str) -> dict[str,
     if response.status_code != 200:
         raise HttpResponseError(message=response.text()[:500], response=response)
     row: dict[str, Any] = json.loads(response.content)
-    row.setdefault("odata.etag", response.headers.get("ETag"))
+    row.setdefault(ETAG, response.headers.get("ETag"))
     return row
 
 
 async def query(table: TableClient, query_filter: str, *, select: Sequence[str] | None = None,
                 page_size: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
     """Pages of rows (plain JSON objects) matching an OData filter."""
-    base = f"{table.scheme}://{table._primary_hostname}/{table.table_name}()"
+    base = f"{endpoint(table)}/{table.table_name}()"
     params: dict[str, str] = {"$top": str(page_size), "$filter": query_filter}
     if select:
         params["$select"] = ",".join(select)

@@ -95,7 +95,7 @@ def test_failing_groups_delta_fails_the_run_and_changes_nothing(make_world: Any)
     report = world.sync()
     assert report["status"] == "failed"
     assert report["changes"] == []
-    assert report["errors"][0]["reason"] == "graph_read_failed"
+    assert report["errors"][0]["reason"] == "graph_unavailable"
     assert "/groups/delta" in report["errors"][0]["message"]
     assert world.export() == before
     assert load_sync_state(world.azurite.connection_string) == state_before

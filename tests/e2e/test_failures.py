@@ -11,7 +11,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import BlobServiceClient
 
-from shared import config, service
+from shared import boundary, config, service
 from shared import store as store_mod
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
@@ -51,7 +51,8 @@ def test_explain_while_graph_is_down_is_one_clear_line(make_world: Any) -> None:
     world.sim.set_faults("/users/delta", 503, times=-1)
     code, out, err = world.cli("explain", "person1.staff@contoso.com")
     assert code == 1 and out == ""
-    assert err.startswith("emply-sync: GraphReadError") and "Traceback" not in err
+    assert err.startswith("emply-sync: graph_unavailable: Graph request GET /users/delta")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 async def test_http_explain_while_graph_is_down_is_a_503_problem(make_world: Any) -> None:
@@ -61,7 +62,9 @@ async def test_http_explain_while_graph_is_down_is_a_503_problem(make_world: Any
     response = await function("explain_user")(
         request("GET", "/x", route_params={"user": "person1.staff@contoso.com"}))
     assert response.status_code == 503
-    assert "GraphReadError" in json.loads(response.get_body())["detail"]
+    problem = json.loads(response.get_body())
+    assert problem["reason"] == "graph_unavailable" and problem["temporary"] is True
+    assert "/users/delta" in problem["detail"]
 
 
 def test_unreachable_storage_is_one_clear_line(
@@ -70,9 +73,11 @@ def test_unreachable_storage_is_one_clear_line(
     world = staff_world(make_world)
     monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, world.azurite.connection_string.replace(
         str(world.azurite.table_port), "1").replace(str(world.azurite.blob_port), "1"))
-    code, _, err = world.cli("runs")
-    assert code == 1
-    assert err.startswith("emply-sync: ") and "Traceback" not in err
+    code, out, err = world.cli("runs")
+    assert code == 1 and out == ""
+    assert err.startswith("emply-sync: storage_unavailable: Table/Blob Storage could not be "
+                          "reached")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 async def test_odd_limits_are_400(make_world: Any) -> None:
@@ -121,7 +126,7 @@ async def test_a_failing_lease_renewal_does_not_fail_the_run(
         raise ServiceRequestError("connection reset")
 
     monkeypatch.setattr(store_mod.EmplyStore, "renew_lease", flaky)
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         report = await service.run_sync(deps, trigger="cli")
         assert await deps.store.current_lease() is None
     assert calls, "the run should have outlived a heartbeat"

@@ -162,7 +162,8 @@ async def test_a_failed_run_is_a_200_with_the_failed_report(make_world: Any) -> 
     response = await function("manual_sync")(request("POST", "/api/sync", {}))
     report = json.loads(response.get_body())
     assert response.status_code == 200
-    assert report["status"] == "failed" and report["errors"][0]["reason"] == "graph_read_failed"
+    assert report["status"] == "failed" and report["errors"][0]["reason"] == "graph_unavailable"
+    assert report["errors"][0]["temporary"] is True
     assert world.users() == {}
 
 

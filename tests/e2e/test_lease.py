@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared import service
+from shared import boundary, service
 from shared import store as store_mod
 from tests.e2e import tenants as t
 
@@ -22,7 +22,7 @@ async def test_a_run_longer_than_the_lease_keeps_it(
                        latency_ms=1500)
     world.import_state(t.emply_state())
 
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         run = asyncio.create_task(service.run_sync(deps, trigger="cli"))
         await asyncio.sleep(1.8)  # past the first expiry
         assert not run.done()

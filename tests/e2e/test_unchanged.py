@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from shared import records, service
+from shared import boundary, records, service
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_lifecycle import staff_world
 
@@ -19,7 +19,7 @@ DAY = dt.datetime(2031, 3, 4, 9, 0, tzinfo=dt.UTC)
 
 def run_at(moment: dt.datetime, **kwargs: Any) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             deps = dataclasses.replace(deps, clock=lambda: moment)
             return await service.run_sync(deps, trigger="test", **kwargs)
 
@@ -29,7 +29,7 @@ def run_at(moment: dt.datetime, **kwargs: Any) -> dict[str, Any]:
 def planned_now(moment: dt.datetime) -> tuple[Any, ...]:
     """What a full plan says at `moment`, read fresh (what the reuse must equal)."""
     async def go() -> tuple[Any, ...]:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             prepared = await service.prepare(deps)
             outcome = records.Outcome.of(service.make_plan(prepared, moment))
             return (outcome.status, list(outcome.held), list(outcome.errors),
@@ -114,7 +114,7 @@ def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
     assert run_at(DAY)["counts"] == {"create_user": 1}
 
     async def blobs() -> tuple[list[str], str]:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             names = [b.name async for b in deps.store.syncstate.list_blobs()]
             state = await deps.store.load_sync_state()
             assert state is not None
@@ -128,7 +128,7 @@ def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
 def edit_state(edit: Any) -> dict[str, Any]:
     """Rewrite the stored state blob with `edit` applied to its JSON; the new JSON."""
     async def go() -> dict[str, Any]:
-        async with service.open_deps() as deps:
+        async with boundary.open_deps() as deps:
             state = await deps.store.load_sync_state()
             assert isinstance(state, dict)
             edited: dict[str, Any] = edit(state)

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from graph_simulator import TenantFileError, create_app, load_tenant_file
 from shared.config import SIMULATOR_TOKEN
-from shared.simulator import TenantFileError, create_app, load_tenant_file
 from tests.simulator.conftest import base_tenant, clone
 from tests.support.simulator import RunningSimulator, running_simulator
 
@@ -143,7 +143,7 @@ def test_serve_prints_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     path = tmp_path / "tenant.json"
     path.write_text(json.dumps(base_tenant()))
     code = (
-        "import sys; from shared.simulator import serve; "
+        "import sys; from graph_simulator import serve; "
         "serve(sys.argv[1], port=0)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -201,7 +201,7 @@ def test_module_entry_point_rejects_bad_file(tmp_path: Path) -> None:
     path.write_text(json.dumps({"organization": {}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "shared.simulator", "--tenant", str(path)],
+        [sys.executable, "-m", "graph_simulator", "--tenant", str(path)],
         capture_output=True, text=True, env=env, timeout=30,
     )
     assert done.returncode == 2

@@ -339,7 +339,10 @@ async def test_expired_lease_is_taken_over(azurite: AzuriteProcess, prefix: str)
         assert (info.value.running_run_id, info.value.trigger) == ("run-1", "timer")
         assert info.value.started_at.startswith("2026-11-26T10:00:00")
         now[0] += dt.timedelta(seconds=2)
-        await store.acquire_lease("run-2", "http")
+        taken = await store.acquire_lease("run-2", "http")
+        # The expired lease it took over: who held it and when it was last renewed.
+        assert taken is not None and taken["runId"] == "run-1"
+        assert taken["renewedAt"].startswith("2026-11-26T10:00:00")
         with pytest.raises(LeaseLost):
             await store.renew_lease("run-1")
         await store.release_lease("run-1")  # not ours any more: no effect

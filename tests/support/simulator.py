@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from graph_simulator import SIMULATOR_KEY, Simulator, create_app
 from shared.config import SIMULATOR_TOKEN
-from shared.simulator import SIMULATOR_KEY, Simulator, create_app
 
 
 class RunningSimulator:

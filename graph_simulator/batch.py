@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from shared.simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
-from shared.simulator.tenant import JSON
+from graph_simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
+from graph_simulator.tenant import JSON
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 MAX_BATCH = 20
 _REAL_GRAPH = "https://graph.microsoft.com/v1.0"

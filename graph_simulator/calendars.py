@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from shared.simulator import odata
-from shared.simulator.directory import user_id
-from shared.simulator.protocol import (
+from graph_simulator import odata
+from graph_simulator.directory import user_id
+from graph_simulator.protocol import (
     GraphError,
     Req,
     Resp,
@@ -25,7 +25,7 @@ from shared.simulator.protocol import (
     item_not_found,
     now,
 )
-from shared.simulator.tenant import (
+from graph_simulator.tenant import (
     JSON,
     Photo,
     TenantFileError,
@@ -36,7 +36,7 @@ from shared.simulator.tenant import (
 )
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 DEFAULT_EVENTS_PAGE = 10
 

@@ -12,10 +12,10 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from shared.simulator.pipeline import Fault
-from shared.simulator.protocol import GRAPH_PREFIX
-from shared.simulator.tenant import JSON, TenantFileError, export_tenant
-from shared.simulator.transport import SIMULATOR_KEY, read_json
+from graph_simulator.pipeline import Fault
+from graph_simulator.protocol import GRAPH_PREFIX
+from graph_simulator.tenant import JSON, TenantFileError, export_tenant
+from graph_simulator.transport import SIMULATOR_KEY, read_json
 
 
 def _error(message: str, code: str = "invalidRequest") -> web.Response:

@@ -2,7 +2,7 @@
 
 `create_app(tenant)` builds the aiohttp application; `serve(path)` runs it
 until SIGTERM/SIGINT and prints `Graph simulator listening on <url>` once bound
-(also `python -m shared.simulator --tenant FILE [--port P] [--latency-ms L]`).
+(also `python -m graph_simulator --tenant FILE [--port P] [--latency-ms L]`).
 
 Graph routes (under /v1.0, bearer token `shared.config.SIMULATOR_TOKEN`):
 `/organization`; `/users`, `/users/{id or UPN}`, `/users/delta`, `/users/{id}/memberOf`,
@@ -44,8 +44,8 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.simulator.server import SIMULATOR_KEY, Simulator, create_app
-from shared.simulator.tenant import Snapshot, TenantFileError, build_snapshot
+from graph_simulator.server import SIMULATOR_KEY, Simulator, create_app
+from graph_simulator.tenant import Snapshot, TenantFileError, build_snapshot
 
 __all__ = [
     "SIMULATOR_KEY",

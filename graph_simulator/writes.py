@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from shared.simulator import odata
-from shared.simulator.directory import group_id, user_id
-from shared.simulator.protocol import (
+from graph_simulator import odata
+from graph_simulator.directory import group_id, user_id
+from graph_simulator.protocol import (
     UPN_TAKEN_MESSAGE,
     GraphError,
     Req,
@@ -27,7 +27,7 @@ from shared.simulator.protocol import (
     now,
     require,
 )
-from shared.simulator.tenant import (
+from graph_simulator.tenant import (
     JSON,
     USER_TYPE,
     TenantFileError,
@@ -36,7 +36,7 @@ from shared.simulator.tenant import (
 )
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 HYBRID_MESSAGE = (
     "Unable to update the specified properties for on-premises mastered Directory Sync "

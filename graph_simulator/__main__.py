@@ -1,15 +1,15 @@
-"""`python -m shared.simulator --tenant FILE [--port P] [--host H] [--latency-ms L]`."""
+"""`python -m graph_simulator --tenant FILE [--port P] [--host H] [--latency-ms L]`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from shared.simulator import TenantFileError, serve
+from graph_simulator import TenantFileError, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.simulator",
+    parser = argparse.ArgumentParser(prog="python -m graph_simulator",
                                      description="Serve a tenant file as Graph v1.0.")
     parser.add_argument("--tenant", required=True, help="tenant file (JSON)")
     parser.add_argument("--host", default="127.0.0.1")

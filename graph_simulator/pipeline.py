@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from graph_simulator.protocol import GraphError, Req, Resp
 from shared.config import SIMULATOR_TOKEN
-from shared.simulator.protocol import GraphError, Req, Resp
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 Handler = Callable[["Simulator", Req], Resp]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from shared.simulator import odata
-from shared.simulator.protocol import Req, Resp, not_found, require
-from shared.simulator.tenant import (
+from graph_simulator import odata
+from graph_simulator.protocol import Req, Resp, not_found, require
+from graph_simulator.tenant import (
     JSON,
     Snapshot,
     render_group,
@@ -24,7 +24,7 @@ from shared.simulator.tenant import (
 )
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 Render = Callable[[Mapping[str, Any], Sequence[str] | None], JSON]
 

@@ -19,11 +19,11 @@ import secrets
 from collections import Counter, deque
 from typing import Any
 
-from shared.simulator import pipeline
-from shared.simulator.pipeline import Fault, Route
-from shared.simulator.protocol import GraphError, Req, Resp, now
-from shared.simulator.routes import GRAPH_ROUTES
-from shared.simulator.tenant import JSON, Change, Snapshot, build_snapshot
+from graph_simulator import pipeline
+from graph_simulator.pipeline import Fault, Route
+from graph_simulator.protocol import GraphError, Req, Resp, now
+from graph_simulator.routes import GRAPH_ROUTES
+from graph_simulator.tenant import JSON, Change, Snapshot, build_snapshot
 
 REQUEST_LOG_SIZE = 1000
 

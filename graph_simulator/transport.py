@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
-from shared.simulator.state import Simulator
+from graph_simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
+from graph_simulator.state import Simulator
 
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from shared.simulator import odata
-from shared.simulator.protocol import GraphError, Req, Resp, decode_token, encode_token
-from shared.simulator.tenant import (
+from graph_simulator import odata
+from graph_simulator.protocol import GraphError, Req, Resp, decode_token, encode_token
+from graph_simulator.tenant import (
     JSON,
     Change,
     group_changes,
@@ -26,7 +26,7 @@ from shared.simulator.tenant import (
 )
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 DEFAULT_DELTA_PAGE = 200
 # Differences kept per simulator; a paged round asks for the same one on every page.

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from shared.simulator.protocol import Req, Resp, bad_request, decode_token, encode_token
-from shared.simulator.tenant import JSON, Snapshot
+from graph_simulator.protocol import Req, Resp, bad_request, decode_token, encode_token
+from graph_simulator.tenant import JSON, Snapshot
 
 if TYPE_CHECKING:
-    from shared.simulator.state import Simulator
+    from graph_simulator.state import Simulator
 
 MAX_TOP = 999
 DEFAULT_LIST_PAGE = 100

@@ -8,8 +8,8 @@ injected faults are keyed on, so changing one changes `/_sim/requests` output.
 
 from __future__ import annotations
 
-from shared.simulator import batch, calendars, delta, directory, writes
-from shared.simulator.pipeline import Handler
+from graph_simulator import batch, calendars, delta, directory, writes
+from graph_simulator.pipeline import Handler
 
 GRAPH_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/organization", directory.get_organization),

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.simulator.control import add_control_routes
-from shared.simulator.protocol import GRAPH_PREFIX
-from shared.simulator.state import Simulator
-from shared.simulator.transport import SIMULATOR_KEY, graph_handler
+from graph_simulator.control import add_control_routes
+from graph_simulator.protocol import GRAPH_PREFIX
+from graph_simulator.state import Simulator
+from graph_simulator.transport import SIMULATOR_KEY, graph_handler
 
 __all__ = ["SIMULATOR_KEY", "Simulator", "create_app"]
 

@@ -1,0 +1,191 @@
+"""What the entry points call: storage and Graph opened as the app settings say, with
+the first contact bounded in time; a run; health.
+
+The CLI, the HTTP handlers and the timer go through here and `shared.service`
+(import-linter keeps them out of the adapters). Whatever fails is named by
+`shared.errors`; a failure before a run could start is still a recorded run
+(`service.record_unstarted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any
+
+from shared import errors, service, telemetry
+from shared import store as store_mod
+from shared.graph import client as graph_client
+
+# How long the first contact with storage (and health's Graph check) may take before
+# it is given up as unavailable: azure-core would retry a dead endpoint for minutes.
+STORAGE_CONNECT_TIMEOUT_SECONDS = 20
+
+
+async def sync(
+    *,
+    trigger: str,
+    dry_run: bool = False,
+    approve_deactivations: int | None = None,
+    storage: str | None = None,
+    graph_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The entry points' one call for a run: open storage and Graph as the app settings
+    say, run, close. Returns the report; a failure before the run could start (storage
+    unreachable or refusing, a bad app setting) is a failed report too, recorded where
+    storage takes it and always in telemetry. Raises `RunInProgress` (another run holds
+    the lease) and bugs."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    clock0 = time.monotonic()
+    store: store_mod.EmplyStore | None = None
+    entered = False
+    try:
+        store = _open_store(env, storage)
+        await _enter(store)
+        entered = True
+        graph = _open_graph(graph_url, env)
+    except Exception as exc:
+        report = service.new_report(trigger, dry_run, service.utcnow())
+        try:
+            await service.record_unstarted(report, exc, clock0, service.utcnow,
+                                           store if entered else None)
+        finally:
+            if store is not None:
+                await _close_quietly(store.close())
+        return report
+    try:
+        return await service.run_sync(service.Deps(store=store, graph=graph),
+                                      trigger=trigger, dry_run=dry_run,
+                                      approve_deactivations=approve_deactivations)
+    finally:
+        await _close_quietly(graph.aclose())
+        await _close_quietly(store.close())
+
+
+def _open_store(env: Mapping[str, str], storage: str | None) -> store_mod.EmplyStore:
+    try:
+        return store_mod.open_store_from_environment(env, connection_string=storage)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration",
+                                      f"the storage settings are invalid: {exc}") from exc
+
+
+def _open_graph(graph_url: str | None, env: Mapping[str, str]) -> graph_client.GraphClient:
+    try:
+        return graph_client.create_graph_client(graph_url, env=env)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration",
+                                      f"the Graph settings are invalid: {exc}") from exc
+
+
+async def _enter(store: store_mod.EmplyStore) -> None:
+    """The store's first contact (it creates its tables), bounded in time."""
+    await _bounded(store.__aenter__())
+
+
+async def _bounded(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, STORAGE_CONNECT_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise errors.TemporaryFailure(
+            "storage_unavailable",
+            f"Table/Blob Storage did not answer within {STORAGE_CONNECT_TIMEOUT_SECONDS} s",
+        ) from exc
+
+
+async def health(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Storage and Graph reachability and the last run's summary; never raises for a
+    dependency that is down (that is what it reports), and names what is down, not
+    where (no hosts or ports: the answer goes out over HTTP)."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    checks: dict[str, Any] = {}
+    last = None
+    store: store_mod.EmplyStore | None = None
+    try:
+        store = _open_store(env, None)
+        await _enter(store)
+        await _bounded(store.ping())
+        checks["storage"] = {"ok": True}
+        try:
+            last = await _bounded(store.last_run())
+        except Exception:  # the last run is informative only
+            telemetry.log.warning("emply_sync.health_last_run_failed", exc_info=True)
+    except Exception as exc:
+        checks["storage"] = _down(exc)
+    finally:
+        if store is not None:
+            await _close_quietly(store.close())
+    try:
+        graph = _open_graph(None, env)
+    except Exception as exc:
+        checks["graph"] = _down(exc)
+    else:
+        try:
+            try:
+                await asyncio.wait_for(graph.get_json("organization?$select=id"),
+                                       STORAGE_CONNECT_TIMEOUT_SECONDS)
+            except TimeoutError as exc:  # health answers in bounded time, Graph or not
+                raise errors.TemporaryFailure(
+                    "graph_unavailable",
+                    f"Graph did not answer within {STORAGE_CONNECT_TIMEOUT_SECONDS} s",
+                ) from exc
+            checks["graph"] = {"ok": True}
+        except Exception as exc:
+            checks["graph"] = _down(exc)
+        finally:
+            await _close_quietly(graph.aclose())
+    healthy = all(check["ok"] for check in checks.values())
+    return {"status": "healthy" if healthy else "unhealthy", "checks": checks, "lastRun": last}
+
+
+def _down(exc: BaseException) -> dict[str, Any]:
+    classified = errors.classify(exc)
+    if classified is None:
+        telemetry.log.exception("emply_sync.health_check_bug")
+        return {"ok": False, "reason": errors.BUG_REASON, "error": "unexpected error (logged)"}
+    telemetry.log.warning("emply_sync.health_check_failed",
+                          extra={"reason": classified.reason}, exc_info=exc)
+    return {"ok": False, "reason": classified.reason, "error": classified.message}
+
+
+async def _close_quietly(closing: Any) -> None:
+    try:
+        await closing
+    except Exception:  # closing a dead connection must not hide the run's outcome
+        telemetry.log.warning("emply_sync.close_failed", exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def open_deps(
+    *,
+    storage: str | None = None,
+    graph_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AsyncIterator[service.Deps]:
+    """Store and Graph client as the app settings (or explicit arguments) describe, for
+    everything but a run (`sync`). Raises a `shared.errors.SyncFailure` when storage
+    cannot be reached within STORAGE_CONNECT_TIMEOUT_SECONDS or a setting is invalid."""
+    env = os.environ if environ is None else environ
+    telemetry.configure(env)
+    store = _open_store(env, storage)
+    try:
+        await _enter(store)
+    except BaseException:
+        await _close_quietly(store.close())
+        raise
+    try:
+        graph = _open_graph(graph_url, env)
+    except BaseException:
+        await _close_quietly(store.close())
+        raise
+    try:
+        yield service.Deps(store=store, graph=graph)
+    finally:
+        await _close_quietly(graph.aclose())
+        await _close_quietly(store.close())

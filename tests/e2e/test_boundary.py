@@ -1,0 +1,350 @@
+"""The service boundary: one error taxonomy for CLI, HTTP and timer; honest run records.
+
+Real Azurite and the real Graph simulator; where a failure cannot be provoked from
+outside (storage refusing only the lease, a planner bug), the project's own store or
+planner function is replaced, never the HTTP library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from typing import Any
+
+import azure.functions.timer
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared import boundary, config, telemetry
+from shared import store as store_mod
+from shared.reconcile import planner
+from tests.e2e.test_http import function, request
+from tests.e2e.test_http import world_with_staff as staff_world
+
+
+def down_storage(world: Any) -> str:
+    """The world's connection string pointed at a port nothing listens on."""
+    conn: str = world.azurite.connection_string
+    return conn.replace(str(world.azurite.table_port), "1").replace(
+        str(world.azurite.blob_port), "1")
+
+
+class Records(logging.Handler):
+    """Collects the `emply_sync` records and notes when it was flushed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.flushed_after: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def flush(self) -> None:
+        self.flushed_after.append(len(self.records))
+
+    def named(self, message: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.getMessage() == message]
+
+
+@pytest.fixture
+def records() -> Any:
+    handler = Records()
+    logger = logging.getLogger(telemetry.LOGGER_NAME)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+# --- reason codes ---------------------------------------------------------------
+
+
+def test_a_graph_403_is_a_permanent_graph_read_failed(make_world: Any) -> None:
+    world = staff_world(make_world)
+    world.sim.set_faults("/groups/delta", 403, times=-1)
+    report = world.sync()
+    assert report["status"] == "failed"
+    [error] = report["errors"]
+    assert error["reason"] == "graph_read_failed" and error["temporary"] is False
+    assert world.users() == {}
+
+
+def test_graph_throttling_past_the_retries_is_graph_throttled(make_world: Any) -> None:
+    world = staff_world(make_world)
+    world.sim.set_faults("/groups/delta", 429, times=-1, retry_after=0)
+    report = world.sync()
+    [error] = report["errors"]
+    assert (error["reason"], error["temporary"]) == ("graph_throttled", True)
+
+
+async def test_a_planner_bug_is_raised_logged_and_recorded_not_a_run_failure(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    world = staff_world(make_world)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(planner, "plan", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        await boundary.sync(trigger="cli")
+    [bug] = records.named("emply_sync.bug")
+    assert bug.exc_info is not None and bug.exc_info[0] is KeyError
+    [run] = json.loads(world.ok("runs", "--json"))
+    report = json.loads(world.ok("runs", run["runId"], "--json"))
+    assert report["status"] == "failed"
+    assert [e["reason"] for e in report["errors"]] == ["internal_error"]
+    assert world.users() == {}
+
+
+# --- failures before the run starts ------------------------------------------------
+
+
+async def test_storage_refusing_the_lease_still_writes_a_failed_record_and_event(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    world = staff_world(make_world)
+
+    async def refused(self: store_mod.EmplyStore, run_id: str, trigger: str, *,
+                      ttl_seconds: int = 900) -> None:
+        error = HttpResponseError(message="This request is not authorized")
+        error.status_code, error.error_code = 403, "AuthorizationPermissionMismatch"
+        raise error
+
+    monkeypatch.setattr(store_mod.EmplyStore, "acquire_lease", refused)
+    report = await boundary.sync(trigger="timer")
+    assert report["status"] == "failed" and report["failedBeforeStart"] is True
+    [error] = report["errors"]
+    assert error["reason"] == "storage_forbidden" and error["temporary"] is False
+    assert "AuthorizationPermissionMismatch" in error["message"]
+    [event] = records.named("emply_sync.run")
+    assert (event.status, event.runId) == ("failed", report["runId"])  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, world.azurite.connection_string)
+    stored = json.loads(world.ok("runs", report["runId"], "--json"))
+    assert stored["status"] == "failed" and stored["errors"] == [error]
+
+
+async def test_a_bad_app_setting_is_a_recorded_failed_run(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    world = staff_world(make_world)
+    monkeypatch.setenv(config.GRAPH_URL, "http://graph.example.com/v1.0")  # not https
+    report = await boundary.sync(trigger="timer")
+    [error] = report["errors"]
+    assert error["reason"] == "bad_configuration" and "https" in error["message"]
+    assert [r.status for r in records.named("emply_sync.run")] == ["failed"]  # type: ignore[attr-defined]
+    monkeypatch.setenv(config.GRAPH_URL, world.sim.url)
+    [run] = json.loads(world.ok("runs", "--json"))
+    assert run["runId"] == report["runId"] and run["status"] == "failed"
+
+
+def test_cli_sync_with_storage_down_is_one_line(make_world: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    world = staff_world(make_world)
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, down_storage(world))
+    code, out, err = world.cli("sync")
+    assert code == 1 and out == ""
+    assert err.startswith("emply-sync: storage_unavailable: ")
+    assert err.count("\n") == 1 and "Traceback" not in err and ":1" not in err
+
+
+# --- HTTP ---------------------------------------------------------------------------
+
+
+async def test_manual_sync_with_storage_down_is_a_503_naming_what_not_where(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = staff_world(make_world)
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, down_storage(world))
+    response = await function("manual_sync")(request("POST", "/api/sync", {}))
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    problem = json.loads(body)
+    assert problem["reason"] == "storage_unavailable" and problem["temporary"] is True
+    assert problem["runId"]
+    assert "127.0.0.1" not in body and ":1" not in body
+
+
+async def test_health_with_storage_down_is_a_503_not_a_crash(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = staff_world(make_world)
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, down_storage(world))
+    response = await function("health")(request("GET", "/api/health"))
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    status = json.loads(body)
+    assert status["status"] == "unhealthy" and status["lastRun"] is None
+    assert status["checks"]["storage"]["ok"] is False
+    assert status["checks"]["storage"]["reason"] == "storage_unavailable"
+    assert status["checks"]["graph"] == {"ok": True}
+    assert "127.0.0.1" not in body and str(world.azurite.table_port) not in body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"[" * 2040 + b"]" * 2040, "body"),
+        (b'{"dryRun": ' + b"[" * 1900 + b"]" * 1900 + b"}", "body"),
+        (b'{"dryRun": ' + b"[" * 900 + b"]" * 900 + b"}", "dryRun"),
+        (b'{"dryRun": true, "dryRun": false}', "dryRun"),
+        (b'{"approveDeactivations": 1, "approveDeactivations": 2}', "approveDeactivations"),
+    ],
+    ids=["deep array", "deep value", "nested value", "duplicate flag", "duplicate count"],
+)
+async def test_deep_and_duplicate_bodies_are_400_and_change_nothing(
+    make_world: Any, body: bytes, field: str
+) -> None:
+    world = staff_world(make_world)
+    assert len(body) < 4096
+    before = world.export()
+    response = await function("manual_sync")(request("POST", "/api/sync", body))
+    assert response.status_code == 400
+    problem = json.loads(response.get_body())
+    assert problem["field"] == field and problem["detail"]
+    assert world.export() == before
+    assert json.loads(world.ok("runs", "--json")) == []
+
+
+# --- honest run records ---------------------------------------------------------------
+
+
+async def test_a_killed_run_is_marked_abandoned_by_the_next_one(make_world: Any) -> None:
+    world = staff_world(make_world)
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        # What a killed run leaves: its lease (expired by now) and a record `running`.
+        await st.acquire_lease("20261201T000000Z-dead0001", "timer", ttl_seconds=0)
+        lease = await st.current_lease()
+        assert lease is not None
+        await st.save_run({"runId": "20261201T000000Z-dead0001", "trigger": "timer",
+                           "status": "running", "dryRun": False,
+                           "startedAt": lease["startedAt"], "finishedAt": None,
+                           "counts": {}, "changes": [], "held": [], "errors": []})
+    report = world.sync()
+    assert report["status"] == "succeeded"
+    dead = json.loads(world.ok("runs", "20261201T000000Z-dead0001", "--json"))
+    assert dead["status"] == "abandoned"
+    assert dead["lastSeenAt"] == lease["renewedAt"]
+    assert dead["abandonedBy"] == report["runId"]
+    assert [e["reason"] for e in dead["errors"]] == ["run_abandoned"]
+    runs = {r["runId"]: r for r in json.loads(world.ok("runs", "--json"))}
+    assert runs["20261201T000000Z-dead0001"]["status"] == "abandoned"
+    assert runs["20261201T000000Z-dead0001"]["lastSeenAt"] == lease["renewedAt"]
+
+
+async def test_a_finished_run_whose_lease_was_not_released_stays_as_it_was(
+    make_world: Any,
+) -> None:
+    world = staff_world(make_world)
+    first = world.sync()
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        await st.acquire_lease(first["runId"], "cli", ttl_seconds=0)  # as if never released
+    world.sync()
+    again = json.loads(world.ok("runs", first["runId"], "--json"))
+    assert again["status"] == "succeeded" and "lastSeenAt" not in again
+
+
+async def test_timer_configures_logging_first_and_flushes_after_the_run_record(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    staff_world(make_world)
+    configured_before: list[int] = []
+    original = telemetry.configure
+
+    def configure(environ: Any = None) -> None:
+        configured_before.append(len(records.records))
+        original(environ)
+
+    monkeypatch.setattr(telemetry, "configure", configure)
+    await function("scheduled_sync")(azure.functions.timer.TimerRequest(past_due=True))
+    messages = [r.getMessage() for r in records.records]
+    assert messages[0] == "emply_sync.timer_past_due"
+    assert configured_before[0] == 0  # before the past-due line
+    run_at = messages.index("emply_sync.run") + 1
+    assert records.flushed_after and records.flushed_after[-1] >= run_at
+
+
+async def test_a_bug_before_the_run_starts_is_recorded_and_raised(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Records
+) -> None:
+    world = staff_world(make_world)
+
+    async def broken(self: store_mod.EmplyStore, run_id: str, trigger: str, *,
+                     ttl_seconds: int = 900) -> None:
+        raise TypeError("a bug at the lease")
+
+    monkeypatch.setattr(store_mod.EmplyStore, "acquire_lease", broken)
+    with pytest.raises(TypeError, match="a bug at the lease"):
+        await boundary.sync(trigger="timer")
+    [bug] = records.named("emply_sync.bug")
+    assert bug.exc_info is not None and bug.exc_info[0] is TypeError
+    [event] = records.named("emply_sync.run")
+    assert event.status == "failed"  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, world.azurite.connection_string)
+    monkeypatch.setenv(config.GRAPH_URL, world.sim.url)
+    [run] = json.loads(world.ok("runs", "--json"))
+    report = json.loads(world.ok("runs", run["runId"], "--json"))
+    assert report["failedBeforeStart"] is True
+    assert [e["reason"] for e in report["errors"]] == ["internal_error"]
+
+
+def test_storage_that_never_answers_is_given_up_after_the_bound(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storage endpoint that accepts connections and never answers (a hung host, a
+    black-holing firewall): the first contact is bounded, then one line."""
+    world = staff_world(make_world)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts into its backlog, never reads or answers
+    port = silent.getsockname()[1]
+    try:
+        monkeypatch.setattr(boundary, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+        conn: str = world.azurite.connection_string
+        monkeypatch.setenv(config.STORAGE_CONNECTION_STRING, conn.replace(
+            str(world.azurite.table_port), str(port)).replace(
+            str(world.azurite.blob_port), str(port)))
+        code, out, err = world.cli("sync")
+    finally:
+        silent.close()
+    assert code == 1 and out == ""
+    assert err == ("emply-sync: storage_unavailable: Table/Blob Storage did not answer "
+                   "within 1 s\n")
+
+
+async def test_health_answers_in_bounded_time_when_graph_hangs(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = staff_world(make_world)
+    world.sim.set_latency(3000)
+    monkeypatch.setattr(boundary, "STORAGE_CONNECT_TIMEOUT_SECONDS", 1)
+    response = await function("health")(request("GET", "/api/health"))
+    assert response.status_code == 503
+    checks = json.loads(response.get_body())["checks"]
+    assert checks["storage"] == {"ok": True}
+    assert checks["graph"] == {"ok": False, "reason": "graph_unavailable",
+                               "error": "Graph did not answer within 1 s"}
+
+
+async def test_graph_unreachable_is_a_503_naming_what_not_where(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staff_world(make_world)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    monkeypatch.setenv(config.GRAPH_URL, f"http://127.0.0.1:{port}/v1.0")
+    response = await function("explain_user")(
+        request("GET", "/x", route_params={"user": "person1.staff@contoso.com"}))
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    problem = json.loads(body)
+    assert problem["reason"] == "graph_unavailable" and problem["temporary"] is True
+    assert "127.0.0.1" not in body and str(port) not in body
