@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared import boundary, config, emply_import, errors, service, telemetry
-from shared import store as store_mod
 from shared.emply_doc import DocumentError
-from shared.reconcile import model
 
 SHOWN_CHANGES = 40
 
@@ -76,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _approval(text: str) -> model.Approval:
+def _approval(text: str) -> service.Approval:
     try:
-        return model.Approval.parse(text)
+        return service.Approval.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -218,7 +216,7 @@ async def _emply(deps: service.Deps, args: argparse.Namespace) -> int:
         print(f"emply-sync: {args.file} refused, nothing was written: {exc.report()}",
               file=sys.stderr)
         return 2
-    except store_mod.RunInProgress as exc:
+    except service.RunInProgress as exc:
         print(f"emply-sync: {exc}: nothing was imported; try again when it has finished",
               file=sys.stderr)
         return 3

@@ -38,6 +38,7 @@ NotConfigured = errors.NotConfigured
 RunInProgress = store_mod.RunInProgress
 UserNotFound = explain.NotFound
 AmbiguousUser = explain.AmbiguousUser
+Approval = model.Approval
 
 
 def utcnow() -> dt.datetime:

@@ -19,7 +19,8 @@ import azure.functions as func
 from shared import boundary, errors, service, telemetry
 
 MAX_BODY_BYTES = 4096
-SYNC_FIELDS: Mapping[str, type] = {"dryRun": bool, "approveDeactivations": int}
+SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
+                                               "approveDeactivations": (int, str)}
 log = logging.getLogger("emply_sync.http")
 # azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -62,7 +63,8 @@ def _describe(value: Any) -> str:
 
 
 def parse_sync_body(raw: bytes) -> dict[str, Any]:
-    """`{"dryRun": bool, "approveDeactivations": n}`, both optional; anything else is refused."""
+    """`{"dryRun": bool, "approveDeactivations": n | "N:DIGEST" | "DIGEST"}`, both optional;
+    anything else is refused. The approval comes back as a `service.Approval`."""
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest("body", f"body is {len(raw)} bytes; at most {MAX_BODY_BYTES} allowed")
     if not raw.strip():
@@ -81,11 +83,19 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
         if expected is None:
             raise BadRequest(key, f"unknown field {key!r}; allowed: {', '.join(SYNC_FIELDS)}")
         # bool is an int in Python: refuse true as a count and 1 as a flag.
-        if type(value) is not expected:
-            raise BadRequest(key, f"{key} must be a {expected.__name__}, got {_describe(value)}")
+        if type(value) not in expected:
+            kinds = " or ".join("a string" if t is str else f"a {t.__name__}" for t in expected)
+            raise BadRequest(key, f"{key} must be {kinds}, got {_describe(value)}")
     approve = body.get("approveDeactivations")
-    if approve is not None and approve < 0:
+    if isinstance(approve, int) and approve < 0:
         raise BadRequest("approveDeactivations", "approveDeactivations must be ≥ 0")
+    if approve is not None:
+        try:
+            body["approveDeactivations"] = service.Approval.parse(str(approve))
+        except ValueError:
+            raise BadRequest("approveDeactivations", "approveDeactivations must be a count N, "
+                             "\"N:DIGEST\" or \"DIGEST\" (12 hex digits, shown with the held "
+                             f"deactivations), got {_describe(approve)}") from None
     return body
 
 

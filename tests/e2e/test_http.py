@@ -76,6 +76,9 @@ async def test_two_concurrent_manual_syncs_give_one_200_and_one_409(make_world: 
         ({"dryRun": "yes"}, "dryRun"),
         ({"approveDeactivations": True}, "approveDeactivations"),
         ({"approveDeactivations": -1}, "approveDeactivations"),
+        ({"approveDeactivations": "12:nothex"}, "approveDeactivations"),
+        ({"approveDeactivations": "x" * 3000}, "approveDeactivations"),
+        ({"approveDeactivations": 1.5}, "approveDeactivations"),
         ({"dryrun": True}, "dryrun"),
         (b"{" + b" " * 5000 + b"}", "body"),
     ],
@@ -175,3 +178,20 @@ async def test_http_dry_run_reports_and_changes_nothing(make_world: Any) -> None
     assert response.status_code == 200
     assert report["dryRun"] is True and report["counts"] == {"create_user": 10}
     assert world.export() == before
+
+
+async def test_an_approval_by_count_and_digest_over_http(make_world: Any) -> None:
+    """R7 through POST /api/sync: the held set's digest, as the report shows it."""
+    people = t.staff(40)
+    tenant = t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []})
+    world = make_world(tenant)
+    world.import_state(t.emply_state())
+    world.sync()
+    tenant["groups"][0]["members"] = tenant["groups"][0]["members"][12:]
+    world.sim.put_tenant(tenant)
+    held = json.loads((await function("manual_sync")(request("POST", "/api/sync", {}))).get_body())
+    assert held["status"] == "needs_approval" and len(held["held"]) == 12
+    approval = {"approveDeactivations": f"12:{held['heldDigest']}"}
+    done = await function("manual_sync")(request("POST", "/api/sync", approval))
+    report = json.loads(done.get_body())
+    assert report["status"] == "succeeded" and report["counts"] == {"deactivate_user": 12}
