@@ -599,7 +599,7 @@ class EmplyStore:
                 result = await self._meta.create_entity(entity)
             else:
                 result = await self._meta.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=marker["_etag"],
+                    entity, mode=UpdateMode.REPLACE, etag=marker[wire.ETAG],
                     match_condition=MatchConditions.IfNotModified)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
             raise errors.EmplyReplaced(
@@ -812,7 +812,7 @@ class EmplyStore:
                 if marker is None:
                     return await self._meta.create_entity(self._marker(value))
                 return await self._meta.update_entity(
-                    self._marker(value), mode=UpdateMode.REPLACE, etag=marker["_etag"],
+                    self._marker(value), mode=UpdateMode.REPLACE, etag=marker[wire.ETAG],
                     match_condition=MatchConditions.IfNotModified)
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 continue

@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from shared import service
+from shared import boundary, service
 from tests.e2e import tenants as t
 
 
@@ -95,7 +95,7 @@ async def test_no_import_while_a_run_holds_the_lease(make_world: Any) -> None:
     world = _world(make_world, latency_ms=1000)  # three Graph rounds: the run holds the lease 3 s+
     path = world.tmp / "replacement.json"
     path.write_text(json.dumps(t.emply_state()))
-    async with service.open_deps() as deps:
+    async with boundary.open_deps() as deps:
         run = asyncio.create_task(service.run_sync(deps, trigger="cli"))
         while (await deps.store.current_lease()) is None:
             await asyncio.sleep(0.05)

@@ -100,7 +100,7 @@ def run_every_kind_of_run(make_world: Any) -> list[dict[str, Any]]:
     reports.append(world.sync())  # two deactivations held (> maxCount 1), one 429
 
     world.sim.set_faults("/groups/delta", 503, times=-1)
-    reports.append(world.sync())  # graph_read_failed
+    reports.append(world.sync())  # graph_unavailable (a 5xx after retries)
     world.sim.clear_faults()
     return reports
 
@@ -145,7 +145,7 @@ def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
     assert reports[1]["dryRun"] is True
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}
     assert reports[4]["entraRead"]["throttled"] == 1
-    assert reports[5]["errors"][-1]["reason"] == "graph_read_failed"
+    assert reports[5]["errors"][-1]["reason"] == "graph_unavailable"
 
     records = emitted(traces)
     runs = records["emply_sync.run"]
