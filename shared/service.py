@@ -181,12 +181,14 @@ async def run_sync(
         report = run.report.to_json()
         await record_unstarted(report, exc, run.clock0, deps.clock, deps.store)
         return report
-    if not dry_run and taken is not None:
+    if not dry_run:
         try:
-            await _mark_abandoned(deps.store, taken, run_id)
-        except Exception:  # another run's record: this run goes on without it
+            if taken is not None:
+                await _mark_abandoned(deps.store, taken, run_id)
+            await _mark_dead_dry_runs(deps.store, run_id, started)
+        except Exception:  # other runs' records: this run goes on without them
             telemetry.log.warning("emply_sync.run_abandoned_not_marked",
-                                  extra={"runId": taken.get("runId")}, exc_info=True)
+                                  extra={"runId": run_id}, exc_info=True)
     try:
         with _paused_gc():
             await _run(deps, run, started, heartbeat, approve_deactivations)
@@ -442,6 +444,24 @@ def failure(exc: BaseException) -> dict[str, Any]:
     return classified.to_json()
 
 
+DRY_RUN_GIVEN_UP_AFTER = dt.timedelta(hours=1)
+"""A dry run takes no lease, so nothing shows it was killed but its age: one still
+`running` after this (twice host.json's functionTimeout) is dead."""
+
+
+async def _mark_dead_dry_runs(store: store_mod.EmplyStore, run_id: str,
+                              now: dt.datetime) -> None:
+    """Dry runs among the recent ones still `running` long after any run could last were
+    killed: mark them `abandoned` too, so history and health do not show them running."""
+    for summary in await store.list_runs(50):
+        started = summary.get("startedAt")
+        if (summary.get("status") == "running" and summary.get("dryRun")
+                and isinstance(started, str)
+                and dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
+                < now - DRY_RUN_GIVEN_UP_AFTER):
+            await _abandon(store, str(summary.get("runId")), started, run_id)
+
+
 async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
                           run_id: str) -> None:
     """The run whose expired lease this run took was killed (a host restart, a timeout)
@@ -449,10 +469,14 @@ async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
     old_id = taken.get("runId")
     if not isinstance(old_id, str) or not old_id:
         return
+    await _abandon(store, old_id, taken.get("renewedAt") or taken.get("startedAt"), run_id)
+
+
+async def _abandon(store: store_mod.EmplyStore, old_id: str, last_seen: Any,
+                   run_id: str) -> None:
     old = await store.get_run(old_id)
     if old is None or old.get("status") != "running":
         return  # it finished and only its lease release was lost
-    last_seen = taken.get("renewedAt") or taken.get("startedAt")
     old.update({
         "status": "abandoned",
         "lastSeenAt": last_seen,

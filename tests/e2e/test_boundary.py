@@ -16,7 +16,7 @@ import azure.functions.timer
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import boundary, config, telemetry
+from shared import boundary, config, service, telemetry
 from shared import store as store_mod
 from shared.reconcile import planner
 from tests.e2e.test_http import function, request
@@ -235,6 +235,27 @@ async def test_a_killed_run_is_marked_abandoned_by_the_next_one(make_world: Any)
     runs = {r["runId"]: r for r in json.loads(world.ok("runs", "--json"))}
     assert runs["20261201T000000Z-dead0001"]["status"] == "abandoned"
     assert runs["20261201T000000Z-dead0001"]["lastSeenAt"] == lease["renewedAt"]
+
+
+async def test_a_killed_dry_run_is_marked_abandoned_once_no_run_could_still_be_going(
+    make_world: Any,
+) -> None:
+    """A dry run takes no lease: only its age tells that it was killed."""
+    world = staff_world(make_world)
+    old = "2026-11-30T00:00:00.000Z"  # far older than DRY_RUN_GIVEN_UP_AFTER
+    recent = service.iso(service.utcnow())
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        for run_id, started in (("20261130T000000Z-dryold01", old),
+                                ("20261202T000000Z-dryhot01", recent)):
+            await st.save_run({"runId": run_id, "trigger": "http", "status": "running",
+                               "dryRun": True, "startedAt": started, "finishedAt": None,
+                               "counts": {}, "changes": [], "held": [], "errors": []})
+    report = world.sync()
+    dead = json.loads(world.ok("runs", "20261130T000000Z-dryold01", "--json"))
+    assert (dead["status"], dead["lastSeenAt"], dead["abandonedBy"]) == (
+        "abandoned", old, report["runId"])
+    alive = json.loads(world.ok("runs", "20261202T000000Z-dryhot01", "--json"))
+    assert alive["status"] == "running"  # it may still be going
 
 
 async def test_a_finished_run_whose_lease_was_not_released_stays_as_it_was(
