@@ -62,6 +62,8 @@ class _Planner:
         self.looked_at: set[str] = set()
         self.held_digest: str | None = None
         self.window: tuple[tuple[dt.datetime, int], ...] = ()
+        self._bases: dict[tuple[str, ...], dict[str, str | None]] = {}
+        self._domains: dict[str, str] = {}
         """Linked users kept in scope by this run (their groups are known now)."""
 
     # -- the run -----------------------------------------------------------------
@@ -276,10 +278,10 @@ class _Planner:
             "linkedAt": self.stamp,
             "calendarSync": True,
             "syncGroups": list(groups),
-            "linkedDomain": model.upn_domain(entra_user.user_principal_name),
+            "linkedDomain": self._domain(entra_user),
         }
         if self.settings.sync_roles:
-            after["roleBasis"] = roles.basis_of(groups, self.settings.mapping)
+            after["roleBasis"] = self._basis(groups)
         self.changes.append(
             model.Change(
                 model.CREATE_USER,
@@ -301,7 +303,7 @@ class _Planner:
         groups: tuple[str, ...],
         step: int,
     ) -> None:
-        domain = model.upn_domain(entra_user.user_principal_name)
+        domain = self._domain(entra_user)
         if step > 1 or user.entra_id != entra_user.id:
             how = STEP_WORDS.get(step, "Entra object id")
             reason = STEP_REASONS.get(step, model.LINK_USER)
@@ -379,7 +381,7 @@ class _Planner:
             self.admin_roles,
         )
         self.reconciled_roles.add(user.id)
-        basis = roles.basis_of(groups, self.settings.mapping)
+        basis = self._basis(groups)
         if basis != user.role_basis:
             self._remember(user.id, roleBasis=basis)
         if decision.changed_from(user.roles):
@@ -395,6 +397,19 @@ class _Planner:
                     f"FAQ case {decision.case}: {decision.explanation}",
                 )
             )
+
+    def _basis(self, groups: tuple[str, ...]) -> dict[str, str | None]:
+        """The basis for users in `groups`, one shared (read-only) dict per set of groups:
+        100,000 users have a few dozen distinct ones, and each dict costs memory."""
+        basis = self._bases.get(groups)
+        if basis is None:
+            basis = self._bases[groups] = roles.basis_of(groups, self.settings.mapping)
+        return basis
+
+    def _domain(self, entra_user: model.EntraUser) -> str:
+        """The UPN's domain, one shared string per domain."""
+        domain = model.upn_domain(entra_user.user_principal_name)
+        return self._domains.setdefault(domain, domain)
 
     def _role_basis(self, user: model.EmplyUser) -> Mapping[str, str | None] | None:
         """The user's R11 basis; for a user linked before bases were kept per user, the
