@@ -63,6 +63,9 @@ def test_megan_joins_a_mapped_group_and_keeps_manager(make_world: Any) -> None:
     assert outcome(report) == [("set_roles", "u-megan", MEGAN["id"], "more_groups")]
     assert roles_of(world)["u-megan"] == ["employee", "hr", "manager", "sales"]
     assert roles_of(world)["u-ray"] == ["employee", "hr", "manager"]  # case 1
+    explained = world.ok("explain", "megan.jordan@contoso.com")
+    assert "roles synced: its groups map to employee, hr, sales" in explained
+    assert "Last change: set_roles (R11, more_groups)" in explained
     assert world.sync()["counts"] == {}
 
 
@@ -155,3 +158,41 @@ def test_features_this_version_does_not_have_are_reported_in_every_run(
     assert warning["message"].startswith("calendar sync (R13–R15) is not available")
     again = world.sync()  # nothing changed: the reused outcome still says so
     assert [e["reason"] for e in again["errors"]] == ["feature_not_available"]
+
+
+def test_the_user_domain_changed_with_no_allowed_domains(make_world: Any) -> None:
+    """FAQ: "Why are users in Emply being deactivated? … The user domain has been
+    changed": with `allowedDomains` empty, the domain Megan was linked with is hers."""
+    world = linked_faq_world(make_world)
+    moved = copy.deepcopy(faq_tenant())
+    for user in moved["users"]:
+        if user["id"] == MEGAN["id"]:
+            user["userPrincipalName"] = "megan.jordan@fabrikam.com"
+    world.sim.put_tenant(moved)
+    report = dry_then_real(world)
+    assert outcome(report) == [("deactivate_user", "u-megan", MEGAN["id"], "domain_changed")]
+    explained = world.ok("explain", "u-megan")
+    assert "changed from contoso.com (when it was linked) to fabrikam.com" in explained
+    world.sim.put_tenant(faq_tenant())  # moved back: the sync's deactivation is undone
+    back = dry_then_real(world)
+    assert outcome(back) == [("reactivate_user", "u-megan", MEGAN["id"], "reactivate_user")]
+
+
+def test_a_pending_employee_whose_resignation_date_is_removed_is_active_again(
+    make_world: Any,
+) -> None:
+    """FAQ: "enter a resignation date for the employee in Emply so that the employee is
+    moved to 'Pending' and then 'Archived'" — and back to Active when it is removed."""
+    world = linked_faq_world(make_world)
+    state = world.export()
+    state["employees"][0]["resignationDate"] = "2999-01-01"
+    world.import_state(state, "--replace")
+    assert world.sync()["counts"] == {"employee_status": 1}
+    state = world.export()
+    assert state["employees"][0]["status"] == "pending"
+    state["employees"][0]["resignationDate"] = None
+    world.import_state(state, "--replace")
+    report = dry_then_real(world)
+    assert [(c["kind"], c["employeeId"], c["reason"]) for c in report["changes"]] == [
+        ("employee_status", "e-ray", "active")]
+    assert "employee e-ray is Active: no resignation date" in world.ok("explain", "u-ray")
