@@ -1,13 +1,16 @@
 """One sync in a fresh process (clean peak RSS): ``python -m bench.child STORAGE GRAPH_URL``.
 
 Prints one JSON line: wall and CPU seconds of `run_sync`, the process's peak
-RSS, the store's write counters and the report's summary.
+RSS, the store's write counters and the report's summary. With BENCH_PROFILE=DIR
+each run also leaves a cProfile file in DIR (its times then include the profiler's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
+import os
 import resource
 import sys
 import time
@@ -54,7 +57,13 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     storage, graph_url = sys.argv[1], sys.argv[2]
-    result = asyncio.run(_run(storage, graph_url))
+    profile_dir = os.environ.get("BENCH_PROFILE")
+    if profile_dir:  # where a run's CPU goes: one cProfile file per child, by start time
+        profiler = cProfile.Profile()
+        result = profiler.runcall(asyncio.run, _run(storage, graph_url))
+        profiler.dump_stats(os.path.join(profile_dir, f"run-{time.time():.0f}.prof"))
+    else:
+        result = asyncio.run(_run(storage, graph_url))
     result["peakRssMb"] = peak_rss_mb()
     print(json.dumps(result))
 

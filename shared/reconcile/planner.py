@@ -198,9 +198,10 @@ class _Planner:
             match = won.get(entra_user.id)
             if match is not None and match.user is not None:
                 user = match.user
-                if match.step == 1 and not scope.domain_kept(
-                    entra_user, user.linked_domain, self.settings
-                ):
+                # With allowed domains, being in scope already says the domain is allowed.
+                if (match.step == 1 and not self.settings.allowed_domains
+                        and user.linked_domain is not None
+                        and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
                     kept.discard(user.id)  # R6 domain_changed: deactivated below
                     continue
                 self._keep_linked(user, entra_user, groups, match.step)
@@ -303,8 +304,8 @@ class _Planner:
         groups: tuple[str, ...],
         step: int,
     ) -> None:
-        domain = self._domain(entra_user)
         if step > 1 or user.entra_id != entra_user.id:
+            domain = self._domain(entra_user)
             how = STEP_WORDS.get(step, "Entra object id")
             reason = STEP_REASONS.get(step, model.LINK_USER)
             words = f"linked to Entra user {entra_user.user_principal_name} by {how}"
@@ -335,13 +336,13 @@ class _Planner:
                     words,
                 )
             )
-        elif user.linked_domain is None or (
-            self.settings.allowed_domains and user.linked_domain != domain
-        ):
+        elif user.linked_domain is None or self.settings.allowed_domains:
             # A link from before the domain was recorded takes its current one (deactivating
             # nobody); under an allowed list, a move between allowed domains is followed, so
             # emptying the list later does not deactivate such users.
-            self._remember(user.id, linkedDomain=domain)
+            domain = self._domain(entra_user)
+            if domain != user.linked_domain:
+                self._remember(user.id, linkedDomain=domain)
         status = user.status
         if user.status == "deactivated" and user.deactivated_by == "sync":
             status = "active"

@@ -61,3 +61,14 @@ def test_rows_of_other_fields_are_refused() -> None:
         columns.unpack_rows(packed, ("a", "b", "c"))
     with pytest.raises(ValueError, match="3 fields"):
         columns.pack_rows([[1, 2]], FIELDS)
+
+
+def test_objects_are_tabled_exactly_by_their_json() -> None:
+    """A column of JSON objects (users' role bases) takes the fast path: equal objects
+    share one table entry whatever their key order; true, 1 and 1.0 stay apart."""
+    rows = [[{"g1": "employee", "g2": None}], [{"g2": None, "g1": "employee"}],
+            [{"g1": True}], [{"g1": 1}], [{"g1": 1.0}], [None]] * 4
+    packed = columns.pack_rows(rows, ("basis",))
+    (column,) = packed["columns"]
+    assert len(column["table"]) == 5
+    assert columns.unpack_rows(packed, ("basis",), "test") == rows
