@@ -16,7 +16,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import boundary, config, emply_import, errors, service, telemetry
+from shared import (
+    boundary,
+    config,
+    emply_file,
+    emply_import,
+    errors,
+    hybrid_check,
+    service,
+    telemetry,
+)
 from shared.emply_doc import DocumentError
 
 SHOWN_CHANGES = 40
@@ -210,7 +219,9 @@ async def _emply(deps: service.Deps, args: argparse.Namespace) -> int:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
     try:
-        counts = await emply_import.import_emply(deps.store, data, replace=args.replace,
+        doc = emply_file.parse_document_bytes(data, source=args.file)
+        await hybrid_check.refuse_hybrid(deps.graph, doc)  # R10: before anything is written
+        counts = await emply_import.import_emply(deps.store, doc, replace=args.replace,
                                                  source=args.file)
     except DocumentError as exc:
         print(f"emply-sync: {args.file} refused, nothing was written: {exc.report()}",

@@ -24,7 +24,7 @@ from typing import Any
 from shared import errors, records, telemetry, unchanged
 from shared import store as store_mod
 from shared.graph import client as graph_client
-from shared.graph import reader
+from shared.graph import reader, writer
 from shared.reconcile import apply, convert, explain, model, planner
 from shared.store import store as store_impl
 
@@ -223,6 +223,7 @@ async def _run(
     """
     applying = False
     plan: model.Plan | None = None
+    not_written: frozenset[int] = frozenset()
     try:
         await deps.store.save_run(run.report.to_json())
         state, warnings = await records.load_state(deps.store)
@@ -263,10 +264,11 @@ async def _run(
             applying = True
             await apply_plan(deps, prepared, plan, run.report.run_id, started)
             _progress(run, "applied")
+            run.report, not_written = await _write_back(deps, run, plan)
         del prepared
         deps.store.forget_loaded()
-        run.report = dataclasses.replace(run.report,
-                                         changes=[c.to_json() for c in plan.changes])
+        run.report = dataclasses.replace(run.report, changes=[
+            c.to_json() for c in plan.changes if id(c) not in not_written])
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
         if error["reason"] == errors.BUG_REASON:
@@ -287,6 +289,28 @@ async def _run(
             run.report, finished_at=iso(deps.clock()),
             duration_ms=int((time.monotonic() - run.clock0) * 1000))
         await _save_report(deps.store, run.report.to_json())
+
+
+async def _write_back(
+    deps: Deps, run: _Run, plan: model.Plan
+) -> tuple[records.RunReport, frozenset[int]]:
+    """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
+    Emply, R5). What was not written is reported per user (or once, for a missing
+    permission) and left out of the changes and counts; the next run plans it again."""
+    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS]
+    if not planned:
+        return run.report, frozenset()
+    result = await writer.write_changes(deps.graph, planned)
+    _progress(run, "written_back", written=len(result.written), notWritten=len(result.failed),
+              batches=result.batches)
+    counts = dict(run.report.counts)
+    for change in result.failed:
+        counts[change.kind] -= 1
+        if not counts[change.kind]:
+            del counts[change.kind]
+    report = dataclasses.replace(run.report, counts=counts,
+                                 errors=(*run.report.errors, *result.errors))
+    return report, frozenset(id(c) for c in result.failed)
 
 
 @contextlib.contextmanager
@@ -423,9 +447,12 @@ async def apply_plan(
             with contextlib.suppress(Exception):
                 await store.delete_snapshot(generation)
         raise
-    residual = records.residual(
-        plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
-        emply_version=store.emply_version(), organization=mirror["organization"])
+    # A plan with Entra writes is never reused: a write that fails must be planned again,
+    # and Graph's delta would not show it (R9).
+    residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
+        records.residual(
+            plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
+            emply_version=store.emply_version(), organization=mirror["organization"]))
     await records.save_state(store, records.after_run(
         mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
     if not same_snapshot and old_generation is not None:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, roles, scope
+from shared.reconcile import lifecycle, matching, model, roles, scope, writeback
 
 
 def plan(
@@ -80,6 +80,9 @@ class _Planner:
             held = self._guard(approval)
             self._seed_role_bases()
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
+        written_back = writeback.plan_writeback(self.entra, self.emply, self.settings)
+        self.changes.extend(written_back.changes)
+        self.problems.extend(written_back.problems)
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the
         # last run that did stands (R11: changes made meanwhile are applied later).
         next_mapping = (
@@ -113,7 +116,7 @@ class _Planner:
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)
-                for option in self.settings.write_back
+                for option in writeback.unavailable_options(self.settings)
             ),
         ]
         for setting, feature, on in wanted:
