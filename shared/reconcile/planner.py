@@ -80,7 +80,10 @@ class _Planner:
             held = self._guard(approval)
             self._seed_role_bases()
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
-        written_back = writeback.plan_writeback(self.entra, self.emply, self.settings)
+        written_back = writeback.plan_writeback(
+            self.entra, self.emply, self.settings,
+            links={c.user_id: c.entra_id for c in self.changes
+                   if c.kind == model.LINK_USER and c.user_id and c.entra_id})
         self.changes.extend(written_back.changes)
         self.problems.extend(written_back.problems)
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the

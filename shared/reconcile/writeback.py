@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from shared.reconcile import model
@@ -58,8 +59,13 @@ class WriteBackPlan:
 
 
 def plan_writeback(
-    entra: model.EntraSnapshot, emply: model.EmplySnapshot, settings: model.Settings
+    entra: model.EntraSnapshot,
+    emply: model.EmplySnapshot,
+    settings: model.Settings,
+    links: Mapping[str, str] | None = None,
 ) -> WriteBackPlan:
+    """`links`: Emply user id → Entra id of the links this run makes (they are written
+    back in the same run, so a dry run shows what the real run then does)."""
     options = frozenset(settings.write_back) & BUILT_OPTIONS
     if not options or not settings.enabled:
         return WriteBackPlan()  # R17: an integration turned off runs no write-back
@@ -69,7 +75,11 @@ def plan_writeback(
     employees = {e.id: e for e in emply.employees}
     changes: list[model.Change] = []
     problems: list[model.Problem] = []
+    links = links or {}
     for user in emply.users:
+        if user.id in links:
+            user = dataclasses.replace(user, entra_id=links[user.id],
+                                       link_tenant_id=settings.tenant_id)
         if UPDATE not in options or user.entra_id is None or user.employee_id is None:
             continue
         employee = employees.get(user.employee_id)

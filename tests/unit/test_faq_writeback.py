@@ -223,3 +223,11 @@ def test_explain_says_why_it_was_or_was_not_written_back(
         assert any(faq in a for a in answers), answers
     if case == "written back at the next run":
         assert [c["kind"] for c in result["nextRun"]["changes"]] == [model.ENTRA_UPDATE]
+
+
+def test_a_user_linked_in_this_run_is_written_back_in_the_same_run() -> None:
+    entra, emply, settings = world(ray_entra(), ray_employee(job_title="Engineer"))
+    unlinked = dataclasses.replace(emply.users[0], entra_id=None, link_tenant_id=None)
+    plan = run(entra, dataclasses.replace(emply, users=(unlinked,)), settings)
+    assert [c.kind for c in plan.changes if c.user_id == "u-ray"] == [
+        model.LINK_USER, model.ENTRA_UPDATE]
