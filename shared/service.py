@@ -137,7 +137,8 @@ def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnaps
 
 
 def make_plan(
-    prepared: Prepared, now: dt.datetime, approve: model.Approval | None = None
+    prepared: Prepared, now: dt.datetime, approve: model.Approval | None = None,
+    approve_deletions: model.Approval | None = None,
 ) -> model.Plan:
     entra, emply = snapshots(prepared)
     return planner.plan(
@@ -147,6 +148,7 @@ def make_plan(
         prepared.state.planner_state(),
         now,
         approve_deactivations=approve,
+        approve_deletions=approve_deletions,
     )
 
 
@@ -156,9 +158,11 @@ async def run_sync(
     trigger: str,
     dry_run: bool = False,
     approve_deactivations: model.Approval | int | None = None,
+    approve_deletions: model.Approval | None = None,
 ) -> dict[str, Any]:
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease.
-    `approve_deactivations`: R7's approval (a bare number is its count)."""
+    `approve_deactivations`: R7's approval (a bare number is its count);
+    `approve_deletions`: of the Entra deletions the guard held (R9 delete)."""
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
@@ -189,7 +193,8 @@ async def run_sync(
                                   extra={"runId": taken.get("runId")}, exc_info=True)
     try:
         with _paused_gc():
-            await _run(deps, run, started, heartbeat, approve_deactivations)
+            await _run(deps, run, started, heartbeat, approve_deactivations,
+                       approve_deletions)
     finally:
         if heartbeat is not None:
             await _stop_heartbeat(deps.store, heartbeat, run.report.run_id)
@@ -212,6 +217,7 @@ async def _run(
     started: dt.datetime,
     heartbeat: asyncio.Task[None] | None,
     approve_deactivations: model.Approval | None,
+    approve_deletions: model.Approval | None = None,
 ) -> None:
     """Fill `run.report` in; a run failure is recorded in it, a bug is recorded and raised.
 
@@ -228,7 +234,7 @@ async def _run(
         await deps.store.save_run(run.report.to_json())
         state, warnings = await records.load_state(deps.store)
         check = await unchanged.check(deps.store, deps.graph, state, started=started,
-                                      approve=approve_deactivations)
+                                      approve=approve_deactivations or approve_deletions)
         if check.residual is not None and check.round is not None:
             run.report = unchanged.reused_report(run.report, check.residual, check.round,
                                                  warnings)
@@ -245,7 +251,7 @@ async def _run(
                   entraGroups=len(prepared.read.mirror["groups"]),
                   emplyUsers=len(prepared.doc.get("users", ())),
                   fullRead=prepared.read.full_read)
-        plan = make_plan(prepared, started, approve_deactivations)
+        plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         run.report = run.report.with_outcome(
             records.Outcome.of(plan), entra_read_summary(prepared.read), plan.counts(),

@@ -61,6 +61,9 @@ def request_of(change: model.Change, item_id: str) -> dict[str, Any]:
     if change.kind == model.ENTRA_UPDATE:
         return {"id": item_id, "method": "PATCH", "url": f"/users/{change.entra_id}",
                 "headers": {"Content-Type": "application/json"}, "body": dict(change.after)}
+    if change.kind == model.ENTRA_DELETE:
+        # Graph moves the user to directory/deletedItems (restorable for 30 days).
+        return {"id": item_id, "method": "DELETE", "url": f"/users/{change.entra_id}"}
     raise ValueError(f"no Graph write for change kind {change.kind!r}")
 
 
@@ -89,8 +92,8 @@ async def write_changes(
             answers = await _send(graph, [request_of(c, i) for i, c in chunk])
             for item_id, change in chunk:
                 status, headers, body = answers[item_id]
-                if 200 <= status < 300:
-                    written.append(change)
+                if 200 <= status < 300 or (status == 404 and change.kind == model.ENTRA_DELETE):
+                    written.append(change)  # a user already gone is as good as deleted
                 elif status in RETRY_STATUSES:
                     retry[item_id] = change
                     delay = max(delay, _retry_after(headers, policy, attempt))

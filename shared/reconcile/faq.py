@@ -62,6 +62,11 @@ FAQ: dict[str, tuple[str, str]] = {
         "This is a choice we have taken in Emply so that access to administrators are not "
         "unintentionally removed on accident. This covers only the role itself, not the user.",
     ),
+    "delete": (
+        "How do the rules for deletion of users function?",
+        "By allowing Emply to delete the Microsoft Entra ID user, the Microsoft Entra ID user "
+        "is moved to deleted users in Microsoft Entra ID.",
+    ),
     "write_back": (
         "Why is the Emply user not changing when the connected Microsoft Entra ID user changes "
         "information?",

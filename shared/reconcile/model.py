@@ -367,7 +367,9 @@ class Plan:
     bookkeeping: tuple[Bookkeeping, ...] = ()
     next_state: SyncState = SyncState()
     held_digest: str | None = None
-    """`held_digest` of `held`: what an approval of exactly these names."""
+    """`held_digest` of the held deactivations: what an approval of exactly these names."""
+    held_deletions_digest: str | None = None
+    """`held_digest` of the held Entra deletions (R9 delete, approved on their own)."""
 
     @property
     def status(self) -> RunStatus:

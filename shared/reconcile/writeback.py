@@ -28,7 +28,7 @@ from shared.reconcile import model
 UPDATE = "update"
 CREATE = "create"
 DELETE = "delete"
-BUILT_OPTIONS = frozenset({UPDATE})
+BUILT_OPTIONS = frozenset({UPDATE, DELETE})
 """The write-back options this version carries out; any other turned on is reported
 `feature_not_available` by the planner (stored, and ignored)."""
 
@@ -80,6 +80,9 @@ def plan_writeback(
         if user.id in links:
             user = dataclasses.replace(user, entra_id=links[user.id],
                                        link_tenant_id=settings.tenant_id)
+        if DELETE in options and user.status == "deleted":
+            _plan_delete(user, entra, settings, changes, problems)
+            continue
         if UPDATE not in options or user.entra_id is None or user.employee_id is None:
             continue
         employee = employees.get(user.employee_id)
@@ -102,6 +105,75 @@ def plan_writeback(
             "of the data)",
         ))
     return WriteBackPlan(tuple(changes), tuple(problems))
+
+
+def _plan_delete(
+    user: model.EmplyUser,
+    entra: model.EntraSnapshot,
+    settings: model.Settings,
+    changes: list[model.Change],
+    problems: list[model.Problem],
+) -> None:
+    """FAQ A2: "By allowing Emply to delete the Microsoft Entra ID user, the Microsoft
+    Entra ID user is moved to deleted users in Microsoft Entra ID." Once it is gone the
+    next run finds nothing to delete."""
+    entra_user = entra.users.get(user.entra_id or "")
+    if entra_user is None or user.link_tenant_id not in (None, settings.tenant_id):
+        return
+    if entra_user.on_premises_sync_enabled:
+        problems.append(hybrid_user(user.id, entra_user))
+        return
+    changes.append(model.Change(
+        model.ENTRA_DELETE, "R9", model.ENTRA_DELETE, user.id, entra_user.id,
+        {"userPrincipalName": entra_user.user_principal_name,
+         "displayName": entra_user.display_name},
+        {},
+        f"Entra user {entra_user.user_principal_name} is deleted because Emply user "
+        f"{user.id} is deleted (writeBack.delete): it moves to Entra's deleted users, "
+        "restorable there for 30 days",
+    ))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GuardedDeletions:
+    applied: tuple[model.Change, ...] = ()
+    held: tuple[model.Change, ...] = ()
+    problems: tuple[model.Problem, ...] = ()
+    digest: str | None = None
+
+
+def guard_deletions(
+    deletions: list[model.Change],
+    guard: model.DeactivationGuard,
+    linked_active: int,
+    approval: model.Approval | None,
+) -> GuardedDeletions:
+    """R7 for Entra deletions: the deactivation guard's limits, counted on their own, with
+    their own held set. A held set is approved only exactly: its count and its digest
+    (`N:DIGEST`, or the digest alone); a bare count is never enough, since a deleted
+    directory account is the costliest change the sync makes."""
+    count = len(deletions)
+    if not count or not guard.holds(count, linked_active):
+        return GuardedDeletions(applied=tuple(deletions))
+    digest = model.held_digest(c.user_id for c in deletions)
+    problems: list[model.Problem] = []
+    if approval is not None:
+        if approval.digest == digest and approval.count in (None, count):
+            return GuardedDeletions(applied=tuple(deletions))
+        problems.append(model.Problem(
+            model.APPROVAL_MISMATCH,
+            f"approval {approval} of Entra deletions does not name this run's {count} "
+            f"deletions (set {digest}); deletions are approved only by count and digest, "
+            "nothing was approved", rule="R7"))
+    problems.append(model.Problem(
+        model.HELD_BY_GUARD,
+        f"{count} Entra deletions (writeBack.delete) exceed the guard (maxCount "
+        f"{guard.max_count}, or from minCount {guard.min_count} on maxPercent "
+        f"{guard.max_percent:g}% of {linked_active} linked active users): held (set "
+        f"{digest}); approve exactly these with --approve-deletions {count}:{digest} or "
+        f'{{"approveDeletions": "{count}:{digest}"}}',
+        rule="R7"))
+    return GuardedDeletions(held=tuple(deletions), problems=tuple(problems), digest=digest)
 
 
 def field_differences(
@@ -152,7 +224,17 @@ def explain_words(
     """R18 for write-back: why a linked user with an employee profile is (or is not)
     written back to Entra; the sentences, and the keys of the FAQ answers that apply."""
     entra_user = entra.users.get(user.entra_id or "")
-    if entra_user is None or user.employee_id is None:
+    if entra_user is None:
+        return [], []
+    if user.status == "deleted":
+        if DELETE not in settings.write_back:
+            return ["deleted in Emply; its Entra user is not deleted: writeBack.delete is "
+                    "off"], []
+        held = any(c.user_id == user.id and c.kind == model.ENTRA_DELETE for c in plan.held)
+        return [f"deleted in Emply: its Entra user is deleted by the next run "
+                f"(writeBack.delete){', once the held deletions are approved' if held else ''}"
+                "; it moves to Entra's deleted users, restorable for 30 days"], ["delete"]
+    if user.employee_id is None:
         return [], []
     if UPDATE not in settings.write_back:
         return ["not written back to Entra: writeBack.update is off"], []

@@ -233,3 +233,100 @@ def test_no_write_permission_is_reported_once_not_per_user(make_world: Any) -> N
     assert "2 write-back request(s)" in report["errors"][0]["message"]
     assert "User.ReadWrite.All" in report["errors"][0]["message"]
     assert "entra_update" not in report["counts"]
+
+
+def delete_in_emply(world: Any, usernames: set[str], *, delete: bool = True,
+                    **settings: Any) -> None:
+    """As an operator does: export, mark users deleted, turn writeBack.delete on, import."""
+    doc = world.export()
+    doc["settings"]["writeBack"]["delete"] = delete
+    doc["settings"].update(settings)
+    for u in doc["users"]:
+        if u["username"] in usernames:
+            u["status"] = "deleted"
+    world.import_state(doc, "--replace")
+
+
+def deleted_items(world: Any) -> list[str]:
+    body = world.sim.graph("GET", "/directory/deletedItems/microsoft.graph.user").json()
+    return [u["id"] for u in body["value"]]
+
+
+def test_delete_moves_the_entra_user_to_deleted_items_once(make_world: Any) -> None:
+    world = make_world(cloud_tenant())
+    world.import_state(state(update=False))
+    world.sync()
+    delete_in_emply(world, {"ray.ross@contoso.com"})
+    world.sim.reset_requests()
+
+    dry = world.sync("--dry-run")
+    assert writes(world) == {}
+    report = world.sync()
+    assert report["counts"] == {"entra_delete": 1}
+    assert [c for c in report["changes"] if c["kind"] == "entra_delete"] == [
+        c for c in dry["changes"] if c["kind"] == "entra_delete"]
+    (change,) = report["changes"]
+    assert (change["userId"], change["entraId"]) == ("u-ray", RAY["id"])
+    assert "deleted users, restorable there for 30 days" in change["message"]
+    assert deleted_items(world) == [RAY["id"]]
+    assert writes(world) == {"POST /$batch": 1, "DELETE /users/{id}": 1}
+
+    world.sim.reset_requests()
+    again = world.sync()
+    assert "entra_delete" not in again["counts"] and writes(world) == {}
+    assert world.users()["ray.ross@contoso.com"]["status"] == "deleted"  # Emply untouched
+
+
+def test_delete_off_deletes_nothing(make_world: Any) -> None:
+    world = make_world(cloud_tenant())
+    world.import_state(state(update=False))
+    world.sync()
+    delete_in_emply(world, {"ray.ross@contoso.com"}, delete=False)
+    world.sim.reset_requests()
+    assert "entra_delete" not in world.sync()["counts"]
+    assert writes(world) == {} and deleted_items(world) == []
+
+
+def test_mass_deletions_are_held_until_approved_by_count_and_digest(make_world: Any) -> None:
+    people = t.staff(10)
+    world = make_world(cloud_tenant(*people))
+    world.import_state(t.emply_state(
+        deactivationGuard={"maxCount": 50, "maxPercent": 20, "minCount": 3}))
+    world.sync()
+    gone = {p["userPrincipalName"] for p in people[:4]}
+    delete_in_emply(world, gone)
+    world.sim.reset_requests()
+
+    held = world.sync()
+    assert held["status"] == "needs_approval" and "entra_delete" not in held["counts"]
+    assert [c["kind"] for c in held["held"]] == ["entra_delete"] * 4
+    (guard,) = [e for e in held["errors"] if e["reason"] == "held_by_guard"]
+    approval = guard["message"].split("--approve-deletions ", 1)[1].split()[0]
+    assert writes(world) == {} and deleted_items(world) == []
+    assert "Held by the guard: 4 Entra deletions" in world.ok("sync", "--dry-run")
+
+    bare = world.sync("--approve-deletions", "4")
+    assert bare["status"] == "needs_approval" and "approval_mismatch" in reasons(bare)
+    approved = world.sync("--approve-deletions", approval)
+    assert approved["status"] == "succeeded"
+    assert approved["counts"] == {"entra_delete": 4}
+    assert sorted(deleted_items(world)) == sorted(p["id"] for p in people[:4])
+
+
+async def test_held_deletions_are_approved_over_http_too(make_world: Any) -> None:
+    from tests.e2e.test_http import function, request
+
+    people = t.staff(10)
+    world = make_world(cloud_tenant(*people))
+    world.import_state(t.emply_state(
+        deactivationGuard={"maxCount": 50, "maxPercent": 20, "minCount": 3}))
+    world.sync()
+    delete_in_emply(world, {p["userPrincipalName"] for p in people[:3]})
+    sync = function("manual_sync")
+    held = json.loads((await sync(request("POST", "/api/sync", {}))).get_body())
+    assert [c["kind"] for c in held["held"]] == ["entra_delete"] * 3
+    (guard,) = [e for e in held["errors"] if e["reason"] == "held_by_guard"]
+    approval = guard["message"].split('"approveDeletions": "', 1)[1].split('"')[0]
+    done = await sync(request("POST", "/api/sync", {"approveDeletions": approval}))
+    report = json.loads(done.get_body())
+    assert report["status"] == "succeeded" and report["counts"] == {"entra_delete": 3}

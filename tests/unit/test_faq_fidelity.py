@@ -398,7 +398,7 @@ def test_features_not_built_are_reported_at_every_run_never_silently_accepted() 
                               photo_sync=True, write_back=("create", "update"))
     plan = b.run(b.tenant([MEGAN], {EMP: ["megan"]}), [], cfg)
     unavailable = [e.message for e in plan.errors if e.reason == model.FEATURE_NOT_AVAILABLE]
-    assert len(unavailable) == 3  # writeBack.update is built (R9); create is not yet
+    assert len(unavailable) == 3  # writeBack.update and delete are built (R9); create not yet
     assert any("writeBack.create" in m for m in unavailable)
     assert any(m.startswith("calendar sync (R13–R15) is not available in this version")
                for m in unavailable)

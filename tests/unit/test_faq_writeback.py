@@ -140,7 +140,7 @@ def test_after_the_write_the_plan_is_empty_no_ping_pong() -> None:
 TOGGLE_CASES = [
     ("update off: nothing is written", (), False, False, "active", True, [], 0),
     ("create and delete alone do not update", ("create", "delete"), False, False, "active",
-     True, [model.FEATURE_NOT_AVAILABLE] * 2, 0),
+     True, [model.FEATURE_NOT_AVAILABLE], 0),
     ("hybrid tenant: no write-back, hybrid_tenant reported", ("update",), True, False,
      "active", True, [model.HYBRID_TENANT], 0),
     ("hybrid user in a cloud tenant: never written (hybrid_user)", ("update",), False, True,
@@ -231,3 +231,96 @@ def test_a_user_linked_in_this_run_is_written_back_in_the_same_run() -> None:
     plan = run(entra, dataclasses.replace(emply, users=(unlinked,)), settings)
     assert [c.kind for c in plan.changes if c.user_id == "u-ray"] == [
         model.LINK_USER, model.ENTRA_UPDATE]
+
+
+# --- R9 delete: "the Microsoft Entra ID user is moved to deleted users" ------------------
+
+
+DEFAULT_GUARD = model.DeactivationGuard()
+
+
+def deleted_world(n: int, *, options: tuple[str, ...] = ("delete",), hybrid: bool = False,
+                  guard: model.DeactivationGuard = DEFAULT_GUARD
+                  ) -> tuple[model.EntraSnapshot, model.EmplySnapshot, model.Settings]:
+    """20 linked active users, of whom the first `n` are deleted in Emply."""
+    people = [ray_entra(id=f"a{i}", user_principal_name=f"p{i}@contoso.com",
+                        mail=f"p{i}@contoso.com", on_premises_sync_enabled=hybrid or None)
+              for i in range(20)]
+    entra = model.EntraSnapshot(
+        tenant_id=TENANT, users={p.id: p for p in people},
+        groups={"g-emp": model.EntraGroup("g-emp", "Employee",
+                                          frozenset(p.id for p in people))})
+    users = tuple(model.EmplyUser(
+        id=f"u{i}", username=f"p{i}@contoso.com", email=f"p{i}@contoso.com",
+        status="deleted" if i < n else "active", roles=("employee",), entra_id=f"a{i}",
+        link_tenant_id=TENANT, sync_groups=("g-emp",), linked_domain="contoso.com")
+        for i in range(20))
+    settings = model.Settings(
+        tenant_id=TENANT, groups=(model.GroupMapping("g-emp", "employee"),),
+        default_role_id="employee", sync_roles=True, write_back=options, guard=guard)
+    return entra, model.EmplySnapshot(users=users, roles=(model.Role("employee", "E"),)), \
+        settings
+
+
+DELETE_CASES = [
+    ("delete on: the Entra user of a deleted Emply user is deleted", ("delete",), False, 1,
+     1, []),
+    ("delete off: nothing is deleted", ("update",), False, 1, 0, []),
+    ("a hybrid user is never deleted", ("delete",), True, 1, 0, [model.HYBRID_USER]),
+]
+
+
+@pytest.mark.parametrize(("case", "options", "hybrid", "deleted", "expected", "problems"),
+                         DELETE_CASES, ids=[c[0] for c in DELETE_CASES])
+def test_delete(case: str, options: tuple[str, ...], hybrid: bool, deleted: int,
+                expected: int, problems: list[str]) -> None:
+    plan = run(*deleted_world(deleted, options=options, hybrid=hybrid))
+    deletions = [c for c in plan.changes if c.kind == model.ENTRA_DELETE]
+    assert len(deletions) == expected
+    assert reasons(plan) == problems
+    for change in deletions:
+        assert (change.user_id, change.entra_id, change.rule) == ("u0", "a0", "R9")
+        assert change.before["userPrincipalName"] == "p0@contoso.com"
+        assert "restorable there for 30 days" in change.message
+
+
+def test_the_guard_holds_mass_deletions_and_only_an_exact_approval_releases_them() -> None:
+    guard = model.DeactivationGuard(max_count=50, max_percent=20, min_count=3)
+    entra, emply, settings = deleted_world(5, guard=guard)
+    held = run(entra, emply, settings)
+    assert held.status == "needs_approval"
+    assert [c.kind for c in held.held] == [model.ENTRA_DELETE] * 5
+    assert not [c for c in held.changes if c.kind == model.ENTRA_DELETE]
+    digest = held.held_deletions_digest
+    assert digest is not None and f"--approve-deletions 5:{digest}" in " ".join(
+        p.message for p in held.errors if p.reason == model.HELD_BY_GUARD)
+
+    for wrong in (model.Approval(count=5), model.Approval(4, digest),
+                  model.Approval(5, "0" * 12)):
+        refused = planner.plan(entra, emply, settings, model.SyncState(), NOW,
+                               approve_deletions=wrong)
+        assert refused.held and model.APPROVAL_MISMATCH in reasons(refused), wrong
+    approved = planner.plan(entra, emply, settings, model.SyncState(), NOW,
+                            approve_deletions=model.Approval(5, digest))
+    assert not approved.held
+    assert len([c for c in approved.changes if c.kind == model.ENTRA_DELETE]) == 5
+    # A deactivation approval does not approve deletions.
+    other = planner.plan(entra, emply, settings, model.SyncState(), NOW,
+                         approve_deactivations=model.Approval(5, digest))
+    assert [c.kind for c in other.held] == [model.ENTRA_DELETE] * 5
+
+
+def test_below_the_guard_deletions_go_ahead() -> None:
+    plan = run(*deleted_world(2))
+    assert not plan.held
+    assert len([c for c in plan.changes if c.kind == model.ENTRA_DELETE]) == 2
+
+
+def test_explain_a_deleted_user_quotes_the_faq_on_deletion() -> None:
+    entra, emply, settings = deleted_world(1)
+    plan = run(entra, emply, settings)
+    docs = {u.id: {"id": u.id, "username": u.username, "email": u.email,
+                   "entraId": u.entra_id, "status": u.status} for u in emply.users}
+    result = explain.explain("u0", entra, emply, docs, settings, plan, NOW)
+    assert any("its Entra user is deleted by the next run" in w for w in result["why"])
+    assert any("moved to deleted users" in a["answer"] for a in result["faq"])
