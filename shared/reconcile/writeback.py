@@ -44,6 +44,8 @@ FIELDS: tuple[tuple[str, str], ...] = (
 REQUIRED = frozenset({"displayName"})
 """Entra refuses to clear these; an empty Emply value leaves them as they are."""
 
+APPROVAL_UNUSED = "approval_unused"
+
 HYBRID_TENANT_WORDS = (
     "the tenant synchronizes its directory from on-premises (onPremisesSyncEnabled): "
     "write-back cannot be enabled in a hybrid setup (FAQ: \"it can only synchronize data "
@@ -154,7 +156,10 @@ def guard_deletions(
     directory account is the costliest change the sync makes."""
     count = len(deletions)
     if not count or not guard.holds(count, linked_active):
-        return GuardedDeletions(applied=tuple(deletions))
+        unused = () if approval is None else (model.Problem(
+            APPROVAL_UNUSED, f"--approve-deletions {approval} was given but this run holds "
+            "no Entra deletions; nothing was approved", rule="R7"),)
+        return GuardedDeletions(applied=tuple(deletions), problems=unused)
     digest = model.held_digest(c.user_id for c in deletions)
     problems: list[model.Problem] = []
     if approval is not None:

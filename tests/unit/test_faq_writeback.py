@@ -316,6 +316,14 @@ def test_below_the_guard_deletions_go_ahead() -> None:
     assert len([c for c in plan.changes if c.kind == model.ENTRA_DELETE]) == 2
 
 
+def test_an_approval_of_deletions_when_none_are_held_is_reported_unused() -> None:
+    entra, emply, settings = deleted_world(2)
+    plan = planner.plan(entra, emply, settings, model.SyncState(), NOW,
+                        approve_deletions=model.Approval(2, "0" * 12))
+    assert reasons(plan) == ["approval_unused"]
+    assert len([c for c in plan.changes if c.kind == model.ENTRA_DELETE]) == 2
+
+
 def test_explain_a_deleted_user_quotes_the_faq_on_deletion() -> None:
     entra, emply, settings = deleted_world(1)
     plan = run(entra, emply, settings)
