@@ -35,6 +35,9 @@ from shared.graph import middleware
 from shared.reconcile import model
 
 MAX_BATCH = 20
+CONCURRENT_BATCHES = 4
+"""`$batch` requests in flight at once: Graph throttles a client that floods it, and
+four keep a 20 ms round trip from dominating a 10,000-user write-back."""
 RETRY_STATUSES = frozenset({429, 503, 504})
 HYBRID_MARKER = "on-premises mastered"
 """In Graph's message when a write to a user synchronized from on-premises is refused."""
@@ -43,6 +46,7 @@ WRITE_FAILED = "entra_write_failed"
 WRITE_FORBIDDEN = "graph_write_forbidden"
 
 Sleep = Callable[[float], Awaitable[None]]
+Answers = dict[str, tuple[int, dict[str, Any], Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +90,15 @@ async def write_changes(
         retry: dict[str, model.Change] = {}
         delay = 0.0
         items = list(pending.items())
-        for start in range(0, len(items), MAX_BATCH):
-            chunk = items[start:start + MAX_BATCH]
-            batches += 1
-            answers = await _send(graph, [request_of(c, i) for i, c in chunk])
+        chunks = [items[s:s + MAX_BATCH] for s in range(0, len(items), MAX_BATCH)]
+        answered: list[tuple[list[tuple[str, model.Change]], Answers]] = []
+        for start in range(0, len(chunks), CONCURRENT_BATCHES):
+            wave = chunks[start:start + CONCURRENT_BATCHES]
+            batches += len(wave)
+            results = await asyncio.gather(
+                *(_send(graph, [request_of(c, i) for i, c in chunk]) for chunk in wave))
+            answered.extend(zip(wave, results, strict=True))
+        for chunk, answers in answered:
             for item_id, change in chunk:
                 status, headers, body = answers[item_id]
                 if 200 <= status < 300 or (status == 404 and change.kind == model.ENTRA_DELETE):
@@ -116,9 +125,7 @@ async def write_changes(
     return WriteResult(tuple(written), failed, _errors(failures, by_id), batches)
 
 
-async def _send(
-    graph: graph_client.GraphClient, requests: list[dict[str, Any]]
-) -> dict[str, tuple[int, dict[str, Any], Any]]:
+async def _send(graph: graph_client.GraphClient, requests: list[dict[str, Any]]) -> Answers:
     """One `$batch`: each item's (status, headers, body). A batch refused or unanswered as
     a whole gives every item that answer (status 0: no answer)."""
     request = RequestInformation(Method.POST)
@@ -134,7 +141,7 @@ async def _send(
                 for r in requests}
     except (httpx.HTTPError, ValueError) as exc:
         return {r["id"]: (0, {}, {"error": {"code": type(exc).__name__}}) for r in requests}
-    answers: dict[str, tuple[int, dict[str, Any], Any]] = {}
+    answers: Answers = {}
     for entry in parsed.get("responses") or ():
         if isinstance(entry, dict) and isinstance(entry.get("id"), str):
             answers[entry["id"]] = (int(entry.get("status") or 0),
