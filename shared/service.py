@@ -256,9 +256,9 @@ async def _run(
         run.report = run.report.with_outcome(
             records.Outcome.of(plan), entra_read_summary(prepared.read), plan.counts(),
             warnings=prepared.warnings)
-        if approve_deactivations is not None and not plan.held and not any(
-            c.kind == model.DEACTIVATE_USER for c in plan.changes
-        ):
+        if approve_deactivations is not None and not any(
+            c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
+        ):  # held Entra deletions (R9) are not what this approval is for
             run.report = run.report.with_error({
                 "reason": "approval_unused",
                 "message": f"--approve-deactivations {approve_deactivations} was given but "

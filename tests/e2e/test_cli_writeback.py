@@ -330,3 +330,17 @@ async def test_held_deletions_are_approved_over_http_too(make_world: Any) -> Non
     done = await sync(request("POST", "/api/sync", {"approveDeletions": approval}))
     report = json.loads(done.get_body())
     assert report["status"] == "succeeded" and report["counts"] == {"entra_delete": 3}
+
+
+def test_a_deactivation_approval_is_unused_when_only_deletions_are_held(
+    make_world: Any,
+) -> None:
+    people = t.staff(10)
+    world = make_world(cloud_tenant(*people))
+    world.import_state(t.emply_state(
+        deactivationGuard={"maxCount": 50, "maxPercent": 20, "minCount": 3}))
+    world.sync()
+    delete_in_emply(world, {p["userPrincipalName"] for p in people[:3]})
+    report = world.sync("--approve-deactivations", "3")
+    assert [c["kind"] for c in report["held"]] == ["entra_delete"] * 3
+    assert "approval_unused" in reasons(report)
