@@ -29,7 +29,7 @@ param enableCalendarSync bool = false
 @description('Reserved: photo sync (R16) is not in this version; grants nothing.')
 param enablePhotoSync bool = false
 
-@description('Reserved: write-back (R9) is not in this version; grants nothing.')
+@description('Write-back (R9, writeBack.update): grants User.ReadWrite.All; off, the app only reads.')
 param enableWriteBack bool = false
 
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
@@ -47,16 +47,19 @@ var graphAppRoles = {
 }
 
 // What each optional feature's switch grants. A switch grants a permission only
-// once this version has the feature; calendar sync, photo sync and write-back
-// are not built yet, so their switches are reserved and grant nothing. When a
-// feature is built, its list gets its permission: Calendars.ReadWrite
+// once this version has the feature; calendar sync and photo sync are not built
+// yet, so their switches are reserved and grant nothing. When a feature is
+// built, its list gets its permission: Calendars.ReadWrite
 // (ef54d2bf-783f-4e0f-bca1-3210c0444d99), ProfilePhoto.Read.All
-// (e24d31aa-e1ab-4c80-85fe-23018690335d), User.ReadWrite.All
-// (741f803b-c850-494e-b5df-cde7c675a1ca).
+// (e24d31aa-e1ab-4c80-85fe-23018690335d). Write-back's update PATCHes users:
+// User.ReadWrite.All. (Its create option, not built yet, will also need
+// GroupMember.ReadWrite.All to add the new user to the first configured group.)
 var featureAppRoles = {
   calendarSync: []
   photoSync: []
-  writeBack: []
+  writeBack: [
+    '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+  ]
 }
 
 var grantedAppRoles = concat(

@@ -27,7 +27,7 @@ param enableCalendarSync bool = false
 @description('Reserved: photo sync is not in this version; grants nothing (docs/deploy.md).')
 param enablePhotoSync bool = false
 
-@description('Reserved: write-back is not in this version; grants nothing (docs/deploy.md).')
+@description('Write-back (R9): grants User.ReadWrite.All to the app registration (docs/deploy.md).')
 param enableWriteBack bool = false
 
 @description('Microsoft Graph base URL the app calls.')

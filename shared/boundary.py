@@ -30,6 +30,7 @@ async def sync(
     trigger: str,
     dry_run: bool = False,
     approve_deactivations: int | None = None,
+    approve_deletions: service.Approval | None = None,
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -61,7 +62,8 @@ async def sync(
     try:
         return await service.run_sync(service.Deps(store=store, graph=graph),
                                       trigger=trigger, dry_run=dry_run,
-                                      approve_deactivations=approve_deactivations)
+                                      approve_deactivations=approve_deactivations,
+                                      approve_deletions=approve_deletions)
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())

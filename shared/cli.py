@@ -16,7 +16,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import boundary, config, emply_import, errors, service, telemetry
+from shared import (
+    boundary,
+    config,
+    emply_file,
+    emply_import,
+    errors,
+    hybrid_check,
+    service,
+    telemetry,
+)
 from shared.emply_doc import DocumentError
 
 SHOWN_CHANGES = 40
@@ -43,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", parents=[common], help="run one sync")
     sync.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
+    sync.add_argument("--approve-deletions", type=_approval, metavar="N:DIGEST",
+                      help="approve the Entra deletions (writeBack.delete) held by the guard: "
+                      "their count and digest, as the held run's report shows them")
     sync.add_argument("--approve-deactivations", type=_approval, metavar="N[:DIGEST]",
                       help="approve the deactivations held by the guard: their count and the "
                       "digest of the held set the report shows (N:DIGEST, or DIGEST); a "
@@ -152,6 +164,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
             trigger="cli",
             dry_run=args.dry_run,
             approve_deactivations=args.approve_deactivations,
+            approve_deletions=args.approve_deletions,
             storage=args.storage,
             graph_url=args.graph_url,
         )
@@ -210,7 +223,9 @@ async def _emply(deps: service.Deps, args: argparse.Namespace) -> int:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
     try:
-        counts = await emply_import.import_emply(deps.store, data, replace=args.replace,
+        doc = emply_file.parse_document_bytes(data, source=args.file)
+        await hybrid_check.refuse_hybrid(deps.graph, doc)  # R10: before anything is written
+        counts = await emply_import.import_emply(deps.store, doc, replace=args.replace,
                                                  source=args.file)
     except DocumentError as exc:
         print(f"emply-sync: {args.file} refused, nothing was written: {exc.report()}",
@@ -249,7 +264,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"    {change['kind']:<16} {who:<24} {change['reason']}: {change['message']}")
     if len(changes) > SHOWN_CHANGES:
         lines.append(f"    ... and {len(changes) - SHOWN_CHANGES} more (--json for all)")
-    held = report.get("held") or []
+    every_held = report.get("held") or []
+    held = [c for c in every_held if c.get("kind") != "entra_delete"]
+    deletions = len(every_held) - len(held)
+    if deletions:  # the held_by_guard error below says how to approve them (N:DIGEST)
+        lines.append(f"  Held by the guard: {deletions} Entra deletions (writeBack.delete)")
     if held:
         lines.append(f"  Held by the deactivation guard: {len(held)} deactivations")
         for change in held[:SHOWN_CHANGES]:

@@ -24,7 +24,7 @@ from typing import Any
 from shared import errors, records, telemetry, unchanged
 from shared import store as store_mod
 from shared.graph import client as graph_client
-from shared.graph import reader
+from shared.graph import reader, writer
 from shared.reconcile import apply, convert, explain, model, planner
 from shared.store import store as store_impl
 
@@ -137,7 +137,8 @@ def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnaps
 
 
 def make_plan(
-    prepared: Prepared, now: dt.datetime, approve: model.Approval | None = None
+    prepared: Prepared, now: dt.datetime, approve: model.Approval | None = None,
+    approve_deletions: model.Approval | None = None,
 ) -> model.Plan:
     entra, emply = snapshots(prepared)
     return planner.plan(
@@ -147,6 +148,7 @@ def make_plan(
         prepared.state.planner_state(),
         now,
         approve_deactivations=approve,
+        approve_deletions=approve_deletions,
     )
 
 
@@ -156,9 +158,11 @@ async def run_sync(
     trigger: str,
     dry_run: bool = False,
     approve_deactivations: model.Approval | int | None = None,
+    approve_deletions: model.Approval | None = None,
 ) -> dict[str, Any]:
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease.
-    `approve_deactivations`: R7's approval (a bare number is its count)."""
+    `approve_deactivations`: R7's approval (a bare number is its count);
+    `approve_deletions`: of the Entra deletions the guard held (R9 delete)."""
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
@@ -191,7 +195,8 @@ async def run_sync(
                                   extra={"runId": run_id}, exc_info=True)
     try:
         with _paused_gc():
-            await _run(deps, run, started, heartbeat, approve_deactivations)
+            await _run(deps, run, started, heartbeat, approve_deactivations,
+                       approve_deletions)
     finally:
         if heartbeat is not None:
             await _stop_heartbeat(deps.store, heartbeat, run.report.run_id)
@@ -214,6 +219,7 @@ async def _run(
     started: dt.datetime,
     heartbeat: asyncio.Task[None] | None,
     approve_deactivations: model.Approval | None,
+    approve_deletions: model.Approval | None = None,
 ) -> None:
     """Fill `run.report` in; a run failure is recorded in it, a bug is recorded and raised.
 
@@ -225,11 +231,12 @@ async def _run(
     """
     applying = False
     plan: model.Plan | None = None
+    not_written: frozenset[int] = frozenset()
     try:
         await deps.store.save_run(run.report.to_json())
         state, warnings = await records.load_state(deps.store)
         check = await unchanged.check(deps.store, deps.graph, state, started=started,
-                                      approve=approve_deactivations)
+                                      approve=approve_deactivations or approve_deletions)
         if check.residual is not None and check.round is not None:
             run.report = unchanged.reused_report(run.report, check.residual, check.round,
                                                  warnings)
@@ -246,14 +253,14 @@ async def _run(
                   entraGroups=len(prepared.read.mirror["groups"]),
                   emplyUsers=len(prepared.doc.get("users", ())),
                   fullRead=prepared.read.full_read)
-        plan = make_plan(prepared, started, approve_deactivations)
+        plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         run.report = run.report.with_outcome(
             records.Outcome.of(plan), entra_read_summary(prepared.read), plan.counts(),
             warnings=prepared.warnings)
-        if approve_deactivations is not None and not plan.held and not any(
-            c.kind == model.DEACTIVATE_USER for c in plan.changes
-        ):
+        if approve_deactivations is not None and not any(
+            c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
+        ):  # held Entra deletions (R9) are not what this approval is for
             run.report = run.report.with_error({
                 "reason": "approval_unused",
                 "message": f"--approve-deactivations {approve_deactivations} was given but "
@@ -265,10 +272,11 @@ async def _run(
             applying = True
             await apply_plan(deps, prepared, plan, run.report.run_id, started)
             _progress(run, "applied")
+            run.report, not_written = await _write_back(deps, run, plan)
         del prepared
         deps.store.forget_loaded()
-        run.report = dataclasses.replace(run.report,
-                                         changes=[c.to_json() for c in plan.changes])
+        run.report = dataclasses.replace(run.report, changes=[
+            c.to_json() for c in plan.changes if id(c) not in not_written])
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
         if error["reason"] == errors.BUG_REASON:
@@ -289,6 +297,28 @@ async def _run(
             run.report, finished_at=iso(deps.clock()),
             duration_ms=int((time.monotonic() - run.clock0) * 1000))
         await _save_report(deps.store, run.report.to_json())
+
+
+async def _write_back(
+    deps: Deps, run: _Run, plan: model.Plan
+) -> tuple[records.RunReport, frozenset[int]]:
+    """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
+    Emply, R5). What was not written is reported per user (or once, for a missing
+    permission) and left out of the changes and counts; the next run plans it again."""
+    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS]
+    if not planned:
+        return run.report, frozenset()
+    result = await writer.write_changes(deps.graph, planned)
+    _progress(run, "written_back", written=len(result.written), notWritten=len(result.failed),
+              batches=result.batches)
+    counts = dict(run.report.counts)
+    for change in result.failed:
+        counts[change.kind] -= 1
+        if not counts[change.kind]:
+            del counts[change.kind]
+    report = dataclasses.replace(run.report, counts=counts,
+                                 errors=(*run.report.errors, *result.errors))
+    return report, frozenset(id(c) for c in result.failed)
 
 
 @contextlib.contextmanager
@@ -425,9 +455,12 @@ async def apply_plan(
             with contextlib.suppress(Exception):
                 await store.delete_snapshot(generation)
         raise
-    residual = records.residual(
-        plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
-        emply_version=store.emply_version(), organization=mirror["organization"])
+    # A plan with Entra writes is never reused: a write that fails must be planned again,
+    # and Graph's delta would not show it (R9).
+    residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
+        records.residual(
+            plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
+            emply_version=store.emply_version(), organization=mirror["organization"]))
     await records.save_state(store, records.after_run(
         mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
     if not same_snapshot and old_generation is not None:

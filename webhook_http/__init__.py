@@ -20,7 +20,8 @@ from shared import boundary, errors, service, telemetry
 
 MAX_BODY_BYTES = 4096
 SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
-                                               "approveDeactivations": (int, str)}
+                                               "approveDeactivations": (int, str),
+                                               "approveDeletions": (str,)}
 log = logging.getLogger("emply_sync.http")
 # azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -96,6 +97,14 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
             raise BadRequest("approveDeactivations", "approveDeactivations must be a count N, "
                              "\"N:DIGEST\" or \"DIGEST\" (12 hex digits, shown with the held "
                              f"deactivations), got {_describe(approve)}") from None
+    deletions = body.get("approveDeletions")
+    if deletions is not None:
+        try:
+            body["approveDeletions"] = service.Approval.parse(str(deletions))
+        except ValueError:
+            raise BadRequest("approveDeletions", "approveDeletions must be \"N:DIGEST\" "
+                             "(shown with the held Entra deletions), got "
+                             f"{_describe(deletions)}") from None
     return body
 
 
@@ -148,6 +157,7 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
             trigger="http",
             dry_run=bool(body.get("dryRun", False)),
             approve_deactivations=body.get("approveDeactivations"),
+            approve_deletions=body.get("approveDeletions"),
         )
     except service.RunInProgress as exc:
         return problem(409, "A sync is already running", str(exc),

@@ -267,6 +267,11 @@ async def _read_organization(client: graph_client.GraphClient) -> Json:
     }
 
 
+async def read_organization(client: graph_client.GraphClient) -> Json:
+    """The organization the credentials reach (id, onPremisesSyncEnabled, domains)."""
+    return await _read_organization(client)
+
+
 def _full_read_reason(head: Mapping[str, Any] | None, tenant_id: str) -> FullReadReason | None:
     if head is None or not _usable_head(head):
         return "initial"

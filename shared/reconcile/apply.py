@@ -56,6 +56,8 @@ class PlannedWrites:
         self._user_changes: dict[str, list[model.Change]] = {}
         self._employee_changes: dict[str, list[model.Change]] = {}
         for change in plan.changes:
+            if change.kind in model.ENTRA_KINDS:
+                continue  # written to Entra by shared.graph.writer, never to Emply (R5)
             if change.employee_id is not None:
                 self._employee_changes.setdefault(change.employee_id, []).append(change)
             elif change.user_id is not None:

@@ -120,6 +120,11 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
                 status=e.get("status", "active"),
                 resignation_date=_date(e.get("resignationDate")),
                 display_name=e.get("displayName"),
+                given_name=e.get("givenName"),
+                surname=e.get("surname"),
+                job_title=e.get("jobTitle"),
+                department=e.get("department"),
+                mobile_phone=e.get("mobilePhone"),
             )
             for e in doc.get("employees", ())
         ),

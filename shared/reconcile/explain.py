@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, scope
+from shared.reconcile import lifecycle, matching, model, scope, writeback
 from shared.reconcile.faq import answer
 
 
@@ -147,6 +147,10 @@ def explain(
         if admin:
             reasons.append(f"administrator role(s) {', '.join(sorted(admin))} are never removed")
             answers.append(answer("administrator"))
+
+    written, keys = writeback.explain_words(user, entra, settings, plan)
+    reasons.extend(written)
+    answers.extend(answer(k) for k in keys)
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}

@@ -62,6 +62,28 @@ FAQ: dict[str, tuple[str, str]] = {
         "This is a choice we have taken in Emply so that access to administrators are not "
         "unintentionally removed on accident. This covers only the role itself, not the user.",
     ),
+    "delete": (
+        "How do the rules for deletion of users function?",
+        "By allowing Emply to delete the Microsoft Entra ID user, the Microsoft Entra ID user "
+        "is moved to deleted users in Microsoft Entra ID.",
+    ),
+    "write_back": (
+        "Why is the Emply user not changing when the connected Microsoft Entra ID user changes "
+        "information?",
+        "The employee profile is in control of the data, and therefore overwrites changes from "
+        "Microsoft Entra ID. The updates can occur from Emply to Microsoft Entra ID.",
+    ),
+    "hybrid_update": (
+        "Why is it not possible to update Microsoft Entra ID users from Emply?",
+        "This can be due to a hybrid Entra ID, where Entra ID OnPrem updates Microsoft Entra "
+        "ID. Please be aware that MS does not allow transfer to Microsoft Entra ID.",
+    ),
+    "hybrid_setup": (
+        "Can I use the Microsoft Entra ID integration when I have a hybrid setup?",
+        "It is possible to set up the integration, but it can only synchronize data from "
+        "Microsoft Entra ID to Emply. This means that the three extra options (create, update, "
+        "delete) are not possible to enable.",
+    ),
 }
 
 

@@ -25,6 +25,11 @@ DEACTIVATE_USER = "deactivate_user"
 REACTIVATE_USER = "reactivate_user"
 SET_ROLES = "set_roles"
 EMPLOYEE_STATUS = "employee_status"
+# Write-back (R9): Emply → Entra, planned like the Emply-side changes.
+ENTRA_UPDATE = "entra_update"
+ENTRA_CREATE = "entra_create"
+ENTRA_DELETE = "entra_delete"
+ENTRA_KINDS = frozenset({ENTRA_UPDATE, ENTRA_CREATE, ENTRA_DELETE})
 
 # Link reasons (R3): the step that found the user, or a re-created Entra account.
 LINKED_BY_USERNAME = "username"
@@ -51,6 +56,8 @@ APPROVAL_MISMATCH = "approval_mismatch"
 GROUP_NOT_FOUND = "group_not_found"
 UNKNOWN_ROLE = "unknown_role"
 FEATURE_NOT_AVAILABLE = "feature_not_available"
+HYBRID_TENANT = "hybrid_tenant"
+HYBRID_USER = "hybrid_user"
 
 UserStatus = Literal["active", "deactivated", "deleted"]
 RunStatus = Literal["succeeded", "needs_approval", "failed"]
@@ -204,6 +211,11 @@ class Employee:
     status: str = "active"
     resignation_date: dt.date | None = None
     display_name: str | None = None
+    given_name: str | None = None
+    surname: str | None = None
+    job_title: str | None = None
+    department: str | None = None
+    mobile_phone: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -355,7 +367,9 @@ class Plan:
     bookkeeping: tuple[Bookkeeping, ...] = ()
     next_state: SyncState = SyncState()
     held_digest: str | None = None
-    """`held_digest` of `held`: what an approval of exactly these names."""
+    """`held_digest` of the held deactivations: what an approval of exactly these names."""
+    held_deletions_digest: str | None = None
+    """`held_digest` of the held Entra deletions (R9 delete, approved on their own)."""
 
     @property
     def status(self) -> RunStatus:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, roles, scope
+from shared.reconcile import lifecycle, matching, model, roles, scope, writeback
 
 
 def plan(
@@ -24,15 +24,17 @@ def plan(
     now: dt.datetime,
     *,
     approve_deactivations: int | model.Approval | None = None,
+    approve_deletions: model.Approval | None = None,
 ) -> model.Plan:
     """`approve_deactivations`: an operator's approval of held deactivations (R7); a bare
-    number is `Approval(count=n)`."""
+    number is `Approval(count=n)`. `approve_deletions`: of held Entra deletions (R9)."""
     approval = (
         model.Approval(count=approve_deactivations)
         if isinstance(approve_deactivations, int)
         else approve_deactivations
     )
     planner = _Planner(entra, emply, settings, state, now)
+    planner.approve_deletions = approve_deletions
     return planner.run(approval)
 
 
@@ -65,6 +67,7 @@ class _Planner:
         self._bases: dict[tuple[str, ...], dict[str, str | None]] = {}
         self._domains: dict[str, str] = {}
         """Linked users kept in scope by this run (their groups are known now)."""
+        self.approve_deletions: model.Approval | None = None
 
     # -- the run -----------------------------------------------------------------
 
@@ -82,6 +85,18 @@ class _Planner:
             held = self._guard(approval)
             self._seed_role_bases()
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
+        written_back = writeback.plan_writeback(
+            self.entra, self.emply, self.settings,
+            links={c.user_id: c.entra_id for c in self.changes
+                   if c.kind == model.LINK_USER and c.user_id and c.entra_id})
+        self.changes.extend(c for c in written_back.changes if c.kind != model.ENTRA_DELETE)
+        self.problems.extend(written_back.problems)
+        deletions = writeback.guard_deletions(
+            [c for c in written_back.changes if c.kind == model.ENTRA_DELETE],
+            self.settings.guard, self._linked_active_after_this_run(), self.approve_deletions)
+        self.changes.extend(deletions.applied)
+        self.problems.extend(deletions.problems)
+        held = (*held, *deletions.held)
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the
         # last run that did stands (R11: changes made meanwhile are applied later).
         next_mapping = (
@@ -102,6 +117,7 @@ class _Planner:
                 held_digest=self.held_digest,
             ),
             held_digest=self.held_digest,
+            held_deletions_digest=deletions.digest,
         )
 
     def _remember(self, user_id: str, **fields: Any) -> None:
@@ -115,7 +131,7 @@ class _Planner:
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)
-                for option in self.settings.write_back
+                for option in writeback.unavailable_options(self.settings)
             ),
         ]
         for setting, feature, on in wanted:

@@ -79,6 +79,8 @@ async def test_two_concurrent_manual_syncs_give_one_200_and_one_409(make_world: 
         ({"approveDeactivations": "12:nothex"}, "approveDeactivations"),
         ({"approveDeactivations": "x" * 3000}, "approveDeactivations"),
         ({"approveDeactivations": 1.5}, "approveDeactivations"),
+        ({"approveDeletions": 4}, "approveDeletions"),
+        ({"approveDeletions": "4:nothex"}, "approveDeletions"),
         ({"dryrun": True}, "dryrun"),
         (b"{" + b" " * 5000 + b"}", "body"),
     ],

@@ -183,19 +183,19 @@ def test_graph_permission_ids_are_the_real_ones() -> None:
     }
 
 
-# Calendar sync (R13-R15), photo sync (R16) and write-back (R9) are not built:
-# their switches are reserved and must grant nothing until the code has the
-# feature (then: Calendars.ReadWrite, ProfilePhoto.Read.All, User.ReadWrite.All).
-RESERVED = {"calendarSync", "photoSync", "writeBack"}
+# Calendar sync (R13-R15) and photo sync (R16) are not built: their switches are
+# reserved and must grant nothing until the code has the feature (then:
+# Calendars.ReadWrite, ProfilePhoto.Read.All). Write-back update (R9) is built.
+RESERVED = {"calendarSync", "photoSync"}
 
 
 def test_reserved_feature_switches_grant_nothing() -> None:
     doc = bicep.parse(bicep.GRAPH_FILE)
     features = doc["variables"]["featureAppRoles"]["value"]
-    assert set(features) == RESERVED
-    assert all(roles == [] for roles in features.values()), features
+    assert set(features) == RESERVED | {"writeBack"}
+    assert all(features[name] == [] for name in RESERVED), features
     text = bicep.GRAPH_FILE.read_text()
-    for unused in (CALENDARS_READ_WRITE, PROFILE_PHOTO_READ_ALL, USER_READ_WRITE_ALL):
+    for unused in (CALENDARS_READ_WRITE, PROFILE_PHOTO_READ_ALL):
         # Named in a comment for whoever builds the feature, granted nowhere.
         assert f"'{unused}'" not in text
 
@@ -213,16 +213,21 @@ def test_reserved_feature_switches_grant_nothing() -> None:
 def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
     flags: dict[str, bool],
 ) -> None:
-    assert _granted(**flags) == ALWAYS
+    # Least privilege: read-only roles unless write-back is switched on (R9).
+    writes = {USER_READ_WRITE_ALL} if flags.get("write_back") else set()
+    assert _granted(**flags) == ALWAYS | writes
 
 
 def test_reserved_switches_are_described_as_reserved() -> None:
     for path in (bicep.GRAPH_FILE, bicep.INFRA / "main.bicep"):
         params = bicep.parse(path)["parameters"]
-        for name in ("enableCalendarSync", "enablePhotoSync", "enableWriteBack"):
+        for name in ("enableCalendarSync", "enablePhotoSync"):
             (description,) = [d["argument"] for d in params[name]["decorators"]
                               if d["type"] == "description"]
             assert description.startswith("Reserved:") and "grants nothing" in description
+        (write_back,) = [d["argument"] for d in params["enableWriteBack"]["decorators"]
+                         if d["type"] == "description"]
+        assert "User.ReadWrite.All" in write_back
 
 
 def test_graph_grants_and_declared_permissions_use_the_same_list() -> None:

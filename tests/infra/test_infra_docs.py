@@ -41,14 +41,22 @@ def test_deploy_says_what_the_template_does_not_undo() -> None:
     assert "`azd down` leaves the app registration" in DEPLOY
     assert "az ad app delete" in DEPLOY
     reserved = _section(DEPLOY, "### Reserved feature switches")
-    for switch in ("enableCalendarSync", "enablePhotoSync", "enableWriteBack"):
+    for switch in ("enableCalendarSync", "enablePhotoSync"):
         assert switch in reserved
     assert "grant nothing in this version" in reserved
 
 
+def test_deploy_says_which_write_back_toggle_needs_which_parameter() -> None:
+    # Issue 14 item 8: least privilege, and a missing permission reported once.
+    section = _section(DEPLOY, "### Write-back needs `enableWriteBack`")
+    assert "`writeBack.update` | `enableWriteBack=true` | User.ReadWrite.All" in section
+    assert "`graph_write_forbidden`" in section and "not once per user" in section
+    assert "`hybrid_tenant`" in section
+
+
 def test_deploy_promises_nothing_the_code_does_not_do() -> None:
     # No feature this version lacks is described as working (issue 11 item 9).
-    for claim in ("403", "hybrid", "refused in hybrid"):
+    for claim in ("calendar sync works", "refused in hybrid"):
         assert claim not in DEPLOY, claim
 
 

@@ -1,0 +1,259 @@
+"""R9 and R10: what the sync writes back to Entra, planned as data like everything else.
+
+`plan_writeback` reads the same snapshots as the rest of the planner and returns the
+`entra_*` changes (with the Entra values in `before` and Emply's in `after`) and the
+problems to report. It does no I/O: `--dry-run`, `explain` and the run report see the
+very changes that `shared.graph.writer` then sends.
+
+Invariants:
+- The employee profile wins (FAQ: "the employee profile is in control of the data"):
+  a field that differs is set to Emply's value; a field equal on both sides is never
+  sent, so a run after a successful write-back plans nothing. Nothing flows the other
+  way (R5), so there is no ping-pong.
+- A hybrid tenant (the organization's `onPremisesSyncEnabled`) gets no write-back at
+  all (`hybrid_tenant`, once per run); a user mastered on-premises is never written,
+  in any tenant (`hybrid_user`, when a write would otherwise be made).
+- Only a user linked in the configured tenant is written: a link made in another
+  tenant does not name a user of this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from shared.reconcile import model
+
+UPDATE = "update"
+CREATE = "create"
+DELETE = "delete"
+BUILT_OPTIONS = frozenset({UPDATE, DELETE})
+"""The write-back options this version carries out; any other turned on is reported
+`feature_not_available` by the planner (stored, and ignored)."""
+
+# Employee field → Entra user property, in the order a change lists them.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("display_name", "displayName"),
+    ("given_name", "givenName"),
+    ("surname", "surname"),
+    ("job_title", "jobTitle"),
+    ("department", "department"),
+    ("mobile_phone", "mobilePhone"),
+)
+REQUIRED = frozenset({"displayName"})
+"""Entra refuses to clear these; an empty Emply value leaves them as they are."""
+
+APPROVAL_UNUSED = "approval_unused"
+
+HYBRID_TENANT_WORDS = (
+    "the tenant synchronizes its directory from on-premises (onPremisesSyncEnabled): "
+    "write-back cannot be enabled in a hybrid setup (FAQ: \"it can only synchronize data "
+    "from Microsoft Entra ID to Emply\"), so nothing was written to Entra; turn the "
+    "writeBack options off"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteBackPlan:
+    changes: tuple[model.Change, ...] = ()
+    problems: tuple[model.Problem, ...] = ()
+
+
+def plan_writeback(
+    entra: model.EntraSnapshot,
+    emply: model.EmplySnapshot,
+    settings: model.Settings,
+    links: Mapping[str, str] | None = None,
+) -> WriteBackPlan:
+    """`links`: Emply user id → Entra id of the links this run makes (they are written
+    back in the same run, so a dry run shows what the real run then does)."""
+    options = frozenset(settings.write_back) & BUILT_OPTIONS
+    if not options or not settings.enabled:
+        return WriteBackPlan()  # R17: an integration turned off runs no write-back
+    if entra.on_premises_sync_enabled:
+        return WriteBackPlan(problems=(
+            model.Problem(model.HYBRID_TENANT, HYBRID_TENANT_WORDS, rule="R10"),))
+    employees = {e.id: e for e in emply.employees}
+    changes: list[model.Change] = []
+    problems: list[model.Problem] = []
+    links = links or {}
+    for user in emply.users:
+        if user.id in links:
+            user = dataclasses.replace(user, entra_id=links[user.id],
+                                       link_tenant_id=settings.tenant_id)
+        if DELETE in options and user.status == "deleted":
+            _plan_delete(user, entra, settings, changes, problems)
+            continue
+        if UPDATE not in options or user.entra_id is None or user.employee_id is None:
+            continue
+        employee = employees.get(user.employee_id)
+        entra_user = entra.users.get(user.entra_id)
+        if employee is None or entra_user is None or user.status == "deleted":
+            continue
+        if user.link_tenant_id not in (None, settings.tenant_id):
+            continue
+        before, after = field_differences(employee, entra_user)
+        if not after:
+            continue
+        if entra_user.on_premises_sync_enabled:
+            problems.append(hybrid_user(user.id, entra_user))
+            continue
+        changes.append(model.Change(
+            model.ENTRA_UPDATE, "R9", model.ENTRA_UPDATE, user.id, entra_user.id,
+            before, after,
+            f"Entra user {entra_user.user_principal_name} takes {', '.join(after)} from "
+            f"employee {employee.id} (writeBack.update: the employee profile is in control "
+            "of the data)",
+        ))
+    return WriteBackPlan(tuple(changes), tuple(problems))
+
+
+def _plan_delete(
+    user: model.EmplyUser,
+    entra: model.EntraSnapshot,
+    settings: model.Settings,
+    changes: list[model.Change],
+    problems: list[model.Problem],
+) -> None:
+    """FAQ A2: "By allowing Emply to delete the Microsoft Entra ID user, the Microsoft
+    Entra ID user is moved to deleted users in Microsoft Entra ID." Once it is gone the
+    next run finds nothing to delete."""
+    entra_user = entra.users.get(user.entra_id or "")
+    if entra_user is None or user.link_tenant_id not in (None, settings.tenant_id):
+        return
+    if entra_user.on_premises_sync_enabled:
+        problems.append(hybrid_user(user.id, entra_user))
+        return
+    changes.append(model.Change(
+        model.ENTRA_DELETE, "R9", model.ENTRA_DELETE, user.id, entra_user.id,
+        {"userPrincipalName": entra_user.user_principal_name,
+         "displayName": entra_user.display_name},
+        {},
+        f"Entra user {entra_user.user_principal_name} is deleted because Emply user "
+        f"{user.id} is deleted (writeBack.delete): it moves to Entra's deleted users, "
+        "restorable there for 30 days",
+    ))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GuardedDeletions:
+    applied: tuple[model.Change, ...] = ()
+    held: tuple[model.Change, ...] = ()
+    problems: tuple[model.Problem, ...] = ()
+    digest: str | None = None
+
+
+def guard_deletions(
+    deletions: list[model.Change],
+    guard: model.DeactivationGuard,
+    linked_active: int,
+    approval: model.Approval | None,
+) -> GuardedDeletions:
+    """R7 for Entra deletions: the deactivation guard's limits, counted on their own, with
+    their own held set. A held set is approved only exactly: its count and its digest
+    (`N:DIGEST`, or the digest alone); a bare count is never enough, since a deleted
+    directory account is the costliest change the sync makes."""
+    count = len(deletions)
+    if not count or not guard.holds(count, linked_active):
+        unused = () if approval is None else (model.Problem(
+            APPROVAL_UNUSED, f"--approve-deletions {approval} was given but this run holds "
+            "no Entra deletions; nothing was approved", rule="R7"),)
+        return GuardedDeletions(applied=tuple(deletions), problems=unused)
+    digest = model.held_digest(c.user_id for c in deletions)
+    problems: list[model.Problem] = []
+    if approval is not None:
+        if approval.digest == digest and approval.count in (None, count):
+            return GuardedDeletions(applied=tuple(deletions))
+        problems.append(model.Problem(
+            model.APPROVAL_MISMATCH,
+            f"approval {approval} of Entra deletions does not name this run's {count} "
+            f"deletions (set {digest}); deletions are approved only by count and digest, "
+            "nothing was approved", rule="R7"))
+    problems.append(model.Problem(
+        model.HELD_BY_GUARD,
+        f"{count} Entra deletions (writeBack.delete) exceed the guard (maxCount "
+        f"{guard.max_count}, or from minCount {guard.min_count} on maxPercent "
+        f"{guard.max_percent:g}% of {linked_active} linked active users): held (set "
+        f"{digest}); approve exactly these with --approve-deletions {count}:{digest} or "
+        f'{{"approveDeletions": "{count}:{digest}"}}',
+        rule="R7"))
+    return GuardedDeletions(held=tuple(deletions), problems=tuple(problems), digest=digest)
+
+
+def field_differences(
+    employee: model.Employee, entra_user: model.EntraUser
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Entra's values, Emply's values) of the fields that differ; empty when none do."""
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for attr, prop in FIELDS:
+        wanted = _value(getattr(employee, attr))
+        current = _value(getattr(entra_user, attr))
+        if wanted == current or (wanted is None and prop in REQUIRED):
+            continue
+        before[prop] = current
+        after[prop] = wanted
+    return before, after
+
+
+def _value(value: str | None) -> str | None:
+    # Entra stores no empty strings (it answers null): "" and null are the same value.
+    return value if value else None
+
+
+def hybrid_user(user_id: str, entra_user: model.EntraUser) -> model.Problem:
+    return model.Problem(
+        model.HYBRID_USER,
+        f"Entra user {entra_user.user_principal_name} is synchronized from on-premises "
+        "(onPremisesSyncEnabled): Microsoft does not allow it to be changed in the cloud, "
+        "so Emply's values were not written back (change it on-premises)",
+        entra_id=entra_user.id,
+        user_id=user_id,
+        rule="R10",
+    )
+
+
+def unavailable_options(settings: model.Settings) -> tuple[str, ...]:
+    """Write-back options turned on that this version does not carry out."""
+    return tuple(o for o in settings.write_back if o not in BUILT_OPTIONS)
+
+
+
+def explain_words(
+    user: model.EmplyUser,
+    entra: model.EntraSnapshot,
+    settings: model.Settings,
+    plan: model.Plan,
+) -> tuple[list[str], list[str]]:
+    """R18 for write-back: why a linked user with an employee profile is (or is not)
+    written back to Entra; the sentences, and the keys of the FAQ answers that apply."""
+    entra_user = entra.users.get(user.entra_id or "")
+    if entra_user is None:
+        return [], []
+    if user.status == "deleted":
+        if DELETE not in settings.write_back:
+            return ["deleted in Emply; its Entra user is not deleted: writeBack.delete is "
+                    "off"], []
+        held = any(c.user_id == user.id and c.kind == model.ENTRA_DELETE for c in plan.held)
+        return [f"deleted in Emply: its Entra user is deleted by the next run "
+                f"(writeBack.delete){', once the held deletions are approved' if held else ''}"
+                "; it moves to Entra's deleted users, restorable for 30 days"], ["delete"]
+    if user.employee_id is None:
+        return [], []
+    if UPDATE not in settings.write_back:
+        return ["not written back to Entra: writeBack.update is off"], []
+    if entra.on_premises_sync_enabled:
+        return [f"not written back to Entra ({model.HYBRID_TENANT}): the tenant is a hybrid "
+                "setup, where write-back cannot be enabled"], ["hybrid_setup"]
+    if entra_user.on_premises_sync_enabled:
+        return [f"never written back to Entra ({model.HYBRID_USER}): the Entra user is "
+                "synchronized from on-premises, which Microsoft does not allow to be changed "
+                "in the cloud"], ["hybrid_update"]
+    update = next((c for c in plan.changes
+                   if c.kind == model.ENTRA_UPDATE and c.user_id == user.id), None)
+    if update is not None:
+        return [f"written back to Entra at the next run (writeBack.update): "
+                f"{', '.join(update.after)} take the employee profile's values"], ["write_back"]
+    return ["written back to Entra (writeBack.update): Entra already has the employee "
+            "profile's name, job title, department and mobile phone"], ["write_back"]
