@@ -61,7 +61,7 @@ FORMAT = 3
 same fields); the Entra part's users in columns since 2 (1: as in the mirror)."""
 _ENTRA_PART_FORMATS = frozenset({2, FORMAT})
 _BULK = ("users", "groups")
-Status = Literal["running", "succeeded", "needs_approval", "failed"]
+Status = Literal["running", "succeeded", "needs_approval", "failed", "disabled"]
 
 
 class StateUnreadable(ValueError):

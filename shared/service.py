@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import errors, records, telemetry, unchanged
+from shared import disabled_run, errors, records, telemetry, unchanged
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import reader
@@ -80,12 +80,14 @@ async def prepare(
     use_cache: bool = False,
     loaded: tuple[records.SyncState, tuple[dict[str, Any], ...]] | None = None,
     changes: reader.Changes | None = None,
+    read_when_disabled: bool = True,
 ) -> Prepared:
     """Read both sides. With `use_cache` an unchanged Emply side comes from the
     previous run's snapshot (users without `lastChange`/`history`; the store's
     version marker says whether it is still current). `loaded` is the sync state
     when the caller has read it already; `changes` what Graph reported since the
-    previous mirror, when the caller has read that (`unchanged.check`)."""
+    previous mirror, when the caller has read that (`unchanged.check`). Without
+    `read_when_disabled`, a removed integration (R17) reads nothing from Graph."""
     state, warnings = loaded if loaded is not None else await records.load_state(deps.store)
     snapshot, state, more = await _load_snapshot(deps.store, state)
     warnings = (*warnings, *more)
@@ -97,6 +99,9 @@ async def prepare(
             "section first (emply-sync emply import FILE)"
         )
     settings = convert.settings(doc["settings"])
+    if not settings.enabled and not read_when_disabled:
+        return Prepared(doc=doc, settings=settings, read=disabled_run.not_read(
+            settings.tenant_id), state=state, snapshot=snapshot, warnings=warnings)
     read = await reader.read_entra(
         deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
         changes=changes,
@@ -239,7 +244,7 @@ async def _run(
                     check.round.delta_links, run.report.run_id))
             return
         prepared = await prepare(deps, use_cache=True, loaded=(state, warnings),
-                                 changes=check.changes)
+                                 changes=check.changes, read_when_disabled=False)
         _progress(run, "read", entraUsers=len(prepared.read.mirror["users"]),
                   entraGroups=len(prepared.read.mirror["groups"]),
                   emplyUsers=len(prepared.doc.get("users", ())),
@@ -261,7 +266,11 @@ async def _run(
             if heartbeat.done():  # the lease was lost: another run may be applying
                 heartbeat.result()
             applying = True
-            await apply_plan(deps, prepared, plan, run.report.run_id, started)
+            if prepared.settings.enabled:
+                await apply_plan(deps, prepared, plan, run.report.run_id, started)
+            else:  # R17: the integration is removed
+                await disabled_run.apply_disabled(deps.store, prepared.doc, prepared.state,
+                                                  plan, run.report.run_id, iso(started))
             _progress(run, "applied")
         del prepared
         deps.store.forget_loaded()

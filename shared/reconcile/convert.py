@@ -127,4 +127,13 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
             model.Role(r["id"], r.get("name") or r["id"], bool(r.get("administrator")))
             for r in doc.get("roles", ())
         ),
+        calendars=tuple(
+            model.EmplyCalendar(c["userId"], c["id"], c.get("name"),
+                                bool(c.get("isDefault")), bool(c.get("enabled")))
+            for c in doc.get("calendars", ())
+        ),
+        events=tuple(
+            model.EmplyEvent(e["userId"], e["calendarId"], e["id"])
+            for e in doc.get("events", ())
+        ),
     )

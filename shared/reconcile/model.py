@@ -25,6 +25,13 @@ DEACTIVATE_USER = "deactivate_user"
 REACTIVATE_USER = "reactivate_user"
 SET_ROLES = "set_roles"
 EMPLOYEE_STATUS = "employee_status"
+CALENDAR_ADD = "calendar_add"
+CALENDAR_REMOVE = "calendar_remove"
+EVENTS_MIRROR = "events_mirror"
+EVENT_PUSH = "event_push"
+CALENDAR_KINDS = frozenset({CALENDAR_ADD, CALENDAR_REMOVE, EVENTS_MIRROR, EVENT_PUSH})
+"""Changes to a user's calendars and events (R13–R15): applied to those entities, never to
+the user entity itself (so they do not enter its lastChange/history)."""
 
 # Link reasons (R3): the step that found the user, or a re-created Entra account.
 LINKED_BY_USERNAME = "username"
@@ -51,9 +58,10 @@ APPROVAL_MISMATCH = "approval_mismatch"
 GROUP_NOT_FOUND = "group_not_found"
 UNKNOWN_ROLE = "unknown_role"
 FEATURE_NOT_AVAILABLE = "feature_not_available"
+INTEGRATION_DISABLED = "integration_disabled"
 
 UserStatus = Literal["active", "deactivated", "deleted"]
-RunStatus = Literal["succeeded", "needs_approval", "failed"]
+RunStatus = Literal["succeeded", "needs_approval", "failed", "disabled"]
 
 
 def norm(value: str | None) -> str:
@@ -207,10 +215,32 @@ class Employee:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EmplyCalendar:
+    """A user's M365 calendar as kept in Emply (R13), identified by (user_id, id)."""
+
+    user_id: str
+    id: str
+    name: str | None = None
+    is_default: bool = False
+    enabled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmplyEvent:
+    """A mirrored M365 event in Emply (R14), identified by (user_id, calendar_id, id)."""
+
+    user_id: str
+    calendar_id: str
+    id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EmplySnapshot:
     users: tuple[EmplyUser, ...]
     employees: tuple[Employee, ...] = ()
     roles: tuple[Role, ...] = ()
+    calendars: tuple[EmplyCalendar, ...] = ()
+    events: tuple[EmplyEvent, ...] = ()
 
 
 GUARD_WINDOW = dt.timedelta(hours=24)
@@ -356,9 +386,13 @@ class Plan:
     next_state: SyncState = SyncState()
     held_digest: str | None = None
     """`held_digest` of `held`: what an approval of exactly these names."""
+    disabled: bool = False
+    """R17: the plan of a run with `enabled: false` (the integration removed)."""
 
     @property
     def status(self) -> RunStatus:
+        if self.disabled:
+            return "disabled"
         return "needs_approval" if self.held else "succeeded"
 
     def counts(self) -> dict[str, int]:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, roles, scope
+from shared.reconcile import lifecycle, matching, model, removal, roles, scope
 
 
 def plan(
@@ -67,7 +67,11 @@ class _Planner:
     # -- the run -----------------------------------------------------------------
 
     def run(self, approval: model.Approval | None) -> model.Plan:
-        self._check_settings_against_tenant()
+        if self.settings.enabled:
+            self._check_settings_against_tenant()
+        else:
+            # R17: the integration is removed; what Entra holds is not looked at.
+            self.changes.extend(removal.removal_changes(self.emply))
         held: tuple[model.Change, ...] = ()
         self.window = tuple(
             (at, n) for at, n in self.state.recent_deactivations
@@ -100,6 +104,7 @@ class _Planner:
                 held_digest=self.held_digest,
             ),
             held_digest=self.held_digest,
+            disabled=not self.settings.enabled,
         )
 
     def _remember(self, user_id: str, **fields: Any) -> None:
