@@ -16,10 +16,10 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from shared import records
+from shared import calendar_apply, records
 from shared import store as store_mod
 from shared.graph import reader
-from shared.reconcile import apply, model, removal
+from shared.reconcile import apply, model
 
 
 def not_read(tenant_id: str) -> reader.EntraRead:
@@ -45,9 +45,7 @@ async def apply_disabled(store: store_mod.EmplyStore, doc: dict[str, Any],
         users.update(await store.read_entities("users", writes.user_ids))
     await store.write_built("users", writes.user_ids, writes.user)
     await store.write_built("employees", writes.employee_ids, writes.employee)
-    calendars, events = removal.deletions(plan, doc.get("events", ()))
-    await store.delete_entities("events", events)
-    await store.delete_entities("calendars", calendars)
+    await calendar_apply.apply_calendars(store, doc, plan)
     await records.save_state(store, dataclasses.replace(
         state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
         previous_mapping=plan.next_state.previous_mapping,

@@ -60,6 +60,15 @@ UNKNOWN_ROLE = "unknown_role"
 FEATURE_NOT_AVAILABLE = "feature_not_available"
 INTEGRATION_DISABLED = "integration_disabled"
 
+# R13 reasons: why a calendar is added to or removed from Emply.
+DEFAULT_CALENDAR = "default_calendar"
+ADDITIONAL_CALENDAR = "additional_calendar"
+CALENDAR_GONE = "calendar_gone"
+CALENDAR_NOT_EDITABLE = "calendar_not_editable"
+USER_NOT_SYNCED = "user_not_synced"
+CALENDAR_SYNC_OFF = "calendar_sync_off"
+MAILBOX_NOT_IN_CLOUD = "mailbox_not_in_cloud"
+
 UserStatus = Literal["active", "deactivated", "deleted"]
 RunStatus = Literal["succeeded", "needs_approval", "failed", "disabled"]
 
@@ -110,12 +119,25 @@ class EntraGroup:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EntraCalendar:
+    """A calendar of a user's mailbox as Graph lists it (R13)."""
+
+    id: str
+    name: str | None
+    is_default: bool
+    can_edit: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntraSnapshot:
     tenant_id: str
     users: Mapping[str, EntraUser]
     groups: Mapping[str, EntraGroup]
     on_premises_sync_enabled: bool = False
     verified_domains: tuple[str, ...] = ()
+    mailboxes: Mapping[str, tuple[EntraCalendar, ...] | None] | None = None
+    """R13: Entra user id → its calendars (None: no mailbox in the cloud), for the users
+    whose calendars were read; None when no calendar was read (calendar sync off)."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -199,6 +221,8 @@ class EmplyUser:
     linked_domain: str | None = None
     """R6: the UPN domain the user had when linked (the allowed one when `allowedDomains`
     is empty); None for a link made before it was recorded."""
+    calendar_sync: bool = True
+    """R13's per-user flag: the user's calendars are kept in Emply (with the setting)."""
 
     @property
     def linked(self) -> bool:

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, removal, roles, scope
+from shared.reconcile import calendars, lifecycle, matching, model, removal, roles, scope
 
 
 def plan(
@@ -83,6 +83,10 @@ class _Planner:
             self._deactivate_out_of_scope(claimed)
             held = self._guard(approval)
             self._seed_role_bases()
+            deactivated = {c.user_id for c in self.changes
+                           if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
+            self.changes.extend(calendars.calendar_changes(
+                self.emply, self.entra.mailboxes, self.settings, deactivated))
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the
         # last run that did stands (R11: changes made meanwhile are applied later).
@@ -113,8 +117,14 @@ class _Planner:
     def _unavailable_features(self) -> None:
         """Settings that turn on what this version does not do are reported at every run,
         never silently accepted (the setting is stored, and ignored)."""
+        if self.settings.calendar_sync:
+            self.problems.append(model.Problem(
+                model.FEATURE_NOT_AVAILABLE,
+                "calendar events (R14 mirroring, R15 Emply-created events) are not available "
+                "in this version: with calendarSync on, the users' calendars are kept in Emply "
+                "(R13) but no event is mirrored or pushed",
+            ))
         wanted = [
-            ("calendarSync", "calendar sync (R13–R15)", self.settings.calendar_sync),
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)
