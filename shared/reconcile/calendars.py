@@ -143,3 +143,24 @@ def _remove(calendar: model.EmplyCalendar, events: Mapping[tuple[str, str], int]
         f"calendar {calendar.name or calendar.id!r} is removed with its {count} mirrored "
         f"event{'s' if count != 1 else ''}: {why}",
     )
+
+
+def explain(user: model.EmplyUser, emply: model.EmplySnapshot, settings: model.Settings,
+            mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None] | None
+            ) -> tuple[str, str]:
+    """R18 for R13: why the user has (or has not) calendars in Emply, and the FAQ key."""
+    if not settings.enabled:
+        return ("the integration is removed (settings enabled: false): no user is created "
+                "or changed, and the synced calendars and their events are removed", "removed")
+    why_none = not_synced(user, settings, (), mailboxes)
+    if why_none is not None:
+        return f"calendars not synced ({why_none[0]}): {why_none[1]}", "calendars"
+    mine = sorted((c for c in emply.calendars if c.user_id == user.id),
+                  key=lambda c: (not c.is_default, c.name or c.id))
+    if not mine:
+        return ("calendars synced, none kept yet: the next run adds the calendars the user "
+                "can edit", "calendars")
+    kept = ", ".join(
+        f"{c.name or c.id} ({'default, ' if c.is_default else ''}"
+        f"{'enabled' if c.enabled else 'disabled: the user can enable it'})" for c in mine)
+    return f"calendars kept in Emply (those the user can edit): {kept}", "calendars"

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, scope
+from shared.reconcile import calendars, lifecycle, matching, model, scope
 from shared.reconcile.faq import answer
 
 
@@ -147,6 +147,13 @@ def explain(
         if admin:
             reasons.append(f"administrator role(s) {', '.join(sorted(admin))} are never removed")
             answers.append(answer("administrator"))
+
+    # R13, R17: said when calendars are on, or kept, or the integration is removed.
+    if settings.calendar_sync or not settings.enabled or any(
+            c.user_id == user.id for c in emply.calendars):
+        words, faq_key = calendars.explain(user, emply, settings, entra.mailboxes)
+        reasons.append(words)
+        answers.append(answer(faq_key))
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}

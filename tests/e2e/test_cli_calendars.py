@@ -114,6 +114,14 @@ def test_the_users_choice_stands_and_the_default_cannot_be_disabled(make_world: 
     edit(world, enable_team)
     assert world.sync()["counts"] == {}
     assert kept(world)[("u-megan", "cal-team")] == (False, True)
+    explained = json.loads(world.ok("explain", "u-megan", "--json"))
+    assert ("calendars kept in Emply (those the user can edit): Calendar (default, enabled), "
+            "Team (enabled)") in explained["why"]
+    assert "Why is Emply not synchronized with the calendar?" in [
+        f["question"] for f in explained["faq"]]
+    ray = world.ok("explain", "u-ray")
+    assert ("calendars not synced (mailbox_not_in_cloud): the user's mailbox is not in the "
+            "cloud") in ray
 
     doc = world.export()
     for calendar in doc["calendars"]:
@@ -164,6 +172,8 @@ def test_users_with_calendar_sync_off_or_deactivated_keep_none(make_world: Any) 
         return change
 
     edit(world, megan_off(False))
+    assert "calendars not synced (calendar_sync_off): calendar sync is off for this user" in \
+        world.ok("explain", "megan.jordan@contoso.com")
     assert outcome(world.sync()) == [
         ("calendar_remove", "u-megan", "cal-main", "calendar_sync_off"),
         ("calendar_remove", "u-megan", "cal-team", "calendar_sync_off"),

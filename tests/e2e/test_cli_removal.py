@@ -84,6 +84,10 @@ def test_removing_the_integration_removes_calendars_and_events_and_nothing_else(
     assert users_as_stored(world) == before  # no creation, status or role change
     assert [u["status"] for u in before] == ["active", "active"]
 
+    explained = world.ok("explain", "u-megan")
+    assert "the integration is removed (settings enabled: false)" in explained
+    assert "What happens if I remove the Microsoft Entra ID integration?" in explained
+
     again = world.sync()
     assert again["status"] == "disabled" and again["counts"] == {}
 
