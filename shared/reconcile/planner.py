@@ -83,10 +83,11 @@ class _Planner:
             self._deactivate_out_of_scope(claimed)
             held = self._guard(approval)
             self._seed_role_bases()
-            deactivated = {c.user_id for c in self.changes
-                           if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
-            self.changes.extend(calendars.calendar_changes(
-                self.emply, self.entra.mailboxes, self.settings, deactivated))
+            if self.emply.calendars or self.entra.mailboxes:  # R13; else nothing to do
+                deactivated = {c.user_id for c in self.changes
+                               if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
+                self.changes.extend(calendars.calendar_changes(
+                    self.emply, self.entra.mailboxes, self.settings, deactivated))
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
         # Only a run that reconciles roles moves the mapping on; otherwise the one of the
         # last run that did stands (R11: changes made meanwhile are applied later).
