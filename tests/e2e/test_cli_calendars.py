@@ -100,6 +100,7 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     calendar_reads = {k: n for k, n in world.sim.requests()["byEndpoint"].items()
                       if "calendars" in k}
     assert sum(calendar_reads.values()) == 2, calendar_reads  # Megan and Ray, one page each
+    assert world.sim.requests()["byEndpoint"]["POST /$batch"] == 1  # in one $batch
 
 
 def test_the_users_choice_stands_and_the_default_cannot_be_disabled(make_world: Any) -> None:
