@@ -23,7 +23,7 @@ param displayName string
 @description('Object (principal) id of the user-assigned managed identity the function app runs as.')
 param managedIdentityPrincipalId string
 
-@description('Reserved: calendar sync (R13-R15) is not in this version; grants nothing.')
+@description('Calendar sync (R13): grants Calendars.ReadBasic.All, to list the users\' calendars and whether they can edit them.')
 param enableCalendarSync bool = false
 
 @description('Reserved: photo sync (R16) is not in this version; grants nothing.')
@@ -47,15 +47,18 @@ var graphAppRoles = {
 }
 
 // What each optional feature's switch grants. A switch grants a permission only
-// once this version has the feature; calendar sync and photo sync are not built
-// yet, so their switches are reserved and grant nothing. When a feature is
-// built, its list gets its permission: Calendars.ReadWrite
-// (ef54d2bf-783f-4e0f-bca1-3210c0444d99), ProfilePhoto.Read.All
-// (e24d31aa-e1ab-4c80-85fe-23018690335d). Write-back's update PATCHes users:
-// User.ReadWrite.All. (Its create option, not built yet, will also need
-// GroupMember.ReadWrite.All to add the new user to the first configured group.)
+// once this version has the feature. Calendar sync has its calendars (R13):
+// listing them (with canEdit) needs Calendars.ReadBasic.All; events (R14, R15)
+// will need Calendars.ReadWrite (ef54d2bf-783f-4e0f-bca1-3210c0444d99). Photo
+// sync is not built yet, so its switch is reserved and grants nothing; when
+// built: ProfilePhoto.Read.All (e24d31aa-e1ab-4c80-85fe-23018690335d).
+// Write-back's update and delete write users: User.ReadWrite.All. (Its create
+// option, not built yet, will also need GroupMember.ReadWrite.All to add the new
+// user to the first configured group.)
 var featureAppRoles = {
-  calendarSync: []
+  calendarSync: [
+    '8ba4a692-bc31-4128-9094-475872af8a53' // Calendars.ReadBasic.All
+  ]
   photoSync: []
   writeBack: [
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All

@@ -21,7 +21,7 @@ param location string = resourceGroup().location
 @description('E-mail address that receives the operational alerts.')
 param alertEmail string
 
-@description('Reserved: calendar sync is not in this version; grants nothing (docs/deploy.md).')
+@description('Calendar sync (R13): grants Calendars.ReadBasic.All, to list the users\' calendars (docs/deploy.md).')
 param enableCalendarSync bool = false
 
 @description('Reserved: photo sync is not in this version; grants nothing (docs/deploy.md).')

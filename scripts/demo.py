@@ -2,8 +2,9 @@
 
 Starts both on free loopback ports, imports the sample Emply state, syncs,
 changes the tenant (Grady Archie leaves the Employee group, Pradeep Gupta joins
-Sales, a nested group of Employee), syncs again, explains the leaver, and stops
-what it started. Everything goes through the real `emply-sync` command.
+Sales, a nested group of Employee), syncs again (which also adds Megan's two
+calendars: calendar sync is on), explains the leaver and Megan's calendars, and
+stops what it started. Everything goes through the real `emply-sync` command.
 """
 
 from __future__ import annotations
@@ -80,10 +81,12 @@ def main() -> None:
             emply_sync("sync", env=env)
             print("\n=== Why was Grady deactivated? ===")
             emply_sync("explain", "grady.archie@contoso.com", env=env)
+            print("\n=== Which calendars does Emply keep for Megan (R13)? ===")
+            emply_sync("explain", "megan.jordan@contoso.com", env=env)
             emply_sync("runs", env=env)
             runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
             counts = runs[0]["counts"]
-            if counts != {"deactivate_user": 1, "create_user": 1}:
+            if counts != {"deactivate_user": 1, "create_user": 1, "calendar_add": 2}:
                 raise SystemExit(f"unexpected second run: {counts}")
         finally:
             simulator.terminate()

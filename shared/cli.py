@@ -1,6 +1,6 @@
 """emply-sync: the command line (README, "Command line").
 
-Exit codes: 0 succeeded or needs_approval; 1 the run failed (or storage/Graph
+Exit codes: 0 succeeded, needs_approval or disabled (R17); 1 the run failed (or storage/Graph
 failed: one line `emply-sync: <reason>: <what>` on stderr, `shared.errors`' reason
 codes); 2 bad input, usage or no settings; 3 another run is in progress.
 """
@@ -247,7 +247,10 @@ def format_report(report: dict[str, Any]) -> str:
         + (f" in {report['durationMs'] / 1000:.1f} s" if report.get("durationMs") else "")
     ]
     read = report.get("entraRead")
-    if read:
+    if report["status"] == "disabled":
+        lines.append("  The integration is disabled (settings enabled: false): Entra not read, "
+                     "no user created or changed, synced calendars and events removed")
+    elif read:
         how = f"full read ({read['reason']})" if read.get("fullRead") else "delta"
         lines.append(
             f"  Entra read: {how}, {read['requests']} Graph requests, "

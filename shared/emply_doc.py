@@ -584,6 +584,11 @@ def _check_references(
         if roles is not None:
             errors += [(f"{_label('users', i, user)}.roles[{j}]", f"unknown role {_show(role)}")
                        for j, role in enumerate(user["roles"]) if role not in roles]
+    for i, calendar in enumerate(out["calendars"]):
+        if calendar["isDefault"] and not calendar["enabled"]:
+            errors.append((f"{_label('calendars', i, calendar)}.enabled",
+                           "a user's default calendar cannot be disabled (R13); only "
+                           "additional calendars can"))
     if users is not None:
         for kind in ("calendars", "events", "outboundEvents"):
             for i, item in enumerate(out[kind]):

@@ -61,7 +61,7 @@ FORMAT = 3
 same fields); the Entra part's users in columns since 2 (1: as in the mirror)."""
 _ENTRA_PART_FORMATS = frozenset({2, FORMAT})
 _BULK = ("users", "groups")
-Status = Literal["running", "succeeded", "needs_approval", "failed"]
+Status = Literal["running", "succeeded", "needs_approval", "failed", "disabled"]
 
 
 class StateUnreadable(ValueError):
@@ -108,16 +108,19 @@ class Residual:
     outcome: Outcome
     until: dt.datetime | None = None
     """When R7's rolling window changes for a residual that holds deactivations."""
+    calendar_sync: bool = False
+    """R13 was on: calendars change without a trace in the users/groups delta, so such a
+    residual is never reused (every run reads the users' calendars and plans)."""
 
     def reusable_on(self, now: dt.datetime, *, approve: object | None) -> bool:
         """Whether a run at `now` may report this residual again, Graph and Emply being
         unchanged: same UTC day (R8 acts on dates), no approval to act on, the guard's
-        window as it was."""
-        return (approve is None and utc_date(now) == self.date
+        window as it was, and no calendars to read."""
+        return (approve is None and not self.calendar_sync and utc_date(now) == self.date
                 and (self.until is None or now < self.until))
 
     def to_json(self) -> Json:
-        return {
+        out: Json = {
             "runId": self.run_id,
             "date": self.date.isoformat(),
             "emplyVersion": self.emply_version,
@@ -130,6 +133,9 @@ class Residual:
             "skips": dict(self.outcome.skips),
             "until": None if self.until is None else _iso(self.until),
         }
+        if self.calendar_sync:  # absent otherwise, as states written before R13 have it
+            out["calendarSync"] = True
+        return out
 
     @classmethod
     def from_json(cls, value: Any) -> Residual | None:
@@ -156,6 +162,7 @@ class Residual:
             return None
         return cls(run_id=run_id, date=day, emply_version=version, tenant_id=tenant,
                    organization=org, until=until,
+                   calendar_sync=value.get("calendarSync") is True,
                    outcome=Outcome(status, tuple(held or ()), tuple(errors or ()),
                                    dict(skips or {}),
                                    digest if isinstance(digest, str) else None))
@@ -180,7 +187,8 @@ def _time(value: Any) -> dt.datetime | None:
 
 
 def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: str,
-             emply_version: str | None, organization: Mapping[str, Any]) -> Residual | None:
+             emply_version: str | None, organization: Mapping[str, Any],
+             calendar_sync: bool = False) -> Residual | None:
     """What a successful run records; None when it cannot be reused (another writer
     moved the Emply marker during the run, so its version is not known)."""
     if emply_version is None:
@@ -190,7 +198,7 @@ def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: 
              if plan.held and window else None)
     return Residual(run_id=run_id, date=utc_date(started), emply_version=emply_version,
                     tenant_id=tenant_id, organization=organization, outcome=Outcome.of(plan),
-                    until=until)
+                    until=until, calendar_sync=calendar_sync)
 
 
 def _json_list(value: Any) -> bool:

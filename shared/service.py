@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import errors, records, telemetry, unchanged
+from shared import calendar_apply, disabled_run, errors, records, telemetry, unchanged
 from shared import store as store_mod
 from shared.graph import client as graph_client
-from shared.graph import reader, writer
+from shared.graph import mailboxes, reader, writer
 from shared.reconcile import apply, convert, explain, model, planner
 from shared.store import store as store_impl
 
@@ -68,6 +68,8 @@ class Prepared:
     """The bulky part of the previous run's state (see `apply_plan`), when still current."""
     warnings: tuple[dict[str, Any], ...] = ()
     """Problems found while reading that the run recovered from (reported as errors)."""
+    calendars: mailboxes.CalendarRead | None = None
+    """R13: the calendars of the users whose calendars are synced (calendar sync on)."""
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -80,12 +82,14 @@ async def prepare(
     use_cache: bool = False,
     loaded: tuple[records.SyncState, tuple[dict[str, Any], ...]] | None = None,
     changes: reader.Changes | None = None,
+    read_when_disabled: bool = True,
 ) -> Prepared:
     """Read both sides. With `use_cache` an unchanged Emply side comes from the
     previous run's snapshot (users without `lastChange`/`history`; the store's
     version marker says whether it is still current). `loaded` is the sync state
     when the caller has read it already; `changes` what Graph reported since the
-    previous mirror, when the caller has read that (`unchanged.check`)."""
+    previous mirror, when the caller has read that (`unchanged.check`). Without
+    `read_when_disabled`, a removed integration (R17) reads nothing from Graph."""
     state, warnings = loaded if loaded is not None else await records.load_state(deps.store)
     snapshot, state, more = await _load_snapshot(deps.store, state)
     warnings = (*warnings, *more)
@@ -97,10 +101,17 @@ async def prepare(
             "section first (emply-sync emply import FILE)"
         )
     settings = convert.settings(doc["settings"])
+    if not settings.enabled and not read_when_disabled:
+        return Prepared(doc=doc, settings=settings, read=disabled_run.not_read(
+            settings.tenant_id), state=state, snapshot=snapshot, warnings=warnings)
     read = await reader.read_entra(
         deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
         changes=changes,
     )
+    calendars = None
+    if settings.enabled and settings.calendar_sync:
+        calendars = await mailboxes.read_calendars(
+            deps.graph, convert.calendar_synced_entra_ids(doc, read.mirror["users"]))
     return Prepared(
         doc=doc,
         settings=settings,
@@ -108,6 +119,7 @@ async def prepare(
         state=state,
         snapshot=snapshot,
         warnings=warnings,
+        calendars=calendars,
     )
 
 
@@ -133,7 +145,11 @@ async def _load_snapshot(
 def snapshots(prepared: Prepared) -> tuple[model.EntraSnapshot, model.EmplySnapshot]:
     """The planner's view of what was read. Built when needed and not kept: at 100,000
     users they are tens of MB that applying a plan does not need."""
-    return convert.entra_snapshot(prepared.read.mirror), convert.emply_snapshot(prepared.doc)
+    entra = convert.entra_snapshot(prepared.read.mirror)
+    if prepared.calendars is not None:
+        entra = dataclasses.replace(
+            entra, mailboxes=convert.mailboxes(prepared.calendars.mailboxes))
+    return entra, convert.emply_snapshot(prepared.doc)
 
 
 def make_plan(
@@ -248,15 +264,17 @@ async def _run(
                     check.round.delta_links, run.report.run_id))
             return
         prepared = await prepare(deps, use_cache=True, loaded=(state, warnings),
-                                 changes=check.changes)
+                                 changes=check.changes, read_when_disabled=False)
         _progress(run, "read", entraUsers=len(prepared.read.mirror["users"]),
                   entraGroups=len(prepared.read.mirror["groups"]),
                   emplyUsers=len(prepared.doc.get("users", ())),
+                  calendarUsers=len(prepared.calendars.mailboxes) if prepared.calendars else 0,
                   fullRead=prepared.read.full_read)
         plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         run.report = run.report.with_outcome(
-            records.Outcome.of(plan), entra_read_summary(prepared.read), plan.counts(),
+            records.Outcome.of(plan), entra_read_summary(prepared.read, prepared.calendars),
+            plan.counts(),
             warnings=prepared.warnings)
         if approve_deactivations is not None and not any(
             c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
@@ -270,7 +288,11 @@ async def _run(
             if heartbeat.done():  # the lease was lost: another run may be applying
                 heartbeat.result()
             applying = True
-            await apply_plan(deps, prepared, plan, run.report.run_id, started)
+            if prepared.settings.enabled:
+                await apply_plan(deps, prepared, plan, run.report.run_id, started)
+            else:  # R17: the integration is removed
+                await disabled_run.apply_disabled(deps.store, prepared.doc, prepared.state,
+                                                  plan, run.report.run_id, iso(started))
             _progress(run, "applied")
             run.report, not_written = await _write_back(deps, run, plan)
         del prepared
@@ -404,9 +426,13 @@ async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-def entra_read_summary(read: reader.EntraRead) -> records.EntraReadSummary:
+def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None
+                       ) -> records.EntraReadSummary:
+    """Graph's requests and 429s of the whole read: the directory, and the calendars."""
+    more, throttled = (calendars.requests, calendars.throttled) if calendars else (0, 0)
     return records.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
-                                    requests=read.requests, throttled=read.throttled)
+                                    requests=read.requests + more,
+                                    throttled=read.throttled + throttled)
 
 
 async def apply_plan(
@@ -437,6 +463,7 @@ async def apply_plan(
         and store.served_from_cache
         and not writes.user_ids
         and not writes.employee_ids
+        and not calendar_apply.touches_calendars(plan)
         and all(mirror[k] is previous.get(k) for k in ("users", "groups"))
     )
     generation = old_generation if same_snapshot and old_generation else uuid.uuid4().hex
@@ -445,6 +472,7 @@ async def apply_plan(
     try:
         await store.write_built("users", writes.user_ids, writes.user)
         await store.write_built("employees", writes.employee_ids, writes.employee)
+        await calendar_apply.apply_calendars(store, prepared.doc, plan)
         if entra_saved is not None:
             await store.save_snapshot(generation, {"emply": store.emply_cache()}, part="emply")
             await entra_saved
@@ -460,7 +488,8 @@ async def apply_plan(
     residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
         records.residual(
             plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
-            emply_version=store.emply_version(), organization=mirror["organization"]))
+            emply_version=store.emply_version(), organization=mirror["organization"],
+            calendar_sync=prepared.calendars is not None))
     await records.save_state(store, records.after_run(
         mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
     if not same_snapshot and old_generation is not None:

@@ -82,7 +82,7 @@ resource noSuccessfulRun 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   tags: tags
   properties: {
     displayName: 'emply-sync: no successful run in ${noSuccessfulRunHours} hours'
-    description: 'Runs were recorded in the last two days, but none completed (status succeeded or needs_approval, dry runs excluded; runs waiting for the first import count as fine) in the last ${noSuccessfulRunHours} hours. See docs/operations.md.'
+    description: 'Runs were recorded in the last two days, but none completed (status succeeded, needs_approval or disabled, dry runs excluded; runs waiting for the first import count as fine) in the last ${noSuccessfulRunHours} hours. See docs/operations.md.'
     severity: 1
     enabled: true
     scopes: [
@@ -94,7 +94,7 @@ resource noSuccessfulRun 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: '${notConfigured}${runs}| join kind=leftouter notConfigured on runId\n| extend healthy = (not(dryRun) and status in ("succeeded", "needs_approval")) or isnotnull(waitingForImport)\n| summarize lastRun = max(timestamp), lastHealthy = maxif(timestamp, healthy)\n| where isnotnull(lastRun) and (isnull(lastHealthy) or lastHealthy < ago(${noSuccessfulRunHours}h))\n'
+          query: '${notConfigured}${runs}| join kind=leftouter notConfigured on runId\n| extend healthy = (not(dryRun) and status in ("succeeded", "needs_approval", "disabled")) or isnotnull(waitingForImport)\n| summarize lastRun = max(timestamp), lastHealthy = maxif(timestamp, healthy)\n| where isnotnull(lastRun) and (isnull(lastHealthy) or lastHealthy < ago(${noSuccessfulRunHours}h))\n'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -129,6 +129,32 @@ class GraphClient:
             raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
         return parsed
 
+    async def post_json(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a JSON ``body`` to ``url`` and parse the JSON answer (a read such as
+        ``$batch``: failures raise :class:`~shared.graph.errors.GraphReadError`)."""
+        absolute = self.absolute_url(url)
+        endpoint = self.endpoint(absolute)
+        request = RequestInformation(Method.POST)
+        request.url = absolute
+        request.headers.try_add("Accept", "application/json")
+        request.headers.try_add("Content-Type", "application/json")
+        request.content = json.dumps(body).encode()
+        try:
+            answer = await self.adapter.send_primitive_async(request, "bytes", _ERROR_MAP)
+        except APIError as exc:
+            raise _read_error(endpoint, exc) from exc
+        except httpx.HTTPError as exc:
+            raise errors.GraphReadError(
+                endpoint, None, "transport_error", f"{type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            parsed = json.loads(answer or b"")
+        except ValueError as exc:
+            raise errors.GraphReadError(endpoint, 200, "invalid_json", str(exc)) from exc
+        if not isinstance(parsed, dict):
+            raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
+        return parsed
+
     async def aclose(self) -> None:
         """Close the HTTP connections, and the credential when this client created it."""
         try:

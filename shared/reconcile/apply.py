@@ -60,7 +60,7 @@ class PlannedWrites:
                 continue  # written to Entra by shared.graph.writer, never to Emply (R5)
             if change.employee_id is not None:
                 self._employee_changes.setdefault(change.employee_id, []).append(change)
-            elif change.user_id is not None:
+            elif change.user_id is not None and change.kind not in model.CALENDAR_KINDS:
                 self._user_changes.setdefault(change.user_id, []).append(change)
         self._kept = {u.user_id: u.fields for u in plan.bookkeeping}
         # Changed users first, in plan order; then users with bookkeeping only.

@@ -99,6 +99,7 @@ def emply_user(u: Mapping[str, Any]) -> model.EmplyUser:
         sync_groups=tuple(u.get("syncGroups") or ()),
         role_basis=u.get("roleBasis"),
         linked_domain=u.get("linkedDomain"),
+        calendar_sync=u.get("calendarSync") is not False,
     )
 
 
@@ -132,4 +133,36 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
             model.Role(r["id"], r.get("name") or r["id"], bool(r.get("administrator")))
             for r in doc.get("roles", ())
         ),
+        calendars=tuple(
+            model.EmplyCalendar(c["userId"], c["id"], c.get("name"),
+                                bool(c.get("isDefault")), bool(c.get("enabled")))
+            for c in doc.get("calendars", ())
+        ),
+        events=tuple(
+            model.EmplyEvent(e["userId"], e["calendarId"], e["id"])
+            for e in doc.get("events", ())
+        ),
     )
+
+
+def calendar_synced_entra_ids(doc: Mapping[str, Any], entra_users: Mapping[str, Any]
+                              ) -> list[str]:
+    """R13: the Entra ids whose calendars a run reads: users linked and active in Emply
+    with their calendar sync on, whose Entra user exists. (A user linked or reactivated by
+    this run gets its calendars at the next run.)"""
+    return sorted(
+        u["entraId"] for u in doc.get("users", ())
+        if u.get("entraId") and u.get("status", "active") == "active"
+        and u.get("calendarSync") is not False and u["entraId"] in entra_users
+    )
+
+
+def mailboxes(read: Mapping[str, Sequence[Mapping[str, Any]] | None]
+              ) -> dict[str, tuple[model.EntraCalendar, ...] | None]:
+    return {
+        entra_id: None if calendars is None else tuple(
+            model.EntraCalendar(str(c["id"]), c.get("name"), c.get("isDefaultCalendar") is True,
+                                c.get("canEdit") is True)
+            for c in calendars)
+        for entra_id, calendars in read.items()
+    }

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, scope, writeback
+from shared.reconcile import calendars, lifecycle, matching, model, scope, writeback
 from shared.reconcile.faq import answer
 
 
@@ -151,6 +151,12 @@ def explain(
     written, keys = writeback.explain_words(user, entra, settings, plan)
     reasons.extend(written)
     answers.extend(answer(k) for k in keys)
+    # R13, R17: said when calendars are on, or kept, or the integration is removed.
+    if settings.calendar_sync or not settings.enabled or any(
+            c.user_id == user.id for c in emply.calendars):
+        words, faq_key = calendars.explain(user, emply, settings, entra.mailboxes)
+        reasons.append(words)
+        answers.append(answer(faq_key))
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}

@@ -57,6 +57,22 @@ FAQ: dict[str, tuple[str, str]] = {
         "user lacks a role mapped from its groups, its roles become those matching the groups "
         "(2C); a changed mapping moves the role (2D).",
     ),
+    "calendars": (
+        "Why is Emply not synchronized with the calendar?",
+        "Check if the calendar is deactivated under the relevant user. Synchronization must be "
+        "enabled: Once enabled, the integration will add all Entra ID calendars where the "
+        "Entra ID user has editing rights or higher to Emply automatically. The Entra ID "
+        "user's own default calendar will be added without the Disable button but all "
+        "additional calendars will be added with the \"Disable/Enable\" buttons. Additional "
+        "calendars will be added to Emply as \"Disabled\" by default.",
+    ),
+    "removed": (
+        "What happens if I remove the Microsoft Entra ID integration?",
+        "The calendar synchronization stops, the Outlook events will no longer be visible in "
+        "Emply after next synchronization, new users connected to an Entra ID group will not "
+        "be created in Emply. If you have configured Emply to update Microsoft Entra ID "
+        "users, this will stop.",
+    ),
     "administrator": (
         "Emply users with administrator roles are not updated via role synchronization?",
         "This is a choice we have taken in Emply so that access to administrators are not "

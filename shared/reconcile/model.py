@@ -31,6 +31,14 @@ ENTRA_CREATE = "entra_create"
 ENTRA_DELETE = "entra_delete"
 ENTRA_KINDS = frozenset({ENTRA_UPDATE, ENTRA_CREATE, ENTRA_DELETE})
 
+CALENDAR_ADD = "calendar_add"
+CALENDAR_REMOVE = "calendar_remove"
+EVENTS_MIRROR = "events_mirror"
+EVENT_PUSH = "event_push"
+CALENDAR_KINDS = frozenset({CALENDAR_ADD, CALENDAR_REMOVE, EVENTS_MIRROR, EVENT_PUSH})
+"""Changes to a user's calendars and events (R13–R15): applied to those entities, never to
+the user entity itself (so they do not enter its lastChange/history)."""
+
 # Link reasons (R3): the step that found the user, or a re-created Entra account.
 LINKED_BY_USERNAME = "username"
 LINKED_BY_EMAIL = "email"
@@ -58,9 +66,19 @@ UNKNOWN_ROLE = "unknown_role"
 FEATURE_NOT_AVAILABLE = "feature_not_available"
 HYBRID_TENANT = "hybrid_tenant"
 HYBRID_USER = "hybrid_user"
+INTEGRATION_DISABLED = "integration_disabled"
+
+# R13 reasons: why a calendar is added to or removed from Emply.
+DEFAULT_CALENDAR = "default_calendar"
+ADDITIONAL_CALENDAR = "additional_calendar"
+CALENDAR_GONE = "calendar_gone"
+CALENDAR_NOT_EDITABLE = "calendar_not_editable"
+USER_NOT_SYNCED = "user_not_synced"
+CALENDAR_SYNC_OFF = "calendar_sync_off"
+MAILBOX_NOT_IN_CLOUD = "mailbox_not_in_cloud"
 
 UserStatus = Literal["active", "deactivated", "deleted"]
-RunStatus = Literal["succeeded", "needs_approval", "failed"]
+RunStatus = Literal["succeeded", "needs_approval", "failed", "disabled"]
 
 
 def norm(value: str | None) -> str:
@@ -109,12 +127,25 @@ class EntraGroup:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EntraCalendar:
+    """A calendar of a user's mailbox as Graph lists it (R13)."""
+
+    id: str
+    name: str | None
+    is_default: bool
+    can_edit: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntraSnapshot:
     tenant_id: str
     users: Mapping[str, EntraUser]
     groups: Mapping[str, EntraGroup]
     on_premises_sync_enabled: bool = False
     verified_domains: tuple[str, ...] = ()
+    mailboxes: Mapping[str, tuple[EntraCalendar, ...] | None] | None = None
+    """R13: Entra user id → its calendars (None: no mailbox in the cloud), for the users
+    whose calendars were read; None when no calendar was read (calendar sync off)."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -198,6 +229,8 @@ class EmplyUser:
     linked_domain: str | None = None
     """R6: the UPN domain the user had when linked (the allowed one when `allowedDomains`
     is empty); None for a link made before it was recorded."""
+    calendar_sync: bool = True
+    """R13's per-user flag: the user's calendars are kept in Emply (with the setting)."""
 
     @property
     def linked(self) -> bool:
@@ -219,10 +252,32 @@ class Employee:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EmplyCalendar:
+    """A user's M365 calendar as kept in Emply (R13), identified by (user_id, id)."""
+
+    user_id: str
+    id: str
+    name: str | None = None
+    is_default: bool = False
+    enabled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmplyEvent:
+    """A mirrored M365 event in Emply (R14), identified by (user_id, calendar_id, id)."""
+
+    user_id: str
+    calendar_id: str
+    id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EmplySnapshot:
     users: tuple[EmplyUser, ...]
     employees: tuple[Employee, ...] = ()
     roles: tuple[Role, ...] = ()
+    calendars: tuple[EmplyCalendar, ...] = ()
+    events: tuple[EmplyEvent, ...] = ()
 
 
 GUARD_WINDOW = dt.timedelta(hours=24)
@@ -370,9 +425,13 @@ class Plan:
     """`held_digest` of the held deactivations: what an approval of exactly these names."""
     held_deletions_digest: str | None = None
     """`held_digest` of the held Entra deletions (R9 delete, approved on their own)."""
+    disabled: bool = False
+    """R17: the plan of a run with `enabled: false` (the integration removed)."""
 
     @property
     def status(self) -> RunStatus:
+        if self.disabled:
+            return "disabled"
         return "needs_approval" if self.held else "succeeded"
 
     def counts(self) -> dict[str, int]:

@@ -13,7 +13,16 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import lifecycle, matching, model, roles, scope, writeback
+from shared.reconcile import (
+    calendars,
+    lifecycle,
+    matching,
+    model,
+    removal,
+    roles,
+    scope,
+    writeback,
+)
 
 
 def plan(
@@ -62,17 +71,21 @@ class _Planner:
         self.bookkeeping: dict[str, dict[str, Any]] = {}
         self.reconciled_roles: set[str] = set()
         self.looked_at: set[str] = set()
+        """Linked users kept in scope by this run (their groups are known now)."""
         self.held_digest: str | None = None
         self.window: tuple[tuple[dt.datetime, int], ...] = ()
         self._bases: dict[tuple[str, ...], dict[str, str | None]] = {}
         self._domains: dict[str, str] = {}
-        """Linked users kept in scope by this run (their groups are known now)."""
         self.approve_deletions: model.Approval | None = None
 
     # -- the run -----------------------------------------------------------------
 
     def run(self, approval: model.Approval | None) -> model.Plan:
-        self._check_settings_against_tenant()
+        if self.settings.enabled:
+            self._check_settings_against_tenant()
+        else:
+            # R17: the integration is removed; what Entra holds is not looked at.
+            self.changes.extend(removal.removal_changes(self.emply))
         held: tuple[model.Change, ...] = ()
         self.window = tuple(
             (at, n) for at, n in self.state.recent_deactivations
@@ -84,6 +97,11 @@ class _Planner:
             self._deactivate_out_of_scope(claimed)
             held = self._guard(approval)
             self._seed_role_bases()
+            if self.emply.calendars or self.entra.mailboxes:  # R13; else nothing to do
+                deactivated = {c.user_id for c in self.changes
+                               if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
+                self.changes.extend(calendars.calendar_changes(
+                    self.emply, self.entra.mailboxes, self.settings, deactivated))
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
         written_back = writeback.plan_writeback(
             self.entra, self.emply, self.settings,
@@ -118,6 +136,7 @@ class _Planner:
             ),
             held_digest=self.held_digest,
             held_deletions_digest=deletions.digest,
+            disabled=not self.settings.enabled,
         )
 
     def _remember(self, user_id: str, **fields: Any) -> None:
@@ -126,8 +145,14 @@ class _Planner:
     def _unavailable_features(self) -> None:
         """Settings that turn on what this version does not do are reported at every run,
         never silently accepted (the setting is stored, and ignored)."""
+        if self.settings.calendar_sync:
+            self.problems.append(model.Problem(
+                model.FEATURE_NOT_AVAILABLE,
+                "calendar events (R14 mirroring, R15 Emply-created events) are not available "
+                "in this version: with calendarSync on, the users' calendars are kept in Emply "
+                "(R13) but no event is mirrored or pushed",
+            ))
         wanted = [
-            ("calendarSync", "calendar sync (R13–R15)", self.settings.calendar_sync),
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)

@@ -3,11 +3,11 @@
 Real runs (CLI, Azurite, the Graph simulator over HTTP) cover every run status and
 the telemetry the queries read: waiting for the first import (`not_configured`), a
 dry run, creations, a deactivation, held deactivations (`needs_approval`), a
-throttled Graph read and a failed read. Their log records go through the same
-OpenTelemetry logging handler and Azure Monitor exporter conversion that send them
-to Application Insights, so `message` and `customDimensions` below are exactly
-what the `traces` table holds. Every message, customDimensions field and compared
-value each query names must be one of those.
+throttled Graph read, a failed read and a removed integration (`disabled`). Their
+log records go through the same OpenTelemetry logging handler and Azure Monitor
+exporter conversion that send them to Application Insights, so `message` and
+`customDimensions` below are exactly what the `traces` table holds. Every message,
+customDimensions field and compared value each query names must be one of those.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ def run_every_kind_of_run(make_world: Any) -> list[dict[str, Any]]:
     world.sim.set_faults("/groups/delta", 503, times=-1)
     reports.append(world.sync())  # graph_unavailable (a 5xx after retries)
     world.sim.clear_faults()
+
+    world.import_state({"settings": {**t.emply_state()["settings"], "enabled": False}})
+    reports.append(world.sync())  # the integration removed (R17): disabled
     return reports
 
 
@@ -140,7 +143,8 @@ def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
 
     # The runs cover what the queries look at.
     assert [r["status"] for r in reports] == [
-        "failed", "succeeded", "succeeded", "succeeded", "needs_approval", "failed"]
+        "failed", "succeeded", "succeeded", "succeeded", "needs_approval", "failed",
+        "disabled"]
     assert reports[0]["errors"][0]["reason"] == "not_configured"
     assert reports[1]["dryRun"] is True
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}

@@ -20,6 +20,7 @@ USER_READ_ALL = "df021288-bdef-4463-88db-98f22de89214"
 GROUP_MEMBER_READ_ALL = "98830695-27a2-44f7-8c18-0c3ebc9698f6"
 ORGANIZATION_READ_ALL = "498476ce-e0fe-48b0-b801-37ba7e2685c6"
 CALENDARS_READ_WRITE = "ef54d2bf-783f-4e0f-bca1-3210c0444d99"
+CALENDARS_READ_BASIC_ALL = "8ba4a692-bc31-4128-9094-475872af8a53"
 PROFILE_PHOTO_READ_ALL = "e24d31aa-e1ab-4c80-85fe-23018690335d"
 USER_READ_WRITE_ALL = "741f803b-c850-494e-b5df-cde7c675a1ca"
 ALWAYS = {USER_READ_ALL, GROUP_MEMBER_READ_ALL, ORGANIZATION_READ_ALL}
@@ -183,16 +184,16 @@ def test_graph_permission_ids_are_the_real_ones() -> None:
     }
 
 
-# Calendar sync (R13-R15) and photo sync (R16) are not built: their switches are
-# reserved and must grant nothing until the code has the feature (then:
-# Calendars.ReadWrite, ProfilePhoto.Read.All). Write-back update (R9) is built.
-RESERVED = {"calendarSync", "photoSync"}
+# Photo sync (R16) is not built: its switch is reserved and must grant nothing until
+# the code has the feature (then: ProfilePhoto.Read.All). Write-back update and delete
+# (R9) and calendar sync's calendars (R13) are built.
+RESERVED = {"photoSync"}
 
 
 def test_reserved_feature_switches_grant_nothing() -> None:
     doc = bicep.parse(bicep.GRAPH_FILE)
     features = doc["variables"]["featureAppRoles"]["value"]
-    assert set(features) == RESERVED | {"writeBack"}
+    assert set(features) == RESERVED | {"writeBack", "calendarSync"}
     assert all(features[name] == [] for name in RESERVED), features
     text = bicep.GRAPH_FILE.read_text()
     for unused in (CALENDARS_READ_WRITE, PROFILE_PHOTO_READ_ALL):
@@ -215,19 +216,23 @@ def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
 ) -> None:
     # Least privilege: read-only roles unless write-back is switched on (R9).
     writes = {USER_READ_WRITE_ALL} if flags.get("write_back") else set()
-    assert _granted(**flags) == ALWAYS | writes
+    calendars = {CALENDARS_READ_BASIC_ALL} if flags.get("calendar") else set()
+    assert _granted(**flags) == ALWAYS | writes | calendars
 
 
 def test_reserved_switches_are_described_as_reserved() -> None:
     for path in (bicep.GRAPH_FILE, bicep.INFRA / "main.bicep"):
         params = bicep.parse(path)["parameters"]
-        for name in ("enableCalendarSync", "enablePhotoSync"):
+        for name in ("enablePhotoSync",):
             (description,) = [d["argument"] for d in params[name]["decorators"]
                               if d["type"] == "description"]
             assert description.startswith("Reserved:") and "grants nothing" in description
         (write_back,) = [d["argument"] for d in params["enableWriteBack"]["decorators"]
                          if d["type"] == "description"]
         assert "User.ReadWrite.All" in write_back
+        (calendar,) = [d["argument"] for d in params["enableCalendarSync"]["decorators"]
+                       if d["type"] == "description"]
+        assert "grants Calendars.ReadBasic.All" in calendar
 
 
 def test_graph_grants_and_declared_permissions_use_the_same_list() -> None:

@@ -41,9 +41,10 @@ def test_deploy_says_what_the_template_does_not_undo() -> None:
     assert "`azd down` leaves the app registration" in DEPLOY
     assert "az ad app delete" in DEPLOY
     reserved = _section(DEPLOY, "### Reserved feature switches")
-    for switch in ("enableCalendarSync", "enablePhotoSync"):
+    for switch in ("enablePhotoSync",):
         assert switch in reserved
-    assert "grant nothing in this version" in reserved
+    assert "grants nothing\nin this version" in reserved
+    assert "`enableCalendarSync`" in reserved and "Calendars.ReadBasic.All" in reserved
 
 
 def test_deploy_says_which_write_back_toggle_needs_which_parameter() -> None:

@@ -182,7 +182,8 @@ async def test_replace_keeps_sync_state_and_runs(store: EmplyStore) -> None:
 
 async def test_odd_keys_round_trip(store: EmplyStore) -> None:
     users = [{"id": i, "username": f"{n}@contoso.com"} for n, i in enumerate(ODD_IDS)]
-    calendars = [{"userId": i, "id": i + "/cal?#", "isDefault": True} for i in ODD_IDS]
+    calendars = [{"userId": i, "id": i + "/cal?#", "isDefault": True,
+                  "enabled": True} for i in ODD_IDS]
     await store.import_document({"users": users, "calendars": calendars})
     doc = await store.export_document()
     assert sorted(u["id"] for u in doc["users"]) == sorted(ODD_IDS)

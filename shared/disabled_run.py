@@ -1,0 +1,56 @@
+"""R17: a run while the integration is removed (`settings.enabled` false).
+
+Such a run does not read Entra at all: a removed integration may no longer have
+Graph's consent, and nothing it could read would be used. It plans as usual (the
+planner makes no user, status or role change then, and removes every calendar and
+mirrored event: `shared.reconcile.removal`), applies that, and forgets the Entra
+mirror and its delta links: the run that follows turning the integration on again
+reads Entra in full, so what changed meanwhile (leavers, new members) is seen as it
+is, under the deactivation guard as always. The role mapping of the last run that
+synced roles and the guard's window are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+from shared import calendar_apply, records
+from shared import store as store_mod
+from shared.graph import reader
+from shared.reconcile import apply, model
+
+
+def not_read(tenant_id: str) -> reader.EntraRead:
+    """What a disabled run knows of Entra: nothing, and no Graph request made for it."""
+    mirror = {"version": reader.MIRROR_VERSION, "tenantId": tenant_id, "organization": {},
+              "users": {}, "groups": {}, "deltaLinks": {}}
+    return reader.EntraRead(mirror=mirror, full_read=False, full_read_reason=None,
+                            requests=0, throttled=0)
+
+
+async def apply_disabled(store: store_mod.EmplyStore, doc: dict[str, Any],
+                         state: records.SyncState, plan: model.Plan, run_id: str,
+                         at: str) -> None:
+    """Apply a disabled run's plan: its employee and (none expected) user writes, the
+    removal of calendars and their events, then the state without the Entra mirror.
+
+    Events go before their calendars, and the state is written last: a run that stops
+    half-way leaves what is left for the next run to plan again."""
+    users = {u["id"]: u for u in doc.get("users", ())}
+    employees = {e["id"]: e for e in doc.get("employees", ())}
+    writes = apply.PlannedWrites(users, employees, plan, run_id, at)
+    if store.served_from_cache and writes.user_ids:
+        users.update(await store.read_entities("users", writes.user_ids))
+    await store.write_built("users", writes.user_ids, writes.user)
+    await store.write_built("employees", writes.employee_ids, writes.employee)
+    await calendar_apply.apply_calendars(store, doc, plan)
+    await records.save_state(store, dataclasses.replace(
+        state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
+        previous_mapping=plan.next_state.previous_mapping,
+        recent_deactivations=plan.next_state.recent_deactivations,
+        held_digest=plan.next_state.held_digest, last_run_id=run_id))
+    if state.snapshot is not None:
+        with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
+            await store.delete_snapshot(state.snapshot)

@@ -1,0 +1,91 @@
+"""R13's calendar read over real HTTP to the simulator: pages, no mailbox, throttling,
+and a failure that fails the read (R7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.graph import client as graph_client
+from shared.graph import errors, mailboxes
+from tests.graph.conftest import TENANT_ID, uid, user
+from tests.support.simulator import running_simulator
+
+
+def calendars(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"cal-{i}", "name": f"Calendar {i}", "isDefaultCalendar": i == 0,
+             "canEdit": i % 3 != 2, "events": []} for i in range(n)]
+
+
+def tenant() -> dict[str, Any]:
+    return {
+        "organization": {"id": TENANT_ID, "displayName": "Contoso",
+                         "onPremisesSyncEnabled": False, "verifiedDomains": []},
+        # User 1 has more calendars than a page holds (100), user 2 no mailbox in the cloud.
+        "users": [user(1, calendars=calendars(120)), user(2), user(3, calendars=calendars(1))],
+        "groups": [],
+    }
+
+
+async def test_calendars_are_read_per_user_with_no_mailbox_as_none() -> None:
+    with running_simulator(tenant()) as sim:
+        sim.set_faults(f"/users/{uid(3)}/calendars", 429, times=1, retry_after=1)
+        graph = graph_client.create_graph_client(sim.url, env={})
+        try:
+            read = await mailboxes.read_calendars(graph, [uid(3), uid(1), uid(2), uid(1)])
+        finally:
+            await graph.aclose()
+        counts = sim.requests()["byEndpoint"]
+    assert list(read.mailboxes) == [uid(1), uid(2), uid(3)]
+    first = read.mailboxes[uid(1)]
+    assert first is not None
+    assert [c["id"] for c in first] == [f"cal-{i}" for i in range(120)]
+    assert {k for c in first for k in c} >= {"id", "name", "isDefaultCalendar", "canEdit"}
+    assert "events" not in first[0]
+    assert read.mailboxes[uid(2)] is None
+    assert read.mailboxes[uid(3)] == [{"id": "cal-0", "name": "Calendar 0",
+                                       "isDefaultCalendar": True, "canEdit": True}]
+    assert read.throttled == 1  # user 3's item, answered 429 inside the batch
+    # One $batch for the three first pages, user 1's second page, one $batch retrying
+    # user 3 alone after its Retry-After.
+    assert read.requests == 3
+    # The simulator counts each batch item too: 3 first pages, user 3's retry, user 1's
+    # second page.
+    assert counts == {"POST /$batch": 2, "GET /users/{id}/calendars": 5}, counts
+
+
+async def test_any_other_failure_fails_the_read() -> None:
+    with running_simulator(tenant()) as sim:
+        sim.set_faults(f"/users/{uid(1)}/calendars", 403, times=-1)
+        graph = graph_client.create_graph_client(sim.url, env={})
+        try:
+            with pytest.raises(errors.GraphReadError) as failed:
+                await mailboxes.read_calendars(graph, [uid(1), uid(3)])
+        finally:
+            await graph.aclose()
+    assert failed.value.status == 403
+
+
+async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_the_read() -> None:
+    many = tenant()
+    many["users"] = [user(n, calendars=calendars(1)) for n in range(1, 46)]
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    with running_simulator(many) as sim:
+        graph = graph_client.create_graph_client(sim.url, env={})
+        try:
+            read = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 46)])
+            assert sim.requests()["byEndpoint"]["POST /$batch"] == 3  # 20 + 20 + 5
+            assert all(read.mailboxes[uid(n)] for n in range(1, 46))
+            sim.set_faults(f"/users/{uid(7)}/calendars", 429, times=-1, retry_after=3)
+            with pytest.raises(errors.GraphReadError) as failed:
+                await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 46)],
+                                               sleep=no_wait)
+        finally:
+            await graph.aclose()
+    assert failed.value.status == 429
+    assert waits == [3.0] * mailboxes.MAX_ITEM_RETRIES
