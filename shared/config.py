@@ -42,6 +42,10 @@ RUN_QUEUE_SERVICE_URI = f"{RUN_QUEUE_CONNECTION}__queueServiceUri"
 RUN_QUEUE_CREDENTIAL = f"{RUN_QUEUE_CONNECTION}__credential"
 RUN_QUEUE_CLIENT_ID = f"{RUN_QUEUE_CONNECTION}__clientId"
 
+# With Entra ID authentication on (App Service authentication, infra's emplyClientAppId):
+# the app role a caller's token must carry; empty or unset, function keys only.
+REQUIRED_ROLE = "EMPLY_SYNC_REQUIRED_ROLE"
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -58,6 +62,7 @@ APP_SETTINGS: tuple[str, ...] = (
     RUN_QUEUE_SERVICE_URI,
     RUN_QUEUE_CREDENTIAL,
     RUN_QUEUE_CLIENT_ID,
+    REQUIRED_ROLE,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

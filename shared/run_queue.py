@@ -74,9 +74,7 @@ def open_run_queue(environ: Mapping[str, str] | None = None, *,
     conn = env.get(config.RUN_QUEUE_CONNECTION)
     uri = env.get(config.RUN_QUEUE_SERVICE_URI)
     if not conn and uri:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+        credential = _credential(env)
         return RunQueue(QueueClient(uri, queue_name, credential=credential,
                                     message_encode_policy=encode,
                                     message_decode_policy=decode), credential=credential)
@@ -85,3 +83,15 @@ def open_run_queue(environ: Mapping[str, str] | None = None, *,
     return RunQueue(QueueClient.from_connection_string(
         expand_connection_string(conn), queue_name, message_encode_policy=encode,
         message_decode_policy=decode))
+
+
+def _credential(env: Mapping[str, str]) -> Any:
+    """The identity the binding uses: with `__credential=managedidentity`, that managed
+    identity (`__clientId` for a user-assigned one), as the host does; else the default
+    chain (a developer's az login against a real account)."""
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = env.get(config.RUN_QUEUE_CLIENT_ID) or None
+    if (env.get(config.RUN_QUEUE_CREDENTIAL) or "").lower() == "managedidentity":
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential(managed_identity_client_id=client_id)

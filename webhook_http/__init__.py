@@ -23,6 +23,7 @@ from typing import Any
 import azure.functions as func
 
 from shared import boundary, errors, manual_runs, service, telemetry
+from webhook_http import caller
 
 MAX_BODY_BYTES = 4096
 POLL_AFTER_SECONDS = 5
@@ -153,8 +154,24 @@ def parse_wait(params: Mapping[str, str]) -> int:
     return int(raw)
 
 
+def role_required(handler: Handler) -> Handler:
+    """With Entra ID authentication on, the caller's token must carry the app role
+    (`webhook_http.caller`); every route but the anonymous health probe has this."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        refused = caller.refusal(req.headers)
+        if refused is not None:
+            log.warning("emply_sync.http_caller_refused", extra={"method": req.method})
+            return problem(403, "Forbidden", refused)
+        return await handler(req)
+
+    return wrapper
+
+
 @bp.route(route="sync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     try:
         wait = parse_wait(req.params)
@@ -185,6 +202,7 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="sync/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
@@ -196,6 +214,7 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="sync/runs/{runId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
     async with boundary.open_deps() as deps:
@@ -207,6 +226,7 @@ async def get_run(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="users/{user}/explain", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
@@ -231,6 +251,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def health_details(req: func.HttpRequest) -> func.HttpResponse:
     status = await boundary.health()
     return respond(200 if status["status"] == "healthy" else 503, status)

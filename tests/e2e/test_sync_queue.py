@@ -9,19 +9,22 @@ project's own store method is replaced, never the HTTP library.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import manual_runs, run_queue
+from shared import config, manual_runs, run_queue
 from shared import store as store_mod
 from tests.e2e.test_http import deliver_next, function, get_run, request, sync_over_http
 from tests.e2e.test_http import world_with_staff as staff_world
 from tests.support import run_queue as rq
+from webhook_http import caller
 
 
 async def post(body: Any = None, **params: str) -> tuple[int, dict[str, Any], Any]:
@@ -249,3 +252,34 @@ def test_the_worker_knows_the_hosts_last_delivery() -> None:
     assert queues["maxDequeueCount"] == manual_runs.MAX_DEQUEUE_COUNT
     # base64 is what the run queue writes (tests.support.run_queue decodes it as the host).
     assert queues["messageEncoding"] == "base64"
+
+
+def principal(*roles: str) -> str:
+    """The X-MS-CLIENT-PRINCIPAL header App Service authentication passes on."""
+    claims = [{"typ": "aud", "val": "api://emply-sync"},
+              *({"typ": "roles", "val": r} for r in roles)]
+    return base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
+
+
+@pytest.mark.parametrize(("header", "allowed"), [
+    (None, False), (principal(), False), (principal("Other.Role"), False),
+    ("not base64!", False), (principal("Other.Role", "EmplySync.Call"), True)])
+async def test_with_entra_auth_on_the_app_role_is_required(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, header: str | None, allowed: bool
+) -> None:
+    world = staff_world(make_world)
+    monkeypatch.setenv(config.REQUIRED_ROLE, "EmplySync.Call")
+    headers = {} if header is None else {caller.PRINCIPAL_HEADER: header}
+    req = func.HttpRequest(method="POST", url="/api/sync", body=b"{}", headers=headers)
+    response = await function("manual_sync")(req)
+    if allowed:
+        assert response.status_code == 202
+        assert rq.count(world.azurite.connection_string) == 1
+    else:
+        assert response.status_code == 403
+        assert "EmplySync.Call" in json.loads(response.get_body())["detail"]
+        assert rq.count(world.azurite.connection_string) == 0
+        assert json.loads(world.ok("runs", "--json")) == []
+    # The probe stays open (App Service authentication excludes /api/health too).
+    probe = await function("health")(request("GET", "/api/health"))
+    assert probe.status_code == 200
