@@ -24,7 +24,7 @@ from shared import store as store_mod
 from tests.e2e.test_http import deliver_next, function, get_run, request, sync_over_http
 from tests.e2e.test_http import world_with_staff as staff_world
 from tests.support import run_queue as rq
-from webhook_http import caller
+from webhook_http import caller, sync_models
 
 
 async def post(body: Any = None, **params: str) -> tuple[int, dict[str, Any], Any]:
@@ -39,15 +39,18 @@ async def test_post_answers_202_and_the_worker_runs_it(make_world: Any) -> None:
     run_id = body["runId"]
     assert response.headers["Location"] == f"/api/sync/runs/{run_id}" == body["location"]
     assert int(response.headers["Retry-After"]) > 0
+    assert set(body) == set(sync_models.SyncQueued.__annotations__)
     queued = await get_run(run_id)
     assert (queued["status"], queued["trigger"], queued["queuedAt"]) == (
         "queued", "http", body["queuedAt"])
+    required = sync_models.SCHEMAS["RunRecord"]["required"]
+    assert set(required) <= set(queued)
     assert world.users() == {}  # nothing ran in the request
 
     report = await deliver_next(world)
     assert report["runId"] == run_id and report["status"] == "succeeded"
     assert report["counts"] == {"create_user": 10} and "progress" not in report
-    assert report["queuedAt"] == body["queuedAt"]
+    assert report["queuedAt"] == body["queuedAt"] and set(required) <= set(report)
     assert len(world.users()) == 10
     assert rq.count(world.azurite.connection_string) == 0
     # One record, listed once, under the request's id (the queued row became the run's).
