@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ from webhook_http import caller
 MAX_BODY_BYTES = 4096
 POLL_AFTER_SECONDS = 5
 """Retry-After on a 202: how soon polling the run is worth it."""
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}", re.ASCII)
+"""`service.new_run_id`'s form."""
 SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
                                                "approveDeactivations": (int, str)}
 log = logging.getLogger("emply_sync.http")
@@ -217,10 +220,15 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 @role_required
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
+    if not RUN_ID.fullmatch(run_id):
+        # Not a run id this service makes: no such run, and the input is not echoed
+        # (it may carry quotes, OData or path characters meant for something else).
+        return problem(404, "Not found", "no such run; a run id looks like "
+                       "20261202T013000Z-1a2b3c4d", field="runId")
     async with boundary.open_deps() as deps:
         report = await deps.store.get_run(run_id)
     if report is None:
-        return problem(404, "Not found", f"no run {run_id!r}", field="runId")
+        return problem(404, "Not found", f"no run {run_id}", field="runId")
     return respond(200, report)
 
 

@@ -286,3 +286,24 @@ async def test_with_entra_auth_on_the_app_role_is_required(
     # The probe stays open (App Service authentication excludes /api/health too).
     probe = await function("health")(request("GET", "/api/health"))
     assert probe.status_code == 200
+
+
+@pytest.mark.parametrize("run_id", ["../runreports/x", "x' or PartitionKey ne '",
+                                    "20261202T013000Z-1a2b3c4d\r\nX: y", "%2e%2e%2f",
+                                    "a" * 5000, "", "20261202T013000Z-1A2B3C4D"])
+async def test_odd_run_ids_are_a_404_naming_the_field_without_echo(
+    make_world: Any, run_id: str
+) -> None:
+    staff_world(make_world)
+    response = await function("get_run")(request("GET", "/x", route_params={"runId": run_id}))
+    assert response.status_code == 404
+    problem = json.loads(response.get_body())
+    assert problem["field"] == "runId"
+    assert run_id not in response.get_body().decode() or run_id == ""
+
+
+async def test_a_well_formed_unknown_run_id_is_a_404(make_world: Any) -> None:
+    staff_world(make_world)
+    response = await function("get_run")(
+        request("GET", "/x", route_params={"runId": "20261202T013000Z-1a2b3c4d"}))
+    assert response.status_code == 404 and json.loads(response.get_body())["field"] == "runId"
