@@ -46,6 +46,8 @@ MAX_BUSY_WAITS = 60
 """…at most this many times (an hour, twice the timer's period) before giving up."""
 STALE_MARKER_SECONDS = 300
 """A marker without a run record this long is left over from a request that failed."""
+LOST_SECONDS = (MAX_BUSY_WAITS + 10) * BUSY_RETRY_SECONDS
+"""A run still `queued` after this was lost: nothing will run it any more."""
 QUEUED, RUNNING = "queued", "running"
 _MARKER_PK, _MARKER_RK = "manualrun", "current"
 
@@ -293,10 +295,18 @@ async def _take_marker(store: store_mod.EmplyStore, request: RunRequest,
         other = str(current.get("runId"))
         record = await store.get_run(other)
         queued = dt.datetime.fromisoformat(str(current.get("queuedAt")).replace("Z", "+00:00"))
-        stale = is_final(record) or (
-            record is None and (now - queued).total_seconds() > STALE_MARKER_SECONDS)
+        age = (now - queued).total_seconds()
+        # Still queued long after any wait for the lease would have ended: its request
+        # was lost (queued record written, message and failed record not).
+        lost = record is not None and record.get("status") == QUEUED and age > LOST_SECONDS
+        stale = is_final(record) or lost or (record is None and age > STALE_MARKER_SECONDS)
         if not stale:
             raise store_mod.RunInProgress(other, TRIGGER, str(current.get("queuedAt")))
+        if lost and record is not None:
+            await _finish(store, record, {
+                "reason": "run_request_failed", "cause": "lost", "temporary": False,
+                "message": "the run request was never run (its queue message was lost); "
+                "a later request took its place"})
         await _delete_marker(store, current)
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle which run is queued; try again")

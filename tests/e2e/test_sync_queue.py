@@ -307,3 +307,28 @@ async def test_a_well_formed_unknown_run_id_is_a_404(make_world: Any) -> None:
     response = await function("get_run")(
         request("GET", "/x", route_params={"runId": "20261202T013000Z-1a2b3c4d"}))
     assert response.status_code == 404 and json.loads(response.get_body())["field"] == "runId"
+
+
+async def test_a_request_whose_message_was_lost_does_not_block_the_next(
+    make_world: Any
+) -> None:
+    """Its record stays `queued` and nothing will run it: long after any wait for the
+    lease could end, the next request records it failed and takes its place."""
+    world = staff_world(make_world)
+    _, lost, _ = await post({})
+    conn = world.azurite.connection_string
+    delivery = rq.receive(conn)
+    assert delivery is not None
+    rq.complete(conn, delivery)  # the message is gone, the run never ran
+    status, _, _ = await post({})
+    assert status == 409  # within the bound it may still be waiting for the lease
+    async with store_mod.open_store(connection_string=conn) as st:
+        marker = dict(await st.lease.get_entity("manualrun", "current"))
+        marker["queuedAt"] = "2026-01-01T00:00:00.000Z"
+        await st.lease.upsert_entity(marker)
+    status, body, _ = await post({})
+    assert status == 202 and body["runId"] != lost["runId"]
+    record = await get_run(lost["runId"])
+    assert record["status"] == "failed"
+    assert (record["errors"][-1]["reason"], record["errors"][-1]["cause"]) == (
+        "run_request_failed", "lost")
