@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from azure.core.exceptions import HttpResponseError
 
 from shared import config, manual_runs, run_queue
 from shared import store as store_mod
+from shared.reconcile import planner
 from tests.e2e.test_http import deliver_next, function, get_run, request, sync_over_http
 from tests.e2e.test_http import world_with_staff as staff_world
 from tests.support import run_queue as rq
@@ -61,8 +63,8 @@ async def test_post_answers_202_and_the_worker_runs_it(make_world: Any) -> None:
     assert again == 202
 
 
-async def test_409_while_queued_and_while_running_then_free(make_world: Any) -> None:
-    world = staff_world(make_world, latency_ms=150)
+async def test_409_while_queued_then_free_once_final(make_world: Any) -> None:
+    world = staff_world(make_world, latency_ms=50)
     _, first, _ = await post({})
     status, conflict, response = await post({"dryRun": True})
     assert status == 409 and conflict["runId"] == first["runId"]
@@ -72,27 +74,50 @@ async def test_409_while_queued_and_while_running_then_free(make_world: Any) -> 
     delivery = rq.receive(world.azurite.connection_string)
     assert delivery is not None
     worker = asyncio.ensure_future(function("run_requested_sync")(delivery.message))
-    seen: list[dict[str, Any]] = []
     while True:
         # Each POST is refused, naming the run, until the run is final: the way is
         # freed only after its final record is written.
         status, during, _ = await post({"dryRun": True})
-        seen.append(await get_run(first["runId"]))
         if status == 202:
-            assert seen[-1]["status"] == "succeeded"
+            assert (await get_run(first["runId"]))["status"] == "succeeded"
             break
         assert status == 409 and during["runId"] == first["runId"]
         await asyncio.sleep(0.05)
     await worker
     rq.complete(world.azurite.connection_string, delivery)
-    running = [r for r in seen if r["status"] == "running"]
-    assert running, "the run was never seen running"
-    # Progress counts while it runs: at least the read phase's.
-    with_progress = [r["progress"] for r in running if "progress" in r]
-    assert {"phase": "read", "entraUsers": 10, "entraGroups": 2, "emplyUsers": 0,
-            "fullRead": True} in with_progress or any(
-        p["phase"] == "planned" and p["changes"] == 10 for p in with_progress)
     assert len(world.users()) == 10
+
+
+async def test_while_running_the_record_shows_progress_and_post_is_409(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looked at from inside the run, just before it plans (the planner is wrapped: the
+    one point a test can hold a run still): `running`, the read phase's counts, 409."""
+    world = staff_world(make_world)
+    _, first, _ = await post({})
+    seen: list[tuple[dict[str, Any], int, dict[str, Any]]] = []
+
+    async def look() -> None:
+        record = await get_run(first["runId"])
+        status, body, _ = await post({"dryRun": True})
+        seen.append((record, status, body))
+
+    original = planner.plan
+
+    def plan(*args: Any, **kwargs: Any) -> Any:
+        # The run's event loop is busy calling this: look from another thread and loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, look()).result()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(planner, "plan", plan)
+    report = await deliver_next(world)
+    assert report["status"] == "succeeded" and "progress" not in report
+    [(record, status, body)] = seen
+    assert record["status"] == "running"
+    assert record["progress"] == {"phase": "read", "entraUsers": 10, "entraGroups": 2,
+                                  "emplyUsers": 0, "fullRead": True}
+    assert status == 409 and body["runId"] == first["runId"]
 
 
 async def test_wait_answers_200_with_the_report_when_the_run_finishes_in_time(
