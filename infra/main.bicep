@@ -2,7 +2,7 @@
 //
 //   managed identity ──federated credential──> Entra app registration ──> Graph
 //        │
-//        └─ runs ─> Flex Consumption function app ─> storage (tables, blobs)
+//        └─ runs ─> Flex Consumption function app ─> storage (tables, blobs, queue)
 //                                                   └> App Insights (alerts)
 //
 // No secret, key or connection string is created or stored anywhere: storage
@@ -35,6 +35,15 @@ param graphUrl string = 'https://graph.microsoft.com/v1.0'
 
 @description('NCRONTAB schedule of the sync timer (app setting EMPLY_SYNC_SCHEDULE); the FAQ\'s every 30 minutes by default.')
 param syncSchedule string = '0 */30 * * * *'
+
+@description('Optional Entra ID authentication for Emply\'s calls: Emply\'s application (client) id. Empty (the default): function keys only (docs/emply-http.md).')
+param emplyClientAppId string = ''
+
+@description('With emplyClientAppId: client id of the API app registration Emply requests tokens for.')
+param authApiClientId string = ''
+
+@description('With emplyClientAppId: the app role Emply\'s token must carry.')
+param emplyAppRole string = 'EmplySync.Call'
 
 @description('Hours without a completed run before the no-successful-run alert fires; above the timer interval.')
 @minValue(1)
@@ -122,12 +131,16 @@ module functionApp 'modules/function-app.bicep' = {
     storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
     graphUrl: graphUrl
     graphClientId: graphApp.outputs.appId
     graphTenantId: tenant().tenantId
     syncSchedule: syncSchedule
+    emplyClientAppId: emplyClientAppId
+    authApiClientId: authApiClientId
+    emplyAppRole: emplyAppRole
   }
   // The host must be able to reach its storage on first start.
   dependsOn: [

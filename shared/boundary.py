@@ -29,11 +29,13 @@ async def sync(
     *,
     trigger: str,
     dry_run: bool = False,
-    approve_deactivations: int | None = None,
+    approve_deactivations: service.Approval | int | None = None,
     approve_deletions: service.Approval | None = None,
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    queued_at: str | None = None,
 ) -> dict[str, Any]:
     """The entry points' one call for a run: open storage and Graph as the app settings
     say, run, close. Returns the report; a failure before the run could start (storage
@@ -51,7 +53,8 @@ async def sync(
         entered = True
         graph = _open_graph(graph_url, env)
     except Exception as exc:
-        report = service.new_report(trigger, dry_run, service.utcnow())
+        report = service.new_report(trigger, dry_run, service.utcnow(), run_id=run_id,
+                                    queued_at=queued_at)
         try:
             await service.record_unstarted(report, exc, clock0, service.utcnow,
                                            store if entered else None)
@@ -63,7 +66,8 @@ async def sync(
         return await service.run_sync(service.Deps(store=store, graph=graph),
                                       trigger=trigger, dry_run=dry_run,
                                       approve_deactivations=approve_deactivations,
-                                      approve_deletions=approve_deletions)
+                                      approve_deletions=approve_deletions,
+                                      run_id=run_id, queued_at=queued_at)
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())

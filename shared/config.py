@@ -33,6 +33,19 @@ SYNC_SCHEDULE = "EMPLY_SYNC_SCHEDULE"
 DEFAULT_SYNC_SCHEDULE = "0 */30 * * * *"
 """The FAQ's "every 30 minutes" (R1): the default infra/ and the local example set."""
 
+# The queue of manual run requests (POST /api/sync → the queue-triggered worker).
+# RUN_QUEUE_CONNECTION is the binding's connection name: locally a connection string;
+# in Azure its `__queueServiceUri`, `__credential` and `__clientId` (identity-based).
+RUN_QUEUE_NAME = "emply-sync-runs"
+RUN_QUEUE_CONNECTION = "EMPLY_SYNC_QUEUE"
+RUN_QUEUE_SERVICE_URI = f"{RUN_QUEUE_CONNECTION}__queueServiceUri"
+RUN_QUEUE_CREDENTIAL = f"{RUN_QUEUE_CONNECTION}__credential"
+RUN_QUEUE_CLIENT_ID = f"{RUN_QUEUE_CONNECTION}__clientId"
+
+# With Entra ID authentication on (App Service authentication, infra's emplyClientAppId):
+# the app role a caller's token must carry; empty or unset, function keys only.
+REQUIRED_ROLE = "EMPLY_SYNC_REQUIRED_ROLE"
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -46,6 +59,10 @@ APP_SETTINGS: tuple[str, ...] = (
     MANAGED_IDENTITY_CLIENT_ID,
     APPINSIGHTS_CONNECTION_STRING,
     SYNC_SCHEDULE,
+    RUN_QUEUE_SERVICE_URI,
+    RUN_QUEUE_CREDENTIAL,
+    RUN_QUEUE_CLIENT_ID,
+    REQUIRED_ROLE,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

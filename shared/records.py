@@ -415,6 +415,10 @@ class RunReport:
     reused_plan_of: str | None = None
     planned: Sequence[Json] | None = None
     held_digest: str | None = None
+    queued_at: str | None = None
+    """When the run was requested, for a run that waited in the queue (POST /api/sync)."""
+    progress: Mapping[str, Any] | None = None
+    """While it runs: the phase reached and its counts (GET /api/sync/runs/{runId})."""
 
     def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
                      counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
@@ -458,6 +462,10 @@ class RunReport:
             out["heldDigest"] = self.held_digest
         if self.reused_plan_of is not None:
             out["reusedPlanOf"] = self.reused_plan_of
+        if self.queued_at is not None:
+            out["queuedAt"] = self.queued_at
+        if self.progress is not None:
+            out["progress"] = dict(self.progress)
         if self.planned is not None:
             out["planned"] = self.planned if isinstance(self.planned, list) else list(
                 self.planned)

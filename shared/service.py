@@ -175,15 +175,19 @@ async def run_sync(
     dry_run: bool = False,
     approve_deactivations: model.Approval | int | None = None,
     approve_deletions: model.Approval | None = None,
+    run_id: str | None = None,
+    queued_at: str | None = None,
 ) -> dict[str, Any]:
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease.
     `approve_deactivations`: R7's approval (a bare number is its count);
-    `approve_deletions`: of the Entra deletions the guard held (R9 delete)."""
+    `approve_deletions`: of the Entra deletions the guard held (R9 delete). `run_id` and
+    `queued_at`: those of a run requested earlier and queued (`shared.manual_runs`)."""
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
-    run = _Run(records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
-                                 started_at=iso(started)), time.monotonic())
+    run = _Run(records.RunReport(run_id=run_id or new_run_id(started), trigger=trigger,
+                                 dry_run=dry_run, started_at=iso(started),
+                                 queued_at=queued_at), time.monotonic())
     run_id = run.report.run_id
     heartbeat: asyncio.Task[None] | None = None
     taken: dict[str, Any] | None = None
@@ -270,8 +274,10 @@ async def _run(
                   emplyUsers=len(prepared.doc.get("users", ())),
                   calendarUsers=len(prepared.calendars.mailboxes) if prepared.calendars else 0,
                   fullRead=prepared.read.full_read)
+        await _save_progress(deps.store, run)
         plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
+        await _save_progress(deps.store, run)
         run.report = run.report.with_outcome(
             records.Outcome.of(plan), entra_read_summary(prepared.read, prepared.calendars),
             plan.counts(),
@@ -316,7 +322,7 @@ async def _run(
             raise
     finally:
         run.report = dataclasses.replace(
-            run.report, finished_at=iso(deps.clock()),
+            run.report, finished_at=iso(deps.clock()), progress=None,
             duration_ms=int((time.monotonic() - run.clock0) * 1000))
         await _save_report(deps.store, run.report.to_json())
 
@@ -373,7 +379,9 @@ _YOUNG_GC_EVERY = 20_000
 
 
 def _progress(run: _Run, phase: str, **counts: Any) -> None:
-    """One log record per phase, so a long run shows where it is (ids and counts only)."""
+    """One log record per phase, so a long run shows where it is (ids and counts only);
+    the counts also go in the report, which `_save_progress` shows while it runs."""
+    run.report = dataclasses.replace(run.report, progress={"phase": phase, **counts})
     telemetry.log.info(
         "emply_sync.phase",
         extra={"runId": run.report.run_id, "trigger": run.report.trigger, "phase": phase,
@@ -392,6 +400,16 @@ async def _refuse_if_running(deps: Deps) -> None:
         raise store_mod.RunInProgress(
             str(lease.get("runId")), str(lease.get("trigger")), str(lease.get("startedAt"))
         )
+
+
+async def _save_progress(store: store_mod.EmplyStore, run: _Run) -> None:
+    """The running record with its progress, for GET /api/sync/runs/{runId}. Only
+    informative: a failed write is logged and the run goes on."""
+    try:
+        await store.save_run(run.report.to_json())
+    except Exception:
+        telemetry.log.warning("emply_sync.progress_not_saved",
+                              extra={"runId": run.report.run_id}, exc_info=True)
 
 
 async def _save_report(store: store_mod.EmplyStore, report: dict[str, Any]) -> None:
@@ -577,10 +595,12 @@ async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: f
         raise exc
 
 
-def new_report(trigger: str, dry_run: bool, started: dt.datetime) -> dict[str, Any]:
+def new_report(trigger: str, dry_run: bool, started: dt.datetime, *,
+               run_id: str | None = None, queued_at: str | None = None) -> dict[str, Any]:
     """A run's report before it starts (for a run that may fail before `run_sync`)."""
-    return records.RunReport(run_id=new_run_id(started), trigger=trigger, dry_run=dry_run,
-                             started_at=iso(started)).to_json()
+    return records.RunReport(run_id=run_id or new_run_id(started), trigger=trigger,
+                             dry_run=dry_run, started_at=iso(started),
+                             queued_at=queued_at).to_json()
 
 
 async def explain_user(deps: Deps, key: str) -> dict[str, Any]:

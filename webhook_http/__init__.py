@@ -1,4 +1,10 @@
-"""HTTP trigger: the manual sync Emply calls, run history, explain, health (function key).
+"""HTTP trigger: the manual sync Emply calls, run history, explain (function key), health.
+
+`POST /api/sync` only queues the run (`shared.manual_runs`; the queue trigger in
+`sync_queue` runs it) and answers 202 with where to poll: Azure's front end cuts a
+request at 230 s, which a large run outlasts. `GET /api/health` is anonymous for
+probes and says up or down, nothing more; `GET /api/health/details` (function key)
+names what is down.
 
 Handlers are thin: they parse and answer; `shared.service` does the work and
 `shared.errors` names what failed. A dependency that is down is a 503 problem body
@@ -11,14 +17,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import azure.functions as func
 
-from shared import boundary, errors, service, telemetry
+from shared import boundary, errors, manual_runs, service, telemetry
+from webhook_http import caller
 
 MAX_BODY_BYTES = 4096
+POLL_AFTER_SECONDS = 5
+"""Retry-After on a 202: how soon polling the run is worth it."""
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}", re.ASCII)
+"""`service.new_run_id`'s form."""
 SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
                                                "approveDeactivations": (int, str),
                                                "approveDeletions": (str,)}
@@ -145,37 +157,65 @@ def failures_as_problems(handler: Handler) -> Handler:
     return wrapper
 
 
+def parse_wait(params: Mapping[str, str]) -> int:
+    """`?wait=N`: whole seconds from 0 to `manual_runs.MAX_WAIT_SECONDS`."""
+    raw = params.get("wait", "0")
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > manual_runs.MAX_WAIT_SECONDS:
+        raise BadRequest("wait", "wait must be a whole number of seconds from 0 to "
+                         f"{manual_runs.MAX_WAIT_SECONDS}")
+    return int(raw)
+
+
+def role_required(handler: Handler) -> Handler:
+    """With Entra ID authentication on, the caller's token must carry the app role
+    (`webhook_http.caller`); every route but the anonymous health probe has this."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        refused = caller.refusal(req.headers)
+        if refused is not None:
+            log.warning("emply_sync.http_caller_refused", extra={"method": req.method})
+            return problem(403, "Forbidden", refused)
+        return await handler(req)
+
+    return wrapper
+
+
 @bp.route(route="sync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
     try:
+        wait = parse_wait(req.params)
         body = parse_sync_body(req.get_body() or b"")
     except BadRequest as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     try:
-        report = await boundary.sync(
-            trigger="http",
+        queued = await manual_runs.request_run(
             dry_run=bool(body.get("dryRun", False)),
-            approve_deactivations=body.get("approveDeactivations"),
+            approve=body.get("approveDeactivations"),
             approve_deletions=body.get("approveDeletions"),
         )
     except service.RunInProgress as exc:
-        return problem(409, "A sync is already running", str(exc),
+        return problem(409, "A sync is already queued or running", str(exc),
                        runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
-    if report.get("failedBeforeStart"):
-        # It never started (storage down or refusing, a bad app setting): the 503 it
-        # is, with the run id of its failed record.
-        error = report["errors"][-1]
-        return problem(503, "A dependency is unavailable", error["message"],
-                       reason=error["reason"], temporary=error.get("temporary", False),
-                       runId=report["runId"])
-    # 200 whatever the outcome of a run that started: the report says succeeded,
-    # needs_approval or failed (as the HTTP contract in the README says).
-    return respond(200, report)
+    run_id = queued["runId"]
+    if wait:
+        report = await manual_runs.wait_for(run_id, wait)
+        if report is not None:
+            # 200 whatever the outcome: the report says succeeded, needs_approval or failed.
+            return respond(200, report)
+    location = f"/api/sync/runs/{run_id}"
+    response = respond(202, {"runId": run_id, "status": queued["status"],
+                             "queuedAt": queued["queuedAt"], "location": location})
+    response.headers["Location"] = location
+    response.headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+    return response
 
 
 @bp.route(route="sync/runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("limit", "20")
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 200:
@@ -187,17 +227,24 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="sync/runs/{runId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run_id = req.route_params.get("runId", "")
+    if not RUN_ID.fullmatch(run_id):
+        # Not a run id this service makes: no such run, and the input is not echoed
+        # (it may carry quotes, OData or path characters meant for something else).
+        return problem(404, "Not found", "no such run; a run id looks like "
+                       "20261202T013000Z-1a2b3c4d", field="runId")
     async with boundary.open_deps() as deps:
         report = await deps.store.get_run(run_id)
     if report is None:
-        return problem(404, "Not found", f"no run {run_id!r}", field="runId")
+        return problem(404, "Not found", f"no run {run_id}", field="runId")
     return respond(200, report)
 
 
 @bp.route(route="users/{user}/explain", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @failures_as_problems
+@role_required
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
@@ -209,8 +256,20 @@ async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
         return problem(400, "Bad request", str(exc), field="user")
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @failures_as_problems
 async def health(req: func.HttpRequest) -> func.HttpResponse:
+    # Anonymous, for probes (App Service health check, a load balancer): up or down and
+    # nothing else, no reason, no last run. Operators read /api/health/details.
+    status = await boundary.health()
+    up = status["status"] == "healthy"
+    return func.HttpResponse(json.dumps({"status": "up" if up else "down"}),
+                             status_code=200 if up else 503, mimetype="application/json")
+
+
+@bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def health_details(req: func.HttpRequest) -> func.HttpResponse:
     status = await boundary.health()
     return respond(200 if status["status"] == "healthy" else 503, status)

@@ -18,6 +18,7 @@ param identityClientId string
 param storageAccountName string
 param storageBlobEndpoint string
 param storageTableEndpoint string
+param storageQueueEndpoint string
 param deploymentContainerUrl string
 
 param appInsightsConnectionString string
@@ -33,6 +34,17 @@ param graphTenantId string
 
 @description('NCRONTAB schedule of the sync timer; the timer binding reads it as %EMPLY_SYNC_SCHEDULE%.')
 param syncSchedule string = '0 */30 * * * *'
+
+@description('Optional Entra ID authentication for Emply (App Service authentication). Empty: off, function keys only. Set to Emply\'s application (client) id: every route but /api/health requires an Entra token issued to that app, for the API registration below.')
+param emplyClientAppId string = ''
+
+@description('With emplyClientAppId: the client id of the API app registration Emply requests tokens for (the token audience).')
+param authApiClientId string = ''
+
+@description('With emplyClientAppId: the app role Emply\'s token must carry (its roles claim); the app refuses a token without it (403).')
+param emplyAppRole string = 'EmplySync.Call'
+
+var entraAuth = !empty(emplyClientAppId)
 
 @description('Upper bound of Flex Consumption instances (the sync itself holds a single-run lease).')
 @minValue(40)
@@ -142,6 +154,25 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'EMPLY_SYNC_SCHEDULE'
           value: syncSchedule
         }
+        {
+          // The run-request queue's identity-based connection (the queue trigger's
+          // connection EMPLY_SYNC_QUEUE; the app sends with the same settings).
+          name: 'EMPLY_SYNC_QUEUE__queueServiceUri'
+          value: storageQueueEndpoint
+        }
+        {
+          name: 'EMPLY_SYNC_QUEUE__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'EMPLY_SYNC_QUEUE__clientId'
+          value: identityClientId
+        }
+        {
+          // Empty when Entra authentication is off; the app checks the role when set.
+          name: 'EMPLY_SYNC_REQUIRED_ROLE'
+          value: entraAuth ? emplyAppRole : ''
+        }
       ]
     }
     functionAppConfig: {
@@ -162,6 +193,55 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'python'
         version: '3.11'
+      }
+    }
+  }
+}
+
+// Optional Entra ID authentication (App Service authentication, "Easy Auth"):
+// only tokens for the API registration, issued to Emply's app, get through;
+// /api/health stays open for probes (it says up or down, nothing more). The
+// app role is checked by the app (EMPLY_SYNC_REQUIRED_ROLE): Easy Auth has no
+// role rule of its own.
+resource entraAuthSettings 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
+  // checkov:skip=CKV_AZURE_66:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_63:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_222:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_80:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_13:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_88:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  // checkov:skip=CKV_AZURE_65:checkov reads this authsettingsV2 child as a whole web app; the site settings are checked on functionApp above
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authApiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            authApiClientId
+            'api://${authApiClientId}'
+          ]
+          defaultAuthorizationPolicy: {
+            allowedApplications: [
+              emplyClientAppId
+            ]
+          }
+        }
       }
     }
   }

@@ -17,9 +17,10 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   // Entra-authenticated ingestion into App Insights (local auth is off).
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // The run-request queue: POST /api/sync sends, the queue trigger reads and
+  // deletes, and the host moves a failing request to the poison queue.
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 }
-// No queue role: timer and HTTP triggers do not use queues (blob triggers or
-// Durable Functions would need Storage Queue Data Contributor).
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -46,6 +47,16 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+  }
+}
+
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
   }
 }
 

@@ -35,6 +35,12 @@ param containerNames array = [
   'photos'
 ]
 
+@description('Queues the app uses: manual run requests (POST /api/sync) and the requests the Functions host gave up on.')
+param queueNames array = [
+  'emply-sync-runs'
+  'emply-sync-runs-poison'
+]
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -120,8 +126,21 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   }
 ]
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
+  }
+]
+
 output id string = storage.id
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'

@@ -1020,7 +1020,9 @@ class EmplyStore:
         run_id = report.get("runId")
         if not isinstance(run_id, str) or not run_id:
             raise ValueError("run report needs a runId")
-        started = _parse_time(report.get("startedAt")) or self._clock()
+        # A queued run keeps the row of its request (queuedAt), so it is listed once.
+        started = (_parse_time(report.get("queuedAt")) or _parse_time(report.get("startedAt"))
+                   or self._clock())
         millis = int(started.timestamp() * 1000)
         summary = _summary(report)
         row = {"PartitionKey": "run", "RowKey": f"{9_999_999_999_999 - millis:013d}_"

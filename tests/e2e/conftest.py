@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from shared import cli, config
 from tests.support.azurite import AzuriteProcess, start_azurite
@@ -38,6 +39,9 @@ def wipe(connection_string: str) -> None:
     blobs = BlobServiceClient.from_connection_string(connection_string)
     for container in list(blobs.list_containers()):
         blobs.delete_container(container.name)
+    queues = QueueServiceClient.from_connection_string(connection_string)
+    for queue in list(queues.list_queues()):
+        queues.delete_queue(queue.name)
 
 
 @dataclasses.dataclass

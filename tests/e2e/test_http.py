@@ -13,6 +13,7 @@ import pytest
 from function_app import app
 from sync_timer import SCHEDULE
 from tests.e2e import tenants as t
+from tests.support import run_queue as rq
 
 # get_functions() indexes the app and refuses to run twice in one process: read it once.
 FUNCTIONS = {fn.get_function_name(): fn for fn in app.get_functions()}
@@ -30,7 +31,7 @@ def request(method: str, url: str, body: Any = None, *, route_params: dict[str, 
                             params=params or {})
 
 
-def test_bindings_show_the_timer_schedule_and_http_routes() -> None:
+def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
     bindings = {name: json.loads(fn.get_function_json())["bindings"][0]
                 for name, fn in FUNCTIONS.items()}
     # The schedule is the app setting's (infra/ and local.settings.example.json set it).
@@ -42,8 +43,41 @@ def test_bindings_show_the_timer_schedule_and_http_routes() -> None:
         ("sync/runs", ("GET",), "FUNCTION"),
         ("sync/runs/{runId}", ("GET",), "FUNCTION"),
         ("users/{user}/explain", ("GET",), "FUNCTION"),
-        ("health", ("GET",), "FUNCTION"),
+        # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
+        ("health", ("GET",), "ANONYMOUS"),
+        ("health/details", ("GET",), "FUNCTION"),
     }
+    queues = {(b["queueName"], b["connection"])
+              for b in bindings.values() if b["type"] == "queueTrigger"}
+    assert queues == {("emply-sync-runs", "EMPLY_SYNC_QUEUE"),
+                      ("emply-sync-runs-poison", "EMPLY_SYNC_QUEUE")}
+
+
+async def deliver_next(world: Any) -> dict[str, Any]:
+    """What the host does with the next run request: the worker function runs it; the
+    run's record as GET /api/sync/runs/{runId} then shows it."""
+    delivery = rq.receive(world.azurite.connection_string)
+    assert delivery is not None, "no run request was queued"
+    await function("run_requested_sync")(delivery.message)
+    rq.complete(world.azurite.connection_string, delivery)
+    run_id = json.loads(delivery.message.get_body())["runId"]
+    return await get_run(run_id)
+
+
+async def get_run(run_id: str) -> dict[str, Any]:
+    response = await function("get_run")(request("GET", "/x", route_params={"runId": run_id}))
+    assert response.status_code == 200
+    report: dict[str, Any] = json.loads(response.get_body())
+    return report
+
+
+async def sync_over_http(world: Any, body: Any = None) -> dict[str, Any]:
+    """POST /api/sync (202), the queue worker runs it, GET the run: its final report."""
+    response = await function("manual_sync")(request("POST", "/api/sync", body))
+    assert response.status_code == 202, response.get_body()
+    report = await deliver_next(world)
+    assert report["runId"] == json.loads(response.get_body())["runId"]
+    return report
 
 
 def world_with_staff(make_world: Any, latency_ms: float = 0) -> Any:
@@ -54,17 +88,20 @@ def world_with_staff(make_world: Any, latency_ms: float = 0) -> Any:
     return world
 
 
-async def test_two_concurrent_manual_syncs_give_one_200_and_one_409(make_world: Any) -> None:
-    world_with_staff(make_world, latency_ms=150)
+async def test_two_concurrent_manual_syncs_give_one_202_and_one_409(make_world: Any) -> None:
+    world = world_with_staff(make_world)
     sync = function("manual_sync")
     first, second = await asyncio.gather(
         sync(request("POST", "/api/sync", {})), sync(request("POST", "/api/sync", None))
     )
     statuses = sorted([first.status_code, second.status_code])
-    assert statuses == [200, 409]
-    ok, busy = (first, second) if first.status_code == 200 else (second, first)
-    report, conflict = json.loads(ok.get_body()), json.loads(busy.get_body())
-    assert conflict["runId"] == report["runId"]
+    assert statuses == [202, 409]
+    ok, busy = (first, second) if first.status_code == 202 else (second, first)
+    queued, conflict = json.loads(ok.get_body()), json.loads(busy.get_body())
+    assert conflict["runId"] == queued["runId"]
+    assert rq.count(world.azurite.connection_string) == 1
+    report = await deliver_next(world)
+    assert report["runId"] == queued["runId"]
     assert report["counts"] == {"create_user": 10}
 
 
@@ -99,13 +136,13 @@ async def test_bad_sync_bodies_get_400_naming_the_field_and_change_nothing(
     assert world.export() == before
     runs = await function("list_runs")(request("GET", "/api/sync/runs"))
     assert json.loads(runs.get_body())["runs"] == []
+    assert rq.count(world.azurite.connection_string) == 0
 
 
 async def test_runs_run_report_explain_and_health(make_world: Any) -> None:
-    world_with_staff(make_world)
-    response = await function("manual_sync")(request("POST", "/api/sync", {"dryRun": False}))
-    report = json.loads(response.get_body())
-    assert response.status_code == 200 and report["trigger"] == "http"
+    world = world_with_staff(make_world)
+    report = await sync_over_http(world, {"dryRun": False})
+    assert report["trigger"] == "http" and report["status"] == "succeeded"
 
     runs = json.loads((await function("list_runs")(
         request("GET", "/api/sync/runs", params={"limit": "5"}))).get_body())["runs"]
@@ -130,19 +167,25 @@ async def test_runs_run_report_explain_and_health(make_world: Any) -> None:
                                                      route_params={"user": "nobody"}))
     assert unknown.status_code == 404
 
-    health = await function("health")(request("GET", "/api/health"))
+    health = await function("health_details")(request("GET", "/api/health/details"))
     status = json.loads(health.get_body())
     assert health.status_code == 200
     assert status["checks"] == {"storage": {"ok": True}, "graph": {"ok": True}}
     assert status["lastRun"]["runId"] == report["runId"]
 
 
-async def test_health_reports_unreachable_graph(make_world: Any) -> None:
+async def test_health_says_up_or_down_only(make_world: Any) -> None:
+    """The anonymous probe reveals nothing beyond up/down: no reason, no last run."""
     world = world_with_staff(make_world)
+    await sync_over_http(world)
+    up = await function("health")(request("GET", "/api/health"))
+    assert (up.status_code, json.loads(up.get_body())) == (200, {"status": "up"})
     world.sim.set_faults("/organization", 503, times=-1)
-    health = await function("health")(request("GET", "/api/health"))
-    assert health.status_code == 503
-    assert json.loads(health.get_body())["checks"]["graph"]["ok"] is False
+    down = await function("health")(request("GET", "/api/health"))
+    assert (down.status_code, json.loads(down.get_body())) == (503, {"status": "down"})
+    details = await function("health_details")(request("GET", "/api/health/details"))
+    assert details.status_code == 503
+    assert json.loads(details.get_body())["checks"]["graph"]["ok"] is False
 
 
 async def test_timer_runs_a_sync_and_logs_past_due(
@@ -161,12 +204,10 @@ async def test_timer_runs_a_sync_and_logs_past_due(
     assert len(world.users()) == 10
 
 
-async def test_a_failed_run_is_a_200_with_the_failed_report(make_world: Any) -> None:
+async def test_a_failed_run_ends_as_a_failed_report(make_world: Any) -> None:
     world = world_with_staff(make_world)
     world.sim.set_faults("/groups/delta", 503, times=-1)
-    response = await function("manual_sync")(request("POST", "/api/sync", {}))
-    report = json.loads(response.get_body())
-    assert response.status_code == 200
+    report = await sync_over_http(world, {})
     assert report["status"] == "failed" and report["errors"][0]["reason"] == "graph_unavailable"
     assert report["errors"][0]["temporary"] is True
     assert world.users() == {}
@@ -175,9 +216,7 @@ async def test_a_failed_run_is_a_200_with_the_failed_report(make_world: Any) -> 
 async def test_http_dry_run_reports_and_changes_nothing(make_world: Any) -> None:
     world = world_with_staff(make_world)
     before = world.export()
-    response = await function("manual_sync")(request("POST", "/api/sync", {"dryRun": True}))
-    report = json.loads(response.get_body())
-    assert response.status_code == 200
+    report = await sync_over_http(world, {"dryRun": True})
     assert report["dryRun"] is True and report["counts"] == {"create_user": 10}
     assert world.export() == before
 
@@ -191,9 +230,8 @@ async def test_an_approval_by_count_and_digest_over_http(make_world: Any) -> Non
     world.sync()
     tenant["groups"][0]["members"] = tenant["groups"][0]["members"][12:]
     world.sim.put_tenant(tenant)
-    held = json.loads((await function("manual_sync")(request("POST", "/api/sync", {}))).get_body())
+    held = await sync_over_http(world, {})
     assert held["status"] == "needs_approval" and len(held["held"]) == 12
     approval = {"approveDeactivations": f"12:{held['heldDigest']}"}
-    done = await function("manual_sync")(request("POST", "/api/sync", approval))
-    report = json.loads(done.get_body())
+    report = await sync_over_http(world, approval)
     assert report["status"] == "succeeded" and report["counts"] == {"deactivate_user": 12}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shared import run_queue
 from tests.infra import bicep
 
 BICEP_FILES = bicep.bicep_files()
@@ -104,6 +105,7 @@ def test_storage_has_every_table_and_container_the_app_uses() -> None:
     doc = _storage()["doc"]
     assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease"}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
+    assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME}
 
 
 def test_app_insights_and_workspace_have_local_auth_off() -> None:
@@ -134,6 +136,7 @@ def test_identity_gets_data_roles_only() -> None:
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
         "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",  # Storage Table Data Contributor
         "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
     }
     assignments = bicep.resources(doc, "Microsoft.Authorization/roleAssignments")
     assert len(assignments) == len(roles)

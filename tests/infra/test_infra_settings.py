@@ -31,12 +31,14 @@ HOST_SETTINGS = {
     # Entra-authenticated telemetry from the host (App Insights local auth off).
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
-LOCAL_ONLY = {config.STORAGE_CONNECTION_STRING}
+# Connection strings: Azurite locally; in Azure storage and the queue use the identity.
+LOCAL_ONLY = {config.STORAGE_CONNECTION_STRING, config.RUN_QUEUE_CONNECTION}
 
-CODE_ROOTS = ("shared", "sync_timer", "webhook_http", "function_app.py")
+CODE_ROOTS = ("shared", "sync_timer", "sync_queue", "webhook_http", "function_app.py")
 CONFIG_FILE = bicep.REPO / "shared" / "config.py"
 
-SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# An identity-based connection's parts are NAME__camelCase (as the Functions host names them).
+SETTING_NAME = re.compile(r"[A-Z][A-Z0-9_]*(__[a-z][A-Za-z]*)?")
 SETTING_LITERAL = re.compile(
     r"(EMPLY_SYNC_\w+|AZURE_[A-Z0-9_]+|APPLICATIONINSIGHTS_\w+|AzureWebJobs\w*|FUNCTIONS_\w+|WEBSITE_\w+)"
 )
@@ -221,6 +223,9 @@ AZURE_ONLY = {
     config.GRAPH_TENANT_ID,
     config.MANAGED_IDENTITY_CLIENT_ID,
     config.APPINSIGHTS_CONNECTION_STRING,
+    config.RUN_QUEUE_SERVICE_URI,
+    config.RUN_QUEUE_CREDENTIAL,
+    config.RUN_QUEUE_CLIENT_ID,
 }
 
 

@@ -62,7 +62,7 @@ def test_the_app_itself_is_deployed() -> None:
     deployed = set(_deployed())
     for needed in ("function_app.py", "host.json", "requirements.txt",
                    "shared/service.py", "shared/cli.py", "sync_timer/__init__.py",
-                   "webhook_http/__init__.py"):
+                   "sync_queue/__init__.py", "webhook_http/__init__.py"):
         assert needed in deployed, needed
 
 
@@ -87,4 +87,4 @@ def test_function_app_only_registers_the_blueprints() -> None:
     imported = {alias.name if isinstance(node, ast.Import) else node.module
                 for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
                 for alias in node.names}
-    assert imported == {"azure.functions", "sync_timer", "webhook_http"}
+    assert imported == {"azure.functions", "sync_timer", "sync_queue", "webhook_http"}

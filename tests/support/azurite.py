@@ -1,4 +1,4 @@
-"""Azurite (Table + Blob Storage emulator) as a test subprocess.
+"""Azurite (Table, Blob and Queue Storage emulator) as a test subprocess.
 
     with start_azurite() as azurite:
         store = open_store(connection_string=azurite.connection_string,
@@ -78,7 +78,7 @@ class AzuriteProcess:
         self.connection_string = azurite_connection_string(
             blob_port=self.blob_port, queue_port=self.queue_port, table_port=self.table_port)
         deadline = time.monotonic() + timeout
-        while not (_answers(self.blob_port) and _answers(self.table_port)):
+        while not all(_answers(p) for p in (self.blob_port, self.queue_port, self.table_port)):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self._log.seek(0)
                 output = self._log.read().decode(errors="replace")

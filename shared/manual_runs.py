@@ -1,0 +1,378 @@
+"""Manual runs through the queue: request (POST /api/sync), work (the queue trigger),
+give up (poison), wait (`?wait=N`).
+
+Azure's front end cuts an HTTP request at 230 seconds, so the request only records a
+`queued` run and puts a run request on the queue (`shared.run_queue`); the worker runs
+it with the same service code as the timer, under the same run id. One manual run at
+a time: a marker entity (created only if absent, so two requests cannot both win)
+names the queued or running request until its run is final; another request meanwhile
+gets `RunInProgress` with that run's id, as it does while any run holds the lease (R1).
+
+A request that keeps failing is never lost silently: on its last delivery
+(`MAX_DEQUEUE_COUNT`, host.json's `maxDequeueCount`) the worker records the run
+`failed` with the reason; should the host move it to the poison queue all the same
+(the worker killed on that delivery), the poison trigger does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+
+from shared import boundary, errors, run_queue, service, telemetry
+from shared import store as store_mod
+
+TRIGGER = "http"
+MAX_WAIT_SECONDS = 20
+"""`?wait=N`'s bound: well inside the front end's 230 s and a client's patience."""
+MAX_DEQUEUE_COUNT = 5
+"""host.json's extensions.queues.maxDequeueCount (a test holds the two equal)."""
+BUSY_RETRY_SECONDS = 60
+"""When another run (the timer's, the CLI's) holds the lease, look again this much later."""
+MAX_BUSY_WAITS = 60
+"""…at most this many times (an hour, twice the timer's period) before giving up."""
+STALE_MARKER_SECONDS = 300
+"""A marker without a run record this long is left over from a request that failed."""
+LOST_SECONDS = (MAX_BUSY_WAITS + 10) * BUSY_RETRY_SECONDS
+"""A run still `queued` after this was lost: nothing will run it any more."""
+QUEUED, RUNNING = "queued", "running"
+_MARKER_PK, _MARKER_RK = "manualrun", "current"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """A queue message: which run, with what options."""
+
+    run_id: str
+    queued_at: str
+    dry_run: bool = False
+    approve: str | None = None
+    """`Approval`'s text form ("N", "N:DIGEST" or "DIGEST"), or None."""
+    busy_waits: int = 0
+    approve_deletions: str | None = None
+    """The same for held Entra deletions (R9 delete)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "queuedAt": self.queued_at, "dryRun": self.dry_run,
+                "approveDeactivations": self.approve, "busyWaits": self.busy_waits,
+                "approveDeletions": self.approve_deletions}
+
+    @classmethod
+    def parse(cls, raw: str | bytes) -> RunRequest:
+        """A message as `to_json` wrote it; ValueError naming what is wrong otherwise."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError("the run request is not JSON") from exc
+        if not isinstance(data, dict):
+            raise ValueError("the run request is not a JSON object")
+        run_id, queued_at = data.get("runId"), data.get("queuedAt")
+        approve, waits = data.get("approveDeactivations"), data.get("busyWaits", 0)
+        deletions = data.get("approveDeletions")
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 64:
+            raise ValueError("the run request has no valid runId")
+        if not isinstance(queued_at, str):
+            raise ValueError("the run request has no queuedAt")
+        if approve is not None:
+            if not isinstance(approve, str):
+                raise ValueError("the run request's approveDeactivations is not a string")
+            service.Approval.parse(approve)  # raises ValueError when malformed
+        if deletions is not None:
+            if not isinstance(deletions, str):
+                raise ValueError("the run request's approveDeletions is not a string")
+            service.Approval.parse(deletions)
+        if type(waits) is not int or waits < 0:
+            raise ValueError("the run request's busyWaits is not a count")
+        return cls(run_id=run_id, queued_at=queued_at, dry_run=data.get("dryRun") is True,
+                   approve=approve, busy_waits=waits, approve_deletions=deletions)
+
+
+def is_final(report: Mapping[str, Any] | None) -> bool:
+    return report is not None and report.get("status") not in (QUEUED, RUNNING)
+
+
+async def request_run(*, dry_run: bool = False, approve: service.Approval | None = None,
+                      approve_deletions: service.Approval | None = None,
+                      environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Record a queued run and queue its request; returns the queued record. Raises
+    `service.RunInProgress` while another run is queued or running (nothing changed),
+    and a `shared.errors.SyncFailure` when storage or the queue is unavailable (then
+    the record, if it was written, says `failed` and no run will follow)."""
+    async with boundary.open_deps(environ=environ) as deps:
+        store = deps.store
+        now = deps.clock()
+        await _refuse_if_leased(store, now)
+        request = RunRequest(run_id=service.new_run_id(now), queued_at=service.iso(now),
+                             dry_run=dry_run, approve=None if approve is None else str(approve),
+                             approve_deletions=(None if approve_deletions is None
+                                                else str(approve_deletions)))
+        await _take_marker(store, request, now)
+        report = service.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
+                                    queued_at=request.queued_at)
+        report["status"] = QUEUED
+        try:
+            await store.save_run(report)
+            async with run_queue.open_run_queue(environ) as queue:
+                await queue.send(request.to_json())
+        except Exception as exc:
+            failure = errors.classify(exc) or errors.TemporaryFailure(
+                "queue_unavailable", f"the run request could not be queued "
+                f"({type(exc).__name__}); nothing will run")
+            with contextlib.suppress(Exception):  # storage itself may be what failed
+                await _finish(store, report, failure.to_json())
+            raise failure from exc
+        telemetry.log.info("emply_sync.run_queued", extra={
+            "runId": request.run_id, "trigger": TRIGGER, "dryRun": dry_run})
+        return report
+
+
+async def wait_for(run_id: str, seconds: float,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The run's final report if it is final within `seconds`, else None."""
+    deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
+    pause = 0.2
+    async with boundary.open_deps(environ=environ) as deps:
+        while True:
+            report = await deps.store.get_run(run_id)
+            if is_final(report):
+                return report
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
+
+
+async def work(raw: str | bytes, dequeue_count: int,
+               environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """Run one queued request (the queue trigger's body). Returns the run's report, or
+    None when there was nothing to run (a repeated delivery, a run still waiting for the
+    lease). Raises to have the host deliver it again, except on the last delivery, when
+    the run is recorded failed instead."""
+    try:
+        request = RunRequest.parse(raw)
+    except ValueError as exc:
+        # Nothing to run and no run to record it on: say so, and let it go.
+        telemetry.log.error("emply_sync.run_request_invalid", extra={
+            "trigger": TRIGGER, "reason": str(exc), "dequeueCount": dequeue_count})
+        return None
+    async with boundary.open_deps(environ=environ) as deps:
+        record = await deps.store.get_run(request.run_id)
+    if not _runnable(record):
+        telemetry.log.info("emply_sync.run_request_done_already", extra={
+            "runId": request.run_id, "trigger": TRIGGER, "dequeueCount": dequeue_count})
+        return None
+    try:
+        report = await boundary.sync(
+            trigger=TRIGGER, dry_run=request.dry_run, environ=environ,
+            approve_deactivations=(service.Approval.parse(request.approve)
+                                   if request.approve else None),
+            approve_deletions=(service.Approval.parse(request.approve_deletions)
+                               if request.approve_deletions else None),
+            run_id=request.run_id, queued_at=request.queued_at)
+    except service.RunInProgress as exc:
+        return await _wait_for_lease(request, exc, environ)
+    except Exception as exc:
+        # A bug in the run: the service recorded the run failed and logged the
+        # traceback; delivering it again would only repeat that.
+        if await _recorded_final(request.run_id, environ):
+            await _release_marker_quietly(request.run_id, environ)
+            return None
+        if dequeue_count < MAX_DEQUEUE_COUNT:
+            raise
+        await give_up(request.run_id, service.failure(exc), dequeue_count, environ)
+        return None
+    if report.get("failedBeforeStart") and _temporary(report):
+        # Storage refused before the run could start: another delivery may find it
+        # working; on the last one the run is recorded as given up.
+        if dequeue_count < MAX_DEQUEUE_COUNT:
+            raise errors.TemporaryFailure(str(report["errors"][-1]["reason"]),
+                                          "the run could not start; the host delivers "
+                                          "it again")
+        await give_up(request.run_id, report["errors"][-1], dequeue_count, environ)
+        return None
+    await _release_marker_quietly(request.run_id, environ)
+    return report
+
+
+async def give_up(run_id: str, error: Mapping[str, Any], attempts: int | None,
+                  environ: Mapping[str, str] | None = None) -> None:
+    """Record a run request that will not be tried again as a failed run (if its run is
+    not final already) and free the way for the next request."""
+    tries = f" after {attempts} attempts" if attempts else ""
+    entry = {**error, "reason": "run_request_failed", "cause": error.get("reason"),
+             "temporary": False,
+             "message": f"the run request failed{tries} and is not tried again: "
+                        f"{error.get('message', 'see the logs')}"}
+    async with boundary.open_deps(environ=environ) as deps:
+        record = await deps.store.get_run(run_id)
+        if record is None or _runnable(record):
+            await _finish(deps.store, record or _placeholder(run_id, deps.clock()), entry)
+        await _release_marker(deps.store, run_id)
+    telemetry.log.error("emply_sync.run_request_failed", extra={
+        "runId": run_id, "trigger": TRIGGER, "reason": entry["cause"], "attempts": attempts})
+
+
+async def poisoned(raw: str | bytes, dequeue_count: int,
+                   environ: Mapping[str, str] | None = None) -> None:
+    """The poison queue's trigger: a request the host gave up on ends as a failed run."""
+    try:
+        request = RunRequest.parse(raw)
+    except ValueError as exc:
+        telemetry.log.error("emply_sync.run_request_invalid", extra={
+            "trigger": TRIGGER, "reason": str(exc), "poison": True})
+        return
+    await give_up(request.run_id, {
+        "reason": "poison", "message": "the Functions host moved it to the poison queue "
+        "after repeated failures (see the logs for each attempt)"}, None, environ)
+
+
+async def _recorded_final(run_id: str, environ: Mapping[str, str] | None) -> bool:
+    try:
+        async with boundary.open_deps(environ=environ) as deps:
+            record = await deps.store.get_run(run_id)
+    except Exception:  # storage is what failed: the delivery is tried again
+        return False
+    return is_final(record) and not _runnable(record)
+
+
+def _runnable(record: Mapping[str, Any] | None) -> bool:
+    if record is None:
+        return False
+    if not is_final(record):
+        return True
+    # Failed before it started because storage was briefly down: a redelivery may run it.
+    return bool(record.get("failedBeforeStart")) and _temporary(record)
+
+
+def _temporary(report: Mapping[str, Any]) -> bool:
+    errs = report.get("errors") or []
+    return bool(errs) and bool(errs[-1].get("temporary"))
+
+
+async def _wait_for_lease(request: RunRequest, exc: store_mod.RunInProgress,
+                          environ: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """Another run (the timer's, the CLI's) holds the lease: queue the request again,
+    invisible for a while, and stay queued; after MAX_BUSY_WAITS give up."""
+    if request.busy_waits >= MAX_BUSY_WAITS:
+        await give_up(request.run_id, {
+            "reason": "run_in_progress", "message": f"run {exc.running_run_id} held the "
+            f"lease through {MAX_BUSY_WAITS} waits of {BUSY_RETRY_SECONDS} s"}, None, environ)
+        return None
+    again = dataclasses.replace(request, busy_waits=request.busy_waits + 1)
+    async with run_queue.open_run_queue(environ) as queue:
+        await queue.send(again.to_json(), delay_seconds=BUSY_RETRY_SECONDS)
+    telemetry.log.info("emply_sync.run_request_waiting", extra={
+        "runId": request.run_id, "trigger": TRIGGER, "runningRunId": exc.running_run_id,
+        "busyWaits": again.busy_waits})
+    return None
+
+
+async def _refuse_if_leased(store: store_mod.EmplyStore, now: dt.datetime) -> None:
+    lease = await store.current_lease()
+    if lease is None:
+        return
+    expires = lease.get("expiresAt")
+    if isinstance(expires, str) and dt.datetime.fromisoformat(
+            expires.replace("Z", "+00:00")) > now:
+        raise store_mod.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
+                                      str(lease.get("startedAt")))
+
+
+async def _take_marker(store: store_mod.EmplyStore, request: RunRequest,
+                       now: dt.datetime) -> None:
+    entity = {"PartitionKey": _MARKER_PK, "RowKey": _MARKER_RK, "runId": request.run_id,
+              "queuedAt": request.queued_at}
+    for _attempt in range(5):
+        try:
+            await store.lease.create_entity(entity)
+            return
+        except ResourceExistsError:
+            pass
+        current = await _read_marker(store)
+        if current is None:
+            continue  # released in between: try again
+        other = str(current.get("runId"))
+        record = await store.get_run(other)
+        queued = dt.datetime.fromisoformat(str(current.get("queuedAt")).replace("Z", "+00:00"))
+        age = (now - queued).total_seconds()
+        # Still queued long after any wait for the lease would have ended: its request
+        # was lost (queued record written, message and failed record not).
+        lost = record is not None and record.get("status") == QUEUED and age > LOST_SECONDS
+        stale = is_final(record) or lost or (record is None and age > STALE_MARKER_SECONDS)
+        if not stale:
+            raise store_mod.RunInProgress(other, TRIGGER, str(current.get("queuedAt")))
+        if lost and record is not None:
+            await _finish(store, record, {
+                "reason": "run_request_failed", "cause": "lost", "temporary": False,
+                "message": "the run request was never run (its queue message was lost); "
+                "a later request took its place"})
+        await _delete_marker(store, current)
+    raise errors.TemporaryFailure("storage_conflict",
+                                  "could not settle which run is queued; try again")
+
+
+async def _read_marker(store: store_mod.EmplyStore) -> dict[str, Any] | None:
+    try:
+        entity = await store.lease.get_entity(_MARKER_PK, _MARKER_RK)
+    except ResourceNotFoundError:
+        return None
+    row = dict(entity)
+    row["etag"] = entity.metadata["etag"]
+    return row
+
+
+async def _delete_marker(store: store_mod.EmplyStore, marker: Mapping[str, Any]) -> None:
+    # Someone else may have moved it first: then it is not ours to delete.
+    with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+        await store.lease.delete_entity(_MARKER_PK, _MARKER_RK, etag=marker["etag"],
+                                        match_condition=MatchConditions.IfNotModified)
+
+
+async def _release_marker(store: store_mod.EmplyStore, run_id: str) -> None:
+    """Free the way for the next request, if the marker is still this run's."""
+    current = await _read_marker(store)
+    if current is not None and current.get("runId") == run_id:
+        await _delete_marker(store, current)
+
+
+async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None) -> None:
+    try:
+        async with boundary.open_deps(environ=environ) as deps:
+            await _release_marker(deps.store, run_id)
+    except Exception:  # the next request finds the run final and clears it then
+        telemetry.log.warning("emply_sync.marker_not_released", extra={"runId": run_id},
+                              exc_info=True)
+
+
+async def _finish(store: store_mod.EmplyStore, report: Mapping[str, Any],
+                  error: Mapping[str, Any]) -> None:
+    """Record a run that will not run (or not again) as failed, with `error`."""
+    failed = {**report, "status": "failed", "finishedAt": service.iso(service.utcnow()),
+              "errors": [*(report.get("errors") or ()), dict(error)]}
+    failed.pop("progress", None)
+    try:
+        await store.save_run(failed)
+    finally:
+        await _release_marker(store, str(report["runId"]))
+    telemetry.log_run(failed)
+
+
+def _placeholder(run_id: str, now: dt.datetime) -> dict[str, Any]:
+    """A record for a request whose queued record was never written."""
+    report = service.new_report(TRIGGER, False, now, run_id=run_id)
+    report["status"] = QUEUED
+    return report

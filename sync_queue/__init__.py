@@ -1,0 +1,40 @@
+"""Queue triggers: the worker that runs manual sync requests, and its poison queue.
+
+`POST /api/sync` queues a run request (`shared.manual_runs`); this runs it with the same
+service code as the timer. The connection is `EMPLY_SYNC_QUEUE` (a connection string
+locally; `EMPLY_SYNC_QUEUE__queueServiceUri` and the managed identity in Azure).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import config, manual_runs, telemetry
+
+log = logging.getLogger("emply_sync.queue")
+# azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=config.RUN_QUEUE_NAME,
+                  connection=config.RUN_QUEUE_CONNECTION)
+async def run_requested_sync(msg: func.QueueMessage) -> None:
+    telemetry.configure()
+    try:
+        # A failed run is recorded by the service; raising here (a failure before the
+        # run could start, a bug) makes the host deliver the request again.
+        await manual_runs.work(msg.get_body(), msg.dequeue_count or 1)
+    finally:
+        telemetry.flush()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=f"{config.RUN_QUEUE_NAME}-poison",
+                  connection=config.RUN_QUEUE_CONNECTION)
+async def run_request_poisoned(msg: func.QueueMessage) -> None:
+    telemetry.configure()
+    try:
+        await manual_runs.poisoned(msg.get_body(), msg.dequeue_count or 1)
+    finally:
+        telemetry.flush()
