@@ -43,6 +43,14 @@ def test_bindings_show_the_timer_schedule_and_http_routes() -> None:
         ("sync/runs/{runId}", ("GET",), "FUNCTION"),
         ("users/{user}/explain", ("GET",), "FUNCTION"),
         ("health", ("GET",), "FUNCTION"),
+        # The Emply side (webhook_http/emply_api.py).
+        ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
+        ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
+        ("roles", ("GET",), "FUNCTION"), ("users", ("GET",), "FUNCTION"),
+        ("users/{id}", ("GET",), "FUNCTION"), ("users/{id}", ("PUT",), "FUNCTION"),
+        ("users/{id}", ("PATCH",), "FUNCTION"), ("employees", ("GET",), "FUNCTION"),
+        ("employees/{id}", ("GET",), "FUNCTION"), ("employees/{id}", ("PUT",), "FUNCTION"),
+        ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
     }
 
 

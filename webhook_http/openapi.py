@@ -1,0 +1,149 @@
+"""The OpenAPI 3.1 document of every HTTP route, served at `GET /api/openapi.json`.
+
+A small registry: each module that declares routes calls `operation(...)` beside them,
+so a route added elsewhere appears too. The Emply entity schemas come from
+`shared.emply_schema` (built from the schema table that validates the bodies), so the
+document and the validation cannot disagree. Errors are `application/problem+json`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from shared import emply_schema
+
+_OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {}
+_SCHEMAS: dict[str, dict[str, Any]] = {}
+
+PROBLEM = "#/components/schemas/Problem"
+PROBLEM_RESPONSES = {
+    "400": "The request is malformed or its body refused; the problem names the field",
+    "404": "Not found",
+    "409": "A sync or an import holds the lease, or the service is not configured",
+    "412": "If-Match does not name the entity's current ETag",
+    "503": "A dependency (storage, Graph) is unavailable; retry later",
+}
+
+
+def schema(name: str, value: dict[str, Any]) -> str:
+    """Register a component schema; returns its `$ref`."""
+    _SCHEMAS[name] = value
+    return f"#/components/schemas/{name}"
+
+
+def ref(target: str) -> dict[str, Any]:
+    return {"$ref": target}
+
+
+def json_body(target: dict[str, Any], *, media: str = "application/json") -> dict[str, Any]:
+    return {"content": {media: {"schema": target}}}
+
+
+def operation(path: str, method: str, *, operation_id: str, summary: str,
+              responses: dict[str, dict[str, Any]], problems: tuple[str, ...] = ("400",),
+              parameters: list[dict[str, Any]] | None = None,
+              request: dict[str, Any] | None = None, tags: tuple[str, ...] = ()) -> None:
+    """Declare one route. `responses`: status -> {"description", "schema"?, "headers"?};
+    `problems`: the error statuses it answers with a problem body (503 always)."""
+    out: dict[str, Any] = {}
+    for status, spec in responses.items():
+        answer: dict[str, Any] = {"description": spec["description"]}
+        if "schema" in spec:
+            answer.update(json_body(spec["schema"],
+                                    media=spec.get("media", "application/json")))
+        if "headers" in spec:
+            answer["headers"] = spec["headers"]
+        out[status] = answer
+    for status in (*problems, "503"):
+        out.setdefault(status, {"description": PROBLEM_RESPONSES[status],
+                                **json_body(ref(PROBLEM), media="application/problem+json")})
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary,
+                          "responses": out, "tags": list(tags)}
+    if parameters:
+        op["parameters"] = parameters
+    if request is not None:
+        op["requestBody"] = request
+    _OPERATIONS.setdefault(path, {})[method.lower()] = op
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route declared so far."""
+    schemas = {**emply_schema.components(), **_SCHEMAS,
+               "Problem": {
+                   "type": "object", "required": ["title", "status", "detail"],
+                   "properties": {
+                       "type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"},
+                       "field": {"type": "string",
+                                 "description": "the field or parameter at fault"},
+                       "reason": {"type": "string"}, "temporary": {"type": "boolean"},
+                       "runId": {"type": ["string", "null"]},
+                       "total": {"type": "integer"},
+                       "errors": {"type": "array", "items": {
+                           "type": "object", "required": ["path", "detail"],
+                           "properties": {"path": {"type": "string"},
+                                          "detail": {"type": "string"}}}},
+                   }}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "emply-entra-sync", "version": "1",
+                 "description": "The contract between Emply and the sync service "
+                                "(docs/emply-api.md)."},
+        "servers": [{"url": "/api"}],
+        "security": [{"functionKey": []}],
+        "paths": copy.deepcopy(dict(sorted(_OPERATIONS.items()))),
+        "components": {
+            "schemas": copy.deepcopy(schemas),
+            "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header",
+                                                "name": "x-functions-key"}},
+        },
+    }
+
+
+def _declare_core_routes() -> None:
+    """The routes of `webhook_http/__init__.py`, as they answer today."""
+    report = schema("RunReport", {
+        "type": "object", "required": ["runId", "status"],
+        "properties": {"runId": {"type": "string"}, "trigger": {"type": "string"},
+                       "status": {"type": "string"}, "dryRun": {"type": "boolean"},
+                       "counts": {"type": "object"},
+                       "changes": {"type": "array", "items": {"type": "object"}},
+                       "held": {"type": "array"}, "errors": {"type": "array"}}})
+    operation("/sync", "post", operation_id="startSync", tags=("sync",),
+              summary="Run a sync", problems=("400", "409"),
+              request={"required": False, **json_body(ref(schema("SyncRequest", {
+                  "type": "object", "additionalProperties": False,
+                  "properties": {"dryRun": {"type": "boolean"},
+                                 "approveDeactivations": {
+                                     "anyOf": [{"type": "integer", "minimum": 0},
+                                               {"type": "string"}]}}})))},
+              responses={"200": {"description": "the run's report", "schema": ref(report)}})
+    operation("/sync/runs", "get", operation_id="listRuns", tags=("sync",),
+              summary="Run history",
+              parameters=[{"name": "limit", "in": "query", "required": False,
+                           "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+              responses={"200": {"description": "the latest runs", "schema": {
+                  "type": "object", "required": ["runs"],
+                  "properties": {"runs": {"type": "array", "items": {"type": "object"}}}}}})
+    operation("/sync/runs/{runId}", "get", operation_id="getRun", tags=("sync",),
+              summary="One run's report", problems=("404",),
+              parameters=[{"name": "runId", "in": "path", "required": True,
+                           "schema": {"type": "string"}}],
+              responses={"200": {"description": "the report", "schema": ref(report)}})
+    operation("/users/{user}/explain", "get", operation_id="explainUser", tags=("operators",),
+              summary="Why the sync does what it does for a user (personal data)",
+              problems=("400", "404"),
+              parameters=[{"name": "user", "in": "path", "required": True,
+                           "schema": {"type": "string"}}],
+              responses={"200": {"description": "the explanation",
+                                 "schema": {"type": "object"}}})
+    operation("/health", "get", operation_id="health", tags=("meta",), problems=(),
+              summary="Up or down",
+              responses={"200": {"description": "healthy", "schema": {"type": "object"}},
+                         "503": {"description": "unhealthy: what is down",
+                                 "schema": {"type": "object"},
+                                 "media": "application/problem+json"}})
+
+
+_declare_core_routes()
