@@ -237,24 +237,32 @@ async def test_settings_and_roles(make_world: Any) -> None:
 
 async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
     """The run writes users conditionally on the ETags it read: Emply's write made while
-    it runs stays, and the next run plans that user again."""
+    it runs (after it loaded the Emply side) stays, and the next run plans that user again."""
     people = t.staff(4)
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people],
-                                         t.G_HR: []}), latency_ms=150)
+                                         t.G_HR: []}), latency_ms=300)
     emply_users = [user(i, username=p["userPrincipalName"], email=p["mail"])
                    for i, p in enumerate(people)]
     world.import_state(t.emply_state(emply_users))
     run = asyncio.create_task(function("manual_sync")(call("POST", "/api/sync", {})))
-    await asyncio.sleep(0.6)  # the run has loaded the Emply side and reads Graph
+    # A first run loads the Emply side, then reads Graph (each request 300 ms): once
+    # Graph has been asked, the run holds the ETags it will write with.
+    while (await asyncio.to_thread(world.sim.requests))["total"] == 0:
+        await asyncio.sleep(0.02)
     patched = await function("patch_user")(call("PATCH", "/api/users/u-0",
                                                 {"displayName": "Written by Emply"},
                                                 route={"id": "u-0"}))
     assert patched.status_code == 200
     report = body_of(await run)
+    # The run's write of u-0 was conditional on the ETag it loaded: refused, the run
+    # stops with concurrent_change (its delta links do not advance) and Emply's write stays.
+    assert report["status"] == "failed"
+    assert [e["reason"] for e in report["errors"]] == ["concurrent_change"]
+    assert "'u-0'" in report["errors"][0]["message"]
     assert world.users()[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
-    # Linked or not in this run, the next run leaves every user linked and Emply's
-    # write in place.
-    world.sync()
+    # The next run plans u-0 again from what Emply wrote: linked, the write kept.
+    again = world.sync()
+    assert again["status"] == "succeeded"
     after = world.users()
     assert after[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
-    assert all(u["entraId"] for u in after.values()), report
+    assert all(u["entraId"] for u in after.values())
