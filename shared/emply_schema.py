@@ -30,6 +30,12 @@ def components() -> dict[str, dict[str, Any]]:
         body = emply_doc.object_schema(_schema(kind))
         body["required"] = [f for f in body.get("required", []) if f != "id"]
         out[NAMES[kind] + "Body"] = body
+    # A list's items carry their ETag beside the entity's fields.
+    for kind in ("users", "employees"):
+        item = emply_doc.object_schema(_schema(kind))
+        item["properties"]["etag"] = {"type": "string"}
+        item["required"] = [*item.get("required", []), "etag"]
+        out[NAMES[kind] + "Item"] = item
     properties: dict[str, Any] = {
         "settings": {"anyOf": [{"$ref": "#/components/schemas/Settings"}, {"type": "null"}]}}
     for section in emply_doc.ENTITY_KINDS:

@@ -375,7 +375,7 @@ def _declare() -> None:
                  request={"required": True, **oa.json_body(
                      oa.ref("#/components/schemas/EmplyDocument"))},
                  responses={"200": {"description": "imported", "schema": oa.ref(counts)}},
-                 problems=("400", "409"))
+                 problems=("400", "409", "413"))
     settings = oa.ref("#/components/schemas/Settings")
     oa.operation("/settings", "get", operation_id="getSettings", tags=("emply",),
                  summary="The settings", problems=("400", "404"),
@@ -386,7 +386,7 @@ def _declare() -> None:
                  request={"required": True, **oa.json_body(settings)},
                  responses={"200": {"description": "written", "schema": settings,
                                     "headers": etag}},
-                 problems=("400", "409", "412"))
+                 problems=("400", "409", "412", "413"))
     roles = oa.schema("RoleList", {
         "type": "object", "required": ["roles"],
         "properties": {"roles": {"type": "array",
@@ -396,8 +396,7 @@ def _declare() -> None:
                                                           "schema": oa.ref(roles)}})
     for kind, name in (("users", "User"), ("employees", "Employee")):
         entity = oa.ref(f"#/components/schemas/{name}")
-        with_etag = {"allOf": [entity, {"type": "object",
-                                        "properties": {"etag": {"type": "string"}}}]}
+        with_etag = oa.ref(f"#/components/schemas/{name}Item")
         page = oa.schema(f"{name}Page", {
             "type": "object", "required": ["items", "next"],
             "properties": {"items": {"type": "array", "items": with_etag},
@@ -434,13 +433,14 @@ def _declare() -> None:
                      request={"required": True, **oa.json_body(
                          oa.ref(f"#/components/schemas/{name}Body"))},
                      responses={"200": written, "201": {**written, "description": "created"}},
-                     problems=("400", "412"))
+                     problems=("400", "409", "412", "413"))
         oa.operation(f"/{kind}/{{id}}", "patch", operation_id=f"patch{name}",
                      tags=("emply",), summary=f"Merge-patch one {kind[:-1]} (RFC 7396)",
                      parameters=[path_id, if_match],
                      request={"required": True, **oa.json_body(
                          oa.ref(f"#/components/schemas/{name}Patch"))},
-                     responses={"200": written}, problems=("400", "404", "412"))
+                     responses={"200": written},
+                     problems=("400", "404", "409", "412", "413"))
     oa.operation("/openapi.json", "get", operation_id="openapi", tags=("meta",),
                  summary="This document", problems=(),
                  responses={"200": {"description": "OpenAPI 3.1",

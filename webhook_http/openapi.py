@@ -22,6 +22,7 @@ PROBLEM_RESPONSES = {
     "404": "Not found",
     "409": "A sync or an import holds the lease, or the service is not configured",
     "412": "If-Match does not name the entity's current ETag",
+    "413": "The body is larger than the route takes",
     "503": "A dependency (storage, Graph) is unavailable; retry later",
 }
 
@@ -55,6 +56,9 @@ def operation(path: str, method: str, *, operation_id: str, summary: str,
         if "headers" in spec:
             answer["headers"] = spec["headers"]
         out[status] = answer
+    # The Functions host refuses a missing or wrong function key before any handler runs.
+    out.setdefault("401", {"description": "No or a wrong function key (answered by the "
+                                          "Functions host, without a body)"})
     for status in (*problems, "503"):
         out.setdefault(status, {"description": PROBLEM_RESPONSES[status],
                                 **json_body(ref(PROBLEM), media="application/problem+json")})
