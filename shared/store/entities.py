@@ -55,7 +55,11 @@ async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
         current = await read(store, kind, str(item.get("id", "")))
         if current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
-        etag = current[1] if if_match == ANY else if_match
+        if if_match not in (ANY, current[1]):
+            # Refused before any write: not even the version marker moves (a run's
+            # cached copy of the Emply side stays current).
+            raise PreconditionFailed(f"{kind} entity changed since it was read")
+        etag = current[1]
         # The write itself is conditional (the store's update with this ETag): a change
         # between this read and the write is refused by Table Storage, not lost.
         store._etags[(pk, rk)] = etag

@@ -114,6 +114,14 @@ async def test_user_etag_if_match_and_412(make_world: Any) -> None:
         "PUT", "/api/users/u-1", user(1, displayName="Third"), route={"id": "u-1"},
         headers={"If-Match": etag}))
     assert stale_put.status_code == 412
+    async with boundary.open_deps() as deps:
+        marker = await deps.store.current_version()
+    refused = await function("put_user")(call(
+        "PUT", "/api/users/u-1", user(1, displayName="Refused"), route={"id": "u-1"},
+        headers={"If-Match": etag}))
+    assert refused.status_code == 412
+    async with boundary.open_deps() as deps:  # a refused write moves nothing
+        assert await deps.store.current_version() == marker
     assert world.users()["user1@contoso.com"]["displayName"] == "First"
 
     replaced = await function("put_user")(call(
