@@ -121,6 +121,15 @@ class _Invalid(Exception):
 
 Check = Callable[[object, str], Any]
 
+JSON_SCHEMAS: dict[Check, dict[str, Any]] = {}
+"""Each checker's JSON Schema (`shared.emply_schema` builds the OpenAPI document from
+them): the schema is declared beside the check it describes, so they cannot drift."""
+
+
+def _described(check: Check, schema: dict[str, Any]) -> Check:
+    JSON_SCHEMAS[check] = schema
+    return check
+
 
 class Field(NamedTuple):
     """One field of an entity: how to check it, and its default."""
@@ -182,7 +191,7 @@ def _boolean(value: object, path: str) -> bool:
 def _optional(check: Check) -> Check:
     def run(value: object, path: str) -> Any:
         return None if value is None else check(value, path)
-    return run
+    return _described(run, {"anyOf": [JSON_SCHEMAS[check], {"type": "null"}]})
 
 
 def _one_of(*choices: str) -> Check:
@@ -190,7 +199,7 @@ def _one_of(*choices: str) -> Check:
         if not isinstance(value, str) or value not in choices:
             raise _expected("one of " + ", ".join(choices), value, path)
         return value
-    return run
+    return _described(run, {"type": "string", "enum": list(choices)})
 
 
 def _integer(minimum: int) -> Check:
@@ -198,7 +207,7 @@ def _integer(minimum: int) -> Check:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise _expected(f"an integer >= {minimum}", value, path)
         return value
-    return run
+    return _described(run, {"type": "integer", "minimum": minimum})
 
 
 def _number(low: float, high: float) -> Check:
@@ -208,7 +217,7 @@ def _number(low: float, high: float) -> Check:
                 or not low <= value <= high):
             raise _expected(f"a number from {low:g} to {high:g}", value, path)
         return value
-    return run
+    return _described(run, {"type": "number", "minimum": low, "maximum": high})
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -248,7 +257,7 @@ def _list_of(item: Check) -> Check:
         if problems:
             raise _Invalid.of(problems)
         return out
-    return run
+    return _described(run, {"type": "array", "items": JSON_SCHEMAS[item]})
 
 
 def _map_of(item: Check) -> Check:
@@ -257,7 +266,8 @@ def _map_of(item: Check) -> Check:
         if not isinstance(value, dict):
             raise _expected("an object", value, path)
         return {_id(k, f"{path} key"): item(v, f"{path}.{k}") for k, v in value.items()}
-    return run
+    return _described(run, {"type": "object", "propertyNames": JSON_SCHEMAS[_id],
+                            "additionalProperties": JSON_SCHEMAS[item]})
 
 
 def _any_object(value: object, path: str) -> dict[str, Any]:
@@ -291,7 +301,25 @@ def _object(schema: Mapping[str, Field], *, open_ended: bool = False) -> Check:
         if not isinstance(value, dict):
             raise _expected("an object", value, path)
         return _check_fields(value, schema, path, open_ended=open_ended)
-    return run
+    return _described(run, object_schema(schema, open_ended=open_ended))
+
+
+def object_schema(schema: Mapping[str, Field], *, open_ended: bool = False,
+                  partial: bool = False) -> dict[str, Any]:
+    """The JSON Schema of an entity of `schema`'s fields (`partial`: none required, as
+    a merge patch's body; a null there clears the field)."""
+    properties: dict[str, Any] = {}
+    for name, spec in schema.items():
+        described = JSON_SCHEMAS[spec.check]
+        if partial:
+            described = {"anyOf": [described, {"type": "null"}]}
+        properties[name] = described
+    out: dict[str, Any] = {"type": "object", "properties": properties,
+                           "additionalProperties": open_ended}
+    required = [name for name, spec in schema.items() if spec.required and not partial]
+    if required:
+        out["required"] = required
+    return out
 
 
 def _check_fields(value: Mapping[str, Any], schema: Mapping[str, Field], path: str,
@@ -327,6 +355,15 @@ def _check_fields(value: Mapping[str, Any], schema: Mapping[str, Field], path: s
     if problems:
         raise _Invalid.of(problems)
     return out
+
+
+_described(_string, {"type": "string"})
+_described(_id, {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"})
+_described(_boolean, {"type": "boolean"})
+_described(_date, {"type": "string", "format": "date"})
+_described(_datetime, {"type": "string", "minLength": 10,
+                       "description": "ISO 8601 date-time"})
+_described(_any_object, {"type": "object"})
 
 
 def _js(check: Check, default: Any, *, required: bool = False) -> Field:

@@ -273,3 +273,8 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def health_details(req: func.HttpRequest) -> func.HttpResponse:
     status = await boundary.health()
     return respond(200 if status["status"] == "healthy" else 503, status)
+
+
+# The Emply side's routes (and GET /api/openapi.json) register on `bp` when imported;
+# last, as they use the helpers above.
+from webhook_http import emply_api as _emply_api  # noqa: E402, F401

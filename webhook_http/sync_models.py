@@ -22,6 +22,8 @@ class SyncRequest(TypedDict, total=False):
     dryRun: bool
     approveDeactivations: int | str
     """A count N, or "N:DIGEST" / "DIGEST" (R7; the held run's `heldDigest`)."""
+    approveDeletions: str
+    """"N:DIGEST" of the Entra deletions the guard held (R9 delete; no bare count)."""
 
 
 class SyncQueued(TypedDict):
@@ -57,7 +59,8 @@ class Health(TypedDict):
     status: Literal["up", "down"]
 
 
-RUN_STATUSES = ["queued", "running", "succeeded", "needs_approval", "failed", "abandoned"]
+RUN_STATUSES = ["queued", "running", "succeeded", "needs_approval", "failed", "abandoned",
+                "disabled"]
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "SyncRequest": {
@@ -68,6 +71,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 {"type": "integer", "minimum": 0},
                 {"type": "string", "pattern": r"^\s*(\d+|\d+:[0-9a-f]{12}|[0-9a-f]{12})\s*$"},
             ]},
+            "approveDeletions": {"type": "string",
+                                 "pattern": r"^\s*\d+:[0-9a-f]{12}\s*$"},
         },
     },
     "SyncQueued": {

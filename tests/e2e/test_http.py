@@ -46,6 +46,14 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
         ("health", ("GET",), "ANONYMOUS"),
         ("health/details", ("GET",), "FUNCTION"),
+        # The Emply side (webhook_http/emply_api.py).
+        ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
+        ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
+        ("roles", ("GET",), "FUNCTION"), ("users", ("GET",), "FUNCTION"),
+        ("users/{id}", ("GET",), "FUNCTION"), ("users/{id}", ("PUT",), "FUNCTION"),
+        ("users/{id}", ("PATCH",), "FUNCTION"), ("employees", ("GET",), "FUNCTION"),
+        ("employees/{id}", ("GET",), "FUNCTION"), ("employees/{id}", ("PUT",), "FUNCTION"),
+        ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}

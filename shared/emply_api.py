@@ -1,0 +1,158 @@
+"""The Emply side over HTTP: what `webhook_http.emply_api`'s handlers call.
+
+Every body is checked by `shared.emply_doc` (the schema table the import uses, with the
+same messages) and by what Table Storage would refuse, against the stored ids and unique
+values a plain import is checked against; a refused body raises `DocumentError` and
+nothing is written. One entity is written conditionally on its ETag (`If-Match`) through
+`shared.store.entities`; the whole document goes through `emply_import.import_emply`
+(all or nothing, refused with `RunInProgress` while a run holds the lease).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shared import emply_doc, emply_import
+from shared.emply_doc import DocumentError
+from shared.store import entities
+from shared.store import errors as store_errors
+from shared.store.store import EmplyStore
+
+KINDS = ("users", "employees")
+"""The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`)."""
+PreconditionFailed = entities.PreconditionFailed
+BadCursor = entities.BadCursor
+ANY = entities.ANY
+ConcurrentChange = store_errors.ConcurrentChangeError
+
+_LABEL = re.compile(r'^(settings|roles|users|employees)(\[\d+\])?( \(id "(?:[^"\\]|\\.)*"\))?\.?')
+
+
+class NotFound(LookupError):
+    """No entity with that id."""
+
+
+def export_bytes(doc: Mapping[str, Any]) -> bytes:
+    """The export as `emply-sync emply export` prints it, byte for byte."""
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+async def export_document(store: EmplyStore) -> bytes:
+    return export_bytes(await store.export_document())
+
+
+async def import_document(store: EmplyStore, body: bytes, *, replace: bool) -> dict[str, int]:
+    return await emply_import.import_emply(store, body, replace=replace, trigger="http",
+                                           source="the body")
+
+
+def _relative(error: DocumentError) -> DocumentError:
+    """The problems with paths relative to the one entity of a body (`status`, not
+    `users[0] (id "u-1").status`): the body is the entity."""
+    problems = [(_LABEL.sub("", path) or "body", detail) for path, detail in error.errors]
+    relative = DocumentError.of(problems)
+    relative.total = error.total
+    return relative
+
+
+async def _validate(store: EmplyStore, section: str, value: object) -> dict[str, Any]:
+    stored, known = await entities.identities(store)
+    try:
+        clean = emply_doc.validate_document(
+            {section: value}, known_role_ids=known["roles"], known_user_ids=known["users"],
+            known_employee_ids=known["employees"], stored=stored)
+        problems = entities.table_problems(clean)
+        if problems:
+            raise DocumentError.of(problems)
+    except DocumentError as exc:
+        raise _relative(exc) from None
+    return clean
+
+
+async def get_entity(store: EmplyStore, kind: str, entity_id: str) -> tuple[dict[str, Any], str]:
+    found = await entities.read(store, kind, entity_id)
+    if found is None:
+        raise NotFound(f"no {kind[:-1]} with that id")
+    return found
+
+
+async def put_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+                     if_match: str | None) -> tuple[dict[str, Any], str, bool]:
+    """Replace (or create) one entity with `body` (the whole entity; `id`, when given,
+    must be the path's). Returns the entity, its new ETag and whether it was created."""
+    if not isinstance(body, dict):
+        raise DocumentError("body", "expected a JSON object")
+    if "id" in body and body["id"] != entity_id:
+        raise DocumentError("id", "must be the id in the path")
+    existed = await entities.read(store, kind, entity_id) is not None
+    clean = (await _validate(store, kind, [{**body, "id": entity_id}]))[kind][0]
+    etag = await entities.write(store, kind, clean, if_match)
+    return clean, etag, not existed
+
+
+async def patch_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+                       if_match: str | None) -> tuple[dict[str, Any], str]:
+    """JSON Merge Patch (RFC 7396) of one entity: fields given replace, null clears a
+    field back to its default; the result is checked as a whole entity."""
+    if not isinstance(body, dict):
+        raise DocumentError("body", "expected a JSON object")
+    if "id" in body and body["id"] != entity_id:
+        raise DocumentError("id", "must be the id in the path")
+    current, etag = await get_entity(store, kind, entity_id)
+    if if_match is not None and if_match not in (ANY, etag):
+        raise PreconditionFailed(f"{kind} entity changed since it was read")
+    merged = _merge(current, body)
+    clean = (await _validate(store, kind, [merged]))[kind][0]
+    # Conditional on the ETag the patch was applied to: a write in between is a 412.
+    new_etag = await entities.write(store, kind, clean, etag)
+    return clean, new_etag
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+async def get_settings(store: EmplyStore) -> tuple[dict[str, Any], str]:
+    found = await entities.read(store, "settings", "")
+    if found is None:
+        raise NotFound("no settings yet; PUT them first")
+    return found
+
+
+async def put_settings(store: EmplyStore, body: object,
+                       if_match: str | None) -> tuple[dict[str, Any], str]:
+    if not isinstance(body, dict):
+        raise DocumentError("body", "expected a JSON object")
+    clean = (await _validate(store, "settings", body))["settings"]
+    return clean, await entities.write(store, "settings", clean, if_match)
+
+
+async def list_page(store: EmplyStore, kind: str, *, page_size: int, after: str | None,
+                    filters: Mapping[str, str], linked: bool | None
+                    ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
+    return await entities.page(store, kind, page_size=page_size, after=after,
+                               equals=filters, linked=linked)
+
+
+async def get_roles(store: EmplyStore) -> list[dict[str, Any]]:
+    """Every role (a few dozen at most: one page)."""
+    roles: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        found, after = await entities.page(store, "roles", page_size=1000, after=after,
+                                           equals={}, linked=None)
+        roles += [item for item, _etag in found]
+        if after is None:
+            return roles

@@ -1,0 +1,142 @@
+"""One Emply entity at a time, with its ETag: what the Emply API (`shared.emply_api`) reads
+and writes, beside the whole-document import and the run's batched writes.
+
+Each entity's ETag is its Table Storage row's: a write here is conditional on the ETag
+the caller names (`If-Match`), so Emply never overwrites what the sync wrote after Emply
+read it, and the run's own writes (conditional on the ETags it loaded) never overwrite
+what was written here during the run. Writes go through `EmplyStore`'s own path, so the
+version marker moves and a run's cached copy of the Emply side is known stale.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from shared import emply_checks
+from shared.store import errors, wire
+from shared.store.store import _CODECS, EmplyStore, _identities, _import_rows
+
+ANY = "*"
+"""`If-Match: *`: the entity must exist, whatever its ETag."""
+
+
+class PreconditionFailed(errors.StoreError):
+    """The entity's ETag is not the one the write was conditional on (or it is missing)."""
+
+
+class BadCursor(ValueError):
+    """A `next` cursor this service did not hand out."""
+
+
+async def read(store: EmplyStore, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
+    """The entity of `kind` ("settings" takes any key) and its ETag, or None."""
+    await store._resolve()
+    codec = _CODECS[kind]
+    rk = codec.row_key({"id": key}) if kind != "settings" else codec.row_key({})
+    row = await wire.get(store.emply, codec.pk(rk), rk)
+    if row is None:
+        return None
+    return codec.from_row(row), str(row[wire.ETAG])
+
+
+async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
+                if_match: str | None) -> str:
+    """Write one whole, validated entity; conditional on `if_match` (an ETag or `ANY`).
+    Returns the new ETag. Raises `PreconditionFailed` (nothing written) when the stored
+    entity's ETag differs or, with a condition, it does not exist."""
+    codec = _CODECS[kind]
+    rk = codec.row_key(item)
+    pk = codec.pk(rk)
+    if if_match is not None:
+        current = await read(store, kind, str(item.get("id", "")))
+        if current is None:
+            raise PreconditionFailed(f"{kind} entity does not exist")
+        if if_match not in (ANY, current[1]):
+            # Refused before any write: not even the version marker moves (a run's
+            # cached copy of the Emply side stays current).
+            raise PreconditionFailed(f"{kind} entity changed since it was read")
+        etag = current[1]
+        # The write itself is conditional (the store's update with this ETag): a change
+        # between this read and the write is refused by Table Storage, not lost.
+        store._etags[(pk, rk)] = etag
+    else:
+        store._etags.pop((pk, rk), None)
+    try:
+        await store._write(kind, [item])
+    except errors.ConcurrentChangeError as exc:
+        raise PreconditionFailed(f"{kind} entity changed since it was read") from exc
+    return store._etags[(pk, rk)]
+
+
+async def identities(store: EmplyStore) -> tuple[emply_checks.Stored, dict[str, set[str]]]:
+    """The stored ids per kind and the users' and employees' unique values: what one
+    entity is validated against (as a plain import is). A projection, not the document."""
+    await store._resolve()
+    rows: list[dict[str, Any]] = []
+    for kind, fields in (("roles", ["id"]), ("users", ["id", "username", "email", "entraId"]),
+                         ("employees", ["id", "email"])):
+        rows += await store._query(kind, select=["PartitionKey", "RowKey", *fields])
+    return _identities(rows)
+
+
+def table_problems(clean: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What Table Storage would refuse of a validated document (sizes, key characters)."""
+    return _import_rows(clean)[2]
+
+
+def encode_cursor(pk: str, rk: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([pk, rk]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        pk, rk = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise BadCursor("next is not a cursor this service handed out") from None
+    if not (isinstance(pk, str) and isinstance(rk, str)
+            and pk.startswith(_CODECS[kind].partition)):
+        raise BadCursor("next is not a cursor this service handed out")
+    return pk, rk
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+async def page(store: EmplyStore, kind: str, *, page_size: int, after: str | None,
+               equals: Mapping[str, str], linked: bool | None
+               ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
+    """Up to `page_size` entities of `kind` (with their ETags) after the cursor, in
+    (PartitionKey, RowKey) order, the order Table Storage returns them in, so a page is
+    one bounded query; and the cursor of the next page (None at the end). `equals`:
+    fields compared in the query (values quoted as OData literals); `linked`: whether
+    a user has an `entraId`, tested here (a missing column cannot be queried for)."""
+    await store._resolve()
+    codec = _CODECS[kind]
+    where = [f"({codec.filter})"]
+    if after is not None:
+        pk, rk = decode_cursor(kind, after)
+        where.append(f"(PartitionKey gt {_literal(pk)} or "
+                     f"(PartitionKey eq {_literal(pk)} and RowKey gt {_literal(rk)}))")
+    where += [f"{name} eq {_literal(value)}" for name, value in equals.items()]
+    found: list[tuple[dict[str, Any], str]] = []
+    last: tuple[str, str] | None = None
+    more = False
+    async for rows in wire.query(store.emply, " and ".join(where), page_size=page_size):
+        for row in rows:
+            if len(found) == page_size:
+                more = True
+                break
+            last = (row["PartitionKey"], row["RowKey"])
+            if linked is not None and (row.get("entraId") is not None) != linked:
+                continue
+            found.append((codec.from_row(row), str(row[wire.ETAG])))
+        if more or len(found) == page_size:
+            more = True
+            break
+    return found, (encode_cursor(*last) if more and last is not None else None)
