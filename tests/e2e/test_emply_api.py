@@ -252,7 +252,8 @@ async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
     emply_users = [user(i, username=p["userPrincipalName"], email=p["mail"])
                    for i, p in enumerate(people)]
     world.import_state(t.emply_state(emply_users))
-    run = asyncio.create_task(function("manual_sync")(call("POST", "/api/sync", {})))
+    # The run itself, as the queue worker starts it (POST /api/sync only queues it).
+    run = asyncio.create_task(boundary.sync(trigger="http"))
     # A first run loads the Emply side, then reads Graph (each request 300 ms): once
     # Graph has been asked, the run holds the ETags it will write with.
     while (await asyncio.to_thread(world.sim.requests))["total"] == 0:
@@ -261,7 +262,7 @@ async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
                                                 {"displayName": "Written by Emply"},
                                                 route={"id": "u-0"}))
     assert patched.status_code == 200
-    report = body_of(await run)
+    report = await run
     # The run's write of u-0 was conditional on the ETag it loaded: refused, the run
     # stops with concurrent_change (its delta links do not advance) and Emply's write stays.
     assert report["status"] == "failed"
