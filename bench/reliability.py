@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         manual = h.manual_users(tenant)
         with world_of(tenant, latency_ms=5) as world:
             world.import_state(t.emply_state(users=manual))
-            h.kill_runs(world, args.kills, seed=1, tally=tally)
+            tenant = copy.deepcopy(tenant)
+            h.kill_runs(world, args.kills, seed=1, tally=tally, tenant=tenant)
             world.sync()
             ids = {u["id"] for u in manual}
             h.check_world(world, tenant, ids, tally, "after the kills")
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[reliability] {tally.faults} fault rounds: lost {tally.lost}, "
                   f"wrong {tally.wrong}", file=sys.stderr)
 
+        if args.imports <= 0:
+            return _report(args, tally, started)
         with world_of(h.staff_tenant(5)) as world:
             world.import_state(t.emply_state())
 
@@ -89,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                 h.try_import(world, data, tally)
 
             fuzz()
+    return _report(args, tally, started)
+
+
+def _report(args: argparse.Namespace, tally: h.Tally, started: float) -> int:
     figures = {
         "kills": tally.kills, "killsMidRun": tally.kills_mid_run,
         "users": args.users, "faultRounds": tally.faults,

@@ -116,7 +116,7 @@ async def test_while_running_the_record_shows_progress_and_post_is_409(
     [(record, status, body)] = seen
     assert record["status"] == "running"
     assert record["progress"] == {"phase": "read", "entraUsers": 10, "entraGroups": 2,
-                                  "emplyUsers": 0, "fullRead": True}
+                                  "emplyUsers": 0, "fullRead": True, "calendarUsers": 0}
     assert status == 409 and body["runId"] == first["runId"]
 
 

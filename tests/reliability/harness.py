@@ -142,13 +142,29 @@ def expire_lease(connection_string: str) -> None:
     asyncio.run(go())
 
 
+def churn(world: Any, tenant: dict[str, Any], rng: random.Random, n: int) -> None:
+    """`n` leavers and `n` joiners in the first group (the tenant is changed in place)."""
+    members = tenant["groups"][0]["members"]
+    pool = [u["id"] for u in tenant["users"]]
+    for leaver in rng.sample([m for m in members if m in pool], n):
+        members.remove(leaver)
+    outside = [p for p in pool if p not in members]
+    members.extend(rng.sample(outside, min(n, len(outside))))
+    world.sim.put_tenant(tenant)
+
+
 def kill_runs(world: Any, kills: int, seed: int, tally: Tally,
-              window_s: tuple[float, float] = (0.8, 4.0)) -> None:
+              window_s: tuple[float, float] = (0.8, 4.0),
+              tenant: dict[str, Any] | None = None) -> None:
     """Start `emply-sync sync` in its own process `kills` times and SIGKILL it after a
-    random delay (start-up, read, plan or apply), then let the lease expire."""
+    random delay (start-up, read, plan or apply), then let the lease expire. With
+    `tenant`, the tenant changes before each run (leavers and joiners), so every run has
+    work to be killed in; `tenant` is left as the last run saw it."""
     rng = random.Random(seed)
     env = {**os.environ}
     for _ in range(kills):
+        if tenant is not None:
+            churn(world, tenant, rng, 2)
         child = subprocess.Popen([sys.executable, "-m", "shared.cli", "sync", "--json"],
                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
@@ -186,15 +202,9 @@ def fault_rounds(world: Any, tenant: dict[str, Any], manual_ids: set[str], tally
     fault either succeeds or applies nothing; never a wrong deactivation."""
     rng = random.Random(seed)
     current = copy.deepcopy(tenant)
-    pool = [u["id"] for u in current["users"]]
     for number in range(rounds):
         route, status, times, retry = FAULTS[number % len(FAULTS)]
-        members = current["groups"][0]["members"]
-        for leaver in rng.sample([m for m in members if m in pool], 2):
-            members.remove(leaver)
-        outside = [p for p in pool if p not in members]
-        members.extend(rng.sample(outside, min(2, len(outside))))
-        world.sim.put_tenant(current)
+        churn(world, current, rng, 2)
         before = world.export()["users"]
         world.sim.set_faults(route, status, times=times, retry_after=retry)
         report = world.sync()
