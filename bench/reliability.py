@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         with world_of(tenant, latency_ms=5) as world:
             world.import_state(t.emply_state(users=manual))
             tenant = copy.deepcopy(tenant)
-            h.kill_runs(world, args.kills, seed=1, tally=tally, tenant=tenant)
+            h.kill_runs(world, args.kills, seed=1, tally=tally, tenant=tenant,
+                        window_s=(0.3, 2.0))
             world.sync()
             ids = {u["id"] for u in manual}
             h.check_world(world, tenant, ids, tally, "after the kills")

@@ -62,7 +62,7 @@ class PlannedWrites:
                 self._employee_changes.setdefault(change.employee_id, []).append(change)
             elif change.user_id is not None and change.kind not in model.CALENDAR_KINDS:
                 self._user_changes.setdefault(change.user_id, []).append(change)
-        self._kept = {u.user_id: u.fields for u in plan.bookkeeping}
+        self._kept = {u.user_id: u for u in plan.bookkeeping}
         # Changed users first, in plan order; then users with bookkeeping only.
         self.user_ids: tuple[str, ...] = (
             *self._user_changes,
@@ -84,8 +84,8 @@ class PlannedWrites:
                 history.append(entry)
             user["history"] = history[-HISTORY_LIMIT:]
         kept = self._kept.get(user_id)
-        if kept:
-            user.update(kept)
+        if kept is not None:
+            user.update(kept.fields)
         return user
 
     def employee(self, employee_id: str) -> dict[str, Any]:

@@ -406,11 +406,24 @@ class Problem:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Bookkeeping:
     """Not a reported change: what the sync remembers on a user for later runs (the
-    configured groups it is in now, its R11 role basis, its R6 link domain), as the
-    stored fields to set."""
+    configured groups it is in now, its R11 role basis, its R6 link domain); None: not
+    changed. Slots, not a dict of fields: an initial sync keeps one for 50,000 users."""
 
     user_id: str
-    fields: Mapping[str, Any]
+    sync_groups: list[str] | None = None
+    role_basis: Mapping[str, str | None] | None = None
+    linked_domain: str | None = None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The stored fields to set."""
+        return {stored: value for stored, attribute in BOOKKEPT.items()
+                if (value := getattr(self, attribute)) is not None}
+
+
+BOOKKEPT = {"syncGroups": "sync_groups", "roleBasis": "role_basis",
+            "linkedDomain": "linked_domain"}
+"""A user's stored field → the `Bookkeeping` attribute that sets it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

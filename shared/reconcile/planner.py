@@ -9,6 +9,7 @@ that apply executes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -68,7 +69,7 @@ class _Planner:
         self.deactivations: list[model.Change] = []
         self.problems: list[model.Problem] = []
         self.skips: dict[str, int] = {}
-        self.bookkeeping: dict[str, dict[str, Any]] = {}
+        self.bookkeeping: dict[str, model.Bookkeeping] = {}
         self.reconciled_roles: set[str] = set()
         self.looked_at: set[str] = set()
         """Linked users kept in scope by this run (their groups are known now)."""
@@ -76,6 +77,7 @@ class _Planner:
         self.window: tuple[tuple[dt.datetime, int], ...] = ()
         self._bases: dict[tuple[str, ...], dict[str, str | None]] = {}
         self._domains: dict[str, str] = {}
+        self._group_lists: dict[tuple[str, ...], list[str]] = {}
         self.approve_deletions: model.Approval | None = None
 
     # -- the run -----------------------------------------------------------------
@@ -125,10 +127,7 @@ class _Planner:
             held=held,
             errors=tuple(self.problems),
             skips=dict(self.skips),
-            bookkeeping=tuple(
-                model.Bookkeeping(user_id, fields)
-                for user_id, fields in self.bookkeeping.items()
-            ),
+            bookkeeping=tuple(self.bookkeeping.values()),
             next_state=model.SyncState(
                 previous_mapping=next_mapping,
                 recent_deactivations=self.window,
@@ -140,7 +139,9 @@ class _Planner:
         )
 
     def _remember(self, user_id: str, **fields: Any) -> None:
-        self.bookkeeping.setdefault(user_id, {}).update(fields)
+        kept = self.bookkeeping.get(user_id) or model.Bookkeeping(user_id)
+        self.bookkeeping[user_id] = dataclasses.replace(
+            kept, **{model.BOOKKEPT[name]: value for name, value in fields.items()})
 
     def _unavailable_features(self) -> None:
         """Settings that turn on what this version does not do are reported at every run,
@@ -401,7 +402,10 @@ class _Planner:
                 )
             )
         if tuple(user.sync_groups) != groups:
-            self._remember(user.id, syncGroups=list(groups))
+            shared = self._group_lists.get(groups)
+            if shared is None:  # one (read-only) list per set of groups, not one per user
+                shared = self._group_lists[groups] = list(groups)
+            self._remember(user.id, syncGroups=shared)
         self.looked_at.add(user.id)
         if status == "active" and self.settings.sync_roles:
             self._sync_roles(user, entra_user, groups)
