@@ -65,6 +65,18 @@ def settings(
     )
 
 
+def user_doc(u: model.EmplyUser) -> dict[str, Any]:
+    """A user as the store holds it (what apply writes and convert reads back)."""
+    return {
+        "id": u.id, "username": u.username, "email": u.email, "status": u.status,
+        "roles": list(u.roles), "employeeId": u.employee_id, "source": u.source,
+        "entraId": u.entra_id, "tenantId": u.link_tenant_id,
+        "deactivatedBy": u.deactivated_by, "deactivationReason": u.deactivation_reason,
+        "syncGroups": list(u.sync_groups), "roleBasis": u.role_basis,
+        "linkedDomain": u.linked_domain,
+    }
+
+
 def emply_user(uid: str, **kw: Any) -> model.EmplyUser:
     kw.setdefault("username", f"{uid}@contoso.com")
     kw.setdefault("email", kw["username"])

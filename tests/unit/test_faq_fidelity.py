@@ -34,15 +34,7 @@ def megan(roles: list[str], basis: dict[str, str | None] | None, **kw: Any) -> m
     )
 
 
-def doc(user: model.EmplyUser) -> dict[str, Any]:
-    return {
-        "id": user.id, "username": user.username, "email": user.email, "status": user.status,
-        "roles": list(user.roles), "employeeId": user.employee_id, "source": user.source,
-        "entraId": user.entra_id, "tenantId": user.link_tenant_id,
-        "deactivatedBy": user.deactivated_by, "deactivationReason": user.deactivation_reason,
-        "syncGroups": list(user.sync_groups), "roleBasis": user.role_basis,
-        "linkedDomain": user.linked_domain,
-    }
+doc = b.user_doc
 
 
 def applied(users: list[model.EmplyUser], plan: model.Plan) -> list[model.EmplyUser]:

@@ -17,15 +17,7 @@ ROLE_IDS = ["employee", "hr", "manager", "new_employee", "administrator"]
 PEOPLE = [f"p{i}" for i in range(6)]
 
 
-def user_doc(u: model.EmplyUser) -> dict[str, Any]:
-    return {
-        "id": u.id, "username": u.username, "email": u.email, "status": u.status,
-        "roles": list(u.roles), "employeeId": u.employee_id, "source": u.source,
-        "entraId": u.entra_id, "tenantId": u.link_tenant_id,
-        "deactivatedBy": u.deactivated_by, "deactivationReason": u.deactivation_reason,
-        "syncGroups": list(u.sync_groups), "roleBasis": u.role_basis,
-        "linkedDomain": u.linked_domain,
-    }
+user_doc = b.user_doc
 
 
 NAMES = [f"{p}@contoso.com" for p in PEOPLE] + ["shared@contoso.com", "other"]
