@@ -102,22 +102,22 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
     approve = body.get("approveDeactivations")
     if isinstance(approve, int) and approve < 0:
         raise BadRequest("approveDeactivations", "approveDeactivations must be ≥ 0")
-    if approve is not None:
-        try:
-            body["approveDeactivations"] = service.Approval.parse(str(approve))
-        except ValueError:
-            raise BadRequest("approveDeactivations", "approveDeactivations must be a count N, "
-                             "\"N:DIGEST\" or \"DIGEST\" (12 hex digits, shown with the held "
-                             f"deactivations), got {_describe(approve)}") from None
-    deletions = body.get("approveDeletions")
-    if deletions is not None:
-        try:
-            body["approveDeletions"] = service.Approval.parse(str(deletions))
-        except ValueError:
-            raise BadRequest("approveDeletions", "approveDeletions must be \"N:DIGEST\" "
-                             "(shown with the held Entra deletions), got "
-                             f"{_describe(deletions)}") from None
+    _parse_approval(body, "approveDeactivations", "a count N, \"N:DIGEST\" or \"DIGEST\" "
+                    "(12 hex digits, shown with the held deactivations)")
+    _parse_approval(body, "approveDeletions",
+                    "\"N:DIGEST\" (shown with the held Entra deletions)")
     return body
+
+
+def _parse_approval(body: dict[str, Any], key: str, expected: str) -> None:
+    """`body[key]`, when present, as a `service.Approval` (R7); a BadRequest otherwise."""
+    value = body.get(key)
+    if value is None:
+        return
+    try:
+        body[key] = service.Approval.parse(str(value))
+    except ValueError:
+        raise BadRequest(key, f"{key} must be {expected}, got {_describe(value)}") from None
 
 
 def failure_problem(failure: errors.SyncFailure) -> func.HttpResponse:

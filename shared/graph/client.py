@@ -111,23 +111,22 @@ class GraphClient:
         request.headers.try_add("Accept", "application/json")
         for name, value in (headers or {}).items():
             request.headers.add(name, value)
+        body = await self._send(request, endpoint)
+        if not isinstance(body, bytes | bytearray) or not body:
+            raise errors.GraphReadError(endpoint, 200, "empty_body", "Graph answered no content")
+        return _json_object(endpoint, body)
+
+    async def _send(self, request: RequestInformation, endpoint: str) -> Any:
+        """`request` through the SDK's pipeline (retries, throttling); its failures as
+        :class:`~shared.graph.errors.GraphReadError`."""
         try:
-            body = await self.adapter.send_primitive_async(request, "bytes", _ERROR_MAP)
+            return await self.adapter.send_primitive_async(request, "bytes", _ERROR_MAP)
         except APIError as exc:
             raise _read_error(endpoint, exc) from exc
         except httpx.HTTPError as exc:
             raise errors.GraphReadError(
                 endpoint, None, "transport_error", f"{type(exc).__name__}: {exc}"
             ) from exc
-        if not isinstance(body, bytes | bytearray) or not body:
-            raise errors.GraphReadError(endpoint, 200, "empty_body", "Graph answered no content")
-        try:
-            parsed = json.loads(body)
-        except ValueError as exc:
-            raise errors.GraphReadError(endpoint, 200, "invalid_json", str(exc)) from exc
-        if not isinstance(parsed, dict):
-            raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
-        return parsed
 
     async def post_json(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON ``body`` to ``url`` and parse the JSON answer (a read such as
@@ -139,21 +138,8 @@ class GraphClient:
         request.headers.try_add("Accept", "application/json")
         request.headers.try_add("Content-Type", "application/json")
         request.content = json.dumps(body).encode()
-        try:
-            answer = await self.adapter.send_primitive_async(request, "bytes", _ERROR_MAP)
-        except APIError as exc:
-            raise _read_error(endpoint, exc) from exc
-        except httpx.HTTPError as exc:
-            raise errors.GraphReadError(
-                endpoint, None, "transport_error", f"{type(exc).__name__}: {exc}"
-            ) from exc
-        try:
-            parsed = json.loads(answer or b"")
-        except ValueError as exc:
-            raise errors.GraphReadError(endpoint, 200, "invalid_json", str(exc)) from exc
-        if not isinstance(parsed, dict):
-            raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
-        return parsed
+        answer = await self._send(request, endpoint)
+        return _json_object(endpoint, answer or b"")
 
     async def aclose(self) -> None:
         """Close the HTTP connections, and the credential when this client created it."""
@@ -258,3 +244,14 @@ def create_graph_client(
     return GraphClient(
         url, service, adapter, http_client, credential, stats, retry, owns_credential
     )
+
+
+def _json_object(endpoint: str, body: bytes | bytearray) -> dict[str, Any]:
+    """A Graph answer's JSON object; anything else is a GraphReadError naming it."""
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise errors.GraphReadError(endpoint, 200, "invalid_json", str(exc)) from exc
+    if not isinstance(parsed, dict):
+        raise errors.GraphReadError(endpoint, 200, "invalid_json", "expected a JSON object")
+    return parsed
