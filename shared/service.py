@@ -21,7 +21,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import calendar_apply, disabled_run, errors, records, telemetry, unchanged
+from shared import (
+    calendar_apply,
+    change_feed,
+    disabled_run,
+    errors,
+    records,
+    telemetry,
+    unchanged,
+)
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
@@ -305,6 +313,8 @@ async def _run(
         deps.store.forget_loaded()
         run.report = dataclasses.replace(run.report, changes=[
             c.to_json() for c in plan.changes if id(c) not in not_written])
+        if heartbeat is not None:  # a real run: its applied changes go in the feed
+            run.report = await change_feed.record_report(deps.store, run.report, deps.clock())
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
         if error["reason"] == errors.BUG_REASON:

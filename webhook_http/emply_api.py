@@ -17,7 +17,15 @@ from urllib.parse import quote
 import azure.functions as func
 
 from shared import boundary, emply_api, emply_doc, service
-from webhook_http import BadRequest, bp, failures_as_problems, problem, respond, role_required
+from webhook_http import (
+    BadRequest,
+    bp,
+    failures_as_problems,
+    problem,
+    respond,
+    role_required,
+    run_in_progress,
+)
 from webhook_http import openapi as oa
 
 MAX_DOCUMENT_BYTES = 128 * 1024 * 1024
@@ -132,12 +140,12 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
     except emply_api.BadCursor as exc:
         return problem(400, "Bad request", str(exc), field="next")
     except service.RunInProgress as exc:
-        return problem(409, "A sync or an import is running", str(exc),
-                       runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
+        return run_in_progress(exc, "A sync or an import is running")
     except emply_api.ConcurrentChange:
         return problem(409, "Changed meanwhile",
                        "the Emply side changed while this request was written; nothing was "
-                       "written, retry", reason="concurrent_change", temporary=True)
+                       "written, retry", retry_after=1, reason="concurrent_change",
+                       temporary=True)
 
 
 # --- the whole document ------------------------------------------------------------
