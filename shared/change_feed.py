@@ -83,17 +83,16 @@ def _chunks(changes: Sequence[Mapping[str, Any]], run_id: str, at: str,
 
 
 async def record_run(chunks: ChunkStore, run_id: str, changes: Sequence[Mapping[str, Any]],
-                     now: dt.datetime) -> int:
+                     now: dt.datetime, *, chunk_changes: int = CHUNK_CHANGES) -> int:
     """Record a run's applied changes (in the report's order) and drop the entries past
     retention. Returns the number of chunks written."""
     at = now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     prefix = f"{_stamp(now)}_{run_id}"
     written = 0
-    for start in range(0, len(changes), CHUNK_CHANGES):
+    for start in range(0, len(changes), chunk_changes):
         # One batch of changes encoded at a time: a 100,000-user run's feed is never
         # held encoded all at once.
-        batch = _chunks(changes[start:start + CHUNK_CHANGES], run_id, at,
-                        f"{prefix}_{start // CHUNK_CHANGES:06d}")
+        batch = _chunks(changes[start:start + chunk_changes], run_id, at, prefix)
         renumbered = [Chunk(f"{prefix}_{written + i:06d}", c.payload, c.count)
                       for i, c in enumerate(batch)]
         await chunks.put(renumbered)
