@@ -24,6 +24,7 @@ from typing import Any
 from shared import (
     calendar_apply,
     change_feed,
+    conflicts,
     disabled_run,
     errors,
     records,
@@ -302,13 +303,18 @@ async def _run(
             if heartbeat.done():  # the lease was lost: another run may be applying
                 heartbeat.result()
             applying = True
+            skipped = conflicts.Skipped()
             if prepared.settings.enabled:
-                await apply_plan(deps, prepared, plan, run.report.run_id, started)
+                skipped = await apply_plan(deps, prepared, plan, run.report.run_id, started)
             else:  # R17: the integration is removed
                 await disabled_run.apply_disabled(deps.store, prepared.doc, prepared.state,
                                                   plan, run.report.run_id, iso(started))
-            _progress(run, "applied")
-            run.report, not_written = await _write_back(deps, run, plan)
+            _progress(run, "applied", **({"concurrentChanges": len(skipped.users)
+                                          + len(skipped.employees)} if skipped else {}))
+            dropped = conflicts.left_out(plan, skipped)
+            run.report = conflicts.reported(run.report, dropped, skipped)
+            run.report, not_written = await _write_back(
+                deps, run, plan, frozenset(id(c) for c in dropped))
         del prepared
         deps.store.forget_loaded()
         run.report = dataclasses.replace(run.report, changes=[
@@ -338,14 +344,16 @@ async def _run(
 
 
 async def _write_back(
-    deps: Deps, run: _Run, plan: model.Plan
+    deps: Deps, run: _Run, plan: model.Plan, dropped: frozenset[int] = frozenset()
 ) -> tuple[records.RunReport, frozenset[int]]:
     """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
     Emply, R5). What was not written is reported per user (or once, for a missing
-    permission) and left out of the changes and counts; the next run plans it again."""
-    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS]
+    permission) and left out of the changes and counts; the next run plans it again.
+    `dropped`: the changes left out already (`shared.conflicts`, counted there): not
+    written, and among those returned as not written."""
+    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS and id(c) not in dropped]
     if not planned:
-        return run.report, frozenset()
+        return run.report, dropped
     result = await writer.write_changes(deps.graph, planned)
     _progress(run, "written_back", written=len(result.written), notWritten=len(result.failed),
               batches=result.batches)
@@ -356,7 +364,7 @@ async def _write_back(
             del counts[change.kind]
     report = dataclasses.replace(run.report, counts=counts,
                                  errors=(*run.report.errors, *result.errors))
-    return report, frozenset(id(c) for c in result.failed)
+    return report, dropped | frozenset(id(c) for c in result.failed)
 
 
 @contextlib.contextmanager
@@ -465,7 +473,9 @@ def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead
 
 async def apply_plan(
     deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, started: dt.datetime
-) -> None:
+) -> conflicts.Skipped:
+    """Write the plan's Emply side and the state; returns the entities not written
+    because Emply changed them meanwhile (`shared.conflicts`)."""
     at = iso(started)
     store = deps.store
     users = {u["id"]: u for u in prepared.doc.get("users", ())}
@@ -498,8 +508,11 @@ async def apply_plan(
     entra_saved = None if same_snapshot else asyncio.ensure_future(
         store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
-        await store.write_built("users", writes.user_ids, writes.user)
-        await store.write_built("employees", writes.employee_ids, writes.employee)
+        skipped = conflicts.Skipped(
+            frozenset(await store.write_built("users", writes.user_ids, writes.user,
+                                              skip_conflicts=True)),
+            frozenset(await store.write_built("employees", writes.employee_ids,
+                                              writes.employee, skip_conflicts=True)))
         await calendar_apply.apply_calendars(store, prepared.doc, plan)
         if entra_saved is not None:
             await store.save_snapshot(generation, {"emply": store.emply_cache()}, part="emply")
@@ -512,8 +525,9 @@ async def apply_plan(
                 await store.delete_snapshot(generation)
         raise
     # A plan with Entra writes is never reused: a write that fails must be planned again,
-    # and Graph's delta would not show it (R9).
-    residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
+    # and Graph's delta would not show it (R9). Nor one with skipped entities: their users
+    # must be planned again from what Emply wrote.
+    residual = None if skipped or any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
         records.residual(
             plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
             emply_version=store.emply_version(), organization=mirror["organization"],
@@ -523,6 +537,7 @@ async def apply_plan(
     if not same_snapshot and old_generation is not None:
         with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
             await store.delete_snapshot(old_generation)
+    return skipped
 
 
 def failure(exc: BaseException) -> dict[str, Any]:

@@ -840,7 +840,8 @@ class EmplyStore:
         await asyncio.gather(*(self._submit(chunk, kind, table) for chunk in chunks))
 
     async def write_built(self, kind: str, ids: Iterable[str],
-                          build: Callable[[str], Mapping[str, Any]]) -> None:
+                          build: Callable[[str], Mapping[str, Any]], *,
+                          skip_conflicts: bool = False) -> list[str]:
         """Write the entities of a one-key kind ("users", "employees") with these ids,
         each made by `build(id)` just before its partition is written.
 
@@ -848,6 +849,10 @@ class EmplyStore:
         a few thousand entities, not all of them. Transactions per partition as in
         `upsert_users`; ETag-guarded for loaded entities. `build` must give entities
         whose fields are the kind's (an unknown field is a bug: ValueError).
+
+        With `skip_conflicts`, an entity changed by someone else since it was loaded is
+        left out (and the rest of its transaction written) instead of raising
+        `ConcurrentChangeError`; returns the ids left out.
         """
         codec = _CODECS[kind]
         if kind not in BUCKETED:
@@ -856,19 +861,26 @@ class EmplyStore:
         for entity_id in ids:
             by_partition.setdefault(codec.pk(keys.encode_key(entity_id)), []).append(entity_id)
         if not by_partition:
-            return
+            return []
         await self._ensure()
         known = self._known[kind] if self._known is not None else None
+        skipped: list[str] = []
 
         async def partition(entity_ids: list[str]) -> None:
+            left_out: set[str] = set()
             async with self._limit:
                 items = [build(i) for i in entity_ids]
                 ops = [self._operation(codec.to_row(item)) for item in items]
                 for chunk in _chunks(ops):
-                    await self._send(chunk, kind)
+                    if skip_conflicts:
+                        left_out.update(await self._send_or_skip(chunk, kind))
+                    else:
+                        await self._send(chunk, kind)
+            skipped.extend(i for i in entity_ids if i in left_out)
             if known is not None:
                 for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                    known[row["RowKey"]] = codec.cache_row(item)
+                    if item.get("id") not in left_out:
+                        known[row["RowKey"]] = codec.cache_row(item)
 
         await self._bump_version()
         try:
@@ -878,6 +890,37 @@ class EmplyStore:
             raise
         finally:
             await self._bump_version()
+        if skipped:
+            self._version_ours = False  # someone else wrote: no cached copy is right
+        return skipped
+
+    async def _send_or_skip(self, chunk: list[Operation], kind: str) -> list[str]:
+        """Send one transaction; the conditional writes whose entity changed since it was
+        loaded are left out and the rest sent again (a transaction fails as a whole).
+        Returns the ids of the entities left out."""
+        left_out: list[str] = []
+        while chunk:
+            try:
+                await self._send(chunk, kind)
+                break
+            except errors.ConcurrentChangeError:
+                stale = await self._stale(chunk)
+                if not stale:
+                    raise
+                left_out += [str(chunk[i][1].get("id")) for i in stale]
+                chunk = [op for i, op in enumerate(chunk) if i not in stale]
+        return left_out
+
+    async def _stale(self, chunk: list[Operation]) -> set[int]:
+        """The indexes of the conditional writes whose entity's ETag moved (or is gone)."""
+        stale: set[int] = set()
+        for index, (_op, row, kwargs) in enumerate(chunk):
+            if "etag" not in kwargs:
+                continue
+            current = await self._get(self.emply, row["PartitionKey"], row["RowKey"])
+            if current is None or current[wire.ETAG] != kwargs["etag"]:
+                stale.add(index)
+        return stale
 
     def _operation(self, row: dict[str, Any]) -> Operation:
         """Replace the entity: conditional on its ETag when this store loaded it."""
@@ -922,12 +965,9 @@ class EmplyStore:
     async def _raise_conflict(self, chunk: list[Operation], kind: str,
                               exc: HttpResponseError) -> None:
         """Find which conditional write of a failed transaction was stale."""
-        for _op, row, kwargs in chunk:
-            if "etag" not in kwargs:
-                continue
-            current = await self._get(self.emply, row["PartitionKey"], row["RowKey"])
-            if current is None or current[wire.ETAG] != kwargs["etag"]:
-                raise errors.ConcurrentChangeError(kind, str(row.get("id"))) from exc
+        stale = sorted(await self._stale(chunk))
+        if stale:
+            raise errors.ConcurrentChangeError(kind, str(chunk[stale[0]][1].get("id"))) from exc
 
     # --- lease -------------------------------------------------------------
 

@@ -245,7 +245,9 @@ async def test_settings_and_roles(make_world: Any) -> None:
 
 async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
     """The run writes users conditionally on the ETags it read: Emply's write made while
-    it runs (after it loaded the Emply side) stays, and the next run plans that user again."""
+    it runs (after it loaded the Emply side) stays, only that user is skipped (a per-user
+    `concurrent_change`), the others are written, and the next run plans that user again.
+    The change feed lists what was applied, not the skipped user's change."""
     people = t.staff(4)
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people],
                                          t.G_HR: []}), latency_ms=300)
@@ -263,15 +265,25 @@ async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
                                                 route={"id": "u-0"}))
     assert patched.status_code == 200
     report = await run
-    # The run's write of u-0 was conditional on the ETag it loaded: refused, the run
-    # stops with concurrent_change (its delta links do not advance) and Emply's write stays.
-    assert report["status"] == "failed"
-    assert [e["reason"] for e in report["errors"]] == ["concurrent_change"]
+    # The run's write of u-0 was conditional on the ETag it loaded: refused, u-0 left out
+    # (its transaction sent again without it), the other users linked.
+    assert report["status"] == "succeeded"
+    assert [(e["reason"], e.get("userId")) for e in report["errors"]] == [
+        ("concurrent_change", "u-0")]
     assert "'u-0'" in report["errors"][0]["message"]
-    assert world.users()[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
-    # The next run plans u-0 again from what Emply wrote: linked, the write kept.
+    assert sorted(c["userId"] for c in report["changes"]) == ["u-1", "u-2", "u-3"]
+    assert report["counts"] == {"link_user": 3}
+    mid = world.users()
+    assert mid[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
+    assert mid[people[0]["userPrincipalName"]]["entraId"] is None
+    assert all(mid[p["userPrincipalName"]]["entraId"] == p["id"] for p in people[1:])
+    feed = body_of(await function("list_changes")(call("GET", "/api/changes")))
+    assert sorted(i["userId"] for i in feed["items"]) == ["u-1", "u-2", "u-3"]
+    # The next run plans u-0 again from what Emply wrote (no residual hides it): linked,
+    # Emply's write kept.
     again = world.sync()
-    assert again["status"] == "succeeded"
+    assert again["status"] == "succeeded" and again.get("reusedPlanOf") is None
+    assert [(c["kind"], c["userId"]) for c in again["changes"]] == [("link_user", "u-0")]
     after = world.users()
     assert after[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
     assert all(u["entraId"] for u in after.values())
