@@ -145,14 +145,3 @@ async def list_page(store: EmplyStore, kind: str, *, page_size: int, after: str 
     return await entities.page(store, kind, page_size=page_size, after=after,
                                equals=filters, linked=linked)
 
-
-async def get_roles(store: EmplyStore) -> list[dict[str, Any]]:
-    """Every role (a few dozen at most: one page)."""
-    roles: list[dict[str, Any]] = []
-    after: str | None = None
-    while True:
-        found, after = await entities.page(store, "roles", page_size=1000, after=after,
-                                           equals={}, linked=None)
-        roles += [item for item, _etag in found]
-        if after is None:
-            return roles

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import boundary, emply_api, emply_doc, service
+from shared import boundary, emply_api, emply_doc, emply_roles, service
 from webhook_http import (
     BadRequest,
     bp,
@@ -215,8 +215,22 @@ async def list_roles(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         _params(req, frozenset())
         async with boundary.open_deps() as deps:
-            roles = await emply_api.get_roles(deps.store)
-        return respond(200, {"roles": roles})
+            roles, etag = await emply_roles.get_roles(deps.store)
+        return _answer(200, {"roles": roles}, etag)
+    return await _guarded(run)
+
+
+@bp.route(route="roles", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_roles(req: func.HttpRequest) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        _params(req, frozenset())
+        if_match = _if_match(req)
+        body = _json(req)
+        async with boundary.open_deps() as deps:
+            roles, etag = await emply_roles.put_roles(deps.store, body, if_match)
+        return _answer(200, {"roles": roles}, etag)
     return await _guarded(run)
 
 
@@ -414,7 +428,16 @@ def _declare() -> None:
                                  "items": oa.ref("#/components/schemas/Role")}}})
     oa.operation("/roles", "get", operation_id="listRoles", tags=("emply",),
                  summary="Every role", responses={"200": {"description": "the roles",
-                                                          "schema": oa.ref(roles)}})
+                                                          "schema": oa.ref(roles),
+                                                          "headers": etag}})
+    oa.operation("/roles", "put", operation_id="putRoles", tags=("emply",),
+                 summary="Replace the list of roles (a role still referenced by the "
+                         "settings or a user cannot be removed)",
+                 parameters=[if_match], request={"required": True, **oa.json_body(
+                     oa.ref(roles))},
+                 responses={"200": {"description": "written", "schema": oa.ref(roles),
+                                    "headers": etag}},
+                 problems=("400", "409", "412", "413"))
     for kind, name in (("users", "User"), ("employees", "Employee")):
         entity = oa.ref(f"#/components/schemas/{name}")
         with_etag = oa.ref(f"#/components/schemas/{name}Item")

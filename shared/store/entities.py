@@ -140,3 +140,37 @@ async def page(store: EmplyStore, kind: str, *, page_size: int, after: str | Non
             more = True
             break
     return found, (encode_cursor(*last) if more and last is not None else None)
+
+
+async def role_references(store: EmplyStore) -> dict[str, list[str]]:
+    """Role id -> the ids of the users holding it (a projection of two columns, streamed
+    a page at a time: 100,000 users are never held as entities)."""
+    await store._resolve()
+    codec = _CODECS["users"]
+    held: dict[str, list[str]] = {}
+    async for rows in wire.query(store.emply, codec.filter, select=["id", "roles"]):
+        for row in rows:
+            for role in json.loads(row.get("roles") or "[]"):
+                held.setdefault(str(role), []).append(str(row.get("id")))
+    return held
+
+
+async def replace_all(store: EmplyStore, kind: str, items: list[dict[str, Any]],
+                      loaded: Mapping[str, str], removed: list[str]) -> None:
+    """Write `items` of a one-partition kind (roles) and delete the `removed` ids. An
+    item whose id is in `loaded` (id -> the ETag it was read with) is written only if
+    it still has that ETag; raises `PreconditionFailed` when one changed meanwhile."""
+    codec = _CODECS[kind]
+    for item in items:
+        rk = codec.row_key(item)
+        etag = loaded.get(str(item["id"]))
+        if etag is None:
+            store._etags.pop((codec.pk(rk), rk), None)
+        else:
+            store._etags[(codec.pk(rk), rk)] = etag
+    try:
+        await store._write(kind, items)
+    except errors.ConcurrentChangeError as exc:
+        raise PreconditionFailed(f"{kind} changed since they were read") from exc
+    if removed:
+        await store.delete_entities(kind, [{"id": i} for i in removed])
