@@ -16,7 +16,15 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import boundary, emply_api, emply_doc, emply_roles, service
+from shared import (
+    boundary,
+    emply_api,
+    emply_doc,
+    emply_pages,
+    emply_roles,
+    emply_schema,
+    service,
+)
 from webhook_http import (
     BadRequest,
     bp,
@@ -155,10 +163,29 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
 @role_required
 async def export_emply(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        _params(req, frozenset())
-        async with boundary.open_deps() as deps:
-            body = await emply_api.export_document(deps.store)
-        return func.HttpResponse(body, status_code=200, mimetype="application/json")
+        params = _params(req, frozenset({"pageSize", "next"}))
+        if "pageSize" not in params and "next" not in params:
+            async with boundary.open_deps() as deps:
+                try:
+                    await emply_pages.check_one_shot(deps.store)
+                except emply_pages.TooLarge as exc:
+                    return problem(413, "Too large for one response", str(exc),
+                                   field="pageSize")
+                body = await emply_api.export_document(deps.store)
+            return func.HttpResponse(body, status_code=200, mimetype="application/json")
+        size = _page_size(params)
+        after = params.get("next")
+        if after is not None and (not after or len(after) > 2000):
+            raise _bad("next", "next is not a cursor this service handed out")
+        try:
+            async with boundary.open_deps() as deps:
+                found = await emply_pages.page(deps.store, after, size)
+        except emply_pages.BadCursor as exc:
+            return problem(400, "Bad request", str(exc), field="next")
+        cursor = found.pop("next")
+        found["next"] = None if cursor is None else (
+            f"/api/emply?next={quote(cursor, safe='')}&pageSize={size}")
+        return respond(200, found)
     return await _guarded(run)
 
 
@@ -394,10 +421,34 @@ def _declare() -> None:
     if_match = {"name": "If-Match", "in": "header", "required": False,
                 "description": "write only if the entity's ETag is this one (or * : it "
                                "exists); else 412", "schema": {"type": "string"}}
+    section_page = oa.schema("EmplyPage", {
+        "type": "object", "required": ["next"],
+        "description": "one page of the document: the first holds settings and roles, "
+                       "each later one a section's entities",
+        "properties": {
+            "settings": {"anyOf": [oa.ref("#/components/schemas/Settings"),
+                                   {"type": "null"}]},
+            **{kind: {"type": "array", "items": oa.ref(f"#/components/schemas/{name}")}
+               for kind, name in emply_schema.NAMES.items() if kind != "settings"},
+            "next": {"type": ["string", "null"],
+                     "description": "the next page's URL; null after the last"}}})
     oa.operation("/emply", "get", operation_id="exportEmply", tags=("emply",),
-                 summary="The whole Emply state document (as `emply-sync emply export`)",
-                 responses={"200": {"description": "the document",
-                                    "schema": oa.ref("#/components/schemas/EmplyDocument")}})
+                 summary="The whole Emply state document (as `emply-sync emply export`), "
+                         "or with pageSize a page of it",
+                 parameters=[
+                     {"name": "pageSize", "in": "query", "required": False,
+                      "description": "page the document (required above "
+                                     f"{emply_pages.ONE_SHOT_MAX} users and employees)",
+                      "schema": {"type": "integer", "minimum": 1,
+                                 "maximum": MAX_PAGE_SIZE}},
+                     {"name": "next", "in": "query", "required": False,
+                      "description": "the cursor of a previous page's next link",
+                      "schema": {"type": "string"}}],
+                 problems=("400", "413"),
+                 responses={"200": {"description": "the document, or a page of it",
+                                    "schema": {"anyOf": [
+                                        oa.ref("#/components/schemas/EmplyDocument"),
+                                        oa.ref(section_page)]}}})
     counts = oa.schema("ImportResult", {
         "type": "object", "required": ["imported", "replaced"],
         "properties": {"imported": {"type": "object",

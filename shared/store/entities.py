@@ -174,3 +174,15 @@ async def replace_all(store: EmplyStore, kind: str, items: list[dict[str, Any]],
         raise PreconditionFailed(f"{kind} changed since they were read") from exc
     if removed:
         await store.delete_entities(kind, [{"id": i} for i in removed])
+
+
+async def count_up_to(store: EmplyStore, kind: str, limit: int) -> int:
+    """How many entities of `kind` there are, counting no further than `limit` + 1 (a
+    projection of the keys, a page at a time)."""
+    await store._resolve()
+    count = 0
+    async for rows in wire.query(store.emply, _CODECS[kind].filter, select=["RowKey"]):
+        count += len(rows)
+        if count > limit:
+            break
+    return count

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from typing import Any
 
 import azure.functions as func
 import pytest
 
-from shared import boundary
+from shared import boundary, emply_pages
 from tests.e2e import tenants as t
 from tests.e2e.test_http import function, world_with_staff
 
@@ -287,3 +288,44 @@ async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
     after = world.users()
     assert after[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
     assert all(u["entraId"] for u in after.values())
+
+
+async def test_get_emply_a_page_at_a_time_gives_the_whole_document(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages put together are the export; above the one-shot bound, the one-shot form
+    is a 413 telling to page."""
+    world = make_world(t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []}))
+    users = [user(i) for i in range(23)]
+    employees = [{"id": f"e-{i}", "email": f"emp{i}@contoso.com"} for i in range(7)]
+    world.import_state(t.emply_state(users, employees))
+    whole = world.export()
+    pages: list[dict[str, Any]] = []
+    params: dict[str, str] = {"pageSize": "5"}
+    while True:
+        response = await function("export_emply")(call("GET", "/api/emply", params=params))
+        assert response.status_code == 200, response.get_body()
+        page = body_of(response)
+        pages.append(page)
+        if page["next"] is None:
+            break
+        query = dict(p.split("=", 1) for p in page["next"].split("?", 1)[1].split("&"))
+        params = {k: urllib.parse.unquote(v) for k, v in query.items()}
+    assert set(pages[0]) == {"settings", "roles", "next"}
+    assert pages[0]["settings"] == whole["settings"] and pages[0]["roles"] == whole["roles"]
+    assert all(len(p) == 2 and all(len(v) <= 5 for k, v in p.items() if k != "next")
+               for p in pages[1:])
+    for section in ("users", "employees", "calendars", "events", "outboundEvents"):
+        joined = [item for p in pages[1:] for item in p.get(section, ())]
+        assert sorted(joined, key=lambda i: json.dumps(i, sort_keys=True)) == sorted(
+            whole[section], key=lambda i: json.dumps(i, sort_keys=True)), section
+    assert len([p for p in pages if "users" in p]) == 5  # 23 users, 5 a page
+
+    bad = await function("export_emply")(call("GET", "/api/emply",
+                                              params={"next": "bm9wZQ", "pageSize": "5"}))
+    assert bad.status_code == 400 and body_of(bad)["field"] == "next"
+    monkeypatch.setattr(emply_pages, "ONE_SHOT_MAX", 25)
+    too_large = await function("export_emply")(call("GET", "/api/emply"))
+    assert too_large.status_code == 413 and body_of(too_large)["field"] == "pageSize"
+    assert "pageSize" in body_of(too_large)["detail"]
+    monkeypatch.setattr(emply_pages, "ONE_SHOT_MAX", 30)
+    assert (await function("export_emply")(call("GET", "/api/emply"))).status_code == 200
