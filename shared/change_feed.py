@@ -57,23 +57,18 @@ def _moment(key: str) -> dt.datetime:
     return dt.datetime.strptime(key[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
 
 
-def entry(change: Mapping[str, Any], run_id: str, at: str) -> dict[str, Any]:
-    """One feed entry of a report's change."""
-    out = {name: change[name] for name in ENTRY_FIELDS if name in change}
-    out["runId"] = run_id
-    out["at"] = at
-    return out
-
-
 def _chunks(changes: Sequence[Mapping[str, Any]], run_id: str, at: str,
             prefix: str) -> list[Chunk]:
     chunks: list[Chunk] = []
     pending = [(0, len(changes))]
+    shared = {"runId": run_id, "at": at}
     while pending:
         start, end = pending.pop(0)
         try:
-            chunks.append(Chunk.of(f"{prefix}_{len(chunks):06d}",
-                                   [entry(c, run_id, at) for c in changes[start:end]]))
+            # A report's changes hold only the entry's fields (`ENTRY_FIELDS`): stored
+            # as they are, not copied; what they share is added when they are read.
+            chunks.append(Chunk.of(f"{prefix}_{len(chunks):06d}", changes[start:end],
+                                   shared))
         except ChunkTooLarge:
             if end - start == 1:
                 raise

@@ -65,10 +65,13 @@ def test_every_entry_once_in_order_whatever_the_page_and_chunk_sizes(
     asyncio.run(scenario())
 
 
-def test_an_entry_keeps_the_change_and_names_its_run() -> None:
+def test_an_entry_is_the_change_with_its_run_and_time() -> None:
+    chunks = store_feed.MemoryChunks()
     [change] = changes_of(0, 1)
-    entry = change_feed.entry({**change, "extra": 1}, "r-1", "2026-12-02T04:00:00.000Z")
-    assert entry == {**change, "runId": "r-1", "at": "2026-12-02T04:00:00.000Z"}
+    asyncio.run(change_feed.record_run(chunks, "20261202T040000Z-1a2b3c4d", [change], NOW))
+    [entry] = asyncio.run(follow(chunks, None, 10))[0]
+    assert entry == {**change, "runId": "20261202T040000Z-1a2b3c4d",
+                     "at": "2026-12-02T04:00:00.000Z"}
 
 
 def test_a_run_is_stored_in_chunks_not_one_entity_per_change() -> None:
