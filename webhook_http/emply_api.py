@@ -200,7 +200,8 @@ async def import_emply(req: func.HttpRequest) -> func.HttpResponse:
             raise _bad("replace", "replace must be true or false")
         raw = _body(req, MAX_DOCUMENT_BYTES)
         async with boundary.open_deps() as deps:
-            counts = await emply_api.import_document(deps.store, raw, replace=replace == "true")
+            counts = await emply_api.import_document(deps.store, raw, replace=replace == "true",
+                                                     graph=deps.graph)
         return respond(200, {"imported": counts, "replaced": replace == "true"})
     return await _guarded(run)
 
@@ -228,7 +229,8 @@ async def put_settings(req: func.HttpRequest) -> func.HttpResponse:
         if_match = _if_match(req)
         body = _json(req)
         async with boundary.open_deps() as deps:
-            settings, etag = await emply_api.put_settings(deps.store, body, if_match)
+            settings, etag = await emply_api.put_settings(deps.store, body, if_match,
+                                                          deps.graph)
         return _answer(200, settings, etag)
     return await _guarded(run)
 

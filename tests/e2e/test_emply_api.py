@@ -329,3 +329,27 @@ async def test_get_emply_a_page_at_a_time_gives_the_whole_document(
     assert "pageSize" in body_of(too_large)["detail"]
     monkeypatch.setattr(emply_pages, "ONE_SHOT_MAX", 30)
     assert (await function("export_emply")(call("GET", "/api/emply"))).status_code == 200
+
+
+async def test_write_back_for_a_hybrid_tenant_is_refused_over_http_as_by_the_import(
+        make_world: Any) -> None:
+    """R10 at the door, as `emply-sync emply import` does it: PUT /api/emply and PUT
+    /api/settings turning write-back on for a hybrid tenant are 400s, nothing written."""
+    tenant = t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []})
+    tenant["organization"]["onPremisesSyncEnabled"] = True
+    world = make_world(tenant)
+    on = {"create": False, "update": True, "delete": False}
+    refused = await function("import_emply")(call("PUT", "/api/emply",
+                                                  t.emply_state(writeBack=on)))
+    assert refused.status_code == 400
+    assert body_of(refused)["field"] == "settings.writeBack"
+    assert "hybrid_tenant" in body_of(refused)["errors"][0]["detail"]
+    assert world.export()["settings"] is None
+    ok = await function("import_emply")(call("PUT", "/api/emply", t.emply_state()))
+    assert ok.status_code == 200
+    got = await function("get_settings")(call("GET", "/api/settings"))
+    settings = body_of(got)
+    put = await function("put_settings")(call("PUT", "/api/settings",
+                                              {**settings, "writeBack": on}))
+    assert put.status_code == 400 and body_of(put)["field"] == "writeBack"
+    assert world.export()["settings"] == settings

@@ -86,3 +86,4 @@ async def test_a_bad_body_names_the_field_and_changes_nothing(world: Any, body: 
     assert response.status_code == 400, response.get_body()
     assert body_of(response)["field"] == field
     assert world.ok("emply", "export") == before
+
