@@ -114,7 +114,11 @@ def decode_cursor(cursor: str | None, now: dt.datetime) -> tuple[str, int]:
     if not (isinstance(key, str) and _KEY.fullmatch(key) and type(index) is int
             and 0 <= index <= 1_000_000):
         raise BadCursor("after is not a cursor this service handed out")
-    if _moment(key) < now - dt.timedelta(days=RETENTION_DAYS):
+    try:
+        moment = _moment(key)
+    except ValueError:  # digits that are no date
+        raise BadCursor("after is not a cursor this service handed out") from None
+    if moment < now - dt.timedelta(days=RETENTION_DAYS):
         raise CursorExpired(
             f"the cursor is older than the feed's retention ({RETENTION_DAYS} days); read "
             "the whole Emply side again (GET /api/emply), then follow the feed from its "

@@ -116,7 +116,9 @@ def test_retention_drops_old_chunks_and_expires_their_cursors() -> None:
 
 @pytest.mark.parametrize("cursor", ["", "!!", "bm9wZQ", change_feed.encode_cursor("x", 0),
                                     change_feed.encode_cursor(
-                                        "20261202T040000000Z_r_000000", -1)])
+                                        "20261202T040000000Z_r_000000", -1),
+                                    change_feed.encode_cursor(
+                                        "20261399T250000000Z_r_000000", 0)])
 def test_a_cursor_not_handed_out_is_refused(cursor: str) -> None:
     with pytest.raises(change_feed.BadCursor):
         change_feed.decode_cursor(cursor, NOW)
