@@ -38,11 +38,11 @@ class AzureRunLog:
         started = (codec.parse_time(report.get("queuedAt"))
                    or codec.parse_time(report.get("startedAt")) or self._clock())
         millis = int(started.timestamp() * 1000)
-        summary = _summary(report)
+        fields = summary(report)
         row = {"PartitionKey": "run", "RowKey": f"{9_999_999_999_999 - millis:013d}_"
                                                 f"{keys.encode_key(run_id)}"}
         row.update({k: (json.dumps(v) if k == "counts" else v)
-                    for k, v in summary.items() if v is not None})
+                    for k, v in fields.items() if v is not None})
         # Plain JSON, encoded and uploaded a block at a time: a 100,000-user initial
         # sync's report is about 70 MB of text, never held whole.
         blocks = chunked_json.text_blocks(chunked_json.plain_pieces(report),
@@ -64,8 +64,8 @@ class AzureRunLog:
         pager = self._table.query_entities("PartitionKey eq 'run'",
                                          results_per_page=min(limit, 1000))
         async for row in pager:
-            summary = {k: row.get(k) for k in _SUMMARY_FIELDS
-                       if k in row or k not in _OPTIONAL_SUMMARY_FIELDS}
+            summary = {k: row.get(k) for k in SUMMARY_FIELDS
+                       if k in row or k not in OPTIONAL_SUMMARY_FIELDS}
             summary["counts"] = json.loads(row["counts"]) if row.get("counts") else {}
             out.append(summary)
             if len(out) >= limit:
@@ -87,12 +87,12 @@ class AzureRunLog:
         runs = await self.list_runs(1)
         return runs[0] if runs else None
 
-_SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
+SUMMARY_FIELDS = ("runId", "trigger", "status", "dryRun", "startedAt", "finishedAt",
                    "counts", "heldCount", "errorCount", "lastSeenAt")
-_OPTIONAL_SUMMARY_FIELDS = frozenset({"lastSeenAt"})  # an abandoned run's only
+OPTIONAL_SUMMARY_FIELDS = frozenset({"lastSeenAt"})  # an abandoned run's only
 
 
-def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
+def summary(report: Mapping[str, Any]) -> dict[str, Any]:
     held = report.get("held")
     errs = report.get("errors")
     return {

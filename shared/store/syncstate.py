@@ -70,7 +70,7 @@ class AzureSyncState:
 
     async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
         """The snapshot part saved as `generation`, or None when it is missing."""
-        snapshot = await self._read_json_blob(_snapshot_blob(part, generation))
+        snapshot = await self._read_json_blob(snapshot_blob(part, generation))
         if not isinstance(snapshot, dict) or snapshot.get("generation") != generation:
             return None
         data: dict[str, Any] = snapshot.get("data") or {}
@@ -85,7 +85,7 @@ class AzureSyncState:
         can overlap the run's Table writes)."""
         if callable(data):
             data = await blobs.in_codec_thread(data)
-        await self._write_json_blob(_snapshot_blob(part, generation),
+        await self._write_json_blob(snapshot_blob(part, generation),
                                     {"generation": generation, "data": data}, level=1)
 
     async def delete_snapshot(self, generation: str) -> None:
@@ -93,11 +93,11 @@ class AzureSyncState:
         await self._ensure()
         for part in SNAPSHOT_PARTS:
             with contextlib.suppress(ResourceNotFoundError):
-                await self._container.delete_blob(_snapshot_blob(part, generation))
+                await self._container.delete_blob(snapshot_blob(part, generation))
 
 
 
-def _snapshot_blob(part: str, generation: str) -> str:
+def snapshot_blob(part: str, generation: str) -> str:
     if part not in SNAPSHOT_PARTS or not codec.GENERATION.fullmatch(generation):
         raise ValueError(f"no snapshot part {part!r} of generation {generation!r}")
     return f"snapshot-{part}-{generation}.json.gz"
