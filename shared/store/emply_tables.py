@@ -241,7 +241,7 @@ class AzureEmplyTables:
             keyed.sort(key=lambda pair: pair[0])
         return [item for _rk, item in keyed]
 
-    # --- the whole side: export, import, clear, stale generations ------------
+    # --- the whole side: export, import, stale generations ------------------
 
     async def export_document(self) -> dict[str, Any]:
         """What `emply-sync emply export` prints (import --replace takes it back)."""
@@ -398,18 +398,6 @@ class AzureEmplyTables:
                     await self._tables.delete_table(name)
                 dropped += 1
         return dropped
-
-    async def clear_emply(self) -> int:
-        """Delete every Emply entity (not the sync's own state). Returns the count."""
-        await self.resolve()
-        found = await asyncio.gather(*(self.query(kind, select=["PartitionKey", "RowKey"])
-                                       for kind in CODECS))
-        ops: list[Operation] = [
-            ("delete", {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}, {})
-            for rows in found for row in rows
-        ]
-        await self._submit_all(ops, kind="entity", ledger=AzureLedger())
-        return len(ops)
 
     # --- generations ---------------------------------------------------------
 

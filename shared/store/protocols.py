@@ -11,7 +11,7 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
 - `SyncStateStore`: the sync state and the snapshot parts of a generation.
 - `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives
   a value (`LoadedEmply`), and writes guarded by that value.
-- `EmplyGenerations`: the Emply side as a whole: import, export, clear, stale tables.
+- `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
 
 Invariants:
 - The loaded Emply copy is a value: `load_emply` returns a `LoadedEmply`, and the
@@ -165,9 +165,6 @@ class EmplyGenerations(Protocol):
                               before_switch: Callable[[], Awaitable[None]] | None = None,
                               ) -> dict[str, int]:
         """Validate, then make `doc` the Emply side (all or nothing); counts per section."""
-
-    async def clear_emply(self) -> int:
-        """Delete every Emply entity; returns the count."""
 
     async def remove_stale_generations(self) -> int:
         """Drop what failed imports left; returns how many."""

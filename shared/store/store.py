@@ -162,9 +162,6 @@ class EmplyStore:
         return await self.tables.import_document(doc, replace=replace,
                                                  before_switch=before_switch)
 
-    async def clear_emply(self) -> int:
-        return await self.tables.clear_emply()
-
     async def remove_stale_generations(self) -> int:
         return await self.tables.remove_stale_generations()
 

@@ -250,9 +250,12 @@ async def test_users_spread_over_partitions(store: EmplyStore) -> None:
         store.emply, f"PartitionKey eq 'user-{bucket('u0001')}'") for row in page]
     assert "u0001" in {row["id"] for row in rows}
     assert all(bucket(row["RowKey"]) == bucket("u0001") for row in rows)
-    # clearing covers every bucket
-    assert await store.clear_emply() == 1300
-    assert (await store.export_document())["users"] == []
+    # deleting covers every bucket
+    await store.delete_entities("users", users)
+    await store.delete_entities("employees", employees)
+    assert store.stats["entities_deleted"] == 1300
+    doc = await store.export_document()
+    assert doc["users"] == [] and doc["employees"] == []
 
 
 async def test_etag_conflict_is_detected(azurite: AzuriteProcess, store: EmplyStore,

@@ -329,12 +329,6 @@ class MemoryEmplyTables:
         self.version = uuid.uuid4().hex
         return {kind: len(items) for kind, items in sections}
 
-    async def clear_emply(self) -> int:
-        count = sum(len(rows) for rows in self.rows.values())
-        self.rows = {k: {} for k in _KINDS}
-        self._bump(_ledger(None))
-        return count
-
     async def remove_stale_generations(self) -> int:
         return 0  # one generation, replaced in place
 
