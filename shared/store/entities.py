@@ -42,7 +42,7 @@ def _tables(store: protocols.SyncStore) -> AzureEmplyTables:
     on the Azure store only (the sync's protocols do not include one-entity access)."""
     if not isinstance(store, EmplyStore):
         raise TypeError(f"the Emply API needs the Table Storage store, not {type(store)}")
-    return store.tables
+    return store.emply_tables
 
 
 async def read(store: protocols.SyncStore, kind: str,

@@ -74,7 +74,7 @@ class EmplyStore:
         self.tally = Tally()
         self.stats = self.tally.stats
         self.batches_by_partition = self.tally.batches_by_partition
-        self.tables = AzureEmplyTables(tables, self._meta, ensure=self._ensure,
+        self.emply_tables = AzureEmplyTables(tables, self._meta, ensure=self._ensure,
                                        tally=self.tally)
         self.run_lease = AzureRunLease(self.lease, clock=clock, ensure=self._ensure,
                                        tally=self.tally)
@@ -85,7 +85,7 @@ class EmplyStore:
     @property
     def emply(self) -> TableClient:
         """The table of the current generation of the Emply side."""
-        return self.tables.emply
+        return self.emply_tables.emply
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -131,39 +131,39 @@ class EmplyStore:
 
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
                          sparse: bool = False) -> LoadedEmply:
-        return await self.tables.load_emply(cache, sparse=sparse)
+        return await self.emply_tables.load_emply(cache, sparse=sparse)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
-        return await self.tables.read_entities(kind, ids, loaded=loaded)
+        return await self.emply_tables.read_entities(kind, ids, loaded=loaded)
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
                           loaded: LoadedEmply | None = None) -> None:
-        await self.tables.write_built(kind, ids, build, loaded=loaded)
+        await self.emply_tables.write_built(kind, ids, build, loaded=loaded)
 
     async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
                              loaded: LoadedEmply | None = None) -> None:
-        await self.tables.write_entities(kind, items, loaded=loaded)
+        await self.emply_tables.write_entities(kind, items, loaded=loaded)
 
     async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
                               loaded: LoadedEmply | None = None) -> None:
-        await self.tables.delete_entities(kind, items, loaded=loaded)
+        await self.emply_tables.delete_entities(kind, items, loaded=loaded)
 
     async def current_version(self) -> str | None:
-        return await self.tables.current_version()
+        return await self.emply_tables.current_version()
 
     async def export_document(self) -> dict[str, Any]:
-        return await self.tables.export_document()
+        return await self.emply_tables.export_document()
 
     async def import_document(self, doc: object, *, replace: bool = False,
                               before_switch: Callable[[], Awaitable[None]] | None = None,
                               ) -> dict[str, int]:
-        return await self.tables.import_document(doc, replace=replace,
+        return await self.emply_tables.import_document(doc, replace=replace,
                                                  before_switch=before_switch)
 
     async def remove_stale_generations(self) -> int:
-        return await self.tables.remove_stale_generations()
+        return await self.emply_tables.remove_stale_generations()
 
     # --- RunLease, RunMarker -------------------------------------------------
 
