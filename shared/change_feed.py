@@ -27,8 +27,8 @@ from typing import Any
 
 from shared import records, telemetry
 from shared.store import change_feed as store_feed
+from shared.store import protocols
 from shared.store.change_feed import Chunk, ChunkStore, ChunkTooLarge
-from shared.store.store import EmplyStore
 
 RETENTION_DAYS = 90
 CHUNK_CHANGES = 1000
@@ -148,7 +148,7 @@ async def page(chunks: ChunkStore, after: str | None, page_size: int,
     return found, encode_cursor(*position)
 
 
-async def record_report(store: EmplyStore, report: records.RunReport,
+async def record_report(store: protocols.SyncStore, report: records.RunReport,
                         now: dt.datetime) -> records.RunReport:
     """Record a real run's applied changes (its report's) in the store's feed. The
     changes are applied whatever happens here: a feed that cannot be written is reported
@@ -171,7 +171,7 @@ async def record_report(store: EmplyStore, report: records.RunReport,
     return report
 
 
-async def read_page(store: EmplyStore, after: str | None, page_size: int,
+async def read_page(store: protocols.SyncStore, after: str | None, page_size: int,
                     now: dt.datetime) -> tuple[list[dict[str, Any]], str]:
     """`page` of the store's feed (what `GET /api/changes` answers)."""
     return await page(store_feed.chunks_of(store), after, page_size, now)

@@ -19,9 +19,8 @@ from typing import Any
 from shared import emply_doc, emply_file, emply_import, hybrid_check
 from shared.emply_doc import DocumentError
 from shared.graph import client as graph_client
-from shared.store import entities
+from shared.store import entities, protocols
 from shared.store import errors as store_errors
-from shared.store.store import EmplyStore
 
 KINDS = ("users", "employees")
 """The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`)."""
@@ -42,11 +41,11 @@ def export_bytes(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-async def export_document(store: EmplyStore) -> bytes:
+async def export_document(store: protocols.SyncStore) -> bytes:
     return export_bytes(await store.export_document())
 
 
-async def import_document(store: EmplyStore, body: bytes, *, replace: bool,
+async def import_document(store: protocols.SyncStore, body: bytes, *, replace: bool,
                           graph: graph_client.GraphClient) -> dict[str, int]:
     """As `emply-sync emply import`: parsed, R10's hybrid check (settings turning
     write-back on for a hybrid tenant are refused), then imported all or nothing."""
@@ -65,7 +64,7 @@ def _relative(error: DocumentError) -> DocumentError:
     return relative
 
 
-async def _validate(store: EmplyStore, section: str, value: object) -> dict[str, Any]:
+async def _validate(store: protocols.SyncStore, section: str, value: object) -> dict[str, Any]:
     stored, known = await entities.identities(store)
     try:
         clean = emply_doc.validate_document(
@@ -79,14 +78,15 @@ async def _validate(store: EmplyStore, section: str, value: object) -> dict[str,
     return clean
 
 
-async def get_entity(store: EmplyStore, kind: str, entity_id: str) -> tuple[dict[str, Any], str]:
+async def get_entity(store: protocols.SyncStore, kind: str,
+                     entity_id: str) -> tuple[dict[str, Any], str]:
     found = await entities.read(store, kind, entity_id)
     if found is None:
         raise NotFound(f"no {kind[:-1]} with that id")
     return found
 
 
-async def put_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+async def put_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
                      if_match: str | None) -> tuple[dict[str, Any], str, bool]:
     """Replace (or create) one entity with `body` (the whole entity; `id`, when given,
     must be the path's). Returns the entity, its new ETag and whether it was created."""
@@ -100,7 +100,7 @@ async def put_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
     return clean, etag, not existed
 
 
-async def patch_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+async def patch_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
                        if_match: str | None) -> tuple[dict[str, Any], str]:
     """JSON Merge Patch (RFC 7396) of one entity: fields given replace, null clears a
     field back to its default; the result is checked as a whole entity."""
@@ -130,14 +130,14 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def get_settings(store: EmplyStore) -> tuple[dict[str, Any], str]:
+async def get_settings(store: protocols.SyncStore) -> tuple[dict[str, Any], str]:
     found = await entities.read(store, "settings", "")
     if found is None:
         raise NotFound("no settings yet; PUT them first")
     return found
 
 
-async def put_settings(store: EmplyStore, body: object, if_match: str | None,
+async def put_settings(store: protocols.SyncStore, body: object, if_match: str | None,
                        graph: graph_client.GraphClient) -> tuple[dict[str, Any], str]:
     """Replace the settings: checked as the import checks them, R10's hybrid check
     included (write-back cannot be turned on for a hybrid tenant)."""
@@ -151,9 +151,8 @@ async def put_settings(store: EmplyStore, body: object, if_match: str | None,
     return clean, await entities.write(store, "settings", clean, if_match)
 
 
-async def list_page(store: EmplyStore, kind: str, *, page_size: int, after: str | None,
+async def list_page(store: protocols.SyncStore, kind: str, *, page_size: int, after: str | None,
                     filters: Mapping[str, str], linked: bool | None
                     ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
     return await entities.page(store, kind, page_size=page_size, after=after,
                                equals=filters, linked=linked)
-

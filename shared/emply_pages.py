@@ -20,8 +20,7 @@ import binascii
 import json
 from typing import Any
 
-from shared.store import entities
-from shared.store.store import EmplyStore
+from shared.store import entities, protocols
 
 ONE_SHOT_MAX = 20_000
 """Users plus employees up to which `GET /api/emply` answers the whole document at once
@@ -38,7 +37,7 @@ class BadCursor(ValueError):
     """A `next` cursor this service did not hand out."""
 
 
-async def check_one_shot(store: EmplyStore) -> None:
+async def check_one_shot(store: protocols.SyncStore) -> None:
     """Raise `TooLarge` when the one-shot document would hold more than `ONE_SHOT_MAX`
     users and employees."""
     users = await entities.count_up_to(store, "users", ONE_SHOT_MAX)
@@ -65,7 +64,7 @@ def decode(cursor: str) -> tuple[str, str | None]:
     return section, inner
 
 
-async def page(store: EmplyStore, cursor: str | None, page_size: int) -> dict[str, Any]:
+async def page(store: protocols.SyncStore, cursor: str | None, page_size: int) -> dict[str, Any]:
     """One page (see the module docstring): its sections and `next`."""
     if cursor is None:
         settings = await entities.read(store, "settings", "")

@@ -16,14 +16,13 @@ from typing import Any
 
 from shared import emply_checks, emply_doc
 from shared.emply_doc import DocumentError
-from shared.store import entities
-from shared.store.store import EmplyStore
+from shared.store import entities, protocols
 
 MAX_ROLES = 100
 """Roles in one PUT: a few dozen in practice (one Table transaction holds 100)."""
 
 
-async def _stored(store: EmplyStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
+async def _stored(store: protocols.SyncStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
     roles: list[dict[str, Any]] = []
     etags: dict[str, str] = {}
     after: str | None = None
@@ -43,13 +42,13 @@ def list_etag(etags: dict[str, str]) -> str:
     return f'"roles-{digest}"'
 
 
-async def get_roles(store: EmplyStore) -> tuple[list[dict[str, Any]], str]:
+async def get_roles(store: protocols.SyncStore) -> tuple[list[dict[str, Any]], str]:
     """Every role, and the list's ETag."""
     roles, etags = await _stored(store)
     return roles, list_etag(etags)
 
 
-async def put_roles(store: EmplyStore, body: object,
+async def put_roles(store: protocols.SyncStore, body: object,
                     if_match: str | None) -> tuple[list[dict[str, Any]], str]:
     """Replace the list of roles with `body` (`{"roles": [...]}`); returns the list
     written and its new ETag. Raises `DocumentError` (nothing written) or
@@ -81,7 +80,7 @@ async def put_roles(store: EmplyStore, body: object,
     return clean, list_etag(new_etags)
 
 
-async def _refuse_referenced(store: EmplyStore, removed: set[str]) -> None:
+async def _refuse_referenced(store: protocols.SyncStore, removed: set[str]) -> None:
     """A removed role still referenced by the settings or a user: a `DocumentError`
     naming the role and where it is referenced (as the import's reference check does)."""
     problems: list[tuple[str, str]] = []

@@ -165,6 +165,14 @@ class MemoryChunks:
         return len(old)
 
 
-def chunks_of(store: EmplyStore) -> TableChunks:
-    """The feed's chunks in the store's account (same prefix as its other tables)."""
-    return TableChunks(store._tables.get_table_client(store.prefix + TABLE))
+def chunks_of(store: object) -> ChunkStore:
+    """The feed's chunks beside a store: for the Azure store a table in its account
+    (same prefix as its other tables); for another (the in-memory fakes) the
+    `ChunkStore` it carries as `change_feed`."""
+    if isinstance(store, EmplyStore):
+        return TableChunks(store._tables.get_table_client(store.prefix + TABLE))
+    chunks = getattr(store, "change_feed", None)
+    if chunks is None:
+        raise TypeError(f"{type(store).__name__} keeps no change feed")
+    found: ChunkStore = chunks
+    return found
