@@ -105,8 +105,8 @@ _GENERATION = re.compile(r"[0-9a-f]{32}")
 T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
-_CACHE_FORMAT = 5  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
-# 5: users with roleBasis and linkedDomain
+_CACHE_FORMAT = 6  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
+# 5: users with roleBasis and linkedDomain; 6: users with entraCreate
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
