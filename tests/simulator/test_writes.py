@@ -173,8 +173,8 @@ def test_create_user_refuses_a_taken_upn_or_mail_nickname_like_graph(
     nick = sim.graph("POST", "/users", json={
         **NEW_USER, "userPrincipalName": "MJ@contoso.com", "mailNickname": "Megan.Jordan"})
     assert (nick.status_code, nick.json()["error"]["code"]) == (400, "Request_BadRequest")
-    assert ("Another object with the same value for property mailNickname already exists."
-            == nick.json()["error"]["message"])
+    assert (nick.json()["error"]["message"]
+            == "Another object with the same value for property mailNickname already exists.")
     found = sim.graph("GET", "/users?$filter=userPrincipalName eq 'MEGAN.jordan@contoso.com'"
                       "&$select=id,userPrincipalName,mailNickname").json()["value"]
     assert [u["mailNickname"] for u in found] == ["megan.jordan"]
