@@ -91,7 +91,7 @@ async def write_changes(
         else:
             failures[item_id] = sent.failure(item_id)
     failed = tuple(by_id[int(i)] for i in sorted(failures, key=int))
-    return WriteResult(tuple(written), failed, _errors(failures, by_id), sent.batches)
+    return WriteResult(tuple(written), failed, errors_of(failures, by_id), sent.batches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,37 +217,45 @@ def _refusal(status: int, body: Any) -> tuple[str, str]:
     return WRITE_FAILED, _detail(status, body)
 
 
-def _errors(
+def errors_of(
     failures: dict[str, tuple[str, str, int | None]], by_id: dict[int, model.Change]
 ) -> tuple[dict[str, Any], ...]:
     out: list[dict[str, Any]] = []
     forbidden = [i for i, (reason, _, _) in failures.items() if reason == WRITE_FORBIDDEN]
     if forbidden:
+        creating = any(by_id[int(i)].kind == model.ENTRA_CREATE for i in forbidden)
         out.append({
             "reason": WRITE_FORBIDDEN, "temporary": False, "rule": "R9",
             "message": f"Graph refused {len(forbidden)} write-back request(s) "
             f"({failures[forbidden[0]][1]}): the app registration has no permission to "
-            "write users (User.ReadWrite.All); deploy it with enableWriteBack=true "
-            "(docs/deploy.md) or turn the writeBack options off. Nothing was written",
+            "write users (User.ReadWrite.All)"
+            + (", or group members (GroupMember.ReadWrite.All, for writeBack.create)"
+               if creating else "")
+            + "; deploy it with enableWriteBack=true"
+            + (" and enableWriteBackCreate=true" if creating else "")
+            + " (docs/deploy.md) or turn the writeBack options off. "
+            + ("A user created but not yet in the group is added and linked by the next run "
+               "that may write" if creating else "Nothing was written"),
         })
     for item_id in sorted(failures, key=int):
         reason, detail, status = failures[item_id]
         if reason == WRITE_FORBIDDEN:
             continue
         change = by_id[int(item_id)]
+        target = change.entra_id or change.after.get("userPrincipalName")
         entry: dict[str, Any] = {"reason": reason, "rule": "R10" if reason == model.HYBRID_USER
                                  else "R9", "entraId": change.entra_id}
         if change.user_id is not None:
             entry["userId"] = change.user_id
         if reason == model.HYBRID_USER:
             entry["message"] = (
-                f"Graph refused {change.kind} of Entra user {change.entra_id} ({detail}): it "
+                f"Graph refused {change.kind} of Entra user {target} ({detail}): it "
                 "is synchronized from on-premises, which Microsoft does not allow to be "
                 "changed in the cloud; change it on-premises")
             entry["temporary"] = False
         else:
             entry["message"] = (
-                f"{change.kind} of Entra user {change.entra_id} was not written ({detail}); "
+                f"{change.kind} of Entra user {target} was not written ({detail}); "
                 "the next run tries it again")
             entry["temporary"] = not status or status in RETRY_STATUSES or status >= 500
         out.append(entry)
