@@ -89,6 +89,7 @@ def test_create_makes_the_user_adds_it_to_the_first_group_and_links_it(
     world = make_world(cloud_tenant())
     world.import_state(state())
     world.sim.reset_requests()
+    assert "created in Entra at the next run (writeBack.create)" in world.ok("explain", "u-ray")
 
     dry = world.sync("--dry-run")
     assert posts(world) == 0 and entra_by_upn(world, RAY_UPN) == []
