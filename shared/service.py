@@ -26,6 +26,7 @@ from shared import (
     change_feed,
     conflicts,
     disabled_run,
+    entra_creates,
     errors,
     records,
     telemetry,
@@ -267,6 +268,7 @@ async def _run(
     applying = False
     plan: model.Plan | None = None
     not_written: frozenset[int] = frozenset()
+    links: tuple[model.Change, ...] = ()
     try:
         await deps.store.save_run(run.report.to_json())
         state, warnings = await records.load_state(deps.store)
@@ -319,11 +321,13 @@ async def _run(
                                           + len(skipped.employees)} if skipped else {}))
             dropped = conflicts.left_out(plan, skipped)
             run.report = conflicts.reported(run.report, dropped, skipped)
-            run.report, not_written = await _write_back(
-                deps, run, plan, frozenset(id(c) for c in dropped))
+            run.report, not_written, links = await _write_back(
+                deps, run, plan, prepared.settings, iso(started),
+                frozenset(id(c) for c in dropped))
         del prepared  # with it the loaded Emply copy (about 100 MB at 100,000 users)
         run.report = dataclasses.replace(run.report, changes=[
-            c.to_json() for c in plan.changes if id(c) not in not_written])
+            *(c.to_json() for c in plan.changes if id(c) not in not_written),
+            *(c.to_json() for c in links)])
         if heartbeat is not None:  # a real run: its applied changes go in the feed
             run.report = await change_feed.record_report(deps.store, run.report, deps.clock())
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
@@ -348,27 +352,40 @@ async def _run(
 
 
 async def _write_back(
-    deps: Deps, run: _Run, plan: model.Plan, dropped: frozenset[int] = frozenset()
-) -> tuple[records.RunReport, frozenset[int]]:
+    deps: Deps, run: _Run, plan: model.Plan, settings: model.Settings, at: str,
+    dropped: frozenset[int] = frozenset()
+) -> tuple[records.RunReport, frozenset[int], tuple[model.Change, ...]]:
     """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
-    Emply, R5). What was not written is reported per user (or once, for a missing
-    permission) and left out of the changes and counts; the next run plans it again.
+    Emply, R5, except the link of a user created in Entra: `shared.entra_creates`).
+    What was not written is reported per user (or once, for a missing permission) and
+    left out of the changes and counts; the next run plans it again. Returns the report,
+    the ids of the changes not written, and the links made for created users.
     `dropped`: the changes left out already (`shared.conflicts`, counted there): not
     written, and among those returned as not written."""
-    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS and id(c) not in dropped]
-    if not planned:
-        return run.report, dropped
+    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS
+               and c.kind != model.ENTRA_CREATE and id(c) not in dropped]
+    creates = [c for c in plan.changes if c.kind == model.ENTRA_CREATE
+               and id(c) not in dropped]
+    if not planned and not creates:
+        return run.report, dropped, ()
     result = await writer.write_changes(deps.graph, planned)
-    _progress(run, "written_back", written=len(result.written), notWritten=len(result.failed),
-              batches=result.batches)
+    created = await entra_creates.create_and_link(
+        deps.store, deps.graph, creates, settings, run.report.run_id, at) if creates else None
+    failed = (*result.failed, *(created.result.failed if created else ()))
+    links = created.links if created else ()
+    _progress(run, "written_back", written=len(result.written), notWritten=len(failed),
+              createdInEntra=len(links), batches=result.batches + (
+                  created.result.batches if created else 0))
     counts = dict(run.report.counts)
-    for change in result.failed:
+    for change in failed:
         counts[change.kind] -= 1
         if not counts[change.kind]:
             del counts[change.kind]
-    report = dataclasses.replace(run.report, counts=counts,
-                                 errors=(*run.report.errors, *result.errors))
-    return report, dropped | frozenset(id(c) for c in result.failed)
+    if links:
+        counts[model.LINK_USER] = counts.get(model.LINK_USER, 0) + len(links)
+    report = dataclasses.replace(run.report, counts=counts, errors=(
+        *run.report.errors, *result.errors, *(created.result.errors if created else ())))
+    return report, dropped | frozenset(id(c) for c in failed), links
 
 
 @contextlib.contextmanager
