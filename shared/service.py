@@ -21,7 +21,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import calendar_apply, disabled_run, errors, records, telemetry, unchanged
+from shared import (
+    calendar_apply,
+    disabled_run,
+    errors,
+    event_push_apply,
+    records,
+    telemetry,
+    unchanged,
+)
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
@@ -301,6 +309,9 @@ async def _run(
                                                   plan, run.report.run_id, iso(started))
             _progress(run, "applied")
             run.report, not_written = await _write_back(deps, run, plan)
+            run.report, not_pushed = await event_push_apply.push_planned(
+                deps.store, deps.graph, plan, run.report)  # R15, after the Emply writes
+            not_written |= not_pushed
         del prepared
         deps.store.forget_loaded()
         run.report = dataclasses.replace(run.report, changes=[
