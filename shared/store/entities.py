@@ -32,11 +32,14 @@ class BadCursor(ValueError):
     """A `next` cursor this service did not hand out."""
 
 
-async def read(store: EmplyStore, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
-    """The entity of `kind` ("settings" takes any key) and its ETag, or None."""
+async def read(store: EmplyStore, kind: str, key: str | Mapping[str, Any]
+               ) -> tuple[dict[str, Any], str] | None:
+    """The entity of `kind` ("settings" takes any key) and its ETag, or None. `key`: the
+    id, or the key fields of a kind with more than one (a calendar's userId and id)."""
     await store._resolve()
     codec = _CODECS[kind]
-    rk = codec.row_key({"id": key}) if kind != "settings" else codec.row_key({})
+    fields = key if isinstance(key, Mapping) else {"id": key}
+    rk = codec.row_key(fields) if kind != "settings" else codec.row_key({})
     row = await wire.get(store.emply, codec.pk(rk), rk)
     if row is None:
         return None
@@ -52,7 +55,7 @@ async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
     rk = codec.row_key(item)
     pk = codec.pk(rk)
     if if_match is not None:
-        current = await read(store, kind, str(item.get("id", "")))
+        current = await read(store, kind, item)
         if current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
         if if_match not in (ANY, current[1]):

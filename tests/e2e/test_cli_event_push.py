@@ -9,6 +9,7 @@ in the MS365 calendar."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,6 +23,8 @@ import pytest
 
 from shared.reconcile import event_push
 from tests.e2e.test_cli_calendars import calendar_world, edit
+from tests.e2e.test_emply_api import body_of, call
+from tests.e2e.test_http import function
 from tests.reliability.harness import expire_lease
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +254,53 @@ def test_outbound_events_are_validated_naming_the_field(make_world: Any) -> None
     code, out, err = world.cli("emply", "import", str(path))
     assert code != 0 and 'outboundEvents[1] (id "o-1").id: duplicate' in err + out
     assert world.export() == before
+
+
+# --- the same through the Emply HTTP API (docs/emply-api.md) ---------------------------
+
+
+def _http(name: str, method: str, url: str, body: Any = None,
+          route: dict[str, str] | None = None) -> tuple[int, Any, str | None]:
+    response = asyncio.run(function(name)(call(method, url, body, route=route)))
+    return response.status_code, body_of(response), response.headers.get("ETag")
+
+
+def test_emply_sends_outbound_events_and_calendar_choices_over_http(make_world: Any) -> None:
+    world = calendar_world(make_world)
+    world.sync()
+    url, route = "/api/outbound-events/o-1", {"id": "o-1"}
+    bad = {**outbound("o-1", "u-megan"), "end": "2026-12-02T09:00:00Z"}
+    status, problem, _ = _http("put_outbound_event", "PUT", url, bad, route)
+    assert status == 400 and problem["errors"][0]["path"] == "end"
+    status, problem, _ = _http("put_outbound_event", "PUT", url,
+                               {**outbound("o-1", "u-nobody")}, route)
+    assert status == 400 and problem["errors"][0]["path"] == "userId"
+    assert stored(world) == {}
+    status, created, _ = _http("put_outbound_event", "PUT", url,
+                               {k: v for k, v in outbound("o-1", "u-megan").items()
+                                if k != "id"}, route)
+    assert (status, created["status"]) == (201, "pending")
+    assert world.sync()["counts"]["event_push"] == 1
+    status, event, etag = _http("get_outbound_event", "GET", url, route=route)
+    (made,) = graph_events(world, megan_entra(world))
+    assert (status, event["status"], event["graphId"]) == (200, "created", made["id"])
+    assert etag
+
+    calendar = "/api/users/u-megan/calendars/"
+    status, item, _ = _http("put_user_calendar", "PUT", calendar + "cal-team",
+                            {"enabled": True}, {"id": "u-megan", "cid": "cal-team"})
+    assert (status, item["enabled"], item["isDefault"]) == (200, True, False)
+    status, problem, _ = _http("put_user_calendar", "PUT", calendar + "cal-main",
+                               {"enabled": False}, {"id": "u-megan", "cid": "cal-main"})
+    assert status == 400 and problem["errors"][0]["path"] == "enabled"
+    assert "cannot be disabled" in problem["errors"][0]["detail"]
+    status, problem, _ = _http("put_user_calendar", "PUT", calendar + "cal-none",
+                               {"enabled": True}, {"id": "u-megan", "cid": "cal-none"})
+    assert status == 404
+    status, problem, _ = _http("put_user_calendar", "PUT", calendar + "cal-team",
+                               {"enabled": True, "name": "x"},
+                               {"id": "u-megan", "cid": "cal-team"})
+    assert status == 400 and problem["errors"][0]["path"] == "name"
+    kept = {c["id"]: c["enabled"] for c in world.export()["calendars"]}
+    assert kept == {"cal-main": True, "cal-team": True}
+    assert "calendar_add" not in world.sync()["counts"]  # the user's choice stands
