@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared import records
+from shared import records, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import event_writer
@@ -83,6 +83,12 @@ async def push_planned(store: store_mod.EmplyStore, graph: graph_client.GraphCli
                              f"outbound event {event_id!r} was not created this run, it stays "
                              f"pending and the next run tries again: {outcome.error}"})
     await store.upsert_entities("outboundEvents", list(updates.values()))
+    statuses = [u.get("status") for u in updates.values()]
+    telemetry.log.info("emply_sync.events_pushed", extra={  # ids and counts only
+        "runId": report.run_id, "trigger": report.trigger, "posted": len(pushes),
+        "created": statuses.count("created"), "failed": statuses.count("failed"),
+        "notCreated": len(problems), "requests": result.requests,
+        "throttled": result.throttled})
     counts = dict(report.counts)
     for change in skipped:
         counts[change.kind] -= 1

@@ -150,7 +150,9 @@ async def _batch(client: graph_client.GraphClient, chunk: list[Push],
             for n, p in enumerate(chunk)]})
     except errors.GraphReadError as exc:
         for push in chunk:
-            outcomes[push.event_id] = Outcome(error=str(exc).replace("GET", "POST", 1))
+            outcomes[push.event_id] = Outcome(
+                error=f"POST /$batch failed: HTTP {exc.status}, error code "
+                      f"{exc.code or 'unknown'}: {exc.message}")
         return []
     responses = {r.get("id"): r for r in answer.get("responses") or () if isinstance(r, dict)}
     again = []
