@@ -85,10 +85,10 @@ async def push_planned(store: store_mod.EmplyStore, graph: graph_client.GraphCli
     await store.upsert_entities("outboundEvents", list(updates.values()))
     statuses = [u.get("status") for u in updates.values()]
     telemetry.log.info("emply_sync.events_pushed", extra={  # ids and counts only
-        "runId": report.run_id, "trigger": report.trigger, "posted": len(pushes),
-        "created": statuses.count("created"), "failed": statuses.count("failed"),
-        "notCreated": len(problems), "requests": result.requests,
-        "throttled": result.throttled})
+        "runId": report.run_id, "trigger": report.trigger, "eventsPosted": len(pushes),
+        "eventsCreated": statuses.count("created"), "eventsFailed": statuses.count("failed"),
+        "eventsNotCreated": len(problems), "graphRequests": result.requests,
+        "graphThrottled": result.throttled})
     counts = dict(report.counts)
     for change in skipped:
         counts[change.kind] -= 1
