@@ -126,3 +126,19 @@ def test_rounds_keep_every_push_once_four_per_mailbox_twenty_per_batch(
     # As few rounds as the busiest mailbox allows.
     busiest = max(Counter(mailboxes).values(), default=0)
     assert len(planned) == -(-busiest // 4)
+
+
+async def test_a_refused_batch_makes_its_events_temporary_errors_not_a_failed_run() -> None:
+    with running_simulator(tenant()) as sim:
+        sim.set_faults("/$batch", 400, method="POST", times=1)
+        graph = graph_client.create_graph_client(sim.url, env={})
+        try:
+            result = await event_writer.push_events(graph, [push("o-1", 1), push("o-3", 3)])
+        finally:
+            await graph.aclose()
+        created = events_of(sim.tenant(), 1) + events_of(sim.tenant(), 3)
+    assert created == []
+    for outcome in result.outcomes.values():
+        assert outcome.graph_id is None and outcome.failure is None
+        assert outcome.error is not None and outcome.error.startswith(
+            "POST /$batch failed: HTTP 400")
