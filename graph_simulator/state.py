@@ -47,6 +47,8 @@ class Simulator:
         the way, or a client killed before it read the answer (`PUT /_sim/hold`)."""
         self.hold_now = 0.0
         """Seconds to hold the answer being made (read and reset by the transport)."""
+        self.received_passwords: list[str] = []
+        """Passwords of users created by POST /users, for tests only (never served)."""
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.faulted = 0

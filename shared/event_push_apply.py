@@ -25,24 +25,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import records, telemetry
-from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import event_writer
 from shared.reconcile import event_push, model
+from shared.store import protocols
 
 EVENT_PUSH_FAILED = "event_push_failed"
 """Report error: an outbound event could not be created this run (kept pending)."""
 
 
-async def push_planned(store: store_mod.EmplyStore, graph: graph_client.GraphClient,
-                       plan: model.Plan, report: records.RunReport
+async def push_planned(store: protocols.EmplyTables, graph: graph_client.GraphClient,
+                       plan: model.Plan, report: records.RunReport,
+                       loaded: protocols.LoadedEmply | None = None,
                        ) -> tuple[records.RunReport, frozenset[int]]:
     """Apply the plan's `event_push` changes; the report with what happened, and the
-    ids of the changes that did not happen as planned (left out of its changes)."""
+    ids of the changes that did not happen as planned (left out of its changes).
+    `loaded`: the run's load of the Emply side, which the reads and writes are guarded by
+    (an outbound event Emply changed since is a `ConcurrentChangeError`)."""
     planned = [c for c in plan.changes if c.kind == model.EVENT_PUSH]
     if not planned:
         return report, frozenset()
-    stored = await store.read_entities("outboundEvents", (str(c.after["id"]) for c in planned))
+    stored = await store.read_entities("outboundEvents", (str(c.after["id"]) for c in planned),
+                                       loaded=loaded)
     updates: dict[str, dict[str, Any]] = {}
     pushes: dict[str, tuple[model.Change, event_writer.Push]] = {}
     skipped: list[model.Change] = []
@@ -82,7 +86,7 @@ async def push_planned(store: store_mod.EmplyStore, graph: graph_client.GraphCli
                              "temporary": True, "message":
                              f"outbound event {event_id!r} was not created this run, it stays "
                              f"pending and the next run tries again: {outcome.error}"})
-    await store.upsert_entities("outboundEvents", list(updates.values()))
+    await store.write_entities("outboundEvents", list(updates.values()), loaded=loaded)
     statuses = [u.get("status") for u in updates.values()]
     telemetry.log.info("emply_sync.events_pushed", extra={  # ids and counts only
         "runId": report.run_id, "trigger": report.trigger, "eventsPosted": len(pushes),
