@@ -62,4 +62,8 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
         body=body,
         origin=f"{request.scheme}://{request.host}",
     )
-    return to_web(sim.process(req), request_id)
+    resp = sim.process(req)
+    held, sim.hold_now = sim.hold_now, 0.0
+    if held > 0:  # done, but answered late (PUT /_sim/hold)
+        await asyncio.sleep(held)
+    return to_web(resp, request_id)

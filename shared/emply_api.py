@@ -22,14 +22,16 @@ from shared.graph import client as graph_client
 from shared.store import entities, protocols
 from shared.store import errors as store_errors
 
-KINDS = ("users", "employees")
-"""The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`)."""
+KINDS = ("users", "employees", "outboundEvents")
+"""The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`,
+`/api/outbound-events/{id}`)."""
 PreconditionFailed = entities.PreconditionFailed
 BadCursor = entities.BadCursor
 ANY = entities.ANY
 ConcurrentChange = store_errors.ConcurrentChangeError
 
-_LABEL = re.compile(r'^(settings|roles|users|employees)(\[\d+\])?( \(id "(?:[^"\\]|\\.)*"\))?\.?')
+_LABEL = re.compile(r'^(settings|roles|users|employees|calendars|outboundEvents)(\[\d+\])?'
+                    r'( \(id "(?:[^"\\]|\\.)*"\))?\.?')
 
 
 class NotFound(LookupError):
@@ -156,3 +158,28 @@ async def list_page(store: protocols.SyncStore, kind: str, *, page_size: int, af
                     ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
     return await entities.page(store, kind, page_size=page_size, after=after,
                                equals=filters, linked=linked)
+
+
+async def set_calendar(store: protocols.SyncStore, user_id: str, calendar_id: str, body: object,
+                       if_match: str | None) -> tuple[dict[str, Any], str]:
+    """A user's choice for one of its calendars (R13): `{"enabled": true|false}`. The
+    calendars themselves are the sync's (added and removed by it): an unknown one is
+    `NotFound`, and the default calendar cannot be disabled (refused naming `enabled`)."""
+    if not isinstance(body, dict):
+        raise DocumentError("body", "expected a JSON object")
+    unknown = sorted(k for k in body if k != "enabled")
+    if unknown:
+        raise DocumentError(str(unknown[0])[:64],
+                            "unknown field; only enabled can be set (the sync keeps the rest)")
+    if not isinstance(body.get("enabled"), bool):
+        raise DocumentError("enabled", "required, true or false")
+    found = await entities.read(store, "calendars", {"userId": user_id, "id": calendar_id})
+    if found is None:
+        raise NotFound("no calendar with that id for that user (calendars are added by the "
+                       "sync: the ones the user can edit in M365)")
+    current, etag = found
+    if if_match is not None and if_match not in (ANY, etag):
+        raise PreconditionFailed("calendars entity changed since it was read")
+    clean = (await _validate(store, "calendars", [{**current, "enabled": body["enabled"]}])
+             )["calendars"][0]
+    return clean, await entities.write(store, "calendars", clean, etag)

@@ -28,6 +28,7 @@ from shared import (
     disabled_run,
     entra_creates,
     errors,
+    event_push_apply,
     records,
     telemetry,
     unchanged,
@@ -324,6 +325,9 @@ async def _run(
             run.report, not_written, links = await _write_back(
                 deps, run, plan, prepared.settings, iso(started),
                 frozenset(id(c) for c in dropped))
+            run.report, not_pushed = await event_push_apply.push_planned(  # R15, after
+                deps.store, deps.graph, plan, run.report, prepared.loaded)  # the Emply writes
+            not_written |= not_pushed
         del prepared  # with it the loaded Emply copy (about 100 MB at 100,000 users)
         run.report = dataclasses.replace(run.report, changes=[
             *(c.to_json() for c in plan.changes if id(c) not in not_written),

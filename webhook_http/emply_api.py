@@ -410,6 +410,42 @@ async def patch_employee(req: func.HttpRequest) -> func.HttpResponse:
     return await _patch(req, "employees")
 
 
+@bp.route(route="users/{id}/calendars/{cid}", methods=["PUT"],
+          auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_user_calendar(req: func.HttpRequest) -> func.HttpResponse:
+    """R13: the user enables or disables one of its calendars."""
+    async def run() -> func.HttpResponse:
+        _params(req, frozenset())
+        user_id = _entity_id(req)
+        calendar_id = str(req.route_params.get("cid", ""))
+        if not calendar_id.strip() or len(calendar_id) > 255:
+            raise _bad("cid", "cid must be 1 to 255 characters, not only spaces")
+        if_match = _if_match(req)
+        body = _json(req)
+        async with boundary.open_deps() as deps:
+            item, etag = await emply_api.set_calendar(deps.store, user_id, calendar_id, body,
+                                                      if_match)
+        return _answer(200, item, etag)
+    return await _guarded(run)
+
+
+@bp.route(route="outbound-events/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def get_outbound_event(req: func.HttpRequest) -> func.HttpResponse:
+    return await _get(req, "outboundEvents")
+
+
+@bp.route(route="outbound-events/{id}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_outbound_event(req: func.HttpRequest) -> func.HttpResponse:
+    """R15: an event Emply created, for the sync to create in the user's M365 calendar."""
+    return await _put(req, "outboundEvents")
+
+
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return respond(200, oa.document())
@@ -538,10 +574,47 @@ def _declare() -> None:
                          oa.ref(f"#/components/schemas/{name}Patch"))},
                      responses={"200": written},
                      problems=("400", "404", "409", "412", "413"))
+    _declare_calendars_and_outbound(etag, if_match)
     oa.operation("/openapi.json", "get", operation_id="openapi", tags=("meta",),
                  summary="This document", problems=(),
                  responses={"200": {"description": "OpenAPI 3.1",
                                     "schema": {"type": "object"}}})
+
+
+
+def _declare_calendars_and_outbound(etag: dict[str, Any], if_match: dict[str, Any]) -> None:
+    path_id = {"name": "id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+    cid = {**path_id, "name": "cid"}
+    calendar = oa.ref("#/components/schemas/Calendar")
+    choice = oa.schema("CalendarChoice", {
+        "type": "object", "required": ["enabled"], "additionalProperties": False,
+        "properties": {"enabled": {"type": "boolean"}}})
+    oa.operation("/users/{id}/calendars/{cid}", "put", operation_id="putUserCalendar",
+                 tags=("emply",),
+                 summary="Enable or disable one of the user's calendars (R13; the default "
+                         "calendar cannot be disabled)",
+                 parameters=[path_id, cid, if_match],
+                 request={"required": True, **oa.json_body(oa.ref(choice))},
+                 responses={"200": {"description": "written", "schema": calendar,
+                                    "headers": etag}},
+                 problems=("400", "404", "409", "412", "413"))
+    event = oa.ref("#/components/schemas/OutboundEvent")
+    oa.operation("/outbound-events/{id}", "get", operation_id="getOutboundEvent",
+                 tags=("emply",), summary="One outbound event, with its graphId and status",
+                 parameters=[path_id], problems=("400", "404"),
+                 responses={"200": {"description": "found", "schema": event,
+                                    "headers": etag}})
+    written = {"description": "written", "schema": event, "headers": etag}
+    oa.operation("/outbound-events/{id}", "put", operation_id="putOutboundEvent",
+                 tags=("emply",),
+                 summary="Create or replace an outbound event (R15: created once in the "
+                         "user's default M365 calendar by the next run)",
+                 parameters=[path_id, if_match],
+                 request={"required": True, **oa.json_body(
+                     oa.ref("#/components/schemas/OutboundEventBody"))},
+                 responses={"200": written, "201": {**written, "description": "created"}},
+                 problems=("400", "409", "412", "413"))
 
 
 _declare()

@@ -10,7 +10,15 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import calendars, lifecycle, matching, model, scope, writeback
+from shared.reconcile import (
+    calendars,
+    event_push,
+    lifecycle,
+    matching,
+    model,
+    scope,
+    writeback,
+)
 from shared.reconcile.faq import answer
 
 
@@ -157,6 +165,11 @@ def explain(
         words, faq_key = calendars.explain(user, emply, settings, entra.mailboxes)
         reasons.append(words)
         answers.append(answer(faq_key))
+
+    pushed = event_push.explain(user, emply, settings, entra.mailboxes)  # R15
+    if pushed:
+        reasons.extend(pushed)
+        answers.append(answer("ms365_calendar"))
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}

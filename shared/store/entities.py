@@ -46,11 +46,13 @@ def _tables(store: protocols.SyncStore) -> AzureEmplyTables:
 
 
 async def read(store: protocols.SyncStore, kind: str,
-               key: str) -> tuple[dict[str, Any], str] | None:
-    """The entity of `kind` ("settings" takes any key) and its ETag, or None."""
+               key: str | Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The entity of `kind` ("settings" takes any key) and its ETag, or None. `key`: the
+    id, or the key fields of a kind with more than one (a calendar's userId and id)."""
     await _tables(store).resolve()
     codec = _CODECS[kind]
-    rk = codec.row_key({"id": key}) if kind != "settings" else codec.row_key({})
+    fields = key if isinstance(key, Mapping) else {"id": key}
+    rk = codec.row_key(fields) if kind != "settings" else codec.row_key({})
     row = await wire.get(_tables(store).emply, codec.pk(rk), rk)
     if row is None:
         return None
@@ -67,7 +69,7 @@ async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
     pk = codec.pk(rk)
     ledger = AzureLedger()
     if if_match is not None:
-        current = await read(store, kind, str(item.get("id", "")))
+        current = await read(store, kind, item)
         if current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
         if if_match not in (ANY, current[1]):

@@ -57,6 +57,10 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
         # The change feed (webhook_http/changes_api.py).
         ("changes", ("GET",), "FUNCTION"),
+        # R13's calendar choice and R15's outbound events.
+        ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),
+        ("outbound-events/{id}", ("GET",), "FUNCTION"),
+        ("outbound-events/{id}", ("PUT",), "FUNCTION"),
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}
