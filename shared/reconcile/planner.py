@@ -154,7 +154,6 @@ class _Planner:
                 "(R13) but no event is mirrored or pushed",
             ))
         wanted = [
-            ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)
                 for option in writeback.unavailable_options(self.settings)

@@ -14,6 +14,7 @@ Layout (every name carries the store's optional `prefix`):
   run id so a plain query lists newest first. Full reports live in blobs.
 - table `synclease`: one entity, the lease of the running run (ETag guarded).
 - container `runreports`: `<runId>.json`, the whole run report.
+- container `photos`: one blob per user, its profile photo (R16, `photo_blobs`).
 - container `syncstate`: `state.json.gz`, delta links, the Entra mirror and
   the previous group→role mapping, written in one put; `snapshot.json.gz`, the
   bulk of a run's inputs (Entra users and groups, a compact copy of the Emply
@@ -71,7 +72,7 @@ from azure.storage.blob import BlobBlock
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
 from shared import emply_checks, emply_doc
-from shared.store import chunked_json, columns, errors, keys, limits, wire
+from shared.store import chunked_json, columns, errors, keys, limits, photo_blobs, wire
 
 _log = logging.getLogger("emply_sync.store")  # under the logger telemetry exports
 
@@ -315,6 +316,11 @@ class EmplyStore:
     async def _create_container(container: ContainerClient) -> None:
         with contextlib.suppress(ResourceExistsError):
             await container.create_container()
+
+    def photo_store(self) -> photo_blobs.AzurePhotoBlobs:
+        """R16: the `photos` container, one blob per user (`shared.store.photo_blobs`)."""
+        return photo_blobs.AzurePhotoBlobs(
+            self._blobs.get_container_client(self.prefix + photo_blobs.CONTAINER))
 
     async def ping(self) -> None:
         """Raise if Table or Blob Storage cannot be reached."""
