@@ -49,7 +49,7 @@ async def check(graph: graph_client.GraphClient, users: Iterable[Mapping[str, An
                 schedule: str, only: str | None = None) -> PhotoCheck:
     """Read the photos of the users due this run (`only`: of that one Emply user, for
     explain)."""
-    found, controlled = photos.candidates(users, frozenset(entra_ids))
+    found, controlled = photos.candidates(users, frozenset(entra_ids), plan)
     slots = photo_slices.slots_for(schedule)
     slot = photo_slices.current_slot(schedule, now)
     if only is not None:

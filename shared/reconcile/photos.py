@@ -94,49 +94,55 @@ def why_not(user: Mapping[str, Any] | None, photo_sync: bool, enabled: bool = Tr
     return None
 
 
-def candidates(users: Iterable[Mapping[str, Any]], entra_ids: Collection[str]
-               ) -> tuple[list[Target], int]:
-    """The users whose photos follow Entra, and how many linked active users an employee
-    profile controls instead (in Entra, so their photo would otherwise be copied)."""
+def candidates(users: Iterable[Mapping[str, Any]], entra_ids: Collection[str],
+               plan: model.Plan | None = None) -> tuple[list[Target], int]:
+    """The users whose photos follow Entra once `plan` is applied (linked, active, no
+    employee profile), and how many linked active users an employee profile controls
+    instead (in Entra, so their photo would otherwise be copied). Users the plan creates
+    are not among them (see `targets`)."""
+    links: dict[str, str] = {}
+    status: dict[str, str] = {}
+    for change in plan.changes if plan is not None else ():
+        if change.user_id is None or change.employee_id is not None:
+            continue
+        if change.kind == model.LINK_USER and change.entra_id:
+            links[change.user_id] = change.entra_id
+        elif change.kind == model.REACTIVATE_USER:
+            status[change.user_id] = "active"
+        elif change.kind == model.DEACTIVATE_USER:
+            status[change.user_id] = "deactivated"
     targets: list[Target] = []
     controlled = 0
     for user in users:
-        entra_id = user.get("entraId")
-        if not entra_id or entra_id not in entra_ids or user.get("status", "active") != "active":
+        user_id = user["id"]
+        entra_id = links.get(user_id) or user.get("entraId")
+        if not entra_id or entra_id not in entra_ids \
+                or status.get(user_id, user.get("status", "active")) != "active":
             continue
         if user.get("employeeId"):
             controlled += 1
             continue
         photo = user.get("photo")
-        targets.append(Target(user["id"], entra_id, photo if isinstance(photo, dict) else None))
+        targets.append(Target(user_id, entra_id, photo if isinstance(photo, dict) else None))
     return targets, controlled
 
 
 def targets(found: Iterable[Target], plan: model.Plan, *, slots: int, slot: int
             ) -> list[Target]:
-    """The users this run checks: those in its slot, plus those the plan links, creates,
-    reactivates or gives other roles (a new user has no photo recorded yet). Users the
-    plan deactivates are left out."""
-    gone = {c.user_id for c in plan.changes if c.kind == model.DEACTIVATE_USER}
-    touched: dict[str, model.Change] = {}
+    """The users this run checks: those of `found` (`candidates`) in its slot or linked,
+    reactivated or given other roles by the plan, and the users it creates (a new user
+    has no photo recorded yet)."""
+    touched: set[str] = set()
+    created: list[Target] = []
     for change in plan.changes:
         if change.kind in _TOUCHING and change.user_id and change.employee_id is None:
-            touched.setdefault(change.user_id, change)
-    out: dict[str, Target] = {}
+            touched.add(change.user_id)
+            if change.kind == model.CREATE_USER and change.entra_id:
+                created.append(Target(change.user_id, change.entra_id, None))
+    out: dict[str, Target] = {t.user_id: t for t in created}
     for target in found:
-        if target.user_id in gone:
-            continue
         if target.user_id in touched or photo_slices.slot_of(target.user_id, slots) == slot:
             out[target.user_id] = target
-    for user_id, change in touched.items():
-        # Created or linked this run: the plan's after says who it is now.
-        if user_id in out or user_id in gone:
-            continue
-        after = change.after
-        entra_id = change.entra_id or after.get("entraId")
-        if change.kind in (model.CREATE_USER, model.LINK_USER) and entra_id \
-                and not after.get("employeeId"):
-            out[user_id] = Target(user_id, entra_id, None)
     return [out[k] for k in sorted(out)]
 
 
