@@ -26,7 +26,7 @@ param managedIdentityPrincipalId string
 @description('Calendar sync (R13): grants Calendars.ReadBasic.All, to list the users\' calendars and whether they can edit them.')
 param enableCalendarSync bool = false
 
-@description('Reserved: photo sync (R16) is not in this version; grants nothing.')
+@description('Photo sync (R16): grants ProfilePhoto.Read.All, to read the users\' profile photos.')
 param enablePhotoSync bool = false
 
 @description('Write-back (R9, writeBack.update): grants User.ReadWrite.All; off, the app only reads.')
@@ -50,8 +50,8 @@ var graphAppRoles = {
 // once this version has the feature. Calendar sync has its calendars (R13):
 // listing them (with canEdit) needs Calendars.ReadBasic.All; events (R14, R15)
 // will need Calendars.ReadWrite (ef54d2bf-783f-4e0f-bca1-3210c0444d99). Photo
-// sync is not built yet, so its switch is reserved and grants nothing; when
-// built: ProfilePhoto.Read.All (e24d31aa-e1ab-4c80-85fe-23018690335d).
+// sync (R16) reads users' photos (metadata and bytes): ProfilePhoto.Read.All, the
+// least privileged permission Graph documents for it.
 // Write-back's update and delete write users: User.ReadWrite.All. (Its create
 // option, not built yet, will also need GroupMember.ReadWrite.All to add the new
 // user to the first configured group.)
@@ -59,7 +59,9 @@ var featureAppRoles = {
   calendarSync: [
     '8ba4a692-bc31-4128-9094-475872af8a53' // Calendars.ReadBasic.All
   ]
-  photoSync: []
+  photoSync: [
+    'e24d31aa-e1ab-4c80-85fe-23018690335d' // ProfilePhoto.Read.All
+  ]
   writeBack: [
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
   ]
