@@ -62,7 +62,7 @@ async def check(graph: graph_client.GraphClient, users: Iterable[Mapping[str, An
 
 
 def plan_with_photos(plan: model.Plan, found: PhotoCheck, now: dt.datetime) -> model.Plan:
-    stamp = now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    stamp = now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return photos.with_photos(plan, photos.photo_changes(found.checked, found.seen(), stamp),
                               found.controlled)
 
@@ -86,6 +86,9 @@ async def apply_blobs(blobs: photo_blobs.PhotoBlobs, plan: model.Plan,
 
 def explained(result: dict[str, Any], user: Mapping[str, Any], settings: model.Settings,
               seen: Mapping[str, photos.Seen | None] | None) -> dict[str, Any]:
-    """`explain`'s answer for `user` with why its photo is or is not copied (R16)."""
+    """`explain`'s answer for `user` with why its photo is or is not copied (R16): said
+    when photo sync is on or the user has a copied photo (otherwise nothing is to say)."""
+    if not settings.photo_sync and not user.get("photo"):
+        return result
     return photos.add_to_explanation(result, user, settings.photo_sync, settings.enabled,
                                      seen)

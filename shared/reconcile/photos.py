@@ -199,8 +199,7 @@ def explain_words(user: Mapping[str, Any], photo_sync: bool, enabled: bool,
     why = why_not(user, photo_sync, enabled)
     if why is not None:
         reason, words = why
-        key = "photos" if reason == EMPLOYEE_PROFILE_CONTROLS_PHOTO else "photos_one_way"
-        return f"photo not copied ({reason}): {words}", key
+        return f"photo not copied ({reason}): {words}", "photos"
     entra_id = user.get("entraId")
     recorded = user.get("photo") if isinstance(user.get("photo"), dict) else None
     photo = seen.get(entra_id) if seen is not None and isinstance(entra_id, str) else None
@@ -227,5 +226,8 @@ def add_to_explanation(result: dict[str, Any], user: Mapping[str, Any], photo_sy
                        ) -> dict[str, Any]:
     """`explain`'s answer with R16's words, the user's `photo` field and the FAQ answer."""
     words, key = explain_words(user, photo_sync, enabled, seen)
+    answers = [faq.answer(key)]
+    if why_not(user, photo_sync, enabled) is None:  # it follows Entra: and only that way
+        answers.append(faq.answer("photos_one_way"))
     return {**result, "why": [*result.get("why", ()), words], "photo": user.get("photo"),
-            "faq": [*result.get("faq", ()), faq.answer(key)]}
+            "faq": [*result.get("faq", ()), *answers]}

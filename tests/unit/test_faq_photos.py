@@ -148,7 +148,7 @@ def test_why_a_photo_is_not_copied(case: str, doc: dict[str, Any], on: bool, ena
     assert (why[0] if why else None) == reason, case
     words, key = photos.explain_words(doc, on, enabled, None)
     assert words.startswith("photo not copied" if reason else "photo follows Entra")
-    assert key in ("photos", "photos_one_way")
+    assert key == "photos"
 
 
 def test_explain_says_no_entra_photo() -> None:
