@@ -21,10 +21,12 @@ import json
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import BlobServiceClient
 
-from shared import config
+from shared import boundary, config, service
 from shared.reconcile import photo_slices
+from shared.store import photo_blobs
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_roles import MEGAN, RAY, faq_state
 
@@ -232,3 +234,29 @@ def test_a_run_checks_its_slice_and_every_user_it_linked(
                  if photo_slices.slot_of(emply_id, 2) == slot)
     assert photo_paths(world) == due
     assert 1 <= len(due) <= 2  # a and b are in different slots: one of them is not read
+
+
+class RefusingBlobs(photo_blobs.MemoryPhotoBlobs):
+    """Blob Storage refusing the write: the user's field must not name a blob."""
+
+    async def put(self, user_id: str, data: bytes, content_type: str) -> None:
+        raise ServiceRequestError("connection reset")
+
+
+async def test_the_field_is_written_only_after_the_blob(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = photo_world(make_world, monkeypatch)
+    async with boundary.open_deps() as deps:
+        deps.photos = RefusingBlobs()
+        failed = await service.run_sync(deps, trigger="cli")
+    assert failed["status"] == "failed"
+    assert failed["errors"][0]["reason"] == "storage_unavailable"
+    assert world.users()["megan.jordan@contoso.com"]["photo"] is None
+    async with boundary.open_deps() as deps:
+        deps.photos = fake = photo_blobs.MemoryPhotoBlobs()
+        report = await service.run_sync(deps, trigger="cli")
+    assert report["counts"]["photo_set"] == 1  # planned again, now written
+    assert fake.blobs == {"u-megan": (JPEG, "image/jpeg")}
+    assert world.users()["megan.jordan@contoso.com"]["photo"]["sha256"] == \
+        hashlib.sha256(JPEG).hexdigest()
