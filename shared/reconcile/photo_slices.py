@@ -22,6 +22,7 @@ NCRONTAB fields read: `{second} {minute} {hour} * * *`, each `*`, `N`, `A-B`, `*
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 
@@ -89,7 +90,7 @@ def current_slot(schedule: str, now: dt.datetime) -> int:
         return 0
     moment = now.astimezone(dt.UTC)
     second = moment.hour * 3600 + moment.minute * 60 + moment.second
-    index = sum(1 for t in ticks if t <= second) - 1
+    index = bisect.bisect_right(ticks, second) - 1
     if index < 0:  # before the day's first tick: the previous day's last one
         index = len(ticks) - 1
     return index % slots

@@ -146,11 +146,6 @@ def targets(found: Iterable[Target], plan: model.Plan, *, slots: int, slot: int
     return [out[k] for k in sorted(out)]
 
 
-def needs_download(target: Target, etag: str | None) -> bool:
-    """Whether the bytes of a photo with this ETag must be read (new or changed)."""
-    return etag is not None and etag != recorded_etag(target.recorded)
-
-
 def photo_changes(checked: Iterable[Target], seen: Mapping[str, Seen | None], stamp: str
                   ) -> list[model.Change]:
     """The R16 changes for the users checked: `seen` maps their Entra ids to the photo
