@@ -12,6 +12,7 @@ writes).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
@@ -67,21 +68,31 @@ def plan_with_photos(plan: model.Plan, found: PhotoCheck, now: dt.datetime) -> m
                               found.controlled)
 
 
+BLOB_WRITES_IN_FLIGHT = 8
+
+
 async def apply_blobs(blobs: photo_blobs.PhotoBlobs, plan: model.Plan,
                       found: PhotoCheck | None) -> None:
-    """The blobs of the plan's R16 changes, before the users' `photo` fields."""
+    """The blobs of the plan's R16 changes (8 at a time), before the users' `photo`
+    fields are written: a field never names a blob that was not written."""
     if found is None:
         return
-    for change in plan.changes:
-        if change.user_id is None or change.entra_id is None:
-            continue
-        if change.kind == photos.PHOTO_SET:
-            photo = found.read.photos.get(change.entra_id)
-            if photo is None or photo.data is None:
-                raise ValueError(f"photo_set for user {change.user_id} without its bytes")
-            await blobs.put(change.user_id, photo.data, photo.content_type)
-        elif change.kind == photos.PHOTO_CLEAR:
-            await blobs.delete(change.user_id)
+    gate = asyncio.Semaphore(BLOB_WRITES_IN_FLIGHT)
+
+    async def one(change: model.Change) -> None:
+        user_id, entra_id = change.user_id, change.entra_id
+        if user_id is None or entra_id is None:
+            return
+        async with gate:
+            if change.kind == photos.PHOTO_SET:
+                photo = found.read.photos.get(entra_id)
+                if photo is None or photo.data is None:
+                    raise ValueError(f"photo_set for user {user_id} without its bytes")
+                await blobs.put(user_id, photo.data, photo.content_type)
+            elif change.kind == photos.PHOTO_CLEAR:
+                await blobs.delete(user_id)
+
+    await asyncio.gather(*(one(c) for c in plan.changes if c.kind in photos.PHOTO_KINDS))
 
 
 def explained(result: dict[str, Any], user: Mapping[str, Any], settings: model.Settings,
