@@ -29,8 +29,11 @@ param enableCalendarSync bool = false
 @description('Photo sync (R16): grants ProfilePhoto.Read.All, to read the users\' profile photos.')
 param enablePhotoSync bool = false
 
-@description('Write-back (R9, writeBack.update): grants User.ReadWrite.All; off, the app only reads.')
+@description('Write-back (R9, writeBack.update and writeBack.delete): grants User.ReadWrite.All; off, the app only reads.')
 param enableWriteBack bool = false
+
+@description('Write-back create (R9, writeBack.create): grants User.ReadWrite.All and GroupMember.ReadWrite.All (to add a new user to the first configured group); implies enableWriteBack\'s grant.')
+param enableWriteBackCreate bool = false
 
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
@@ -52,9 +55,9 @@ var graphAppRoles = {
 // will need Calendars.ReadWrite (ef54d2bf-783f-4e0f-bca1-3210c0444d99). Photo
 // sync (R16) reads users' photos (metadata and bytes): ProfilePhoto.Read.All, the
 // least privileged permission Graph documents for it.
-// Write-back's update and delete write users: User.ReadWrite.All. (Its create
-// option, not built yet, will also need GroupMember.ReadWrite.All to add the new
-// user to the first configured group.)
+// Write-back's update and delete write users: User.ReadWrite.All. Its create
+// option also adds the new user to the first configured group:
+// GroupMember.ReadWrite.All, granted only with enableWriteBackCreate.
 var featureAppRoles = {
   calendarSync: [
     '8ba4a692-bc31-4128-9094-475872af8a53' // Calendars.ReadBasic.All
@@ -64,6 +67,10 @@ var featureAppRoles = {
   ]
   writeBack: [
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+  ]
+  writeBackCreate: [
+    '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+    'dbaae8cf-10b5-4b86-a4a1-f871c94c6695' // GroupMember.ReadWrite.All
   ]
 }
 
@@ -75,7 +82,7 @@ var grantedAppRoles = concat(
   ],
   enableCalendarSync ? featureAppRoles.calendarSync : [],
   enablePhotoSync ? featureAppRoles.photoSync : [],
-  enableWriteBack ? featureAppRoles.writeBack : []
+  enableWriteBackCreate ? featureAppRoles.writeBackCreate : (enableWriteBack ? featureAppRoles.writeBack : [])
 )
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {

@@ -63,7 +63,8 @@ async def sync(
                 await _close_quietly(store.close())
         return report
     try:
-        deps = service.Deps(store=store, graph=graph, schedule=_schedule(env))
+        deps = service.Deps(store=store, graph=graph, schedule=_schedule(env),
+                            photos=store.photo_store())
         return await service.run_sync(deps,
                                       trigger=trigger, dry_run=dry_run,
                                       approve_deactivations=approve_deactivations,
@@ -192,7 +193,8 @@ async def open_deps(
         await _close_quietly(store.close())
         raise
     try:
-        yield service.Deps(store=store, graph=graph, schedule=_schedule(env))
+        yield service.Deps(store=store, graph=graph, schedule=_schedule(env),
+                           photos=store.photo_store())
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())

@@ -71,12 +71,14 @@ def plan_with_photos(plan: model.Plan, found: PhotoCheck, now: dt.datetime) -> m
 BLOB_WRITES_IN_FLIGHT = 8
 
 
-async def apply_blobs(blobs: photo_blobs.PhotoBlobs, plan: model.Plan,
+async def apply_blobs(blobs: photo_blobs.PhotoBlobs | None, plan: model.Plan,
                       found: PhotoCheck | None) -> None:
     """The blobs of the plan's R16 changes (8 at a time), before the users' `photo`
     fields are written: a field never names a blob that was not written."""
-    if found is None:
+    if found is None or not any(c.kind in photos.PHOTO_KINDS for c in plan.changes):
         return
+    if blobs is None:
+        raise ValueError("photo changes to apply but no photo blob store was given")
     gate = asyncio.Semaphore(BLOB_WRITES_IN_FLIGHT)
 
     async def one(change: model.Change) -> None:
