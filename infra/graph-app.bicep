@@ -26,7 +26,7 @@ param managedIdentityPrincipalId string
 @description('Calendar sync (R13, R15): grants Calendars.ReadWrite, to list the users\' calendars (with canEdit) and create Emply\'s outbound events in their default calendars.')
 param enableCalendarSync bool = false
 
-@description('Reserved: photo sync (R16) is not in this version; grants nothing.')
+@description('Photo sync (R16): grants ProfilePhoto.Read.All, to read the users\' profile photos.')
 param enablePhotoSync bool = false
 
 @description('Write-back (R9, writeBack.update and writeBack.delete): grants User.ReadWrite.All; off, the app only reads.')
@@ -55,8 +55,8 @@ var graphAppRoles = {
 // Calendars.ReadWrite, which also covers reading events (R14's mirror, which
 // Calendars.Read alone would do) and listing calendars (Calendars.ReadBasic.All
 // alone cannot create events, so it is not granted besides). Photo
-// sync is not built yet, so its switch is reserved and grants nothing; when
-// built: ProfilePhoto.Read.All (e24d31aa-e1ab-4c80-85fe-23018690335d).
+// sync (R16) reads users' photos (metadata and bytes): ProfilePhoto.Read.All, the
+// least privileged permission Graph documents for it.
 // Write-back's update and delete write users: User.ReadWrite.All. Its create
 // option also adds the new user to the first configured group:
 // GroupMember.ReadWrite.All, granted only with enableWriteBackCreate.
@@ -64,7 +64,9 @@ var featureAppRoles = {
   calendarSync: [
     'ef54d2bf-783f-4e0f-bca1-3210c0444d99' // Calendars.ReadWrite
   ]
-  photoSync: []
+  photoSync: [
+    'e24d31aa-e1ab-4c80-85fe-23018690335d' // ProfilePhoto.Read.All
+  ]
   writeBack: [
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
   ]

@@ -24,7 +24,7 @@ param alertEmail string
 @description('Calendar sync (R13, R15): grants Calendars.ReadWrite, to list the users\' calendars and create Emply\'s outbound events (docs/deploy.md).')
 param enableCalendarSync bool = false
 
-@description('Reserved: photo sync is not in this version; grants nothing (docs/deploy.md).')
+@description('Photo sync (R16): grants ProfilePhoto.Read.All (docs/deploy.md).')
 param enablePhotoSync bool = false
 
 @description('Write-back (R9): grants User.ReadWrite.All to the app registration (docs/deploy.md).')

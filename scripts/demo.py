@@ -4,8 +4,9 @@ Starts both on free loopback ports, imports the sample Emply state, syncs,
 changes the tenant (Grady Archie leaves the Employee group, Pradeep Gupta joins
 Sales, a nested group of Employee), syncs again (which also adds Megan's two
 calendars: calendar sync is on, and creates Emply's interview in her M365 calendar,
-showing its graphId), explains the leaver and Megan's calendars, and stops what it
-started. Everything goes through the real `emply-sync` command.
+showing its graphId), explains the leaver and Megan's calendars and photo (copied
+from Entra by the first sync: photo sync is on, R16), and stops what it started.
+Everything goes through the real `emply-sync` command.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def main() -> None:
             emply_sync("emply", "import", str(DEMO / "emply.json"), "--replace", env=env)
             print("\n=== Run 1: the first sync ===")
             emply_sync("sync", env=env)
+            first = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env,
+                                          show=False))[0]["counts"]
+            if first.get("photo_set") != 1:
+                raise SystemExit(f"Megan's photo was not copied by the first run: {first}")
+            exported = json.loads(emply_sync("emply", "export", env=env, show=False))
+            megan = next(u for u in exported["users"] if u["id"] == "u-megan")
+            print("\n=== Megan's photo, copied from Entra to the `photos` container (R16) ===")
+            print(json.dumps(megan["photo"], indent=2))
             print("\n=== The tenant changes: Grady Archie leaves Employee, "
                   "Pradeep Gupta joins Sales ===")
             put_tenant(graph_url, DEMO / "tenant-after.json")
@@ -82,7 +91,7 @@ def main() -> None:
             emply_sync("sync", env=env)
             print("\n=== Why was Grady deactivated? ===")
             emply_sync("explain", "grady.archie@contoso.com", env=env)
-            print("\n=== Which calendars does Emply keep for Megan (R13)? ===")
+            print("\n=== Megan's calendars (R13) and photo (R16) ===")
             emply_sync("explain", "megan.jordan@contoso.com", env=env)
             emply_sync("runs", env=env)
             runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
-from shared import errors, service, telemetry
+from shared import config, errors, service, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
 
@@ -63,7 +63,9 @@ async def sync(
                 await _close_quietly(store.close())
         return report
     try:
-        return await service.run_sync(service.Deps(store=store, graph=graph),
+        deps = service.Deps(store=store, graph=graph, schedule=_schedule(env),
+                            photos=store.photo_store())
+        return await service.run_sync(deps,
                                       trigger=trigger, dry_run=dry_run,
                                       approve_deactivations=approve_deactivations,
                                       approve_deletions=approve_deletions,
@@ -191,7 +193,13 @@ async def open_deps(
         await _close_quietly(store.close())
         raise
     try:
-        yield service.Deps(store=store, graph=graph)
+        yield service.Deps(store=store, graph=graph, schedule=_schedule(env),
+                           photos=store.photo_store())
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
+
+
+def _schedule(env: Mapping[str, str]) -> str:
+    """The timer's schedule (R16 spreads photo checks over its runs)."""
+    return env.get(config.SYNC_SCHEDULE) or config.DEFAULT_SYNC_SCHEDULE

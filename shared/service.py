@@ -24,11 +24,13 @@ from typing import Any
 from shared import (
     calendar_apply,
     change_feed,
+    config,
     conflicts,
     disabled_run,
     entra_creates,
     errors,
     event_push_apply,
+    photo_sync,
     records,
     telemetry,
     unchanged,
@@ -37,7 +39,7 @@ from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
 from shared.reconcile import apply, convert, explain, model, planner
-from shared.store import protocols
+from shared.store import photo_blobs, protocols
 
 Clock = Callable[[], dt.datetime]
 
@@ -65,6 +67,11 @@ class Deps:
     store: protocols.SyncStore
     graph: graph_client.GraphClient
     clock: Clock = utcnow
+    schedule: str = config.DEFAULT_SYNC_SCHEDULE
+    """The timer's NCRONTAB schedule: R16 spreads the photo checks over its runs."""
+    photos: photo_blobs.PhotoBlobs | None = None
+    """R16's blobs (`shared.boundary` gives the store's `photos` container); None: no
+    photo can be copied (a run that would copy one fails before writing its user)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,11 +301,15 @@ async def _run(
                   fullRead=prepared.read.full_read)
         await _save_progress(deps.store, run)
         plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
+        photos_read = await check_photos(deps, prepared, plan, started)
+        if photos_read is not None:
+            plan = photo_sync.plan_with_photos(plan, photos_read, started)
+            _progress(run, "photos", **photos_read.summary())
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         await _save_progress(deps.store, run)
         run.report = run.report.with_outcome(
-            records.Outcome.of(plan), entra_read_summary(prepared.read, prepared.calendars),
-            plan.counts(),
+            records.Outcome.of(plan),
+            entra_read_summary(prepared.read, prepared.calendars, photos_read), plan.counts(),
             warnings=prepared.warnings)
         if approve_deactivations is not None and not any(
             c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
@@ -314,7 +325,8 @@ async def _run(
             applying = True
             skipped = conflicts.Skipped()
             if prepared.settings.enabled:
-                skipped = await apply_plan(deps, prepared, plan, run.report.run_id, started)
+                skipped = await apply_plan(deps, prepared, plan, run.report.run_id, started,
+                                           photos_read)
             else:  # R17: the integration is removed
                 await disabled_run.apply_disabled(deps.store, prepared.loaded, prepared.state,
                                                   plan, run.report.run_id, iso(started))
@@ -487,20 +499,37 @@ async def _keep_lease(store: protocols.RunLease, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None
+def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None,
+                       photos: photo_sync.PhotoCheck | None = None
                        ) -> records.EntraReadSummary:
-    """Graph's requests and 429s of the whole read: the directory, and the calendars."""
+    """Graph's requests and 429s of the whole read: the directory, calendars and photos."""
     more, throttled = (calendars.requests, calendars.throttled) if calendars else (0, 0)
+    if photos is not None:
+        more, throttled = more + photos.read.requests, throttled + photos.read.throttled
     return records.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
                                     requests=read.requests + more,
                                     throttled=read.throttled + throttled)
 
 
+async def check_photos(deps: Deps, prepared: Prepared, plan: model.Plan, now: dt.datetime,
+                       *, only: str | None = None) -> photo_sync.PhotoCheck | None:
+    """R16: the photos this run checks, read from Graph; None with photo sync off or the
+    integration disabled (nothing more is copied)."""
+    if not (prepared.settings.enabled and prepared.settings.photo_sync):
+        return None
+    return await photo_sync.check(deps.graph, prepared.doc.get("users", ()),
+                                  prepared.read.mirror["users"], plan, now,
+                                  schedule=deps.schedule, only=only)
+
+
 async def apply_plan(
-    deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, started: dt.datetime
+    deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, started: dt.datetime,
+    photos_read: photo_sync.PhotoCheck | None = None,
 ) -> conflicts.Skipped:
     """Write the plan's Emply side and the state; returns the entities not written
-    because Emply changed them meanwhile (`shared.conflicts`)."""
+    because Emply changed them meanwhile (`shared.conflicts`). R16's photo blobs are
+    written first: a user whose write is skipped keeps its old `photo` field, and a
+    later run copies the photo again."""
     at = iso(started)
     store = deps.store
     loaded = prepared.loaded
@@ -535,6 +564,8 @@ async def apply_plan(
     entra_saved = None if same_snapshot else asyncio.ensure_future(
         store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
+        # R16: a photo's blob is written (or deleted) before the user's `photo` field.
+        await photo_sync.apply_blobs(deps.photos, plan, photos_read)
         skipped = conflicts.Skipped(
             frozenset(await store.write_built("users", writes.user_ids, writes.user,
                                               loaded=loaded, skip_conflicts=True)),
@@ -559,7 +590,8 @@ async def apply_plan(
         records.residual(
             plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
             emply_version=loaded.version(), organization=mirror["organization"],
-            calendar_sync=prepared.calendars is not None))
+            # Calendars and photos are not in delta: such a run is never reused.
+            calendar_sync=prepared.calendars is not None or photos_read is not None))
     await records.save_state(store, records.after_run(
         mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
     if not same_snapshot and old_generation is not None:
@@ -668,4 +700,14 @@ async def _explain(deps: Deps, key: str) -> dict[str, Any]:
     plan = make_plan(prepared, now)
     entra, emply = snapshots(prepared)
     user_docs = {u["id"]: u for u in prepared.doc.get("users", ())}
-    return explain.explain(key, entra, emply, user_docs, prepared.settings, plan, now)
+    doc = explain.find_user(key, user_docs, emply.employees)
+    seen = None
+    if doc is not None:
+        found = await check_photos(deps, prepared, plan, now, only=str(doc["id"]))
+        if found is not None:
+            plan = photo_sync.plan_with_photos(plan, found, now)
+            seen = found.seen()
+    result = explain.explain(key, entra, emply, user_docs, prepared.settings, plan, now)
+    if doc is None or result.get("user", {}).get("id") != doc["id"]:
+        return result
+    return photo_sync.explained(result, doc, prepared.settings, seen)

@@ -113,6 +113,21 @@ FAQ: dict[str, tuple[str, str]] = {
         "Microsoft Entra ID to Emply. This means that the three extra options (create, update, "
         "delete) are not possible to enable.",
     ),
+    "photos": (
+        "How does the synchronization of profile pictures from Microsoft Entra ID to Emply "
+        "work?",
+        "The profile picture can only synchronize from Microsoft Entra ID to Emply on users "
+        "that are not connected to an employee, as it is the employee who controls the user, "
+        "once they are connected. If changes need to be made to, for example, the user's "
+        "master data, this must be done on the employee profile.",
+    ),
+    "photos_one_way": (
+        "Is it possible to have the profile pictures synchronize between Emply and Microsoft "
+        "Entra ID?",
+        "No, it is not possible. If you only want the profile picture to upload and connect "
+        "the picture to Emply, you can use Emply's API instead. Here it can also pull the "
+        "image from Emply, through the API and into the Entra ID.",
+    ),
 }
 
 

@@ -162,7 +162,6 @@ class _Planner:
                 "outbound events are created in M365 (R15), but no event is mirrored",
             ))
         wanted = [
-            ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(
                 (f"writeBack.{option}", f"write-back {option} (R9)", True)
                 for option in writeback.unavailable_options(self.settings)

@@ -18,6 +18,8 @@ once, and forwards each call to its part:
 - `lease.AzureRunLease` (`RunLease`, `RunMarker`): table `synclease`, the lease of the
   running run and the queued manual run's marker (ETag guarded).
 - `syncstate.AzureSyncState` (`SyncStateStore`): container `syncstate`.
+- `photo_blobs.AzurePhotoBlobs` (`PhotoBlobs`, R16): container `photos`, one blob per
+  user, its profile photo (`photo_store`).
 
 Every name carries the store's optional `prefix`. The store keeps no state of a run:
 what a load read is the `LoadedEmply` value it returned (`protocols`).
@@ -36,7 +38,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from shared.store import codec
+from shared.store import codec, photo_blobs
 from shared.store.codec import BUCKETED, BUCKETS, HEAVY_FIELDS, PARTITIONS, Clock, bucket
 from shared.store.emply_tables import AzureEmplyTables
 from shared.store.lease import AzureRunLease
@@ -120,6 +122,11 @@ class EmplyStore:
     async def _create_container(container: ContainerClient) -> None:
         with contextlib.suppress(ResourceExistsError):
             await container.create_container()
+
+    def photo_store(self) -> photo_blobs.AzurePhotoBlobs:
+        """R16: the `photos` container, one blob per user (`shared.store.photo_blobs`)."""
+        return photo_blobs.AzurePhotoBlobs(
+            self._blobs.get_container_client(self.prefix + photo_blobs.CONTAINER))
 
     async def ping(self) -> None:
         """Raise if Table or Blob Storage cannot be reached."""

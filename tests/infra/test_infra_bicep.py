@@ -190,21 +190,19 @@ def test_graph_permission_ids_are_the_real_ones() -> None:
     }
 
 
-# Photo sync (R16) is not built: its switch is reserved and must grant nothing until
-# the code has the feature (then: ProfilePhoto.Read.All). Write-back update and delete
-# (R9) and calendar sync's calendars (R13) are built.
-RESERVED = {"photoSync"}
+# Every feature switch grants what its built feature reads or writes with: write-back
+# update, delete and create (R9), calendar sync's calendars (R13), photo sync (R16).
+FEATURES = {"photoSync", "writeBack", "writeBackCreate", "calendarSync"}
 
 
-def test_reserved_feature_switches_grant_nothing() -> None:
+def test_feature_switches_grant_only_what_is_built() -> None:
     doc = bicep.parse(bicep.GRAPH_FILE)
     features = doc["variables"]["featureAppRoles"]["value"]
-    assert set(features) == RESERVED | {"writeBack", "writeBackCreate", "calendarSync"}
-    assert all(features[name] == [] for name in RESERVED), features
+    assert set(features) == FEATURES
+    assert features["photoSync"] == [PROFILE_PHOTO_READ_ALL]
     text = bicep.GRAPH_FILE.read_text()
-    for unused in (PROFILE_PHOTO_READ_ALL, CALENDARS_READ_BASIC_ALL):
-        # Named in a comment for whoever builds the feature (or replaced), granted nowhere.
-        assert f"'{unused}'" not in text
+    # Replaced by Calendars.ReadWrite (R15 creates events): named nowhere as a grant.
+    assert f"'{CALENDARS_READ_BASIC_ALL}'" not in text
 
 
 @pytest.mark.parametrize(
@@ -229,16 +227,16 @@ def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
         writes.add(GROUP_MEMBER_READ_WRITE_ALL)
     # Calendar sync lists calendars and creates events (R13, R15): Calendars.ReadWrite only.
     calendars = {CALENDARS_READ_WRITE} if flags.get("calendar") else set()
-    assert _granted(**flags) == ALWAYS | writes | calendars
+    photos = {PROFILE_PHOTO_READ_ALL} if flags.get("photo") else set()
+    assert _granted(**flags) == ALWAYS | writes | calendars | photos
 
 
-def test_reserved_switches_are_described_as_reserved() -> None:
+def test_feature_switches_are_described_with_what_they_grant() -> None:
     for path in (bicep.GRAPH_FILE, bicep.INFRA / "main.bicep"):
         params = bicep.parse(path)["parameters"]
-        for name in ("enablePhotoSync",):
-            (description,) = [d["argument"] for d in params[name]["decorators"]
-                              if d["type"] == "description"]
-            assert description.startswith("Reserved:") and "grants nothing" in description
+        (photo,) = [d["argument"] for d in params["enablePhotoSync"]["decorators"]
+                    if d["type"] == "description"]
+        assert "grants ProfilePhoto.Read.All" in photo and "Reserved" not in photo
         (write_back,) = [d["argument"] for d in params["enableWriteBack"]["decorators"]
                          if d["type"] == "description"]
         assert "User.ReadWrite.All" in write_back

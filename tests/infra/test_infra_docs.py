@@ -40,11 +40,10 @@ def test_deploy_says_what_the_template_does_not_undo() -> None:
     assert "appRoleAssignments/<assignment id>" in DEPLOY
     assert "`azd down` leaves the app registration" in DEPLOY
     assert "az ad app delete" in DEPLOY
-    reserved = _section(DEPLOY, "### Reserved feature switches")
-    for switch in ("enablePhotoSync",):
-        assert switch in reserved
-    assert "grants nothing\nin this version" in reserved
-    assert "`enableCalendarSync`" in reserved and "Calendars.ReadWrite" in reserved
+    switches = _section(DEPLOY, "### Photo and calendar switches")
+    assert "`enablePhotoSync`" in switches and "ProfilePhoto.Read.All" in switches
+    assert "`enableCalendarSync`" in switches and "Calendars.ReadWrite" in switches
+    assert "reserved" not in switches.lower()
 
 
 def test_deploy_says_which_write_back_toggle_needs_which_parameter() -> None:

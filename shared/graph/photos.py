@@ -1,0 +1,172 @@
+"""R16's read: users' profile photos, without downloading the unchanged ones.
+
+Photos are not in delta. For each user checked, the photo's metadata
+(`GET /users/{id}/photo`: `@odata.mediaEtag`, `@odata.mediaContentType`; 404
+`ImageNotFound` when the user has none) is read through `$batch`, 20 users a batch, at
+most `CONCURRENT_BATCHES` batches in flight (a user is in one item of one batch, so a
+mailbox never sees more than one of our requests at a time; Outlook allows four). Only
+the users whose ETag differs from the one the caller knows have their bytes read
+(`GET /users/{id}/photo/$value`, again 20 a batch; `$batch` answers binary bodies in
+base64). A throttled item (429/503/504 inside a batch) is retried after its
+`Retry-After`, in a later batch of only such items; any other failure fails the read
+(R7: nothing applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from shared.graph import client as graph_client
+from shared.graph import errors, mailboxes, middleware
+
+BATCH_SIZE = mailboxes.BATCH_SIZE
+CONCURRENT_BATCHES = mailboxes.CONCURRENT_BATCHES
+MAX_ITEM_RETRIES = mailboxes.MAX_ITEM_RETRIES
+RETRIED_STATUSES = mailboxes.RETRIED_STATUSES
+NO_PHOTO_CODES = frozenset({"ImageNotFound", "ErrorItemNotFound", "ResourceNotFound",
+                            "Request_ResourceNotFound", "MailboxNotEnabledForRESTAPI"})
+"""404 codes that mean "this user has no photo" (not a failed read)."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Photo:
+    etag: str
+    content_type: str
+    data: bytes | None = None
+    """The bytes, when they were read (a new or changed ETag)."""
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+
+@dataclass(frozen=True)
+class PhotoRead:
+    photos: dict[str, Photo | None]
+    """Entra user id → its photo (None: it has none), for every user asked about."""
+    requests: int
+    """HTTP exchanges with Graph (a `$batch` of 20 users is one)."""
+    throttled: int
+    downloads: int
+    """Photos whose bytes were read."""
+
+
+async def read_photos(client: graph_client.GraphClient, known: Mapping[str, str | None],
+                      *, concurrency: int = CONCURRENT_BATCHES,
+                      sleep: Sleep = asyncio.sleep) -> PhotoRead:
+    """The photos of the users in `known` (Entra id → the ETag of the copy made last,
+    None when none was): metadata for all, bytes only where the ETag differs."""
+    ids = sorted(known)
+    gate = asyncio.Semaphore(concurrency)
+    throttled = [0]
+    metas: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+
+    async def run(chunks: list[list[str]], url: Callable[[str], str],
+                  out: dict[str, Any]) -> None:
+        async def one(chunk: list[str]) -> None:
+            async with gate:
+                await _batch(client, chunk, url, out, throttled, sleep)
+        await asyncio.gather(*(one(c) for c in chunks))
+
+    with middleware.track() as stats:
+        await run(_chunks(ids), _meta_url, metas)
+        photos: dict[str, Photo | None] = {i: _meta(client, i, metas[i]) for i in ids}
+        changed = [i for i in ids if (p := photos[i]) is not None and p.etag != known[i]]
+        await run(_chunks(changed), _value_url, values)
+        for entra_id in changed:
+            photos[entra_id] = _with_bytes(client, entra_id, photos[entra_id], values[entra_id])
+    return PhotoRead(photos, stats.total_requests, stats.throttled + throttled[0],
+                     sum(1 for i in changed if photos[i] is not None))
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i:i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+
+
+def _meta_url(entra_id: str) -> str:
+    return f"/users/{quote(entra_id, safe='')}/photo"
+
+
+def _value_url(entra_id: str) -> str:
+    return f"/users/{quote(entra_id, safe='')}/photo/$value"
+
+
+def _meta(client: graph_client.GraphClient, entra_id: str, answer: Any) -> Photo | None:
+    if answer is None:
+        return None
+    body = answer.get("body")
+    etag = body.get("@odata.mediaEtag") if isinstance(body, dict) else None
+    content_type = body.get("@odata.mediaContentType") if isinstance(body, dict) else None
+    if not isinstance(etag, str) or not etag:
+        raise errors.GraphReadError(client.endpoint(_meta_url(entra_id)), 200, "invalid_json",
+                                    "the photo's metadata has no @odata.mediaEtag")
+    return Photo(etag, content_type if isinstance(content_type, str) else "image/jpeg")
+
+
+def _with_bytes(client: graph_client.GraphClient, entra_id: str, meta: Photo | None,
+                answer: Any) -> Photo | None:
+    """The photo with its bytes; None when it went away between the two reads."""
+    if answer is None or meta is None:
+        return None
+    body = answer.get("body")
+    try:
+        data = base64.b64decode(body, validate=True) if isinstance(body, str) else None
+    except (binascii.Error, ValueError):
+        data = None
+    if not data:
+        raise errors.GraphReadError(client.endpoint(_value_url(entra_id)), 200, "invalid_body",
+                                    "the photo's bytes are not base64 in the $batch answer")
+    headers = {str(k).lower(): v for k, v in (answer.get("headers") or {}).items()}
+    etag = headers.get("etag")
+    content_type = headers.get("content-type")
+    return Photo(etag if isinstance(etag, str) and etag else meta.etag,
+                 content_type if isinstance(content_type, str) and content_type.startswith(
+                     "image/") else meta.content_type, data)
+
+
+async def _batch(client: graph_client.GraphClient, chunk: list[str],
+                 url: Callable[[str], str], out: dict[str, Any], throttled: list[int],
+                 sleep: Sleep) -> None:
+    """One batch of items; `out[id]` is the item's answer (None: 404, no photo)."""
+    pending = chunk
+    for attempt in range(MAX_ITEM_RETRIES + 1):
+        answer = await client.post_json("/$batch", {"requests": [
+            {"id": str(n), "method": "GET", "url": url(entra_id)}
+            for n, entra_id in enumerate(pending)]})
+        responses = {r.get("id"): r for r in answer.get("responses") or ()
+                     if isinstance(r, dict)}
+        again: list[str] = []
+        wait = 0.0
+        for n, entra_id in enumerate(pending):
+            response = responses.get(str(n))
+            if response is None:
+                raise errors.GraphReadError("/$batch", 200, "invalid_json",
+                                            f"no answer for item {n} of the batch")
+            status = response.get("status")
+            code, message = mailboxes._error_of(response.get("body"))
+            if status == 200:
+                out[entra_id] = response
+            elif status == 404 and code in NO_PHOTO_CODES:
+                out[entra_id] = None
+            elif status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
+                throttled[0] += status == 429
+                again.append(entra_id)
+                wait = max(wait, mailboxes._retry_after(response.get("headers")))
+            else:
+                raise errors.GraphReadError(client.endpoint(url(entra_id)),
+                                            status if isinstance(status, int) else None,
+                                            code, message or "failed inside $batch")
+        if not again:
+            return
+        await sleep(wait)
+        pending = again
