@@ -6,8 +6,8 @@ function key (`?code=`, infra's `graph-notifications` host key). Graph sends no 
 token, so the app-role check of the other routes does not apply here; the
 subscription's secret clientState authenticates each notification.
 
-- `?validationToken=…` (Graph's handshake when a subscription is created): the token
-  echoed as text/plain, 200, at once (Graph waits 10 seconds at most).
+- `?validationToken=…` and no body (Graph's handshake when a subscription is created):
+  the token echoed as text/plain, 200, at once (Graph waits 10 seconds at most).
 - a notification collection: 202 with no body, after checks and at most one queue
   message (never a sync in the request: Graph wants an answer within 3 seconds).
 - a body that is not a notification collection: 400 naming the field.
@@ -28,13 +28,15 @@ MAX_TOKEN_CHARS = 1024
 @failures_as_problems
 async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     token = req.params.get("validationToken")
-    if token is not None:
+    body = req.get_body() or b""
+    # Graph's handshake has no body; with a body it is a notification, checked as one.
+    if token is not None and not body.strip():
         if len(token) > MAX_TOKEN_CHARS:
             return problem(400, "Bad request", "validationToken is too long",
                            field="validationToken")
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
     try:
-        await notifications.receive(req.get_body() or b"")
+        await notifications.receive(body)
     except notifications.BadNotification as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     return func.HttpResponse(status_code=202)
