@@ -39,7 +39,7 @@ class NotifyServer:
 
 def _handler(calls: list[tuple[str, int]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             parts = urlsplit(self.path)
             params = dict(parse_qsl(parts.query, keep_blank_values=True))
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -55,7 +55,7 @@ def _handler(calls: list[tuple[str, int]]) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler
