@@ -5,9 +5,16 @@ The request (`receive`) does no Graph call and runs no sync: it answers within G
 queue (`config.NOTIFY_QUEUE_NAME`). Checks, item by item: the shape (else
 `malformed_notification`), a subscription id we hold (else `unknown_subscription`), its
 clientState compared in constant time (else `client_state_mismatch`). A dropped item is
-counted and logged with its reason and never with its payload. A body accepted before
-(same accepted items, within `REPLAY_WINDOW`) is `replayed_notification`: Graph
-delivers at least once, and a captured body sent again must not start runs.
+counted and logged with its reason and never with its payload.
+
+Replays. Graph's notifications for users and groups carry no id or time of their own:
+the same group changed twice gives the same body twice, so a repeated body cannot be
+told from a replayed one and is not dropped for being a repeat (that lost a leaver in
+the latency bench). Instead: a repeat is absorbed by the debounce while a run is still
+to come, and the worker asks Graph before it runs (`work`): when the delta rounds show
+nothing new since the last run (`shared.unchanged.check`), no run is made or recorded
+(`emply_sync.notification_run_skipped`, reason `nothing_changed`). A replayed
+notification therefore starts no run and changes nothing.
 
 Debounce (`schedule_run`): one entity holds when the last notification-triggered run
 was scheduled for, moved only by a conditional write (ETag). A notification at `now`
@@ -26,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import hmac
 import json
 from collections.abc import Mapping
@@ -37,10 +43,12 @@ from shared import (
     config,
     errors,
     notify_settings,
+    records,
     run_queue,
     service,
     subscriptions,
     telemetry,
+    unchanged,
 )
 from shared.graph import subscriptions as graph_subs
 from shared.store import subscription_table as table
@@ -48,16 +56,12 @@ from shared.store import subscription_table as table
 TRIGGER = "notification"
 MAX_BODY_BYTES = 1024 * 1024
 MAX_ITEMS = 1000
-REPLAY_WINDOW = dt.timedelta(minutes=10)
-"""How long an accepted body is remembered. A change missed because its notification
-looked like a repeat is read by the next run of any kind (delta reads everything since
-the last run), so the cost of a false repeat is latency, never a missed leaver."""
 MAX_BUSY_WAITS = 30
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
-MALFORMED, UNKNOWN, MISMATCH, REPLAYED = (
-    "malformed_notification", "unknown_subscription", "client_state_mismatch",
-    "replayed_notification")
+MALFORMED, UNKNOWN, MISMATCH = (
+    "malformed_notification", "unknown_subscription", "client_state_mismatch")
+NOTHING_CHANGED = "nothing_changed"
 RUN, REAUTHORIZE, RECREATE = "run", "reauthorize", "recreate"
 
 
@@ -138,12 +142,6 @@ def check_items(items: list[Any], known: Mapping[str, table.SubscriptionRecord]
     return accepted, dropped
 
 
-def digest(accepted: list[tuple[str, dict[str, Any]]]) -> str:
-    canonical = sorted(json.dumps(item, sort_keys=True, separators=(",", ":"))
-                       for _, item in accepted)
-    return hashlib.sha256("\n".join(canonical).encode()).hexdigest()[:48]
-
-
 def next_run(last: dt.datetime | None, now: dt.datetime,
              window: dt.timedelta) -> dt.datetime | None:
     """When to schedule a run for a change seen at `now` (see the module's docstring);
@@ -165,11 +163,6 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
         moment = now or deps.clock()
         known = await table.subscriptions(deps.store.lease) if settings.enabled else {}
         accepted, dropped = check_items(items, known)
-        if accepted and not await table.first_sighting(
-                deps.store.lease, digest(accepted), service.iso(moment),
-                service.iso(moment - REPLAY_WINDOW)):
-            dropped[REPLAYED] = dropped.get(REPLAYED, 0) + len(accepted)
-            accepted = []
         for reason, count in sorted(dropped.items()):
             telemetry.log.warning("emply_sync.notification_dropped",
                                   extra={"reason": reason, "count": count})
@@ -261,6 +254,10 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
         await _lifecycle(subscriptions.recreate, message["resource"], environ)
         return None
     try:
+        if await _nothing_changed(environ):
+            telemetry.log.info("emply_sync.notification_run_skipped",
+                               extra={"trigger": TRIGGER, "reason": NOTHING_CHANGED})
+            return None
         return await boundary.sync(trigger=TRIGGER, environ=environ)
     except service.RunInProgress as exc:
         settings = notify_settings.read(environ)
@@ -275,6 +272,28 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
         telemetry.log.info("emply_sync.notification_run_waiting", extra={
             "trigger": TRIGGER, "runningRunId": exc.running_run_id, "busyWaits": waits})
         return None
+
+
+async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:
+    """Whether Graph reports nothing new since the last run and its outcome stands (the
+    run's own first step, `shared.unchanged`, asked before a run is made): then a
+    notification (a replay, a change the last run already read) needs no run. A lease
+    held by a run now is `RunInProgress`, as for the run itself."""
+    async with boundary.open_deps(environ=environ) as deps:
+        await _refuse_if_leased(deps)
+        state, _warnings = await records.load_state(deps.store)
+        check = await unchanged.check(deps.store, deps.graph, state, started=deps.clock(),
+                                      approve=None)
+        return check.residual is not None
+
+
+async def _refuse_if_leased(deps: service.Deps) -> None:
+    lease = await deps.store.current_lease()
+    expires = lease.get("expiresAt") if lease else None
+    if lease is not None and isinstance(expires, str) and \
+            graph_subs.parse_time(expires) > deps.clock():
+        raise service.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
+                                    str(lease.get("startedAt")))
 
 
 async def _lifecycle(action: Any, resource: str, environ: Mapping[str, str] | None) -> None:

@@ -51,7 +51,6 @@ async def keep(now: dt.datetime | None = None,
                                                     stored.get(resource), moment)
             except Exception as exc:
                 outcome[resource] = "failed:" + _failed(exc, "keep", resource)
-        await table.purge_seen(deps.store.lease, service.iso(moment - dt.timedelta(days=1)))
     return outcome
 
 

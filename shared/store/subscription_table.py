@@ -1,6 +1,6 @@
 """Storage of the Graph change-notification state, in the lease table (`synclease`).
 
-Three kinds of entity, each in its own partition of the table that already holds the
+Two kinds of entity, each in its own partition of the table that already holds the
 run lease and the manual-run marker:
 
 - `graphsubscription` / resource (`users`, `groups`): the subscription Graph gave us,
@@ -10,8 +10,6 @@ run lease and the manual-run marker:
 - `notifydebounce` / `current`: when the last notification-triggered run was
   scheduled for; every change is a conditional write (ETag), so two notification
   requests at once cannot both schedule a run.
-- `notifyseen` / digest: notification bodies accepted lately, so that the same body
-  delivered again (Graph's retry, or a replay) schedules nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from azure.data.tables.aio import TableClient
 
 SUBSCRIPTION_PK = "graphsubscription"
 DEBOUNCE_PK, DEBOUNCE_RK = "notifydebounce", "current"
-SEEN_PK = "notifyseen"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,37 +102,3 @@ async def write_debounce(table: TableClient, seen: Debounce, scheduled_at: str) 
     except (ResourceExistsError, ResourceModifiedError):
         return False
     return True
-
-
-async def first_sighting(table: TableClient, digest: str, now: str, window_start: str) -> bool:
-    """Record that the body with `digest` arrived at `now`. True the first time; False
-    when it was already seen at or after `window_start` (a repeat)."""
-    entity = {"PartitionKey": SEEN_PK, "RowKey": digest, "seenAt": now}
-    try:
-        await table.create_entity(entity)
-        return True
-    except ResourceExistsError:
-        pass
-    try:
-        current = await table.get_entity(SEEN_PK, digest)
-    except ResourceNotFoundError:
-        return True  # purged in between: as good as new
-    if str(current.get("seenAt") or "") >= window_start:
-        return False
-    try:
-        await table.update_entity(entity, mode=UpdateMode.REPLACE,
-                                  etag=current.metadata["etag"],
-                                  match_condition=MatchConditions.IfNotModified)
-    except ResourceModifiedError:
-        return False  # another delivery of the same body got there first
-    return True
-
-
-async def purge_seen(table: TableClient, before: str) -> int:
-    """Forget bodies seen before `before` (ISO); returns how many."""
-    old = [row async for row in table.query_entities(
-        f"PartitionKey eq '{SEEN_PK}' and seenAt lt @before", parameters={"before": before})]
-    for row in old:
-        with contextlib.suppress(ResourceNotFoundError):
-            await table.delete_entity(SEEN_PK, str(row["RowKey"]))
-    return len(old)

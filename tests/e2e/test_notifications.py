@@ -61,18 +61,21 @@ def sim_subscriptions(world: Any) -> dict[str, dict[str, Any]]:
     return {s["resource"]: s for s in body["value"]}
 
 
-async def deliver(world: Any) -> dict[str, Any] | None:
+async def deliver(world: Any, kinds: list[str] | None = None) -> dict[str, Any] | None:
     """The host's notification-queue trigger: the next visible message to the function.
-    The run it made (the newest in the run log), or None for a lifecycle action."""
+    The run it made, or None (a lifecycle action, or a run not needed); the message's
+    kind is appended to `kinds`."""
+    before = [r["runId"] for r in await list_runs()]
     delivery = rq.receive(world.azurite.connection_string, Q)
     assert delivery is not None, "no notification work was queued"
     result = await function("run_notified_sync")(delivery.message)
     rq.complete(world.azurite.connection_string, delivery, Q)
     assert result is None  # the function returns nothing; the run is in the run log
-    if json.loads(delivery.message.get_body())["kind"] != "run":
-        return None
-    runs = json.loads((await function("list_runs")(request("GET", "/r"))).get_body())["runs"]
-    return await get_run(runs[0]["runId"]) if runs else None
+    if kinds is not None:
+        kinds.append(json.loads(delivery.message.get_body())["kind"])
+    new = [r["runId"] for r in await list_runs() if r["runId"] not in before]
+    assert len(new) <= 1
+    return await get_run(new[0]) if new else None
 
 
 def change_body(world: Any, resource: str = "groups", *, client_state: str | None = None,
@@ -169,24 +172,37 @@ async def test_forged_notifications_cause_no_run_and_no_change(
 
 
 async def test_a_replayed_notification_runs_nothing_more(
-        make_world: Any, server: NotifyServer) -> None:
+        make_world: Any, server: NotifyServer, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.NOTIFICATION_DEBOUNCE, "0")  # no trailing waits here
     world = staffed(make_world)
     await subscriptions.keep()
-    body = change_body(world)
-    assert (await post_notification(body)).status_code == 202
-    assert rq.count(world.azurite.connection_string, Q) == 1
+    remove_from_groups(world, 0)  # a real change, and its notification
     report = await deliver(world)
-    assert report is not None and report["trigger"] == "notification"
-    runs_before = len(json.loads((await function("list_runs")(request("GET", "/r")))
-                                 .get_body())["runs"])
-    # The same body again, well after the debounce window: a replay, dropped.
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)
-    received = await notifications.receive(json.dumps(body).encode(), now=later)
-    assert received.accepted == 0 and received.dropped == {"replayed_notification": 1}
-    assert received.run_delay is None
-    assert rq.count(world.azurite.connection_string, Q) == 0
-    runs = json.loads((await function("list_runs")(request("GET", "/r"))).get_body())["runs"]
-    assert len(runs) == runs_before
+    assert report is not None and report["counts"] == {"deactivate_user": 1}
+    runs_before = (await list_runs())
+    users_before = world.users()
+    # The same notification again: it cannot be told from a second change to the same
+    # group, so it is queued; the worker finds nothing new in Graph's delta since the
+    # last run and makes no run.
+    assert (await post_notification(change_body(world))).status_code == 202
+    kinds: list[str] = []
+    assert await deliver(world, kinds) is None and kinds == ["run"]  # no run made
+    assert await list_runs() == runs_before
+    assert world.users() == users_before
+    skipped = [r for r in caplog.records
+               if r.getMessage() == "emply_sync.notification_run_skipped"]
+    assert [r.reason for r in skipped] == ["nothing_changed"]  # type: ignore[attr-defined]
+    # A second real change to the same group gives the very same body: that one runs.
+    remove_from_groups(world, 1)
+    second = await deliver(world)
+    assert second is not None and second["counts"] == {"deactivate_user": 1}
+
+
+async def list_runs() -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = json.loads(
+        (await function("list_runs")(request("GET", "/r"))).get_body())["runs"]
+    return runs
 
 
 async def test_a_burst_is_debounced_to_a_leading_and_one_trailing_run(
@@ -246,17 +262,18 @@ async def test_lifecycle_events(make_world: Any, server: NotifyServer) -> None:
                                      json={"event": event})
         assert answer.status_code == 200 and answer.json() == {"status": 202}
 
+    kinds: list[str] = []
     lifecycle("users", "reauthorizationRequired")
-    assert await deliver(world) is None  # no run: Graph was asked to reauthorize
+    assert await deliver(world, kinds) is None and kinds == ["reauthorize"]
     assert "reauthorizedAt" in world.sim.simulator.subscriptions[old["users"]["id"]]
 
-    lifecycle("groups", "subscriptionRemoved")  # recreate, and run
-    first, second = (await deliver(world)), (await deliver(world))
+    lifecycle("groups", "subscriptionRemoved")  # recreate, and a run
+    await deliver(world, kinds)
+    await deliver(world, kinds)
+    assert sorted(kinds[1:]) == ["recreate", "run"]
     now = sim_subscriptions(world)
     assert now["groups"]["id"] != old["groups"]["id"]
     assert now["groups"]["clientState"] != old["groups"]["clientState"]
-    runs = [r for r in (first, second) if r is not None]  # one recreate, one run
-    assert len(runs) == 1 and runs[0]["trigger"] == "notification"
 
     # `missed`: a run (trailing, as the last one was scheduled seconds ago).
     lifecycle("users", "missed")
