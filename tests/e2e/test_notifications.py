@@ -19,6 +19,7 @@ import azure.functions.timer
 import pytest
 
 from shared import config, notifications, subscriptions
+from shared import store as store_mod
 from shared.graph import subscriptions as graph_subs
 from tests.e2e import tenants as t
 from tests.e2e.test_http import function, get_run, request
@@ -345,3 +346,19 @@ async def test_validation_handshake_echoes_the_token_as_text() -> None:
         params={"validationToken": "Validation: Token <&> 1", "code": KEY}))
     assert response.status_code == 200 and response.mimetype == "text/plain"
     assert response.get_body() == b"Validation: Token <&> 1"
+
+
+async def test_a_notification_run_waits_while_another_run_holds_the_lease(
+        make_world: Any, server: NotifyServer) -> None:
+    world = staffed(make_world)
+    await subscriptions.keep()
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        await st.acquire_lease("20261202T050000Z-busy0001", "timer")
+        remove_from_groups(world, 0)
+        kinds: list[str] = []
+        assert await deliver(world, kinds) is None and kinds == ["run"]
+        # Queued again for a debounce window later (invisible now); nothing ran.
+        assert rq.receive(world.azurite.connection_string, Q) is None
+        assert rq.count(world.azurite.connection_string, Q) == 1
+        assert world.users()["person0.staff@contoso.com"]["status"] == "active"
+        await st.release_lease("20261202T050000Z-busy0001")
