@@ -139,11 +139,15 @@ def _log(action: str, resource: str, subscription_id: str, expires_at: str) -> N
 
 def _failed(exc: BaseException, action: str, resource: str) -> str:
     classified = errors.classify(exc)
-    reason = classified.reason if classified is not None else errors.BUG_REASON
+    reason = (classified.reason if classified is not None else
+              # A setting (URL, key) missing or invalid: named in the message.
+              "bad_configuration" if isinstance(exc, ValueError) else errors.BUG_REASON)
     extra: dict[str, Any] = {"action": action, "resource": resource, "reason": reason}
     if isinstance(exc, graph_errors.GraphReadError):
         extra["graphStatus"] = exc.status
         extra["graphCode"] = exc.code
+    if isinstance(exc, ValueError):
+        extra["detail"] = str(exc)[:200]  # names the setting; never a value of the key
     telemetry.log.error("emply_sync.subscription_failed", extra=extra,
-                        exc_info=classified is None)
+                        exc_info=classified is None and not isinstance(exc, ValueError))
     return reason

@@ -362,3 +362,15 @@ async def test_a_notification_run_waits_while_another_run_holds_the_lease(
         assert rq.count(world.azurite.connection_string, Q) == 1
         assert world.users()["person0.staff@contoso.com"]["status"] == "active"
         await st.release_lease("20261202T050000Z-busy0001")
+
+
+async def test_notifications_on_without_a_public_url_is_bad_configuration(
+        make_world: Any, server: NotifyServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    world = staffed(make_world)
+    monkeypatch.delenv(config.PUBLIC_URL)
+    assert await subscriptions.keep() == {"users": "failed:bad_configuration",
+                                          "groups": "failed:bad_configuration"}
+    failed = [r for r in caplog.records if r.getMessage() == "emply_sync.subscription_failed"]
+    assert all(config.PUBLIC_URL in r.detail for r in failed)  # type: ignore[attr-defined]
+    assert len(failed) == 2 and world.sim.graph("GET", "/subscriptions").json()["value"] == []
