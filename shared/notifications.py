@@ -161,7 +161,7 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
     settings = notify_settings.read(environ)
     async with boundary.open_deps(environ=environ) as deps:
         moment = now or deps.clock()
-        known = await table.subscriptions(deps.store.lease) if settings.enabled else {}
+        known = await table.subscriptions(table.table_of(deps.store)) if settings.enabled else {}
         accepted, dropped = check_items(items, known)
         for reason, count in sorted(dropped.items()):
             telemetry.log.warning("emply_sync.notification_dropped",
@@ -211,12 +211,12 @@ async def schedule_run(deps: service.Deps, now: dt.datetime, window_seconds: int
     come covers this change. The decision is one conditional write."""
     window = dt.timedelta(seconds=window_seconds)
     for _attempt in range(8):
-        seen = await table.read_debounce(deps.store.lease)
+        seen = await table.read_debounce(table.table_of(deps.store))
         last = graph_subs.parse_time(seen.scheduled_at) if seen.scheduled_at else None
         at = next_run(last, now, window)
         if at is None:
             return None
-        if await table.write_debounce(deps.store.lease, seen, service.iso(at)):
+        if await table.write_debounce(table.table_of(deps.store), seen, service.iso(at)):
             return max(0, int((at - now).total_seconds() + 0.999))
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle when the next notification run is due")

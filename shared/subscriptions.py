@@ -44,7 +44,7 @@ async def keep(now: dt.datetime | None = None,
     outcome: dict[str, str] = {}
     async with boundary.open_deps(environ=environ) as deps:
         moment = now or deps.clock()
-        stored = await table.subscriptions(deps.store.lease)
+        stored = await table.subscriptions(table.table_of(deps.store))
         for resource in graph_subs.RESOURCES:
             try:
                 outcome[resource] = await _keep_one(deps, settings, resource,
@@ -58,7 +58,7 @@ async def reauthorize(resource: str, environ: Mapping[str, str] | None = None) -
     """After `reauthorizationRequired`: reauthorize, and recreate when Graph refuses."""
     settings = notify_settings.read(environ)
     async with boundary.open_deps(environ=environ) as deps:
-        record = (await table.subscriptions(deps.store.lease)).get(resource)
+        record = (await table.subscriptions(table.table_of(deps.store))).get(resource)
         if record is None:
             return await _create(deps, settings, resource, deps.clock(), RECREATED)
         try:
@@ -101,7 +101,7 @@ async def _keep_one(deps: service.Deps, settings: notify_settings.NotifySettings
         client_state=record.client_state, expires_at=service.iso(new_expiry),
         url_digest=record.url_digest, created_at=record.created_at,
         renewed_at=service.iso(now))
-    await table.put_subscription(deps.store.lease, renewed)
+    await table.put_subscription(table.table_of(deps.store), renewed)
     _log(RENEWED, resource, record.subscription_id, renewed.expires_at)
     return RENEWED
 
@@ -120,7 +120,7 @@ async def _create(deps: service.Deps, settings: notify_settings.NotifySettings,
         resource=resource, subscription_id=str(made["id"]), client_state=client_state,
         expires_at=service.iso(granted), url_digest=settings.url_digest,
         created_at=service.iso(now))
-    await table.put_subscription(deps.store.lease, record)
+    await table.put_subscription(table.table_of(deps.store), record)
     _log(action, resource, record.subscription_id, record.expires_at)
     return action
 
@@ -128,7 +128,7 @@ async def _create(deps: service.Deps, settings: notify_settings.NotifySettings,
 async def _delete_quietly(deps: service.Deps, record: table.SubscriptionRecord) -> None:
     with contextlib.suppress(graph_errors.GraphReadError):  # gone, or it expires anyway
         await graph_subs.delete(deps.graph, record.subscription_id)
-    await table.delete_subscription(deps.store.lease, record.resource)
+    await table.delete_subscription(table.table_of(deps.store), record.resource)
 
 
 def _log(action: str, resource: str, subscription_id: str, expires_at: str) -> None:

@@ -102,3 +102,12 @@ async def write_debounce(table: TableClient, seen: Debounce, scheduled_at: str) 
     except (ResourceExistsError, ResourceModifiedError):
         return False
     return True
+
+
+def table_of(store: Any) -> TableClient:
+    """The lease table of the Azure store (`EmplyStore.lease`), where this state lives.
+    Graph notifications run against Azure Storage only (no in-memory fake of this)."""
+    table = getattr(store, "lease", None)
+    if not isinstance(table, TableClient):
+        raise TypeError("Graph notification state needs the Azure Table Storage store")
+    return table
