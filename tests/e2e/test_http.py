@@ -49,13 +49,16 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         # The Emply side (webhook_http/emply_api.py).
         ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
         ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
-        ("roles", ("GET",), "FUNCTION"), ("users", ("GET",), "FUNCTION"),
+        ("roles", ("GET",), "FUNCTION"), ("roles", ("PUT",), "FUNCTION"),
+        ("users", ("GET",), "FUNCTION"),
         ("users/{id}", ("GET",), "FUNCTION"), ("users/{id}", ("PUT",), "FUNCTION"),
         ("users/{id}", ("PATCH",), "FUNCTION"), ("employees", ("GET",), "FUNCTION"),
         ("employees/{id}", ("GET",), "FUNCTION"), ("employees/{id}", ("PUT",), "FUNCTION"),
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
         # Graph change notifications (webhook_http/notifications.py): a named function key.
         ("graph/notifications", ("POST",), "FUNCTION"),
+        # The change feed (webhook_http/changes_api.py).
+        ("changes", ("GET",), "FUNCTION"),
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}

@@ -104,7 +104,7 @@ def _defaults(doc: dict[str, Any], param: str) -> set[str]:
 
 def test_storage_has_every_table_and_container_the_app_uses() -> None:
     doc = _storage()["doc"]
-    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease"}
+    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed"}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
     assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME,
                                             config.NOTIFY_QUEUE_NAME}
