@@ -16,7 +16,10 @@ Graph routes (under /v1.0, bearer token `shared.config.SIMULATOR_TOKEN`):
 `/users/{id}/events/{eid}` (GET, PATCH, DELETE); `POST /$batch` (max 20).
 Query options: `$select` (id always; users default to Graph's default property set),
 `$top` (1..999), `$filter` (`p eq 'v'`, `startswith(p,'v')`, `and`/`or`), `$count=true`,
-`Prefer: odata.maxpagesize=N` on delta, `$deltatoken=latest`.
+`Prefer: odata.maxpagesize=N` on delta, `$deltatoken=latest`. Subscriptions (change
+notifications, `graph_simulator.subscriptions`): `POST`/`GET /subscriptions`, `GET`/`PATCH`/
+`DELETE /subscriptions/{id}`, `POST /subscriptions/{id}/reauthorize`; `POST` validates the
+(loopback) notification URL with Graph's handshake first.
 
 Delta semantics: every tenant change (PUT /_sim/tenant or a write) makes a new
 version; a deltaLink remembers its version and the next round reports exactly the
@@ -31,7 +34,9 @@ Control endpoints (no token, not counted):
 or a list; path = route template, exact path, or `*`), `GET`/`DELETE /_sim/faults`,
 `POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`), `PUT /_sim/hold`
 (`{method, path, ms}`: a request running that route, alone or in a `$batch`, is done at
-once and answered `ms` later: a client killed before it reads the answer).
+once and answered `ms` later: a client killed before it reads the answer),
+`POST /_sim/subscriptions/{id}/lifecycle` (`{"event": …}`), `GET /_sim/deliveries`.
+`PUT /_sim/tenant` delivers the change notifications to subscribed URLs before it answers.
 """
 
 from __future__ import annotations

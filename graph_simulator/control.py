@@ -13,6 +13,7 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
+from graph_simulator import subscriptions
 from graph_simulator.pipeline import Fault
 from graph_simulator.protocol import GRAPH_PREFIX
 from graph_simulator.tenant import JSON, TenantFileError, export_tenant
@@ -28,10 +29,14 @@ async def put_tenant(request: web.Request) -> web.StreamResponse:
     body, ok = await read_json(request)
     if not ok:
         return _error("body is not valid JSON")
+    old = sim.current
     try:
         snap = sim.replace_tenant(body)
     except TenantFileError as err:
         return _error(str(err), "invalidTenant")
+    # Graph's change notifications for what changed, before answering (tests and the
+    # latency bench see them delivered when the PUT returns).
+    await subscriptions.deliver_changes(sim, old, snap)
     return web.json_response({"version": snap.version, "users": len(snap.users),
                               "groups": len(snap.groups)})
 
@@ -172,8 +177,30 @@ async def put_hold(request: web.Request) -> web.StreamResponse:
                                        for (m, p), s in sorted(sim.held_answers.items())]})
 
 
+async def post_lifecycle(request: web.Request) -> web.StreamResponse:
+    """`{"event": "reauthorizationRequired" | "subscriptionRemoved" | "missed"}` to the
+    subscription's lifecycle URL; `subscriptionRemoved` also removes it."""
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    event = body.get("event") if ok and isinstance(body, dict) else None
+    if event not in subscriptions.LIFECYCLE_EVENTS:
+        return _error("lifecycle.event: one of " + ", ".join(subscriptions.LIFECYCLE_EVENTS))
+    subscription_id = request.match_info["id"]
+    if subscription_id not in sim.subscriptions:
+        return web.json_response({"error": {"code": "notFound", "message":
+                                            f"no subscription {subscription_id}"}}, status=404)
+    return web.json_response(
+        await subscriptions.deliver_lifecycle(sim, subscription_id, str(event)))
+
+
+async def get_deliveries(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"deliveries": list(request.app[SIMULATOR_KEY].deliveries)})
+
+
 def add_control_routes(app: web.Application) -> None:
     app.router.add_put("/_sim/hold", put_hold)
+    app.router.add_post("/_sim/subscriptions/{id}/lifecycle", post_lifecycle)
+    app.router.add_get("/_sim/deliveries", get_deliveries)
     app.router.add_put("/_sim/tenant", put_tenant)
     app.router.add_get("/_sim/tenant", get_tenant)
     app.router.add_get("/_sim/state", get_state)

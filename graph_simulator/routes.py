@@ -8,7 +8,7 @@ injected faults are keyed on, so changing one changes `/_sim/requests` output.
 
 from __future__ import annotations
 
-from graph_simulator import batch, calendars, delta, directory, writes
+from graph_simulator import batch, calendars, delta, directory, subscriptions, writes
 from graph_simulator.pipeline import Handler
 
 GRAPH_ROUTES: list[tuple[str, str, Handler]] = [
@@ -49,4 +49,10 @@ GRAPH_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/directory/deletedItems/{id}", writes.get_deleted_item),
     ("POST", "/directory/deletedItems/{id}/restore", writes.restore_deleted_item),
     ("POST", "/$batch", batch.batch),
+    ("POST", "/subscriptions", subscriptions.create_subscription),
+    ("GET", "/subscriptions", subscriptions.list_subscriptions),
+    ("GET", "/subscriptions/{id}", subscriptions.get_subscription),
+    ("PATCH", "/subscriptions/{id}", subscriptions.patch_subscription),
+    ("DELETE", "/subscriptions/{id}", subscriptions.delete_subscription),
+    ("POST", "/subscriptions/{id}/reauthorize", subscriptions.reauthorize_subscription),
 ]

@@ -54,6 +54,10 @@ class Simulator:
         self.faulted = 0
         self.log: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
         self.delta_cache: dict[tuple[str, int | None, int], list[Change]] = {}
+        # Graph subscriptions (graph_simulator.subscriptions): id -> subscription, and
+        # the notification POSTs made (newest last).
+        self.subscriptions: dict[str, JSON] = {}
+        self.deliveries: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
         self.routes: list[Route] = [pipeline.compile_route(*spec) for spec in GRAPH_ROUTES]
 
     # ------------------------------------------------------------ versions

@@ -123,6 +123,9 @@ module graphApp 'graph-app.bicep' = {
   }
 }
 
+@description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). The Graph permission is the read permission the sync already has.')
+param enableNotifications bool = true
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -145,6 +148,7 @@ module functionApp 'modules/function-app.bicep' = {
     emplyClientAppId: emplyClientAppId
     authApiClientId: authApiClientId
     emplyAppRole: emplyAppRole
+    enableNotifications: enableNotifications
   }
   // The host must be able to reach its storage on first start.
   dependsOn: [

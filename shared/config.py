@@ -46,6 +46,19 @@ RUN_QUEUE_CLIENT_ID = f"{RUN_QUEUE_CONNECTION}__clientId"
 # the app role a caller's token must carry; empty or unset, function keys only.
 REQUIRED_ROLE = "EMPLY_SYNC_REQUIRED_ROLE"
 
+# Graph change notifications (shared.notifications, shared.subscriptions): on/off
+# ("true"/"false", unset = off: the timer alone, as before), the app's public base URL
+# Graph calls back (https://<app>.azurewebsites.net), the function key Graph puts in
+# that URL (infra: a named host function key, never in source), and the debounce:
+# at most one notification-triggered run per this many seconds.
+NOTIFICATIONS = "EMPLY_SYNC_NOTIFICATIONS"
+PUBLIC_URL = "EMPLY_SYNC_PUBLIC_URL"
+NOTIFICATION_KEY = "EMPLY_SYNC_NOTIFICATION_KEY"
+NOTIFICATION_DEBOUNCE = "EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS"
+DEFAULT_NOTIFICATION_DEBOUNCE_SECONDS = 60
+NOTIFY_QUEUE_NAME = "emply-sync-notify"
+"""The queue of notification work (targeted runs, lifecycle actions); same connection."""
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -63,6 +76,10 @@ APP_SETTINGS: tuple[str, ...] = (
     RUN_QUEUE_CREDENTIAL,
     RUN_QUEUE_CLIENT_ID,
     REQUIRED_ROLE,
+    NOTIFICATIONS,
+    PUBLIC_URL,
+    NOTIFICATION_KEY,
+    NOTIFICATION_DEBOUNCE,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

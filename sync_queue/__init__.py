@@ -11,7 +11,7 @@ import logging
 
 import azure.functions as func
 
-from shared import config, manual_runs, telemetry
+from shared import config, manual_runs, notifications, telemetry
 
 log = logging.getLogger("emply_sync.queue")
 # azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
@@ -36,5 +36,16 @@ async def run_request_poisoned(msg: func.QueueMessage) -> None:
     telemetry.configure()
     try:
         await manual_runs.poisoned(msg.get_body(), msg.dequeue_count or 1)
+    finally:
+        telemetry.flush()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=config.NOTIFY_QUEUE_NAME,
+                  connection=config.RUN_QUEUE_CONNECTION)
+async def run_notified_sync(msg: func.QueueMessage) -> None:
+    """Graph change notifications' work: a targeted (delta) run, or a lifecycle action."""
+    telemetry.configure()
+    try:
+        await notifications.work(msg.get_body())
     finally:
         telemetry.flush()

@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared import boundary, config, service, telemetry
+from shared import boundary, config, errors, service, subscriptions, telemetry
 
 # The host reads the schedule from the app setting (%NAME%), so operators change
 # it without a code change; infra/ sets it to config.DEFAULT_SYNC_SCHEDULE.
@@ -23,13 +23,31 @@ async def scheduled_sync(timer: func.TimerRequest) -> None:
     try:
         if timer.past_due:
             log.warning("emply_sync.timer_past_due", extra={"trigger": "timer"})
-        # A failed run is recorded and logged by the service; a bug propagates.
-        await boundary.sync(trigger="timer")
-    except service.RunInProgress as exc:
-        # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
-        log.info(
-            "emply_sync.timer_skipped",
-            extra={"trigger": "timer", "runningRunId": exc.running_run_id},
-        )
+        try:
+            # A failed run is recorded and logged by the service; a bug propagates.
+            await boundary.sync(trigger="timer")
+        except service.RunInProgress as exc:
+            # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
+            log.info(
+                "emply_sync.timer_skipped",
+                extra={"trigger": "timer", "runningRunId": exc.running_run_id},
+            )
+        finally:
+            await keep_subscriptions()
     finally:
         telemetry.flush()  # after the run record: the host may freeze the worker next
+
+
+async def keep_subscriptions() -> None:
+    """Graph change notifications (issue 16): create missing subscriptions, renew
+    expiring ones; nothing unless EMPLY_SYNC_NOTIFICATIONS is true. A failure is logged
+    (emply_sync.subscription_failed, the renewal alert's) and never fails the tick."""
+    try:
+        await subscriptions.keep()
+    except Exception as exc:
+        classified = errors.classify(exc)
+        reason = (classified.reason if classified is not None else
+                  "bad_configuration" if isinstance(exc, ValueError) else errors.BUG_REASON)
+        log.error("emply_sync.subscription_failed",
+                  extra={"action": "keep", "resource": "all", "reason": reason},
+                  exc_info=classified is None)

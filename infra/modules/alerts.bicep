@@ -188,4 +188,55 @@ resource needsApproval 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// Graph change notifications (issue 16): the timer renews the subscriptions on
+// /users and /groups a week before they expire and logs
+// emply_sync.subscription_failed when it (or a lifecycle action) cannot. Two
+// failures within an hour (two timer ticks) fire this: notifications stop when the
+// subscriptions expire, and leavers then wait for the timer. A notifications-off
+// deployment logs none of these.
+var subscriptionFailures = '''
+traces
+| where message == "emply_sync.subscription_failed"
+| extend action = tostring(customDimensions.action),
+         resource = tostring(customDimensions.resource),
+         reason = tostring(customDimensions.reason)
+'''
+
+resource subscriptionRenewalFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-subscription-failed'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'emply-sync: Graph subscription renewal failed'
+    description: 'Creating or renewing the Graph change-notification subscriptions failed at least twice within an hour. Leavers are still deactivated by the timer (every 30 minutes), not within a minute. See docs/operations.md (Graph change notifications).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT30M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: '${subscriptionFailures}'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 output actionGroupId string = actionGroup.id

@@ -46,6 +46,22 @@ param emplyAppRole string = 'EmplySync.Call'
 
 var entraAuth = !empty(emplyClientAppId)
 
+@description('Graph change notifications (issue 16): Graph calls the app when users or groups change, and a leaver is deactivated within about a minute; the 30-minute timer stays the safety net. false: the timer alone.')
+param enableNotifications bool = true
+
+@description('At most one notification-triggered run per this many seconds.')
+@minValue(0)
+@maxValue(3600)
+param notificationDebounceSeconds int = 60
+
+@description('The app\'s public base URL Graph calls back. Empty: https://<app name>.azurewebsites.net (set it when the app has another host name).')
+param publicUrl string = ''
+
+@description('The host function key Graph puts in the notification URL (key graph-notifications). Generated anew on every deployment by default; the timer then replaces the subscriptions, whose URL carries the old key.')
+// checkov:skip=CKV_AZURE_131:The default is newGuid(), a fresh random key per deployment, not a value in source
+@secure()
+param notificationKey string = newGuid()
+
 @description('Upper bound of Flex Consumption instances (the sync itself holds a single-run lease).')
 @minValue(40)
 @maxValue(1000)
@@ -173,6 +189,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'EMPLY_SYNC_REQUIRED_ROLE'
           value: entraAuth ? emplyAppRole : ''
         }
+        {
+          // Graph change notifications: on/off, where Graph calls, with which key.
+          name: 'EMPLY_SYNC_NOTIFICATIONS'
+          value: string(enableNotifications)
+        }
+        {
+          name: 'EMPLY_SYNC_PUBLIC_URL'
+          value: empty(publicUrl) ? 'https://${name}.azurewebsites.net' : publicUrl
+        }
+        {
+          name: 'EMPLY_SYNC_NOTIFICATION_KEY'
+          value: notificationKey
+        }
+        {
+          name: 'EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS'
+          value: string(notificationDebounceSeconds)
+        }
       ]
     }
     functionAppConfig: {
@@ -261,6 +294,16 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// The named function key Graph's notification URL carries (the host checks it before
+// the notification route runs); the same value is the app setting above.
+resource notificationFunctionKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
+  name: '${functionApp.name}/default/graph-notifications'
+  properties: {
+    name: 'graph-notifications'
+    value: notificationKey
   }
 }
 

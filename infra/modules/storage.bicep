@@ -40,6 +40,7 @@ param containerNames array = [
 param queueNames array = [
   'emply-sync-runs'
   'emply-sync-runs-poison'
+  'emply-sync-notify'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -141,6 +141,22 @@ class GraphClient:
         answer = await self._send(request, endpoint)
         return _json_object(endpoint, answer or b"")
 
+    async def send_json(self, method: str, url: str,
+                        body: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """``method`` (POST, PATCH, DELETE) on ``url`` with an optional JSON ``body``; the
+        JSON answer, or None when Graph answered no content (204). Failures raise
+        :class:`~shared.graph.errors.GraphReadError` with Graph's status and code."""
+        absolute = self.absolute_url(url)
+        endpoint = self.endpoint(absolute)
+        request = RequestInformation(Method[method.upper()])
+        request.url = absolute
+        request.headers.try_add("Accept", "application/json")
+        if body is not None:
+            request.headers.try_add("Content-Type", "application/json")
+            request.content = json.dumps(body).encode()
+        answer = await self._send(request, endpoint)
+        return _json_object(endpoint, answer) if answer else None
+
     async def aclose(self) -> None:
         """Close the HTTP connections, and the credential when this client created it."""
         try:

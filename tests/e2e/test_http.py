@@ -55,6 +55,8 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("users/{id}", ("PATCH",), "FUNCTION"), ("employees", ("GET",), "FUNCTION"),
         ("employees/{id}", ("GET",), "FUNCTION"), ("employees/{id}", ("PUT",), "FUNCTION"),
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
+        # Graph change notifications (webhook_http/notifications.py): a named function key.
+        ("graph/notifications", ("POST",), "FUNCTION"),
         # The change feed (webhook_http/changes_api.py).
         ("changes", ("GET",), "FUNCTION"),
         # R13's calendar choice and R15's outbound events.
@@ -65,7 +67,8 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}
     assert queues == {("emply-sync-runs", "EMPLY_SYNC_QUEUE"),
-                      ("emply-sync-runs-poison", "EMPLY_SYNC_QUEUE")}
+                      ("emply-sync-runs-poison", "EMPLY_SYNC_QUEUE"),
+                      ("emply-sync-notify", "EMPLY_SYNC_QUEUE")}
 
 
 async def deliver_next(world: Any) -> dict[str, Any]:

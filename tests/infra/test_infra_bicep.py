@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared import run_queue
+from shared import config, run_queue
 from tests.infra import bicep
 
 BICEP_FILES = bicep.bicep_files()
@@ -106,7 +106,8 @@ def test_storage_has_every_table_and_container_the_app_uses() -> None:
     doc = _storage()["doc"]
     assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed"}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
-    assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME}
+    assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME,
+                                            config.NOTIFY_QUEUE_NAME}
 
 
 def test_app_insights_and_workspace_have_local_auth_off() -> None:
