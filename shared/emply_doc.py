@@ -202,12 +202,17 @@ def _one_of(*choices: str) -> Check:
     return _described(run, {"type": "string", "enum": list(choices)})
 
 
-def _integer(minimum: int) -> Check:
+def _integer(minimum: int, maximum: int | None = None) -> Check:
     def run(value: object, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _expected(f"an integer >= {minimum}", value, path)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+                or (maximum is not None and value > maximum):
+            raise _expected(f"an integer >= {minimum}" if maximum is None else
+                            f"an integer from {minimum} to {maximum}", value, path)
         return value
-    return _described(run, {"type": "integer", "minimum": minimum})
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return _described(run, schema)
 
 
 def _number(low: float, high: float) -> Check:
@@ -376,6 +381,10 @@ _BOOL_FALSE = Field(_boolean, default=False)
 
 # --- the schema table ------------------------------------------------------
 
+MAX_PAST_DAYS = 365
+MAX_FUTURE_DAYS = 730
+"""R14's event window at most (a calendarView spans a few years at most)."""
+
 SETTINGS: dict[str, Field] = {
     "enabled": _BOOL_TRUE,
     "tenantId": Field(_id, required=True),
@@ -390,6 +399,11 @@ SETTINGS: dict[str, Field] = {
                               "delete": _BOOL_FALSE}),
                      {"create": False, "update": False, "delete": False}),
     "calendarSync": _BOOL_FALSE,
+    # R14: the days before and after today (UTC) whose events are mirrored.
+    "eventWindow": _js(_object({
+        "pastDays": Field(_integer(0, MAX_PAST_DAYS), default=1),
+        "futureDays": Field(_integer(1, MAX_FUTURE_DAYS), default=60),
+    }), {"pastDays": 1, "futureDays": 60}),
     "photoSync": _BOOL_FALSE,
     "deactivationGuard": _js(_object({
         "maxCount": Field(_integer(0), default=50),

@@ -21,7 +21,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import calendar_apply, disabled_run, errors, records, telemetry, unchanged
+from shared import (
+    calendar_apply,
+    disabled_run,
+    errors,
+    event_sync,
+    records,
+    telemetry,
+    unchanged,
+)
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
@@ -70,6 +78,8 @@ class Prepared:
     """Problems found while reading that the run recovered from (reported as errors)."""
     calendars: mailboxes.CalendarRead | None = None
     """R13: the calendars of the users whose calendars are synced (calendar sync on)."""
+    events: event_sync.EventsRead | None = None
+    """R14: the events of the mirrored calendars (calendar sync on)."""
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -108,10 +118,12 @@ async def prepare(
         deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
         changes=changes,
     )
-    calendars = None
+    calendars = events = None
     if settings.enabled and settings.calendar_sync:
         calendars = await mailboxes.read_calendars(
             deps.graph, convert.calendar_synced_entra_ids(doc, read.mirror["users"]))
+        events = await event_sync.read(deps.graph, deps.store, doc, settings, calendars,
+                                       deps.clock())
     return Prepared(
         doc=doc,
         settings=settings,
@@ -120,6 +132,7 @@ async def prepare(
         snapshot=snapshot,
         warnings=warnings,
         calendars=calendars,
+        events=events,
     )
 
 
@@ -157,7 +170,7 @@ def make_plan(
     approve_deletions: model.Approval | None = None,
 ) -> model.Plan:
     entra, emply = snapshots(prepared)
-    return planner.plan(
+    plan = planner.plan(
         entra,
         emply,
         prepared.settings,
@@ -166,6 +179,9 @@ def make_plan(
         approve_deactivations=approve,
         approve_deletions=approve_deletions,
     )
+    if prepared.events is None:
+        return plan
+    return event_sync.with_events(plan, prepared.events, prepared.doc, emply)
 
 
 async def run_sync(
@@ -279,7 +295,8 @@ async def _run(
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         await _save_progress(deps.store, run)
         run.report = run.report.with_outcome(
-            records.Outcome.of(plan), entra_read_summary(prepared.read, prepared.calendars),
+            records.Outcome.of(plan),
+            entra_read_summary(prepared.read, prepared.calendars, prepared.events),
             plan.counts(),
             warnings=prepared.warnings)
         if approve_deactivations is not None and not any(
@@ -444,10 +461,14 @@ async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None
+def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None,
+                       events: event_sync.EventsRead | None = None
                        ) -> records.EntraReadSummary:
-    """Graph's requests and 429s of the whole read: the directory, and the calendars."""
+    """Graph's requests and 429s of the whole read: the directory, the calendars and
+    their events."""
     more, throttled = (calendars.requests, calendars.throttled) if calendars else (0, 0)
+    if events is not None:
+        more, throttled = more + events.read.requests, throttled + events.read.throttled
     return records.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
                                     requests=read.requests + more,
                                     throttled=read.throttled + throttled)
@@ -491,6 +512,8 @@ async def apply_plan(
         await store.write_built("users", writes.user_ids, writes.user)
         await store.write_built("employees", writes.employee_ids, writes.employee)
         await calendar_apply.apply_calendars(store, prepared.doc, plan)
+        if prepared.events is not None:
+            await event_sync.apply(store, plan, prepared.events, prepared.doc)
         if entra_saved is not None:
             await store.save_snapshot(generation, {"emply": store.emply_cache()}, part="emply")
             await entra_saved

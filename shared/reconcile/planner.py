@@ -149,9 +149,9 @@ class _Planner:
         if self.settings.calendar_sync:
             self.problems.append(model.Problem(
                 model.FEATURE_NOT_AVAILABLE,
-                "calendar events (R14 mirroring, R15 Emply-created events) are not available "
-                "in this version: with calendarSync on, the users' calendars are kept in Emply "
-                "(R13) but no event is mirrored or pushed",
+                "Emply-created events (R15) are not available in this version: with "
+                "calendarSync on, the users' calendars are kept in Emply (R13) and their "
+                "events mirrored (R14), but no outbound event is pushed",
             ))
         wanted = [
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),

@@ -93,8 +93,9 @@ partition's size (one partition of 20,000 users: about 300 writes/s), and Azure
 Table Storage serves one partition at about 2,000 entities/s. 256 buckets keep
 about 400 users per partition at 100,000 users (4 full transactions each) and
 still fit two hex digits; a kind is read with one range query over its buckets.
-Changing the count moves entities: export, then import --replace."""
-BUCKETED = frozenset({"users", "employees"})
+Changing the count moves entities: export, then import --replace. Calendars and events
+are bucketed too: 10,000 users with 2 calendars of 20 events are 400,000 events."""
+BUCKETED = frozenset({"users", "employees", "calendars", "events"})
 _MAX_BATCH = 100
 _MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 _CONCURRENCY = 8
@@ -105,8 +106,8 @@ _GENERATION = re.compile(r"[0-9a-f]{32}")
 T = TypeVar("T")
 _BLOCK_BYTES = 4 << 20  # compressed bytes per staged block of a syncstate blob
 _META_PK, _VERSION_RK = "meta", "version"
-_CACHE_FORMAT = 5  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
-# 5: users with roleBasis and linkedDomain
+_CACHE_FORMAT = 6  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
+# 5: users with roleBasis and linkedDomain; 6: calendars and events in hash buckets
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
@@ -1115,6 +1116,14 @@ class EmplyStore:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         await self._write_json_blob(_STATE_BLOB, state, level=5)
 
+    async def load_state_part(self, name: str) -> Any:
+        """A named part of the sync's own state kept beside the state blob (e.g.
+        "events": R14's delta links), None when absent."""
+        return await self._read_json_blob(_state_part_blob(name))
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        await self._write_json_blob(_state_part_blob(name), value, level=5)
+
     async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
         """The snapshot part saved as `generation`, or None when it is missing."""
         snapshot = await self._read_json_blob(_snapshot_blob(part, generation))
@@ -1141,6 +1150,12 @@ class EmplyStore:
         for part in _SNAPSHOT_PARTS:
             with contextlib.suppress(ResourceNotFoundError):
                 await self.syncstate.delete_blob(_snapshot_blob(part, generation))
+
+
+def _state_part_blob(name: str) -> str:
+    if not re.fullmatch(r"[a-z]{1,20}", name):
+        raise ValueError(f"no state part {name!r}")
+    return f"state-{name}.json.gz"
 
 
 def _snapshot_blob(part: str, generation: str) -> str:

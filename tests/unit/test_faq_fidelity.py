@@ -392,8 +392,8 @@ def test_features_not_built_are_reported_at_every_run_never_silently_accepted() 
     unavailable = [e.message for e in plan.errors if e.reason == model.FEATURE_NOT_AVAILABLE]
     assert len(unavailable) == 3  # writeBack.update and delete are built (R9); create not yet
     assert any("writeBack.create" in m for m in unavailable)
-    assert any(m.startswith("calendar events (R14 mirroring, R15 Emply-created events) are "
-                            "not available in this version") for m in unavailable)
+    assert any(m.startswith("Emply-created events (R15) are not available in this version")
+               for m in unavailable)
     assert plan.counts() == {model.CREATE_USER: 1}  # the rest of the run goes on
 
 
