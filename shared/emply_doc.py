@@ -529,6 +529,7 @@ def validate_document(
     known_user_ids: Iterable[str] | None = None,
     known_employee_ids: Iterable[str] | None = None,
     stored: emply_checks.Stored | None = None,
+    known_calendars: Iterable[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Check an Emply state document and return it normalised.
 
@@ -538,6 +539,7 @@ def validate_document(
     store already holds); when a section is absent and its `known_*` is None,
     references to it are not checked. `stored`: the store's entities the
     uniqueness checks compare with besides the document's own (a plain import).
+    `known_calendars`: the (userId, id) of the stored calendars events may belong to.
     Raises `DocumentError` naming the entity and field of every problem found.
     """
     errors: list[tuple[str, str]] = []
@@ -591,6 +593,7 @@ def validate_document(
 
     # Across entities, over those that passed their own checks.
     _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
+    errors += _event_calendars(doc, out, known_calendars)
     errors += emply_checks.check_emails(out)
     errors += emply_checks.check_unique(out, stored)
     if errors:
@@ -598,6 +601,20 @@ def validate_document(
         error.valid, error.positions = out, positions
         raise error
     return out
+
+
+def _event_calendars(doc: Mapping[str, Any], out: Mapping[str, Any],
+                     known: Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """Every event in a calendar Emply keeps (R14 mirrors events of kept calendars only):
+    the document's own calendars plus the `known` ones; unchecked when the document has
+    no calendars section and no known ones are given."""
+    if known is None and "calendars" not in doc:
+        return []
+    calendars = {(c["userId"], c["id"]) for c in out["calendars"]} | set(known or ())
+    return [(f"{_label('events', i, e)}.calendarId",
+             f"unknown calendar {_show(e['calendarId'])} of user {_show(e['userId'])}")
+            for i, e in enumerate(out["events"])
+            if (e["userId"], e["calendarId"]) not in calendars]
 
 
 def _check_references(
