@@ -10,7 +10,15 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import calendars, lifecycle, matching, model, scope, writeback
+from shared.reconcile import (
+    calendars,
+    events,
+    lifecycle,
+    matching,
+    model,
+    scope,
+    writeback,
+)
 from shared.reconcile.faq import answer
 
 
@@ -156,6 +164,7 @@ def explain(
             c.user_id == user.id for c in emply.calendars):
         words, faq_key = calendars.explain(user, emply, settings, entra.mailboxes)
         reasons.append(words)
+        reasons.extend(events.explain(user, emply, settings, now))  # R14
         answers.append(answer(faq_key))
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
