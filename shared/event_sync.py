@@ -44,7 +44,7 @@ class EventsRead:
     """The stored delta links (as loaded)."""
 
 
-def _stored_links(state: Any, window: tuple[str, str]) -> Links:
+def stored_links(state: Any, window: tuple[str, str]) -> Links:
     """The stored links if they are of this format and window, else none (full reads)."""
     if not isinstance(state, dict) or state.get("format") != FORMAT \
             or state.get("window") != list(window):
@@ -91,7 +91,7 @@ async def read(graph: graph_client.GraphClient, store: store_mod.EmplyStore,
                calendars: mailboxes.CalendarRead, now: dt.datetime) -> EventsRead:
     start, end = events.window(now, settings)
     window = (events.iso(start), events.iso(end))
-    links = _stored_links(await store.load_state_part(STATE_PART), window)
+    links = stored_links(await store.load_state_part(STATE_PART), window)
     found = await graph_events.read_events(graph, wanted(doc, calendars.mailboxes, links),
                                            window)
     return EventsRead(window, found, links)
