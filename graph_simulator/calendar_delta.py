@@ -45,6 +45,9 @@ DEFAULT_PAGE = 10
 """Events a page holds unless `Prefer: odata.maxpagesize` asks otherwise."""
 MAX_ROUNDS = 10_000
 """Paged rounds kept for their `$skiptoken`s (oldest dropped first)."""
+MAX_STATES = 200_000
+"""Sync states kept for their `$deltatoken`s (oldest dropped first: its token then
+answers 410, as an expired one does on Graph)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,8 @@ def calendar_view_delta(sim: Simulator, req: Req) -> Resp:
                   for eid in sorted(seen) if eid not in now]
         state = SyncState(user, calendar, start, end, fingerprints)
         state_id = _state_id(state)
+        if state_id not in sim.event_states and len(sim.event_states) >= MAX_STATES:
+            sim.event_states.pop(next(iter(sim.event_states)))
         sim.event_states[state_id] = state
         offset, round_id = 0, state_id + ":" + str(len(sim.event_rounds))
         if len(items) > size:
