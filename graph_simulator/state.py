@@ -42,6 +42,8 @@ class Simulator:
         self.token_epoch = 0
         self.latency_ms = float(latency_ms)
         self.faults: list[Fault] = []
+        self.received_passwords: list[str] = []
+        """Passwords of users created by POST /users, for tests only (never served)."""
         self.counts: Counter[str] = Counter()
         self.total = 0
         self.faulted = 0

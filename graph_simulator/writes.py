@@ -2,8 +2,9 @@
 
 Every accepted write installs a new snapshot version (`sim.next_version`), which
 is what delta reports next; a PATCH that changes nothing makes no version. The
-checks mirror Graph's: userPrincipalName is unique (case-insensitive) and in a
-verified domain; users synced from on-premises (`onPremisesSyncEnabled: true`)
+checks mirror Graph's: userPrincipalName and mailNickname are unique (case-insensitive),
+the userPrincipalName is in a verified domain, a new user's password meets Entra's
+complexity rule; users synced from on-premises (`onPremisesSyncEnabled: true`)
 cannot be changed or deleted; a deleted user keeps its id and can be restored
 while its userPrincipalName is still free.
 """
@@ -38,6 +39,13 @@ from graph_simulator.tenant import (
 if TYPE_CHECKING:
     from graph_simulator.state import Simulator
 
+NICKNAME_TAKEN_MESSAGE = (
+    "Another object with the same value for property mailNickname already exists."
+)
+PASSWORD_MESSAGE = (
+    "The specified password does not comply with password complexity requirements. "
+    "Please provide a different password."
+)
 HYBRID_MESSAGE = (
     "Unable to update the specified properties for on-premises mastered Directory Sync "
     "objects or objects currently undergoing migration."
@@ -70,6 +78,27 @@ def _check_upn_domain(sim: Simulator, upn: str) -> None:
             "The domain portion of the userPrincipalName property is invalid. You must use "
             "one of the verified domain names in your organization."
         )
+
+
+def _check_nickname_free(sim: Simulator, nickname: str) -> None:
+    wanted = nickname.strip().lower()
+    for props in sim.current.users.values():
+        if str(props.get("mailNickname") or "").strip().lower() == wanted:
+            raise bad_request(NICKNAME_TAKEN_MESSAGE)
+
+
+def _check_password(password: Any) -> str:
+    """Entra's rule for a cloud user's password: 8 to 256 characters, three of the four
+    classes (lower case, upper case, digits, symbols)."""
+    if not isinstance(password, str) or not password:
+        raise bad_request(
+            "Invalid value specified for property 'passwordProfile' of resource 'User'.")
+    classes = sum((
+        any(c.islower() for c in password), any(c.isupper() for c in password),
+        any(c.isdigit() for c in password), any(not c.isalnum() for c in password)))
+    if not 8 <= len(password) <= 256 or classes < 3:
+        raise bad_request(PASSWORD_MESSAGE)
+    return password
 
 
 def _validated(raw: JSON) -> JSON:
@@ -111,15 +140,17 @@ def create_user(sim: Simulator, req: Req) -> Resp:
         if body.get(key) in (None, ""):
             raise bad_request(f"Invalid value specified for property '{key}' of resource 'User'.")
     profile = body["passwordProfile"]
-    if not isinstance(profile, dict) or not profile.get("password"):
+    if not isinstance(profile, dict):
         raise bad_request(
             "Invalid value specified for property 'passwordProfile' of resource 'User'."
         )
+    password = _check_password(profile.get("password"))
     for key in ("calendars", "photo"):
         if key in body:
             raise bad_request(f"Property '{key}' is not a user property.")
     uid = str(uuid.uuid4())
-    # The password is accepted and dropped: the simulator never signs anyone in.
+    # The password is never stored with the user nor served: the simulator never signs
+    # anyone in. Tests read `sim.received_passwords` to prove the sync kept no copy.
     raw = {k: v for k, v in body.items() if k not in ("passwordProfile", "id")}
     raw["id"] = uid
     raw.setdefault("mail", None)
@@ -129,6 +160,8 @@ def create_user(sim: Simulator, req: Req) -> Resp:
     key = _upn_key(props)
     _check_upn_free(sim, key)
     _check_upn_domain(sim, props["userPrincipalName"])
+    _check_nickname_free(sim, props["mailNickname"])
+    sim.received_passwords.append(password)
     sim.next_version(
         users={**sim.current.users, uid: props},
         upn_index={**sim.current.upn_index, key: uid},

@@ -29,8 +29,11 @@ param enableCalendarSync bool = false
 @description('Reserved: photo sync (R16) is not in this version; grants nothing.')
 param enablePhotoSync bool = false
 
-@description('Write-back (R9, writeBack.update): grants User.ReadWrite.All; off, the app only reads.')
+@description('Write-back (R9, writeBack.update and writeBack.delete): grants User.ReadWrite.All; off, the app only reads.')
 param enableWriteBack bool = false
+
+@description('Write-back create (R9, writeBack.create): grants User.ReadWrite.All and GroupMember.ReadWrite.All (to add a new user to the first configured group); implies enableWriteBack\'s grant.')
+param enableWriteBackCreate bool = false
 
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
@@ -52,9 +55,9 @@ var graphAppRoles = {
 // will need Calendars.ReadWrite (ef54d2bf-783f-4e0f-bca1-3210c0444d99). Photo
 // sync is not built yet, so its switch is reserved and grants nothing; when
 // built: ProfilePhoto.Read.All (e24d31aa-e1ab-4c80-85fe-23018690335d).
-// Write-back's update and delete write users: User.ReadWrite.All. (Its create
-// option, not built yet, will also need GroupMember.ReadWrite.All to add the new
-// user to the first configured group.)
+// Write-back's update and delete write users: User.ReadWrite.All. Its create
+// option also adds the new user to the first configured group:
+// GroupMember.ReadWrite.All, granted only with enableWriteBackCreate.
 var featureAppRoles = {
   calendarSync: [
     '8ba4a692-bc31-4128-9094-475872af8a53' // Calendars.ReadBasic.All
@@ -62,6 +65,10 @@ var featureAppRoles = {
   photoSync: []
   writeBack: [
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+  ]
+  writeBackCreate: [
+    '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
+    'dbaae8cf-10b5-4b86-a4a1-f871c94c6695' // GroupMember.ReadWrite.All
   ]
 }
 
@@ -73,7 +80,7 @@ var grantedAppRoles = concat(
   ],
   enableCalendarSync ? featureAppRoles.calendarSync : [],
   enablePhotoSync ? featureAppRoles.photoSync : [],
-  enableWriteBack ? featureAppRoles.writeBack : []
+  enableWriteBackCreate ? featureAppRoles.writeBackCreate : (enableWriteBack ? featureAppRoles.writeBack : [])
 )
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {

@@ -30,6 +30,9 @@ param enablePhotoSync bool = false
 @description('Write-back (R9): grants User.ReadWrite.All to the app registration (docs/deploy.md).')
 param enableWriteBack bool = false
 
+@description('Write-back create (R9): grants User.ReadWrite.All and GroupMember.ReadWrite.All to the app registration (docs/deploy.md).')
+param enableWriteBackCreate bool = false
+
 @description('Microsoft Graph base URL the app calls.')
 param graphUrl string = 'https://graph.microsoft.com/v1.0'
 
@@ -116,6 +119,7 @@ module graphApp 'graph-app.bicep' = {
     enableCalendarSync: enableCalendarSync
     enablePhotoSync: enablePhotoSync
     enableWriteBack: enableWriteBack
+    enableWriteBackCreate: enableWriteBackCreate
   }
 }
 

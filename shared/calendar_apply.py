@@ -7,21 +7,18 @@ adding one that is there, is harmless).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from shared import store as store_mod
 from shared.reconcile import model, removal
+from shared.store import protocols
 
 
 def touches_calendars(plan: model.Plan) -> bool:
     return any(c.kind in model.CALENDAR_KINDS for c in plan.changes)
 
 
-async def apply_calendars(store: store_mod.EmplyStore, doc: Mapping[str, Any],
+async def apply_calendars(store: protocols.EmplyTables, loaded: protocols.LoadedEmply,
                           plan: model.Plan) -> None:
-    calendars, events = removal.deletions(plan, doc.get("events", ()))
-    await store.delete_entities("events", events)
-    await store.delete_entities("calendars", calendars)
+    calendars, events = removal.deletions(plan, loaded.doc.get("events", ()))
+    await store.delete_entities("events", events, loaded=loaded)
+    await store.delete_entities("calendars", calendars, loaded=loaded)
     added = [dict(c.after) for c in plan.changes if c.kind == model.CALENDAR_ADD]
-    await store.upsert_entities("calendars", added)
+    await store.write_entities("calendars", added, loaded=loaded)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any
 
 from shared import calendar_apply, records
-from shared import store as store_mod
 from shared.graph import reader
 from shared.reconcile import apply, model
+from shared.store import protocols
 
 
 def not_read(tenant_id: str) -> reader.EntraRead:
@@ -30,7 +29,7 @@ def not_read(tenant_id: str) -> reader.EntraRead:
                             requests=0, throttled=0)
 
 
-async def apply_disabled(store: store_mod.EmplyStore, doc: dict[str, Any],
+async def apply_disabled(store: protocols.SyncStore, loaded: protocols.LoadedEmply,
                          state: records.SyncState, plan: model.Plan, run_id: str,
                          at: str) -> None:
     """Apply a disabled run's plan: its employee and (none expected) user writes, the
@@ -38,14 +37,15 @@ async def apply_disabled(store: store_mod.EmplyStore, doc: dict[str, Any],
 
     Events go before their calendars, and the state is written last: a run that stops
     half-way leaves what is left for the next run to plan again."""
+    doc = loaded.doc
     users = {u["id"]: u for u in doc.get("users", ())}
     employees = {e["id"]: e for e in doc.get("employees", ())}
     writes = apply.PlannedWrites(users, employees, plan, run_id, at)
-    if store.served_from_cache and writes.user_ids:
-        users.update(await store.read_entities("users", writes.user_ids))
-    await store.write_built("users", writes.user_ids, writes.user)
-    await store.write_built("employees", writes.employee_ids, writes.employee)
-    await calendar_apply.apply_calendars(store, doc, plan)
+    if loaded.served_from_cache and writes.user_ids:
+        users.update(await store.read_entities("users", writes.user_ids, loaded=loaded))
+    await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
+    await store.write_built("employees", writes.employee_ids, writes.employee, loaded=loaded)
+    await calendar_apply.apply_calendars(store, loaded, plan)
     await records.save_state(store, dataclasses.replace(
         state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
         previous_mapping=plan.next_state.previous_mapping,

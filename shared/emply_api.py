@@ -18,9 +18,8 @@ from typing import Any
 
 from shared import emply_doc, emply_import
 from shared.emply_doc import DocumentError
-from shared.store import entities
+from shared.store import entities, protocols
 from shared.store import errors as store_errors
-from shared.store.store import EmplyStore
 
 KINDS = ("users", "employees")
 """The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`)."""
@@ -41,11 +40,12 @@ def export_bytes(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-async def export_document(store: EmplyStore) -> bytes:
+async def export_document(store: protocols.SyncStore) -> bytes:
     return export_bytes(await store.export_document())
 
 
-async def import_document(store: EmplyStore, body: bytes, *, replace: bool) -> dict[str, int]:
+async def import_document(store: protocols.SyncStore, body: bytes, *,
+                          replace: bool) -> dict[str, int]:
     return await emply_import.import_emply(store, body, replace=replace, trigger="http",
                                            source="the body")
 
@@ -59,7 +59,7 @@ def _relative(error: DocumentError) -> DocumentError:
     return relative
 
 
-async def _validate(store: EmplyStore, section: str, value: object) -> dict[str, Any]:
+async def _validate(store: protocols.SyncStore, section: str, value: object) -> dict[str, Any]:
     stored, known = await entities.identities(store)
     try:
         clean = emply_doc.validate_document(
@@ -73,14 +73,15 @@ async def _validate(store: EmplyStore, section: str, value: object) -> dict[str,
     return clean
 
 
-async def get_entity(store: EmplyStore, kind: str, entity_id: str) -> tuple[dict[str, Any], str]:
+async def get_entity(store: protocols.SyncStore, kind: str,
+                     entity_id: str) -> tuple[dict[str, Any], str]:
     found = await entities.read(store, kind, entity_id)
     if found is None:
         raise NotFound(f"no {kind[:-1]} with that id")
     return found
 
 
-async def put_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+async def put_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
                      if_match: str | None) -> tuple[dict[str, Any], str, bool]:
     """Replace (or create) one entity with `body` (the whole entity; `id`, when given,
     must be the path's). Returns the entity, its new ETag and whether it was created."""
@@ -94,7 +95,7 @@ async def put_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
     return clean, etag, not existed
 
 
-async def patch_entity(store: EmplyStore, kind: str, entity_id: str, body: object,
+async def patch_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
                        if_match: str | None) -> tuple[dict[str, Any], str]:
     """JSON Merge Patch (RFC 7396) of one entity: fields given replace, null clears a
     field back to its default; the result is checked as a whole entity."""
@@ -124,14 +125,14 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def get_settings(store: EmplyStore) -> tuple[dict[str, Any], str]:
+async def get_settings(store: protocols.SyncStore) -> tuple[dict[str, Any], str]:
     found = await entities.read(store, "settings", "")
     if found is None:
         raise NotFound("no settings yet; PUT them first")
     return found
 
 
-async def put_settings(store: EmplyStore, body: object,
+async def put_settings(store: protocols.SyncStore, body: object,
                        if_match: str | None) -> tuple[dict[str, Any], str]:
     if not isinstance(body, dict):
         raise DocumentError("body", "expected a JSON object")
@@ -139,14 +140,14 @@ async def put_settings(store: EmplyStore, body: object,
     return clean, await entities.write(store, "settings", clean, if_match)
 
 
-async def list_page(store: EmplyStore, kind: str, *, page_size: int, after: str | None,
+async def list_page(store: protocols.SyncStore, kind: str, *, page_size: int, after: str | None,
                     filters: Mapping[str, str], linked: bool | None
                     ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
     return await entities.page(store, kind, page_size=page_size, after=after,
                                equals=filters, linked=linked)
 
 
-async def get_roles(store: EmplyStore) -> list[dict[str, Any]]:
+async def get_roles(store: protocols.SyncStore) -> list[dict[str, Any]]:
     """Every role (a few dozen at most: one page)."""
     roles: list[dict[str, Any]] = []
     after: str | None = None

@@ -442,6 +442,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "syncGroups": _js(_list_of(_id), []),
         "roleBasis": _js(_optional(_map_of(_optional(_id))), None),
         "linkedDomain": _STR,
+        "entraCreate": _STR,
         "lastChange": _js(_optional(_any_object), None),
         "history": _js(_list_of(_any_object), []),
     },

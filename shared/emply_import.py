@@ -3,7 +3,7 @@
 `import_emply` reads the document (bytes are parsed by `emply_file`), takes the sync
 lease so no run plans or applies while the Emply side is replaced under it (R1: one
 run at a time; an import counts as one), removes what a crashed import left, and
-lets the store write and switch (`EmplyStore.import_document`: all or nothing). A
+lets the store write and switch (`EmplyGenerations.import_document`: all or nothing). A
 running sync makes it raise `RunInProgress` (the CLI's exit 3, HTTP 409); a bad
 document `DocumentError` listing every problem (exit 2, HTTP 400); a storage failure
 `ImportFailed` with nothing imported.
@@ -20,8 +20,7 @@ import uuid
 from typing import Any
 
 from shared import emply_file
-from shared.store import errors
-from shared.store.store import EmplyStore
+from shared.store import errors, protocols
 
 LEASE_TTL_SECONDS = 300
 """The import's hold on the sync lease, renewed every third of it while it writes."""
@@ -32,7 +31,7 @@ def new_import_id(now: dt.datetime) -> str:
     return f"import-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
-async def import_emply(store: EmplyStore, data: bytes | object, *, replace: bool = False,
+async def import_emply(store: protocols.SyncStore, data: bytes | object, *, replace: bool = False,
                        trigger: str = "cli", source: str = "the document") -> dict[str, int]:
     """Import an Emply state document (bytes of a file or body, or the parsed value).
 
@@ -73,7 +72,7 @@ async def import_emply(store: EmplyStore, data: bytes | object, *, replace: bool
     return counts
 
 
-async def _keep_lease(store: EmplyStore, import_id: str) -> None:
+async def _keep_lease(store: protocols.RunLease, import_id: str) -> None:
     """Renew the lease while the import writes; only `LeaseLost` ends this early."""
     while True:
         await asyncio.sleep(LEASE_TTL_SECONDS / 3)

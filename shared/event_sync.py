@@ -22,11 +22,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import events as graph_events
 from shared.graph import mailboxes
 from shared.reconcile import events, model
+from shared.store import protocols
 
 STATE_PART = "events"
 FORMAT = 1
@@ -86,7 +86,7 @@ def wanted(doc: Mapping[str, Any], calendars: Mapping[str, list[mailboxes.Calend
     return out
 
 
-async def read(graph: graph_client.GraphClient, store: store_mod.EmplyStore,
+async def read(graph: graph_client.GraphClient, store: protocols.SyncStateStore,
                doc: Mapping[str, Any], settings: model.Settings,
                calendars: mailboxes.CalendarRead, now: dt.datetime) -> EventsRead:
     start, end = events.window(now, settings)
@@ -117,15 +117,15 @@ def with_events(plan: model.Plan, read_: EventsRead, doc: Mapping[str, Any],
                                events=planned.writes)
 
 
-async def apply(store: store_mod.EmplyStore, plan: model.Plan, read_: EventsRead,
-                doc: Mapping[str, Any]) -> None:
+async def apply(store: protocols.SyncStore, loaded: protocols.LoadedEmply, plan: model.Plan,
+                read_: EventsRead) -> None:
     """Write the plan's events, then the delta links that match them."""
     writes = plan.events
     if writes is None:
         return
-    await store.delete_entities("events", writes.deletes)
-    await store.upsert_entities("events", writes.upserts)
-    entra = {u["id"]: u.get("entraId") for u in doc.get("users", ())}
+    await store.delete_entities("events", writes.deletes, loaded=loaded)
+    await store.write_entities("events", writes.upserts, loaded=loaded)
+    entra = {u["id"]: u.get("entraId") for u in loaded.doc.get("users", ())}
     calendars: Links = {}
     for (user_id, calendar_id), count in sorted(writes.counts.items()):
         entra_id = entra.get(user_id)
@@ -142,7 +142,3 @@ async def apply(store: store_mod.EmplyStore, plan: model.Plan, read_: EventsRead
                                              "calendars": calendars})
 
 
-async def forget(store: store_mod.EmplyStore) -> None:
-    """Drop the delta links (R17: the integration removed; its events are gone)."""
-    await store.save_state_part(STATE_PART, {"format": FORMAT, "window": [],
-                                             "calendars": {}})

@@ -25,15 +25,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-
 from shared import boundary, errors, run_queue, service, telemetry
 from shared import store as store_mod
+from shared.store import protocols
 
 TRIGGER = "http"
 MAX_WAIT_SECONDS = 20
@@ -49,7 +43,6 @@ STALE_MARKER_SECONDS = 300
 LOST_SECONDS = (MAX_BUSY_WAITS + 10) * BUSY_RETRY_SECONDS
 """A run still `queued` after this was lost: nothing will run it any more."""
 QUEUED, RUNNING = "queued", "running"
-_MARKER_PK, _MARKER_RK = "manualrun", "current"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +274,7 @@ async def _wait_for_lease(request: RunRequest, exc: store_mod.RunInProgress,
     return None
 
 
-async def _refuse_if_leased(store: store_mod.EmplyStore, now: dt.datetime) -> None:
+async def _refuse_if_leased(store: protocols.RunLease, now: dt.datetime) -> None:
     lease = await store.current_lease()
     if lease is None:
         return
@@ -292,17 +285,12 @@ async def _refuse_if_leased(store: store_mod.EmplyStore, now: dt.datetime) -> No
                                       str(lease.get("startedAt")))
 
 
-async def _take_marker(store: store_mod.EmplyStore, request: RunRequest,
+async def _take_marker(store: protocols.SyncStore, request: RunRequest,
                        now: dt.datetime) -> None:
-    entity = {"PartitionKey": _MARKER_PK, "RowKey": _MARKER_RK, "runId": request.run_id,
-              "queuedAt": request.queued_at}
     for _attempt in range(5):
-        try:
-            await store.lease.create_entity(entity)
+        if await store.create_marker(request.run_id, request.queued_at):
             return
-        except ResourceExistsError:
-            pass
-        current = await _read_marker(store)
+        current = await store.read_marker()
         if current is None:
             continue  # released in between: try again
         other = str(current.get("runId"))
@@ -320,33 +308,16 @@ async def _take_marker(store: store_mod.EmplyStore, request: RunRequest,
                 "reason": "run_request_failed", "cause": "lost", "temporary": False,
                 "message": "the run request was never run (its queue message was lost); "
                 "a later request took its place"})
-        await _delete_marker(store, current)
+        await store.delete_marker(current["etag"])
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle which run is queued; try again")
 
 
-async def _read_marker(store: store_mod.EmplyStore) -> dict[str, Any] | None:
-    try:
-        entity = await store.lease.get_entity(_MARKER_PK, _MARKER_RK)
-    except ResourceNotFoundError:
-        return None
-    row = dict(entity)
-    row["etag"] = entity.metadata["etag"]
-    return row
-
-
-async def _delete_marker(store: store_mod.EmplyStore, marker: Mapping[str, Any]) -> None:
-    # Someone else may have moved it first: then it is not ours to delete.
-    with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
-        await store.lease.delete_entity(_MARKER_PK, _MARKER_RK, etag=marker["etag"],
-                                        match_condition=MatchConditions.IfNotModified)
-
-
-async def _release_marker(store: store_mod.EmplyStore, run_id: str) -> None:
+async def _release_marker(store: protocols.RunMarker, run_id: str) -> None:
     """Free the way for the next request, if the marker is still this run's."""
-    current = await _read_marker(store)
+    current = await store.read_marker()
     if current is not None and current.get("runId") == run_id:
-        await _delete_marker(store, current)
+        await store.delete_marker(current["etag"])
 
 
 async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None) -> None:
@@ -358,7 +329,7 @@ async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None
                               exc_info=True)
 
 
-async def _finish(store: store_mod.EmplyStore, report: Mapping[str, Any],
+async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],
                   error: Mapping[str, Any]) -> None:
     """Record a run that will not run (or not again) as failed, with `error`."""
     failed = {**report, "status": "failed", "finishedAt": service.iso(service.utcnow()),

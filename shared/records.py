@@ -50,10 +50,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from shared import store as store_mod
 from shared.graph import reader
 from shared.reconcile import model
-from shared.store import columns
+from shared.store import columns, protocols
 
 Json = dict[str, Any]
 FORMAT = 3
@@ -336,7 +335,7 @@ def unreadable_warning(exc: BaseException) -> Json:
     }
 
 
-async def load_state(store: store_mod.EmplyStore) -> tuple[SyncState, tuple[Json, ...]]:
+async def load_state(store: protocols.SyncStateStore) -> tuple[SyncState, tuple[Json, ...]]:
     """The stored state; an unreadable one is an empty state and a warning, not a crash
     (what is lost with it is the previous role mapping, so the warning says so)."""
     try:
@@ -345,7 +344,7 @@ async def load_state(store: store_mod.EmplyStore) -> tuple[SyncState, tuple[Json
         return SyncState(), (unreadable_warning(exc),)
 
 
-async def save_state(store: store_mod.EmplyStore, state: SyncState) -> None:
+async def save_state(store: protocols.SyncStateStore, state: SyncState) -> None:
     await store.save_sync_state(state.to_json())
 
 

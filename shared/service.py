@@ -24,6 +24,7 @@ from typing import Any
 from shared import (
     calendar_apply,
     disabled_run,
+    entra_creates,
     errors,
     event_sync,
     records,
@@ -34,12 +35,12 @@ from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
 from shared.reconcile import apply, convert, explain, model, planner
-from shared.store import store as store_impl
+from shared.store import protocols
 
 Clock = Callable[[], dt.datetime]
 
 # A crashed run's lease expires after this; a live run renews it every third of it.
-LEASE_TTL_SECONDS = store_impl.LEASE_TTL_SECONDS
+LEASE_TTL_SECONDS = protocols.LEASE_TTL_SECONDS
 
 # What the entry points catch, named here so they need not reach into the adapters.
 NotConfigured = errors.NotConfigured
@@ -59,7 +60,7 @@ def iso(moment: dt.datetime) -> str:
 
 @dataclasses.dataclass
 class Deps:
-    store: store_mod.EmplyStore
+    store: protocols.SyncStore
     graph: graph_client.GraphClient
     clock: Clock = utcnow
 
@@ -68,7 +69,8 @@ class Deps:
 class Prepared:
     """Everything a plan is made from, read once."""
 
-    doc: dict[str, Any]
+    loaded: protocols.LoadedEmply
+    """The Emply side as loaded: the value the writes of `apply_plan` are guarded by."""
     settings: model.Settings
     read: reader.EntraRead
     state: records.SyncState
@@ -80,6 +82,10 @@ class Prepared:
     """R13: the calendars of the users whose calendars are synced (calendar sync on)."""
     events: event_sync.EventsRead | None = None
     """R14: the events of the mirrored calendars (calendar sync on)."""
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return self.loaded.doc
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -104,7 +110,8 @@ async def prepare(
     snapshot, state, more = await _load_snapshot(deps.store, state)
     warnings = (*warnings, *more)
     cache = snapshot.get("emply") if snapshot and use_cache else None
-    doc = await deps.store.load_document(cache=cache, sparse=True)
+    emply = await deps.store.load_emply(cache, sparse=True)
+    doc = emply.doc
     if not doc.get("settings"):
         raise NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "
@@ -112,7 +119,7 @@ async def prepare(
         )
     settings = convert.settings(doc["settings"])
     if not settings.enabled and not read_when_disabled:
-        return Prepared(doc=doc, settings=settings, read=disabled_run.not_read(
+        return Prepared(loaded=emply, settings=settings, read=disabled_run.not_read(
             settings.tenant_id), state=state, snapshot=snapshot, warnings=warnings)
     read = await reader.read_entra(
         deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
@@ -125,7 +132,7 @@ async def prepare(
         events = await event_sync.read(deps.graph, deps.store, doc, settings, calendars,
                                        deps.clock())
     return Prepared(
-        doc=doc,
+        loaded=emply,
         settings=settings,
         read=read,
         state=state,
@@ -137,7 +144,7 @@ async def prepare(
 
 
 async def _load_snapshot(
-    store: store_mod.EmplyStore, state: records.SyncState
+    store: protocols.SyncStateStore, state: records.SyncState
 ) -> tuple[dict[str, Any] | None, records.SyncState, tuple[dict[str, Any], ...]]:
     """The bulky part of the state (snapshot, state, warnings); unreadable, it is
     treated like an unreadable state."""
@@ -268,6 +275,7 @@ async def _run(
     applying = False
     plan: model.Plan | None = None
     not_written: frozenset[int] = frozenset()
+    links: tuple[model.Change, ...] = ()
     try:
         await deps.store.save_run(run.report.to_json())
         state, warnings = await records.load_state(deps.store)
@@ -314,14 +322,15 @@ async def _run(
             if prepared.settings.enabled:
                 await apply_plan(deps, prepared, plan, run.report.run_id, started)
             else:  # R17: the integration is removed
-                await disabled_run.apply_disabled(deps.store, prepared.doc, prepared.state,
+                await disabled_run.apply_disabled(deps.store, prepared.loaded, prepared.state,
                                                   plan, run.report.run_id, iso(started))
             _progress(run, "applied")
-            run.report, not_written = await _write_back(deps, run, plan)
-        del prepared
-        deps.store.forget_loaded()
+            run.report, not_written, links = await _write_back(
+                deps, run, plan, prepared.settings, iso(started))
+        del prepared  # with it the loaded Emply copy (about 100 MB at 100,000 users)
         run.report = dataclasses.replace(run.report, changes=[
-            c.to_json() for c in plan.changes if id(c) not in not_written])
+            *(c.to_json() for c in plan.changes if id(c) not in not_written),
+            *(c.to_json() for c in links)])
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
         if error["reason"] == errors.BUG_REASON:
@@ -332,7 +341,6 @@ async def _run(
                 " (while applying: some changes may be applied; delta links did not "
                 "advance and the next run plans again from the current state)"
             )
-        deps.store.forget_loaded()
         run.report = run.report.failed(
             error, [c.to_json() for c in plan.changes] if plan is not None else [])
         if errors.classify(exc) is None:
@@ -345,25 +353,36 @@ async def _run(
 
 
 async def _write_back(
-    deps: Deps, run: _Run, plan: model.Plan
-) -> tuple[records.RunReport, frozenset[int]]:
+    deps: Deps, run: _Run, plan: model.Plan, settings: model.Settings, at: str
+) -> tuple[records.RunReport, frozenset[int], tuple[model.Change, ...]]:
     """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
-    Emply, R5). What was not written is reported per user (or once, for a missing
-    permission) and left out of the changes and counts; the next run plans it again."""
-    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS]
-    if not planned:
-        return run.report, frozenset()
+    Emply, R5, except the link of a user created in Entra: `shared.entra_creates`).
+    What was not written is reported per user (or once, for a missing permission) and
+    left out of the changes and counts; the next run plans it again. Returns the report,
+    the ids of the changes not written, and the links made for created users."""
+    planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS
+               and c.kind != model.ENTRA_CREATE]
+    creates = [c for c in plan.changes if c.kind == model.ENTRA_CREATE]
+    if not planned and not creates:
+        return run.report, frozenset(), ()
     result = await writer.write_changes(deps.graph, planned)
-    _progress(run, "written_back", written=len(result.written), notWritten=len(result.failed),
-              batches=result.batches)
+    created = await entra_creates.create_and_link(
+        deps.store, deps.graph, creates, settings, run.report.run_id, at) if creates else None
+    failed = (*result.failed, *(created.result.failed if created else ()))
+    links = created.links if created else ()
+    _progress(run, "written_back", written=len(result.written), notWritten=len(failed),
+              createdInEntra=len(links), batches=result.batches + (
+                  created.result.batches if created else 0))
     counts = dict(run.report.counts)
-    for change in result.failed:
+    for change in failed:
         counts[change.kind] -= 1
         if not counts[change.kind]:
             del counts[change.kind]
-    report = dataclasses.replace(run.report, counts=counts,
-                                 errors=(*run.report.errors, *result.errors))
-    return report, frozenset(id(c) for c in result.failed)
+    if links:
+        counts[model.LINK_USER] = counts.get(model.LINK_USER, 0) + len(links)
+    report = dataclasses.replace(run.report, counts=counts, errors=(
+        *run.report.errors, *result.errors, *(created.result.errors if created else ())))
+    return report, frozenset(id(c) for c in failed), links
 
 
 @contextlib.contextmanager
@@ -419,7 +438,7 @@ async def _refuse_if_running(deps: Deps) -> None:
         )
 
 
-async def _save_progress(store: store_mod.EmplyStore, run: _Run) -> None:
+async def _save_progress(store: protocols.RunLog, run: _Run) -> None:
     """The running record with its progress, for GET /api/sync/runs/{runId}. Only
     informative: a failed write is logged and the run goes on."""
     try:
@@ -429,7 +448,7 @@ async def _save_progress(store: store_mod.EmplyStore, run: _Run) -> None:
                               extra={"runId": run.report.run_id}, exc_info=True)
 
 
-async def _save_report(store: store_mod.EmplyStore, report: dict[str, Any]) -> None:
+async def _save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:
     try:
         await store.save_run(report)
     except Exception:  # the run's outcome stands; losing its record is logged, not raised
@@ -437,7 +456,7 @@ async def _save_report(store: store_mod.EmplyStore, report: dict[str, Any]) -> N
 
 
 async def _stop_heartbeat(
-    store: store_mod.EmplyStore, heartbeat: asyncio.Task[None], run_id: str
+    store: protocols.RunLease, heartbeat: asyncio.Task[None], run_id: str
 ) -> None:
     heartbeat.cancel()
     with contextlib.suppress(BaseException):
@@ -448,7 +467,7 @@ async def _stop_heartbeat(
         telemetry.log.exception("emply_sync.lease_not_released", extra={"runId": run_id})
 
 
-async def _keep_lease(store: store_mod.EmplyStore, run_id: str) -> None:
+async def _keep_lease(store: protocols.RunLease, run_id: str) -> None:
     """Renew the lease while the run works. A failed renewal is retried at the next beat
     (the lease outlives two missed beats); only `LeaseLost` (another run took it) ends it."""
     while True:
@@ -479,13 +498,15 @@ async def apply_plan(
 ) -> None:
     at = iso(started)
     store = deps.store
+    loaded = prepared.loaded
     users = {u["id"]: u for u in prepared.doc.get("users", ())}
     employees = {e["id"]: e for e in prepared.doc.get("employees", ())}
-    if store.served_from_cache:
+    if loaded.served_from_cache:
         # The cached copy has no lastChange/history: rewrite whole entities only.
         touched = {c.user_id for c in plan.changes if c.employee_id is None and c.user_id}
         touched.update(b.user_id for b in plan.bookkeeping)
-        users.update(await store.read_entities("users", (i for i in touched if i in users)))
+        users.update(await store.read_entities("users", (i for i in touched if i in users),
+                                               loaded=loaded))
     writes = apply.PlannedWrites(users, employees, plan, run_id, at)
     # The bulky part of the state (Entra users and groups, the Emply copy) goes in a
     # snapshot, written under a new generation only when something changed. Its Entra
@@ -499,7 +520,7 @@ async def apply_plan(
     same_snapshot = (
         previous is not None
         and old_generation is not None
-        and store.served_from_cache
+        and loaded.served_from_cache
         and not writes.user_ids
         and not writes.employee_ids
         and not calendar_apply.touches_calendars(plan)
@@ -509,13 +530,13 @@ async def apply_plan(
     entra_saved = None if same_snapshot else asyncio.ensure_future(
         store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
-        await store.write_built("users", writes.user_ids, writes.user)
-        await store.write_built("employees", writes.employee_ids, writes.employee)
-        await calendar_apply.apply_calendars(store, prepared.doc, plan)
+        await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
+        await store.write_built("employees", writes.employee_ids, writes.employee, loaded=loaded)
+        await calendar_apply.apply_calendars(store, loaded, plan)
         if prepared.events is not None:
-            await event_sync.apply(store, plan, prepared.events, prepared.doc)
+            await event_sync.apply(store, loaded, plan, prepared.events)
         if entra_saved is not None:
-            await store.save_snapshot(generation, {"emply": store.emply_cache()}, part="emply")
+            await store.save_snapshot(generation, {"emply": loaded.cache()}, part="emply")
             await entra_saved
     except BaseException:
         if entra_saved is not None:
@@ -529,7 +550,7 @@ async def apply_plan(
     residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
         records.residual(
             plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
-            emply_version=store.emply_version(), organization=mirror["organization"],
+            emply_version=loaded.version(), organization=mirror["organization"],
             calendar_sync=prepared.calendars is not None))
     await records.save_state(store, records.after_run(
         mirror, generation=generation, plan=plan, run_id=run_id, residual=residual))
@@ -552,7 +573,7 @@ DRY_RUN_GIVEN_UP_AFTER = dt.timedelta(hours=1)
 `running` after this (twice host.json's functionTimeout) is dead."""
 
 
-async def _mark_dead_dry_runs(store: store_mod.EmplyStore, run_id: str,
+async def _mark_dead_dry_runs(store: protocols.RunLog, run_id: str,
                               now: dt.datetime) -> None:
     """Dry runs among the recent ones still `running` long after any run could last were
     killed: mark them `abandoned` too, so history and health do not show them running."""
@@ -565,7 +586,7 @@ async def _mark_dead_dry_runs(store: store_mod.EmplyStore, run_id: str,
             await _abandon(store, str(summary.get("runId")), started, run_id)
 
 
-async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
+async def _mark_abandoned(store: protocols.RunLog, taken: Mapping[str, Any],
                           run_id: str) -> None:
     """The run whose expired lease this run took was killed (a host restart, a timeout)
     and left its record `running`: mark it `abandoned` with the time it was last seen."""
@@ -575,7 +596,7 @@ async def _mark_abandoned(store: store_mod.EmplyStore, taken: Mapping[str, Any],
     await _abandon(store, old_id, taken.get("renewedAt") or taken.get("startedAt"), run_id)
 
 
-async def _abandon(store: store_mod.EmplyStore, old_id: str, last_seen: Any,
+async def _abandon(store: protocols.RunLog, old_id: str, last_seen: Any,
                    run_id: str) -> None:
     old = await store.get_run(old_id)
     if old is None or old.get("status") != "running":
@@ -599,7 +620,7 @@ async def _abandon(store: store_mod.EmplyStore, old_id: str, last_seen: Any,
 
 
 async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: float,
-                           clock: Clock, store: store_mod.EmplyStore | None) -> None:
+                           clock: Clock, store: protocols.RunLog | None) -> None:
     """Fill in and record a run that failed before it started: its report (when storage
     takes it) and its telemetry record (always, so the failed-run alert fires). A bug
     is logged with its traceback and raised after that."""

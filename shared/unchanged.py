@@ -30,9 +30,9 @@ import dataclasses
 import datetime as dt
 
 from shared import records
-from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import reader
+from shared.store import protocols
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Check:
 
 
 async def check(
-    store: store_mod.EmplyStore,
+    store: protocols.EmplyTables,
     graph: graph_client.GraphClient,
     state: records.SyncState,
     *,

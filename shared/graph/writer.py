@@ -77,52 +77,78 @@ async def write_changes(
     *,
     sleep: Sleep = asyncio.sleep,
 ) -> WriteResult:
-    """Send `changes` (entra_* kinds) and report, per change, whether it was written."""
-    pending = {str(i): c for i, c in enumerate(changes)}
+    """Send `changes` (entra_update and entra_delete) and report, per change, whether it
+    was written."""
+    by_id = dict(enumerate(changes))
+    sent = await exchange(graph, [request_of(c, str(i)) for i, c in by_id.items()],
+                          sleep=sleep)
     written: list[model.Change] = []
     failures: dict[str, tuple[str, str, int | None]] = {}  # item → (reason, detail, status)
-    last: dict[str, tuple[str, int]] = {}  # a retried item's last answer
+    for item_id, change in ((str(i), c) for i, c in by_id.items()):
+        status = sent.answers[item_id][0]
+        if 200 <= status < 300 or (status == 404 and change.kind == model.ENTRA_DELETE):
+            written.append(change)  # a user already gone is as good as deleted
+        else:
+            failures[item_id] = sent.failure(item_id)
+    failed = tuple(by_id[int(i)] for i in sorted(failures, key=int))
+    return WriteResult(tuple(written), failed, errors_of(failures, by_id), sent.batches)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchanged:
+    """Each `$batch` item's last answer, after the retries."""
+
+    answers: Answers
+    exhausted: dict[str, int]
+    """Items still answered 429/503/504 when the retries ran out → attempts made."""
+    batches: int
+
+    def failure(self, item_id: str) -> tuple[str, str, int | None]:
+        """(reason, detail, status) of an item that was not answered 2xx."""
+        status, _, body = self.answers[item_id]
+        if item_id in self.exhausted:
+            return (WRITE_FAILED, f"{_detail(status, body)}, after {self.exhausted[item_id]} "
+                    "attempt(s)", status)
+        return (*_refusal(status, body), status)
+
+
+async def exchange(
+    graph: graph_client.GraphClient,
+    requests: Sequence[dict[str, Any]],
+    *,
+    sleep: Sleep = asyncio.sleep,
+) -> Exchanged:
+    """Send `$batch` items (each with a unique `id`), 20 a batch, a few batches at once;
+    items answered 429, 503 or 504 go again in a later round, after the longest
+    `Retry-After` among them, within the client's `RetryPolicy`."""
+    pending = {r["id"]: r for r in requests}
+    final: Answers = {}
     batches = 0
     waited = 0.0
     attempt = 0
     policy = graph.retry
     while pending:
-        retry: dict[str, model.Change] = {}
         delay = 0.0
-        items = list(pending.items())
+        items = list(pending.values())
         chunks = [items[s:s + MAX_BATCH] for s in range(0, len(items), MAX_BATCH)]
-        answered: list[tuple[list[tuple[str, model.Change]], Answers]] = []
+        retry: dict[str, dict[str, Any]] = {}
         for start in range(0, len(chunks), CONCURRENT_BATCHES):
             wave = chunks[start:start + CONCURRENT_BATCHES]
             batches += len(wave)
-            results = await asyncio.gather(
-                *(_send(graph, [request_of(c, i) for i, c in chunk]) for chunk in wave))
-            answered.extend(zip(wave, results, strict=True))
-        for chunk, answers in answered:
-            for item_id, change in chunk:
-                status, headers, body = answers[item_id]
-                if 200 <= status < 300 or (status == 404 and change.kind == model.ENTRA_DELETE):
-                    written.append(change)  # a user already gone is as good as deleted
-                elif status in RETRY_STATUSES:
-                    retry[item_id] = change
-                    delay = max(delay, _retry_after(headers, policy, attempt))
-                    last[item_id] = (_detail(status, body), status)
-                else:
-                    failures[item_id] = (*_refusal(status, body), status)
+            for answers in await asyncio.gather(*(_send(graph, chunk) for chunk in wave)):
+                for item_id, answer in answers.items():
+                    final[item_id] = answer
+                    if answer[0] in RETRY_STATUSES:
+                        retry[item_id] = pending[item_id]
+                        delay = max(delay, _retry_after(answer[1], policy, attempt))
         pending = retry
         if pending and (attempt >= policy.max_retries or waited + delay > policy.max_total_delay):
-            for item_id in pending:
-                detail, status = last[item_id]
-                failures[item_id] = (WRITE_FAILED, f"{detail}, after {attempt + 1} "
-                                     "attempt(s)", status)
-            break
+            return Exchanged(final, {i: attempt + 1 for i in pending}, batches)
         if pending:
             waited += delay
             attempt += 1
             await sleep(delay)
-    by_id = dict(enumerate(changes))
-    failed = tuple(by_id[int(i)] for i in sorted(failures, key=int))
-    return WriteResult(tuple(written), failed, _errors(failures, by_id), batches)
+    return Exchanged(final, {}, batches)
 
 
 async def _send(graph: graph_client.GraphClient, requests: list[dict[str, Any]]) -> Answers:
@@ -191,37 +217,45 @@ def _refusal(status: int, body: Any) -> tuple[str, str]:
     return WRITE_FAILED, _detail(status, body)
 
 
-def _errors(
+def errors_of(
     failures: dict[str, tuple[str, str, int | None]], by_id: dict[int, model.Change]
 ) -> tuple[dict[str, Any], ...]:
     out: list[dict[str, Any]] = []
     forbidden = [i for i, (reason, _, _) in failures.items() if reason == WRITE_FORBIDDEN]
     if forbidden:
+        creating = any(by_id[int(i)].kind == model.ENTRA_CREATE for i in forbidden)
         out.append({
             "reason": WRITE_FORBIDDEN, "temporary": False, "rule": "R9",
             "message": f"Graph refused {len(forbidden)} write-back request(s) "
             f"({failures[forbidden[0]][1]}): the app registration has no permission to "
-            "write users (User.ReadWrite.All); deploy it with enableWriteBack=true "
-            "(docs/deploy.md) or turn the writeBack options off. Nothing was written",
+            "write users (User.ReadWrite.All)"
+            + (", or group members (GroupMember.ReadWrite.All, for writeBack.create)"
+               if creating else "")
+            + "; deploy it with enableWriteBack=true"
+            + (" and enableWriteBackCreate=true" if creating else "")
+            + " (docs/deploy.md) or turn the writeBack options off. "
+            + ("A user created but not yet in the group is added and linked by the next run "
+               "that may write" if creating else "Nothing was written"),
         })
     for item_id in sorted(failures, key=int):
         reason, detail, status = failures[item_id]
         if reason == WRITE_FORBIDDEN:
             continue
         change = by_id[int(item_id)]
+        target = change.entra_id or change.after.get("userPrincipalName")
         entry: dict[str, Any] = {"reason": reason, "rule": "R10" if reason == model.HYBRID_USER
                                  else "R9", "entraId": change.entra_id}
         if change.user_id is not None:
             entry["userId"] = change.user_id
         if reason == model.HYBRID_USER:
             entry["message"] = (
-                f"Graph refused {change.kind} of Entra user {change.entra_id} ({detail}): it "
+                f"Graph refused {change.kind} of Entra user {target} ({detail}): it "
                 "is synchronized from on-premises, which Microsoft does not allow to be "
                 "changed in the cloud; change it on-premises")
             entry["temporary"] = False
         else:
             entry["message"] = (
-                f"{change.kind} of Entra user {change.entra_id} was not written ({detail}); "
+                f"{change.kind} of Entra user {target} was not written ({detail}); "
                 "the next run tries it again")
             entry["temporary"] = not status or status in RETRY_STATUSES or status >= 500
         out.append(entry)

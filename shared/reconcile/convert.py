@@ -102,6 +102,7 @@ def emply_user(u: Mapping[str, Any]) -> model.EmplyUser:
         role_basis=u.get("roleBasis"),
         linked_domain=u.get("linkedDomain"),
         calendar_sync=u.get("calendarSync") is not False,
+        entra_create=u.get("entraCreate") or None,
     )
 
 

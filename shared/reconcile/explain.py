@@ -73,7 +73,7 @@ def explain(
     if doc is None:
         if entra_only is not None and not _is_employee(key, emply.employees):
             return _explain_entra_user(entra_only, entra, settings, plan)
-        return _explain_employee_only(key, entra, emply, plan, now)
+        return _explain_employee_only(key, entra, emply, plan, now, settings)
     user = next(u for u in emply.users if u.id == doc["id"])
     entra_user = entra.users.get(user.entra_id or "")
     groups = scope.configured_groups_by_user(entra, settings).get(user.entra_id or "", ())
@@ -156,7 +156,7 @@ def explain(
             reasons.append(f"administrator role(s) {', '.join(sorted(admin))} are never removed")
             answers.append(answer("administrator"))
 
-    written, keys = writeback.explain_words(user, entra, settings, plan)
+    written, keys = writeback.explain_words(user, entra, settings, plan, emply)
     reasons.extend(written)
     answers.extend(answer(k) for k in keys)
     # R13, R17: said when calendars are on, or kept, or the integration is removed.
@@ -302,6 +302,7 @@ def _explain_employee_only(
     emply: model.EmplySnapshot,
     plan: model.Plan,
     now: dt.datetime,
+    settings: model.Settings | None = None,
 ) -> dict[str, Any]:
     wanted = model.norm(key)
     employee = next(
@@ -324,6 +325,9 @@ def _explain_employee_only(
            if entra_match else ""),
         _employee_words(employee, now),
     ]
+    if settings is not None and writeback.CREATE in settings.write_back:
+        why.append("not created in Entra (writeBack.create): the employee has no Emply user "
+                   "account; an Entra user is created only for a user account")
     return {
         "employee": {"id": employee.id, "email": employee.email, "status": employee.status,
                      "resignationDate": employee.resignation_date.isoformat()

@@ -89,6 +89,13 @@ FAQ: dict[str, tuple[str, str]] = {
         "The employee profile is in control of the data, and therefore overwrites changes from "
         "Microsoft Entra ID. The updates can occur from Emply to Microsoft Entra ID.",
     ),
+    "write_back_option": (
+        "Emply updates data in Microsoft Entra ID. How can this be avoided?",
+        "This is caused by an option in the Microsoft Entra ID integration set up that has "
+        "been activated to allow Emply to update data in Microsoft Entra ID. In this case you "
+        "simply need to remove the tick mark and then save to avoid these updates from Emply "
+        "in the future.",
+    ),
     "hybrid_update": (
         "Why is it not possible to update Microsoft Entra ID users from Emply?",
         "This can be due to a hybrid Entra ID, where Entra ID OnPrem updates Microsoft Entra "

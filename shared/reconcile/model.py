@@ -233,6 +233,9 @@ class EmplyUser:
     is empty); None for a link made before it was recorded."""
     calendar_sync: bool = True
     """R13's per-user flag: the user's calendars are kept in Emply (with the setting)."""
+    entra_create: str | None = None
+    """R9 create: the UPN of the Entra user the sync began to create for this user and
+    has not yet linked (set before Graph's POST, cleared by the link)."""
 
     @property
     def linked(self) -> bool:

@@ -111,6 +111,8 @@ class _Planner:
                    if c.kind == model.LINK_USER and c.user_id and c.entra_id})
         self.changes.extend(c for c in written_back.changes if c.kind != model.ENTRA_DELETE)
         self.problems.extend(written_back.problems)
+        for reason, count in written_back.skips.items():
+            self.skips[reason] = self.skips.get(reason, 0) + count
         deletions = writeback.guard_deletions(
             [c for c in written_back.changes if c.kind == model.ENTRA_DELETE],
             self.settings.guard, self._linked_active_after_this_run(), self.approve_deletions)

@@ -23,12 +23,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import model
+from shared.reconcile import entra_create, model
 
 UPDATE = "update"
 CREATE = "create"
 DELETE = "delete"
-BUILT_OPTIONS = frozenset({UPDATE, DELETE})
+BUILT_OPTIONS = frozenset({UPDATE, CREATE, DELETE})
 """The write-back options this version carries out; any other turned on is reported
 `feature_not_available` by the planner (stored, and ignored)."""
 
@@ -58,6 +58,7 @@ HYBRID_TENANT_WORDS = (
 class WriteBackPlan:
     changes: tuple[model.Change, ...] = ()
     problems: tuple[model.Problem, ...] = ()
+    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def plan_writeback(
@@ -77,7 +78,12 @@ def plan_writeback(
     employees = {e.id: e for e in emply.employees}
     changes: list[model.Change] = []
     problems: list[model.Problem] = []
+    skips: dict[str, int] = {}
     links = links or {}
+    if CREATE in options:
+        created, refused, skips = entra_create.plan_creates(entra, emply, settings, links)
+        changes.extend(created)
+        problems.extend(refused)
     for user in emply.users:
         if user.id in links:
             user = dataclasses.replace(user, entra_id=links[user.id],
@@ -106,7 +112,7 @@ def plan_writeback(
             f"employee {employee.id} (writeBack.update: the employee profile is in control "
             "of the data)",
         ))
-    return WriteBackPlan(tuple(changes), tuple(problems))
+    return WriteBackPlan(tuple(changes), tuple(problems), skips)
 
 
 def _plan_delete(
@@ -225,9 +231,13 @@ def explain_words(
     entra: model.EntraSnapshot,
     settings: model.Settings,
     plan: model.Plan,
+    emply: model.EmplySnapshot | None = None,
 ) -> tuple[list[str], list[str]]:
     """R18 for write-back: why a linked user with an employee profile is (or is not)
-    written back to Entra; the sentences, and the keys of the FAQ answers that apply."""
+    written back to Entra, and why an unlinked one is (or is not) created there (with
+    `emply`); the sentences, and the keys of the FAQ answers that apply."""
+    if user.entra_id is None:
+        return create_words(user, entra, emply, settings, plan) if emply else ([], [])
     entra_user = entra.users.get(user.entra_id or "")
     if entra_user is None:
         return [], []
@@ -257,3 +267,34 @@ def explain_words(
                 f"{', '.join(update.after)} take the employee profile's values"], ["write_back"]
     return ["written back to Entra (writeBack.update): Entra already has the employee "
             "profile's name, job title, department and mobile phone"], ["write_back"]
+
+
+def create_words(
+    user: model.EmplyUser,
+    entra: model.EntraSnapshot,
+    emply: model.EmplySnapshot,
+    settings: model.Settings,
+    plan: model.Plan,
+) -> tuple[list[str], list[str]]:
+    """R18 for `writeBack.create`: why an unlinked user with an employee profile is (or is
+    not) created in Entra; the sentences, and the keys of the FAQ answers that apply."""
+    if user.employee_id is None:
+        return [], []
+    if CREATE not in settings.write_back or not settings.enabled:
+        return ["not created in Entra: writeBack.create is off"], []
+    if entra.on_premises_sync_enabled:
+        return [f"not created in Entra ({model.HYBRID_TENANT}): the tenant is a hybrid setup, "
+                "where write-back cannot be enabled"], ["hybrid_setup"]
+    problem = next((p for p in plan.errors if p.reason == model.AMBIGUOUS_MATCH
+                    and p.rule == "R9" and user.id in p.candidates), None)
+    if problem is not None:
+        return [f"not created in Entra ({model.AMBIGUOUS_MATCH}): {problem.message}"], []
+    links = {c.user_id: c.entra_id for c in plan.changes
+             if c.kind == model.LINK_USER and c.user_id and c.entra_id}
+    verdict = entra_create.CreatePlanner(entra, emply, settings, links).verdict(user)
+    if verdict is None:
+        return [], []
+    keys = {model.ENTRA_CREATE: ["write_back_option"],
+            entra_create.EXTERNAL_DOMAIN: ["matching"],
+            entra_create.ENTRA_USER_EXISTS: ["matching"]}.get(verdict.reason, [])
+    return [verdict.words], keys

@@ -1,7 +1,9 @@
 """Emply adapter: the Emply side and the sync's own state in Azure Storage.
 
-`open_store(...)` gives an `EmplyStore` (an async context manager); see
-`shared.store.store` for the layout and `shared.store.errors` for the errors.
+`open_store(...)` gives an `EmplyStore` (an async context manager), the Azure
+implementation of the protocols in `shared.store.protocols` (what the service
+depends on); see `shared.store.store` for the layout and `shared.store.errors` for
+the errors.
 """
 
 from __future__ import annotations

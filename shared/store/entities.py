@@ -4,8 +4,9 @@ and writes, beside the whole-document import and the run's batched writes.
 Each entity's ETag is its Table Storage row's: a write here is conditional on the ETag
 the caller names (`If-Match`), so Emply never overwrites what the sync wrote after Emply
 read it, and the run's own writes (conditional on the ETags it loaded) never overwrite
-what was written here during the run. Writes go through `EmplyStore`'s own path, so the
-version marker moves and a run's cached copy of the Emply side is known stale.
+what was written here during the run. Writes go through the store's own path
+(`AzureEmplyTables.write`), so the version marker moves and a run's cached copy of the
+Emply side is known stale.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared import emply_checks
-from shared.store import errors, wire
-from shared.store.store import _CODECS, EmplyStore, _identities, _import_rows
+from shared.store import errors, protocols, wire
+from shared.store.codec import CODECS as _CODECS
+from shared.store.codec import identities as _identities
+from shared.store.codec import import_rows as _import_rows
+from shared.store.emply_tables import AzureEmplyTables, AzureLedger
+from shared.store.store import EmplyStore
 
 ANY = "*"
 """`If-Match: *`: the entity must exist, whatever its ETag."""
@@ -32,18 +37,27 @@ class BadCursor(ValueError):
     """A `next` cursor this service did not hand out."""
 
 
-async def read(store: EmplyStore, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
+def _tables(store: protocols.SyncStore) -> AzureEmplyTables:
+    """The Emply API's entities are Table Storage rows with their ETags: this module works
+    on the Azure store only (the sync's protocols do not include one-entity access)."""
+    if not isinstance(store, EmplyStore):
+        raise TypeError(f"the Emply API needs the Table Storage store, not {type(store)}")
+    return store.emply_tables
+
+
+async def read(store: protocols.SyncStore, kind: str,
+               key: str) -> tuple[dict[str, Any], str] | None:
     """The entity of `kind` ("settings" takes any key) and its ETag, or None."""
-    await store._resolve()
+    await _tables(store).resolve()
     codec = _CODECS[kind]
     rk = codec.row_key({"id": key}) if kind != "settings" else codec.row_key({})
-    row = await wire.get(store.emply, codec.pk(rk), rk)
+    row = await wire.get(_tables(store).emply, codec.pk(rk), rk)
     if row is None:
         return None
     return codec.from_row(row), str(row[wire.ETAG])
 
 
-async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
+async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
                 if_match: str | None) -> str:
     """Write one whole, validated entity; conditional on `if_match` (an ETag or `ANY`).
     Returns the new ETag. Raises `PreconditionFailed` (nothing written) when the stored
@@ -51,6 +65,7 @@ async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
     codec = _CODECS[kind]
     rk = codec.row_key(item)
     pk = codec.pk(rk)
+    ledger = AzureLedger()
     if if_match is not None:
         current = await read(store, kind, str(item.get("id", "")))
         if current is None:
@@ -62,24 +77,22 @@ async def write(store: EmplyStore, kind: str, item: Mapping[str, Any],
         etag = current[1]
         # The write itself is conditional (the store's update with this ETag): a change
         # between this read and the write is refused by Table Storage, not lost.
-        store._etags[(pk, rk)] = etag
-    else:
-        store._etags.pop((pk, rk), None)
+        ledger.etags[(pk, rk)] = etag
     try:
-        await store._write(kind, [item])
+        await _tables(store).write(kind, [item], ledger)
     except errors.ConcurrentChangeError as exc:
         raise PreconditionFailed(f"{kind} entity changed since it was read") from exc
-    return store._etags[(pk, rk)]
+    return ledger.etags[(pk, rk)]
 
 
-async def identities(store: EmplyStore) -> tuple[emply_checks.Stored, dict[str, set[str]]]:
+async def identities(store: protocols.SyncStore) -> tuple[emply_checks.Stored, dict[str, set[str]]]:
     """The stored ids per kind and the users' and employees' unique values: what one
     entity is validated against (as a plain import is). A projection, not the document."""
-    await store._resolve()
+    await _tables(store).resolve()
     rows: list[dict[str, Any]] = []
     for kind, fields in (("roles", ["id"]), ("users", ["id", "username", "email", "entraId"]),
                          ("employees", ["id", "email"])):
-        rows += await store._query(kind, select=["PartitionKey", "RowKey", *fields])
+        rows += await _tables(store).query(kind, select=["PartitionKey", "RowKey", *fields])
     return _identities(rows)
 
 
@@ -108,7 +121,7 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-async def page(store: EmplyStore, kind: str, *, page_size: int, after: str | None,
+async def page(store: protocols.SyncStore, kind: str, *, page_size: int, after: str | None,
                equals: Mapping[str, str], linked: bool | None
                ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
     """Up to `page_size` entities of `kind` (with their ETags) after the cursor, in
@@ -116,7 +129,7 @@ async def page(store: EmplyStore, kind: str, *, page_size: int, after: str | Non
     one bounded query; and the cursor of the next page (None at the end). `equals`:
     fields compared in the query (values quoted as OData literals); `linked`: whether
     a user has an `entraId`, tested here (a missing column cannot be queried for)."""
-    await store._resolve()
+    await _tables(store).resolve()
     codec = _CODECS[kind]
     where = [f"({codec.filter})"]
     if after is not None:
@@ -127,7 +140,7 @@ async def page(store: EmplyStore, kind: str, *, page_size: int, after: str | Non
     found: list[tuple[dict[str, Any], str]] = []
     last: tuple[str, str] | None = None
     more = False
-    async for rows in wire.query(store.emply, " and ".join(where), page_size=page_size):
+    async for rows in wire.query(_tables(store).emply, " and ".join(where), page_size=page_size):
         for row in rows:
             if len(found) == page_size:
                 more = True

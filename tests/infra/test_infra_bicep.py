@@ -24,6 +24,7 @@ CALENDARS_READ_WRITE = "ef54d2bf-783f-4e0f-bca1-3210c0444d99"
 CALENDARS_READ_BASIC_ALL = "8ba4a692-bc31-4128-9094-475872af8a53"
 PROFILE_PHOTO_READ_ALL = "e24d31aa-e1ab-4c80-85fe-23018690335d"
 USER_READ_WRITE_ALL = "741f803b-c850-494e-b5df-cde7c675a1ca"
+GROUP_MEMBER_READ_WRITE_ALL = "dbaae8cf-10b5-4b86-a4a1-f871c94c6695"
 ALWAYS = {USER_READ_ALL, GROUP_MEMBER_READ_ALL, ORGANIZATION_READ_ALL}
 
 
@@ -164,7 +165,8 @@ def _evaluate(node: Any, names: dict[str, Any]) -> Any:
     raise AssertionError(f"unexpected expression {node}")
 
 
-def _granted(calendar: bool = False, photo: bool = False, write_back: bool = False) -> set[str]:
+def _granted(calendar: bool = False, photo: bool = False, write_back: bool = False,
+             create: bool = False) -> set[str]:
     doc = bicep.parse(bicep.GRAPH_FILE)
     names: dict[str, Any] = {
         "graphAppRoles": doc["variables"]["graphAppRoles"]["value"],
@@ -172,6 +174,7 @@ def _granted(calendar: bool = False, photo: bool = False, write_back: bool = Fal
         "enableCalendarSync": calendar,
         "enablePhotoSync": photo,
         "enableWriteBack": write_back,
+        "enableWriteBackCreate": create,
     }
     granted = _evaluate(doc["variables"]["grantedAppRoles"]["value"], names)
     assert len(granted) == len(set(granted))
@@ -196,7 +199,7 @@ RESERVED = {"photoSync"}
 def test_reserved_feature_switches_grant_nothing() -> None:
     doc = bicep.parse(bicep.GRAPH_FILE)
     features = doc["variables"]["featureAppRoles"]["value"]
-    assert set(features) == RESERVED | {"writeBack", "calendarSync"}
+    assert set(features) == RESERVED | {"writeBack", "writeBackCreate", "calendarSync"}
     assert all(features[name] == [] for name in RESERVED), features
     text = bicep.GRAPH_FILE.read_text()
     for unused in (CALENDARS_READ_WRITE, PROFILE_PHOTO_READ_ALL):
@@ -211,6 +214,8 @@ def test_reserved_feature_switches_grant_nothing() -> None:
         {"calendar": True},
         {"photo": True},
         {"write_back": True},
+        {"create": True},
+        {"write_back": True, "create": True},
         {"calendar": True, "photo": True, "write_back": True},
     ],
 )
@@ -218,7 +223,10 @@ def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
     flags: dict[str, bool],
 ) -> None:
     # Least privilege: read-only roles unless write-back is switched on (R9).
-    writes = {USER_READ_WRITE_ALL} if flags.get("write_back") else set()
+    # GroupMember.ReadWrite.All only for create (the new user joins the first group).
+    writes = {USER_READ_WRITE_ALL} if flags.get("write_back") or flags.get("create") else set()
+    if flags.get("create"):
+        writes.add(GROUP_MEMBER_READ_WRITE_ALL)
     calendars = {CALENDARS_READ_BASIC_ALL} if flags.get("calendar") else set()
     assert _granted(**flags) == ALWAYS | writes | calendars
 
@@ -233,6 +241,9 @@ def test_reserved_switches_are_described_as_reserved() -> None:
         (write_back,) = [d["argument"] for d in params["enableWriteBack"]["decorators"]
                          if d["type"] == "description"]
         assert "User.ReadWrite.All" in write_back
+        (create,) = [d["argument"] for d in params["enableWriteBackCreate"]["decorators"]
+                     if d["type"] == "description"]
+        assert "GroupMember.ReadWrite.All" in create
         (calendar,) = [d["argument"] for d in params["enableCalendarSync"]["decorators"]
                        if d["type"] == "description"]
         assert "grants Calendars.ReadBasic.All" in calendar

@@ -112,7 +112,7 @@ def test_create_user_and_add_to_group(sim: RunningSimulator) -> None:
         "displayName": "Ray Ross",
         "mailNickname": "ray.ross",
         "userPrincipalName": "ray.ross@contoso.com",
-        "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": "x!Y2z"},
+        "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": "x!Y2z-Long-Enough"},
     }
     created = sim.graph("POST", "/users", json=new)
     assert created.status_code == 201, created.text
@@ -132,6 +132,53 @@ def test_create_user_and_add_to_group(sim: RunningSimulator) -> None:
     assert changed == [{"id": uid, "jobTitle": None, "accountEnabled": True}]
     assert sim.graph("DELETE", f"/groups/g-hr/members/{uid}/$ref").status_code == 204
     assert sim.graph("DELETE", f"/groups/g-hr/members/{uid}/$ref").status_code == 404
+
+
+NEW_USER = {
+    "accountEnabled": True,
+    "displayName": "Megan Jordan",
+    "mailNickname": "megan.jordan",
+    "userPrincipalName": "megan.jordan@contoso.com",
+    "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": "Qw7!rtyuiop-asdf"},
+}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"mailNickname": None}, "Invalid value specified for property 'mailNickname'"),
+    ({"displayName": ""}, "Invalid value specified for property 'displayName'"),
+    ({"accountEnabled": None}, "Invalid value specified for property 'accountEnabled'"),
+    ({"passwordProfile": None}, "Invalid value specified for property 'passwordProfile'"),
+    ({"passwordProfile": {"password": "short1A!"[:6]}}, "password complexity"),
+    ({"passwordProfile": {"password": "alllowercaseletters"}}, "password complexity"),
+    ({"passwordProfile": {"password": "lower-and-symbols-only"}}, "password complexity"),
+])
+def test_create_user_requires_what_graph_requires(
+    sim: RunningSimulator, change: dict[str, Any], message: str
+) -> None:
+    answer = sim.graph("POST", "/users", json={**NEW_USER, **change})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "Request_BadRequest"
+    assert message in answer.json()["error"]["message"]
+    assert sim.simulator.received_passwords == []
+
+
+def test_create_user_refuses_a_taken_upn_or_mail_nickname_like_graph(
+    sim: RunningSimulator,
+) -> None:
+    assert sim.graph("POST", "/users", json=NEW_USER).status_code == 201
+    upn = sim.graph("POST", "/users", json={**NEW_USER, "mailNickname": "other"})
+    assert upn.status_code == 400
+    assert upn.json()["error"]["code"] == "Request_BadRequest"
+    assert "same value for property userPrincipalName" in upn.json()["error"]["message"]
+    nick = sim.graph("POST", "/users", json={
+        **NEW_USER, "userPrincipalName": "MJ@contoso.com", "mailNickname": "Megan.Jordan"})
+    assert (nick.status_code, nick.json()["error"]["code"]) == (400, "Request_BadRequest")
+    assert (nick.json()["error"]["message"]
+            == "Another object with the same value for property mailNickname already exists.")
+    found = sim.graph("GET", "/users?$filter=userPrincipalName eq 'MEGAN.jordan@contoso.com'"
+                      "&$select=id,userPrincipalName,mailNickname").json()["value"]
+    assert [u["mailNickname"] for u in found] == ["megan.jordan"]
+    assert sim.simulator.received_passwords == ["Qw7!rtyuiop-asdf"]
 
 
 def test_batch(sim: RunningSimulator) -> None:

@@ -32,50 +32,50 @@ def _without_heavy(doc: dict[str, object]) -> dict[str, object]:
 
 async def _cached(store: EmplyStore) -> dict[str, object]:
     await store.import_document(_doc())
-    await store.load_document()
-    cache = store.emply_cache()
+    cache = (await store.load_emply()).cache()
     assert cache is not None
     return cache
 
 
 async def test_unchanged_side_is_served_from_the_cache(store: EmplyStore) -> None:
     cache = await _cached(store)
-    full = await store.load_document()
-    served = await store.load_document(cache=cache)
-    assert store.served_from_cache
-    assert served == _without_heavy(full)
+    full = await store.load_emply()
+    served = await store.load_emply(cache)
+    assert served.served_from_cache and not full.served_from_cache
+    assert served.doc == _without_heavy(full.doc)
 
 
 async def test_own_writes_keep_the_cache_current(store: EmplyStore) -> None:
     cache = await _cached(store)
-    doc = await store.load_document(cache=cache)
-    whole = await store.read_entities("users", ["u005", "missing"])
+    loaded = await store.load_emply(cache)
+    doc = loaded.doc
+    whole = await store.read_entities("users", ["u005", "missing"], loaded=loaded)
     assert list(whole) == ["u005"] and whole["u005"]["history"] == HISTORY
     changed = {**whole["u005"], "displayName": "renamed"}
     new = validate_document({"users": [{"id": "u-new", "username": "n@c.com"}]})["users"][0]
-    await store.upsert_users([changed, new])
-    cache2 = store.emply_cache()
+    await store.write_entities("users", [changed, new], loaded=loaded)
+    cache2 = loaded.cache()
     assert cache2 is not None and cache2["version"] != cache["version"]
-    served = await store.load_document(cache=cache2)
-    assert store.served_from_cache
-    users = {u["id"]: u for u in served["users"]}
+    assert loaded.version() == cache2["version"] == await store.current_version()
+    served = (await store.load_emply(cache2))
+    assert served.served_from_cache
+    users = {u["id"]: u for u in served.doc["users"]}
     assert users["u005"]["displayName"] == "renamed"
     assert "u-new" in users and len(users) == len(doc["users"]) + 1
     # the same as a real read, heavy fields aside
-    assert served == _without_heavy(await store.load_document())
-    assert not store.served_from_cache
+    assert served.doc == _without_heavy(await store.export_document())
 
 
 async def test_a_write_by_another_store_forces_a_real_read(
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     cache = await _cached(store)
     async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
-        theirs = (await other.load_document())["users"]
-        await other.upsert_users([{**theirs[7], "status": "deactivated",
-                                   "deactivatedBy": "emply"}])
-    served = await store.load_document(cache=cache)
-    assert not store.served_from_cache
-    assert {u["id"]: u for u in served["users"]}["u007"]["status"] == "deactivated"
+        theirs = (await other.export_document())["users"]
+        await other.write_entities("users", [{**theirs[7], "status": "deactivated",
+                                              "deactivatedBy": "emply"}])
+    served = await store.load_emply(cache)
+    assert not served.served_from_cache
+    assert {u["id"]: u for u in served.doc["users"]}["u007"]["status"] == "deactivated"
 
 
 @pytest.mark.parametrize("replace", [False, True])
@@ -84,31 +84,34 @@ async def test_an_import_forces_a_real_read(store: EmplyStore, replace: bool) ->
     doc = _doc(3)
     doc["users"][0]["displayName"] = "imported"  # type: ignore[index]
     await store.import_document(doc, replace=replace)
-    served = await store.load_document(cache=cache)
-    assert not store.served_from_cache
-    assert served["users"][0]["displayName"] == "imported"
-    assert len(served["users"]) == (3 if replace else 120)
+    served = await store.load_emply(cache)
+    assert not served.served_from_cache
+    assert served.doc["users"][0]["displayName"] == "imported"
+    assert len(served.doc["users"]) == (3 if replace else 120)
 
 
 async def test_a_write_by_another_store_meanwhile_spoils_our_copy(
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     await store.import_document(_doc())
-    mine = await store.load_document()
+    mine = await store.load_emply()
     async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
-        theirs = (await other.load_document())["users"]
-        await other.upsert_users([{**theirs[50], "displayName": "by the operator"}])
+        theirs = (await other.export_document())["users"]
+        await other.write_entities("users", [{**theirs[50], "displayName": "by the operator"}])
     # our own write of other entities succeeds (their ETags are unchanged) ...
-    await store.upsert_users([{**mine["users"][1], "displayName": "by the sync"}])
+    await store.write_entities("users", [{**mine.doc["users"][1], "displayName": "by the sync"}],
+                               loaded=mine)
     # ... but our copy does not know the operator's edit: it must not be offered
-    assert store.emply_cache() is None
+    assert mine.cache() is None and mine.version() is None
 
 
 async def test_read_entities_refuses_an_entity_changed_since_the_copy(
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     cache = await _cached(store)
-    await store.load_document(cache=cache)
+    loaded = await store.load_emply(cache)
     async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
-        theirs = (await other.load_document())["users"]
-        await other.upsert_users([{**theirs[9], "displayName": "changed"}])
+        theirs = (await other.export_document())["users"]
+        await other.write_entities("users", [{**theirs[9], "displayName": "changed"}])
     with pytest.raises(ConcurrentChangeError, match="u009"):
-        await store.read_entities("users", ["u009"])
+        await store.read_entities("users", ["u009"], loaded=loaded)
+    # without the copy, nothing to compare with: the entity as it is now
+    assert (await store.read_entities("users", ["u009"]))["u009"]["displayName"] == "changed"

@@ -117,10 +117,10 @@ async def test_a_write_by_another_store_during_an_import_wins(
     async with faulty_store(azurite.connection_string, prefix, transport) as importer:
         task = asyncio.create_task(importer.import_document(state(300, "after")))
         await transport.paused.wait()
-        users = (await store.load_document())["users"]
-        edited = copy.deepcopy(users[0])
+        loaded = await store.load_emply()
+        edited = copy.deepcopy(loaded.doc["users"][0])
         edited["displayName"] = "edited meanwhile"
-        await store.upsert_users([edited])
+        await store.write_entities("users", [edited], loaded=loaded)
         transport.resume.set()
         with pytest.raises(EmplyReplaced, match="nothing was imported"):
             await task
@@ -241,10 +241,10 @@ async def test_a_plain_import_keeps_what_the_file_does_not_name_and_drops_old_ta
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     """The first import moves the Emply side out of the marker's table (where a store
     that never imported writes it); later ones replace one generation table by the next."""
-    await store.load_document()
     seed = {"id": "u-seed", "username": "seed@contoso.com"}
     from shared.emply_doc import validate_document
-    await store.upsert_users(validate_document({"users": [seed]})["users"])
+    await store.write_entities("users", validate_document({"users": [seed]})["users"],
+                               loaded=await store.load_emply())
     await store.import_document(state(10, "one"))
     first, _ = await seen(azurite, prefix)
     assert "u-seed" in {u["id"] for u in first["users"]}

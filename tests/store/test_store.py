@@ -98,7 +98,7 @@ def test_development_storage_is_expanded() -> None:
 
 
 async def test_empty_store(store: EmplyStore) -> None:
-    doc = await store.load_document()
+    doc = await store.export_document()
     assert doc == validate_document({})
     assert await store.load_sync_state() is None
     assert await store.last_run() is None
@@ -189,7 +189,7 @@ async def test_odd_keys_round_trip(store: EmplyStore) -> None:
     assert sorted(u["id"] for u in doc["users"]) == sorted(ODD_IDS)
     assert sorted(c["id"] for c in doc["calendars"]) == sorted(i + "/cal?#" for i in ODD_IDS)
     await store.delete_entities("users", [{"id": "a/b"}, {"id": "never-there"}])
-    assert "a/b" not in {u["id"] for u in (await store.load_document())["users"]}
+    assert "a/b" not in {u["id"] for u in (await store.export_document())["users"]}
 
 
 def _same_bucket_ids(count: int) -> list[str]:
@@ -203,14 +203,15 @@ async def test_250_users_of_one_partition_in_three_transactions(store: EmplyStor
     ids = _same_bucket_ids(250)
     users = validate_document({"users": [{"id": i, "username": f"{i}@c.com"}
                                          for i in ids]})["users"]
-    await store.load_document()
+    empty = await store.load_emply()
     before = dict(store.stats)
-    await store.upsert_users(users)
+    await store.write_entities("users", users, loaded=empty)
     assert store.stats["batches"] - before["batches"] == 3
     assert store.stats["marker_writes"] - before["marker_writes"] == 2  # before and after
     assert store.stats["entities_written"] - before["entities_written"] == 250
     assert list(store.batches_by_partition.values()) == [[3, 250]]
-    loaded = (await store.load_document())["users"]
+    reloaded = await store.load_emply()
+    loaded = reloaded.doc["users"]
     assert loaded == users
     # queries follow continuation tokens
     pages = [page async for page in wire.query(
@@ -218,8 +219,9 @@ async def test_250_users_of_one_partition_in_three_transactions(store: EmplyStor
     assert [len(p) for p in pages] == [100, 100, 50]
     # written back unchanged with ETags: again 3 transactions, no conflict
     before = dict(store.stats)
-    await store.upsert_users(loaded)
+    await store.write_entities("users", loaded, loaded=reloaded)
     assert store.stats["batches"] - before["batches"] == 3
+    assert store.stats["entities_replaced"] - before["entities_replaced"] == 250
 
 
 async def test_users_spread_over_partitions(store: EmplyStore) -> None:
@@ -229,8 +231,7 @@ async def test_users_spread_over_partitions(store: EmplyStore) -> None:
                                          for i in range(1000)]})["users"]
     employees = validate_document({"employees": [{"id": f"e{i:03d}", "email": f"e{i}@c.com"}
                                                  for i in range(300)]})["employees"]
-    await store.load_document()
-    await store.upsert_users(users)
+    await store.write_entities("users", users)
     by_partition = dict(store.batches_by_partition)
     assert all(pk.startswith("user-") and len(pk) == 7 for pk in by_partition)
     assert len(by_partition) > 200  # of 256 buckets
@@ -238,10 +239,10 @@ async def test_users_spread_over_partitions(store: EmplyStore) -> None:
     assert all(tx == 1 for tx, _n in by_partition.values())
     assert store.stats["batches"] == len(by_partition)
     assert sum(n for _tx, n in by_partition.values()) == 1000
-    await store.upsert_employees(employees)
+    await store.write_entities("employees", employees)
     assert {pk[:9] for pk in store.batches_by_partition if not pk.startswith("user-")} \
         == {"employee-"}
-    doc = await store.load_document()
+    doc = await store.export_document()
     assert doc["users"] == users
     assert doc["employees"] == employees
     # an entity's partition is its bucket, stable across runs
@@ -249,45 +250,52 @@ async def test_users_spread_over_partitions(store: EmplyStore) -> None:
         store.emply, f"PartitionKey eq 'user-{bucket('u0001')}'") for row in page]
     assert "u0001" in {row["id"] for row in rows}
     assert all(bucket(row["RowKey"]) == bucket("u0001") for row in rows)
-    # clearing covers every bucket
-    assert await store.clear_emply() == 1300
-    assert (await store.load_document())["users"] == []
+    # deleting covers every bucket
+    await store.delete_entities("users", users)
+    await store.delete_entities("employees", employees)
+    assert store.stats["entities_deleted"] == 1300
+    doc = await store.export_document()
+    assert doc["users"] == [] and doc["employees"] == []
 
 
 async def test_etag_conflict_is_detected(azurite: AzuriteProcess, store: EmplyStore,
                                          prefix: str) -> None:
     users = [{"id": f"u{i:03d}", "username": f"u{i}"} for i in range(150)]
     await store.import_document({"users": users})
-    mine = (await store.load_document())["users"]
+    loaded = await store.load_emply()
+    mine = loaded.doc["users"]
     async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
-        theirs = (await other.load_document())["users"]
+        theirs = (await other.export_document())["users"]
         theirs[120]["displayName"] = "changed by the operator"
-        await other.upsert_users([theirs[120]])
+        await other.write_entities("users", [theirs[120]])
     for user in mine:
         user["displayName"] = "changed by the sync"
     with pytest.raises(ConcurrentChangeError) as info:
-        await store.upsert_users(mine)
+        await store.write_entities("users", mine, loaded=loaded)
     assert info.value.entity_id == "u120"
     assert info.value.kind == "users"
     # the operator's edit survived
-    reloaded = {u["id"]: u for u in (await store.load_document())["users"]}
+    again = await store.load_emply()
+    reloaded = {u["id"]: u for u in again.doc["users"]}
     assert reloaded["u120"]["displayName"] == "changed by the operator"
     # after reloading, writing works again; new users need no ETag
     new_user = validate_document({"users": [{"id": "u-new", "username": "n"}]})["users"][0]
     fresh = [*reloaded.values(), new_user]
-    await store.upsert_users(fresh)
-    await store.upsert_users(fresh)  # ETags refreshed by the previous write
+    await store.write_entities("users", fresh, loaded=again)
+    # ETags refreshed by the previous write
+    await store.write_entities("users", fresh, loaded=again)
 
 
 async def test_deleted_meanwhile_is_a_conflict(azurite: AzuriteProcess, store: EmplyStore,
                                                prefix: str) -> None:
     await store.import_document({"employees": [{"id": "e1", "email": "e1@c.com"}]})
-    employees = (await store.load_document())["employees"]
+    loaded = await store.load_emply()
+    employees = loaded.doc["employees"]
     async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
         await other.delete_entities("employees", [{"id": "e1"}])
     employees[0]["status"] = "archived"
     with pytest.raises(ConcurrentChangeError, match="e1"):
-        await store.upsert_employees(employees)
+        await store.write_entities("employees", employees, loaded=loaded)
 
 
 async def test_concurrent_lease_has_one_winner(azurite: AzuriteProcess, store: EmplyStore,
@@ -382,9 +390,9 @@ async def test_sync_state_round_trip(store: EmplyStore) -> None:
 
 async def test_a_large_sync_state_goes_up_in_blocks_and_reads_back(
         store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.store import store as store_module
+    from shared.store import blobs
 
-    monkeypatch.setattr(store_module, "_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(blobs, "BLOCK_BYTES", 1024)
     state = {"users": {f"id-{i}": {"upn": f"user{i}@contoso.com", "n": i * 7919 % 10007}
                        for i in range(20000)}, "head": "ünï ✓"}
     await store.save_sync_state(state)
@@ -398,9 +406,9 @@ async def test_a_large_sync_state_goes_up_in_blocks_and_reads_back(
 
 async def test_a_large_run_report_goes_up_in_blocks_as_plain_json(
         store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.store import store as store_module
+    from shared.store import blobs
 
-    monkeypatch.setattr(store_module, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(blobs, "BLOCK_BYTES", 4096)
     report = {"runId": "r-big", "trigger": "timer", "status": "succeeded",
               "startedAt": "2026-11-26T10:00:00.000Z", "counts": {"create_user": 9000},
               "changes": [{"kind": "create_user", "userId": f"u{i}", "after": {"n": i}}
@@ -415,8 +423,8 @@ async def test_read_entities_finds_odd_ids_across_partitions_by_query(store: Emp
     users = [{"id": odd, "username": f"user{i}@contoso.com"} for i, odd in enumerate(ODD_IDS)]
     users += [{"id": f"u-{i}", "username": f"bulk{i}@contoso.com"} for i in range(60)]
     await store.import_document(validate_document({"users": users}))
-    await store.load_document()
+    loaded = await store.load_emply()
     wanted = [*ODD_IDS, *(f"u-{i}" for i in range(60)), "missing", ODD_IDS[0]]
-    found = await store.read_entities("users", wanted)
+    found = await store.read_entities("users", wanted, loaded=loaded)
     assert set(found) == {*ODD_IDS, *(f"u-{i}" for i in range(60))}
     assert all(found[i]["id"] == i for i in found)

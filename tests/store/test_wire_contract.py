@@ -20,7 +20,7 @@ from typing import Any
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.data.tables.aio import TableClient
 
-from shared.store import EmplyStore, wire
+from shared.store import EmplyStore, codec, wire
 from shared.store.keys import azurite_connection_string
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ async def test_etags_are_under_one_key_however_a_row_was_read(store: EmplyStore)
         ("upsert", {"PartitionKey": "p", "RowKey": f"r{i}", "n": i}, {}) for i in range(3)]
     etags = await wire.submit(store.emply, ops)
     by_wire = await wire.get(store.emply, "p", "r1")
-    by_sdk = await store._get(store.emply, "p", "r1")
+    by_sdk = await codec.get_row(store.emply, "p", "r1")
     pages = [row async for page in wire.query(store.emply, "PartitionKey eq 'p'")
              for row in page]
     assert by_wire is not None and by_sdk is not None

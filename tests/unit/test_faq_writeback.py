@@ -140,7 +140,7 @@ def test_after_the_write_the_plan_is_empty_no_ping_pong() -> None:
 TOGGLE_CASES = [
     ("update off: nothing is written", (), False, False, "active", True, [], 0),
     ("create and delete alone do not update", ("create", "delete"), False, False, "active",
-     True, [model.FEATURE_NOT_AVAILABLE], 0),
+     True, [], 0),
     ("hybrid tenant: no write-back, hybrid_tenant reported", ("update",), True, False,
      "active", True, [model.HYBRID_TENANT], 0),
     ("hybrid user in a cloud tenant: never written (hybrid_user)", ("update",), False, True,

@@ -1,0 +1,186 @@
+"""What the service needs of storage, as a few small protocols.
+
+Each protocol is a handful of storage primitives with one Azure implementation
+(`lease`, `runlog`, `syncstate`, `emply_tables`; `EmplyStore` puts them together) and
+an in-memory fake for tests (`tests/support/memory_store.py`); one contract suite
+(`tests/store/test_protocol_contract.py`) runs the same cases against both.
+
+- `RunLease`: the one-run-at-a-time lease (R1).
+- `RunMarker`: the marker naming the queued manual run (`shared.manual_runs`).
+- `RunLog`: run reports and their newest-first index.
+- `SyncStateStore`: the sync state and the snapshot parts of a generation.
+- `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives
+  a value (`LoadedEmply`), and writes guarded by that value.
+- `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
+
+Invariants:
+- The loaded Emply copy is a value: `load_emply` returns a `LoadedEmply`, and the
+  caller passes it to the reads and writes that must be guarded by it. A store keeps
+  nothing of a load; dropping the value drops the copy, its ETags and its compact
+  cache (about 100 MB at 100,000 users).
+- A write given a `LoadedEmply` is conditional on the ETags of what that load read
+  (`ConcurrentChangeError` when another writer changed an entity since), and records
+  what it wrote in the value's ledger, so `LoadedEmply.cache()` and `.version()` stay
+  the Emply side as this run left it, or None once another writer moved the marker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+LEASE_TTL_SECONDS = 300
+"""The single-run lease's length (R1); a live run renews it every third of it, so a
+killed run's lease is free again at most this long after its last renewal."""
+
+
+class Ledger(Protocol):
+    """What a backend keeps of one load and the writes made with it."""
+
+    def cache(self) -> dict[str, Any] | None:
+        """A compact copy of the Emply side (JSON, for `save_snapshot`) tagged with the
+        version marker; None when another writer moved the marker since the load."""
+
+    def version(self) -> str | None:
+        """The marker value the load and this value's writes left; None when another
+        writer moved it since."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedEmply:
+    """The Emply side as one load read it.
+
+    `doc` is normalised like `emply_doc.validate_document` (treat it as read-only: its
+    entities are shared). `served_from_cache`: it came from the compact copy given to
+    the load (users then lack a non-empty `lastChange` and `history`: read whole ones
+    with `read_entities` before rewriting them). `ledger`: the backend's record of the
+    load's ETags and of the writes made with this value (see the module docstring).
+    """
+
+    doc: dict[str, Any]
+    served_from_cache: bool
+    ledger: Ledger
+
+    def cache(self) -> dict[str, Any] | None:
+        return self.ledger.cache()
+
+    def version(self) -> str | None:
+        return self.ledger.version()
+
+
+class RunLease(Protocol):
+    async def acquire_lease(self, run_id: str, trigger: str, *,
+                            ttl_seconds: int = LEASE_TTL_SECONDS) -> dict[str, Any] | None:
+        """Take the lease or raise `RunInProgress`; returns the expired lease of another
+        run this one took over (`runId`, `trigger`, `startedAt`, `expiresAt`,
+        `renewedAt`), else None."""
+
+    async def renew_lease(self, run_id: str, *, ttl_seconds: int = LEASE_TTL_SECONDS) -> None:
+        """Push the lease's expiry out; `LeaseLost` when it is no longer `run_id`'s."""
+
+    async def release_lease(self, run_id: str) -> None:
+        """Give the lease up, only if it is still `run_id`'s."""
+
+    async def current_lease(self) -> dict[str, Any] | None:
+        """The lease (runId, trigger, startedAt, expiresAt, renewedAt) or None."""
+
+
+class RunMarker(Protocol):
+    async def create_marker(self, run_id: str, queued_at: str) -> bool:
+        """Name the queued manual run, only if no marker exists: False when one does."""
+
+    async def read_marker(self) -> dict[str, Any] | None:
+        """The marker (runId, queuedAt, etag) or None."""
+
+    async def delete_marker(self, etag: str) -> None:
+        """Remove the marker if it is still the one read with `etag`."""
+
+
+class RunLog(Protocol):
+    async def save_run(self, report: Mapping[str, Any]) -> None:
+        """Store a run report (by its runId; replaces an earlier one)."""
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The full report, or None."""
+
+    async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Run summaries, newest first (by queuedAt, else startedAt)."""
+
+    async def last_run(self) -> dict[str, Any] | None:
+        """The newest summary, or None."""
+
+
+class SyncStateStore(Protocol):
+    async def load_sync_state(self) -> dict[str, Any] | None: ...
+
+    async def save_sync_state(self, state: Mapping[str, Any]) -> None: ...
+
+    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
+        """The part ("entra", "emply") saved as `generation`, or None."""
+
+    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
+                            *, part: str) -> None:
+        """Write a part of snapshot `generation`; `data` may be a function giving it."""
+
+    async def delete_snapshot(self, generation: str) -> None:
+        """Remove both parts of `generation` (missing ones are fine)."""
+
+    async def load_state_part(self, name: str) -> Any:
+        """A named part of the sync's own state (e.g. "events"), or None."""
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        """Replace a named part of the sync's own state."""
+
+
+class EmplyTables(Protocol):
+    async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
+                         sparse: bool = False) -> LoadedEmply:
+        """The whole Emply side; from `cache` (an earlier `LoadedEmply.cache()`) when the
+        version marker says it is still current. With `sparse`, users and employees
+        may lack the fields they do not hold."""
+
+    async def read_entities(self, kind: str, ids: Iterable[str], *,
+                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
+        """Whole entities by id (missing ones left out); `ConcurrentChangeError` when one
+        changed since `loaded` read it."""
+
+    async def write_built(self, kind: str, ids: Iterable[str],
+                          build: Callable[[str], Mapping[str, Any]], *,
+                          loaded: LoadedEmply | None = None) -> None:
+        """Write users or employees with these ids, each made by `build(id)` just before
+        it is written (so a big write never holds them all)."""
+
+    async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
+                             loaded: LoadedEmply | None = None) -> None:
+        """Write whole entities of a section."""
+
+    async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
+                              loaded: LoadedEmply | None = None) -> None:
+        """Delete entities (each given by its key fields); missing ones are fine."""
+
+    async def current_version(self) -> str | None:
+        """The version marker's value now (None when there is none)."""
+
+
+class EmplyGenerations(Protocol):
+    async def export_document(self) -> dict[str, Any]:
+        """The whole Emply side, as `emply-sync emply export` prints it."""
+
+    async def import_document(self, doc: object, *, replace: bool = False,
+                              before_switch: Callable[[], Awaitable[None]] | None = None,
+                              ) -> dict[str, int]:
+        """Validate, then make `doc` the Emply side (all or nothing); counts per section."""
+
+    async def remove_stale_generations(self) -> int:
+        """Drop what failed imports left; returns how many."""
+
+
+class SyncStore(RunLease, RunMarker, RunLog, SyncStateStore, EmplyTables, EmplyGenerations,
+                Protocol):
+    """All of the sync's storage, as the service and the entry points hold it."""
+
+    async def ping(self) -> None:
+        """Raise if storage cannot be reached."""
+
+    async def close(self) -> None: ...

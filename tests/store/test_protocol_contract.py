@@ -1,0 +1,275 @@
+"""One contract for each storage protocol, run against the Azure store (on Azurite) and
+the in-memory fake (`tests/support/memory_store.py`): the fake cannot drift from what
+the service gets in production.
+
+A store keeps nothing of a load, so "another writer" is simply a write made without
+the `LoadedEmply` (on Azure this was once a second store: the first one remembered).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from shared.emply_doc import DocumentError, validate_document
+from shared.store import ConcurrentChangeError, LeaseLost, RunInProgress, open_store
+from shared.store.protocols import SyncStore
+from tests.support.azurite import AzuriteProcess
+from tests.support.memory_store import MemoryStore
+
+T0 = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "azure"])
+async def store(request: pytest.FixtureRequest, clock: Clock,
+                prefix: str) -> AsyncIterator[SyncStore]:
+    if request.param == "memory":
+        yield MemoryStore(clock)
+        return
+    azurite: AzuriteProcess = request.getfixturevalue("azurite")
+    async with open_store(connection_string=azurite.connection_string, prefix=prefix,
+                          clock=clock) as azure:
+        yield azure
+
+
+def _doc(n: int = 5) -> dict[str, Any]:
+    history = [{"kind": "link_user", "rule": "R3", "reason": "link_user", "message": "m",
+                "runId": "r1", "at": "2025-01-01T00:00:00Z"}]
+    return {
+        "settings": {"tenantId": "t1", "groups": [{"groupId": "g1", "roleId": "r1"}],
+                     "defaultRoleId": "r1"},
+        "roles": [{"id": "r1", "name": "Role"}],
+        "users": [{"id": f"u{i:03d}", "username": f"u{i}@c.com", "roles": ["r1"],
+                   "history": history, "lastChange": history[0]} for i in range(n)],
+        "employees": [{"id": "e1", "email": "e1@c.com"}],
+    }
+
+
+# --- RunLease ---------------------------------------------------------------------------
+
+
+async def test_lease_one_run_at_a_time(store: SyncStore, clock: Clock) -> None:
+    assert await store.current_lease() is None
+    assert await store.acquire_lease("r1", "timer", ttl_seconds=60) is None
+    lease = await store.current_lease()
+    assert lease is not None and (lease["runId"], lease["trigger"]) == ("r1", "timer")
+    assert lease["startedAt"] == "2026-11-30T08:00:00Z"
+    assert lease["expiresAt"] == "2026-11-30T08:01:00Z"
+    with pytest.raises(RunInProgress) as info:
+        await store.acquire_lease("r2", "http", ttl_seconds=60)
+    assert info.value.running_run_id == "r1"
+    clock.now = T0 + dt.timedelta(seconds=30)
+    assert await store.acquire_lease("r1", "timer", ttl_seconds=60) is None  # its own again
+    lease = await store.current_lease()
+    assert lease is not None and lease["startedAt"] == "2026-11-30T08:00:00Z"
+    await store.release_lease("r2")  # not r2's: nothing happens
+    assert (await store.current_lease() or {}).get("runId") == "r1"
+    await store.release_lease("r1")
+    assert await store.current_lease() is None
+
+
+async def test_lease_renewal_and_takeover_of_an_expired_one(store: SyncStore,
+                                                            clock: Clock) -> None:
+    await store.acquire_lease("r1", "timer", ttl_seconds=60)
+    clock.now = T0 + dt.timedelta(seconds=50)
+    await store.renew_lease("r1", ttl_seconds=60)
+    renewed = await store.current_lease()
+    assert renewed is not None and renewed["expiresAt"] == "2026-11-30T08:01:50Z"
+    with pytest.raises(LeaseLost):
+        await store.renew_lease("r2", ttl_seconds=60)
+    clock.now = T0 + dt.timedelta(seconds=111)  # expired
+    taken = await store.acquire_lease("r2", "http", ttl_seconds=60)
+    assert taken is not None and taken["runId"] == "r1"
+    assert taken["renewedAt"] == "2026-11-30T08:00:50Z"
+    with pytest.raises(LeaseLost):
+        await store.renew_lease("r1", ttl_seconds=60)
+
+
+async def test_marker_is_created_only_once_and_deleted_only_by_its_etag(
+        store: SyncStore) -> None:
+    assert await store.read_marker() is None
+    assert await store.create_marker("q1", "2026-11-30T08:00:00.000Z")
+    assert not await store.create_marker("q2", "2026-11-30T08:00:01.000Z")
+    marker = await store.read_marker()
+    assert marker is not None and marker["runId"] == "q1" and marker["etag"]
+    assert marker["queuedAt"] == "2026-11-30T08:00:00.000Z"
+    await store.delete_marker('W/"not-it"')
+    assert (await store.read_marker() or {}).get("runId") == "q1"
+    await store.delete_marker(marker["etag"])
+    assert await store.read_marker() is None
+    await store.delete_marker(marker["etag"])  # gone already: fine
+
+
+# --- RunLog -----------------------------------------------------------------------------
+
+
+async def test_run_log_lists_newest_first_with_summaries(store: SyncStore) -> None:
+    assert await store.last_run() is None and await store.list_runs() == []
+    old = {"runId": "r-old", "trigger": "timer", "status": "succeeded",
+           "startedAt": "2026-11-30T07:00:00.000Z", "counts": {"create_user": 2},
+           "held": [{"userId": "u1"}], "errors": []}
+    queued = {"runId": "r-queued", "trigger": "http", "status": "running", "dryRun": True,
+              "queuedAt": "2026-11-30T07:30:00.000Z", "startedAt": "2026-11-30T09:00:00.000Z",
+              "errors": [{"reason": "x"}, {"reason": "y"}]}
+    new = {"runId": "r-new", "trigger": "cli", "status": "failed",
+           "startedAt": "2026-11-30T08:00:00.000Z"}
+    for report in (old, queued, new):
+        await store.save_run(report)
+    runs = await store.list_runs()
+    assert [r["runId"] for r in runs] == ["r-new", "r-queued", "r-old"]
+    by_id = {r["runId"]: r for r in runs}
+    assert by_id["r-old"]["counts"] == {"create_user": 2} and by_id["r-old"]["heldCount"] == 1
+    assert by_id["r-queued"]["errorCount"] == 2 and by_id["r-queued"]["dryRun"] is True
+    assert by_id["r-new"]["counts"] == {} and by_id["r-new"]["dryRun"] is False
+    assert [r["runId"] for r in await store.list_runs(2)] == ["r-new", "r-queued"]
+    assert (await store.last_run() or {}).get("runId") == "r-new"
+    assert await store.get_run("r-queued") == queued
+    await store.save_run({**old, "status": "abandoned", "lastSeenAt": "x"})  # replaces
+    assert (await store.get_run("r-old") or {}).get("status") == "abandoned"
+    assert len(await store.list_runs()) == 3
+    assert await store.get_run("missing") is None
+
+
+async def test_run_log_refuses_a_report_without_run_id(store: SyncStore) -> None:
+    with pytest.raises(ValueError, match="runId"):
+        await store.save_run({"status": "succeeded"})
+    assert await store.list_runs() == []
+
+
+# --- SyncStateStore -----------------------------------------------------------------------
+
+
+async def test_sync_state_and_snapshot_parts(store: SyncStore) -> None:
+    assert await store.load_sync_state() is None
+    await store.save_sync_state({"version": 3, "deltaLinks": {"users": "L"}, "ünï": "✓"})
+    assert await store.load_sync_state() == {"version": 3, "deltaLinks": {"users": "L"},
+                                             "ünï": "✓"}
+    generation = "0123456789abcdef0123456789abcdef"
+    assert await store.load_snapshot(generation, part="entra") is None
+    await store.save_snapshot(generation, {"users": {"a": 1}}, part="entra")
+    await store.save_snapshot(generation, lambda: {"emply": None}, part="emply")
+    assert await store.load_snapshot(generation, part="entra") == {"users": {"a": 1}}
+    assert await store.load_snapshot(generation, part="emply") == {"emply": None}
+    assert await store.load_snapshot("f" * 32, part="entra") is None
+    with pytest.raises(ValueError):
+        await store.save_snapshot("not-a-generation", {}, part="entra")
+    with pytest.raises(ValueError):
+        await store.load_snapshot(generation, part="other")
+    await store.delete_snapshot(generation)
+    assert await store.load_snapshot(generation, part="entra") is None
+    await store.delete_snapshot(generation)  # missing: fine
+
+
+# --- EmplyTables, EmplyGenerations -------------------------------------------------------
+
+
+async def test_empty_emply_side(store: SyncStore) -> None:
+    loaded = await store.load_emply()
+    assert loaded.doc == validate_document({}) == await store.export_document()
+    assert not loaded.served_from_cache
+    assert await store.current_version() is None
+
+
+async def test_import_load_and_the_compact_copy(store: SyncStore) -> None:
+    counts = await store.import_document(_doc())
+    assert counts == {"settings": 1, "roles": 1, "users": 5, "employees": 1, "calendars": 0,
+                      "events": 0, "outboundEvents": 0}
+    full = await store.load_emply()
+    assert full.doc == validate_document(_doc()) == await store.export_document()
+    cache = full.cache()
+    assert cache is not None and full.version() == await store.current_version() is not None
+    served = await store.load_emply(cache)
+    assert served.served_from_cache
+    assert [u["id"] for u in served.doc["users"]] == [u["id"] for u in full.doc["users"]]
+    assert all("history" not in u or not u["history"] for u in served.doc["users"])
+    assert served.doc["employees"] == full.doc["employees"]
+    assert served.doc["settings"] == full.doc["settings"]
+
+
+async def test_own_writes_keep_the_copy_current_another_writer_spoils_it(
+        store: SyncStore) -> None:
+    await store.import_document(_doc())
+    loaded = await store.load_emply()
+    whole = await store.read_entities("users", ["u001", "missing"], loaded=loaded)
+    assert list(whole) == ["u001"] and whole["u001"]["history"]
+    new = validate_document({"users": [{"id": "u-new", "username": "n@c.com"}]})["users"][0]
+    await store.write_entities("users", [{**whole["u001"], "displayName": "renamed"}, new],
+                               loaded=loaded)
+    await store.write_built("employees", ["e1"],
+                            lambda i: {**loaded.doc["employees"][0], "status": "archived"},
+                            loaded=loaded)
+    assert loaded.version() == await store.current_version()
+    served = await store.load_emply(loaded.cache())
+    assert served.served_from_cache
+    users = {u["id"]: u for u in served.doc["users"]}
+    assert users["u001"]["displayName"] == "renamed" and "u-new" in users
+    assert served.doc["employees"][0]["status"] == "archived"
+    # another writer (a write without the loaded value) moves the marker
+    await store.write_entities("users", [{**whole["u001"], "displayName": "by the operator"}])
+    assert served.version() is None or served.version() != await store.current_version()
+    assert not (await store.load_emply(loaded.cache())).served_from_cache
+    await store.write_entities("users", [new], loaded=served)  # its ETag is still current
+    assert served.cache() is None and served.version() is None
+
+
+async def test_a_write_guarded_by_a_stale_load_is_a_conflict(store: SyncStore) -> None:
+    await store.import_document(_doc())
+    loaded = await store.load_emply()
+    theirs = {**loaded.doc["users"][2], "displayName": "by the operator"}
+    await store.write_entities("users", [theirs])
+    mine = [{**u, "displayName": "by the sync"} for u in loaded.doc["users"]]
+    with pytest.raises(ConcurrentChangeError) as info:
+        await store.write_built("users", [u["id"] for u in mine],
+                                {u["id"]: u for u in mine}.__getitem__, loaded=loaded)
+    assert (info.value.kind, info.value.entity_id) == ("users", "u002")
+    with pytest.raises(ConcurrentChangeError, match="u002"):
+        await store.read_entities("users", ["u002"], loaded=loaded)
+    after = {u["id"]: u for u in (await store.export_document())["users"]}
+    assert after["u002"]["displayName"] == "by the operator"
+    # deleted meanwhile is a conflict too
+    again = await store.load_emply()
+    await store.delete_entities("employees", [{"id": "e1"}, {"id": "never-there"}])
+    with pytest.raises(ConcurrentChangeError, match="e1"):
+        await store.write_entities("employees", again.doc["employees"], loaded=again)
+
+
+async def test_write_built_takes_users_and_employees_only(store: SyncStore) -> None:
+    with pytest.raises(ValueError, match="roles"):
+        await store.write_built("roles", ["r1"], lambda i: {"id": i, "name": "R"})
+    with pytest.raises(ValueError, match="unknown fields"):
+        await store.write_built("users", ["u1"], lambda i: {"id": i, "surprise": 1})
+
+
+async def test_imports_merge_or_replace_and_refuse_whole(store: SyncStore) -> None:
+    await store.import_document(_doc(3))
+    version = await store.current_version()
+    bad = {"users": [{"id": "u-x", "username": "u0@c.com"}]}  # a taken username
+    with pytest.raises(DocumentError):
+        await store.import_document(bad)
+    assert await store.current_version() == version
+    await store.import_document({"users": [{"id": "u-x", "username": "x@c.com"}]})
+    assert len((await store.export_document())["users"]) == 4
+    assert await store.current_version() != version
+    await store.import_document({"users": [{"id": "u-y", "username": "y@c.com"}]},
+                                replace=True)
+    doc = await store.export_document()
+    assert [u["id"] for u in doc["users"]] == ["u-y"] and doc["settings"] is None
+    await store.import_document({}, replace=True)
+    assert await store.export_document() == validate_document({})
+    assert await store.remove_stale_generations() == 0

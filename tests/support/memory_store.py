@@ -1,0 +1,366 @@
+"""In-memory fakes of the storage protocols (`shared.store.protocols`), for service tests.
+
+One fake per protocol, put together as `MemoryStore` (a `SyncStore`), the way
+`EmplyStore` puts the Azure ones together. They keep what the Azure implementations
+promise and nothing more: the same lease rules, conditional writes against the ETags
+a load read, a version marker that moves on every write, a compact copy served only
+while the marker has not moved, JSON round trips for what Azure stores as JSON.
+`tests/store/test_protocol_contract.py` runs the same cases against both, so a fake
+that drifts from Azure fails there. Test support only: nothing deployed imports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from shared import emply_checks, emply_doc
+from shared.store import codec, errors, keys
+from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
+from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
+from shared.store.syncstate import snapshot_blob, state_part_blob
+
+_FORMAT = "memory-1"
+_LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
+_KINDS = ("settings", *codec.PARTITIONS)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+class _Etags:
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+
+    def new(self) -> str:
+        return f'W/"{next(self._next)}"'
+
+
+# --- RunLease, RunMarker ----------------------------------------------------------------
+
+
+class MemoryRunLease:
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self.lease: dict[str, Any] | None = None
+        self.marker: dict[str, Any] | None = None
+        self._etags = _Etags()
+
+    async def acquire_lease(self, run_id: str, trigger: str, *,
+                            ttl_seconds: int = LEASE_TTL_SECONDS) -> dict[str, Any] | None:
+        now = self._clock()
+        entity = {"runId": run_id, "trigger": trigger, "startedAt": codec.iso(now),
+                  "renewedAt": codec.iso(now),
+                  "expiresAt": codec.iso(now + dt.timedelta(seconds=ttl_seconds))}
+        current, taken = self.lease, None
+        if current is not None:
+            expires = codec.parse_time(current.get("expiresAt"))
+            if current["runId"] != run_id and expires is not None and expires > now:
+                raise errors.RunInProgress(str(current["runId"]), str(current["trigger"]),
+                                           str(current["startedAt"]))
+            if current["runId"] == run_id:
+                entity["startedAt"] = current["startedAt"]
+            else:
+                taken = {k: current.get(k) for k in _LEASE_FIELDS}
+        self.lease = entity
+        return taken
+
+    async def renew_lease(self, run_id: str, *, ttl_seconds: int = LEASE_TTL_SECONDS) -> None:
+        if self.lease is None or self.lease["runId"] != run_id:
+            raise errors.LeaseLost(run_id)
+        now = self._clock()
+        self.lease = {**self.lease, "renewedAt": codec.iso(now),
+                      "expiresAt": codec.iso(now + dt.timedelta(seconds=ttl_seconds))}
+
+    async def release_lease(self, run_id: str) -> None:
+        if self.lease is not None and self.lease["runId"] == run_id:
+            self.lease = None
+
+    async def current_lease(self) -> dict[str, Any] | None:
+        return None if self.lease is None else {k: self.lease.get(k) for k in _LEASE_FIELDS}
+
+    async def create_marker(self, run_id: str, queued_at: str) -> bool:
+        if self.marker is not None:
+            return False
+        self.marker = {"runId": run_id, "queuedAt": queued_at, "etag": self._etags.new()}
+        return True
+
+    async def read_marker(self) -> dict[str, Any] | None:
+        return None if self.marker is None else dict(self.marker)
+
+    async def delete_marker(self, etag: str) -> None:
+        if self.marker is not None and self.marker["etag"] == etag:
+            self.marker = None
+
+
+# --- RunLog -------------------------------------------------------------------------------
+
+
+class MemoryRunLog:
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self.reports: dict[str, dict[str, Any]] = {}
+        self._order: dict[str, tuple[int, str]] = {}
+
+    async def save_run(self, report: Mapping[str, Any]) -> None:
+        run_id = report.get("runId")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError("run report needs a runId")
+        started = (codec.parse_time(report.get("queuedAt"))
+                   or codec.parse_time(report.get("startedAt")) or self._clock())
+        self.reports[run_id] = _json(report)
+        self._order[run_id] = (-int(started.timestamp() * 1000), keys.encode_key(run_id))
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        report = self.reports.get(run_id)
+        return None if report is None else _json(report)
+
+    async def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        newest = sorted(self.reports, key=self._order.__getitem__)[:max(limit, 0)]
+        out = []
+        for run_id in newest:
+            full = {k: v for k, v in summary(self.reports[run_id]).items() if v is not None}
+            out.append({k: full.get(k) for k in SUMMARY_FIELDS
+                        if k in full or k not in OPTIONAL_SUMMARY_FIELDS}
+                       | {"counts": full.get("counts") or {}})
+        return _json(out)
+
+    async def last_run(self) -> dict[str, Any] | None:
+        runs = await self.list_runs(1)
+        return runs[0] if runs else None
+
+
+# --- SyncStateStore -------------------------------------------------------------------
+
+
+class MemorySyncState:
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.snapshots: dict[str, Any] = {}
+        self.parts: dict[str, Any] = {}
+
+    async def load_state_part(self, name: str) -> Any:
+        return _json(self.parts.get(state_part_blob(name)))
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        self.parts[state_part_blob(name)] = _json(value)
+
+    async def load_sync_state(self) -> dict[str, Any] | None:
+        return _json(self.state)
+
+    async def save_sync_state(self, state: Mapping[str, Any]) -> None:
+        self.state = _json(state)
+
+    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
+        found = self.snapshots.get(snapshot_blob(part, generation))
+        return None if found is None else _json(found)
+
+    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
+                            *, part: str) -> None:
+        name = snapshot_blob(part, generation)
+        self.snapshots[name] = _json(data() if callable(data) else data)
+
+    async def delete_snapshot(self, generation: str) -> None:
+        for part in ("entra", "emply"):
+            self.snapshots.pop(snapshot_blob(part, generation), None)
+
+
+# --- EmplyTables, EmplyGenerations --------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class MemoryLedger:
+    """`protocols.Ledger`: the ETags a load read, its entities, and the marker it left."""
+
+    etags: dict[tuple[str, str], str]
+    known: dict[str, dict[str, dict[str, Any]]] | None
+    marker: str | None
+    ours: bool
+
+    def cache(self) -> dict[str, Any] | None:
+        if self.known is None or not self.ours or self.marker is None:
+            return None
+        return {"format": _FORMAT, "version": self.marker,
+                "kinds": {kind: [[k, self.etags.get((kind, k)), item]
+                                 for k, item in sorted(items.items())]
+                          for kind, items in self.known.items()}}
+
+    def version(self) -> str | None:
+        return self.marker if self.ours else None
+
+
+def _ledger(loaded: LoadedEmply | None) -> MemoryLedger:
+    if loaded is None:
+        return MemoryLedger({}, None, None, False)
+    assert isinstance(loaded.ledger, MemoryLedger), "not loaded from a MemoryStore"
+    return loaded.ledger
+
+
+def _light(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    heavy = codec.HEAVY_FIELDS.get(kind, frozenset())
+    return {k: v for k, v in item.items() if k not in heavy}
+
+
+class MemoryEmplyTables:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, tuple[dict[str, Any], str]]] = {k: {} for k in _KINDS}
+        """kind -> row key -> (entity as the table gives it back, ETag)."""
+        self.version: str | None = None
+        self._etags = _Etags()
+
+    def _document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {kind: [copy.deepcopy(item) for _k, (item, _e)
+                                      in sorted(self.rows[kind].items())]
+                               for kind in codec.PARTITIONS}
+        settings = self.rows["settings"].get(codec.SETTINGS_PK)
+        doc["settings"] = copy.deepcopy(settings[0]) if settings else None
+        return doc
+
+    def _bump(self, ledger: MemoryLedger) -> None:
+        ledger.ours = ledger.ours and ledger.marker == self.version
+        self.version = ledger.marker = uuid.uuid4().hex
+
+    async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
+                         sparse: bool = False) -> LoadedEmply:
+        if (cache and self.version and cache.get("format") == _FORMAT
+                and cache.get("version") == self.version):
+            ledger = MemoryLedger({}, {}, self.version, True)
+            doc: dict[str, Any] = {"settings": None}
+            for kind, entries in cache["kinds"].items():
+                assert ledger.known is not None
+                ledger.known[kind] = {k: item for k, _etag, item in entries}
+                ledger.etags.update(((kind, k), etag) for k, etag, _item in entries if etag)
+                items = [copy.deepcopy(item) for _k, _etag, item in entries]
+                if kind == "settings":
+                    doc["settings"] = items[0] if items else None
+                else:
+                    doc[kind] = items
+            return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
+        ledger = MemoryLedger({(kind, k): etag for kind, rows in self.rows.items()
+                               for k, (_item, etag) in rows.items()},
+                              {kind: {k: _light(kind, item) for k, (item, _e) in rows.items()}
+                               for kind, rows in self.rows.items()},
+                              self.version, self.version is not None)
+        return LoadedEmply(doc=self._document(), served_from_cache=False, ledger=ledger)
+
+    async def read_entities(self, kind: str, ids: Iterable[str], *,
+                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
+        ledger, kc, out = _ledger(loaded), codec.CODECS[kind], {}
+        for entity_id in dict.fromkeys(ids):
+            key = kc.row_key({"id": entity_id})
+            row, known = self.rows[kind].get(key), ledger.etags.get((kind, key))
+            if known is not None and (row is None or row[1] != known):
+                raise errors.ConcurrentChangeError(kind, entity_id)
+            if row is not None:
+                out[entity_id] = copy.deepcopy(row[0])
+        return out
+
+    async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
+                             loaded: LoadedEmply | None = None) -> None:
+        if not items:
+            return
+        ledger, kc = _ledger(loaded), codec.CODECS[kind]
+        rows = [kc.from_row(kc.to_row(item)) for item in items]  # as the table gives it back
+        for row in rows:  # all checked first: nothing is written when one is stale
+            key = kc.row_key(row)
+            known, current = ledger.etags.get((kind, key)), self.rows[kind].get(key)
+            if known is not None and (current is None or current[1] != known):
+                raise errors.ConcurrentChangeError(kind, str(row.get("id")))
+        self._bump(ledger)
+        for row in rows:
+            key, etag = kc.row_key(row), self._etags.new()
+            self.rows[kind][key] = (row, etag)
+            ledger.etags[(kind, key)] = etag
+            if ledger.known is not None:
+                ledger.known[kind][key] = _light(kind, row)
+        self._bump(ledger)
+
+    async def write_built(self, kind: str, ids: Iterable[str],
+                          build: Callable[[str], Mapping[str, Any]], *,
+                          loaded: LoadedEmply | None = None) -> None:
+        if kind not in codec.BUCKETED:
+            raise ValueError(f"write_built takes users or employees, not {kind}")
+        await self.write_entities(kind, [build(i) for i in ids], loaded=loaded)
+
+    async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
+                              loaded: LoadedEmply | None = None) -> None:
+        ledger, kc = _ledger(loaded), codec.CODECS[kind]
+        row_keys = [kc.row_key(item) for item in items]
+        if not row_keys:
+            return
+        self._bump(ledger)
+        for key in row_keys:
+            self.rows[kind].pop(key, None)
+            ledger.etags.pop((kind, key), None)
+            if ledger.known is not None:
+                ledger.known[kind].pop(key, None)
+        self._bump(ledger)
+
+    async def current_version(self) -> str | None:
+        return self.version
+
+    async def export_document(self) -> dict[str, Any]:
+        return self._document()
+
+    async def import_document(self, doc: object, *, replace: bool = False,
+                              before_switch: Callable[[], Awaitable[None]] | None = None,
+                              ) -> dict[str, int]:
+        stored = None
+        known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
+        calendars: set[tuple[str, str]] = set()
+        if not replace:
+            stored = emply_checks.Stored({k: [item for item, _e in self.rows[k].values()]
+                                          for k in ("users", "employees")})
+            known = {k: {str(item["id"]) for item, _e in self.rows[k].values()}
+                     for k in known}
+            calendars = {(str(c["userId"]), str(c["id"]))
+                         for c, _e in self.rows["calendars"].values()}
+        clean = emply_doc.validate_document(
+            doc, known_role_ids=known["roles"], known_user_ids=known["users"],
+            known_employee_ids=known["employees"], stored=stored, known_calendars=calendars)
+        if before_switch is not None:
+            await before_switch()
+        if replace:
+            self.rows = {k: {} for k in _KINDS}
+        sections = [("settings", [clean["settings"]] if clean["settings"] is not None else []),
+                    *((kind, clean[kind]) for kind in codec.PARTITIONS)]
+        for kind, items in sections:
+            kc = codec.CODECS[kind]
+            for item in items:
+                row = kc.from_row(kc.to_row(item))
+                self.rows[kind][kc.row_key(row)] = (row, self._etags.new())
+        self.version = uuid.uuid4().hex
+        return {kind: len(items) for kind, items in sections}
+
+    async def remove_stale_generations(self) -> int:
+        return 0  # one generation, replaced in place
+
+
+# --- all of them ------------------------------------------------------------------------
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTables):
+    """`protocols.SyncStore` in memory."""
+
+    def __init__(self, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        MemoryRunLease.__init__(self, clock)
+        MemoryRunLog.__init__(self, clock)
+        MemorySyncState.__init__(self)
+        MemoryEmplyTables.__init__(self)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
