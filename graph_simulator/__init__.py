@@ -29,7 +29,9 @@ Control endpoints (no token, not counted):
 `GET /_sim/state`, `GET /_sim/requests[?log=1]` → `{total, faulted, byEndpoint}`,
 `DELETE /_sim/requests`, `POST /_sim/faults` (`{method, path, status, times, retryAfter}`
 or a list; path = route template, exact path, or `*`), `GET`/`DELETE /_sim/faults`,
-`POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`).
+`POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`), `PUT /_sim/hold`
+(`{method, path, ms}`: a request running that route, alone or in a `$batch`, is done at
+once and answered `ms` later: a client killed before it reads the answer).
 """
 
 from __future__ import annotations

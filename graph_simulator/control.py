@@ -1,4 +1,5 @@
-"""`/_sim/...` control routes: tenant, state, request counts, faults, token expiry, latency.
+"""`/_sim/...` control routes: tenant, state, request counts, faults, token expiry, latency,
+answers held back after the work is done.
 
 These drive tests and demos, so they need no token and are not counted as Graph
 requests. Their errors use a plain `{"error": {code, message}}` naming the bad
@@ -151,7 +152,31 @@ async def put_latency(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ms": sim.latency_ms})
 
 
+async def put_hold(request: web.Request) -> web.StreamResponse:
+    """`{"method", "path": route template, "ms"}`: requests that run this route are done
+    at once but answered `ms` later (0 stops holding them)."""
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    if not ok or not isinstance(body, dict):
+        return _error("body: required, a JSON object")
+    method, path, ms = body.get("method"), body.get("path"), body.get("ms")
+    if not isinstance(method, str) or not method:
+        return _error("hold.method: required, an HTTP method")
+    if not isinstance(path, str) or not path.startswith("/"):
+        return _error("hold.path: required, a route template starting with '/'")
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or ms < 0:
+        return _error("hold.ms: required, a non-negative number of milliseconds")
+    key = (method.upper(), path.removeprefix(GRAPH_PREFIX))
+    if ms:
+        sim.held_answers[key] = ms / 1000
+    else:
+        sim.held_answers.pop(key, None)
+    return web.json_response({"held": [{"method": m, "path": p, "ms": s * 1000}
+                                       for (m, p), s in sorted(sim.held_answers.items())]})
+
+
 def add_control_routes(app: web.Application) -> None:
+    app.router.add_put("/_sim/hold", put_hold)
     app.router.add_put("/_sim/tenant", put_tenant)
     app.router.add_get("/_sim/tenant", get_tenant)
     app.router.add_get("/_sim/state", get_state)

@@ -42,6 +42,12 @@ class Simulator:
         self.token_epoch = 0
         self.latency_ms = float(latency_ms)
         self.faults: list[Fault] = []
+        self.held_answers: dict[tuple[str, str], float] = {}
+        """(method, route template) → seconds the answer to a request that ran it (alone
+        or inside a `$batch`) is held back after the work is done: a response lost on
+        the way, or a client killed before it read the answer (`PUT /_sim/hold`)."""
+        self.hold_now = 0.0
+        """Seconds to hold the answer being made (read and reset by the transport)."""
         self.received_passwords: list[str] = []
         """Passwords of users created by POST /users, for tests only (never served)."""
         self.counts: Counter[str] = Counter()
@@ -101,6 +107,9 @@ class Simulator:
         route, params, path_known = self.match(req.method, req.path)
         template = route.template if route else None
         self.counts[f"{req.method} {template or '(unmatched)'}"] += 1
+        if self.held_answers:
+            self.hold_now = max(self.hold_now,
+                                self.held_answers.get((req.method, template or ""), 0.0))
         self.total += 1
         try:
             resp = self._dispatch(req, route, params, path_known, authenticate, concurrent)

@@ -65,14 +65,18 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
     # In flight from arrival to answer: Outlook's per-mailbox limit counts these.
     items = (batch.sub_requests(req, mailbox_limit.batch_items(body))
              if req.path.rstrip("/") == "/$batch" else [req])
-    held = Counter(mailbox_limit.mailboxes_of(sim, items))
-    sim.inflight.update(held)
+    busy = Counter(mailbox_limit.mailboxes_of(sim, items))
+    sim.inflight.update(busy)
     try:
         if sim.latency_ms > 0:
             await asyncio.sleep(sim.latency_ms / 1000)
-        return to_web(sim.process(req), request_id)
+        resp = sim.process(req)
+        held, sim.hold_now = sim.hold_now, 0.0
+        if held > 0:  # done, but answered late (PUT /_sim/hold)
+            await asyncio.sleep(held)
+        return to_web(resp, request_id)
     finally:
-        sim.inflight.subtract(held)
-        for mailbox in held:
+        sim.inflight.subtract(busy)
+        for mailbox in busy:
             if sim.inflight[mailbox] <= 0:
                 del sim.inflight[mailbox]

@@ -23,7 +23,7 @@ param displayName string
 @description('Object (principal) id of the user-assigned managed identity the function app runs as.')
 param managedIdentityPrincipalId string
 
-@description('Calendar sync (R13): grants Calendars.ReadBasic.All, to list the users\' calendars and whether they can edit them.')
+@description('Calendar sync (R13, R15): grants Calendars.ReadWrite, to list the users\' calendars (with canEdit) and create Emply\'s outbound events in their default calendars.')
 param enableCalendarSync bool = false
 
 @description('Reserved: photo sync (R16) is not in this version; grants nothing.')
@@ -50,9 +50,11 @@ var graphAppRoles = {
 }
 
 // What each optional feature's switch grants. A switch grants a permission only
-// once this version has the feature. Calendar sync has its calendars (R13):
-// listing them (with canEdit) needs Calendars.ReadBasic.All; events (R14, R15)
-// will need Calendars.ReadWrite (ef54d2bf-783f-4e0f-bca1-3210c0444d99). Photo
+// once this version has the feature. Calendar sync lists the users' calendars
+// (R13) and creates Emply's outbound events in their default calendars (R15):
+// Calendars.ReadWrite, which also covers reading events (R14's mirror, which
+// Calendars.Read alone would do) and listing calendars (Calendars.ReadBasic.All
+// alone cannot create events, so it is not granted besides). Photo
 // sync is not built yet, so its switch is reserved and grants nothing; when
 // built: ProfilePhoto.Read.All (e24d31aa-e1ab-4c80-85fe-23018690335d).
 // Write-back's update and delete write users: User.ReadWrite.All. Its create
@@ -60,7 +62,7 @@ var graphAppRoles = {
 // GroupMember.ReadWrite.All, granted only with enableWriteBackCreate.
 var featureAppRoles = {
   calendarSync: [
-    '8ba4a692-bc31-4128-9094-475872af8a53' // Calendars.ReadBasic.All
+    'ef54d2bf-783f-4e0f-bca1-3210c0444d99' // Calendars.ReadWrite
   ]
   photoSync: []
   writeBack: [

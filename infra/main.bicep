@@ -21,7 +21,7 @@ param location string = resourceGroup().location
 @description('E-mail address that receives the operational alerts.')
 param alertEmail string
 
-@description('Calendar sync (R13): grants Calendars.ReadBasic.All, to list the users\' calendars (docs/deploy.md).')
+@description('Calendar sync (R13, R15): grants Calendars.ReadWrite, to list the users\' calendars and create Emply\'s outbound events (docs/deploy.md).')
 param enableCalendarSync bool = false
 
 @description('Reserved: photo sync is not in this version; grants nothing (docs/deploy.md).')

@@ -3,10 +3,10 @@
 Starts both on free loopback ports, imports the sample Emply state, syncs,
 changes the tenant (Grady Archie leaves the Employee group, Pradeep Gupta joins
 Sales, a nested group of Employee), syncs again (which also adds Megan's two
-calendars: calendar sync is on), explains the leaver and Megan's calendars, then
-puts one event in Megan's default calendar and syncs a third time, which mirrors it
-into Emply (R14), and stops what it started. Everything goes through the real
-`emply-sync` command.
+calendars: calendar sync is on, and creates Emply's interview in her M365 calendar,
+showing its graphId), explains the leaver and Megan's calendars, then puts one event
+in Megan's default calendar and syncs a third time, which mirrors it into Emply (R14),
+and stops what it started. Everything goes through the real `emply-sync` command.
 """
 
 from __future__ import annotations
@@ -105,8 +105,16 @@ def main() -> None:
             emply_sync("runs", env=env)
             runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
             counts = runs[0]["counts"]
-            if counts != {"deactivate_user": 1, "create_user": 1, "calendar_add": 2}:
+            if counts != {"deactivate_user": 1, "create_user": 1, "calendar_add": 2,
+                          "event_push": 1}:
                 raise SystemExit(f"unexpected second run: {counts}")
+            print("\n=== Emply's interview, pushed to Megan's M365 calendar (R15) ===")
+            exported = json.loads(emply_sync("emply", "export", env=env, show=False))
+            (pushed,) = exported["outboundEvents"]
+            print(json.dumps({k: pushed[k] for k in ("id", "subject", "status", "graphId")},
+                             indent=2))
+            if pushed["status"] != "created" or not pushed["graphId"]:
+                raise SystemExit(f"the outbound event was not pushed: {pushed}")
             print("\n=== A meeting is booked in Megan's calendar; Run 3 mirrors it (R14) ===")
             put_tenant(graph_url, with_event(DEMO / "tenant-after.json"))
             emply_sync("sync", env=env)

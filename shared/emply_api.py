@@ -16,19 +16,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared import emply_doc, emply_import
+from shared import emply_doc, emply_file, emply_import, hybrid_check
 from shared.emply_doc import DocumentError
+from shared.graph import client as graph_client
 from shared.store import entities, protocols
 from shared.store import errors as store_errors
 
-KINDS = ("users", "employees")
-"""The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`)."""
+KINDS = ("users", "employees", "outboundEvents")
+"""The kinds with one route per entity (`/api/users/{id}`, `/api/employees/{id}`,
+`/api/outbound-events/{id}`)."""
 PreconditionFailed = entities.PreconditionFailed
 BadCursor = entities.BadCursor
 ANY = entities.ANY
 ConcurrentChange = store_errors.ConcurrentChangeError
 
-_LABEL = re.compile(r'^(settings|roles|users|employees)(\[\d+\])?( \(id "(?:[^"\\]|\\.)*"\))?\.?')
+_LABEL = re.compile(r'^(settings|roles|users|employees|calendars|outboundEvents)(\[\d+\])?'
+                    r'( \(id "(?:[^"\\]|\\.)*"\))?\.?')
 
 
 class NotFound(LookupError):
@@ -44,9 +47,13 @@ async def export_document(store: protocols.SyncStore) -> bytes:
     return export_bytes(await store.export_document())
 
 
-async def import_document(store: protocols.SyncStore, body: bytes, *,
-                          replace: bool) -> dict[str, int]:
-    return await emply_import.import_emply(store, body, replace=replace, trigger="http",
+async def import_document(store: protocols.SyncStore, body: bytes, *, replace: bool,
+                          graph: graph_client.GraphClient) -> dict[str, int]:
+    """As `emply-sync emply import`: parsed, R10's hybrid check (settings turning
+    write-back on for a hybrid tenant are refused), then imported all or nothing."""
+    doc = emply_file.parse_document_bytes(body, source="the body")
+    await hybrid_check.refuse_hybrid(graph, doc)
+    return await emply_import.import_emply(store, doc, replace=replace, trigger="http",
                                            source="the body")
 
 
@@ -132,11 +139,17 @@ async def get_settings(store: protocols.SyncStore) -> tuple[dict[str, Any], str]
     return found
 
 
-async def put_settings(store: protocols.SyncStore, body: object,
-                       if_match: str | None) -> tuple[dict[str, Any], str]:
+async def put_settings(store: protocols.SyncStore, body: object, if_match: str | None,
+                       graph: graph_client.GraphClient) -> tuple[dict[str, Any], str]:
+    """Replace the settings: checked as the import checks them, R10's hybrid check
+    included (write-back cannot be turned on for a hybrid tenant)."""
     if not isinstance(body, dict):
         raise DocumentError("body", "expected a JSON object")
     clean = (await _validate(store, "settings", body))["settings"]
+    try:
+        await hybrid_check.refuse_hybrid(graph, {"settings": clean})
+    except hybrid_check.HybridTenant as exc:
+        raise _relative(exc) from None
     return clean, await entities.write(store, "settings", clean, if_match)
 
 
@@ -147,13 +160,26 @@ async def list_page(store: protocols.SyncStore, kind: str, *, page_size: int, af
                                equals=filters, linked=linked)
 
 
-async def get_roles(store: protocols.SyncStore) -> list[dict[str, Any]]:
-    """Every role (a few dozen at most: one page)."""
-    roles: list[dict[str, Any]] = []
-    after: str | None = None
-    while True:
-        found, after = await entities.page(store, "roles", page_size=1000, after=after,
-                                           equals={}, linked=None)
-        roles += [item for item, _etag in found]
-        if after is None:
-            return roles
+async def set_calendar(store: protocols.SyncStore, user_id: str, calendar_id: str, body: object,
+                       if_match: str | None) -> tuple[dict[str, Any], str]:
+    """A user's choice for one of its calendars (R13): `{"enabled": true|false}`. The
+    calendars themselves are the sync's (added and removed by it): an unknown one is
+    `NotFound`, and the default calendar cannot be disabled (refused naming `enabled`)."""
+    if not isinstance(body, dict):
+        raise DocumentError("body", "expected a JSON object")
+    unknown = sorted(k for k in body if k != "enabled")
+    if unknown:
+        raise DocumentError(str(unknown[0])[:64],
+                            "unknown field; only enabled can be set (the sync keeps the rest)")
+    if not isinstance(body.get("enabled"), bool):
+        raise DocumentError("enabled", "required, true or false")
+    found = await entities.read(store, "calendars", {"userId": user_id, "id": calendar_id})
+    if found is None:
+        raise NotFound("no calendar with that id for that user (calendars are added by the "
+                       "sync: the ones the user can edit in M365)")
+    current, etag = found
+    if if_match is not None and if_match not in (ANY, etag):
+        raise PreconditionFailed("calendars entity changed since it was read")
+    clean = (await _validate(store, "calendars", [{**current, "enabled": body["enabled"]}])
+             )["calendars"][0]
+    return clean, await entities.write(store, "calendars", clean, etag)

@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from shared import emply_checks
+from shared import emply_checks, outbound_checks
 
 __all__ = [
     "ENTITY_KINDS",
@@ -248,6 +248,18 @@ def _datetime(value: object, path: str) -> str:
     raise _expected("an ISO 8601 date-time", value, path)
 
 
+def _zoned_datetime(value: object, path: str) -> str:
+    """An ISO 8601 date-time with its zone (`Z` or an offset): an instant, as Graph needs."""
+    if isinstance(value, str) and len(value) >= 16:
+        try:
+            if dt.datetime.fromisoformat(value.upper()).tzinfo is not None:
+                return value
+        except ValueError:
+            pass
+    raise _expected("an ISO 8601 date-time with a zone (e.g. 2026-12-02T10:00:00Z)",
+                    value, path)
+
+
 def _list_of(item: Check) -> Check:
     def run(value: object, path: str) -> list[Any]:
         if not isinstance(value, list):
@@ -368,6 +380,8 @@ _described(_boolean, {"type": "boolean"})
 _described(_date, {"type": "string", "format": "date"})
 _described(_datetime, {"type": "string", "minLength": 10,
                        "description": "ISO 8601 date-time"})
+_described(_zoned_datetime, {"type": "string", "format": "date-time",
+                             "description": "ISO 8601 date-time with a zone"})
 _described(_any_object, {"type": "object"})
 
 
@@ -481,10 +495,13 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "id": Field(_id, required=True),
         "userId": Field(_id, required=True),
         "subject": _STR,
-        "start": Field(_datetime, required=True),
-        "end": Field(_datetime, required=True),
+        "start": Field(_zoned_datetime, required=True),
+        "end": Field(_zoned_datetime, required=True),
+        # What the sync knows (R15; export adds them, import takes them back).
         "graphId": Field(_optional(_id)),
         "status": Field(_one_of("pending", "created", "failed"), default="pending"),
+        "reason": _STR,
+        "lastError": _STR,
     },
 }
 
@@ -596,6 +613,7 @@ def validate_document(
     _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
     errors += _event_calendars(doc, out, known_calendars)
     errors += emply_checks.check_emails(out)
+    errors += outbound_checks.check_outbound(out["outboundEvents"])
     errors += emply_checks.check_unique(out, stored)
     if errors:
         error = DocumentError.of(errors)

@@ -26,7 +26,7 @@ def components() -> dict[str, dict[str, Any]]:
         out[name] = emply_doc.object_schema(_schema(section))
         out[name + "Patch"] = emply_doc.object_schema(_schema(section), partial=True)
     # A PUT of one entity may leave out its id (the path names it).
-    for kind in ("users", "employees"):
+    for kind in ("users", "employees", "outboundEvents"):
         body = emply_doc.object_schema(_schema(kind))
         body["required"] = [f for f in body.get("required", []) if f != "id"]
         out[NAMES[kind] + "Body"] = body

@@ -23,9 +23,12 @@ from typing import Any
 
 from shared import (
     calendar_apply,
+    change_feed,
+    conflicts,
     disabled_run,
     entra_creates,
     errors,
+    event_push_apply,
     event_sync,
     records,
     telemetry,
@@ -319,18 +322,28 @@ async def _run(
             if heartbeat.done():  # the lease was lost: another run may be applying
                 heartbeat.result()
             applying = True
+            skipped = conflicts.Skipped()
             if prepared.settings.enabled:
-                await apply_plan(deps, prepared, plan, run.report.run_id, started)
+                skipped = await apply_plan(deps, prepared, plan, run.report.run_id, started)
             else:  # R17: the integration is removed
                 await disabled_run.apply_disabled(deps.store, prepared.loaded, prepared.state,
                                                   plan, run.report.run_id, iso(started))
-            _progress(run, "applied")
+            _progress(run, "applied", **({"concurrentChanges": len(skipped.users)
+                                          + len(skipped.employees)} if skipped else {}))
+            dropped = conflicts.left_out(plan, skipped)
+            run.report = conflicts.reported(run.report, dropped, skipped)
             run.report, not_written, links = await _write_back(
-                deps, run, plan, prepared.settings, iso(started))
+                deps, run, plan, prepared.settings, iso(started),
+                frozenset(id(c) for c in dropped))
+            run.report, not_pushed = await event_push_apply.push_planned(  # R15, after
+                deps.store, deps.graph, plan, run.report, prepared.loaded)  # the Emply writes
+            not_written |= not_pushed
         del prepared  # with it the loaded Emply copy (about 100 MB at 100,000 users)
         run.report = dataclasses.replace(run.report, changes=[
             *(c.to_json() for c in plan.changes if id(c) not in not_written),
             *(c.to_json() for c in links)])
+        if heartbeat is not None:  # a real run: its applied changes go in the feed
+            run.report = await change_feed.record_report(deps.store, run.report, deps.clock())
     except Exception as exc:  # recorded; re-raised when it is a bug, not a run failure
         error = failure(exc)
         if error["reason"] == errors.BUG_REASON:
@@ -353,18 +366,22 @@ async def _run(
 
 
 async def _write_back(
-    deps: Deps, run: _Run, plan: model.Plan, settings: model.Settings, at: str
+    deps: Deps, run: _Run, plan: model.Plan, settings: model.Settings, at: str,
+    dropped: frozenset[int] = frozenset()
 ) -> tuple[records.RunReport, frozenset[int], tuple[model.Change, ...]]:
     """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
     Emply, R5, except the link of a user created in Entra: `shared.entra_creates`).
     What was not written is reported per user (or once, for a missing permission) and
     left out of the changes and counts; the next run plans it again. Returns the report,
-    the ids of the changes not written, and the links made for created users."""
+    the ids of the changes not written, and the links made for created users.
+    `dropped`: the changes left out already (`shared.conflicts`, counted there): not
+    written, and among those returned as not written."""
     planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS
-               and c.kind != model.ENTRA_CREATE]
-    creates = [c for c in plan.changes if c.kind == model.ENTRA_CREATE]
+               and c.kind != model.ENTRA_CREATE and id(c) not in dropped]
+    creates = [c for c in plan.changes if c.kind == model.ENTRA_CREATE
+               and id(c) not in dropped]
     if not planned and not creates:
-        return run.report, frozenset(), ()
+        return run.report, dropped, ()
     result = await writer.write_changes(deps.graph, planned)
     created = await entra_creates.create_and_link(
         deps.store, deps.graph, creates, settings, run.report.run_id, at) if creates else None
@@ -382,7 +399,7 @@ async def _write_back(
         counts[model.LINK_USER] = counts.get(model.LINK_USER, 0) + len(links)
     report = dataclasses.replace(run.report, counts=counts, errors=(
         *run.report.errors, *result.errors, *(created.result.errors if created else ())))
-    return report, frozenset(id(c) for c in failed), links
+    return report, dropped | frozenset(id(c) for c in failed), links
 
 
 @contextlib.contextmanager
@@ -495,7 +512,9 @@ def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead
 
 async def apply_plan(
     deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, started: dt.datetime
-) -> None:
+) -> conflicts.Skipped:
+    """Write the plan's Emply side and the state; returns the entities not written
+    because Emply changed them meanwhile (`shared.conflicts`)."""
     at = iso(started)
     store = deps.store
     loaded = prepared.loaded
@@ -530,8 +549,12 @@ async def apply_plan(
     entra_saved = None if same_snapshot else asyncio.ensure_future(
         store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
-        await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
-        await store.write_built("employees", writes.employee_ids, writes.employee, loaded=loaded)
+        skipped = conflicts.Skipped(
+            frozenset(await store.write_built("users", writes.user_ids, writes.user,
+                                              loaded=loaded, skip_conflicts=True)),
+            frozenset(await store.write_built("employees", writes.employee_ids,
+                                              writes.employee, loaded=loaded,
+                                              skip_conflicts=True)))
         await calendar_apply.apply_calendars(store, loaded, plan)
         if prepared.events is not None:
             await event_sync.apply(store, loaded, plan, prepared.events)
@@ -546,8 +569,9 @@ async def apply_plan(
                 await store.delete_snapshot(generation)
         raise
     # A plan with Entra writes is never reused: a write that fails must be planned again,
-    # and Graph's delta would not show it (R9).
-    residual = None if any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
+    # and Graph's delta would not show it (R9). Nor one with skipped entities: their users
+    # must be planned again from what Emply wrote.
+    residual = None if skipped or any(c.kind in model.ENTRA_KINDS for c in plan.changes) else (
         records.residual(
             plan, run_id=run_id, started=started, tenant_id=prepared.settings.tenant_id,
             emply_version=loaded.version(), organization=mirror["organization"],
@@ -557,6 +581,7 @@ async def apply_plan(
     if not same_snapshot and old_generation is not None:
         with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
             await store.delete_snapshot(old_generation)
+    return skipped
 
 
 def failure(exc: BaseException) -> dict[str, Any]:

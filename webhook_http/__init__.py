@@ -29,6 +29,11 @@ from webhook_http import caller
 MAX_BODY_BYTES = 4096
 POLL_AFTER_SECONDS = 5
 """Retry-After on a 202: how soon polling the run is worth it."""
+BUSY_RETRY_AFTER_SECONDS = 30
+"""Retry-After on a 409 while a run is queued or running: a run takes from seconds to
+minutes and how long is not known in advance; polling the run tells when it is done."""
+UNAVAILABLE_RETRY_AFTER_SECONDS = 30
+"""Retry-After on a 503 whose cause is temporary (storage or Graph down or throttling)."""
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}", re.ASCII)
 """`service.new_run_id`'s form."""
 SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
@@ -50,9 +55,19 @@ def respond(status: int, body: Any) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype=mimetype)
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> func.HttpResponse:
-    return respond(status, {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail, **extra})
+def problem(status: int, title: str, detail: str, *, retry_after: int | None = None,
+            **extra: Any) -> func.HttpResponse:
+    response = respond(status, {"type": "about:blank", "title": title, "status": status,
+                                "detail": detail, **extra})
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def run_in_progress(exc: service.RunInProgress, title: str) -> func.HttpResponse:
+    """409 naming the run that holds the way (R1), with when to try again."""
+    return problem(409, title, str(exc), retry_after=BUSY_RETRY_AFTER_SECONDS,
+                   runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -127,6 +142,7 @@ def failure_problem(failure: errors.SyncFailure) -> func.HttpResponse:
         return problem(409, "Not configured", failure.message, reason=failure.reason,
                        temporary=False)
     return problem(503, "A dependency is unavailable", failure.message,
+                   retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS if failure.temporary else None,
                    reason=failure.reason, temporary=failure.temporary)
 
 
@@ -197,8 +213,7 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
             approve_deletions=body.get("approveDeletions"),
         )
     except service.RunInProgress as exc:
-        return problem(409, "A sync is already queued or running", str(exc),
-                       runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
+        return run_in_progress(exc, "A sync is already queued or running")
     run_id = queued["runId"]
     if wait:
         report = await manual_runs.wait_for(run_id, wait)
@@ -263,8 +278,11 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     # nothing else, no reason, no last run. Operators read /api/health/details.
     status = await boundary.health()
     up = status["status"] == "healthy"
-    return func.HttpResponse(json.dumps({"status": "up" if up else "down"}),
-                             status_code=200 if up else 503, mimetype="application/json")
+    response = func.HttpResponse(json.dumps({"status": "up" if up else "down"}),
+                                 status_code=200 if up else 503, mimetype="application/json")
+    if not up:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
 
 
 @bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -272,9 +290,13 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 @role_required
 async def health_details(req: func.HttpRequest) -> func.HttpResponse:
     status = await boundary.health()
-    return respond(200 if status["status"] == "healthy" else 503, status)
+    response = respond(200 if status["status"] == "healthy" else 503, status)
+    if response.status_code == 503:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
 
 
 # The Emply side's routes (and GET /api/openapi.json) register on `bp` when imported;
 # last, as they use the helpers above.
+from webhook_http import changes_api as _changes_api  # noqa: E402, F401
 from webhook_http import emply_api as _emply_api  # noqa: E402, F401

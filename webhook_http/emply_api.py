@@ -16,8 +16,24 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import boundary, emply_api, emply_doc, service
-from webhook_http import BadRequest, bp, failures_as_problems, problem, respond, role_required
+from shared import (
+    boundary,
+    emply_api,
+    emply_doc,
+    emply_pages,
+    emply_roles,
+    emply_schema,
+    service,
+)
+from webhook_http import (
+    BadRequest,
+    bp,
+    failures_as_problems,
+    problem,
+    respond,
+    role_required,
+    run_in_progress,
+)
 from webhook_http import openapi as oa
 
 MAX_DOCUMENT_BYTES = 128 * 1024 * 1024
@@ -132,12 +148,12 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
     except emply_api.BadCursor as exc:
         return problem(400, "Bad request", str(exc), field="next")
     except service.RunInProgress as exc:
-        return problem(409, "A sync or an import is running", str(exc),
-                       runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
+        return run_in_progress(exc, "A sync or an import is running")
     except emply_api.ConcurrentChange:
         return problem(409, "Changed meanwhile",
                        "the Emply side changed while this request was written; nothing was "
-                       "written, retry", reason="concurrent_change", temporary=True)
+                       "written, retry", retry_after=1, reason="concurrent_change",
+                       temporary=True)
 
 
 # --- the whole document ------------------------------------------------------------
@@ -147,10 +163,29 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
 @role_required
 async def export_emply(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        _params(req, frozenset())
-        async with boundary.open_deps() as deps:
-            body = await emply_api.export_document(deps.store)
-        return func.HttpResponse(body, status_code=200, mimetype="application/json")
+        params = _params(req, frozenset({"pageSize", "next"}))
+        if "pageSize" not in params and "next" not in params:
+            async with boundary.open_deps() as deps:
+                try:
+                    await emply_pages.check_one_shot(deps.store)
+                except emply_pages.TooLarge as exc:
+                    return problem(413, "Too large for one response", str(exc),
+                                   field="pageSize")
+                body = await emply_api.export_document(deps.store)
+            return func.HttpResponse(body, status_code=200, mimetype="application/json")
+        size = _page_size(params)
+        after = params.get("next")
+        if after is not None and (not after or len(after) > 2000):
+            raise _bad("next", "next is not a cursor this service handed out")
+        try:
+            async with boundary.open_deps() as deps:
+                found = await emply_pages.page(deps.store, after, size)
+        except emply_pages.BadCursor as exc:
+            return problem(400, "Bad request", str(exc), field="next")
+        cursor = found.pop("next")
+        found["next"] = None if cursor is None else (
+            f"/api/emply?next={quote(cursor, safe='')}&pageSize={size}")
+        return respond(200, found)
     return await _guarded(run)
 
 
@@ -165,7 +200,8 @@ async def import_emply(req: func.HttpRequest) -> func.HttpResponse:
             raise _bad("replace", "replace must be true or false")
         raw = _body(req, MAX_DOCUMENT_BYTES)
         async with boundary.open_deps() as deps:
-            counts = await emply_api.import_document(deps.store, raw, replace=replace == "true")
+            counts = await emply_api.import_document(deps.store, raw, replace=replace == "true",
+                                                     graph=deps.graph)
         return respond(200, {"imported": counts, "replaced": replace == "true"})
     return await _guarded(run)
 
@@ -193,7 +229,8 @@ async def put_settings(req: func.HttpRequest) -> func.HttpResponse:
         if_match = _if_match(req)
         body = _json(req)
         async with boundary.open_deps() as deps:
-            settings, etag = await emply_api.put_settings(deps.store, body, if_match)
+            settings, etag = await emply_api.put_settings(deps.store, body, if_match,
+                                                          deps.graph)
         return _answer(200, settings, etag)
     return await _guarded(run)
 
@@ -207,8 +244,22 @@ async def list_roles(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         _params(req, frozenset())
         async with boundary.open_deps() as deps:
-            roles = await emply_api.get_roles(deps.store)
-        return respond(200, {"roles": roles})
+            roles, etag = await emply_roles.get_roles(deps.store)
+        return _answer(200, {"roles": roles}, etag)
+    return await _guarded(run)
+
+
+@bp.route(route="roles", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_roles(req: func.HttpRequest) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        _params(req, frozenset())
+        if_match = _if_match(req)
+        body = _json(req)
+        async with boundary.open_deps() as deps:
+            roles, etag = await emply_roles.put_roles(deps.store, body, if_match)
+        return _answer(200, {"roles": roles}, etag)
     return await _guarded(run)
 
 
@@ -359,6 +410,42 @@ async def patch_employee(req: func.HttpRequest) -> func.HttpResponse:
     return await _patch(req, "employees")
 
 
+@bp.route(route="users/{id}/calendars/{cid}", methods=["PUT"],
+          auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_user_calendar(req: func.HttpRequest) -> func.HttpResponse:
+    """R13: the user enables or disables one of its calendars."""
+    async def run() -> func.HttpResponse:
+        _params(req, frozenset())
+        user_id = _entity_id(req)
+        calendar_id = str(req.route_params.get("cid", ""))
+        if not calendar_id.strip() or len(calendar_id) > 255:
+            raise _bad("cid", "cid must be 1 to 255 characters, not only spaces")
+        if_match = _if_match(req)
+        body = _json(req)
+        async with boundary.open_deps() as deps:
+            item, etag = await emply_api.set_calendar(deps.store, user_id, calendar_id, body,
+                                                      if_match)
+        return _answer(200, item, etag)
+    return await _guarded(run)
+
+
+@bp.route(route="outbound-events/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def get_outbound_event(req: func.HttpRequest) -> func.HttpResponse:
+    return await _get(req, "outboundEvents")
+
+
+@bp.route(route="outbound-events/{id}", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@failures_as_problems
+@role_required
+async def put_outbound_event(req: func.HttpRequest) -> func.HttpResponse:
+    """R15: an event Emply created, for the sync to create in the user's M365 calendar."""
+    return await _put(req, "outboundEvents")
+
+
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return respond(200, oa.document())
@@ -372,10 +459,34 @@ def _declare() -> None:
     if_match = {"name": "If-Match", "in": "header", "required": False,
                 "description": "write only if the entity's ETag is this one (or * : it "
                                "exists); else 412", "schema": {"type": "string"}}
+    section_page = oa.schema("EmplyPage", {
+        "type": "object", "required": ["next"],
+        "description": "one page of the document: the first holds settings and roles, "
+                       "each later one a section's entities",
+        "properties": {
+            "settings": {"anyOf": [oa.ref("#/components/schemas/Settings"),
+                                   {"type": "null"}]},
+            **{kind: {"type": "array", "items": oa.ref(f"#/components/schemas/{name}")}
+               for kind, name in emply_schema.NAMES.items() if kind != "settings"},
+            "next": {"type": ["string", "null"],
+                     "description": "the next page's URL; null after the last"}}})
     oa.operation("/emply", "get", operation_id="exportEmply", tags=("emply",),
-                 summary="The whole Emply state document (as `emply-sync emply export`)",
-                 responses={"200": {"description": "the document",
-                                    "schema": oa.ref("#/components/schemas/EmplyDocument")}})
+                 summary="The whole Emply state document (as `emply-sync emply export`), "
+                         "or with pageSize a page of it",
+                 parameters=[
+                     {"name": "pageSize", "in": "query", "required": False,
+                      "description": "page the document (required above "
+                                     f"{emply_pages.ONE_SHOT_MAX} users and employees)",
+                      "schema": {"type": "integer", "minimum": 1,
+                                 "maximum": MAX_PAGE_SIZE}},
+                     {"name": "next", "in": "query", "required": False,
+                      "description": "the cursor of a previous page's next link",
+                      "schema": {"type": "string"}}],
+                 problems=("400", "413"),
+                 responses={"200": {"description": "the document, or a page of it",
+                                    "schema": {"anyOf": [
+                                        oa.ref("#/components/schemas/EmplyDocument"),
+                                        oa.ref(section_page)]}}})
     counts = oa.schema("ImportResult", {
         "type": "object", "required": ["imported", "replaced"],
         "properties": {"imported": {"type": "object",
@@ -406,7 +517,16 @@ def _declare() -> None:
                                  "items": oa.ref("#/components/schemas/Role")}}})
     oa.operation("/roles", "get", operation_id="listRoles", tags=("emply",),
                  summary="Every role", responses={"200": {"description": "the roles",
-                                                          "schema": oa.ref(roles)}})
+                                                          "schema": oa.ref(roles),
+                                                          "headers": etag}})
+    oa.operation("/roles", "put", operation_id="putRoles", tags=("emply",),
+                 summary="Replace the list of roles (a role still referenced by the "
+                         "settings or a user cannot be removed)",
+                 parameters=[if_match], request={"required": True, **oa.json_body(
+                     oa.ref(roles))},
+                 responses={"200": {"description": "written", "schema": oa.ref(roles),
+                                    "headers": etag}},
+                 problems=("400", "409", "412", "413"))
     for kind, name in (("users", "User"), ("employees", "Employee")):
         entity = oa.ref(f"#/components/schemas/{name}")
         with_etag = oa.ref(f"#/components/schemas/{name}Item")
@@ -454,10 +574,47 @@ def _declare() -> None:
                          oa.ref(f"#/components/schemas/{name}Patch"))},
                      responses={"200": written},
                      problems=("400", "404", "409", "412", "413"))
+    _declare_calendars_and_outbound(etag, if_match)
     oa.operation("/openapi.json", "get", operation_id="openapi", tags=("meta",),
                  summary="This document", problems=(),
                  responses={"200": {"description": "OpenAPI 3.1",
                                     "schema": {"type": "object"}}})
+
+
+
+def _declare_calendars_and_outbound(etag: dict[str, Any], if_match: dict[str, Any]) -> None:
+    path_id = {"name": "id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+    cid = {**path_id, "name": "cid"}
+    calendar = oa.ref("#/components/schemas/Calendar")
+    choice = oa.schema("CalendarChoice", {
+        "type": "object", "required": ["enabled"], "additionalProperties": False,
+        "properties": {"enabled": {"type": "boolean"}}})
+    oa.operation("/users/{id}/calendars/{cid}", "put", operation_id="putUserCalendar",
+                 tags=("emply",),
+                 summary="Enable or disable one of the user's calendars (R13; the default "
+                         "calendar cannot be disabled)",
+                 parameters=[path_id, cid, if_match],
+                 request={"required": True, **oa.json_body(oa.ref(choice))},
+                 responses={"200": {"description": "written", "schema": calendar,
+                                    "headers": etag}},
+                 problems=("400", "404", "409", "412", "413"))
+    event = oa.ref("#/components/schemas/OutboundEvent")
+    oa.operation("/outbound-events/{id}", "get", operation_id="getOutboundEvent",
+                 tags=("emply",), summary="One outbound event, with its graphId and status",
+                 parameters=[path_id], problems=("400", "404"),
+                 responses={"200": {"description": "found", "schema": event,
+                                    "headers": etag}})
+    written = {"description": "written", "schema": event, "headers": etag}
+    oa.operation("/outbound-events/{id}", "put", operation_id="putOutboundEvent",
+                 tags=("emply",),
+                 summary="Create or replace an outbound event (R15: created once in the "
+                         "user's default M365 calendar by the next run)",
+                 parameters=[path_id, if_match],
+                 request={"required": True, **oa.json_body(
+                     oa.ref("#/components/schemas/OutboundEventBody"))},
+                 responses={"200": written, "201": {**written, "description": "created"}},
+                 problems=("400", "409", "412", "413"))
 
 
 _declare()

@@ -23,9 +23,15 @@ PROBLEM_RESPONSES = {
     "404": "Not found",
     "409": "A sync or an import holds the lease, or the service is not configured",
     "412": "If-Match does not name the entity's current ETag",
+    "410": "The cursor is past the change feed's retention; the body says what to do",
     "413": "The body is larger than the route takes",
     "503": "A dependency (storage, Graph) is unavailable; retry later",
 }
+
+
+RETRY_AFTER = {"description": "seconds to wait before trying again (on a 409 while a run "
+                              "is queued or running, and on a temporary 503)",
+               "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
 
 def schema(name: str, value: dict[str, Any]) -> str:
@@ -63,6 +69,8 @@ def operation(path: str, method: str, *, operation_id: str, summary: str,
     for status in (*problems, "503"):
         out.setdefault(status, {"description": PROBLEM_RESPONSES[status],
                                 **json_body(ref(PROBLEM), media="application/problem+json")})
+        if status in ("409", "503"):
+            out[status].setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER)
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary,
                           "responses": out, "tags": list(tags)}
     if parameters:

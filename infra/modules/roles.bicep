@@ -13,7 +13,7 @@ var roles = {
   // the timer's singleton lock); it also covers the Flex deployment container
   // and the app's syncstate/runreports/photos containers.
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // The app's tables: emply, runs, synclease.
+  // The app's tables: emply, runs, synclease, changefeed.
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   // Entra-authenticated ingestion into App Insights (local auth is off).
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'

@@ -21,11 +21,12 @@ param skuName string = 'Standard_GRS'
 @description('Blob container the Flex Consumption plan deploys the app package from.')
 param deploymentContainerName string
 
-@description('Tables the app uses: Emply side, run index, single-run lease.')
+@description('Tables the app uses: Emply side, run index, single-run lease, change feed (GET /api/changes).')
 param tableNames array = [
   'emply'
   'runs'
   'synclease'
+  'changefeed'
 ]
 
 @description('Blob containers the app uses: delta links + Entra mirror + previous role mapping, run reports, photos.')

@@ -146,6 +146,13 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
                              e.get("sensitivity") == "private")
             for e in doc.get("events", ())
         ),
+        outbound=tuple(
+            model.OutboundEvent(o["id"], o["userId"], o.get("subject"), o.get("start") or "",
+                                o.get("end") or "", o.get("graphId"),
+                                o.get("status") or "pending",
+                                o.get("reason") or o.get("lastError"))
+            for o in doc.get("outboundEvents", ())
+        ),
     )
 
 

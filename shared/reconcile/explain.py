@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.reconcile import (
     calendars,
+    event_push,
     events,
     lifecycle,
     matching,
@@ -166,6 +167,11 @@ def explain(
         reasons.append(words)
         reasons.extend(events.explain(user, emply, settings, now))  # R14
         answers.append(answer(faq_key))
+
+    pushed = event_push.explain(user, emply, settings, entra.mailboxes)  # R15
+    if pushed:
+        reasons.extend(pushed)
+        answers.append(answer("ms365_calendar"))
 
     next_run = [c.to_json() for c in plan.for_user(user.id)]
     held = {c.user_id for c in plan.held}

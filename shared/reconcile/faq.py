@@ -66,6 +66,12 @@ FAQ: dict[str, tuple[str, str]] = {
         "additional calendars will be added with the \"Disable/Enable\" buttons. Additional "
         "calendars will be added to Emply as \"Disabled\" by default.",
     ),
+    "ms365_calendar": (
+        "How do I synchronize the calendar with MS365?",
+        "In the integration set up you must activate synchronization of the calendar. When "
+        "the synchronization is activated the data can be used in Emply's calendar "
+        "functionality. Additionally, Emply can create events in the MS365 calendar.",
+    ),
     "removed": (
         "What happens if I remove the Microsoft Entra ID integration?",
         "The calendar synchronization stops, the Outlook events will no longer be visible in "

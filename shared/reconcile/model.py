@@ -279,12 +279,29 @@ class EmplyEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class OutboundEvent:
+    """An event Emply created for a user, to be created in its default M365 calendar (R15)."""
+
+    id: str
+    user_id: str
+    subject: str | None = None
+    start: str = ""
+    end: str = ""
+    graph_id: str | None = None
+    status: str = "pending"
+    """`pending` (not yet created), `created` or `failed` (final)."""
+    reason: str | None = None
+    """Why it failed (a reason code); for a pending one, the last transient error."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EmplySnapshot:
     users: tuple[EmplyUser, ...]
     employees: tuple[Employee, ...] = ()
     roles: tuple[Role, ...] = ()
     calendars: tuple[EmplyCalendar, ...] = ()
     events: tuple[EmplyEvent, ...] = ()
+    outbound: tuple[OutboundEvent, ...] = ()
 
 
 GUARD_WINDOW = dt.timedelta(hours=24)

@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.reconcile import (
     calendars,
+    event_push,
     lifecycle,
     matching,
     model,
@@ -99,11 +100,16 @@ class _Planner:
             self._deactivate_out_of_scope(claimed)
             held = self._guard(approval)
             self._seed_role_bases()
+            deactivated = {c.user_id for c in self.changes
+                           if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
             if self.emply.calendars or self.entra.mailboxes:  # R13; else nothing to do
-                deactivated = {c.user_id for c in self.changes
-                               if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
                 self.changes.extend(calendars.calendar_changes(
                     self.emply, self.entra.mailboxes, self.settings, deactivated))
+            if self.emply.outbound:  # R15
+                self.changes.extend(event_push.push_changes(
+                    self.emply, self.entra.mailboxes, self.settings, deactivated,
+                    {c.user_id for c in self.changes
+                     if c.kind == model.LINK_USER and c.user_id is not None}))
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))
         written_back = writeback.plan_writeback(
             self.entra, self.emply, self.settings,
@@ -148,13 +154,6 @@ class _Planner:
     def _unavailable_features(self) -> None:
         """Settings that turn on what this version does not do are reported at every run,
         never silently accepted (the setting is stored, and ignored)."""
-        if self.settings.calendar_sync:
-            self.problems.append(model.Problem(
-                model.FEATURE_NOT_AVAILABLE,
-                "Emply-created events (R15) are not available in this version: with "
-                "calendarSync on, the users' calendars are kept in Emply (R13) and their "
-                "events mirrored (R14), but no outbound event is pushed",
-            ))
         wanted = [
             ("photoSync", "profile photo sync (R16)", self.settings.photo_sync),
             *(

@@ -477,7 +477,8 @@ class AzureEmplyTables:
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
-                          loaded: LoadedEmply | None = None) -> None:
+                          loaded: LoadedEmply | None = None,
+                          skip_conflicts: bool = False) -> list[str]:
         """Write the entities of a one-key kind ("users", "employees") with these ids,
         each made by `build(id)` just before its partition is written.
 
@@ -485,6 +486,10 @@ class AzureEmplyTables:
         a few thousand entities, not all of them. Transactions per partition;
         ETag-guarded for the entities `loaded` read. `build` must give entities whose
         fields are the kind's (an unknown field is a bug: ValueError).
+
+        With `skip_conflicts`, an entity changed by someone else since it was loaded is
+        left out (and the rest of its transaction sent again) instead of raising
+        `ConcurrentChangeError`; returns the ids left out.
         """
         kc = CODECS[kind]
         if kind not in codec.BUCKETED:
@@ -494,19 +499,26 @@ class AzureEmplyTables:
         for entity_id in ids:
             by_partition.setdefault(kc.pk(keys.encode_key(entity_id)), []).append(entity_id)
         if not by_partition:
-            return
+            return []
         await self._ensure()
         known = ledger.known[kind] if ledger.known is not None else None
+        skipped: list[str] = []
 
         async def partition(entity_ids: list[str]) -> None:
+            left_out: set[str] = set()
             async with self._limit:
                 items = [build(i) for i in entity_ids]
                 ops = [self._operation(kc.to_row(item), ledger) for item in items]
                 for chunk in codec.chunks(ops):
-                    await self._send(chunk, kind, ledger)
+                    if skip_conflicts:
+                        left_out.update(await self._send_or_skip(chunk, kind, ledger))
+                    else:
+                        await self._send(chunk, kind, ledger)
+            skipped.extend(i for i in entity_ids if i in left_out)
             if known is not None:
                 for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                    known[row["RowKey"]] = kc.cache_row(item)
+                    if item.get("id") not in left_out:
+                        known[row["RowKey"]] = kc.cache_row(item)
 
         await self._bump_version(ledger)
         try:
@@ -516,6 +528,38 @@ class AzureEmplyTables:
             raise
         finally:
             await self._bump_version(ledger)
+        if skipped:
+            ledger.marker_ours = False  # someone else wrote: no cached copy is right
+        return skipped
+
+    async def _send_or_skip(self, chunk: list[Operation], kind: str,
+                            ledger: AzureLedger) -> list[str]:
+        """Send one transaction; the conditional writes whose entity changed since it was
+        loaded are left out and the rest sent again (a transaction fails as a whole).
+        Returns the ids of the entities left out."""
+        left_out: list[str] = []
+        while chunk:
+            try:
+                await self._send(chunk, kind, ledger)
+                break
+            except errors.ConcurrentChangeError:
+                stale = await self._stale(chunk)
+                if not stale:
+                    raise
+                left_out += [str(chunk[i][1].get("id")) for i in stale]
+                chunk = [op for i, op in enumerate(chunk) if i not in stale]
+        return left_out
+
+    async def _stale(self, chunk: list[Operation]) -> set[int]:
+        """The indexes of the conditional writes whose entity's ETag moved (or is gone)."""
+        stale: set[int] = set()
+        for index, (_op, row, kwargs) in enumerate(chunk):
+            if "etag" not in kwargs:
+                continue
+            current = await codec.get_row(self.emply, row["PartitionKey"], row["RowKey"])
+            if current is None or current[wire.ETAG] != kwargs["etag"]:
+                stale.add(index)
+        return stale
 
     async def _bump_version(self, ledger: AzureLedger) -> None:
         """Give the Emply version marker a new value (see the module docstring), keeping
@@ -631,12 +675,9 @@ class AzureEmplyTables:
     async def _raise_conflict(self, chunk: list[Operation], kind: str,
                               exc: HttpResponseError) -> None:
         """Find which conditional write of a failed transaction was stale."""
-        for _op, row, kwargs in chunk:
-            if "etag" not in kwargs:
-                continue
-            current = await codec.get_row(self.emply, row["PartitionKey"], row["RowKey"])
-            if current is None or current[wire.ETAG] != kwargs["etag"]:
-                raise errors.ConcurrentChangeError(kind, str(row.get("id"))) from exc
+        stale = sorted(await self._stale(chunk))
+        if stale:
+            raise errors.ConcurrentChangeError(kind, str(chunk[stale[0]][1].get("id"))) from exc
 
 
 def _from_cache(cache: Mapping[str, Any], generation: str | None,

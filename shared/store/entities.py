@@ -46,11 +46,13 @@ def _tables(store: protocols.SyncStore) -> AzureEmplyTables:
 
 
 async def read(store: protocols.SyncStore, kind: str,
-               key: str) -> tuple[dict[str, Any], str] | None:
-    """The entity of `kind` ("settings" takes any key) and its ETag, or None."""
+               key: str | Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The entity of `kind` ("settings" takes any key) and its ETag, or None. `key`: the
+    id, or the key fields of a kind with more than one (a calendar's userId and id)."""
     await _tables(store).resolve()
     codec = _CODECS[kind]
-    rk = codec.row_key({"id": key}) if kind != "settings" else codec.row_key({})
+    fields = key if isinstance(key, Mapping) else {"id": key}
+    rk = codec.row_key(fields) if kind != "settings" else codec.row_key({})
     row = await wire.get(_tables(store).emply, codec.pk(rk), rk)
     if row is None:
         return None
@@ -67,7 +69,7 @@ async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
     pk = codec.pk(rk)
     ledger = AzureLedger()
     if if_match is not None:
-        current = await read(store, kind, str(item.get("id", "")))
+        current = await read(store, kind, item)
         if current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
         if if_match not in (ANY, current[1]):
@@ -153,3 +155,50 @@ async def page(store: protocols.SyncStore, kind: str, *, page_size: int, after: 
             more = True
             break
     return found, (encode_cursor(*last) if more and last is not None else None)
+
+
+async def role_references(store: protocols.SyncStore) -> dict[str, list[str]]:
+    """Role id -> the ids of the users holding it (a projection of two columns, streamed
+    a page at a time: 100,000 users are never held as entities)."""
+    tables = _tables(store)
+    await tables.resolve()
+    codec = _CODECS["users"]
+    held: dict[str, list[str]] = {}
+    async for rows in wire.query(tables.emply, codec.filter, select=["id", "roles"]):
+        for row in rows:
+            for role in json.loads(row.get("roles") or "[]"):
+                held.setdefault(str(role), []).append(str(row.get("id")))
+    return held
+
+
+async def replace_all(store: protocols.SyncStore, kind: str, items: list[dict[str, Any]],
+                      loaded: Mapping[str, str], removed: list[str]) -> None:
+    """Write `items` of a one-partition kind (roles) and delete the `removed` ids. An
+    item whose id is in `loaded` (id -> the ETag it was read with) is written only if
+    it still has that ETag; raises `PreconditionFailed` when one changed meanwhile."""
+    codec = _CODECS[kind]
+    ledger = AzureLedger()
+    for item in items:
+        rk = codec.row_key(item)
+        etag = loaded.get(str(item["id"]))
+        if etag is not None:
+            ledger.etags[(codec.pk(rk), rk)] = etag
+    try:
+        await _tables(store).write(kind, items, ledger)
+    except errors.ConcurrentChangeError as exc:
+        raise PreconditionFailed(f"{kind} changed since they were read") from exc
+    if removed:
+        await _tables(store).delete_entities(kind, [{"id": i} for i in removed])
+
+
+async def count_up_to(store: protocols.SyncStore, kind: str, limit: int) -> int:
+    """How many entities of `kind` there are, counting no further than `limit` + 1 (a
+    projection of the keys, a page at a time)."""
+    tables = _tables(store)
+    await tables.resolve()
+    count = 0
+    async for rows in wire.query(tables.emply, _CODECS[kind].filter, select=["RowKey"]):
+        count += len(rows)
+        if count > limit:
+            break
+    return count

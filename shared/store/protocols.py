@@ -147,9 +147,12 @@ class EmplyTables(Protocol):
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
-                          loaded: LoadedEmply | None = None) -> None:
+                          loaded: LoadedEmply | None = None,
+                          skip_conflicts: bool = False) -> list[str]:
         """Write users or employees with these ids, each made by `build(id)` just before
-        it is written (so a big write never holds them all)."""
+        it is written (so a big write never holds them all). With `skip_conflicts`, the
+        entities changed by someone else since `loaded` read them are left out (the rest
+        written) instead of raising `ConcurrentChangeError`; returns their ids."""
 
     async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
                              loaded: LoadedEmply | None = None) -> None:

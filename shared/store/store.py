@@ -139,8 +139,10 @@ class EmplyStore:
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
-                          loaded: LoadedEmply | None = None) -> None:
-        await self.emply_tables.write_built(kind, ids, build, loaded=loaded)
+                          loaded: LoadedEmply | None = None,
+                          skip_conflicts: bool = False) -> list[str]:
+        return await self.emply_tables.write_built(kind, ids, build, loaded=loaded,
+                                                   skip_conflicts=skip_conflicts)
 
     async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
                              loaded: LoadedEmply | None = None) -> None:

@@ -91,9 +91,8 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     ]
     assert kept(world) == {("u-megan", "cal-main"): (True, True),
                            ("u-megan", "cal-team"): (False, False)}
-    # Emply-created events are not pushed by this version: said once per run.
-    assert [e["reason"] for e in report["errors"]] == ["feature_not_available"]
-    assert "no outbound event is pushed" in report["errors"][0]["message"]
+    # Calendar sync is whole (R13–R15): nothing reported as missing.
+    assert report["errors"] == []
 
     # Nothing changed: the calendars are still read (they are not in the delta), and
     # nothing is planned.

@@ -152,10 +152,10 @@ def test_features_this_version_does_not_have_are_reported_in_every_run(
     make_world: Any,
 ) -> None:
     world = make_world(faq_tenant())
-    world.import_state(t.emply_state(calendarSync=True))
+    world.import_state(t.emply_state(calendarSync=True, photoSync=True))
     report = world.sync()
     (warning,) = [e for e in report["errors"] if e["reason"] == "feature_not_available"]
-    assert warning["message"].startswith("Emply-created events (R15) are not available")
+    assert warning["message"].startswith("profile photo sync (R16) is not available")
     again = world.sync()  # nothing changed: still said (calendars are read and planned)
     assert [e["reason"] for e in again["errors"]] == ["feature_not_available"]
     assert "reusedPlanOf" not in again

@@ -92,14 +92,20 @@ def test_removing_the_integration_removes_calendars_and_events_and_nothing_else(
     text = world.ok("sync")
     assert "DISABLED" in text and "integration is disabled" in text
 
-    # On again: a full read, and what happened meanwhile is acted on as usual.
+    # Pushes stop too (R15): Emply's outbound event waits, pending.
+    assert [o["status"] for o in world.export()["outboundEvents"]] == ["pending"]
+
+    # On again: a full read, and what happened meanwhile is acted on as usual (calendar
+    # sync is off in these settings: the outbound event fails for it, R15).
     world.import_state({"settings": state["settings"]})
     resumed = world.sync()
     assert resumed["status"] == "succeeded"
     assert resumed["entraRead"]["fullRead"] is True
-    assert resumed["counts"] == {"create_user": 1, "deactivate_user": 1}
-    assert {(c["kind"], c["entraId"]) for c in resumed["changes"]} == {
-        ("create_user", NEWCOMER["id"]), ("deactivate_user", MEGAN["id"])}
+    assert resumed["counts"] == {"create_user": 1, "deactivate_user": 1, "event_push": 1}
+    assert {(c["kind"], c["entraId"], c["reason"]) for c in resumed["changes"]} == {
+        ("create_user", NEWCOMER["id"], "create_user"),
+        ("deactivate_user", MEGAN["id"], "removed_from_groups"),
+        ("event_push", MEGAN["id"], "calendar_sync_off")}
     assert world.sync()["counts"] == {}
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from typing import Any
 
 import azure.functions as func
 import pytest
 
-from shared import boundary
+from shared import boundary, emply_pages
 from tests.e2e import tenants as t
 from tests.e2e.test_http import function, world_with_staff
 
@@ -245,7 +246,9 @@ async def test_settings_and_roles(make_world: Any) -> None:
 
 async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
     """The run writes users conditionally on the ETags it read: Emply's write made while
-    it runs (after it loaded the Emply side) stays, and the next run plans that user again."""
+    it runs (after it loaded the Emply side) stays, only that user is skipped (a per-user
+    `concurrent_change`), the others are written, and the next run plans that user again.
+    The change feed lists what was applied, not the skipped user's change."""
     people = t.staff(4)
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people],
                                          t.G_HR: []}), latency_ms=300)
@@ -263,15 +266,90 @@ async def test_a_patch_during_a_run_is_never_lost(make_world: Any) -> None:
                                                 route={"id": "u-0"}))
     assert patched.status_code == 200
     report = await run
-    # The run's write of u-0 was conditional on the ETag it loaded: refused, the run
-    # stops with concurrent_change (its delta links do not advance) and Emply's write stays.
-    assert report["status"] == "failed"
-    assert [e["reason"] for e in report["errors"]] == ["concurrent_change"]
+    # The run's write of u-0 was conditional on the ETag it loaded: refused, u-0 left out
+    # (its transaction sent again without it), the other users linked.
+    assert report["status"] == "succeeded"
+    assert [(e["reason"], e.get("userId")) for e in report["errors"]] == [
+        ("concurrent_change", "u-0")]
     assert "'u-0'" in report["errors"][0]["message"]
-    assert world.users()[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
-    # The next run plans u-0 again from what Emply wrote: linked, the write kept.
+    assert sorted(c["userId"] for c in report["changes"]) == ["u-1", "u-2", "u-3"]
+    assert report["counts"] == {"link_user": 3}
+    mid = world.users()
+    assert mid[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
+    assert mid[people[0]["userPrincipalName"]]["entraId"] is None
+    assert all(mid[p["userPrincipalName"]]["entraId"] == p["id"] for p in people[1:])
+    feed = body_of(await function("list_changes")(call("GET", "/api/changes")))
+    assert sorted(i["userId"] for i in feed["items"]) == ["u-1", "u-2", "u-3"]
+    # The next run plans u-0 again from what Emply wrote (no residual hides it): linked,
+    # Emply's write kept.
     again = world.sync()
-    assert again["status"] == "succeeded"
+    assert again["status"] == "succeeded" and again.get("reusedPlanOf") is None
+    assert [(c["kind"], c["userId"]) for c in again["changes"]] == [("link_user", "u-0")]
     after = world.users()
     assert after[people[0]["userPrincipalName"]]["displayName"] == "Written by Emply"
     assert all(u["entraId"] for u in after.values())
+
+
+async def test_get_emply_a_page_at_a_time_gives_the_whole_document(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages put together are the export; above the one-shot bound, the one-shot form
+    is a 413 telling to page."""
+    world = make_world(t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []}))
+    users = [user(i) for i in range(23)]
+    employees = [{"id": f"e-{i}", "email": f"emp{i}@contoso.com"} for i in range(7)]
+    world.import_state(t.emply_state(users, employees))
+    whole = world.export()
+    pages: list[dict[str, Any]] = []
+    params: dict[str, str] = {"pageSize": "5"}
+    while True:
+        response = await function("export_emply")(call("GET", "/api/emply", params=params))
+        assert response.status_code == 200, response.get_body()
+        page = body_of(response)
+        pages.append(page)
+        if page["next"] is None:
+            break
+        query = dict(p.split("=", 1) for p in page["next"].split("?", 1)[1].split("&"))
+        params = {k: urllib.parse.unquote(v) for k, v in query.items()}
+    assert set(pages[0]) == {"settings", "roles", "next"}
+    assert pages[0]["settings"] == whole["settings"] and pages[0]["roles"] == whole["roles"]
+    assert all(len(p) == 2 and all(len(v) <= 5 for k, v in p.items() if k != "next")
+               for p in pages[1:])
+    for section in ("users", "employees", "calendars", "events", "outboundEvents"):
+        joined = [item for p in pages[1:] for item in p.get(section, ())]
+        assert sorted(joined, key=lambda i: json.dumps(i, sort_keys=True)) == sorted(
+            whole[section], key=lambda i: json.dumps(i, sort_keys=True)), section
+    assert len([p for p in pages if "users" in p]) == 5  # 23 users, 5 a page
+
+    bad = await function("export_emply")(call("GET", "/api/emply",
+                                              params={"next": "bm9wZQ", "pageSize": "5"}))
+    assert bad.status_code == 400 and body_of(bad)["field"] == "next"
+    monkeypatch.setattr(emply_pages, "ONE_SHOT_MAX", 25)
+    too_large = await function("export_emply")(call("GET", "/api/emply"))
+    assert too_large.status_code == 413 and body_of(too_large)["field"] == "pageSize"
+    assert "pageSize" in body_of(too_large)["detail"]
+    monkeypatch.setattr(emply_pages, "ONE_SHOT_MAX", 30)
+    assert (await function("export_emply")(call("GET", "/api/emply"))).status_code == 200
+
+
+async def test_write_back_for_a_hybrid_tenant_is_refused_over_http_as_by_the_import(
+        make_world: Any) -> None:
+    """R10 at the door, as `emply-sync emply import` does it: PUT /api/emply and PUT
+    /api/settings turning write-back on for a hybrid tenant are 400s, nothing written."""
+    tenant = t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []})
+    tenant["organization"]["onPremisesSyncEnabled"] = True
+    world = make_world(tenant)
+    on = {"create": False, "update": True, "delete": False}
+    refused = await function("import_emply")(call("PUT", "/api/emply",
+                                                  t.emply_state(writeBack=on)))
+    assert refused.status_code == 400
+    assert body_of(refused)["field"] == "settings.writeBack"
+    assert "hybrid_tenant" in body_of(refused)["errors"][0]["detail"]
+    assert world.export()["settings"] is None
+    ok = await function("import_emply")(call("PUT", "/api/emply", t.emply_state()))
+    assert ok.status_code == 200
+    got = await function("get_settings")(call("GET", "/api/settings"))
+    settings = body_of(got)
+    put = await function("put_settings")(call("PUT", "/api/settings",
+                                              {**settings, "writeBack": on}))
+    assert put.status_code == 400 and body_of(put)["field"] == "writeBack"
+    assert world.export()["settings"] == settings

@@ -49,11 +49,18 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         # The Emply side (webhook_http/emply_api.py).
         ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
         ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
-        ("roles", ("GET",), "FUNCTION"), ("users", ("GET",), "FUNCTION"),
+        ("roles", ("GET",), "FUNCTION"), ("roles", ("PUT",), "FUNCTION"),
+        ("users", ("GET",), "FUNCTION"),
         ("users/{id}", ("GET",), "FUNCTION"), ("users/{id}", ("PUT",), "FUNCTION"),
         ("users/{id}", ("PATCH",), "FUNCTION"), ("employees", ("GET",), "FUNCTION"),
         ("employees/{id}", ("GET",), "FUNCTION"), ("employees/{id}", ("PUT",), "FUNCTION"),
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
+        # The change feed (webhook_http/changes_api.py).
+        ("changes", ("GET",), "FUNCTION"),
+        # R13's calendar choice and R15's outbound events.
+        ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),
+        ("outbound-events/{id}", ("GET",), "FUNCTION"),
+        ("outbound-events/{id}", ("PUT",), "FUNCTION"),
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}

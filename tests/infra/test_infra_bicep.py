@@ -21,7 +21,7 @@ USER_READ_ALL = "df021288-bdef-4463-88db-98f22de89214"
 GROUP_MEMBER_READ_ALL = "98830695-27a2-44f7-8c18-0c3ebc9698f6"
 ORGANIZATION_READ_ALL = "498476ce-e0fe-48b0-b801-37ba7e2685c6"
 CALENDARS_READ_WRITE = "ef54d2bf-783f-4e0f-bca1-3210c0444d99"
-CALENDARS_READ_BASIC_ALL = "8ba4a692-bc31-4128-9094-475872af8a53"
+CALENDARS_READ_BASIC_ALL = "8ba4a692-bc31-4128-9094-475872af8a53"  # replaced by ReadWrite
 PROFILE_PHOTO_READ_ALL = "e24d31aa-e1ab-4c80-85fe-23018690335d"
 USER_READ_WRITE_ALL = "741f803b-c850-494e-b5df-cde7c675a1ca"
 GROUP_MEMBER_READ_WRITE_ALL = "dbaae8cf-10b5-4b86-a4a1-f871c94c6695"
@@ -104,7 +104,7 @@ def _defaults(doc: dict[str, Any], param: str) -> set[str]:
 
 def test_storage_has_every_table_and_container_the_app_uses() -> None:
     doc = _storage()["doc"]
-    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease"}
+    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed"}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
     assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME}
 
@@ -202,8 +202,8 @@ def test_reserved_feature_switches_grant_nothing() -> None:
     assert set(features) == RESERVED | {"writeBack", "writeBackCreate", "calendarSync"}
     assert all(features[name] == [] for name in RESERVED), features
     text = bicep.GRAPH_FILE.read_text()
-    for unused in (CALENDARS_READ_WRITE, PROFILE_PHOTO_READ_ALL):
-        # Named in a comment for whoever builds the feature, granted nowhere.
+    for unused in (PROFILE_PHOTO_READ_ALL, CALENDARS_READ_BASIC_ALL):
+        # Named in a comment for whoever builds the feature (or replaced), granted nowhere.
         assert f"'{unused}'" not in text
 
 
@@ -227,7 +227,8 @@ def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
     writes = {USER_READ_WRITE_ALL} if flags.get("write_back") or flags.get("create") else set()
     if flags.get("create"):
         writes.add(GROUP_MEMBER_READ_WRITE_ALL)
-    calendars = {CALENDARS_READ_BASIC_ALL} if flags.get("calendar") else set()
+    # Calendar sync lists calendars and creates events (R13, R15): Calendars.ReadWrite only.
+    calendars = {CALENDARS_READ_WRITE} if flags.get("calendar") else set()
     assert _granted(**flags) == ALWAYS | writes | calendars
 
 
@@ -246,7 +247,7 @@ def test_reserved_switches_are_described_as_reserved() -> None:
         assert "GroupMember.ReadWrite.All" in create
         (calendar,) = [d["argument"] for d in params["enableCalendarSync"]["decorators"]
                        if d["type"] == "description"]
-        assert "grants Calendars.ReadBasic.All" in calendar
+        assert "grants Calendars.ReadWrite" in calendar
 
 
 def test_graph_grants_and_declared_permissions_use_the_same_list() -> None:

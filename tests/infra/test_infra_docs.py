@@ -44,7 +44,7 @@ def test_deploy_says_what_the_template_does_not_undo() -> None:
     for switch in ("enablePhotoSync",):
         assert switch in reserved
     assert "grants nothing\nin this version" in reserved
-    assert "`enableCalendarSync`" in reserved and "Calendars.ReadBasic.All" in reserved
+    assert "`enableCalendarSync`" in reserved and "Calendars.ReadWrite" in reserved
 
 
 def test_deploy_says_which_write_back_toggle_needs_which_parameter() -> None:

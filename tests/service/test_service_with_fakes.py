@@ -133,27 +133,34 @@ class _EditedMeanwhile(MemoryStore):
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
-                          loaded: LoadedEmply | None = None) -> None:
+                          loaded: LoadedEmply | None = None,
+                          skip_conflicts: bool = False) -> list[str]:
         if kind == "users" and self.user_id:
             theirs = (await self.read_entities("users", [self.user_id]))[self.user_id]
             await self.write_entities("users", [{**theirs, "displayName": "edited in Emply"}])
             self.user_id = ""
-        await super().write_built(kind, ids, build, loaded=loaded)
+        return await super().write_built(kind, ids, build, loaded=loaded,
+                                         skip_conflicts=skip_conflicts)
 
 
-async def test_an_emply_write_conflict_fails_the_run_and_keeps_the_other_edit(
+async def test_an_emply_write_conflict_skips_that_user_and_keeps_the_other_edit(
         sim: RunningSimulator, graph: graph_client.GraphClient) -> None:
+    """Only the entity Emply wrote meanwhile is skipped (a per-user `concurrent_change`);
+    the run finishes, keeps no residual, and its change feed leaves that user out."""
     entra = sim.tenant()["users"]
     linked = _emply_user(entra[1])
     store = await _store(emply_state(users=[linked]), _EditedMeanwhile(linked["id"]))
     report = await _run(store, graph)
-    assert report["status"] == "failed"
-    assert [e["reason"] for e in report["errors"]] == ["concurrent_change"]
-    assert linked["id"] in report["errors"][0]["message"]
+    assert report["status"] == "succeeded"
+    assert [(e["reason"], e.get("userId")) for e in report["errors"]] == [
+        ("concurrent_change", linked["id"])]
+    assert linked["id"] not in {c["userId"] for c in report["changes"]}
     users = {u["id"]: u for u in (await store.export_document())["users"]}
     assert users[linked["id"]]["displayName"] == "edited in Emply"
     assert users[linked["id"]].get("entraId") is None  # the run's link was not written
-    assert store.state is None  # delta links did not advance (R7)
+    assert store.state is not None and store.state.get("residual") is None
+    feed = [e for c in store.change_feed.chunks.values() for e in c.changes()]
+    assert [e["userId"] for e in feed] == [c["userId"] for c in report["changes"]]
     assert await store.current_lease() is None
 
 

@@ -428,3 +428,32 @@ async def test_read_entities_finds_odd_ids_across_partitions_by_query(store: Emp
     found = await store.read_entities("users", wanted, loaded=loaded)
     assert set(found) == {*ODD_IDS, *(f"u-{i}" for i in range(60))}
     assert all(found[i]["id"] == i for i in found)
+
+
+async def test_write_built_skips_only_the_entities_changed_meanwhile(
+        azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
+    """A transaction fails as a whole: it is sent again without the stale entities, which
+    are returned; every other entity is written, the other writers' edits stay."""
+    users = [{"id": f"u{i:03d}", "username": f"u{i}"} for i in range(600)]
+    await store.import_document({"users": users})
+    loaded = await store.load_emply()
+    mine = {u["id"]: u for u in loaded.doc["users"]}
+    stale = ["u007", "u120", "u121", "u599"]
+    async with open_store(connection_string=azurite.connection_string, prefix=prefix) as other:
+        theirs = {u["id"]: u for u in (await other.export_document())["users"]}
+        await other.write_entities("users", [{**theirs[i], "displayName": "by Emply"}
+                                             for i in stale])
+        await other.delete_entities("users", [theirs["u300"]])
+
+    def build(user_id: str) -> dict[str, Any]:
+        return {**mine[user_id], "displayName": "by the sync"}
+
+    skipped = await store.write_built("users", sorted(mine), build, loaded=loaded,
+                                      skip_conflicts=True)
+    assert sorted(skipped) == sorted([*stale, "u300"])
+    after = {u["id"]: u for u in (await store.export_document())["users"]}
+    assert "u300" not in after
+    assert {i for i, u in after.items() if u["displayName"] == "by Emply"} == set(stale)
+    assert {i for i, u in after.items() if u["displayName"] == "by the sync"} == (
+        set(mine) - {*stale, "u300"})
+    assert loaded.cache() is None  # someone else wrote: the loaded copy is not current

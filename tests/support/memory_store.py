@@ -22,6 +22,7 @@ from typing import Any
 
 from shared import emply_checks, emply_doc
 from shared.store import codec, errors, keys
+from shared.store.change_feed import MemoryChunks
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
 from shared.store.syncstate import snapshot_blob, state_part_blob
@@ -284,10 +285,24 @@ class MemoryEmplyTables:
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
-                          loaded: LoadedEmply | None = None) -> None:
+                          loaded: LoadedEmply | None = None,
+                          skip_conflicts: bool = False) -> list[str]:
         if kind not in codec.BUCKETED:
             raise ValueError(f"write_built takes users or employees, not {kind}")
-        await self.write_entities(kind, [build(i) for i in ids], loaded=loaded)
+        items = [build(i) for i in ids]
+        skipped: list[str] = []
+        if skip_conflicts:  # the stale ones left out, the rest written
+            ledger, kc = _ledger(loaded), codec.CODECS[kind]
+            for item in items:
+                key = kc.row_key(item)
+                known, current = ledger.etags.get((kind, key)), self.rows[kind].get(key)
+                if known is not None and (current is None or current[1] != known):
+                    skipped.append(str(item["id"]))
+            if skipped:
+                ledger.ours = False  # someone else wrote: no cached copy is right
+                items = [item for item in items if str(item["id"]) not in skipped]
+        await self.write_entities(kind, items, loaded=loaded)
+        return skipped
 
     async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
                               loaded: LoadedEmply | None = None) -> None:
@@ -358,6 +373,8 @@ class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTabl
         MemoryRunLog.__init__(self, clock)
         MemorySyncState.__init__(self)
         MemoryEmplyTables.__init__(self)
+        self.change_feed = MemoryChunks()
+        """The change feed's chunks (`shared.store.change_feed.chunks_of`)."""
 
     async def ping(self) -> None:
         return None

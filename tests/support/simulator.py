@@ -104,6 +104,10 @@ class RunningSimulator:
     def set_latency(self, ms: float) -> None:
         self._ok(self._http.put("/_sim/latency", json={"ms": ms}))
 
+    def hold_answers(self, method: str, path: str, ms: float) -> None:
+        """Requests that run `method path` (a route template) are done, answered `ms` later."""
+        self._ok(self._http.put("/_sim/hold", json={"method": method, "path": path, "ms": ms}))
+
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = self._ok(self._http.get("/_sim/state"))
         return result

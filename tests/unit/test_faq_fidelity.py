@@ -390,11 +390,9 @@ def test_features_not_built_are_reported_at_every_run_never_silently_accepted() 
                               photo_sync=True, write_back=("create", "update"))
     plan = b.run(b.tenant([MEGAN], {EMP: ["megan"]}), [], cfg)
     unavailable = [e.message for e in plan.errors if e.reason == model.FEATURE_NOT_AVAILABLE]
-    assert len(unavailable) == 2  # the three write-back options are built (R9)
-    assert not any("writeBack" in m for m in unavailable)
+    assert len(unavailable) == 1  # write-back (R9) and calendar events (R14, R15) are built
+    assert not any("writeBack" in m or "calendar" in m for m in unavailable)
     assert any("photoSync" in m for m in unavailable)
-    assert any(m.startswith("Emply-created events (R15) are not available in this version")
-               for m in unavailable)
     assert plan.counts() == {model.CREATE_USER: 1}  # the rest of the run goes on
 
 
