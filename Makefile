@@ -44,12 +44,14 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 # Scale benchmark (bench/): 100,000 users through the real sync, then a 10,000-user
-# write-back run and a 1,000-user write-back create run; figures in bench/out/.
+# write-back run, a 1,000-user write-back create run and a 10,000-user calendar run;
+# figures in bench/out/.
 .PHONY: bench
 bench: setup
 	$(BIN)/python -m bench.run --users 100000 --groups 20 --latency-ms 20
 	$(BIN)/python -m bench.writeback --users 10000 --latency-ms 20
 	$(BIN)/python -m bench.writeback_create --users 1000 --latency-ms 20
+	$(BIN)/python -m bench.calendars --users 10000 --latency-ms 20
 
 # requirements.txt is the lock of pyproject.toml's dependencies (the whole
 # resolved set, so Azure's remote build installs exactly what the tests ran

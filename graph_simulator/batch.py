@@ -11,10 +11,12 @@ batch responses require. `dependsOn` is ignored: items always run one after anot
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from graph_simulator import mailbox_limit
 from graph_simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
 from graph_simulator.tenant import JSON
 
@@ -81,13 +83,28 @@ def _entry(item_id: str, resp: Resp) -> JSON:
     return entry
 
 
+def sub_requests(req: Req, items: list[dict[str, Any]]) -> list[Req]:
+    """The items of a batch as requests (the transport counts their mailboxes)."""
+    return [_sub_request(req, item) for item in items]
+
+
 def batch(sim: Simulator, req: Req) -> Resp:
     responses: list[JSON] = []
-    for item in _check_requests(req.body):
-        sub = _sub_request(req, item)
+    items = _check_requests(req.body)
+    subs = [_sub_request(req, item) for item in items]
+    # Items run side by side: each counts against its mailbox's limit together with the
+    # batch's earlier items for that mailbox and what else is in flight for it.
+    mine = Counter(mailbox_limit.mailboxes_of(sim, subs))
+    seen: Counter[str] = Counter()
+    for item, sub in zip(items, subs, strict=True):
+        mailbox = mailbox_limit.mailbox_of(sim, sub.method, sub.path)
+        concurrent = None
+        if mailbox is not None:
+            seen[mailbox] += 1
+            concurrent = max(sim.inflight[mailbox] - mine[mailbox], 0) + seen[mailbox]
         if sub.path.rstrip("/") == "/$batch":
             resp = bad_request("Nested $batch is not supported.", "BadRequest").response()
         else:
-            resp = sim.process(sub, authenticate=False)
+            resp = sim.process(sub, authenticate=False, concurrent=concurrent)
         responses.append(_entry(item["id"], resp))
     return Resp(200, {"responses": responses})

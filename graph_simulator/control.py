@@ -105,13 +105,16 @@ def parse_fault(raw: Any) -> Fault:
     retry = raw.get("retryAfter")
     if retry is not None and (not _is_int(retry) or retry < 0):
         raise ValueError("fault.retryAfter: a non-negative number of seconds")
-    return Fault(method.upper(), path, status, times, retry)
+    in_batch = raw.get("inBatch", False)
+    if not isinstance(in_batch, bool):
+        raise ValueError("fault.inBatch: true (only items inside a $batch) or false")
+    return Fault(method.upper(), path, status, times, retry, in_batch)
 
 
 def _faults_response(faults: list[Fault]) -> web.Response:
     return web.json_response({"faults": [
         {"method": f.method, "path": f.path, "status": f.status, "times": f.times,
-         "retryAfter": f.retry_after}
+         "retryAfter": f.retry_after, "inBatch": f.in_batch}
         for f in faults
     ]})
 

@@ -91,14 +91,17 @@ class Fault:
     status: int
     times: int  # -1 = always
     retry_after: int | None
+    in_batch: bool = False
+    """Only for items inside a `$batch` (a per-item 429, the batch itself answers 200)."""
 
 
 def take_fault(
-    faults: list[Fault], method: str, template: str | None, path: str
+    faults: list[Fault], method: str, template: str | None, path: str, *,
+    in_batch: bool = False,
 ) -> tuple[Fault | None, list[Fault]]:
     """(the first fault that applies, the faults still armed after using it)."""
     for fault in faults:
-        if fault.method not in ("*", method):
+        if fault.method not in ("*", method) or (fault.in_batch and not in_batch):
             continue
         if fault.path not in ("*", template, path, path.rstrip("/")):
             continue

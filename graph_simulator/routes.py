@@ -8,7 +8,15 @@ injected faults are keyed on, so changing one changes `/_sim/requests` output.
 
 from __future__ import annotations
 
-from graph_simulator import batch, calendars, delta, directory, subscriptions, writes
+from graph_simulator import (
+    batch,
+    calendar_delta,
+    calendars,
+    delta,
+    directory,
+    subscriptions,
+    writes,
+)
 from graph_simulator.pipeline import Handler
 
 GRAPH_ROUTES: list[tuple[str, str, Handler]] = [
@@ -27,6 +35,8 @@ GRAPH_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/users/{id}/calendar", calendars.get_calendar),
     ("GET", "/users/{id}/calendars/{cid}", calendars.get_calendar),
     ("GET", "/users/{id}/calendar/calendarView", calendars.calendar_view),
+    ("GET", "/users/{id}/calendars/{cid}/calendarView/delta",
+     calendar_delta.calendar_view_delta),
     ("GET", "/users/{id}/calendars/{cid}/calendarView", calendars.calendar_view),
     ("GET", "/users/{id}/calendarView", calendars.calendar_view),
     ("GET", "/users/{id}/calendar/events", calendars.list_events),

@@ -19,7 +19,8 @@ import secrets
 from collections import Counter, deque
 from typing import Any
 
-from graph_simulator import pipeline
+from graph_simulator import mailbox_limit, pipeline
+from graph_simulator.calendar_delta import Round, SyncState
 from graph_simulator.pipeline import Fault, Route
 from graph_simulator.protocol import GraphError, Req, Resp, now
 from graph_simulator.routes import GRAPH_ROUTES
@@ -59,6 +60,11 @@ class Simulator:
         self.subscriptions: dict[str, JSON] = {}
         self.deliveries: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
         self.routes: list[Route] = [pipeline.compile_route(*spec) for spec in GRAPH_ROUTES]
+        self.event_states: dict[str, SyncState] = {}
+        """calendarView/delta sync states by id (what delta tokens name)."""
+        self.event_rounds: dict[str, Round] = {}
+        self.inflight: Counter[str] = Counter()
+        """Requests in flight per mailbox (Outlook's concurrency limit)."""
 
     # ------------------------------------------------------------ versions
 
@@ -97,8 +103,11 @@ class Simulator:
         route, _, _ = self.match(method, path)
         return route.template if route else path
 
-    def process(self, req: Req, *, authenticate: bool = True) -> Resp:
-        """Count, authenticate, inject faults, dispatch; a Graph error becomes its response."""
+    def process(self, req: Req, *, authenticate: bool = True,
+                concurrent: int | None = None) -> Resp:
+        """Count, authenticate, inject faults, dispatch; a Graph error becomes its response.
+        `authenticate` False: an item of a `$batch`. `concurrent`: requests in flight for
+        the request's mailbox, itself included (default: as the transport counted them)."""
         route, params, path_known = self.match(req.method, req.path)
         template = route.template if route else None
         self.counts[f"{req.method} {template or '(unmatched)'}"] += 1
@@ -107,7 +116,7 @@ class Simulator:
                                 self.held_answers.get((req.method, template or ""), 0.0))
         self.total += 1
         try:
-            resp = self._dispatch(req, route, params, path_known, authenticate)
+            resp = self._dispatch(req, route, params, path_known, authenticate, concurrent)
         except GraphError as err:
             resp = err.response()
         self.log.append({
@@ -126,16 +135,21 @@ class Simulator:
         params: dict[str, str],
         path_known: bool,
         authenticate: bool,
+        concurrent: int | None = None,
     ) -> Resp:
         if authenticate:
             pipeline.authenticate(req)
         fault, self.faults = pipeline.take_fault(
-            self.faults, req.method, route.template if route else None, req.path
+            self.faults, req.method, route.template if route else None, req.path,
+            in_batch=not authenticate,
         )
         if fault is not None:
             self.faulted += 1
             return pipeline.fault_response(fault)
         if route is None:
             raise pipeline.no_route(req, path_known)
+        mailbox = mailbox_limit.mailbox_of(self, req.method, req.path)
+        if mailbox is not None:
+            mailbox_limit.check(self.inflight[mailbox] if concurrent is None else concurrent)
         req.params = params
         return route.handler(self, req)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
+from graph_simulator import batch, mailbox_limit
 from graph_simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
 from graph_simulator.state import Simulator
 
@@ -48,8 +50,6 @@ async def read_json(request: web.Request) -> tuple[Any, bool]:
 async def graph_handler(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR_KEY]
     request_id = request.headers.get("client-request-id") or str(uuid.uuid4())
-    if sim.latency_ms > 0:
-        await asyncio.sleep(sim.latency_ms / 1000)
     body, ok = await read_json(request)
     if not ok:
         err = bad_request("Unable to read JSON request payload.", "BadRequest")
@@ -62,8 +62,21 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
         body=body,
         origin=f"{request.scheme}://{request.host}",
     )
-    resp = sim.process(req)
-    held, sim.hold_now = sim.hold_now, 0.0
-    if held > 0:  # done, but answered late (PUT /_sim/hold)
-        await asyncio.sleep(held)
-    return to_web(resp, request_id)
+    # In flight from arrival to answer: Outlook's per-mailbox limit counts these.
+    items = (batch.sub_requests(req, mailbox_limit.batch_items(body))
+             if req.path.rstrip("/") == "/$batch" else [req])
+    busy = Counter(mailbox_limit.mailboxes_of(sim, items))
+    sim.inflight.update(busy)
+    try:
+        if sim.latency_ms > 0:
+            await asyncio.sleep(sim.latency_ms / 1000)
+        resp = sim.process(req)
+        held, sim.hold_now = sim.hold_now, 0.0
+        if held > 0:  # done, but answered late (PUT /_sim/hold)
+            await asyncio.sleep(held)
+        return to_web(resp, request_id)
+    finally:
+        sim.inflight.subtract(busy)
+        for mailbox in busy:
+            if sim.inflight[mailbox] <= 0:
+                del sim.inflight[mailbox]

@@ -5,12 +5,14 @@ changes the tenant (Grady Archie leaves the Employee group, Pradeep Gupta joins
 Sales, a nested group of Employee), syncs again (which also adds Megan's two
 calendars: calendar sync is on, and creates Emply's interview in her M365 calendar,
 showing its graphId), explains the leaver and Megan's calendars and photo (copied
-from Entra by the first sync: photo sync is on, R16), and stops what it started.
-Everything goes through the real `emply-sync` command.
+from Entra by the first sync: photo sync is on, R16), then puts one event in Megan's
+default calendar and syncs a third time, which mirrors it into Emply (R14), and stops
+what it started. Everything goes through the real `emply-sync` command.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -56,10 +58,26 @@ def start_simulator(tenant: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1]
 
 
-def put_tenant(graph_url: str, tenant: Path) -> None:
+def with_event(tenant: Path) -> bytes:
+    """`tenant` with one meeting tomorrow in Megan's default calendar."""
+    doc = json.loads(tenant.read_text())
+    day = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    for user in doc["users"]:
+        for calendar in user.get("calendars") or ():
+            if user["userPrincipalName"].startswith("megan.") and calendar["isDefaultCalendar"]:
+                calendar["events"] = [{
+                    "id": "AAMkAGMeganEvent1", "subject": "Onboarding review",
+                    "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
+                    "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"},
+                    "showAs": "busy", "sensitivity": "normal"}]
+    return json.dumps(doc).encode()
+
+
+def put_tenant(graph_url: str, tenant: Path | bytes) -> None:
     base = graph_url.rsplit("/v1.0", 1)[0]
     request = urllib.request.Request(
-        f"{base}/_sim/tenant", data=tenant.read_bytes(), method="PUT",
+        f"{base}/_sim/tenant", data=tenant if isinstance(tenant, bytes) else tenant.read_bytes(),
+        method="PUT",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as response:  # loopback only
@@ -106,6 +124,14 @@ def main() -> None:
                              indent=2))
             if pushed["status"] != "created" or not pushed["graphId"]:
                 raise SystemExit(f"the outbound event was not pushed: {pushed}")
+            print("\n=== A meeting is booked in Megan's calendar; Run 3 mirrors it (R14) ===")
+            put_tenant(graph_url, with_event(DEMO / "tenant-after.json"))
+            emply_sync("sync", env=env)
+            events = json.loads(emply_sync("emply", "export", env=env, show=False))["events"]
+            print(json.dumps(events, indent=2))
+            runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
+            if runs[0]["counts"] != {"events_mirror": 1} or len(events) != 1:
+                raise SystemExit(f"unexpected third run: {runs[0]['counts']}, {events}")
         finally:
             simulator.terminate()
             simulator.wait(timeout=10)

@@ -202,12 +202,17 @@ def _one_of(*choices: str) -> Check:
     return _described(run, {"type": "string", "enum": list(choices)})
 
 
-def _integer(minimum: int) -> Check:
+def _integer(minimum: int, maximum: int | None = None) -> Check:
     def run(value: object, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _expected(f"an integer >= {minimum}", value, path)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+                or (maximum is not None and value > maximum):
+            raise _expected(f"an integer >= {minimum}" if maximum is None else
+                            f"an integer from {minimum} to {maximum}", value, path)
         return value
-    return _described(run, {"type": "integer", "minimum": minimum})
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return _described(run, schema)
 
 
 def _number(low: float, high: float) -> Check:
@@ -390,6 +395,10 @@ _BOOL_FALSE = Field(_boolean, default=False)
 
 # --- the schema table ------------------------------------------------------
 
+MAX_PAST_DAYS = 365
+MAX_FUTURE_DAYS = 730
+"""R14's event window at most (a calendarView spans a few years at most)."""
+
 SETTINGS: dict[str, Field] = {
     "enabled": _BOOL_TRUE,
     "tenantId": Field(_id, required=True),
@@ -404,6 +413,11 @@ SETTINGS: dict[str, Field] = {
                               "delete": _BOOL_FALSE}),
                      {"create": False, "update": False, "delete": False}),
     "calendarSync": _BOOL_FALSE,
+    # R14: the days before and after today (UTC) whose events are mirrored.
+    "eventWindow": _js(_object({
+        "pastDays": Field(_integer(0, MAX_PAST_DAYS), default=1),
+        "futureDays": Field(_integer(1, MAX_FUTURE_DAYS), default=60),
+    }), {"pastDays": 1, "futureDays": 60}),
     "photoSync": _BOOL_FALSE,
     "deactivationGuard": _js(_object({
         "maxCount": Field(_integer(0), default=50),
@@ -533,6 +547,7 @@ def validate_document(
     known_user_ids: Iterable[str] | None = None,
     known_employee_ids: Iterable[str] | None = None,
     stored: emply_checks.Stored | None = None,
+    known_calendars: Iterable[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Check an Emply state document and return it normalised.
 
@@ -542,6 +557,7 @@ def validate_document(
     store already holds); when a section is absent and its `known_*` is None,
     references to it are not checked. `stored`: the store's entities the
     uniqueness checks compare with besides the document's own (a plain import).
+    `known_calendars`: the (userId, id) of the stored calendars events may belong to.
     Raises `DocumentError` naming the entity and field of every problem found.
     """
     errors: list[tuple[str, str]] = []
@@ -595,6 +611,7 @@ def validate_document(
 
     # Across entities, over those that passed their own checks.
     _check_references(doc, out, errors, known_role_ids, known_user_ids, known_employee_ids)
+    errors += _event_calendars(doc, out, known_calendars)
     errors += emply_checks.check_emails(out)
     errors += outbound_checks.check_outbound(out["outboundEvents"])
     errors += emply_checks.check_unique(out, stored)
@@ -603,6 +620,20 @@ def validate_document(
         error.valid, error.positions = out, positions
         raise error
     return out
+
+
+def _event_calendars(doc: Mapping[str, Any], out: Mapping[str, Any],
+                     known: Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """Every event in a calendar Emply keeps (R14 mirrors events of kept calendars only):
+    the document's own calendars plus the `known` ones; unchecked when the document has
+    no calendars section and no known ones are given."""
+    if known is None and "calendars" not in doc:
+        return []
+    calendars = {(c["userId"], c["id"]) for c in out["calendars"]} | set(known or ())
+    return [(f"{_label('events', i, e)}.calendarId",
+             f"unknown calendar {_show(e['calendarId'])} of user {_show(e['userId'])}")
+            for i, e in enumerate(out["events"])
+            if (e["userId"], e["calendarId"]) not in calendars]
 
 
 def _check_references(

@@ -30,6 +30,7 @@ from shared import (
     entra_creates,
     errors,
     event_push_apply,
+    event_sync,
     photo_sync,
     records,
     telemetry,
@@ -89,6 +90,8 @@ class Prepared:
     """Problems found while reading that the run recovered from (reported as errors)."""
     calendars: mailboxes.CalendarRead | None = None
     """R13: the calendars of the users whose calendars are synced (calendar sync on)."""
+    events: event_sync.EventsRead | None = None
+    """R14: the events of the mirrored calendars (calendar sync on)."""
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -132,10 +135,12 @@ async def prepare(
         deps.graph, state.previous_mirror(snapshot), tenant_id=settings.tenant_id,
         changes=changes,
     )
-    calendars = None
+    calendars = events = None
     if settings.enabled and settings.calendar_sync:
         calendars = await mailboxes.read_calendars(
             deps.graph, convert.calendar_synced_entra_ids(doc, read.mirror["users"]))
+        events = await event_sync.read(deps.graph, deps.store, doc, settings, calendars,
+                                       deps.clock())
     return Prepared(
         loaded=emply,
         settings=settings,
@@ -144,6 +149,7 @@ async def prepare(
         snapshot=snapshot,
         warnings=warnings,
         calendars=calendars,
+        events=events,
     )
 
 
@@ -181,7 +187,7 @@ def make_plan(
     approve_deletions: model.Approval | None = None,
 ) -> model.Plan:
     entra, emply = snapshots(prepared)
-    return planner.plan(
+    plan = planner.plan(
         entra,
         emply,
         prepared.settings,
@@ -190,6 +196,9 @@ def make_plan(
         approve_deactivations=approve,
         approve_deletions=approve_deletions,
     )
+    if prepared.events is None:
+        return plan
+    return event_sync.with_events(plan, prepared.events, prepared.doc, emply)
 
 
 async def run_sync(
@@ -309,7 +318,9 @@ async def _run(
         await _save_progress(deps.store, run)
         run.report = run.report.with_outcome(
             records.Outcome.of(plan),
-            entra_read_summary(prepared.read, prepared.calendars, photos_read), plan.counts(),
+            entra_read_summary(prepared.read, prepared.calendars, photos_read,
+                               prepared.events),
+            plan.counts(),
             warnings=prepared.warnings)
         if approve_deactivations is not None and not any(
             c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
@@ -500,12 +511,16 @@ async def _keep_lease(store: protocols.RunLease, run_id: str) -> None:
 
 
 def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None,
-                       photos: photo_sync.PhotoCheck | None = None
+                       photos: photo_sync.PhotoCheck | None = None,
+                       events: event_sync.EventsRead | None = None
                        ) -> records.EntraReadSummary:
-    """Graph's requests and 429s of the whole read: the directory, calendars and photos."""
+    """Graph's requests and 429s of the whole read: the directory, the calendars and
+    their events, and the photos."""
     more, throttled = (calendars.requests, calendars.throttled) if calendars else (0, 0)
     if photos is not None:
         more, throttled = more + photos.read.requests, throttled + photos.read.throttled
+    if events is not None:
+        more, throttled = more + events.read.requests, throttled + events.read.throttled
     return records.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
                                     requests=read.requests + more,
                                     throttled=read.throttled + throttled)
@@ -573,6 +588,8 @@ async def apply_plan(
                                               writes.employee, loaded=loaded,
                                               skip_conflicts=True)))
         await calendar_apply.apply_calendars(store, loaded, plan)
+        if prepared.events is not None:
+            await event_sync.apply(store, loaded, plan, prepared.events)
         if entra_saved is not None:
             await store.save_snapshot(generation, {"emply": loaded.cache()}, part="emply")
             await entra_saved

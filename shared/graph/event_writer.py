@@ -34,8 +34,8 @@ from shared.graph.mailboxes import (
     MAX_ITEM_RETRIES,
     RETRIED_STATUSES,
     Sleep,
-    _error_of,
-    _retry_after,
+    error_of,
+    retry_after,
 )
 
 PER_MAILBOX = 4
@@ -159,7 +159,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[Push],
     for n, push in enumerate(chunk):
         response = responses.get(str(n)) or {}
         status, body = response.get("status"), response.get("body")
-        code, message = _error_of(body)
+        code, message = error_of(body)
         graph_id = body.get("id") if isinstance(body, dict) else None
         if status in (200, 201) and isinstance(graph_id, str) and graph_id:
             outcomes[push.event_id] = Outcome(graph_id=graph_id)
@@ -167,7 +167,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[Push],
             outcomes[push.event_id] = Outcome(failure=MAILBOX_NOT_IN_CLOUD)
         elif status in RETRIED_STATUSES:
             items_throttled[0] += status == 429
-            wait[0] = max(wait[0], _retry_after(response.get("headers")))
+            wait[0] = max(wait[0], retry_after(response.get("headers")))
             again.append(push)
         else:
             hint = " (the app registration needs Calendars.ReadWrite)" if status == 403 else ""

@@ -91,7 +91,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
                                             f"no answer for item {n} of the batch")
             status = response.get("status")
             body = response.get("body")
-            code, message = _error_of(body)
+            code, message = error_of(body)
             if status == 200 and isinstance(body, dict):
                 out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
             elif status == 404 and code in NO_MAILBOX_CODES:
@@ -99,7 +99,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
             elif status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
                 items_throttled[0] += status == 429
                 again.append(entra_id)
-                wait = max(wait, _retry_after(response.get("headers")))
+                wait = max(wait, retry_after(response.get("headers")))
             else:
                 raise errors.GraphReadError(client.endpoint(_first_page(entra_id)),
                                             status if isinstance(status, int) else None,
@@ -110,7 +110,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
         pending = again
 
 
-def _error_of(body: Any) -> tuple[str | None, str | None]:
+def error_of(body: Any) -> tuple[str | None, str | None]:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return None, None
@@ -119,7 +119,7 @@ def _error_of(body: Any) -> tuple[str | None, str | None]:
             message if isinstance(message, str) else None)
 
 
-def _retry_after(headers: Any) -> float:
+def retry_after(headers: Any) -> float:
     """Seconds to wait as the item's `Retry-After` says (1 when it says nothing usable)."""
     if isinstance(headers, dict):
         for name, value in headers.items():

@@ -153,7 +153,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
                 raise errors.GraphReadError("/$batch", 200, "invalid_json",
                                             f"no answer for item {n} of the batch")
             status = response.get("status")
-            code, message = mailboxes._error_of(response.get("body"))
+            code, message = mailboxes.error_of(response.get("body"))
             if status == 200:
                 out[entra_id] = response
             elif status == 404 and code in NO_PHOTO_CODES:
@@ -161,7 +161,7 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
             elif status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
                 throttled[0] += status == 429
                 again.append(entra_id)
-                wait = max(wait, mailboxes._retry_after(response.get("headers")))
+                wait = max(wait, mailboxes.retry_after(response.get("headers")))
             else:
                 raise errors.GraphReadError(client.endpoint(url(entra_id)),
                                             status if isinstance(status, int) else None,

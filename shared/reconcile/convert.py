@@ -79,6 +79,8 @@ def settings(doc: Mapping[str, Any]) -> model.Settings:
         write_back=tuple(
             option for option, on in (doc.get("writeBack") or {}).items() if on is True
         ),
+        event_window=(int((doc.get("eventWindow") or {}).get("pastDays", 1)),
+                      int((doc.get("eventWindow") or {}).get("futureDays", 60))),
     )
 
 
@@ -140,7 +142,8 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
             for c in doc.get("calendars", ())
         ),
         events=tuple(
-            model.EmplyEvent(e["userId"], e["calendarId"], e["id"])
+            model.EmplyEvent(e["userId"], e["calendarId"], e["id"],
+                             e.get("sensitivity") == "private")
             for e in doc.get("events", ())
         ),
         outbound=tuple(

@@ -13,6 +13,7 @@ from typing import Any
 from shared.reconcile import (
     calendars,
     event_push,
+    events,
     lifecycle,
     matching,
     model,
@@ -164,6 +165,7 @@ def explain(
             c.user_id == user.id for c in emply.calendars):
         words, faq_key = calendars.explain(user, emply, settings, entra.mailboxes)
         reasons.append(words)
+        reasons.extend(events.explain(user, emply, settings, now))  # R14
         answers.append(answer(faq_key))
 
     pushed = event_push.explain(user, emply, settings, entra.mailboxes)  # R15

@@ -63,7 +63,6 @@ HELD_BY_GUARD = "held_by_guard"
 APPROVAL_MISMATCH = "approval_mismatch"
 GROUP_NOT_FOUND = "group_not_found"
 UNKNOWN_ROLE = "unknown_role"
-FEATURE_NOT_AVAILABLE = "feature_not_available"
 HYBRID_TENANT = "hybrid_tenant"
 HYBRID_USER = "hybrid_user"
 INTEGRATION_DISABLED = "integration_disabled"
@@ -185,6 +184,8 @@ class Settings:
     calendar_sync: bool = False
     photo_sync: bool = False
     write_back: tuple[str, ...] = ()
+    event_window: tuple[int, int] = (1, 60)
+    """R14: (days before, days after) today (UTC) whose events are mirrored."""
     """The write-back options turned on (`create`, `update`, `delete`)."""
 
     @property
@@ -272,6 +273,8 @@ class EmplyEvent:
     user_id: str
     calendar_id: str
     id: str
+    private: bool = False
+    """`sensitivity: private`: only its start, end and showAs are kept (R14)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -447,6 +450,17 @@ BOOKKEPT = {"syncGroups": "sync_groups", "roleBasis": "role_basis",
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EventWrites:
+    """R14's entity writes behind a plan's `events_mirror` changes (not reported: a first
+    run of 10,000 users mirrors 400,000 events)."""
+
+    upserts: tuple[dict[str, Any], ...] = ()
+    deletes: tuple[dict[str, str], ...] = ()
+    counts: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    """(user id, calendar id) → events each mirrored calendar holds after the plan."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     changes: tuple[Change, ...]
     held: tuple[Change, ...] = ()
@@ -460,6 +474,8 @@ class Plan:
     """`held_digest` of the held Entra deletions (R9 delete, approved on their own)."""
     disabled: bool = False
     """R17: the plan of a run with `enabled: false` (the integration removed)."""
+    events: EventWrites | None = None
+    """R14: the events to write, when events were read this run."""
 
     @property
     def status(self) -> RunStatus:

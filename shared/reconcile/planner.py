@@ -151,34 +151,7 @@ class _Planner:
         self.bookkeeping[user_id] = dataclasses.replace(
             kept, **{model.BOOKKEPT[name]: value for name, value in fields.items()})
 
-    def _unavailable_features(self) -> None:
-        """Settings that turn on what this version does not do are reported at every run,
-        never silently accepted (the setting is stored, and ignored)."""
-        if self.settings.calendar_sync:
-            self.problems.append(model.Problem(
-                model.FEATURE_NOT_AVAILABLE,
-                "calendar events (R14 mirroring) are not available in this version: with "
-                "calendarSync on, the users' calendars are kept in Emply (R13) and Emply's "
-                "outbound events are created in M365 (R15), but no event is mirrored",
-            ))
-        wanted = [
-            *(
-                (f"writeBack.{option}", f"write-back {option} (R9)", True)
-                for option in writeback.unavailable_options(self.settings)
-            ),
-        ]
-        for setting, feature, on in wanted:
-            if on:
-                self.problems.append(
-                    model.Problem(
-                        model.FEATURE_NOT_AVAILABLE,
-                        f"{feature} is not available in this version: the setting {setting} "
-                        "is stored but nothing is done for it",
-                    )
-                )
-
     def _check_settings_against_tenant(self) -> None:
-        self._unavailable_features()
         known_roles = {r.id for r in self.emply.roles}
         for mapping in self.settings.groups:
             if mapping.group_id not in self.entra.groups:

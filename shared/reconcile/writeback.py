@@ -29,8 +29,7 @@ UPDATE = "update"
 CREATE = "create"
 DELETE = "delete"
 BUILT_OPTIONS = frozenset({UPDATE, CREATE, DELETE})
-"""The write-back options this version carries out; any other turned on is reported
-`feature_not_available` by the planner (stored, and ignored)."""
+"""The write-back options this version carries out (all three)."""
 
 # Employee field → Entra user property, in the order a change lists them.
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -218,12 +217,6 @@ def hybrid_user(user_id: str, entra_user: model.EntraUser) -> model.Problem:
         user_id=user_id,
         rule="R10",
     )
-
-
-def unavailable_options(settings: model.Settings) -> tuple[str, ...]:
-    """Write-back options turned on that this version does not carry out."""
-    return tuple(o for o in settings.write_back if o not in BUILT_OPTIONS)
-
 
 
 def explain_words(

@@ -274,13 +274,17 @@ class AzureEmplyTables:
         kept: dict[tuple[str, str], dict[str, Any]] = {}
         stored: emply_checks.Stored | None = None
         known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
+        calendars: set[tuple[str, str]] = set()
         if not replace:
             kept = await self._raw_rows(self.emply)
             stored, known = codec.identities(kept.values())
+            calendars = {(str(r.get("userId")), str(r.get("id"))) for r in kept.values()
+                         if r["PartitionKey"].startswith(codec.PARTITIONS["calendars"] + "-")}
         try:
             clean = emply_doc.validate_document(
                 doc, known_role_ids=known["roles"], known_user_ids=known["users"],
-                known_employee_ids=known["employees"], stored=stored)
+                known_employee_ids=known["employees"], stored=stored,
+                known_calendars=calendars)
         except emply_doc.DocumentError as exc:
             # Table Storage's limits too, in the entities that passed: every problem at once.
             if exc.valid is None:

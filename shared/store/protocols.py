@@ -126,6 +126,12 @@ class SyncStateStore(Protocol):
     async def delete_snapshot(self, generation: str) -> None:
         """Remove both parts of `generation` (missing ones are fine)."""
 
+    async def load_state_part(self, name: str) -> Any:
+        """A named part of the sync's own state (e.g. "events"), or None."""
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        """Replace a named part of the sync's own state."""
+
 
 class EmplyTables(Protocol):
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,

@@ -227,5 +227,11 @@ class EmplyStore:
                             *, part: str) -> None:
         await self.sync_state.save_snapshot(generation, data, part=part)
 
+    async def load_state_part(self, name: str) -> Any:
+        return await self.sync_state.load_state_part(name)
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        await self.sync_state.save_state_part(name, value)
+
     async def delete_snapshot(self, generation: str) -> None:
         await self.sync_state.delete_snapshot(generation)

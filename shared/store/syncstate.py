@@ -7,6 +7,7 @@ current one is never overwritten by a run that then fails."""
 from __future__ import annotations
 
 import contextlib
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,6 +89,14 @@ class AzureSyncState:
         await self._write_json_blob(snapshot_blob(part, generation),
                                     {"generation": generation, "data": data}, level=1)
 
+    async def load_state_part(self, name: str) -> Any:
+        """A named part of the sync's own state kept beside the state blob (e.g.
+        "events": R14's delta links), None when absent."""
+        return await self._read_json_blob(state_part_blob(name))
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        await self._write_json_blob(state_part_blob(name), value, level=5)
+
     async def delete_snapshot(self, generation: str) -> None:
         """Remove the snapshot `generation` (both parts; missing ones are fine)."""
         await self._ensure()
@@ -95,6 +104,12 @@ class AzureSyncState:
             with contextlib.suppress(ResourceNotFoundError):
                 await self._container.delete_blob(snapshot_blob(part, generation))
 
+
+
+def state_part_blob(name: str) -> str:
+    if not re.fullmatch(r"[a-z]{1,20}", name):
+        raise ValueError(f"no state part {name!r}")
+    return f"state-{name}.json.gz"
 
 
 def snapshot_blob(part: str, generation: str) -> str:

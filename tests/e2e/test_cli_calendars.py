@@ -10,15 +10,17 @@ buttons. Additional calendars will be added to Emply as Disabled by default."
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from typing import Any
 
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_roles import MEGAN, RAY, faq_state
 
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 EVENT = {"id": "ev-1", "subject": "1:1",
-         "start": {"dateTime": "2026-12-01T09:00:00", "timeZone": "UTC"},
-         "end": {"dateTime": "2026-12-01T09:30:00", "timeZone": "UTC"},
+         "start": {"dateTime": f"{TODAY}T09:00:00", "timeZone": "UTC"},
+         "end": {"dateTime": f"{TODAY}T09:30:00", "timeZone": "UTC"},
          "showAs": "busy", "sensitivity": "normal"}
 
 
@@ -52,9 +54,10 @@ def kept(world: Any) -> dict[tuple[str, str], tuple[bool, bool]]:
 
 
 def outcome(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The run's R13 changes (R14's `events_mirror`: tests/e2e/test_cli_events.py)."""
     return sorted((c["kind"], c["userId"], c.get("after", {}).get("id")
                    or c["before"].get("calendarId"), c["reason"])
-                  for c in report["changes"])
+                  for c in report["changes"] if c["kind"] != "events_mirror")
 
 
 def edit(world: Any, change: Any) -> None:
@@ -88,9 +91,8 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     ]
     assert kept(world) == {("u-megan", "cal-main"): (True, True),
                            ("u-megan", "cal-team"): (False, False)}
-    # Events are not mirrored by this version: said once per run, not silently.
-    assert [e["reason"] for e in report["errors"]] == ["feature_not_available"]
-    assert "no event is mirrored" in report["errors"][0]["message"]
+    # Calendar sync is whole (R13–R15): nothing reported as missing.
+    assert report["errors"] == []
 
     # Nothing changed: the calendars are still read (they are not in the delta), and
     # nothing is planned.
@@ -99,8 +101,11 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     assert again["counts"] == {} and "reusedPlanOf" not in again
     calendar_reads = {k: n for k, n in world.sim.requests()["byEndpoint"].items()
                       if "calendars" in k}
-    assert sum(calendar_reads.values()) == 2, calendar_reads  # Megan and Ray, one page each
-    assert world.sim.requests()["byEndpoint"]["POST /$batch"] == 1  # in one $batch
+    # Megan and Ray, one page each, and one delta page of Megan's enabled calendar (R14).
+    assert calendar_reads == {"GET /users/{id}/calendars": 2,
+                              "GET /users/{id}/calendars/{cid}/calendarView/delta": 1}
+    # One $batch for the calendars, one for the events.
+    assert world.sim.requests()["byEndpoint"]["POST /$batch"] == 2
 
 
 def test_the_users_choice_stands_and_the_default_cannot_be_disabled(make_world: Any) -> None:
@@ -153,7 +158,8 @@ def test_calendars_that_go_or_lose_edit_rights_are_removed_with_their_events(
     ]
     removed = next(c for c in report["changes"] if c["kind"] == "calendar_remove")
     assert removed["before"]["events"] == 2
-    assert world.export()["events"] == []
+    assert [(e["calendarId"], e["id"]) for e in world.export()["events"]] == [
+        ("cal-main", "ev-1")]  # the default calendar's mirrored event (R14) stays
 
     world.sim.put_tenant(tenant(**{"cal-team": {"canEdit": False}}))
     assert outcome(world.sync()) == [
@@ -180,7 +186,7 @@ def test_users_with_calendar_sync_off_or_deactivated_keep_none(make_world: Any) 
         ("calendar_remove", "u-megan", "cal-team", "calendar_sync_off"),
     ]
     edit(world, megan_off(True))
-    assert world.sync()["counts"] == {"calendar_add": 2}
+    assert world.sync()["counts"] == {"calendar_add": 2, "events_mirror": 1}
 
     world.sim.put_tenant(tenant(megan_groups=()))
     report = world.sync()
@@ -195,7 +201,7 @@ def test_users_with_calendar_sync_off_or_deactivated_keep_none(make_world: Any) 
     # The setting off: nobody keeps calendars.
     world.sim.put_tenant(tenant())
     assert world.sync()["counts"] == {"reactivate_user": 1}
-    assert world.sync()["counts"] == {"calendar_add": 2}
+    assert world.sync()["counts"] == {"calendar_add": 2, "events_mirror": 1}
     settings = copy.deepcopy(faq_state()["settings"])
     world.import_state({"settings": {**settings, "calendarSync": False}})
     report = world.sync()

@@ -148,20 +148,6 @@ def test_explain_answers_for_an_entra_user_that_has_no_emply_user(make_world: An
     assert code == 2 and "nobody@contoso.com" in err
 
 
-def test_features_this_version_does_not_have_are_reported_in_every_run(
-    make_world: Any,
-) -> None:
-    world = make_world(faq_tenant())
-    world.import_state(t.emply_state(calendarSync=True))
-    report = world.sync()
-    (warning,) = [e for e in report["errors"] if e["reason"] == "feature_not_available"]
-    assert warning["message"].startswith("calendar events (R14 mirroring) are not "
-                                          "available")
-    again = world.sync()  # nothing changed: still said (calendars are read and planned)
-    assert [e["reason"] for e in again["errors"]] == ["feature_not_available"]
-    assert "reusedPlanOf" not in again
-
-
 def test_the_user_domain_changed_with_no_allowed_domains(make_world: Any) -> None:
     """FAQ: "Why are users in Emply being deactivated? … The user domain has been
     changed": with `allowedDomains` empty, the domain Megan was linked with is hers."""

@@ -25,7 +25,7 @@ from shared.store import codec, errors, keys
 from shared.store.change_feed import MemoryChunks
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
-from shared.store.syncstate import snapshot_blob
+from shared.store.syncstate import snapshot_blob, state_part_blob
 
 _FORMAT = "memory-1"
 _LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
@@ -145,6 +145,13 @@ class MemorySyncState:
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
         self.snapshots: dict[str, Any] = {}
+        self.parts: dict[str, Any] = {}
+
+    async def load_state_part(self, name: str) -> Any:
+        return _json(self.parts.get(state_part_blob(name)))
+
+    async def save_state_part(self, name: str, value: Any) -> None:
+        self.parts[state_part_blob(name)] = _json(value)
 
     async def load_sync_state(self) -> dict[str, Any] | None:
         return _json(self.state)
@@ -322,14 +329,17 @@ class MemoryEmplyTables:
                               ) -> dict[str, int]:
         stored = None
         known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
+        calendars: set[tuple[str, str]] = set()
         if not replace:
             stored = emply_checks.Stored({k: [item for item, _e in self.rows[k].values()]
                                           for k in ("users", "employees")})
             known = {k: {str(item["id"]) for item, _e in self.rows[k].values()}
                      for k in known}
+            calendars = {(str(c["userId"]), str(c["id"]))
+                         for c, _e in self.rows["calendars"].values()}
         clean = emply_doc.validate_document(
             doc, known_role_ids=known["roles"], known_user_ids=known["users"],
-            known_employee_ids=known["employees"], stored=stored)
+            known_employee_ids=known["employees"], stored=stored, known_calendars=calendars)
         if before_switch is not None:
             await before_switch()
         if replace:

@@ -382,22 +382,6 @@ def test_explain_still_refuses_what_nobody_has() -> None:
         explain.explain("nobody@contoso.com", entra, emply, {}, cfg, b.run(entra, [], cfg), b.NOW)
 
 
-# --- 9. settings for features this version does not have -------------------------------
-
-
-def test_features_not_built_are_reported_at_every_run_never_silently_accepted() -> None:
-    cfg = dataclasses.replace(b.settings({EMP: "employee"}), calendar_sync=True,
-                              photo_sync=True, write_back=("create", "update"))
-    plan = b.run(b.tenant([MEGAN], {EMP: ["megan"]}), [], cfg)
-    unavailable = [e.message for e in plan.errors if e.reason == model.FEATURE_NOT_AVAILABLE]
-    # the three write-back options are built (R9), photoSync too (R16): mirrored events are not
-    assert len(unavailable) == 1
-    assert not any("writeBack" in m or "photoSync" in m for m in unavailable)
-    assert any(m.startswith("calendar events (R14 mirroring) are not available in this "
-                            "version") for m in unavailable)
-    assert plan.counts() == {model.CREATE_USER: 1}  # the rest of the run goes on
-
-
 # --- R4 with an e-mail an Emply user already has --------------------------------------
 
 

@@ -109,9 +109,7 @@ def test_feature_settings_are_not_reported_while_removed() -> None:
     cfg = dataclasses.replace(OFF, calendar_sync=True, photo_sync=True,
                               write_back=("create", "update", "delete"))
     assert plan_of(STAFF, [linked("anna")], cfg).errors == ()
-    assert {p.reason for p in plan_of(STAFF, [linked("anna")],
-                                      dataclasses.replace(cfg, enabled=True)).errors} == {
-        model.FEATURE_NOT_AVAILABLE}
+    assert plan_of(STAFF, [linked("anna")], dataclasses.replace(cfg, enabled=True)).errors == ()
 
 
 def test_employee_lifecycle_is_emply_s_own_and_goes_on() -> None:

@@ -119,7 +119,6 @@ def test_update_patches_only_what_differs(
     assert (change.kind, change.rule, change.user_id, change.entra_id) == (
         model.ENTRA_UPDATE, "R9", "u-ray", RAY_ENTRA)
     assert dict(change.before) == before and dict(change.after) == after
-    assert model.FEATURE_NOT_AVAILABLE not in reasons(plan)
 
 
 def test_after_the_write_the_plan_is_empty_no_ping_pong() -> None:

@@ -1,0 +1,215 @@
+"""R14's read: the events of the mirrored calendars, through `calendarView/delta`.
+
+Per calendar one item in a `$batch` (20 items a batch, at most `CONCURRENT_BATCHES`
+batches in flight, never two items of one mailbox in a batch: with four batches in
+flight a mailbox sees at most four of our requests at once, Outlook's limit). A
+calendar with a stored delta link asks for what changed since (a run with no change
+reads one page per calendar); one without, or whose link Graph refuses (410), reads
+its whole window. Further pages of a round are read with one GET each. An item
+answered 429/503/504 is retried after its `Retry-After`, in a later batch. A mailbox
+or calendar that went away since the calendar list was read (404) is not read
+(`None`): its events are kept as they are. Any other failure fails the read (R7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from shared.graph import client as graph_client
+from shared.graph import errors, mailboxes, middleware
+
+BATCH_SIZE = mailboxes.BATCH_SIZE
+CONCURRENT_BATCHES = mailboxes.CONCURRENT_BATCHES
+MAX_ITEM_RETRIES = mailboxes.MAX_ITEM_RETRIES
+PAGE_SIZE = 100
+"""Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
+events is one page."""
+PREFER = {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
+
+Event = dict[str, Any]
+CalendarKey = tuple[str, str]
+"""(Entra user id, calendar id)."""
+
+
+@dataclass(frozen=True)
+class CalendarEvents:
+    """One calendar's events as read this run."""
+
+    full: bool
+    """The whole window was read: `events` is everything in it. Else only the changes
+    since the stored delta link: `events` new or changed, `removed` gone."""
+    events: list[Event]
+    removed: list[str]
+    delta_link: str
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A calendar to read: its key and its stored delta link (None: read in full)."""
+
+    entra_id: str
+    calendar_id: str
+    delta_link: str | None = None
+
+
+@dataclass
+class EventRead:
+    calendars: dict[CalendarKey, CalendarEvents | None] = field(default_factory=dict)
+    """Per calendar its events, or None when its mailbox or calendar was not found."""
+    requests: int = 0
+    throttled: int = 0
+    full_reads: int = 0
+    """Calendars read in full (no link, a refused link)."""
+    batches: int = 0
+
+
+def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
+    return (f"/users/{quote(entra_id, safe='')}/calendars/{quote(calendar_id, safe='')}"
+            f"/calendarView/delta?startDateTime={window[0]}&endDateTime={window[1]}")
+
+
+def plan_batches(wanted: Iterable[Wanted]) -> list[list[Wanted]]:
+    """Batches of at most 20 items with at most one item per mailbox each, as few as
+    that allows (a user's calendars go to successive batches)."""
+    queues: dict[str, deque[Wanted]] = {}
+    for item in sorted(wanted, key=lambda w: (w.entra_id, w.calendar_id)):
+        queues.setdefault(item.entra_id, deque()).append(item)
+    order = deque(queues)
+    out: list[list[Wanted]] = []
+    while order:
+        batch: list[Wanted] = []
+        taken: list[str] = []
+        while order and len(batch) < BATCH_SIZE:
+            mailbox = order.popleft()
+            batch.append(queues[mailbox].popleft())
+            taken.append(mailbox)
+        order.extend(m for m in taken if queues[m])
+        out.append(batch)
+    return out
+
+
+async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted],
+                      window: tuple[str, str], *, concurrency: int = CONCURRENT_BATCHES,
+                      sleep: mailboxes.Sleep = asyncio.sleep) -> EventRead:
+    """The events of these calendars in `window` (ISO start, end), per calendar."""
+    read = EventRead()
+    gate = asyncio.Semaphore(concurrency)
+    batches = plan_batches(wanted)
+    read.batches = len(batches)
+
+    async def one(batch: list[Wanted]) -> None:
+        async with gate:
+            await _batch(client, batch, window, read, sleep)
+
+    with middleware.track() as stats:
+        await asyncio.gather(*(one(b) for b in batches))
+    read.requests = stats.total_requests
+    read.throttled += stats.throttled
+    return read
+
+
+def _relative(client: graph_client.GraphClient, url: str) -> str:
+    """A delta or next link as a `$batch` item URL (relative to the Graph version)."""
+    if url.startswith(client.graph_url):
+        return url[len(client.graph_url):] or "/"
+    parts = urlsplit(url)
+    path = parts.path
+    if client.base_path and path.startswith(client.base_path + "/"):
+        path = path[len(client.base_path):]
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
+                 window: tuple[str, str], read: EventRead, sleep: mailboxes.Sleep) -> None:
+    pending = [(w, w.delta_link) for w in batch]
+    attempt = 0
+    while pending:
+        answer = await client.post_json("/$batch", {"requests": [
+            {"id": str(n), "method": "GET", "headers": PREFER,
+             "url": _relative(client, link) if link else first_url(
+                 w.entra_id, w.calendar_id, window)}
+            for n, (w, link) in enumerate(pending)]})
+        responses = {r.get("id"): r for r in answer.get("responses") or ()
+                     if isinstance(r, dict)}
+        again: list[tuple[Wanted, str | None]] = []
+        wait = 0.0
+        throttled = False
+        for n, (w, link) in enumerate(pending):
+            response = responses.get(str(n))
+            if response is None:
+                raise errors.GraphReadError("/$batch", 200, "invalid_json",
+                                            f"no answer for item {n} of the batch")
+            status, body = response.get("status"), response.get("body")
+            code, message = mailboxes.error_of(body)
+            key = (w.entra_id, w.calendar_id)
+            url = link or first_url(w.entra_id, w.calendar_id, window)
+            if status == 200 and isinstance(body, dict):
+                read.calendars[key] = await _round(client, w, body, url, link is None,
+                                                   window, read)
+            elif status == 410 and link is not None:
+                again.append((w, None))  # the link expired: the whole window, at once
+            elif status == 404:
+                read.calendars[key] = None
+            elif status in mailboxes.RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
+                read.throttled += status == 429
+                throttled = True
+                again.append((w, link))
+                wait = max(wait, mailboxes.retry_after(response.get("headers")))
+            else:
+                raise errors.GraphReadError(client.endpoint(url),
+                                            status if isinstance(status, int) else None,
+                                            code, message or "failed inside $batch")
+        if throttled:
+            attempt += 1
+            await sleep(wait)
+        pending = again
+
+
+async def _round(client: graph_client.GraphClient, w: Wanted, page: Mapping[str, Any],
+                 url: str, full: bool, window: tuple[str, str], read: EventRead
+                 ) -> CalendarEvents:
+    """A delta round from its first page on; a link refused on a later page starts the
+    window again in full."""
+    while True:
+        try:
+            return await _pages(client, page, url, full, read)
+        except errors.DeltaExpired:
+            if full:
+                raise
+            full = True
+            url = first_url(w.entra_id, w.calendar_id, window)
+            page = await client.get_json(url, headers=PREFER)
+
+
+async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str,
+                 full: bool, read: EventRead) -> CalendarEvents:
+    events: dict[str, Event] = {}
+    removed: set[str] = set()
+    read.full_reads += full
+    while True:
+        value = page.get("value")
+        if not isinstance(value, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("id"), str) for e in value):
+            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+                                        "expected a list of events with ids")
+        for event in value:
+            if "@removed" in event:
+                removed.add(event["id"])
+                events.pop(event["id"], None)
+            else:
+                events[event["id"]] = event
+                removed.discard(event["id"])
+        link = page.get("@odata.deltaLink")
+        if isinstance(link, str):
+            return CalendarEvents(full, list(events.values()), sorted(removed), link)
+        next_link = page.get("@odata.nextLink")
+        if not isinstance(next_link, str):
+            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+                                        "a delta page with neither nextLink nor deltaLink")
+        url = next_link
+        page = await client.get_json(next_link, headers=PREFER)
