@@ -21,17 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-from bench import generate
-from bench.run import OUT, Simulator, machine, sync_in_child
-from tests.support.azurite import start_azurite
+from bench import generate, harness
+from bench.harness import BATCH, BATCH_ENDPOINT, import_doc
+from bench.run import Simulator
 
-GROUP = generate.group_id(1)
-BATCH = 20
+MODULE = "bench.calendars"
 CALENDARS = 2
 EVENTS = 20
 DELTA = "GET /users/{id}/calendars/{cid}/calendarView/delta"
@@ -39,11 +36,7 @@ LIST = "GET /users/{id}/calendars"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.calendars", description=__doc__)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--latency-ms", type=float, default=20)
-    parser.add_argument("--out", default=str(OUT / "calendars.json"))
-    return parser.parse_args(argv)
+    return harness.parse_args(MODULE, __doc__, users=10_000, out="calendars.json", argv=argv)
 
 
 def calendar_id(i: int, c: int) -> str:
@@ -65,16 +58,8 @@ def mailbox(i: int, today: dt.date) -> list[dict[str, Any]]:
 
 def tenant(users: int) -> dict[str, Any]:
     today = dt.datetime.now(dt.UTC).date()
-    people = [{**generate.entra_user(i), "calendars": mailbox(i, today)}
-              for i in range(users)]
-    return {
-        "organization": {"id": generate.TENANT_ID, "displayName": "Bench",
-                         "onPremisesSyncEnabled": False,
-                         "verifiedDomains": [{"name": generate.DOMAIN, "isDefault": True}]},
-        "users": people,
-        "groups": [{"id": GROUP, "displayName": "Everyone",
-                    "members": [p["id"] for p in people]}],
-    }
+    return harness.tenant([{**generate.entra_user(i), "calendars": mailbox(i, today)}
+                           for i in range(users)])
 
 
 def emply(entra: dict[str, Any]) -> dict[str, Any]:
@@ -82,73 +67,34 @@ def emply(entra: dict[str, Any]) -> dict[str, Any]:
     the users enabled the second)."""
     users, calendars = [], []
     for i, person in enumerate(entra["users"]):
-        users.append({
-            "id": f"u-{i}", "username": person["userPrincipalName"],
-            "email": person["mail"], "displayName": person["displayName"],
-            "status": "active", "roles": ["employee"], "source": "entra",
-            "entraId": person["id"], "tenantId": generate.TENANT_ID,
-            "syncGroups": [GROUP], "linkedDomain": generate.DOMAIN})
+        users.append(harness.linked_user(i, person))
         calendars += [{"userId": f"u-{i}", "id": calendar_id(i, c),
                        "name": "Calendar" if c == 0 else f"Team {c}",
                        "isDefault": c == 0, "enabled": True} for c in range(CALENDARS)]
-    settings = {"enabled": True, "tenantId": generate.TENANT_ID,
-                "groups": [{"groupId": GROUP, "roleId": "employee"}], "syncRoles": True,
-                "defaultRoleId": "employee", "allowedDomains": [],
-                "writeBack": {"create": False, "update": False, "delete": False},
-                "calendarSync": True, "photoSync": False}
-    return {"settings": settings,
-            "roles": [{"id": "employee", "name": "Employee", "administrator": False}],
+    return {"settings": harness.settings(calendarSync=True), "roles": harness.ROLES,
             "users": users, "calendars": calendars}
 
 
-async def import_doc(storage: str, doc: dict[str, Any]) -> None:
-    from shared import store as store_mod
-
-    async with store_mod.open_store(connection_string=storage) as store:
-        await store.import_document(doc, replace=True)
-
-
-def run(name: str, sim: Simulator, storage: str, users: int) -> dict[str, Any]:
-    sim.reset()
-    print(f"[bench] {name} ...", flush=True)
-    result = sync_in_child(storage, sim.url)
-    counts = sim.requests()["byEndpoint"]
-    result["graphRequests"] = counts
-    result["batches"] = counts.get("POST /$batch", 0)
-    result["calendarItems"] = counts.get(LIST, 0)
-    result["deltaItems"] = counts.get(DELTA, 0)
-    result["directoryRequests"] = sum(n for k, n in counts.items()
-                                      if k not in ("POST /$batch", LIST, DELTA))
-    print(f"[bench] {name}: {result['wallSeconds']} s, {result['cpuSeconds']} s CPU, "
-          f"{result['batches']} $batch ({result['calendarItems']} calendar lists, "
-          f"{result['deltaItems']} delta pages), counts {result['counts']}", flush=True)
+def run(name: str, sim: Simulator, storage: str) -> dict[str, Any]:
+    result = harness.measure(name, sim, storage, {"calendarItems": LIST, "deltaItems": DELTA})
+    result["directoryRequests"] = sum(n for k, n in result["graphRequests"].items()
+                                      if k not in (BATCH_ENDPOINT, LIST, DELTA))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     entra = tenant(args.users)
-    tenant_file = out.parent / "calendars-tenant.json"
-    tenant_file.write_text(json.dumps(entra))
+    out, tenant_file, results = harness.start(MODULE, args, entra, "calendars-tenant.json")
     calendars = args.users * CALENDARS
     minimum = {"batches": math.ceil(args.users / BATCH) + math.ceil(calendars / BATCH),
                "calendarItems": args.users, "deltaItems": calendars}
-    results: dict[str, Any] = {
-        "command": f"python -m bench.calendars --users {args.users} "
-                   f"--latency-ms {args.latency_ms:g}",
-        "machine": machine(), "minimum": minimum}
-    with start_azurite(timeout=60) as azurite:
-        sim = Simulator(tenant_file, args.latency_ms)
-        try:
-            storage = azurite.connection_string
-            asyncio.run(import_doc(storage, emply(entra)))
-            del entra
-            results["first"] = run("first run", sim, storage, args.users)
-            results["again"] = run("no change", sim, storage, args.users)
-        finally:
-            sim.stop()
+    results["minimum"] = minimum
+    with harness.services(tenant_file, args.latency_ms) as (sim, storage):
+        asyncio.run(import_doc(storage, emply(entra)))
+        del entra
+        results["first"] = run("first run", sim, storage)
+        results["again"] = run("no change", sim, storage)
     first, again = results["first"], results["again"]
     results["checks"] = {
         "firstMirrorsEveryCalendar": first["counts"].get("events_mirror") == calendars,
@@ -158,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         "noThrottling": first["entraRead"]["throttled"] == 0
         and again["entraRead"]["throttled"] == 0,
     }
-    out.write_text(json.dumps(results, indent=2))
     print(f"\ncalendar sync of {args.users} users, {CALENDARS} calendars of {EVENTS} events "
           f"each (simulator latency {args.latency_ms:g} ms)")
     for name, result in (("first run", first), ("no change", again)):
@@ -167,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['deltaItems']} (minimum {minimum['deltaItems']}), directory "
               f"{result['directoryRequests']}; wall {result['wallSeconds']} s, CPU "
               f"{result['cpuSeconds']} s, peak {result['peakRssMb']} MB")
-    print(f"  checks     {results['checks']}")
-    print(f"\nwritten {out}")
-    return 0 if all(results["checks"].values()) else 1
+    return harness.finish(out, results, width=11)
 
 
 if __name__ == "__main__":

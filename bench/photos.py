@@ -24,27 +24,20 @@ import asyncio
 import base64
 import collections
 import datetime as dt
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
-from bench import generate
-from bench.run import OUT, Simulator, machine, sync_in_child
-from tests.support.azurite import start_azurite
+from bench import generate, harness
+from bench.harness import BATCH, BATCH_ENDPOINT, import_doc
+from bench.run import Simulator
 
-GROUP = generate.group_id(1)
-BATCH = 20
+MODULE = "bench.photos"
 RUNS_A_DAY = 48
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.photos", description=__doc__)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--latency-ms", type=float, default=20)
-    parser.add_argument("--out", default=str(OUT / "photos.json"))
-    return parser.parse_args(argv)
+    return harness.parse_args(MODULE, __doc__, users=10_000, out="photos.json", argv=argv)
 
 
 def picture(i: int, version: int = 0) -> dict[str, str]:
@@ -53,57 +46,27 @@ def picture(i: int, version: int = 0) -> dict[str, str]:
 
 
 def tenant(users: int, changed: frozenset[int] = frozenset()) -> dict[str, Any]:
-    people = [{**generate.entra_user(i), "photo": picture(i, int(i in changed))}
-              for i in range(users)]
-    return {
-        "organization": {"id": generate.TENANT_ID, "displayName": "Bench",
-                         "onPremisesSyncEnabled": False,
-                         "verifiedDomains": [{"name": generate.DOMAIN, "isDefault": True}]},
-        "users": people,
-        "groups": [{"id": GROUP, "displayName": "Everyone",
-                    "members": [p["id"] for p in people]}],
-    }
+    return harness.tenant([{**generate.entra_user(i), "photo": picture(i, int(i in changed))}
+                           for i in range(users)])
 
 
 def emply(entra: dict[str, Any]) -> dict[str, Any]:
     users, employees = [], []
     for i, person in enumerate(entra["users"]):
         employee = f"e-{i}" if i % 3 == 0 else None
-        users.append({
-            "id": f"u-{i}", "username": person["userPrincipalName"],
-            "email": person["mail"], "displayName": person["displayName"],
-            "status": "active", "roles": ["employee"], "employeeId": employee,
-            "source": "entra", "entraId": person["id"], "tenantId": generate.TENANT_ID,
-            "syncGroups": [GROUP], "linkedDomain": generate.DOMAIN})
+        users.append(harness.linked_user(i, person, employeeId=employee))
         if employee:
             employees.append({"id": employee, "email": person["mail"], "status": "active",
                               "displayName": person["displayName"]})
-    settings = {"enabled": True, "tenantId": generate.TENANT_ID,
-                "groups": [{"groupId": GROUP, "roleId": "employee"}], "syncRoles": False,
-                "defaultRoleId": "employee", "allowedDomains": [], "photoSync": True}
-    return {"settings": settings,
-            "roles": [{"id": "employee", "name": "Employee", "administrator": False}],
-            "users": users, "employees": employees}
-
-
-async def import_doc(storage: str, doc: dict[str, Any]) -> None:
-    from shared import store as store_mod
-
-    async with store_mod.open_store(connection_string=storage) as store:
-        await store.import_document(doc, replace=True)
-
-
-def photo_counts(sim: Simulator) -> dict[str, int]:
-    by: dict[str, int] = sim.requests()["byEndpoint"]
-    return {"batches": by.get("POST /$batch", 0), "metadata": by.get("GET /users/{id}/photo", 0),
-            "bytes": by.get("GET /users/{id}/photo/$value", 0)}
+    return {"settings": harness.settings(syncRoles=False, photoSync=True),
+            "roles": harness.ROLES, "users": users, "employees": employees}
 
 
 def run(name: str, sim: Simulator, storage: str) -> dict[str, Any]:
-    sim.reset()
-    print(f"[bench] {name} ...", flush=True)
-    result = sync_in_child(storage, sim.url)
-    result["photoRequests"] = photo_counts(sim)
+    result, by = harness.sync(name, sim, storage)
+    result["photoRequests"] = {
+        "batches": by.get(BATCH_ENDPOINT, 0), "metadata": by.get("GET /users/{id}/photo", 0),
+        "bytes": by.get("GET /users/{id}/photo/$value", 0)}
     print(f"[bench] {name}: {result['wallSeconds']} s, {result['photoRequests']}, "
           f"counts {result['counts']}", flush=True)
     return result
@@ -158,27 +121,15 @@ async def day(sim: Simulator, doc: dict[str, Any], users: int) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     entra = tenant(args.users)
-    tenant_file = out.parent / "photos-tenant.json"
-    tenant_file.write_text(json.dumps(entra))
+    out, tenant_file, results = harness.start(MODULE, args, entra, "photos-tenant.json")
     doc = emply(entra)
-    results: dict[str, Any] = {
-        "command": f"python -m bench.photos --users {args.users} "
-                   f"--latency-ms {args.latency_ms:g}",
-        "machine": machine()}
-    with start_azurite(timeout=60) as azurite:
-        sim = Simulator(tenant_file, args.latency_ms)
-        try:
-            storage = azurite.connection_string
-            asyncio.run(import_doc(storage, doc))
-            results["first"] = run("photo sync, first run", sim, storage)
-            results["again"] = run("photo sync, nothing changed", sim, storage)
-            sim.put_tenant(entra)
-            results["day"] = asyncio.run(day(sim, doc, args.users))
-        finally:
-            sim.stop()
+    with harness.services(tenant_file, args.latency_ms) as (sim, storage):
+        asyncio.run(import_doc(storage, doc))
+        results["first"] = run("photo sync, first run", sim, storage)
+        results["again"] = run("photo sync, nothing changed", sim, storage)
+        sim.put_tenant(entra)
+        results["day"] = asyncio.run(day(sim, doc, args.users))
     first, again, whole = results["first"], results["again"], results["day"]
     copied = first["counts"].get("photo_set", 0)
     minimum = math.ceil(copied / BATCH)
@@ -190,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         "everyUserCheckedDaily": min(int(k) for k in whole["checksPerUser"]) >= 1,
         "downloadsAtMinimum": whole["downloads"] == whole["downloadsMinimum"],
     }
-    out.write_text(json.dumps(results, indent=2))
     print(f"\nphoto sync (R16) of {args.users} linked users, "
           f"{whole['usersFollowingEntra']} without an employee profile "
           f"(simulator latency {args.latency_ms:g} ms; 48 runs a day, 24 slots)")
@@ -204,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{whole['batches']} $batch (everyone every run: "
           f"{whole['everyoneEveryRunBatches']}); {whole['downloads']} downloads "
           f"(minimum {whole['downloadsMinimum']}: every photo once, the 1% changed again)")
-    print(f"  checks          {results['checks']}")
-    print(f"\nwritten {out}")
-    return 0 if all(results["checks"].values()) else 1
+    return harness.finish(out, results, width=16)
 
 
 if __name__ == "__main__":

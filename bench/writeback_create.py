@@ -17,37 +17,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-from bench import generate
-from bench.run import OUT, Simulator, machine, sync_in_child
-from bench.writeback import BATCH, GROUP, import_doc
-from tests.support.azurite import start_azurite
+from bench import generate, harness
+from bench.harness import BATCH, import_doc
+from bench.run import Simulator
 
+MODULE = "bench.writeback_create"
 ROUNDS = 3
 """`$batch` rounds per set of 20 creates: lookup, POST /users, group add."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.writeback_create",
-                                     description=__doc__)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--latency-ms", type=float, default=20)
-    parser.add_argument("--out", default=str(OUT / "writeback-create.json"))
-    return parser.parse_args(argv)
+    return harness.parse_args(MODULE, __doc__, users=1_000, out="writeback-create.json",
+                              argv=argv)
 
 
 def tenant() -> dict[str, Any]:
-    return {
-        "organization": {"id": generate.TENANT_ID, "displayName": "Bench",
-                         "onPremisesSyncEnabled": False,
-                         "verifiedDomains": [{"name": generate.DOMAIN, "isDefault": True}]},
-        "users": [],
-        "groups": [{"id": GROUP, "displayName": "Everyone", "members": []}],
-    }
+    return harness.tenant([])
 
 
 def emply(users: int) -> dict[str, Any]:
@@ -61,50 +49,26 @@ def emply(users: int) -> dict[str, Any]:
         employees.append({"id": f"e-{i}", "email": email, "displayName": f"New Hire {i}",
                           "givenName": "New", "surname": f"Hire {i}",
                           "jobTitle": "Engineer", "status": "active"})
-    return {"settings": {
-        "enabled": True, "tenantId": generate.TENANT_ID,
-        "groups": [{"groupId": GROUP, "roleId": "employee"}], "syncRoles": True,
-        "defaultRoleId": "employee", "allowedDomains": [],
-        "writeBack": {"create": True, "update": False, "delete": False},
-        "calendarSync": False, "photoSync": False},
-        "roles": [{"id": "employee", "name": "Employee", "administrator": False}],
-        "users": people, "employees": employees}
+    return {"settings": harness.settings(
+        writeBack={"create": True, "update": False, "delete": False}),
+        "roles": harness.ROLES, "users": people, "employees": employees}
 
 
 def run(name: str, sim: Simulator, storage: str) -> dict[str, Any]:
-    sim.reset()
-    print(f"[bench] {name} ...", flush=True)
-    result = sync_in_child(storage, sim.url)
-    counts = sim.requests()["byEndpoint"]
-    result["graphRequests"] = counts
-    result["batches"] = counts.get("POST /$batch", 0)
-    result["posts"] = counts.get("POST /users", 0)
-    result["groupAdds"] = counts.get("POST /groups/{id}/members/$ref", 0)
-    print(f"[bench] {name}: {result['wallSeconds']} s, {result['batches']} $batch, "
-          f"{result['posts']} POST /users, counts {result['counts']}", flush=True)
-    return result
+    return harness.measure(name, sim, storage, {
+        "posts": "POST /users", "groupAdds": "POST /groups/{id}/members/$ref"})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tenant_file = out.parent / "writeback-create-tenant.json"
-    tenant_file.write_text(json.dumps(tenant()))
+    out, tenant_file, results = harness.start(MODULE, args, tenant(),
+                                              "writeback-create-tenant.json")
     minimum = ROUNDS * math.ceil(args.users / BATCH)
-    results: dict[str, Any] = {
-        "command": f"python -m bench.writeback_create --users {args.users} "
-                   f"--latency-ms {args.latency_ms:g}",
-        "machine": machine(), "minimumBatches": minimum}
-    with start_azurite(timeout=60) as azurite:
-        sim = Simulator(tenant_file, args.latency_ms)
-        try:
-            storage = azurite.connection_string
-            asyncio.run(import_doc(storage, emply(args.users), replace=True))
-            results["create"] = run("write-back create", sim, storage)
-            results["again"] = run("write-back create, nothing left", sim, storage)
-        finally:
-            sim.stop()
+    results["minimumBatches"] = minimum
+    with harness.services(tenant_file, args.latency_ms) as (sim, storage):
+        asyncio.run(import_doc(storage, emply(args.users), replace=True))
+        results["create"] = run("write-back create", sim, storage)
+        results["again"] = run("write-back create, nothing left", sim, storage)
     made = results["create"]
     results["checks"] = {
         "batchesAtMinimum": made["batches"] == minimum,
@@ -114,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         "secondRunSendsNoPost": results["again"]["posts"] == 0
         and not results["again"]["counts"],
     }
-    out.write_text(json.dumps(results, indent=2))
     print(f"\nwrite-back create of {args.users} users (simulator latency "
           f"{args.latency_ms:g} ms)")
     print(f"  $batch requests   {made['batches']} (minimum {ROUNDS} x ceil({args.users}/20) = "
@@ -122,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  sync wall time    {made['wallSeconds']} s, the sync's own CPU "
           f"{made['cpuSeconds']} s (next run, nothing left: "
           f"{results['again']['wallSeconds']} s)")
-    print(f"  checks            {results['checks']}")
-    print(f"\nwritten {out}")
-    return 0 if all(results["checks"].values()) else 1
+    return harness.finish(out, results)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from graph_simulator import odata
+from graph_simulator.calendars import query_window
 from graph_simulator.directory import user_id
 from graph_simulator.protocol import GraphError, Req, Resp, decode_token, encode_token
 from graph_simulator.tenant import (
     JSON,
-    TenantFileError,
     event_for_output,
     event_in_window,
     parse_graph_datetime,
@@ -89,19 +89,7 @@ def _state_id(state: SyncState) -> str:
 
 
 def _window(req: Req) -> tuple[datetime, datetime]:
-    start_raw = odata.query_ci(req.query, "startDateTime")
-    end_raw = odata.query_ci(req.query, "endDateTime")
-    if not start_raw or not end_raw:
-        raise GraphError(
-            400, "ErrorInvalidParameter",
-            "This request requires a time window specified by the query string parameters "
-            "StartDateTime and EndDateTime.")
-    try:
-        start = parse_graph_datetime(start_raw, "startDateTime")
-        end = parse_graph_datetime(end_raw, "endDateTime")
-    except TenantFileError:
-        raise GraphError(400, "ErrorInvalidParameter",
-                         "Invalid startDateTime or endDateTime.") from None
+    start, end = query_window(req)
     if end <= start:
         raise GraphError(400, "ErrorInvalidParameter",
                          "The endDateTime must be after the startDateTime.")

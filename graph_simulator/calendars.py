@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from graph_simulator import odata
@@ -144,7 +145,9 @@ def _event_list(req: Req, events: list[JSON]) -> Resp:
     return odata.with_preference(Resp(200, body), applied, size)
 
 
-def calendar_view(sim: Simulator, req: Req) -> Resp:
+def query_window(req: Req) -> tuple[datetime, datetime]:
+    """The `startDateTime`/`endDateTime` of a calendar view request (400 when absent or
+    not dates)."""
     start_raw = odata.query_ci(req.query, "startDateTime")
     end_raw = odata.query_ci(req.query, "endDateTime")
     if not start_raw or not end_raw:
@@ -155,11 +158,15 @@ def calendar_view(sim: Simulator, req: Req) -> Resp:
             "StartDateTime and EndDateTime.",
         )
     try:
-        start = parse_graph_datetime(start_raw, "startDateTime")
-        end = parse_graph_datetime(end_raw, "endDateTime")
+        return (parse_graph_datetime(start_raw, "startDateTime"),
+                parse_graph_datetime(end_raw, "endDateTime"))
     except TenantFileError:
         raise GraphError(400, "ErrorInvalidParameter",
                          "Invalid startDateTime or endDateTime.") from None
+
+
+def calendar_view(sim: Simulator, req: Req) -> Resp:
+    start, end = query_window(req)
     events = [e for e in _calendar(sim, req)["events"] if event_in_window(e, start, end)]
     events.sort(key=lambda e: (parse_graph_datetime(e.get("start"), "start"), e["id"]))
     return _event_list(req, events)

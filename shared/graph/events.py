@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from shared.graph import batch_get, errors, middleware
 from shared.graph import client as graph_client
-from shared.graph import errors, mailboxes, middleware
 
-BATCH_SIZE = mailboxes.BATCH_SIZE
-CONCURRENT_BATCHES = mailboxes.CONCURRENT_BATCHES
-MAX_ITEM_RETRIES = mailboxes.MAX_ITEM_RETRIES
+BATCH_SIZE = batch_get.BATCH_SIZE
+CONCURRENT_BATCHES = batch_get.CONCURRENT_BATCHES
+MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 PAGE_SIZE = 100
 """Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
 events is one page."""
@@ -55,6 +55,10 @@ class Wanted:
     entra_id: str
     calendar_id: str
     delta_link: str | None = None
+
+
+Asked = tuple[Wanted, str | None]
+"""A calendar as one `$batch` item asks for it: with its delta link, or None (in full)."""
 
 
 @dataclass
@@ -95,7 +99,7 @@ def plan_batches(wanted: Iterable[Wanted]) -> list[list[Wanted]]:
 
 async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted],
                       window: tuple[str, str], *, concurrency: int = CONCURRENT_BATCHES,
-                      sleep: mailboxes.Sleep = asyncio.sleep) -> EventRead:
+                      sleep: batch_get.Sleep = asyncio.sleep) -> EventRead:
     """The events of these calendars in `window` (ISO start, end), per calendar."""
     read = EventRead()
     gate = asyncio.Semaphore(concurrency)
@@ -125,49 +129,35 @@ def _relative(client: graph_client.GraphClient, url: str) -> str:
 
 
 async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
-                 window: tuple[str, str], read: EventRead, sleep: mailboxes.Sleep) -> None:
-    pending = [(w, w.delta_link) for w in batch]
-    attempt = 0
-    while pending:
-        answer = await client.post_json("/$batch", {"requests": [
-            {"id": str(n), "method": "GET", "headers": PREFER,
-             "url": _relative(client, link) if link else first_url(
-                 w.entra_id, w.calendar_id, window)}
-            for n, (w, link) in enumerate(pending)]})
-        responses = {r.get("id"): r for r in answer.get("responses") or ()
-                     if isinstance(r, dict)}
-        again: list[tuple[Wanted, str | None]] = []
-        wait = 0.0
-        throttled = False
-        for n, (w, link) in enumerate(pending):
-            response = responses.get(str(n))
-            if response is None:
-                raise errors.GraphReadError("/$batch", 200, "invalid_json",
-                                            f"no answer for item {n} of the batch")
-            status, body = response.get("status"), response.get("body")
-            code, message = mailboxes.error_of(body)
-            key = (w.entra_id, w.calendar_id)
-            url = link or first_url(w.entra_id, w.calendar_id, window)
-            if status == 200 and isinstance(body, dict):
-                read.calendars[key] = await _round(client, w, body, url, link is None,
-                                                   window, read)
-            elif status == 410 and link is not None:
-                again.append((w, None))  # the link expired: the whole window, at once
-            elif status == 404:
-                read.calendars[key] = None
-            elif status in mailboxes.RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
-                read.throttled += status == 429
-                throttled = True
-                again.append((w, link))
-                wait = max(wait, mailboxes.retry_after(response.get("headers")))
-            else:
-                raise errors.GraphReadError(client.endpoint(url),
-                                            status if isinstance(status, int) else None,
-                                            code, message or "failed inside $batch")
-        if throttled:
-            attempt += 1
-            await sleep(wait)
-        pending = again
+                 window: tuple[str, str], read: EventRead, sleep: batch_get.Sleep) -> None:
+    def url(asked: Asked) -> str:
+        w, link = asked
+        return link or first_url(w.entra_id, w.calendar_id, window)
+
+    def batch_url(asked: Asked) -> str:
+        w, link = asked
+        return _relative(client, link) if link else first_url(w.entra_id, w.calendar_id,
+                                                              window)
+
+    async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
+        w, link = asked
+        status, body = response.get("status"), response.get("body")
+        key = (w.entra_id, w.calendar_id)
+        if status == 200 and isinstance(body, dict):
+            read.calendars[key] = await _round(client, w, body, url(asked), link is None,
+                                               window, read)
+        elif status == 410 and link is not None:
+            return [(w, None)]  # the link expired: the whole window, at once
+        elif status == 404:
+            read.calendars[key] = None
+        else:
+            return None
+        return []
+
+    throttled = await batch_get.get_each(
+        client, [(w, w.delta_link) for w in batch], url=url, batch_url=batch_url,
+        settle=settle, sleep=sleep, headers=PREFER)
+    read.throttled += throttled
 
 
 async def _round(client: graph_client.GraphClient, w: Wanted, page: Mapping[str, Any],

@@ -10,29 +10,27 @@ run. Any other failure fails the read, like every Graph read (R7: nothing applie
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from shared.graph import client as graph_client
 from shared.graph import errors, middleware
+from shared.graph.batch_get import BATCH_SIZE as BATCH_SIZE
+from shared.graph.batch_get import CONCURRENT_BATCHES as CONCURRENT_BATCHES
+from shared.graph.batch_get import MAX_ITEM_RETRIES as MAX_ITEM_RETRIES
+from shared.graph.batch_get import RETRIED_STATUSES as RETRIED_STATUSES
+from shared.graph.batch_get import Sleep as Sleep
+from shared.graph.batch_get import error_of as error_of
+from shared.graph.batch_get import get_each
+from shared.graph.batch_get import retry_after as retry_after
 
 CALENDAR_FIELDS = "id,name,isDefaultCalendar,canEdit"
-BATCH_SIZE = 20
-"""Graph's limit of requests in one `$batch`."""
-CONCURRENT_BATCHES = 4
-"""Batches in flight at once. A user is in one batch only, and a batch's items for it are
-one request, so a mailbox never sees more than one of our requests at a time (Outlook
-allows four)."""
-MAX_ITEM_RETRIES = 5
-"""Rounds a throttled item is retried (after its `Retry-After`) before the read fails."""
-RETRIED_STATUSES = frozenset({429, 503, 504})
 NO_MAILBOX_CODES = frozenset({"MailboxNotEnabledForRESTAPI", "ResourceNotFound",
                               "ErrorItemNotFound", "Request_ResourceNotFound"})
 
 Calendar = dict[str, Any]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -75,60 +73,18 @@ def _first_page(entra_id: str) -> str:
 async def _batch(client: graph_client.GraphClient, chunk: list[str],
                  out: dict[str, list[Calendar] | None], items_throttled: list[int],
                  sleep: Sleep) -> None:
-    pending = chunk
-    for attempt in range(MAX_ITEM_RETRIES + 1):
-        answer = await client.post_json("/$batch", {"requests": [
-            {"id": str(n), "method": "GET", "url": _first_page(entra_id)}
-            for n, entra_id in enumerate(pending)]})
-        responses = {r.get("id"): r for r in answer.get("responses") or ()
-                     if isinstance(r, dict)}
-        again: list[str] = []
-        wait = 0.0
-        for n, entra_id in enumerate(pending):
-            response = responses.get(str(n))
-            if response is None:
-                raise errors.GraphReadError("/$batch", 200, "invalid_json",
-                                            f"no answer for item {n} of the batch")
-            status = response.get("status")
-            body = response.get("body")
-            code, message = error_of(body)
-            if status == 200 and isinstance(body, dict):
-                out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
-            elif status == 404 and code in NO_MAILBOX_CODES:
-                out[entra_id] = None
-            elif status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
-                items_throttled[0] += status == 429
-                again.append(entra_id)
-                wait = max(wait, retry_after(response.get("headers")))
-            else:
-                raise errors.GraphReadError(client.endpoint(_first_page(entra_id)),
-                                            status if isinstance(status, int) else None,
-                                            code, message or "failed inside $batch")
-        if not again:
-            return
-        await sleep(wait)
-        pending = again
+    async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
+        status, body = response.get("status"), response.get("body")
+        if status == 200 and isinstance(body, dict):
+            out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
+        elif status == 404 and error_of(body)[0] in NO_MAILBOX_CODES:
+            out[entra_id] = None
+        else:
+            return None
+        return []
 
-
-def error_of(body: Any) -> tuple[str | None, str | None]:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None, None
-    code, message = error.get("code"), error.get("message")
-    return (code if isinstance(code, str) else None,
-            message if isinstance(message, str) else None)
-
-
-def retry_after(headers: Any) -> float:
-    """Seconds to wait as the item's `Retry-After` says (1 when it says nothing usable)."""
-    if isinstance(headers, dict):
-        for name, value in headers.items():
-            if name.lower() == "retry-after":
-                try:
-                    return min(max(float(value), 0.0), 120.0)
-                except (TypeError, ValueError):
-                    break
-    return 1.0
+    throttled = await get_each(client, chunk, url=_first_page, settle=settle, sleep=sleep)
+    items_throttled[0] += throttled
 
 
 async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str

@@ -18,23 +18,23 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from shared.graph import batch_get, errors, middleware
 from shared.graph import client as graph_client
-from shared.graph import errors, mailboxes, middleware
 
-BATCH_SIZE = mailboxes.BATCH_SIZE
-CONCURRENT_BATCHES = mailboxes.CONCURRENT_BATCHES
-MAX_ITEM_RETRIES = mailboxes.MAX_ITEM_RETRIES
-RETRIED_STATUSES = mailboxes.RETRIED_STATUSES
+BATCH_SIZE = batch_get.BATCH_SIZE
+CONCURRENT_BATCHES = batch_get.CONCURRENT_BATCHES
+MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
+RETRIED_STATUSES = batch_get.RETRIED_STATUSES
 NO_PHOTO_CODES = frozenset({"ImageNotFound", "ErrorItemNotFound", "ResourceNotFound",
                             "Request_ResourceNotFound", "MailboxNotEnabledForRESTAPI"})
 """404 codes that mean "this user has no photo" (not a failed read)."""
 
-Sleep = Callable[[float], Awaitable[None]]
+Sleep = batch_get.Sleep
 
 
 @dataclass(frozen=True)
@@ -138,35 +138,16 @@ async def _batch(client: graph_client.GraphClient, chunk: list[str],
                  url: Callable[[str], str], out: dict[str, Any], throttled: list[int],
                  sleep: Sleep) -> None:
     """One batch of items; `out[id]` is the item's answer (None: 404, no photo)."""
-    pending = chunk
-    for attempt in range(MAX_ITEM_RETRIES + 1):
-        answer = await client.post_json("/$batch", {"requests": [
-            {"id": str(n), "method": "GET", "url": url(entra_id)}
-            for n, entra_id in enumerate(pending)]})
-        responses = {r.get("id"): r for r in answer.get("responses") or ()
-                     if isinstance(r, dict)}
-        again: list[str] = []
-        wait = 0.0
-        for n, entra_id in enumerate(pending):
-            response = responses.get(str(n))
-            if response is None:
-                raise errors.GraphReadError("/$batch", 200, "invalid_json",
-                                            f"no answer for item {n} of the batch")
-            status = response.get("status")
-            code, message = mailboxes.error_of(response.get("body"))
-            if status == 200:
-                out[entra_id] = response
-            elif status == 404 and code in NO_PHOTO_CODES:
-                out[entra_id] = None
-            elif status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
-                throttled[0] += status == 429
-                again.append(entra_id)
-                wait = max(wait, mailboxes.retry_after(response.get("headers")))
-            else:
-                raise errors.GraphReadError(client.endpoint(url(entra_id)),
-                                            status if isinstance(status, int) else None,
-                                            code, message or "failed inside $batch")
-        if not again:
-            return
-        await sleep(wait)
-        pending = again
+    async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
+        status = response.get("status")
+        if status == 200:
+            out[entra_id] = response
+        elif status == 404 and batch_get.error_of(response.get("body"))[0] in NO_PHOTO_CODES:
+            out[entra_id] = None
+        else:
+            return None
+        return []
+
+    items_throttled = await batch_get.get_each(client, chunk, url=url, settle=settle,
+                                               sleep=sleep)
+    throttled[0] += items_throttled

@@ -67,19 +67,37 @@ def not_synced(
     mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None] | None,
 ) -> tuple[str, str] | None:
     """Why `user` has no calendars in Emply (reason, words); None when they are synced."""
+    why = mailbox_refusal(user, settings, deactivated, mailboxes,
+                          unlinked=model.USER_NOT_SYNCED, inactive=model.USER_NOT_SYNCED)
+    if why is not None and why[0] == model.MAILBOX_NOT_IN_CLOUD:
+        return why[0], f"{why[1]}, so its calendars cannot be synchronized"
+    return why
+
+
+def mailbox_refusal(
+    user: model.EmplyUser | None,
+    settings: model.Settings,
+    deactivated: Collection[str],
+    mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None] | None,
+    *,
+    unlinked: str,
+    inactive: str,
+) -> tuple[str, str] | None:
+    """Why `user`'s M365 calendars are out of reach (reason, words), the reason of an
+    unlinked or a deactivated user as the caller names it; None when they are in reach
+    (R13's calendars, R15's outbound events)."""
     if not settings.calendar_sync:
         return model.CALENDAR_SYNC_OFF, "calendar sync is off in the integration settings"
     if user is None or user.entra_id is None:
-        return model.USER_NOT_SYNCED, "the user is not linked to an Entra user"
+        return unlinked, "the user is not linked to an Entra user"
     if user.status != "active" or user.id in deactivated:
-        return model.USER_NOT_SYNCED, "the user is deactivated"
+        return inactive, "the user is deactivated"
     if not user.calendar_sync:
         return model.CALENDAR_SYNC_OFF, "calendar sync is off for this user"
     if mailboxes is not None and user.entra_id in mailboxes \
             and mailboxes[user.entra_id] is None:
         return model.MAILBOX_NOT_IN_CLOUD, (
-            "the user's mailbox is not in the cloud (Graph: MailboxNotEnabledForRESTAPI), "
-            "so its calendars cannot be synchronized")
+            "the user's mailbox is not in the cloud (Graph: MailboxNotEnabledForRESTAPI)")
     return None
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping
 
-from shared.reconcile import model
+from shared.reconcile import calendars, model
 
 OUTBOUND_EVENT = "outbound_event"
 ALREADY_CREATED = "already_created"
@@ -97,19 +97,8 @@ def why_not(
     mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None] | None,
 ) -> tuple[str, str] | None:
     """Why an event of `user` cannot be created in M365 (reason, words); None if it can."""
-    if not settings.calendar_sync:
-        return model.CALENDAR_SYNC_OFF, "calendar sync is off in the integration settings"
-    if user is None or user.entra_id is None:
-        return USER_NOT_LINKED, "the user is not linked to an Entra user"
-    if user.status != "active" or user.id in deactivated:
-        return USER_DEACTIVATED, "the user is deactivated"
-    if not user.calendar_sync:
-        return model.CALENDAR_SYNC_OFF, "calendar sync is off for this user"
-    if mailboxes is not None and user.entra_id in mailboxes \
-            and mailboxes[user.entra_id] is None:
-        return model.MAILBOX_NOT_IN_CLOUD, (
-            "the user's mailbox is not in the cloud (Graph: MailboxNotEnabledForRESTAPI)")
-    return None
+    return calendars.mailbox_refusal(user, settings, deactivated, mailboxes,
+                                     unlinked=USER_NOT_LINKED, inactive=USER_DEACTIVATED)
 
 
 def _change(event: model.OutboundEvent, entra_id: str | None, reason: str,
