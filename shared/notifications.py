@@ -237,6 +237,22 @@ def parse_message(raw: str | bytes) -> dict[str, Any]:
     return message
 
 
+def poisoned(raw: str | bytes, dequeue_count: int) -> None:
+    """The notification poison queue's trigger: work the Functions host gave up on is
+    never dropped silently. Nothing is lost for good: the timer's run reads the same
+    delta, and its tick creates, renews or recreates the subscriptions, so the record
+    says which of the two takes over."""
+    try:
+        kind: str | None = str(parse_message(raw)["kind"])
+    except ValueError:
+        kind = None
+    telemetry.log.error("emply_sync.error", extra={
+        "reason": "notification_work_poisoned", "trigger": TRIGGER, "kind": kind,
+        "attempts": dequeue_count,
+        "takenOverBy": "the next timer run" if kind in (RUN, None)
+        else "the next timer tick's subscription check"})
+
+
 async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
                ) -> dict[str, Any] | None:
     """The notification queue's trigger: a targeted run (its report), or a lifecycle

@@ -49,3 +49,13 @@ async def run_notified_sync(msg: func.QueueMessage) -> None:
         await notifications.work(msg.get_body())
     finally:
         telemetry.flush()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=f"{config.NOTIFY_QUEUE_NAME}-poison",
+                  connection=config.RUN_QUEUE_CONNECTION)
+async def notified_work_poisoned(msg: func.QueueMessage) -> None:
+    telemetry.configure()
+    try:
+        notifications.poisoned(msg.get_body(), msg.dequeue_count or 1)
+    finally:
+        telemetry.flush()

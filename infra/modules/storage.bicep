@@ -36,11 +36,12 @@ param containerNames array = [
   'photos'
 ]
 
-@description('Queues the app uses: manual run requests (POST /api/sync) and the requests the Functions host gave up on.')
+@description('Queues the app uses: manual run requests (POST /api/sync), Graph notification work, and for each the messages the Functions host gave up on.')
 param queueNames array = [
   'emply-sync-runs'
   'emply-sync-runs-poison'
   'emply-sync-notify'
+  'emply-sync-notify-poison'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import azure.functions.queue
 import azure.functions.timer
 import pytest
 
@@ -374,3 +375,25 @@ async def test_notifications_on_without_a_public_url_is_bad_configuration(
     failed = [r for r in caplog.records if r.getMessage() == "emply_sync.subscription_failed"]
     assert all(config.PUBLIC_URL in r.detail for r in failed)  # type: ignore[attr-defined]
     assert len(failed) == 2 and world.sim.graph("GET", "/subscriptions").json()["value"] == []
+
+
+@pytest.mark.parametrize(("body", "kind", "taken_over_by"), [
+    (json.dumps({"kind": notifications.RUN, "busyWaits": 0}), "run", "the next timer run"),
+    (json.dumps({"kind": notifications.RECREATE, "resource": "users"}), notifications.RECREATE,
+     "the next timer tick's subscription check"),
+    ("not json", None, "the next timer run"),
+])
+async def test_work_the_host_gave_up_on_is_recorded_never_dropped_silently(
+        make_world: Any, caplog: pytest.LogCaptureFixture, body: str, kind: str | None,
+        taken_over_by: str) -> None:
+    staffed(make_world)
+    runs_before = await list_runs()
+    message = azure.functions.queue.QueueMessage(id="m-1", body=body.encode(),
+                                                 dequeue_count=5)
+    await function("notified_work_poisoned")(message)
+    (record,) = [r for r in caplog.records if r.getMessage() == "emply_sync.error"
+                 and getattr(r, "reason", None) == "notification_work_poisoned"]
+    assert (record.kind, record.attempts, record.takenOverBy) == (kind, 5, taken_over_by)
+    if kind is None:
+        assert body not in str(record.__dict__)  # a bad body is not echoed into the logs
+    assert await list_runs() == runs_before  # recorded, nothing run

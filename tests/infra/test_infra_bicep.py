@@ -107,7 +107,8 @@ def test_storage_has_every_table_and_container_the_app_uses() -> None:
     assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed"}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
     assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME,
-                                            config.NOTIFY_QUEUE_NAME}
+                                            config.NOTIFY_QUEUE_NAME,
+                                            f"{config.NOTIFY_QUEUE_NAME}-poison"}
 
 
 def test_app_insights_and_workspace_have_local_auth_off() -> None:
