@@ -2,7 +2,7 @@
 
 Records N changes shaped like an initial sync's (`create_user` with the new user's
 fields; 133,000 is a 100,000-user initial run's count) as one run's feed in Azurite
-(`shared.change_feed.record_run` over `TableChunks`), then reads the whole feed back a
+(`shared.run.change_feed.record_run` over `TableChunks`), then reads the whole feed back a
 page of 1,000 at a time, as Emply would. Prints the time of each, the entities written,
 their compressed size and how much the process's peak RSS grew while recording (what
 the feed adds on top of the report's changes, which the run holds anyway).
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import OUT, machine
-from shared import change_feed
+from shared.run import change_feed
 from shared.store import change_feed as store_feed
 from shared.store import open_store
 from tests.support.azurite import start_azurite

@@ -16,13 +16,14 @@ import sys
 import time
 from typing import Any
 
-from shared import boundary, service
+from shared.app import boundary
+from shared.run import pipeline
 
 
 async def _run(storage: str, graph_url: str) -> dict[str, Any]:
     async with boundary.open_deps(storage=storage, graph_url=graph_url, environ={}) as deps:
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        report = await service.run_sync(deps, trigger="bench")
+        report = await pipeline.run_sync(deps, trigger="bench")
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         stats = dict(deps.store.stats)
         by_partition = {pk: {"batches": b, "entities": n}

@@ -3,7 +3,7 @@
 Page the same Graph data as raw JSON (httpx, the largest page size, users and
 groups concurrently as the sync does) and write as many entities as the initial
 sync wrote to the same Azurite, partitioned as the store partitions users
-(`shared.store.store.bucket`: 256 hash buckets), in full transactions of up to 100
+(`shared.store.azure_store.bucket`: 256 hash buckets), in full transactions of up to 100
 entities of one partition (azure-data-tables' pipeline, the documented ``$batch``
 body, 8 in flight), nothing else: no planning, no reading of the Emply side, no
 state, no report.
@@ -22,7 +22,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from shared import config
 from shared.graph import reader
 from shared.store import wire
-from shared.store.store import bucket
+from shared.store.azure_store import bucket
 
 _CONCURRENCY = 8
 

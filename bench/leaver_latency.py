@@ -36,7 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared import boundary, config, subscriptions
+from shared import config
+from shared.app import boundary
+from shared.notify import renewal
 from tests.e2e import tenants as t
 from tests.e2e.conftest import World
 from tests.e2e.test_http import function, request
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             "maxPercent": 100}))
         world.ok("sync")
         ids = {u["entraId"]: u["id"] for u in world.export()["users"]}
-        print(f"synced {len(ids)} users; subscriptions: {asyncio.run(subscriptions.keep())}")
+        print(f"synced {len(ids)} users; subscriptions: {asyncio.run(renewal.keep())}")
         worker = Worker(azurite.connection_string)
         worker.start()
         latencies: list[float] = []

@@ -4,12 +4,12 @@ A tenant of N linked users, each with a profile photo; a third of them have an
 employee profile (skipped: their photos are never read). Azurite and the Graph
 simulator (a subprocess with ``--latency-ms``) as in `bench.run`.
 
-1. Two real syncs (`shared.service.run_sync`, each in a fresh process, the default
+1. Two real syncs (`shared.run.pipeline.run_sync`, each in a fresh process, the default
    schedule of 48 runs a day, so 24 slots): the first copies the photos of its slice
    (metadata and bytes), the second finds them unchanged (metadata only, no bytes).
    Measured: the photo requests against the minimum, ceil(k / 20) `$batch` requests
    for the k users of the slice (and as many again for the bytes when all are new).
-2. A simulated day of checks (`shared.photo_sync.check` at each of the 48 ticks, the
+2. A simulated day of checks (`shared.run.steps.photos.check` at each of the 48 ticks, the
    recorded ETags kept in memory, 1% of the photos changed at noon): how often each
    user is checked, and how many bytes are downloaded, against checking everyone
    every run.

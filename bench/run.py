@@ -2,7 +2,7 @@
 
 Generates a tenant and an Emply state (`bench.generate`), starts Azurite and the
 Graph simulator (a subprocess with ``--latency-ms``), imports the state, then
-measures three syncs through `shared.service.run_sync`, each in a fresh process
+measures three syncs through `shared.run.pipeline.run_sync`, each in a fresh process
 (`bench.child`, for a clean peak RSS): the initial sync, a no-change sync, and a
 sync after 1% churn (PUT /_sim/tenant). Then two baselines: msgraph-sdk's
 generated models against the adapter's raw-JSON path on ``--sdk-users`` users,

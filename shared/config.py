@@ -46,7 +46,7 @@ RUN_QUEUE_CLIENT_ID = f"{RUN_QUEUE_CONNECTION}__clientId"
 # the app role a caller's token must carry; empty or unset, function keys only.
 REQUIRED_ROLE = "EMPLY_SYNC_REQUIRED_ROLE"
 
-# Graph change notifications (shared.notifications, shared.subscriptions): on/off
+# Graph change notifications (shared.notify.inbox, shared.notify.renewal): on/off
 # ("true"/"false", unset = off: the timer alone, as before), the app's public base URL
 # Graph calls back (https://<app>.azurewebsites.net), the function key Graph puts in
 # that URL (infra: a named host function key, never in source), and the debounce:

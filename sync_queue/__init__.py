@@ -1,6 +1,6 @@
 """Queue triggers: the worker that runs manual sync requests, and its poison queue.
 
-`POST /api/sync` queues a run request (`shared.manual_runs`); this runs it with the same
+`POST /api/sync` queues a run request (`shared.app.manual_runs`); this runs it with the same
 service code as the timer. The connection is `EMPLY_SYNC_QUEUE` (a connection string
 locally; `EMPLY_SYNC_QUEUE__queueServiceUri` and the managed identity in Azure).
 """
@@ -11,7 +11,9 @@ import logging
 
 import azure.functions as func
 
-from shared import config, manual_runs, notifications, telemetry
+from shared import config, telemetry
+from shared.app import manual_runs
+from shared.notify import inbox
 
 log = logging.getLogger("emply_sync.queue")
 # azure-functions does not annotate Blueprint.__init__ (its decorators are typed).
@@ -46,7 +48,7 @@ async def run_notified_sync(msg: func.QueueMessage) -> None:
     """Graph change notifications' work: a targeted (delta) run, or a lifecycle action."""
     telemetry.configure()
     try:
-        await notifications.work(msg.get_body())
+        await inbox.work(msg.get_body())
     finally:
         telemetry.flush()
 
@@ -56,6 +58,6 @@ async def run_notified_sync(msg: func.QueueMessage) -> None:
 async def notified_work_poisoned(msg: func.QueueMessage) -> None:
     telemetry.configure()
     try:
-        notifications.poisoned(msg.get_body(), msg.dequeue_count or 1)
+        inbox.poisoned(msg.get_body(), msg.dequeue_count or 1)
     finally:
         telemetry.flush()

@@ -6,7 +6,10 @@ import logging
 
 import azure.functions as func
 
-from shared import boundary, config, errors, service, subscriptions, telemetry
+from shared import config, errors, telemetry
+from shared.app import boundary
+from shared.notify import renewal
+from shared.run import pipeline
 
 # The host reads the schedule from the app setting (%NAME%), so operators change
 # it without a code change; infra/ sets it to config.DEFAULT_SYNC_SCHEDULE.
@@ -26,7 +29,7 @@ async def scheduled_sync(timer: func.TimerRequest) -> None:
         try:
             # A failed run is recorded and logged by the service; a bug propagates.
             await boundary.sync(trigger="timer")
-        except service.RunInProgress as exc:
+        except pipeline.RunInProgress as exc:
             # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
             log.info(
                 "emply_sync.timer_skipped",
@@ -43,7 +46,7 @@ async def keep_subscriptions() -> None:
     expiring ones; nothing unless EMPLY_SYNC_NOTIFICATIONS is true. A failure is logged
     (emply_sync.subscription_failed, the renewal alert's) and never fails the tick."""
     try:
-        await subscriptions.keep()
+        await renewal.keep()
     except Exception as exc:
         classified = errors.classify(exc)
         reason = (classified.reason if classified is not None else

@@ -1,6 +1,6 @@
 """HTTP trigger of the change feed: `GET /api/changes?after=CURSOR[&pageSize=N]`.
 
-Every change the sync applied, in order (`shared.change_feed`), a page at a time with
+Every change the sync applied, in order (`shared.run.change_feed`), a page at a time with
 an opaque cursor and a `next` link; caught up, the page is empty and the cursor the
 same. A cursor past the feed's retention is a 410 problem saying what to do.
 See docs/emply-api.md "Change feed".
@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import boundary, change_feed, service
+from shared.app import boundary
+from shared.run import change_feed, pipeline
 from webhook_http import bp, failures_as_problems, problem, respond, role_required
 from webhook_http import openapi as oa
 from webhook_http.emply_api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, _bad, _guarded, _params
@@ -32,7 +33,7 @@ async def list_changes(req: func.HttpRequest) -> func.HttpResponse:
         try:
             async with boundary.open_deps() as deps:
                 items, cursor = await change_feed.read_page(deps.store, after, size,
-                                                            service.utcnow())
+                                                            pipeline.utcnow())
         except change_feed.BadCursor as exc:
             return problem(400, "Bad request", str(exc), field="after")
         except change_feed.CursorExpired as exc:

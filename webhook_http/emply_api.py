@@ -1,7 +1,7 @@
 """HTTP triggers of the Emply side: the state document, settings, users and employees
 (ETags, If-Match, paging, filters), and the OpenAPI document of every route.
 
-Thin as the other handlers: parse, call `shared.emply_api`, answer. A refused request
+Thin as the other handlers: parse, call `shared.app.emply_api`, answer. A refused request
 is a 4xx problem body naming the field and changes nothing; values from the request
 are never echoed into a message or a log (ids and bodies may carry anything).
 See docs/emply-api.md.
@@ -16,15 +16,10 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared import (
-    boundary,
-    emply_api,
-    emply_doc,
-    emply_pages,
-    emply_roles,
-    emply_schema,
-    service,
-)
+from shared.app import boundary, emply_api, emply_pages, emply_roles
+from shared.emply import document as emply_doc
+from shared.emply import schema as emply_schema
+from shared.run import pipeline
 from webhook_http import (
     BadRequest,
     bp,
@@ -147,7 +142,7 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
                        "GET it again and retry with its ETag", field="If-Match")
     except emply_api.BadCursor as exc:
         return problem(400, "Bad request", str(exc), field="next")
-    except service.RunInProgress as exc:
+    except pipeline.RunInProgress as exc:
         return run_in_progress(exc, "A sync or an import is running")
     except emply_api.ConcurrentChange:
         return problem(409, "Changed meanwhile",

@@ -1,5 +1,5 @@
 """`POST /api/graph/notifications`: where Microsoft Graph sends change and lifecycle
-notifications (`shared.notifications`).
+notifications (`shared.notify.inbox`).
 
 Function auth: Graph calls the URL the subscription names, which carries a named
 function key (`?code=`, infra's `graph-notifications` host key). Graph sends no Entra
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import notifications, notify_settings
+from shared.notify import inbox
+from shared.notify import settings as notify_settings
 from webhook_http import bp, failures_as_problems, openapi, problem
 
 MAX_TOKEN_CHARS = 1024
@@ -36,8 +37,8 @@ async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
                            field="validationToken")
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
     try:
-        await notifications.receive(body)
-    except notifications.BadNotification as exc:
+        await inbox.receive(body)
+    except inbox.BadNotification as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     return func.HttpResponse(status_code=202)
 
@@ -52,7 +53,7 @@ openapi.operation(
     request={"content": {"application/json": {"schema": {
         "type": "object", "required": ["value"],
         "properties": {"value": {"type": "array", "minItems": 1,
-                                 "maxItems": notifications.MAX_ITEMS,
+                                 "maxItems": inbox.MAX_ITEMS,
                                  "items": {"type": "object"}}}}}}},
     responses={"200": {"description": "the validation token, echoed",
                        "schema": {"type": "string"}, "media": "text/plain"},

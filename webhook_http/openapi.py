@@ -2,7 +2,7 @@
 
 A small registry: each module that declares routes calls `operation(...)` beside them,
 so a route added elsewhere appears too. The Emply entity schemas come from
-`shared.emply_schema` (built from the schema table that validates the bodies), so the
+`shared.emply.schema` (built from the schema table that validates the bodies), so the
 document and the validation cannot disagree. Errors are `application/problem+json`.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from shared import emply_schema
+from shared.emply import schema as emply_schema
 from webhook_http import sync_models
 
 _OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {}

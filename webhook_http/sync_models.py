@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
-from shared import manual_runs
+from shared.app import manual_runs
 
 
 class SyncRequest(TypedDict, total=False):

@@ -15,7 +15,7 @@ previous mirror's delta links; `fold` applies that round to the previous mirror.
 first run, a changed tenant or an expired delta link (HTTP 410) reads both
 resources in full instead (a delta round without a token), which also yields
 fresh delta links. A caller may do the first step itself and look at the round
-before it loads the previous mirror (`shared.unchanged`).
+before it loads the previous mirror (`shared.run.unchanged`).
 
 Invariants:
 
@@ -175,7 +175,7 @@ async def read_entra(
     (`fold`); or, when only that will do, both resources in full.
 
     With ``changes`` (from `read_changes` for this tenant and ``previous``'s delta
-    links, e.g. by `shared.unchanged`) Graph is not asked for them again.
+    links, e.g. by `shared.run.unchanged`) Graph is not asked for them again.
 
     Raises :class:`~shared.graph.errors.TenantMismatch` when the credentials
     reach another tenant than ``tenant_id``, and

@@ -1,7 +1,7 @@
 """From the stored shapes (Entra mirror, Emply document) to the planner's snapshots.
 
 Both inputs have been validated where they came in (the Graph reader and
-`shared.emply_doc`); this only maps names. Graph's camelCase stays at the edge.
+`shared.emply.document`); this only maps names. Graph's camelCase stays at the edge.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `open_store(...)` gives an `EmplyStore` (an async context manager), the Azure
 implementation of the protocols in `shared.store.protocols` (what the service
-depends on); see `shared.store.store` for the layout and `shared.store.errors` for
+depends on); see `shared.store.azure_store` for the layout and `shared.store.errors` for
 the errors.
 """
 
@@ -16,10 +16,10 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 
 from shared import config
-from shared.emply_doc import DocumentError
+from shared.emply.document import DocumentError
+from shared.store.azure_store import Clock, EmplyStore
 from shared.store.errors import ConcurrentChangeError, LeaseLost, RunInProgress, StoreError
 from shared.store.keys import expand_connection_string
-from shared.store.store import Clock, EmplyStore
 
 __all__ = [
     "ConcurrentChangeError",

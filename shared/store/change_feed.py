@@ -3,11 +3,11 @@
 A run's applied changes are stored in chunks, a few hundred to a thousand changes per
 entity, not one entity per change: a 100,000-user initial run (about 133,000 changes)
 is a few hundred entities. Table `changefeed` (with the store's prefix), PartitionKey
-"feed", RowKey the chunk's key (`shared.change_feed` makes keys that sort in the order
+"feed", RowKey the chunk's key (`shared.run.change_feed` makes keys that sort in the order
 the runs applied them). A chunk's changes are JSON, zlib-compressed, split over binary
 properties `d00`, `d01`, ... of at most 64 KiB each (Table Storage's limit per property).
 
-`ChunkStore` is the protocol `shared.change_feed` works against; `TableChunks` keeps
+`ChunkStore` is the protocol `shared.run.change_feed` works against; `TableChunks` keeps
 the chunks in Table Storage, `MemoryChunks` in memory (service-level tests).
 """
 
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared.store.store import EmplyStore
+from shared.store.azure_store import EmplyStore
 
 TABLE = "changefeed"
 PARTITION = "feed"

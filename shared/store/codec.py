@@ -1,5 +1,5 @@
 """Entity <-> table row for the Emply side's kinds, and the layout constants and small
-helpers the Azure modules share (see `shared.store.store` for the layout)."""
+helpers the Azure modules share (see `shared.store.azure_store` for the layout)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared import emply_checks, emply_doc
+from shared.emply import checks as emply_checks
+from shared.emply import document as emply_doc
 from shared.store import keys, limits, wire
 
 Operation = wire.Operation

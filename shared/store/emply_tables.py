@@ -43,7 +43,8 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared import emply_checks, emply_doc
+from shared.emply import checks as emply_checks
+from shared.emply import document as emply_doc
 from shared.store import codec, columns, errors, keys, wire
 from shared.store.codec import CODECS, META_PK, VERSION_RK, Operation
 from shared.store.protocols import LoadedEmply

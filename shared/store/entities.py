@@ -1,4 +1,4 @@
-"""One Emply entity at a time, with its ETag: what the Emply API (`shared.emply_api`) reads
+"""One Emply entity at a time, with its ETag: what the Emply API (`shared.app.emply_api`) reads
 and writes, beside the whole-document import and the run's batched writes.
 
 Each entity's ETag is its Table Storage row's: a write here is conditional on the ETag
@@ -17,13 +17,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from shared import emply_checks
+from shared.emply import checks as emply_checks
 from shared.store import errors, protocols, wire
+from shared.store.azure_store import EmplyStore
 from shared.store.codec import CODECS as _CODECS
 from shared.store.codec import identities as _identities
 from shared.store.codec import import_rows as _import_rows
 from shared.store.emply_tables import AzureEmplyTables, AzureLedger
-from shared.store.store import EmplyStore
 
 ANY = "*"
 """`If-Match: *`: the entity must exist, whatever its ETag."""

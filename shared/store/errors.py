@@ -6,7 +6,7 @@
     ├── ImportFailed             an import's write failed; nothing was imported
     ├── RunInProgress            another run holds the sync lease
     └── LeaseLost                our lease expired and another run took it
-    shared.emply_doc.DocumentError (ValueError): a bad Emply state document
+    shared.emply.document.DocumentError (ValueError): a bad Emply state document
 
 Transport failures surface as azure-core's `HttpResponseError` /
 `ServiceRequestError` unchanged; `shared.errors.classify` names them at the

@@ -6,7 +6,7 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
 (`tests/store/test_protocol_contract.py`) runs the same cases against both.
 
 - `RunLease`: the one-run-at-a-time lease (R1).
-- `RunMarker`: the marker naming the queued manual run (`shared.manual_runs`).
+- `RunMarker`: the marker naming the queued manual run (`shared.app.manual_runs`).
 - `RunLog`: run reports and their newest-first index.
 - `SyncStateStore`: the sync state and the snapshot parts of a generation.
 - `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives

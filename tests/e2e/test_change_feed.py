@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared import change_feed
+from shared.run import change_feed
 from tests.e2e import tenants as t
 from tests.e2e.test_emply_api import body_of, call
 from tests.e2e.test_http import deliver_next, function, get_run

@@ -8,7 +8,8 @@ import asyncio
 import json
 from typing import Any
 
-from shared import boundary, service
+from shared.app import boundary
+from shared.run import pipeline
 from tests.e2e import tenants as t
 
 
@@ -96,7 +97,7 @@ async def test_no_import_while_a_run_holds_the_lease(make_world: Any) -> None:
     path = world.tmp / "replacement.json"
     path.write_text(json.dumps(t.emply_state()))
     async with boundary.open_deps() as deps:
-        run = asyncio.create_task(service.run_sync(deps, trigger="cli"))
+        run = asyncio.create_task(pipeline.run_sync(deps, trigger="cli"))
         while (await deps.store.current_lease()) is None:
             await asyncio.sleep(0.05)
         code, out, err = await asyncio.to_thread(world.cli, "emply", "import", str(path),

@@ -24,8 +24,10 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import BlobServiceClient
 
-from shared import boundary, config, service
+from shared import config
+from shared.app import boundary
 from shared.reconcile import photo_slices
+from shared.run import pipeline
 from shared.store import photo_blobs
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_roles import MEGAN, RAY, faq_state
@@ -248,13 +250,13 @@ async def test_the_field_is_written_only_after_the_blob(
     world = photo_world(make_world, monkeypatch)
     async with boundary.open_deps() as deps:
         deps.photos = RefusingBlobs()
-        failed = await service.run_sync(deps, trigger="cli")
+        failed = await pipeline.run_sync(deps, trigger="cli")
     assert failed["status"] == "failed"
     assert failed["errors"][0]["reason"] == "storage_unavailable"
     assert world.users()["megan.jordan@contoso.com"]["photo"] is None
     async with boundary.open_deps() as deps:
         deps.photos = fake = photo_blobs.MemoryPhotoBlobs()
-        report = await service.run_sync(deps, trigger="cli")
+        report = await pipeline.run_sync(deps, trigger="cli")
     assert report["counts"]["photo_set"] == 1  # planned again, now written
     assert fake.blobs == {"u-megan": (JPEG, "image/jpeg")}
     assert world.users()["megan.jordan@contoso.com"]["photo"]["sha256"] == \

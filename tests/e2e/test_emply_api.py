@@ -11,7 +11,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared import boundary, emply_pages
+from shared.app import boundary, emply_pages
 from tests.e2e import tenants as t
 from tests.e2e.test_http import function, world_with_staff
 

@@ -11,8 +11,10 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.storage.blob import BlobServiceClient
 
-from shared import boundary, config, service
+from shared import config
 from shared import store as store_mod
+from shared.app import boundary
+from shared.run import pipeline
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
 
@@ -117,7 +119,7 @@ def test_dry_run_during_a_run_is_refused_like_a_real_one(make_world: Any) -> Non
 async def test_a_failing_lease_renewal_does_not_fail_the_run(
     make_world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "LEASE_TTL_SECONDS", 1)
+    monkeypatch.setattr(pipeline, "LEASE_TTL_SECONDS", 1)
     world = staff_world(make_world, latency_ms=500)
     calls: list[str] = []
 
@@ -127,7 +129,7 @@ async def test_a_failing_lease_renewal_does_not_fail_the_run(
 
     monkeypatch.setattr(store_mod.EmplyStore, "renew_lease", flaky)
     async with boundary.open_deps() as deps:
-        report = await service.run_sync(deps, trigger="cli")
+        report = await pipeline.run_sync(deps, trigger="cli")
         assert await deps.store.current_lease() is None
     assert calls, "the run should have outlived a heartbeat"
     assert report["status"] == "succeeded" and report["counts"] == {"create_user": 10}

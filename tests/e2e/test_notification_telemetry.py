@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared import subscriptions
 from shared.graph import subscriptions as graph_subs
+from shared.notify import renewal
 from tests.e2e.test_notifications import (
     change_body,
     post_notification,
@@ -25,7 +25,7 @@ async def test_notification_queries_read_only_what_the_code_emits(
         make_world: Any, server: NotifyServer) -> None:  # noqa: F811
     world = staffed(make_world)
     with exported() as traces:
-        assert await subscriptions.keep() == {"users": "created", "groups": "created"}
+        assert await renewal.keep() == {"users": "created", "groups": "created"}
         body = change_body(world)
         assert (await post_notification(body)).status_code == 202
         forged = change_body(world, client_state="y" * 43)
@@ -38,7 +38,7 @@ async def test_notification_queries_read_only_what_the_code_emits(
         world.sim.set_faults("/subscriptions", 403, method="POST", times=-1)
         # Expiring soon by the injected clock: renewal 404 → create again → 403.
         soon = graph_subs.parse_time(body["value"][0]["subscriptionExpirationDateTime"])
-        outcome = await subscriptions.keep(now=soon)
+        outcome = await renewal.keep(now=soon)
         assert outcome == {"users": "failed:graph_read_failed",
                            "groups": "failed:graph_read_failed"}
     records = emitted(traces)

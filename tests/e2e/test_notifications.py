@@ -19,9 +19,10 @@ import azure.functions.queue
 import azure.functions.timer
 import pytest
 
-from shared import config, notifications, subscriptions
+from shared import config
 from shared import store as store_mod
 from shared.graph import subscriptions as graph_subs
+from shared.notify import inbox, renewal
 from tests.e2e import tenants as t
 from tests.e2e.test_http import function, get_run, request
 from tests.support import run_queue as rq
@@ -150,7 +151,7 @@ def forged_bodies(world: Any) -> list[tuple[str, bytes | dict[str, Any], int]]:
 async def test_forged_notifications_cause_no_run_and_no_change(
         make_world: Any, server: NotifyServer, caplog: pytest.LogCaptureFixture) -> None:
     world = staffed(make_world)
-    await subscriptions.keep()
+    await renewal.keep()
     tenant = world.sim.tenant()
     for group in tenant["groups"]:
         group["members"] = []  # a real change is waiting: any run would deactivate all
@@ -178,7 +179,7 @@ async def test_a_replayed_notification_runs_nothing_more(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.NOTIFICATION_DEBOUNCE, "0")  # no trailing waits here
     world = staffed(make_world)
-    await subscriptions.keep()
+    await renewal.keep()
     remove_from_groups(world, 0)  # a real change, and its notification
     report = await deliver(world)
     assert report is not None and report["counts"] == {"deactivate_user": 1}
@@ -210,13 +211,13 @@ async def list_runs() -> list[dict[str, Any]]:
 async def test_a_burst_is_debounced_to_a_leading_and_one_trailing_run(
         make_world: Any, server: NotifyServer) -> None:
     world = staffed(make_world)
-    await subscriptions.keep()
+    await renewal.keep()
     t0 = dt.datetime.now(dt.UTC)
     delays = []
     for second, object_id in [(0, t.G_EMPLOYEE), (10, t.G_HR), (20, t.uid(101)),
                               (30, t.uid(102)), (75, t.uid(103))]:
         body = change_body(world, object_id=object_id)
-        received = await notifications.receive(json.dumps(body).encode(),
+        received = await inbox.receive(json.dumps(body).encode(),
                                                now=t0 + dt.timedelta(seconds=second))
         assert received.accepted == 1
         delays.append(received.run_delay)
@@ -240,13 +241,13 @@ def test_next_run_table() -> None:
         (t0 + 5 * s, t0, None),          # a run still to come covers it
     ]
     for last, now, expected in cases:
-        assert notifications.next_run(last, now, minute) == expected, (last, now)
+        assert inbox.next_run(last, now, minute) == expected, (last, now)
 
 
 async def test_a_notification_run_over_the_guard_holds_like_any_run(
         make_world: Any, server: NotifyServer) -> None:
     world = staffed(make_world, guard={"maxCount": 1, "maxPercent": 100})
-    await subscriptions.keep()
+    await renewal.keep()
     remove_from_groups(world, 0, 1, 2)
     report = await deliver(world)
     assert report is not None and report["trigger"] == "notification"
@@ -256,7 +257,7 @@ async def test_a_notification_run_over_the_guard_holds_like_any_run(
 
 async def test_lifecycle_events(make_world: Any, server: NotifyServer) -> None:
     world = staffed(make_world)
-    await subscriptions.keep()
+    await renewal.keep()
     old = sim_subscriptions(world)
 
     def lifecycle(resource: str, event: str) -> None:
@@ -286,30 +287,30 @@ async def test_renewal_before_expiry_with_an_injected_clock(
         make_world: Any, server: NotifyServer, monkeypatch: pytest.MonkeyPatch) -> None:
     world = staffed(make_world)
     t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    assert await subscriptions.keep(now=t0) == {"users": "created", "groups": "created"}
+    assert await renewal.keep(now=t0) == {"users": "created", "groups": "created"}
     created = sim_subscriptions(world)
     expires = graph_subs.parse_time(created["users"]["expirationDateTime"])
     assert dt.timedelta(days=28) < expires - t0 <= dt.timedelta(minutes=41_760)
     # Three weeks on: more than a week left, nothing to do.
-    assert await subscriptions.keep(now=t0 + dt.timedelta(days=21)) == {
+    assert await renewal.keep(now=t0 + dt.timedelta(days=21)) == {
         "users": "unchanged", "groups": "unchanged"}
     # Six days before expiry: renewed (the simulator's cap is measured from its real
     # clock, so ask as if "now" were real: the new expiry is capped anyway).
     late = expires - dt.timedelta(days=6)
     monkeypatch.setattr(graph_subs, "expiry",
                         lambda now, minutes=graph_subs.MAX_MINUTES: t0 + dt.timedelta(days=20))
-    assert await subscriptions.keep(now=late) == {"users": "renewed", "groups": "renewed"}
+    assert await renewal.keep(now=late) == {"users": "renewed", "groups": "renewed"}
     renewed = sim_subscriptions(world)
     assert renewed["users"]["id"] == created["users"]["id"]
     assert graph_subs.parse_time(renewed["users"]["expirationDateTime"]) \
         == t0 + dt.timedelta(days=20)
     # Graph forgot one (404 on renewal): created again.
     world.sim.graph("DELETE", f"/subscriptions/{created['groups']['id']}")
-    outcome = await subscriptions.keep(now=t0 + dt.timedelta(days=15))
+    outcome = await renewal.keep(now=t0 + dt.timedelta(days=15))
     assert outcome == {"users": "renewed", "groups": "recreated"}
     # The key rotated (a redeployment): both replaced, the old ones deleted.
     monkeypatch.setenv(config.NOTIFICATION_KEY, "rotated-key")
-    assert await subscriptions.keep(now=t0) == {"users": "recreated", "groups": "recreated"}
+    assert await renewal.keep(now=t0) == {"users": "recreated", "groups": "recreated"}
     assert {s["notificationUrl"] for s in sim_subscriptions(world).values()} == {
         f"{server.url}?code=rotated-key"}
     assert len(world.sim.simulator.subscriptions) == 2
@@ -319,7 +320,7 @@ async def test_renewal_failure_is_logged_for_the_alert_and_the_tick_goes_on(
         make_world: Any, server: NotifyServer, caplog: pytest.LogCaptureFixture) -> None:
     world = staffed(make_world)
     world.sim.set_faults("/subscriptions", 503, method="POST", times=-1)
-    outcome = await subscriptions.keep()
+    outcome = await renewal.keep()
     assert outcome == {"users": "failed:graph_unavailable", "groups": "failed:graph_unavailable"}
     failed = [r for r in caplog.records if r.getMessage() == "emply_sync.subscription_failed"]
     assert {(r.action, r.resource, r.reason) for r in failed} == {  # type: ignore[attr-defined]
@@ -352,7 +353,7 @@ async def test_validation_handshake_echoes_the_token_as_text() -> None:
 async def test_a_notification_run_waits_while_another_run_holds_the_lease(
         make_world: Any, server: NotifyServer) -> None:
     world = staffed(make_world)
-    await subscriptions.keep()
+    await renewal.keep()
     async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
         await st.acquire_lease("20261202T050000Z-busy0001", "timer")
         remove_from_groups(world, 0)
@@ -370,7 +371,7 @@ async def test_notifications_on_without_a_public_url_is_bad_configuration(
         caplog: pytest.LogCaptureFixture) -> None:
     world = staffed(make_world)
     monkeypatch.delenv(config.PUBLIC_URL)
-    assert await subscriptions.keep() == {"users": "failed:bad_configuration",
+    assert await renewal.keep() == {"users": "failed:bad_configuration",
                                           "groups": "failed:bad_configuration"}
     failed = [r for r in caplog.records if r.getMessage() == "emply_sync.subscription_failed"]
     assert all(config.PUBLIC_URL in r.detail for r in failed)  # type: ignore[attr-defined]
@@ -378,8 +379,8 @@ async def test_notifications_on_without_a_public_url_is_bad_configuration(
 
 
 @pytest.mark.parametrize(("body", "kind", "taken_over_by"), [
-    (json.dumps({"kind": notifications.RUN, "busyWaits": 0}), "run", "the next timer run"),
-    (json.dumps({"kind": notifications.RECREATE, "resource": "users"}), notifications.RECREATE,
+    (json.dumps({"kind": inbox.RUN, "busyWaits": 0}), "run", "the next timer run"),
+    (json.dumps({"kind": inbox.RECREATE, "resource": "users"}), inbox.RECREATE,
      "the next timer tick's subscription check"),
     ("not json", None, "the next timer run"),
 ])

@@ -20,8 +20,9 @@ import azure.functions as func
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import config, manual_runs, run_queue
+from shared import config
 from shared import store as store_mod
+from shared.app import manual_runs, run_queue
 from shared.reconcile import planner
 from tests.e2e.test_http import deliver_next, function, get_run, request, sync_over_http
 from tests.e2e.test_http import world_with_staff as staff_world

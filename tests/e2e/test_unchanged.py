@@ -1,4 +1,4 @@
-"""A run with nothing changed reuses the last run's outcome (`shared.unchanged`) — and
+"""A run with nothing changed reuses the last run's outcome (`shared.run.unchanged`) — and
 only then: any change on either side, a new day or an approval plans again."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from shared import boundary, records, service
+from shared.app import boundary
+from shared.run import pipeline, records
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_lifecycle import staff_world
 
@@ -21,7 +22,7 @@ def run_at(moment: dt.datetime, **kwargs: Any) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with boundary.open_deps() as deps:
             deps = dataclasses.replace(deps, clock=lambda: moment)
-            return await service.run_sync(deps, trigger="test", **kwargs)
+            return await pipeline.run_sync(deps, trigger="test", **kwargs)
 
     return asyncio.run(go())
 
@@ -30,8 +31,8 @@ def planned_now(moment: dt.datetime) -> tuple[Any, ...]:
     """What a full plan says at `moment`, read fresh (what the reuse must equal)."""
     async def go() -> tuple[Any, ...]:
         async with boundary.open_deps() as deps:
-            prepared = await service.prepare(deps)
-            outcome = records.Outcome.of(service.make_plan(prepared, moment))
+            prepared = await pipeline.prepare(deps)
+            outcome = records.Outcome.of(pipeline.make_plan(prepared, moment))
             return (outcome.status, list(outcome.held), list(outcome.errors),
                     dict(outcome.skips))
 
@@ -139,7 +140,7 @@ def edit_state(edit: Any) -> dict[str, Any]:
 
 
 def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> None:
-    """The code before `shared.records` wrote the same fields without "format": a run
+    """The code before `shared.run.records` wrote the same fields without "format": a run
     after an upgrade still reuses the residual and reads Entra from the delta links."""
     staff_world(make_world)
     first = run_at(DAY)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared import config, run_queue
+from shared import config
+from shared.app import run_queue
 from tests.infra import bicep
 
 BICEP_FILES = bicep.bicep_files()

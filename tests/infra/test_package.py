@@ -61,7 +61,7 @@ def test_development_tooling_is_not_deployed() -> None:
 def test_the_app_itself_is_deployed() -> None:
     deployed = set(_deployed())
     for needed in ("function_app.py", "host.json", "requirements.txt",
-                   "shared/service.py", "shared/cli.py", "sync_timer/__init__.py",
+                   "shared/run/pipeline.py", "shared/cli.py", "sync_timer/__init__.py",
                    "sync_queue/__init__.py", "webhook_http/__init__.py"):
         assert needed in deployed, needed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.emply_doc import validate_document
+from shared.emply.document import validate_document
 from shared.store import ConcurrentChangeError, EmplyStore, open_store
 from tests.support.azurite import AzuriteProcess
 

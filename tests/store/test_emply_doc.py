@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.emply_doc import DocumentError, validate_document
+from shared.emply.document import DocumentError, validate_document
 
 
 def good() -> dict[str, Any]:

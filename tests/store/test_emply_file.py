@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared.emply_doc import DocumentError
-from shared.emply_file import parse_document_bytes
+from shared.emply.document import DocumentError
+from shared.emply.file import parse_document_bytes
 
 DOC = {"users": [{"id": "u-søren", "username": "søren@contoso.com"}]}
 TEXT = json.dumps(DOC, ensure_ascii=False, indent=2)

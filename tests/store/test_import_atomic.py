@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from shared import emply_import
-from shared.emply_doc import DocumentError
+from shared.app import emply_import
+from shared.emply.document import DocumentError
 from shared.store import EmplyStore, RunInProgress, open_store
 from shared.store.errors import EmplyReplaced, ImportFailed, LeaseLost
 from tests.support.azurite import ROOT, AzuriteProcess
@@ -242,7 +242,7 @@ async def test_a_plain_import_keeps_what_the_file_does_not_name_and_drops_old_ta
     """The first import moves the Emply side out of the marker's table (where a store
     that never imported writes it); later ones replace one generation table by the next."""
     seed = {"id": "u-seed", "username": "seed@contoso.com"}
-    from shared.emply_doc import validate_document
+    from shared.emply.document import validate_document
     await store.write_entities("users", validate_document({"users": [seed]})["users"],
                                loaded=await store.load_emply())
     await store.import_document(state(10, "one"))

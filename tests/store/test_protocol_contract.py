@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.emply_doc import DocumentError, validate_document
+from shared.emply.document import DocumentError, validate_document
 from shared.store import ConcurrentChangeError, LeaseLost, RunInProgress, open_store
 from shared.store.protocols import SyncStore
 from tests.support.azurite import AzuriteProcess

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.emply_doc import ENTITY_KINDS, DocumentError, entity_key, validate_document
+from shared.emply.document import ENTITY_KINDS, DocumentError, entity_key, validate_document
 from shared.store import (
     ConcurrentChangeError,
     EmplyStore,
@@ -18,8 +18,8 @@ from shared.store import (
     open_store,
     wire,
 )
+from shared.store.azure_store import bucket
 from shared.store.keys import decode_key, encode_key, expand_connection_string
-from shared.store.store import bucket
 from tests.support.azurite import AzuriteProcess
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shared import emply_checks, emply_doc
+from shared.emply import checks as emply_checks
+from shared.emply import document as emply_doc
 from shared.store import codec, errors, keys
 from shared.store.change_feed import MemoryChunks
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply

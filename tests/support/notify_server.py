@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from shared import notify_settings
+from shared.notify import settings as notify_settings
 from tests.e2e.test_http import function
 
 FUNCTION = function("graph_notifications")

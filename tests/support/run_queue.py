@@ -16,7 +16,7 @@ import azure.functions.queue
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import run_queue
+from shared.app import run_queue
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import change_feed
+from shared.run import change_feed
 from shared.store import change_feed as store_feed
 
 NOW = dt.datetime(2026, 12, 2, 4, 0, tzinfo=dt.UTC)

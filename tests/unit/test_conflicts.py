@@ -1,12 +1,12 @@
 """Which changes a run leaves out when Emply wrote an entity during it, and what its
-report then says (`shared.conflicts`)."""
+report then says (`shared.run.conflicts`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared import conflicts, records
 from shared.reconcile import model
+from shared.run import conflicts, records
 
 LINK_ANNA = model.Change(model.LINK_USER, "R3", "email", "u-anna", "e-anna")
 ROLES_ANNA = model.Change(model.SET_ROLES, "R11", "case_2C", "u-anna", "e-anna")

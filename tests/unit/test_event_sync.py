@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import event_sync
 from shared.graph import events as graph_events
+from shared.run.steps import events as event_step
 
 WINDOW = ("2026-12-01T00:00:00Z", "2027-02-01T00:00:00Z")
 DOC: dict[str, Any] = {
@@ -29,7 +29,7 @@ LISTED: dict[str, Any] = {
 
 def test_the_enabled_calendars_are_read_with_a_link_only_when_emply_matches_it() -> None:
     links = {"anna": {"main": ["link-main", 3], "team": ["link-team", 5]}}
-    assert event_sync.wanted(DOC, LISTED, links) == [
+    assert event_step.wanted(DOC, LISTED, links) == [
         graph_events.Wanted("anna", "main", "link-main"),  # Emply holds its 3 events
         graph_events.Wanted("anna", "team", None),  # Emply holds 0, not 5: in full
         graph_events.Wanted("bo", "bo-main", None),  # a default calendar R13 adds now
@@ -39,8 +39,8 @@ def test_the_enabled_calendars_are_read_with_a_link_only_when_emply_matches_it()
 def teststored_links_count_only_for_their_format_and_window() -> None:
     good = {"format": 1, "window": list(WINDOW),
             "calendars": {"anna": {"main": ["l", 3], "bad": ["l"]}, "bo": "x"}}
-    assert event_sync.stored_links(good, WINDOW) == {"anna": {"main": ["l", 3]}}
-    assert event_sync.stored_links({**good, "window": ["a", "b"]}, WINDOW) == {}
-    assert event_sync.stored_links({**good, "format": 2}, WINDOW) == {}
-    assert event_sync.stored_links(None, WINDOW) == {}
-    assert event_sync.stored_links({**good, "calendars": []}, WINDOW) == {}
+    assert event_step.stored_links(good, WINDOW) == {"anna": {"main": ["l", 3]}}
+    assert event_step.stored_links({**good, "window": ["a", "b"]}, WINDOW) == {}
+    assert event_step.stored_links({**good, "format": 2}, WINDOW) == {}
+    assert event_step.stored_links(None, WINDOW) == {}
+    assert event_step.stored_links({**good, "calendars": []}, WINDOW) == {}

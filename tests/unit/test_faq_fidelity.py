@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.reconcile import apply, convert, explain, model
+from shared.reconcile import convert, entity_writes, explain, model
 from tests.unit import builders as b
 
 EMP, HR, SALES = "grp-employee", "grp-hr", "grp-sales"
@@ -40,7 +40,7 @@ doc = b.user_doc
 def applied(users: list[model.EmplyUser], plan: model.Plan) -> list[model.EmplyUser]:
     """The users as a run that applied `plan` leaves them."""
     docs = {u.id: doc(u) for u in users}
-    for written in apply.apply_plan(docs, {}, plan, "run", "2026-11-26T12:00:00Z").users:
+    for written in entity_writes.apply_plan(docs, {}, plan, "run", "2026-11-26T12:00:00Z").users:
         docs[written["id"]] = written
     return [convert.emply_user(d) for d in docs.values()]
 

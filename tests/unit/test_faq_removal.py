@@ -14,7 +14,7 @@ import datetime as dt
 
 import pytest
 
-from shared.reconcile import apply, model, planner, removal
+from shared.reconcile import entity_writes, model, planner, removal
 from tests.unit import builders as b
 
 MAP = {"grp-staff": "employee"}
@@ -126,7 +126,7 @@ def test_calendar_removals_write_no_user_and_delete_each_event_of_the_calendar()
     users = [linked("anna")]
     plan = plan_of(STAFF, users, OFF, TWO_CALENDARS, (*SOME_EVENTS,
                                                       *events("u-bo", "main", 1)))
-    writes = apply.apply_plan({"u-anna": {"id": "u-anna"}}, {}, plan, "run-1", "now")
+    writes = entity_writes.apply_plan({"u-anna": {"id": "u-anna"}}, {}, plan, "run-1", "now")
     assert writes.users == [] and writes.employees == []
     stored = [{"userId": e.user_id, "calendarId": e.calendar_id, "id": e.id}
               for e in (*SOME_EVENTS, *events("u-bo", "other", 1))]

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared import config, notifications, notify_settings
+from shared import config
+from shared.notify import inbox
+from shared.notify import settings as notify_settings
 from shared.store.subscription_table import SubscriptionRecord
 
 SUB_ID = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
@@ -49,14 +51,14 @@ def item(**changes: Any) -> dict[str, Any]:
 )
 def test_items_are_checked_one_by_one(case: str, raw: Any, accepted: int,
                                       dropped: dict[str, int]) -> None:
-    ok, refused = notifications.check_items([raw], KNOWN)
+    ok, refused = inbox.check_items([raw], KNOWN)
     assert (len(ok), refused) == (accepted, dropped), case
     if ok:
         assert ok[0][0] == "users"
 
 
 def test_a_mixed_body_keeps_the_good_items_and_counts_the_rest() -> None:
-    ok, refused = notifications.check_items(
+    ok, refused = inbox.check_items(
         [item(), item(clientState="x"), item(subscriptionId="y"), "z", item()], KNOWN)
     assert len(ok) == 2
     assert refused == {"client_state_mismatch": 1, "unknown_subscription": 1,
@@ -68,12 +70,12 @@ def test_a_mixed_body_keeps_the_good_items_and_counts_the_rest() -> None:
     [
         (b"", "body"), (b"{", "body"), (b"[]", "value"), (b'{"value": 1}', "value"),
         (b'{"value": []}', "value"), (b"[" * 100_000, "body"),
-        (json.dumps({"value": [{}] * (notifications.MAX_ITEMS + 1)}).encode(), "value"),
+        (json.dumps({"value": [{}] * (inbox.MAX_ITEMS + 1)}).encode(), "value"),
     ],
 )
 def test_a_body_that_is_no_notification_collection_is_named(raw: bytes, field: str) -> None:
-    with pytest.raises(notifications.BadNotification) as caught:
-        notifications.parse_body(raw)
+    with pytest.raises(inbox.BadNotification) as caught:
+        inbox.parse_body(raw)
     assert caught.value.field == field
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import records
-from shared.reconcile import apply, convert, model
+from shared.reconcile import convert, entity_writes, model
+from shared.run import records
 from tests.unit import builders as b
 
 GROUPS = ["g1", "g2", "g3"]
@@ -93,7 +93,7 @@ def apply_to(
     users: list[model.EmplyUser], plan: model.Plan
 ) -> list[model.EmplyUser]:
     docs = {u.id: user_doc(u) for u in users}
-    writes = apply.apply_plan(docs, {}, plan, "run-1", "2026-11-26T12:00:00Z")
+    writes = entity_writes.apply_plan(docs, {}, plan, "run-1", "2026-11-26T12:00:00Z")
     for written in writes.users:
         docs[written["id"]] = written
     return [convert.emply_user(d) for d in docs.values()]
@@ -116,7 +116,7 @@ def test_apply_then_plan_again_yields_nothing(world: Any) -> None:
 @given(worlds())
 def test_a_plan_applied_leaves_the_same_residual(world: Any) -> None:
     """Planning again right after applying finds what the plan left (held, errors,
-    skips) exactly: what lets a run with nothing changed reuse it (`shared.unchanged`)."""
+    skips) exactly: what lets a run with nothing changed reuse it (`shared.run.unchanged`)."""
     entra, users, cfg = world
     first = b.run(entra, users, cfg, employees=EMPLOYEES)
     second = b.run(entra, apply_to(users, first), cfg, employees=EMPLOYEES,
@@ -206,7 +206,7 @@ def _timeless(plan: model.Plan) -> list[dict[str, Any]]:
 def test_the_plan_depends_on_the_clock_only_through_the_utc_date(
     world: Any, day: dt.date, offset_minutes: int
 ) -> None:
-    """What lets a run reuse a residual all day long (`shared.unchanged`): a plan made at
+    """What lets a run reuse a residual all day long (`shared.run.unchanged`): a plan made at
     00:00:01 and one made at 23:59:59 of the same UTC day (the clock read in any time
     zone) are the same, and so is the residual the first leaves once applied; past
     midnight, when a resignation date falls there, they differ (R8), and the residual

@@ -1,4 +1,4 @@
-"""The typed sync state, residual and run report (`shared.records`): their stored and
+"""The typed sync state, residual and run report (`shared.run.records`): their stored and
 reported shapes, the state the code before them wrote, and what is unreadable."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared import records
 from shared.reconcile import model
+from shared.run import records
 from tests.unit import builders as b
 
 HEAD = {"version": 2, "tenantId": b.TENANT,
@@ -27,7 +27,7 @@ RESIDUAL = {"runId": "20310304T090000Z-abcdef01", "date": "2031-03-04", "emplyVe
             "status": "needs_approval", "held": [HELD],
             "errors": [{"reason": "ambiguous_match", "message": "two", "entraId": "p2"}],
             "skips": {"employee_profile_controls_roles": 2}}
-# Exactly what the code before `shared.records` wrote (no "format").
+# Exactly what the code before `shared.run.records` wrote (no "format").
 OLD_STATE = {"mirrorHead": HEAD, "snapshot": "0" * 32,
              "previousMapping": {"g1": "employee", "g2": None},
              "lastRunId": "20310304T090000Z-abcdef01", "residual": RESIDUAL}

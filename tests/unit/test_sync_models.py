@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared import manual_runs
+from shared.app import manual_runs
 from webhook_http import SYNC_FIELDS, BadRequest, parse_sync_body, sync_models
 
 

@@ -2,7 +2,7 @@
 give up (poison), wait (`?wait=N`).
 
 Azure's front end cuts an HTTP request at 230 seconds, so the request only records a
-`queued` run and puts a run request on the queue (`shared.run_queue`); the worker runs
+`queued` run and puts a run request on the queue (`shared.app.run_queue`); the worker runs
 it with the same service code as the timer, under the same run id. One manual run at
 a time: a marker entity (created only if absent, so two requests cannot both win)
 names the queued or running request until its run is final; another request meanwhile
@@ -25,8 +25,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from shared import boundary, errors, run_queue, service, telemetry
+from shared import errors, telemetry
 from shared import store as store_mod
+from shared.app import boundary, run_queue
+from shared.run import pipeline
 from shared.store import protocols
 
 TRIGGER = "http"
@@ -82,11 +84,11 @@ class RunRequest:
         if approve is not None:
             if not isinstance(approve, str):
                 raise ValueError("the run request's approveDeactivations is not a string")
-            service.Approval.parse(approve)  # raises ValueError when malformed
+            pipeline.Approval.parse(approve)  # raises ValueError when malformed
         if deletions is not None:
             if not isinstance(deletions, str):
                 raise ValueError("the run request's approveDeletions is not a string")
-            service.Approval.parse(deletions)
+            pipeline.Approval.parse(deletions)
         if type(waits) is not int or waits < 0:
             raise ValueError("the run request's busyWaits is not a count")
         return cls(run_id=run_id, queued_at=queued_at, dry_run=data.get("dryRun") is True,
@@ -97,23 +99,23 @@ def is_final(report: Mapping[str, Any] | None) -> bool:
     return report is not None and report.get("status") not in (QUEUED, RUNNING)
 
 
-async def request_run(*, dry_run: bool = False, approve: service.Approval | None = None,
-                      approve_deletions: service.Approval | None = None,
+async def request_run(*, dry_run: bool = False, approve: pipeline.Approval | None = None,
+                      approve_deletions: pipeline.Approval | None = None,
                       environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Record a queued run and queue its request; returns the queued record. Raises
-    `service.RunInProgress` while another run is queued or running (nothing changed),
+    `pipeline.RunInProgress` while another run is queued or running (nothing changed),
     and a `shared.errors.SyncFailure` when storage or the queue is unavailable (then
     the record, if it was written, says `failed` and no run will follow)."""
     async with boundary.open_deps(environ=environ) as deps:
         store = deps.store
         now = deps.clock()
         await _refuse_if_leased(store, now)
-        request = RunRequest(run_id=service.new_run_id(now), queued_at=service.iso(now),
+        request = RunRequest(run_id=pipeline.new_run_id(now), queued_at=pipeline.iso(now),
                              dry_run=dry_run, approve=None if approve is None else str(approve),
                              approve_deletions=(None if approve_deletions is None
                                                 else str(approve_deletions)))
         await _take_marker(store, request, now)
-        report = service.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
+        report = pipeline.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
                                     queued_at=request.queued_at)
         report["status"] = QUEUED
         try:
@@ -171,12 +173,12 @@ async def work(raw: str | bytes, dequeue_count: int,
     try:
         report = await boundary.sync(
             trigger=TRIGGER, dry_run=request.dry_run, environ=environ,
-            approve_deactivations=(service.Approval.parse(request.approve)
+            approve_deactivations=(pipeline.Approval.parse(request.approve)
                                    if request.approve else None),
-            approve_deletions=(service.Approval.parse(request.approve_deletions)
+            approve_deletions=(pipeline.Approval.parse(request.approve_deletions)
                                if request.approve_deletions else None),
             run_id=request.run_id, queued_at=request.queued_at)
-    except service.RunInProgress as exc:
+    except pipeline.RunInProgress as exc:
         return await _wait_for_lease(request, exc, environ)
     except Exception as exc:
         # A bug in the run: the service recorded the run failed and logged the
@@ -186,7 +188,7 @@ async def work(raw: str | bytes, dequeue_count: int,
             return None
         if dequeue_count < MAX_DEQUEUE_COUNT:
             raise
-        await give_up(request.run_id, service.failure(exc), dequeue_count, environ)
+        await give_up(request.run_id, pipeline.failure(exc), dequeue_count, environ)
         return None
     if report.get("failedBeforeStart") and _temporary(report):
         # Storage refused before the run could start: another delivery may find it
@@ -332,7 +334,7 @@ async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None
 async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],
                   error: Mapping[str, Any]) -> None:
     """Record a run that will not run (or not again) as failed, with `error`."""
-    failed = {**report, "status": "failed", "finishedAt": service.iso(service.utcnow()),
+    failed = {**report, "status": "failed", "finishedAt": pipeline.iso(pipeline.utcnow()),
               "errors": [*(report.get("errors") or ()), dict(error)]}
     failed.pop("progress", None)
     try:
@@ -344,6 +346,6 @@ async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],
 
 def _placeholder(run_id: str, now: dt.datetime) -> dict[str, Any]:
     """A record for a request whose queued record was never written."""
-    report = service.new_report(TRIGGER, False, now, run_id=run_id)
+    report = pipeline.new_report(TRIGGER, False, now, run_id=run_id)
     report["status"] = QUEUED
     return report

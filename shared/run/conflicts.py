@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from shared import records
 from shared.reconcile import model
+from shared.run import records
 
 
 @dataclasses.dataclass(frozen=True)

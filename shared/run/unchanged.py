@@ -1,7 +1,7 @@
 """The run's first step: when nothing changed since the last run, its outcome stands.
 
 Every successful run records its *residual* in the sync state
-(`shared.records.Residual`): what its plan left for later (held deactivations,
+(`shared.run.records.Residual`): what its plan left for later (held deactivations,
 errors, skips), with what it was made from — the Emply version marker after the
 run's own writes, the tenant, the organization and the UTC date. A plan made again
 right after applying is the same residual and no changes:
@@ -29,9 +29,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from shared import records
 from shared.graph import client as graph_client
 from shared.graph import reader
+from shared.run import records
 from shared.store import protocols
 
 

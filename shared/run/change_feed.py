@@ -25,7 +25,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared import records, telemetry
+from shared import telemetry
+from shared.run import records
 from shared.store import change_feed as store_feed
 from shared.store import protocols
 from shared.store.change_feed import Chunk, ChunkStore, ChunkTooLarge

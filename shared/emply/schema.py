@@ -1,4 +1,4 @@
-"""JSON Schemas of the Emply state document, built from `shared.emply_doc`'s schema table
+"""JSON Schemas of the Emply state document, built from `shared.emply.document`'s schema table
 (each checker declares its schema beside it): the OpenAPI document's components.
 
 Pure, no I/O. The schemas say what a body's shape must be; the checks say more (ids
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import emply_doc
+from shared.emply import document as emply_doc
 
 NAMES = {"settings": "Settings", "roles": "Role", "users": "User", "employees": "Employee",
          "calendars": "Calendar", "events": "Event", "outboundEvents": "OutboundEvent"}

@@ -1,6 +1,6 @@
 """One run: lease → load Emply → read Entra → plan (pure) → apply → record.
 
-Both triggers (timer and HTTP) and the CLI call `shared.boundary.sync` (which
+Both triggers (timer and HTTP) and the CLI call `shared.app.boundary.sync` (which
 opens the store and the Graph client, then `run_sync`). A run that cannot read all of Entra fails
 before anything is applied, and its delta links do not advance (R7). Every run,
 dry or real, failed or not, leaves a report and one telemetry record, including a
@@ -21,25 +21,18 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from shared import (
-    calendar_apply,
-    change_feed,
-    config,
-    conflicts,
-    disabled_run,
-    entra_creates,
-    errors,
-    event_push_apply,
-    event_sync,
-    photo_sync,
-    records,
-    telemetry,
-    unchanged,
-)
+from shared import config, errors, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.graph import mailboxes, reader, writer
-from shared.reconcile import apply, convert, explain, model, planner
+from shared.reconcile import convert, entity_writes, explain, model, planner
+from shared.run import change_feed, conflicts, records, unchanged
+from shared.run import disabled as disabled_run
+from shared.run.steps import calendars as calendar_step
+from shared.run.steps import entra_creates
+from shared.run.steps import event_push as event_push_step
+from shared.run.steps import events as event_step
+from shared.run.steps import photos as photo_step
 from shared.store import photo_blobs, protocols
 
 Clock = Callable[[], dt.datetime]
@@ -71,7 +64,7 @@ class Deps:
     schedule: str = config.DEFAULT_SYNC_SCHEDULE
     """The timer's NCRONTAB schedule: R16 spreads the photo checks over its runs."""
     photos: photo_blobs.PhotoBlobs | None = None
-    """R16's blobs (`shared.boundary` gives the store's `photos` container); None: no
+    """R16's blobs (`shared.app.boundary` gives the store's `photos` container); None: no
     photo can be copied (a run that would copy one fails before writing its user)."""
 
 
@@ -90,7 +83,7 @@ class Prepared:
     """Problems found while reading that the run recovered from (reported as errors)."""
     calendars: mailboxes.CalendarRead | None = None
     """R13: the calendars of the users whose calendars are synced (calendar sync on)."""
-    events: event_sync.EventsRead | None = None
+    events: event_step.EventsRead | None = None
     """R14: the events of the mirrored calendars (calendar sync on)."""
 
     @property
@@ -139,7 +132,7 @@ async def prepare(
     if settings.enabled and settings.calendar_sync:
         calendars = await mailboxes.read_calendars(
             deps.graph, convert.calendar_synced_entra_ids(doc, read.mirror["users"]))
-        events = await event_sync.read(deps.graph, deps.store, doc, settings, calendars,
+        events = await event_step.read(deps.graph, deps.store, doc, settings, calendars,
                                        deps.clock())
     return Prepared(
         loaded=emply,
@@ -198,7 +191,7 @@ def make_plan(
     )
     if prepared.events is None:
         return plan
-    return event_sync.with_events(plan, prepared.events, prepared.doc, emply)
+    return event_step.with_events(plan, prepared.events, prepared.doc, emply)
 
 
 async def run_sync(
@@ -214,7 +207,7 @@ async def run_sync(
     """One run; returns its report. Raises `RunInProgress` when another run holds the lease.
     `approve_deactivations`: R7's approval (a bare number is its count);
     `approve_deletions`: of the Entra deletions the guard held (R9 delete). `run_id` and
-    `queued_at`: those of a run requested earlier and queued (`shared.manual_runs`)."""
+    `queued_at`: those of a run requested earlier and queued (`shared.app.manual_runs`)."""
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
@@ -312,7 +305,7 @@ async def _run(
         plan = make_plan(prepared, started, approve_deactivations, approve_deletions)
         photos_read = await check_photos(deps, prepared, plan, started)
         if photos_read is not None:
-            plan = photo_sync.plan_with_photos(plan, photos_read, started)
+            plan = photo_step.plan_with_photos(plan, photos_read, started)
             _progress(run, "photos", **photos_read.summary())
         _progress(run, "planned", changes=len(plan.changes), held=len(plan.held))
         await _save_progress(deps.store, run)
@@ -348,7 +341,7 @@ async def _run(
             run.report, not_written, links = await _write_back(
                 deps, run, plan, prepared.settings, iso(started),
                 frozenset(id(c) for c in dropped))
-            run.report, not_pushed = await event_push_apply.push_planned(  # R15, after
+            run.report, not_pushed = await event_push_step.push_planned(  # R15, after
                 deps.store, deps.graph, plan, run.report, prepared.loaded)  # the Emply writes
             not_written |= not_pushed
         del prepared  # with it the loaded Emply copy (about 100 MB at 100,000 users)
@@ -383,11 +376,11 @@ async def _write_back(
     dropped: frozenset[int] = frozenset()
 ) -> tuple[records.RunReport, frozenset[int], tuple[model.Change, ...]]:
     """R9: the plan's Entra writes, after the Emply ones (an Entra write never changes
-    Emply, R5, except the link of a user created in Entra: `shared.entra_creates`).
+    Emply, R5, except the link of a user created in Entra: `shared.run.steps.entra_creates`).
     What was not written is reported per user (or once, for a missing permission) and
     left out of the changes and counts; the next run plans it again. Returns the report,
     the ids of the changes not written, and the links made for created users.
-    `dropped`: the changes left out already (`shared.conflicts`, counted there): not
+    `dropped`: the changes left out already (`shared.run.conflicts`, counted there): not
     written, and among those returned as not written."""
     planned = [c for c in plan.changes if c.kind in model.ENTRA_KINDS
                and c.kind != model.ENTRA_CREATE and id(c) not in dropped]
@@ -511,8 +504,8 @@ async def _keep_lease(store: protocols.RunLease, run_id: str) -> None:
 
 
 def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead | None = None,
-                       photos: photo_sync.PhotoCheck | None = None,
-                       events: event_sync.EventsRead | None = None
+                       photos: photo_step.PhotoCheck | None = None,
+                       events: event_step.EventsRead | None = None
                        ) -> records.EntraReadSummary:
     """Graph's requests and 429s of the whole read: the directory, the calendars and
     their events, and the photos."""
@@ -527,22 +520,22 @@ def entra_read_summary(read: reader.EntraRead, calendars: mailboxes.CalendarRead
 
 
 async def check_photos(deps: Deps, prepared: Prepared, plan: model.Plan, now: dt.datetime,
-                       *, only: str | None = None) -> photo_sync.PhotoCheck | None:
+                       *, only: str | None = None) -> photo_step.PhotoCheck | None:
     """R16: the photos this run checks, read from Graph; None with photo sync off or the
     integration disabled (nothing more is copied)."""
     if not (prepared.settings.enabled and prepared.settings.photo_sync):
         return None
-    return await photo_sync.check(deps.graph, prepared.doc.get("users", ()),
+    return await photo_step.check(deps.graph, prepared.doc.get("users", ()),
                                   prepared.read.mirror["users"], plan, now,
                                   schedule=deps.schedule, only=only)
 
 
 async def apply_plan(
     deps: Deps, prepared: Prepared, plan: model.Plan, run_id: str, started: dt.datetime,
-    photos_read: photo_sync.PhotoCheck | None = None,
+    photos_read: photo_step.PhotoCheck | None = None,
 ) -> conflicts.Skipped:
     """Write the plan's Emply side and the state; returns the entities not written
-    because Emply changed them meanwhile (`shared.conflicts`). R16's photo blobs are
+    because Emply changed them meanwhile (`shared.run.conflicts`). R16's photo blobs are
     written first: a user whose write is skipped keeps its old `photo` field, and a
     later run copies the photo again."""
     at = iso(started)
@@ -556,7 +549,7 @@ async def apply_plan(
         touched.update(b.user_id for b in plan.bookkeeping)
         users.update(await store.read_entities("users", (i for i in touched if i in users),
                                                loaded=loaded))
-    writes = apply.PlannedWrites(users, employees, plan, run_id, at)
+    writes = entity_writes.PlannedWrites(users, employees, plan, run_id, at)
     # The bulky part of the state (Entra users and groups, the Emply copy) goes in a
     # snapshot, written under a new generation only when something changed. Its Entra
     # part is packed and written while the Emply writes are under way (Azurite and
@@ -572,7 +565,7 @@ async def apply_plan(
         and loaded.served_from_cache
         and not writes.user_ids
         and not writes.employee_ids
-        and not calendar_apply.touches_calendars(plan)
+        and not calendar_step.touches_calendars(plan)
         and all(mirror[k] is previous.get(k) for k in ("users", "groups"))
     )
     generation = old_generation if same_snapshot and old_generation else uuid.uuid4().hex
@@ -580,16 +573,16 @@ async def apply_plan(
         store.save_snapshot(generation, lambda: records.pack_entra(mirror), part="entra"))
     try:
         # R16: a photo's blob is written (or deleted) before the user's `photo` field.
-        await photo_sync.apply_blobs(deps.photos, plan, photos_read)
+        await photo_step.apply_blobs(deps.photos, plan, photos_read)
         skipped = conflicts.Skipped(
             frozenset(await store.write_built("users", writes.user_ids, writes.user,
                                               loaded=loaded, skip_conflicts=True)),
             frozenset(await store.write_built("employees", writes.employee_ids,
                                               writes.employee, loaded=loaded,
                                               skip_conflicts=True)))
-        await calendar_apply.apply_calendars(store, loaded, plan)
+        await calendar_step.apply_calendars(store, loaded, plan)
         if prepared.events is not None:
-            await event_sync.apply(store, loaded, plan, prepared.events)
+            await event_step.apply(store, loaded, plan, prepared.events)
         if entra_saved is not None:
             await store.save_snapshot(generation, {"emply": loaded.cache()}, part="emply")
             await entra_saved
@@ -722,9 +715,9 @@ async def _explain(deps: Deps, key: str) -> dict[str, Any]:
     if doc is not None:
         found = await check_photos(deps, prepared, plan, now, only=str(doc["id"]))
         if found is not None:
-            plan = photo_sync.plan_with_photos(plan, found, now)
+            plan = photo_step.plan_with_photos(plan, found, now)
             seen = found.seen()
     result = explain.explain(key, entra, emply, user_docs, prepared.settings, plan, now)
     if doc is None or result.get("user", {}).get("id") != doc["id"]:
         return result
-    return photo_sync.explained(result, doc, prepared.settings, seen)
+    return photo_step.explained(result, doc, prepared.settings, seen)

@@ -1,6 +1,6 @@
 """Checks of an Emply state document across entities (pure, no I/O).
 
-`shared.emply_doc` checks each entity against its schema; what it cannot see one
+`shared.emply.document` checks each entity against its schema; what it cannot see one
 entity at a time is here: values that must be unique across a kind (usernames,
 e-mail addresses, Entra object ids) and e-mail addresses that are not addresses.
 

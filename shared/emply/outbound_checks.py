@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared import emply_checks
+from shared.emply import checks as emply_checks
 
 
 def check_outbound(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:

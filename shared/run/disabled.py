@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from shared import calendar_apply, records
 from shared.graph import reader
-from shared.reconcile import apply, model
+from shared.reconcile import entity_writes, model
+from shared.run import records
+from shared.run.steps import calendars as calendar_step
 from shared.store import protocols
 
 
@@ -40,12 +41,12 @@ async def apply_disabled(store: protocols.SyncStore, loaded: protocols.LoadedEmp
     doc = loaded.doc
     users = {u["id"]: u for u in doc.get("users", ())}
     employees = {e["id"]: e for e in doc.get("employees", ())}
-    writes = apply.PlannedWrites(users, employees, plan, run_id, at)
+    writes = entity_writes.PlannedWrites(users, employees, plan, run_id, at)
     if loaded.served_from_cache and writes.user_ids:
         users.update(await store.read_entities("users", writes.user_ids, loaded=loaded))
     await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
     await store.write_built("employees", writes.employee_ids, writes.employee, loaded=loaded)
-    await calendar_apply.apply_calendars(store, loaded, plan)
+    await calendar_step.apply_calendars(store, loaded, plan)
     await records.save_state(store, dataclasses.replace(
         state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
         previous_mapping=plan.next_state.previous_mapping,

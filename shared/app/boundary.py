@@ -1,10 +1,10 @@
 """What the entry points call: storage and Graph opened as the app settings say, with
 the first contact bounded in time; a run; health.
 
-The CLI, the HTTP handlers and the timer go through here and `shared.service`
+The CLI, the HTTP handlers and the timer go through here and `shared.run.pipeline`
 (import-linter keeps them out of the adapters). Whatever fails is named by
 `shared.errors`; a failure before a run could start is still a recorded run
-(`service.record_unstarted`).
+(`pipeline.record_unstarted`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
-from shared import config, errors, service, telemetry
+from shared import config, errors, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
+from shared.run import pipeline
 
 # How long the first contact with storage (and health's Graph check) may take before
 # it is given up as unavailable: azure-core would retry a dead endpoint for minutes.
@@ -29,8 +30,8 @@ async def sync(
     *,
     trigger: str,
     dry_run: bool = False,
-    approve_deactivations: service.Approval | int | None = None,
-    approve_deletions: service.Approval | None = None,
+    approve_deactivations: pipeline.Approval | int | None = None,
+    approve_deletions: pipeline.Approval | None = None,
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -53,19 +54,19 @@ async def sync(
         entered = True
         graph = _open_graph(graph_url, env)
     except Exception as exc:
-        report = service.new_report(trigger, dry_run, service.utcnow(), run_id=run_id,
+        report = pipeline.new_report(trigger, dry_run, pipeline.utcnow(), run_id=run_id,
                                     queued_at=queued_at)
         try:
-            await service.record_unstarted(report, exc, clock0, service.utcnow,
+            await pipeline.record_unstarted(report, exc, clock0, pipeline.utcnow,
                                            store if entered else None)
         finally:
             if store is not None:
                 await _close_quietly(store.close())
         return report
     try:
-        deps = service.Deps(store=store, graph=graph, schedule=_schedule(env),
+        deps = pipeline.Deps(store=store, graph=graph, schedule=_schedule(env),
                             photos=store.photo_store())
-        return await service.run_sync(deps,
+        return await pipeline.run_sync(deps,
                                       trigger=trigger, dry_run=dry_run,
                                       approve_deactivations=approve_deactivations,
                                       approve_deletions=approve_deletions,
@@ -175,7 +176,7 @@ async def open_deps(
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
-) -> AsyncIterator[service.Deps]:
+) -> AsyncIterator[pipeline.Deps]:
     """Store and Graph client as the app settings (or explicit arguments) describe, for
     everything but a run (`sync`). Raises a `shared.errors.SyncFailure` when storage
     cannot be reached within STORAGE_CONNECT_TIMEOUT_SECONDS or a setting is invalid."""
@@ -193,7 +194,7 @@ async def open_deps(
         await _close_quietly(store.close())
         raise
     try:
-        yield service.Deps(store=store, graph=graph, schedule=_schedule(env),
+        yield pipeline.Deps(store=store, graph=graph, schedule=_schedule(env),
                            photos=store.photo_store())
     finally:
         await _close_quietly(graph.aclose())

@@ -15,7 +15,7 @@ Exactly once across retries and crashes:
 The planned failures (`user_not_linked`, `user_deactivated`, `calendar_sync_off`,
 `mailbox_not_in_cloud`) are stored in the same write. What did not happen as planned
 is left out of the report's changes and counts and reported as an error, as
-write-back does (`shared.service._write_back`).
+write-back does (`shared.run.pipeline._write_back`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared import records, telemetry
+from shared import telemetry
 from shared.graph import client as graph_client
 from shared.graph import event_writer
 from shared.reconcile import event_push, model
+from shared.run import records
 from shared.store import protocols
 
 EVENT_PUSH_FAILED = "event_push_failed"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 
-from shared.emply_doc import DocumentError
+from shared.emply.document import DocumentError
 
 _WIDE_BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),

@@ -20,12 +20,12 @@ Invariants of a normalised document:
 - usernames, user e-mail addresses, employee e-mail addresses and `entraId`s are
   unique ignoring case and surrounding space (also against the stored entities a
   plain import keeps), e-mail fields are addresses, users' roles exist
-  (`shared.emply_checks`).
+  (`shared.emply.checks`).
 
 Errors raise `DocumentError` whose `path` names the entity and field, e.g.
 ``users[3] (id "u-megan").status``; it collects every problem of the document (each
 entity's fields all checked), keeps the first `MAX_LISTED` and counts them all.
-Reading a file's bytes into JSON is `shared.emply_file`; what Table Storage would
+Reading a file's bytes into JSON is `shared.emply.file`; what Table Storage would
 refuse on top is `shared.store.limits`.
 """
 
@@ -39,7 +39,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from shared import emply_checks, outbound_checks
+from shared.emply import checks as emply_checks
+from shared.emply import outbound_checks
 
 __all__ = [
     "ENTITY_KINDS",
@@ -122,7 +123,7 @@ class _Invalid(Exception):
 Check = Callable[[object, str], Any]
 
 JSON_SCHEMAS: dict[Check, dict[str, Any]] = {}
-"""Each checker's JSON Schema (`shared.emply_schema` builds the OpenAPI document from
+"""Each checker's JSON Schema (`shared.emply.schema` builds the OpenAPI document from
 them): the schema is declared beside the check it describes, so they cannot drift."""
 
 

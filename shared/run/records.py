@@ -34,7 +34,7 @@ Invariants:
 - A residual is reusable only on the UTC date it was made on and without an
   approval (`Residual.reusable_on`): the planner reads its clock argument only
   through that date, but for the time stamps it writes on new links (see
-  `shared.unchanged`, and the property in `tests/unit/test_properties.py`) and for
+  `shared.run.unchanged`, and the property in `tests/unit/test_properties.py`) and for
   R7's rolling window. That window matters to an unchanged world only when something
   is held, so such a residual also carries `until`: when the oldest deactivation
   counted in the window leaves it (the guard may then let the held ones through).

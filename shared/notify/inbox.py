@@ -12,7 +12,7 @@ the same group changed twice gives the same body twice, so a repeated body canno
 told from a replayed one and is not dropped for being a repeat (that lost a leaver in
 the latency bench). Instead: a repeat is absorbed by the debounce while a run is still
 to come, and the worker asks Graph before it runs (`work`): when the delta rounds show
-nothing new since the last run (`shared.unchanged.check`), no run is made or recorded
+nothing new since the last run (`shared.run.unchanged.check`), no run is made or recorded
 (`emply_sync.notification_run_skipped`, reason `nothing_changed`). A replayed
 notification therefore starts no run and changes nothing.
 
@@ -38,19 +38,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from shared import (
-    boundary,
-    config,
-    errors,
-    notify_settings,
-    records,
-    run_queue,
-    service,
-    subscriptions,
-    telemetry,
-    unchanged,
-)
+from shared import config, errors, telemetry
+from shared.app import boundary, run_queue
 from shared.graph import subscriptions as graph_subs
+from shared.notify import renewal
+from shared.notify import settings as notify_settings
+from shared.run import pipeline, records, unchanged
 from shared.store import subscription_table as table
 
 TRIGGER = "notification"
@@ -206,7 +199,7 @@ def _unique(messages: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, 
     return out
 
 
-async def schedule_run(deps: service.Deps, now: dt.datetime, window_seconds: int) -> int | None:
+async def schedule_run(deps: pipeline.Deps, now: dt.datetime, window_seconds: int) -> int | None:
     """Seconds from now until the targeted run (debounced), or None when a run still to
     come covers this change. The decision is one conditional write."""
     window = dt.timedelta(seconds=window_seconds)
@@ -216,7 +209,7 @@ async def schedule_run(deps: service.Deps, now: dt.datetime, window_seconds: int
         at = next_run(last, now, window)
         if at is None:
             return None
-        if await table.write_debounce(table.table_of(deps.store), seen, service.iso(at)):
+        if await table.write_debounce(table.table_of(deps.store), seen, pipeline.iso(at)):
             return max(0, int((at - now).total_seconds() + 0.999))
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle when the next notification run is due")
@@ -264,10 +257,10 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
                             extra={"reason": str(exc)})
         return None
     if message["kind"] == REAUTHORIZE:
-        await _lifecycle(subscriptions.reauthorize, message["resource"], environ)
+        await _lifecycle(renewal.reauthorize, message["resource"], environ)
         return None
     if message["kind"] == RECREATE:
-        await _lifecycle(subscriptions.recreate, message["resource"], environ)
+        await _lifecycle(renewal.recreate, message["resource"], environ)
         return None
     try:
         if await _nothing_changed(environ):
@@ -275,7 +268,7 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
                                extra={"trigger": TRIGGER, "reason": NOTHING_CHANGED})
             return None
         return await boundary.sync(trigger=TRIGGER, environ=environ)
-    except service.RunInProgress as exc:
+    except pipeline.RunInProgress as exc:
         settings = notify_settings.read(environ)
         waits = int(message.get("busyWaits", 0)) + 1
         if waits > MAX_BUSY_WAITS:
@@ -292,7 +285,7 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
 
 async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:
     """Whether Graph reports nothing new since the last run and its outcome stands (the
-    run's own first step, `shared.unchanged`, asked before a run is made): then a
+    run's own first step, `shared.run.unchanged`, asked before a run is made): then a
     notification (a replay, a change the last run already read) needs no run. A lease
     held by a run now is `RunInProgress`, as for the run itself."""
     async with boundary.open_deps(environ=environ) as deps:
@@ -303,12 +296,12 @@ async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:
         return check.residual is not None
 
 
-async def _refuse_if_leased(deps: service.Deps) -> None:
+async def _refuse_if_leased(deps: pipeline.Deps) -> None:
     lease = await deps.store.current_lease()
     expires = lease.get("expiresAt") if lease else None
     if lease is not None and isinstance(expires, str) and \
             graph_subs.parse_time(expires) > deps.clock():
-        raise service.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
+        raise pipeline.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
                                     str(lease.get("startedAt")))
 
 

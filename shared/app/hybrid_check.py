@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.emply_doc import DocumentError
+from shared.emply.document import DocumentError
 from shared.graph import client as graph_client
 from shared.graph import reader
 from shared.reconcile import model

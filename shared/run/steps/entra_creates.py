@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from shared.graph import client as graph_client
 from shared.graph import creator
-from shared.reconcile import apply, entra_create, model
+from shared.reconcile import entity_writes, entra_create, model
 from shared.store import protocols
 
 
@@ -67,6 +67,6 @@ async def create_and_link(
     links = tuple(link_change(change, entra_id, settings, group_id, at)
                   for change, entra_id in result.created)
     if links:
-        writes = apply.PlannedWrites(marked, {}, model.Plan(changes=links), run_id, at)
+        writes = entity_writes.PlannedWrites(marked, {}, model.Plan(changes=links), run_id, at)
         await store.write_entities("users", [writes.user(i) for i in writes.user_ids])
     return Created(result, links)

@@ -1,6 +1,6 @@
 """`GET/PUT /api/roles`: the whole list of roles at once, with one ETag for the list.
 
-A PUT is checked as the import checks a `roles` section (`shared.emply_doc`, the same
+A PUT is checked as the import checks a `roles` section (`shared.emply.document`, the same
 schema and messages), then against what the stored Emply side still references: a role
 named by `settings.defaultRoleId`, a settings group's `roleId` or a user's `roles`
 cannot be removed (the problem names the role and who references it; nothing is
@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from shared import emply_checks, emply_doc
-from shared.emply_doc import DocumentError
+from shared.emply import checks as emply_checks
+from shared.emply import document as emply_doc
+from shared.emply.document import DocumentError
 from shared.store import entities, protocols
 
 MAX_ROLES = 100

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-from shared import emply_file
+from shared.emply import file as emply_file
 from shared.store import errors, protocols
 
 LEASE_TTL_SECONDS = 300

@@ -1,6 +1,6 @@
 """The Emply side over HTTP: what `webhook_http.emply_api`'s handlers call.
 
-Every body is checked by `shared.emply_doc` (the schema table the import uses, with the
+Every body is checked by `shared.emply.document` (the schema table the import uses, with the
 same messages) and by what Table Storage would refuse, against the stored ids and unique
 values a plain import is checked against; a refused body raises `DocumentError` and
 nothing is written. One entity is written conditionally on its ETag (`If-Match`) through
@@ -16,8 +16,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared import emply_doc, emply_file, emply_import, hybrid_check
-from shared.emply_doc import DocumentError
+from shared.app import emply_import, hybrid_check
+from shared.emply import document as emply_doc
+from shared.emply import file as emply_file
+from shared.emply.document import DocumentError
 from shared.graph import client as graph_client
 from shared.store import entities, protocols
 from shared.store import errors as store_errors
