@@ -2,7 +2,7 @@
 
 Records N changes shaped like an initial sync's (`create_user` with the new user's
 fields; 133,000 is a 100,000-user initial run's count) as one run's feed in Azurite
-(`shared.run.change_feed.record_run` over `TableChunks`), then reads the whole feed back a
+(`shared.run.steps.change_feed.record_run` over `TableChunks`), then reads the whole feed back a
 page of 1,000 at a time, as Emply would. Prints the time of each, the entities written,
 their compressed size and how much the process's peak RSS grew while recording (what
 the feed adds on top of the report's changes, which the run holds anyway).
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import OUT, machine
-from shared.run import change_feed
-from shared.store import change_feed as store_feed
+from shared.app import changes as change_feed_api
+from shared.run.steps import change_feed
 from shared.store import open_store
 from tests.support.azurite import start_azurite
 
@@ -47,7 +47,7 @@ async def measure(connection_string: str, n: int) -> dict[str, Any]:
     feed = changes(n)
     now = dt.datetime.now(dt.UTC)
     async with open_store(connection_string=connection_string, prefix="bench") as store:
-        chunks = store_feed.chunks_of(store)
+        chunks = store.feed_chunks()
         await chunks.delete_before("9")  # a feed of this run only
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
@@ -60,7 +60,7 @@ async def measure(connection_string: str, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         read, cursor = 0, None
         while True:
-            items, cursor = await change_feed.page(chunks, cursor, 1000, now)
+            items, cursor = await change_feed_api.page(chunks, cursor, 1000, now)
             if not items:
                 break
             read += len(items)

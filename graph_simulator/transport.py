@@ -62,8 +62,14 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
         body=body,
         origin=f"{request.scheme}://{request.host}",
     )
+    return to_web(await answer(sim, req), request_id)
+
+
+async def answer(sim: Simulator, req: Req) -> Resp:
+    """`req` answered as Graph would, with the configured latency and Outlook's
+    in-flight count per mailbox: what every transport (a socket or in-process) serves."""
     # In flight from arrival to answer: Outlook's per-mailbox limit counts these.
-    items = (batch.sub_requests(req, mailbox_limit.batch_items(body))
+    items = (batch.sub_requests(req, mailbox_limit.batch_items(req.body))
              if req.path.rstrip("/") == "/$batch" else [req])
     busy = Counter(mailbox_limit.mailboxes_of(sim, items))
     sim.inflight.update(busy)
@@ -74,7 +80,7 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
         held, sim.hold_now = sim.hold_now, 0.0
         if held > 0:  # done, but answered late (PUT /_sim/hold)
             await asyncio.sleep(held)
-        return to_web(resp, request_id)
+        return resp
     finally:
         sim.inflight.subtract(busy)
         for mailbox in busy:

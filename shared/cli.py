@@ -20,7 +20,6 @@ from shared import config, errors, telemetry
 from shared.app import boundary, emply_import, hybrid_check
 from shared.emply import file as emply_file
 from shared.emply.document import DocumentError
-from shared.run import pipeline
 
 SHOWN_CHANGES = 40
 
@@ -80,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _approval(text: str) -> pipeline.Approval:
+def _approval(text: str) -> boundary.Approval:
     try:
-        return pipeline.Approval.parse(text)
+        return boundary.Approval.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -101,14 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_dispatch(args))
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 3
     except (
         DocumentError,
-        pipeline.NotConfigured,
-        pipeline.UserNotFound,
-        pipeline.AmbiguousUser,
+        boundary.NotConfigured,
+        boundary.UserNotFound,
+        boundary.AmbiguousUser,
     ) as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
@@ -172,7 +171,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return 1 if report["status"] == "failed" else 0
     async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":
-            result = await pipeline.explain_user(deps, args.user)
+            result = await boundary.explain_user(deps, args.user)
             print(json.dumps(result, indent=2) if args.json else format_explanation(result))
             return 0
         if args.command == "runs":
@@ -182,7 +181,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-async def _runs(deps: pipeline.Deps, args: argparse.Namespace) -> int:
+async def _runs(deps: boundary.Deps, args: argparse.Namespace) -> int:
     if args.run_id:
         report = await deps.store.get_run(args.run_id)
         if report is None:
@@ -206,7 +205,7 @@ async def _runs(deps: pipeline.Deps, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _emply(deps: pipeline.Deps, args: argparse.Namespace) -> int:
+async def _emply(deps: boundary.Deps, args: argparse.Namespace) -> int:
     if args.emply_command == "export":
         print(json.dumps(await deps.store.export_document(), indent=2))
         return 0
@@ -225,7 +224,7 @@ async def _emply(deps: pipeline.Deps, args: argparse.Namespace) -> int:
         print(f"emply-sync: {args.file} refused, nothing was written: {exc.report()}",
               file=sys.stderr)
         return 2
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         print(f"emply-sync: {exc}: nothing was imported; try again when it has finished",
               file=sys.stderr)
         return 3

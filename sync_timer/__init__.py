@@ -9,7 +9,6 @@ import azure.functions as func
 from shared import config, errors, telemetry
 from shared.app import boundary
 from shared.notify import renewal
-from shared.run import pipeline
 
 # The host reads the schedule from the app setting (%NAME%), so operators change
 # it without a code change; infra/ sets it to config.DEFAULT_SYNC_SCHEDULE.
@@ -29,7 +28,7 @@ async def scheduled_sync(timer: func.TimerRequest) -> None:
         try:
             # A failed run is recorded and logged by the service; a bug propagates.
             await boundary.sync(trigger="timer")
-        except pipeline.RunInProgress as exc:
+        except boundary.RunInProgress as exc:
             # A manual run is busy: this tick has nothing to add, the next one comes in 30 min.
             log.info(
                 "emply_sync.timer_skipped",

@@ -25,7 +25,6 @@ import azure.functions as func
 
 from shared import errors, telemetry
 from shared.app import boundary, manual_runs
-from shared.run import pipeline
 from webhook_http import caller
 
 MAX_BODY_BYTES = 4096
@@ -37,7 +36,7 @@ minutes and how long is not known in advance; polling the run tells when it is d
 UNAVAILABLE_RETRY_AFTER_SECONDS = 30
 """Retry-After on a 503 whose cause is temporary (storage or Graph down or throttling)."""
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}", re.ASCII)
-"""`pipeline.new_run_id`'s form."""
+"""`boundary.new_run_id`'s form."""
 SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
                                                "approveDeactivations": (int, str),
                                                "approveDeletions": (str,)}
@@ -66,7 +65,7 @@ def problem(status: int, title: str, detail: str, *, retry_after: int | None = N
     return response
 
 
-def run_in_progress(exc: pipeline.RunInProgress, title: str) -> func.HttpResponse:
+def run_in_progress(exc: boundary.RunInProgress, title: str) -> func.HttpResponse:
     """409 naming the run that holds the way (R1), with when to try again."""
     return problem(409, title, str(exc), retry_after=BUSY_RETRY_AFTER_SECONDS,
                    runId=exc.running_run_id, trigger=exc.trigger, startedAt=exc.started_at)
@@ -94,7 +93,7 @@ def _describe(value: Any) -> str:
 
 def parse_sync_body(raw: bytes) -> dict[str, Any]:
     """`{"dryRun": bool, "approveDeactivations": n | "N:DIGEST" | "DIGEST"}`, both optional;
-    anything else is refused. The approval comes back as a `pipeline.Approval`."""
+    anything else is refused. The approval comes back as a `boundary.Approval`."""
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest("body", f"body is {len(raw)} bytes; at most {MAX_BODY_BYTES} allowed")
     if not raw.strip():
@@ -127,12 +126,12 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
 
 
 def _parse_approval(body: dict[str, Any], key: str, expected: str) -> None:
-    """`body[key]`, when present, as a `pipeline.Approval` (R7); a BadRequest otherwise."""
+    """`body[key]`, when present, as a `boundary.Approval` (R7); a BadRequest otherwise."""
     value = body.get(key)
     if value is None:
         return
     try:
-        body[key] = pipeline.Approval.parse(str(value))
+        body[key] = boundary.Approval.parse(str(value))
     except ValueError:
         raise BadRequest(key, f"{key} must be {expected}, got {_describe(value)}") from None
 
@@ -214,7 +213,7 @@ async def manual_sync(req: func.HttpRequest) -> func.HttpResponse:
             approve=body.get("approveDeactivations"),
             approve_deletions=body.get("approveDeletions"),
         )
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         return run_in_progress(exc, "A sync is already queued or running")
     run_id = queued["runId"]
     if wait:
@@ -266,10 +265,10 @@ async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("user", "")
     try:
         async with boundary.open_deps() as deps:
-            return respond(200, await pipeline.explain_user(deps, key))
-    except pipeline.UserNotFound as exc:
+            return respond(200, await boundary.explain_user(deps, key))
+    except boundary.UserNotFound as exc:
         return problem(404, "Not found", str(exc), field="user")
-    except pipeline.AmbiguousUser as exc:
+    except boundary.AmbiguousUser as exc:
         return problem(400, "Bad request", str(exc), field="user")
 
 

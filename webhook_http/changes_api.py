@@ -12,8 +12,7 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared.app import boundary
-from shared.run import change_feed, pipeline
+from shared.app import boundary, changes
 from webhook_http import bp, failures_as_problems, problem, respond, role_required
 from webhook_http import openapi as oa
 from webhook_http.emply_api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, _bad, _guarded, _params
@@ -32,11 +31,11 @@ async def list_changes(req: func.HttpRequest) -> func.HttpResponse:
             raise _bad("after", "after is not a cursor this service handed out")
         try:
             async with boundary.open_deps() as deps:
-                items, cursor = await change_feed.read_page(deps.store, after, size,
-                                                            pipeline.utcnow())
-        except change_feed.BadCursor as exc:
+                items, cursor = await changes.read_page(deps.store, after, size,
+                                                            boundary.utcnow())
+        except changes.BadCursor as exc:
             return problem(400, "Bad request", str(exc), field="after")
-        except change_feed.CursorExpired as exc:
+        except changes.CursorExpired as exc:
             return problem(410, "Cursor expired", str(exc), field="after",
                            reason="cursor_expired")
         link = f"/api/changes?after={quote(cursor, safe='')}&pageSize={size}"

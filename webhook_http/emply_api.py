@@ -19,7 +19,6 @@ import azure.functions as func
 from shared.app import boundary, emply_api, emply_pages, emply_roles
 from shared.emply import document as emply_doc
 from shared.emply import schema as emply_schema
-from shared.run import pipeline
 from webhook_http import (
     BadRequest,
     bp,
@@ -142,7 +141,7 @@ async def _guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
                        "GET it again and retry with its ETag", field="If-Match")
     except emply_api.BadCursor as exc:
         return problem(400, "Bad request", str(exc), field="next")
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         return run_in_progress(exc, "A sync or an import is running")
     except emply_api.ConcurrentChange:
         return problem(409, "Changed meanwhile",

@@ -1,9 +1,9 @@
 """What the entry points call: storage and Graph opened as the app settings say, with
 the first contact bounded in time; a run; health.
 
-The CLI, the HTTP handlers and the timer go through here and `shared.run.pipeline`
-(import-linter keeps them out of the adapters). Whatever fails is named by
-`shared.errors`; a failure before a run could start is still a recorded run
+The CLI, the HTTP handlers and the timer go through here (import-linter keeps them out
+of the run and the adapters): the names they catch and pass are below. Whatever fails is
+named by `shared.errors`; a failure before a run could start is still a recorded run
 (`pipeline.record_unstarted`).
 """
 
@@ -19,7 +19,22 @@ from typing import Any
 from shared import config, errors, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
-from shared.run import pipeline
+from shared.reconcile import model
+from shared.run import context, pipeline
+from shared.run import explain as run_explain
+from shared.run import report as run_report
+from shared.store import errors as store_errors
+
+# What the entry points catch and pass, named here so they need not reach further in.
+RunInProgress = store_errors.RunInProgress
+NotConfigured = errors.NotConfigured
+UserNotFound = run_explain.UserNotFound
+AmbiguousUser = run_explain.AmbiguousUser
+Approval = model.Approval
+Deps = context.Deps
+explain_user = run_explain.explain_user
+new_run_id = run_report.new_run_id
+utcnow = run_report.utcnow
 
 # How long the first contact with storage (and health's Graph check) may take before
 # it is given up as unavailable: azure-core would retry a dead endpoint for minutes.
@@ -30,8 +45,8 @@ async def sync(
     *,
     trigger: str,
     dry_run: bool = False,
-    approve_deactivations: pipeline.Approval | int | None = None,
-    approve_deletions: pipeline.Approval | None = None,
+    approve_deactivations: Approval | int | None = None,
+    approve_deletions: Approval | None = None,
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -54,17 +69,17 @@ async def sync(
         entered = True
         graph = _open_graph(graph_url, env)
     except Exception as exc:
-        report = pipeline.new_report(trigger, dry_run, pipeline.utcnow(), run_id=run_id,
-                                    queued_at=queued_at)
+        report = run_report.new_report(trigger, dry_run, utcnow(), run_id=run_id,
+                                       queued_at=queued_at).to_json()
         try:
-            await pipeline.record_unstarted(report, exc, clock0, pipeline.utcnow,
+            await pipeline.record_unstarted(report, exc, clock0, utcnow,
                                            store if entered else None)
         finally:
             if store is not None:
                 await _close_quietly(store.close())
         return report
     try:
-        deps = pipeline.Deps(store=store, graph=graph, schedule=_schedule(env),
+        deps = Deps(store=store, graph=graph, schedule=_schedule(env),
                             photos=store.photo_store())
         return await pipeline.run_sync(deps,
                                       trigger=trigger, dry_run=dry_run,
@@ -176,7 +191,7 @@ async def open_deps(
     storage: str | None = None,
     graph_url: str | None = None,
     environ: Mapping[str, str] | None = None,
-) -> AsyncIterator[pipeline.Deps]:
+) -> AsyncIterator[Deps]:
     """Store and Graph client as the app settings (or explicit arguments) describe, for
     everything but a run (`sync`). Raises a `shared.errors.SyncFailure` when storage
     cannot be reached within STORAGE_CONNECT_TIMEOUT_SECONDS or a setting is invalid."""
@@ -194,7 +209,7 @@ async def open_deps(
         await _close_quietly(store.close())
         raise
     try:
-        yield pipeline.Deps(store=store, graph=graph, schedule=_schedule(env),
+        yield Deps(store=store, graph=graph, schedule=_schedule(env),
                            photos=store.photo_store())
     finally:
         await _close_quietly(graph.aclose())

@@ -28,7 +28,7 @@ from typing import Any
 from shared import errors, telemetry
 from shared import store as store_mod
 from shared.app import boundary, run_queue
-from shared.run import pipeline
+from shared.run import report as run_report
 from shared.store import protocols
 
 TRIGGER = "http"
@@ -84,11 +84,11 @@ class RunRequest:
         if approve is not None:
             if not isinstance(approve, str):
                 raise ValueError("the run request's approveDeactivations is not a string")
-            pipeline.Approval.parse(approve)  # raises ValueError when malformed
+            boundary.Approval.parse(approve)  # raises ValueError when malformed
         if deletions is not None:
             if not isinstance(deletions, str):
                 raise ValueError("the run request's approveDeletions is not a string")
-            pipeline.Approval.parse(deletions)
+            boundary.Approval.parse(deletions)
         if type(waits) is not int or waits < 0:
             raise ValueError("the run request's busyWaits is not a count")
         return cls(run_id=run_id, queued_at=queued_at, dry_run=data.get("dryRun") is True,
@@ -99,24 +99,24 @@ def is_final(report: Mapping[str, Any] | None) -> bool:
     return report is not None and report.get("status") not in (QUEUED, RUNNING)
 
 
-async def request_run(*, dry_run: bool = False, approve: pipeline.Approval | None = None,
-                      approve_deletions: pipeline.Approval | None = None,
+async def request_run(*, dry_run: bool = False, approve: boundary.Approval | None = None,
+                      approve_deletions: boundary.Approval | None = None,
                       environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Record a queued run and queue its request; returns the queued record. Raises
-    `pipeline.RunInProgress` while another run is queued or running (nothing changed),
+    `boundary.RunInProgress` while another run is queued or running (nothing changed),
     and a `shared.errors.SyncFailure` when storage or the queue is unavailable (then
     the record, if it was written, says `failed` and no run will follow)."""
     async with boundary.open_deps(environ=environ) as deps:
         store = deps.store
         now = deps.clock()
         await _refuse_if_leased(store, now)
-        request = RunRequest(run_id=pipeline.new_run_id(now), queued_at=pipeline.iso(now),
+        request = RunRequest(run_id=boundary.new_run_id(now), queued_at=run_report.iso(now),
                              dry_run=dry_run, approve=None if approve is None else str(approve),
                              approve_deletions=(None if approve_deletions is None
                                                 else str(approve_deletions)))
         await _take_marker(store, request, now)
-        report = pipeline.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
-                                    queued_at=request.queued_at)
+        report = run_report.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
+                                       queued_at=request.queued_at).to_json()
         report["status"] = QUEUED
         try:
             await store.save_run(report)
@@ -173,12 +173,12 @@ async def work(raw: str | bytes, dequeue_count: int,
     try:
         report = await boundary.sync(
             trigger=TRIGGER, dry_run=request.dry_run, environ=environ,
-            approve_deactivations=(pipeline.Approval.parse(request.approve)
+            approve_deactivations=(boundary.Approval.parse(request.approve)
                                    if request.approve else None),
-            approve_deletions=(pipeline.Approval.parse(request.approve_deletions)
+            approve_deletions=(boundary.Approval.parse(request.approve_deletions)
                                if request.approve_deletions else None),
             run_id=request.run_id, queued_at=request.queued_at)
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         return await _wait_for_lease(request, exc, environ)
     except Exception as exc:
         # A bug in the run: the service recorded the run failed and logged the
@@ -188,7 +188,7 @@ async def work(raw: str | bytes, dequeue_count: int,
             return None
         if dequeue_count < MAX_DEQUEUE_COUNT:
             raise
-        await give_up(request.run_id, pipeline.failure(exc), dequeue_count, environ)
+        await give_up(request.run_id, run_report.failure(exc), dequeue_count, environ)
         return None
     if report.get("failedBeforeStart") and _temporary(report):
         # Storage refused before the run could start: another delivery may find it
@@ -334,7 +334,7 @@ async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None
 async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],
                   error: Mapping[str, Any]) -> None:
     """Record a run that will not run (or not again) as failed, with `error`."""
-    failed = {**report, "status": "failed", "finishedAt": pipeline.iso(pipeline.utcnow()),
+    failed = {**report, "status": "failed", "finishedAt": run_report.iso(boundary.utcnow()),
               "errors": [*(report.get("errors") or ()), dict(error)]}
     failed.pop("progress", None)
     try:
@@ -346,6 +346,6 @@ async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],
 
 def _placeholder(run_id: str, now: dt.datetime) -> dict[str, Any]:
     """A record for a request whose queued record was never written."""
-    report = pipeline.new_report(TRIGGER, False, now, run_id=run_id)
+    report = run_report.new_report(TRIGGER, False, now, run_id=run_id).to_json()
     report["status"] = QUEUED
     return report

@@ -220,8 +220,12 @@ def create_graph_client(
     *,
     credential: AsyncTokenCredential | None = None,
     retry: middleware.RetryPolicy | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> GraphClient:
     """A :class:`GraphClient` for ``graph_url`` (default from ``env``, then Graph v1.0).
+
+    ``transport``: what sends the requests under the SDK's middleware (httpx's seam; the
+    default is a socket). Tests of the run pass the simulator's in-process transport.
 
     ``env`` defaults to ``os.environ``. The credential is chosen by
     :func:`shared.graph.credentials.create_credential` unless given (a given
@@ -249,10 +253,11 @@ def create_graph_client(
     )
     stats = middleware.GraphStats()
     base_path = parts.path.rstrip("/")
+    client = KiotaClientFactory.get_default_client()
+    if transport is not None:
+        client = httpx.AsyncClient(timeout=client.timeout, transport=transport)
     http_client = GraphClientFactory.create_with_custom_middleware(
-        _middleware_chain(stats, base_path, retry),
-        client=KiotaClientFactory.get_default_client(),
-    )
+        _middleware_chain(stats, base_path, retry), client=client)
     adapter = GraphRequestAdapter(auth, client=http_client)
     # The adapter's base URL, not httpx's (that one yields ``/v1.0//users``).
     adapter.base_url = url

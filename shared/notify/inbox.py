@@ -43,7 +43,9 @@ from shared.app import boundary, run_queue
 from shared.graph import subscriptions as graph_subs
 from shared.notify import renewal
 from shared.notify import settings as notify_settings
-from shared.run import pipeline, records, unchanged
+from shared.run import report as run_report
+from shared.run import state as sync_state
+from shared.run import unchanged
 from shared.store import subscription_table as table
 
 TRIGGER = "notification"
@@ -199,7 +201,7 @@ def _unique(messages: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, 
     return out
 
 
-async def schedule_run(deps: pipeline.Deps, now: dt.datetime, window_seconds: int) -> int | None:
+async def schedule_run(deps: boundary.Deps, now: dt.datetime, window_seconds: int) -> int | None:
     """Seconds from now until the targeted run (debounced), or None when a run still to
     come covers this change. The decision is one conditional write."""
     window = dt.timedelta(seconds=window_seconds)
@@ -209,7 +211,7 @@ async def schedule_run(deps: pipeline.Deps, now: dt.datetime, window_seconds: in
         at = next_run(last, now, window)
         if at is None:
             return None
-        if await table.write_debounce(table.table_of(deps.store), seen, pipeline.iso(at)):
+        if await table.write_debounce(table.table_of(deps.store), seen, run_report.iso(at)):
             return max(0, int((at - now).total_seconds() + 0.999))
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle when the next notification run is due")
@@ -268,7 +270,7 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
                                extra={"trigger": TRIGGER, "reason": NOTHING_CHANGED})
             return None
         return await boundary.sync(trigger=TRIGGER, environ=environ)
-    except pipeline.RunInProgress as exc:
+    except boundary.RunInProgress as exc:
         settings = notify_settings.read(environ)
         waits = int(message.get("busyWaits", 0)) + 1
         if waits > MAX_BUSY_WAITS:
@@ -290,18 +292,18 @@ async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:
     held by a run now is `RunInProgress`, as for the run itself."""
     async with boundary.open_deps(environ=environ) as deps:
         await _refuse_if_leased(deps)
-        state, _warnings = await records.load_state(deps.store)
+        state, _warnings = await sync_state.load_state(deps.store)
         check = await unchanged.check(deps.store, deps.graph, state, started=deps.clock(),
                                       approve=None)
         return check.residual is not None
 
 
-async def _refuse_if_leased(deps: pipeline.Deps) -> None:
+async def _refuse_if_leased(deps: boundary.Deps) -> None:
     lease = await deps.store.current_lease()
     expires = lease.get("expiresAt") if lease else None
     if lease is not None and isinstance(expires, str) and \
             graph_subs.parse_time(expires) > deps.clock():
-        raise pipeline.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
+        raise boundary.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
                                     str(lease.get("startedAt")))
 
 

@@ -26,7 +26,7 @@ from shared.app import boundary
 from shared.graph import errors as graph_errors
 from shared.graph import subscriptions as graph_subs
 from shared.notify import settings as notify_settings
-from shared.run import pipeline
+from shared.run import report as run_report
 from shared.store import subscription_table as table
 
 RENEW_WITHIN = dt.timedelta(days=7)
@@ -79,7 +79,7 @@ async def recreate(resource: str, environ: Mapping[str, str] | None = None) -> s
         return await _create(deps, settings, resource, deps.clock(), RECREATED)
 
 
-async def _keep_one(deps: pipeline.Deps, settings: notify_settings.NotifySettings,
+async def _keep_one(deps: boundary.Deps, settings: notify_settings.NotifySettings,
                     resource: str, record: table.SubscriptionRecord | None,
                     now: dt.datetime) -> str:
     if record is None:
@@ -101,15 +101,15 @@ async def _keep_one(deps: pipeline.Deps, settings: notify_settings.NotifySetting
         return await _create(deps, settings, resource, now, RECREATED)
     renewed = table.SubscriptionRecord(
         resource=resource, subscription_id=record.subscription_id,
-        client_state=record.client_state, expires_at=pipeline.iso(new_expiry),
+        client_state=record.client_state, expires_at=run_report.iso(new_expiry),
         url_digest=record.url_digest, created_at=record.created_at,
-        renewed_at=pipeline.iso(now))
+        renewed_at=run_report.iso(now))
     await table.put_subscription(table.table_of(deps.store), renewed)
     _log(RENEWED, resource, record.subscription_id, renewed.expires_at)
     return RENEWED
 
 
-async def _create(deps: pipeline.Deps, settings: notify_settings.NotifySettings,
+async def _create(deps: boundary.Deps, settings: notify_settings.NotifySettings,
                   resource: str, now: dt.datetime, action: str) -> str:
     if resource not in graph_subs.RESOURCES:
         raise ValueError(f"resource must be one of {graph_subs.RESOURCES}, got {resource!r}")
@@ -121,14 +121,14 @@ async def _create(deps: pipeline.Deps, settings: notify_settings.NotifySettings,
     granted = graph_subs.expires_at(made) or expires
     record = table.SubscriptionRecord(
         resource=resource, subscription_id=str(made["id"]), client_state=client_state,
-        expires_at=pipeline.iso(granted), url_digest=settings.url_digest,
-        created_at=pipeline.iso(now))
+        expires_at=run_report.iso(granted), url_digest=settings.url_digest,
+        created_at=run_report.iso(now))
     await table.put_subscription(table.table_of(deps.store), record)
     _log(action, resource, record.subscription_id, record.expires_at)
     return action
 
 
-async def _delete_quietly(deps: pipeline.Deps, record: table.SubscriptionRecord) -> None:
+async def _delete_quietly(deps: boundary.Deps, record: table.SubscriptionRecord) -> None:
     with contextlib.suppress(graph_errors.GraphReadError):  # gone, or it expires anyway
         await graph_subs.delete(deps.graph, record.subscription_id)
     await table.delete_subscription(table.table_of(deps.store), record.resource)

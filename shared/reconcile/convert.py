@@ -103,6 +103,7 @@ def emply_user(u: Mapping[str, Any]) -> model.EmplyUser:
         linked_domain=u.get("linkedDomain"),
         calendar_sync=u.get("calendarSync") is not False,
         entra_create=u.get("entraCreate") or None,
+        photo=u.get("photo") if isinstance(u.get("photo"), dict) else None,
     )
 
 
@@ -143,7 +144,7 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
         ),
         events=tuple(
             model.EmplyEvent(e["userId"], e["calendarId"], e["id"],
-                             e.get("sensitivity") == "private")
+                             e.get("sensitivity") == "private", e)
             for e in doc.get("events", ())
         ),
         outbound=tuple(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.reconcile import model
@@ -39,13 +39,7 @@ PRIVATE_KEEPS = ("start", "end", "showAs")
 """What a private event keeps (R14)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CalendarRead:
-    """One calendar's events as read this run (times as Graph gives them, in UTC)."""
-
-    full: bool
-    events: Sequence[Mapping[str, Any]]
-    removed: Sequence[str] = ()
+CalendarRead = model.CalendarEvents
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -241,3 +235,28 @@ def explain(user: model.EmplyUser, emply: model.EmplySnapshot, settings: model.S
                      "showAs")
         words.append(text)
     return words
+
+
+def with_events(plan: model.Plan, entra: model.EntraSnapshot, emply: model.EmplySnapshot
+                ) -> model.Plan:
+    """`plan` with R14's changes and writes added (after R13's calendar changes), from
+    the events read (`entra.events`); `plan` itself when none were read."""
+    if entra.events is None:
+        return plan
+    users = {u.id: u.entra_id for u in emply.users}
+    by_entra = {e: u for u, e in users.items() if e}
+    reads: dict[CalendarKey, CalendarRead | None] = {}
+    for (entra_id, calendar_id), found in entra.events.items():
+        user_id = by_entra.get(entra_id)
+        if user_id is not None:
+            reads[(user_id, calendar_id)] = found
+    kept = mirrored_after(emply.calendars, plan.changes)
+    names: dict[CalendarKey, str | None] = {(c.user_id, c.id): c.name for c in emply.calendars}
+    names.update({(str(c.after["userId"]), str(c.after["id"])): c.after.get("name")
+                  for c in plan.changes if c.kind == model.CALENDAR_ADD})
+    stored = (e.stored or {"userId": e.user_id, "calendarId": e.calendar_id, "id": e.id}
+              for e in emply.events)
+    planned = plan_events(stored, kept, reads, users, names)
+    return dataclasses.replace(plan, changes=(*plan.changes, *planned.changes),
+                               events=planned.writes)
+

@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 # Change kinds (README, "Reason codes").
@@ -136,6 +136,26 @@ class EntraCalendar:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CalendarEvents:
+    """R14: one calendar's events as read this run (times as Graph gives them, in UTC)."""
+
+    full: bool
+    """The window was read in full (else: the changes since the stored delta link)."""
+    events: Sequence[Mapping[str, Any]]
+    removed: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntraPhoto:
+    """R16: an Entra photo as checked this run."""
+
+    etag: str
+    content_type: str
+    sha256: str | None = None
+    """Of the downloaded bytes; None when they were not downloaded (ETag unchanged)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntraSnapshot:
     tenant_id: str
     users: Mapping[str, EntraUser]
@@ -145,6 +165,12 @@ class EntraSnapshot:
     mailboxes: Mapping[str, tuple[EntraCalendar, ...] | None] | None = None
     """R13: Entra user id → its calendars (None: no mailbox in the cloud), for the users
     whose calendars were read; None when no calendar was read (calendar sync off)."""
+    events: Mapping[tuple[str, str], CalendarEvents | None] | None = None
+    """R14: (Entra user id, calendar id) → the events read (None: the calendar was not
+    found); None when no event was read (calendar sync off)."""
+    photos: Mapping[str, EntraPhoto | None] | None = None
+    """R16: Entra user id → its photo (None: it has none), for the users whose photos
+    were checked this run; None when none was (photo sync off)."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -235,6 +261,8 @@ class EmplyUser:
     entra_create: str | None = None
     """R9 create: the UPN of the Entra user the sync began to create for this user and
     has not yet linked (set before Graph's POST, cleared by the link)."""
+    photo: Mapping[str, Any] | None = None
+    """R16: what was copied of its Entra photo last (`{"sha256", "etag", ...}`)."""
 
     @property
     def linked(self) -> bool:
@@ -275,6 +303,8 @@ class EmplyEvent:
     id: str
     private: bool = False
     """`sensitivity: private`: only its start, end and showAs are kept (R14)."""
+    stored: Mapping[str, Any] | None = None
+    """The stored entity (R14 compares what was read with it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import faq, model, photo_slices
+from shared.reconcile import faq, model, photo_slices, scope
 
 PHOTO_SET = "photo_set"
 PHOTO_CLEAR = "photo_clear"
@@ -40,10 +40,6 @@ EMPLOYEE_PROFILE_CONTROLS_PHOTO = "employee_profile_controls_photo"
 PHOTO_SYNC_OFF = "photo_sync_off"
 USER_NOT_SYNCED = model.USER_NOT_SYNCED
 NO_ENTRA_PHOTO = "no_entra_photo"
-
-_TOUCHING = frozenset({model.LINK_USER, model.CREATE_USER, model.REACTIVATE_USER,
-                       model.SET_ROLES})
-"""Changes after which a user's photo is checked in the same run, whatever its slot."""
 
 FAQ_WORDS = ("The profile picture can only synchronize from Microsoft Entra ID to Emply on "
              "users that are not connected to an employee, as it is the employee who "
@@ -60,14 +56,7 @@ class Target:
     """The user's `photo` field: what was copied last (None: nothing)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Seen:
-    """An Entra photo as checked this run."""
-
-    etag: str
-    content_type: str
-    sha256: str | None = None
-    """Of the downloaded bytes; None when they were not downloaded (ETag unchanged)."""
+Seen = model.EntraPhoto
 
 
 def recorded_etag(recorded: Mapping[str, Any] | None) -> str | None:
@@ -94,12 +83,12 @@ def why_not(user: Mapping[str, Any] | None, photo_sync: bool, enabled: bool = Tr
     return None
 
 
-def candidates(users: Iterable[Mapping[str, Any]], entra_ids: Collection[str],
+def candidates(users: Iterable[model.EmplyUser], entra_ids: Collection[str],
                plan: model.Plan | None = None) -> tuple[list[Target], int]:
     """The users whose photos follow Entra once `plan` is applied (linked, active, no
     employee profile), and how many linked active users an employee profile controls
     instead (in Entra, so their photo would otherwise be copied). Users the plan creates
-    are not among them (see `targets`)."""
+    are not among them (see `checked`)."""
     links: dict[str, str] = {}
     status: dict[str, str] = {}
     for change in plan.changes if plan is not None else ():
@@ -114,36 +103,49 @@ def candidates(users: Iterable[Mapping[str, Any]], entra_ids: Collection[str],
     targets: list[Target] = []
     controlled = 0
     for user in users:
-        user_id = user["id"]
-        entra_id = links.get(user_id) or user.get("entraId")
+        entra_id = links.get(user.id) or user.entra_id
         if not entra_id or entra_id not in entra_ids \
-                or status.get(user_id, user.get("status", "active")) != "active":
+                or status.get(user.id, user.status) != "active":
             continue
-        if user.get("employeeId"):
+        if user.employee_id:
             controlled += 1
             continue
-        photo = user.get("photo")
-        targets.append(Target(user_id, entra_id, photo if isinstance(photo, dict) else None))
+        targets.append(Target(user.id, entra_id, user.photo))
     return targets, controlled
 
 
-def targets(found: Iterable[Target], plan: model.Plan, *, slots: int, slot: int
-            ) -> list[Target]:
-    """The users this run checks: those of `found` (`candidates`) in its slot or linked,
-    reactivated or given other roles by the plan, and the users it creates (a new user
-    has no photo recorded yet)."""
-    touched: set[str] = set()
-    created: list[Target] = []
+def due(emply: model.EmplySnapshot, entra: model.EntraSnapshot, settings: model.Settings,
+        *, slots: int, slot: int, only: str | None = None) -> list[str]:
+    """The Entra ids whose photos a run checks, decided before it plans: the users whose
+    photos follow Entra in this run's slot (`photo_slices`), and every Entra user in a
+    configured group that no active user is linked to yet (this run may create, link or
+    reactivate its user, which then gets its photo at once, whatever its slot). `only`:
+    the photo of that one Emply user (`explain`)."""
+    found, _ = candidates(emply.users, entra.users)
+    if only is not None:
+        return [t.entra_id for t in found if t.user_id == only]
+    wanted = {t.entra_id for t in found if photo_slices.slot_of(t.user_id, slots) == slot}
+    linked = {u.entra_id for u in emply.users if u.entra_id and u.status == "active"}
+    for entra_id in scope.configured_groups_by_user(entra, settings):
+        user = entra.users.get(entra_id)
+        if user is not None and user.account_enabled and entra_id not in linked:
+            wanted.add(entra_id)
+    return sorted(wanted)
+
+
+def checked(plan: model.Plan, emply: model.EmplySnapshot, entra: model.EntraSnapshot
+            ) -> tuple[list[Target], int]:
+    """The users whose photo this run checked, as `plan` leaves them (those `candidates`
+    gives whose photo was read, and the users the plan creates), and how many linked
+    active users an employee profile controls."""
+    seen = entra.photos or {}
+    found, controlled = candidates(emply.users, entra.users, plan)
+    out = {t.user_id: t for t in found if t.entra_id in seen}
     for change in plan.changes:
-        if change.kind in _TOUCHING and change.user_id and change.employee_id is None:
-            touched.add(change.user_id)
-            if change.kind == model.CREATE_USER and change.entra_id:
-                created.append(Target(change.user_id, change.entra_id, None))
-    out: dict[str, Target] = {t.user_id: t for t in created}
-    for target in found:
-        if target.user_id in touched or photo_slices.slot_of(target.user_id, slots) == slot:
-            out[target.user_id] = target
-    return [out[k] for k in sorted(out)]
+        if change.kind == model.CREATE_USER and change.user_id and change.entra_id \
+                and change.entra_id in seen:
+            out.setdefault(change.user_id, Target(change.user_id, change.entra_id, None))
+    return [out[k] for k in sorted(out)], controlled
 
 
 def photo_changes(checked: Iterable[Target], seen: Mapping[str, Seen | None], stamp: str
@@ -177,14 +179,20 @@ def photo_changes(checked: Iterable[Target], seen: Mapping[str, Seen | None], st
     return changes
 
 
-def with_photos(plan: model.Plan, changes: Iterable[model.Change], controlled: int
-                ) -> model.Plan:
-    """`plan` with the R16 changes after its own, and the users an employee profile
-    controls counted once each in its skips."""
+def with_photos(plan: model.Plan, entra: model.EntraSnapshot, emply: model.EmplySnapshot,
+                stamp: str) -> model.Plan:
+    """`plan` with the R16 changes after its own, for the photos checked this run
+    (`entra.photos`), and the users an employee profile controls counted once each in its
+    skips; `plan` itself when no photo was checked (photo sync off)."""
+    if entra.photos is None:
+        return plan
+    targets, controlled = checked(plan, emply, entra)
     skips = dict(plan.skips)
     if controlled:
         skips[EMPLOYEE_PROFILE_CONTROLS_PHOTO] = controlled
-    return dataclasses.replace(plan, changes=(*plan.changes, *changes), skips=skips)
+    return dataclasses.replace(
+        plan, changes=(*plan.changes, *photo_changes(targets, entra.photos, stamp)),
+        skips=skips)
 
 
 def explain_words(user: Mapping[str, Any], photo_sync: bool, enabled: bool,

@@ -17,9 +17,11 @@ from typing import Any
 from shared.reconcile import (
     calendars,
     event_push,
+    events,
     lifecycle,
     matching,
     model,
+    photos,
     removal,
     roles,
     scope,
@@ -46,7 +48,11 @@ def plan(
     )
     planner = _Planner(entra, emply, settings, state, now)
     planner.approve_deletions = approve_deletions
-    return planner.run(approval)
+    directory = planner.run(approval)
+    # R14 and R16 after the rest: which calendars Emply keeps, and which users are
+    # linked, created or reactivated, decide whose events and photos follow.
+    stamp = now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return photos.with_photos(events.with_events(directory, entra, emply), entra, emply, stamp)
 
 
 class _Planner:

@@ -50,13 +50,13 @@ def removal_changes(emply: model.EmplySnapshot) -> list[model.Change]:
 
 
 def deletions(
-    plan: model.Plan, events: Iterable[Mapping[str, Any]]
+    changes: Iterable[model.Change], events: Iterable[Mapping[str, Any]]
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """The calendar and event entities (their key fields) the plan's `calendar_remove`
-    changes delete: each calendar, and every stored event of it."""
+    """The calendar and event entities (their key fields) the `calendar_remove` changes
+    among `changes` delete: each calendar, and every stored event of it."""
     removed = {
         (str(c.before["userId"]), str(c.before["calendarId"]))
-        for c in plan.changes if c.kind == model.CALENDAR_REMOVE
+        for c in changes if c.kind == model.CALENDAR_REMOVE
     }
     calendars = [{"userId": u, "id": c} for u, c in sorted(removed)]
     gone = [

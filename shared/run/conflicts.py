@@ -1,4 +1,4 @@
-"""Per-entity write conflicts of a run (issue 13): Emply wrote a user or an employee
+"""Per-entity write conflicts of a run: Emply wrote a user or an employee
 while the run was under way, after the run had loaded it.
 
 The run's Emply writes are conditional on the ETags it loaded; the store leaves out each
@@ -8,6 +8,7 @@ entity (naming its id), their changes left out of the report's changes and count
 out of the change feed too), and the Entra writes planned for those users not made (they
 were planned from what Emply has since changed). The run's residual is not kept, so the
 next run reads the Emply side again and plans those users from what Emply wrote.
+The directory step reports them in its outcome (`shared.run.steps.directory`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from shared.reconcile import model
-from shared.run import records
+from shared.run import report as run_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Skipped:
     def __bool__(self) -> bool:
         return bool(self.users or self.employees)
 
+    def __or__(self, other: Skipped) -> Skipped:
+        return Skipped(self.users | other.users, self.employees | other.employees)
+
     def concerns(self, change: model.Change) -> bool:
         """Whether `change` was not applied because of these conflicts."""
         if change.employee_id is not None:
@@ -37,11 +41,11 @@ class Skipped:
             return False
         return change.kind not in model.CALENDAR_KINDS  # calendars are other entities
 
-    def errors(self) -> list[records.Json]:
-        out: list[records.Json] = []
+    def errors(self) -> list[run_report.Json]:
+        out: list[run_report.Json] = []
         for kind, ids in (("user", self.users), ("employee", self.employees)):
             for entity_id in sorted(ids):
-                error: records.Json = {
+                error: run_report.Json = {
                     "reason": "concurrent_change", "temporary": True,
                     "message": f"{kind} {entity_id!r} was changed by someone else (Emply) "
                     "while the run was under way; its changes were not written and the "
@@ -51,23 +55,8 @@ class Skipped:
         return out
 
 
-def left_out(plan: model.Plan, skipped: Skipped) -> list[model.Change]:
-    """The plan's changes not applied because of the conflicts."""
+def left_out(changes: Iterable[model.Change], skipped: Skipped) -> tuple[model.Change, ...]:
+    """The changes not applied because of the conflicts."""
     if not skipped:
-        return []
-    return [c for c in plan.changes if skipped.concerns(c)]
-
-
-def reported(report: records.RunReport, dropped: Iterable[model.Change],
-             skipped: Skipped) -> records.RunReport:
-    """The report with one error per skipped entity and without the dropped changes in
-    its counts (the caller leaves them out of its changes)."""
-    if not skipped:
-        return report
-    counts = dict(report.counts)
-    for change in dropped:
-        counts[change.kind] = counts.get(change.kind, 0) - 1
-        if counts[change.kind] <= 0:
-            del counts[change.kind]
-    return dataclasses.replace(report, counts=counts,
-                               errors=(*report.errors, *skipped.errors()))
+        return ()
+    return tuple(c for c in changes if skipped.concerns(c))

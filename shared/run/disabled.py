@@ -3,8 +3,8 @@
 Such a run does not read Entra at all: a removed integration may no longer have
 Graph's consent, and nothing it could read would be used. It plans as usual (the
 planner makes no user, status or role change then, and removes every calendar and
-mirrored event: `shared.reconcile.removal`), applies that, and forgets the Entra
-mirror and its delta links: the run that follows turning the integration on again
+mirrored event: `shared.reconcile.removal`), applies that (`STEPS`), and forgets the
+Entra mirror and its delta links: the run that follows turning the integration on again
 reads Entra in full, so what changed meanwhile (leavers, new members) is seen as it
 is, under the deactivation guard as always. The role mapping of the last run that
 synced roles and the guard's window are kept.
@@ -17,9 +17,9 @@ import dataclasses
 
 from shared.graph import reader
 from shared.reconcile import entity_writes, model
-from shared.run import records
-from shared.run.steps import calendars as calendar_step
-from shared.store import protocols
+from shared.run import state as sync_state
+from shared.run.context import Run
+from shared.run.steps import base, calendars
 
 
 def not_read(tenant_id: str) -> reader.EntraRead:
@@ -30,28 +30,34 @@ def not_read(tenant_id: str) -> reader.EntraRead:
                             requests=0, throttled=0)
 
 
-async def apply_disabled(store: protocols.SyncStore, loaded: protocols.LoadedEmply,
-                         state: records.SyncState, plan: model.Plan, run_id: str,
-                         at: str) -> None:
-    """Apply a disabled run's plan: its employee and (none expected) user writes, the
-    removal of calendars and their events, then the state without the Entra mirror.
+class DisabledStep(base.Step):
+    """Its employee and (none expected) user writes, the removal of calendars and their
+    events, then the state without the Entra mirror. Events go before their calendars,
+    and the state is written last: a run that stops half-way leaves what is left for the
+    next run to plan again."""
 
-    Events go before their calendars, and the state is written last: a run that stops
-    half-way leaves what is left for the next run to plan again."""
-    doc = loaded.doc
-    users = {u["id"]: u for u in doc.get("users", ())}
-    employees = {e["id"]: e for e in doc.get("employees", ())}
-    writes = entity_writes.PlannedWrites(users, employees, plan, run_id, at)
-    if loaded.served_from_cache and writes.user_ids:
-        users.update(await store.read_entities("users", writes.user_ids, loaded=loaded))
-    await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
-    await store.write_built("employees", writes.employee_ids, writes.employee, loaded=loaded)
-    await calendar_step.apply_calendars(store, loaded, plan)
-    await records.save_state(store, dataclasses.replace(
-        state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
-        previous_mapping=plan.next_state.previous_mapping,
-        recent_deactivations=plan.next_state.recent_deactivations,
-        held_digest=plan.next_state.held_digest, last_run_id=run_id))
-    if state.snapshot is not None:
-        with contextlib.suppress(Exception):  # a leftover blob costs storage, not correctness
-            await store.delete_snapshot(state.snapshot)
+    name = "disabled"
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        store, loaded, plan, state = run.deps.store, run.loaded, applied.plan, run.state
+        users = {u["id"]: u for u in run.doc.get("users", ())}
+        employees = {e["id"]: e for e in run.doc.get("employees", ())}
+        writes = entity_writes.PlannedWrites(users, employees, plan, run.run_id, run.at)
+        if loaded.served_from_cache and writes.user_ids:
+            users.update(await store.read_entities("users", writes.user_ids, loaded=loaded))
+        await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
+        await store.write_built("employees", writes.employee_ids, writes.employee,
+                                loaded=loaded)
+        await calendars.write_calendars(store, loaded, applied.pending(model.CALENDAR_KINDS))
+        await sync_state.save_state(store, dataclasses.replace(
+            state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
+            previous_mapping=plan.next_state.previous_mapping,
+            recent_deactivations=plan.next_state.recent_deactivations,
+            held_digest=plan.next_state.held_digest, last_run_id=run.run_id))
+        if state.snapshot is not None:
+            with contextlib.suppress(Exception):  # a leftover blob costs storage only
+                await store.delete_snapshot(state.snapshot)
+        return base.StepOutcome(self.name, reusable=False)
+
+
+STEP = DisabledStep()

@@ -1,7 +1,7 @@
 """The run's first step: when nothing changed since the last run, its outcome stands.
 
 Every successful run records its *residual* in the sync state
-(`shared.run.records.Residual`): what its plan left for later (held deactivations,
+(`shared.run.state.Residual`): what its plan left for later (held deactivations,
 errors, skips), with what it was made from — the Emply version marker after the
 run's own writes, the tenant, the organization and the UTC date. A plan made again
 right after applying is the same residual and no changes:
@@ -31,7 +31,8 @@ import datetime as dt
 
 from shared.graph import client as graph_client
 from shared.graph import reader
-from shared.run import records
+from shared.run import report as run_report
+from shared.run import state as sync_state
 from shared.store import protocols
 
 
@@ -40,7 +41,7 @@ class Check:
     """What `check` found: `residual` when the last run's outcome stands, and the
     changes it read from Graph (to fold into the previous mirror otherwise), if any."""
 
-    residual: records.Residual | None
+    residual: sync_state.Residual | None
     changes: reader.Changes | None
 
     @property
@@ -52,7 +53,7 @@ class Check:
 async def check(
     store: protocols.EmplyTables,
     graph: graph_client.GraphClient,
-    state: records.SyncState,
+    state: sync_state.SyncState,
     *,
     started: dt.datetime,
     approve: object | None,
@@ -74,11 +75,11 @@ async def check(
     return Check(None, changes)
 
 
-def reused_report(report: records.RunReport, residual: records.Residual,
-                  changes: reader.DeltaRound, warnings: tuple[records.Json, ...]
-                  ) -> records.RunReport:
+def reused_report(report: run_report.RunReport, residual: sync_state.Residual,
+                  changes: reader.DeltaRound, warnings: tuple[run_report.Json, ...]
+                  ) -> run_report.RunReport:
     """The report of a run whose outcome is the last run's residual."""
-    read = records.EntraReadSummary(full_read=False, reason=None, requests=changes.requests,
+    read = run_report.EntraReadSummary(full_read=False, reason=None, requests=changes.requests,
                                     throttled=changes.throttled)
     return dataclasses.replace(
         report.with_outcome(residual.outcome, read, {}, warnings=warnings),

@@ -38,7 +38,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from shared.store import codec, photo_blobs
+from shared.store import change_feed, codec, photo_blobs
 from shared.store.codec import BUCKETED, BUCKETS, HEAVY_FIELDS, PARTITIONS, Clock, bucket
 from shared.store.emply_tables import AzureEmplyTables
 from shared.store.lease import AzureRunLease
@@ -123,6 +123,11 @@ class EmplyStore:
         with contextlib.suppress(ResourceExistsError):
             await container.create_container()
 
+    def feed_chunks(self) -> change_feed.TableChunks:
+        """The change feed's chunks: table `changefeed` (`shared.store.change_feed`)."""
+        return change_feed.TableChunks(self._tables.get_table_client(
+            self.prefix + change_feed.TABLE))
+
     def photo_store(self) -> photo_blobs.AzurePhotoBlobs:
         """R16: the `photos` container, one blob per user (`shared.store.photo_blobs`)."""
         return photo_blobs.AzurePhotoBlobs(
@@ -141,8 +146,10 @@ class EmplyStore:
         return await self.emply_tables.load_emply(cache, sparse=sparse)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
-                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
-        return await self.emply_tables.read_entities(kind, ids, loaded=loaded)
+                            loaded: LoadedEmply | None = None,
+                            skip_conflicts: bool = False) -> dict[str, dict[str, Any]]:
+        return await self.emply_tables.read_entities(kind, ids, loaded=loaded,
+                                                     skip_conflicts=skip_conflicts)
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,

@@ -186,11 +186,13 @@ class AzureEmplyTables:
         return str(value) if value else None
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
-                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
+                            loaded: LoadedEmply | None = None,
+                            skip_conflicts: bool = False) -> dict[str, dict[str, Any]]:
         """Whole entities of `kind` by id (missing ones left out), read from the table.
 
         Raises `ConcurrentChangeError` when one changed since `loaded` read it: its
-        ETag is no longer the one recorded (the later write would fail anyway).
+        ETag is no longer the one recorded (the later write would fail anyway); with
+        `skip_conflicts` that one is left out instead.
         """
         await self.resolve()
         etags = _ledger_of(loaded).etags
@@ -206,13 +208,11 @@ class AzureEmplyTables:
             async with self._limit:
                 row = await wire.get(self.emply, pk, rk)
             known = etags.get((pk, rk))
-            if row is None:
-                if known is not None:
-                    raise errors.ConcurrentChangeError(kind, entity_id)
-                return None
-            if known is not None and row[wire.ETAG] != known:
+            if known is not None and (row is None or row[wire.ETAG] != known):
+                if skip_conflicts:
+                    return None
                 raise errors.ConcurrentChangeError(kind, entity_id)
-            return kc.from_row(row)
+            return None if row is None else kc.from_row(row)
 
         found = await asyncio.gather(*(one(i) for i in wanted))
         return {i: item for i, item in zip(wanted, found, strict=True) if item is not None}

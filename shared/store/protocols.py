@@ -12,6 +12,7 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
 - `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives
   a value (`LoadedEmply`), and writes guarded by that value.
 - `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
+- `ChangeFeed`: where the change feed's chunks live (`FeedChunks`).
 
 Invariants:
 - The loaded Emply copy is a value: `load_emply` returns a `LoadedEmply`, and the
@@ -27,8 +28,10 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
+
+from shared.store.feed_chunks import Chunk
 
 LEASE_TTL_SECONDS = 300
 """The single-run lease's length (R1); a live run renews it every third of it, so a
@@ -141,9 +144,11 @@ class EmplyTables(Protocol):
         may lack the fields they do not hold."""
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
-                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
+                            loaded: LoadedEmply | None = None,
+                            skip_conflicts: bool = False) -> dict[str, dict[str, Any]]:
         """Whole entities by id (missing ones left out); `ConcurrentChangeError` when one
-        changed since `loaded` read it."""
+        changed since `loaded` read it, or with `skip_conflicts` that one left out too (a
+        conditional write of it then finds the conflict and leaves it out as well)."""
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
@@ -179,8 +184,26 @@ class EmplyGenerations(Protocol):
         """Drop what failed imports left; returns how many."""
 
 
+class ChangeFeed(Protocol):
+    def feed_chunks(self) -> FeedChunks:
+        """Where the change feed's chunks live."""
+
+
+class FeedChunks(Protocol):
+    """Where the feed's chunks live, ordered by key."""
+
+    async def put(self, chunks: Sequence[Chunk]) -> None:
+        """Write these chunks (a rewrite of a key replaces it)."""
+
+    def from_key(self, key: str) -> AsyncIterator[Chunk]:
+        """The chunks whose key is `key` or after, in key order."""
+
+    async def delete_before(self, key: str) -> int:
+        """Delete the chunks whose key sorts before `key`; how many were deleted."""
+
+
 class SyncStore(RunLease, RunMarker, RunLog, SyncStateStore, EmplyTables, EmplyGenerations,
-                Protocol):
+                ChangeFeed, Protocol):
     """All of the sync's storage, as the service and the entry points hold it."""
 
     async def ping(self) -> None:

@@ -20,7 +20,7 @@ from shared import config, telemetry
 from shared import store as store_mod
 from shared.app import boundary
 from shared.reconcile import planner
-from shared.run import pipeline
+from shared.run import report as run_report
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
 
@@ -248,7 +248,7 @@ async def test_a_killed_dry_run_is_marked_abandoned_once_no_run_could_still_be_g
     """A dry run takes no lease: only its age tells that it was killed."""
     world = staff_world(make_world)
     old = "2026-11-30T00:00:00.000Z"  # far older than DRY_RUN_GIVEN_UP_AFTER
-    recent = pipeline.iso(pipeline.utcnow())
+    recent = run_report.iso(run_report.utcnow())
     async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
         for run_id, started in (("20261130T000000Z-dryold01", old),
                                 ("20261202T000000Z-dryhot01", recent)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.run import change_feed
+from shared.app import changes as change_feed_api
 from tests.e2e import tenants as t
 from tests.e2e.test_emply_api import body_of, call
 from tests.e2e.test_http import deliver_next, function, get_run
@@ -94,7 +94,7 @@ async def test_bad_and_expired_cursors_are_problems(make_world: Any) -> None:
     for bad in ("nope", "W10", "WyJ4IiwgMF0", "'; DROP", "x" * 2001):
         status, problem = await changes(bad)
         assert status == 400 and problem["field"] == "after", bad
-    old = change_feed.encode_cursor("20200101T000000000Z_20200101T000000Z-1a2b3c4d_000000",
+    old = change_feed_api.encode_cursor("20200101T000000000Z_20200101T000000Z-1a2b3c4d_000000",
                                     3)
     status, gone = await changes(old)
     assert status == 410 and gone["field"] == "after" and gone["reason"] == "cursor_expired"

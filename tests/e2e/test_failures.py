@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from shared import config
 from shared import store as store_mod
 from shared.app import boundary
-from shared.run import pipeline
+from shared.run import lease, pipeline
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
 
@@ -119,7 +119,7 @@ def test_dry_run_during_a_run_is_refused_like_a_real_one(make_world: Any) -> Non
 async def test_a_failing_lease_renewal_does_not_fail_the_run(
     make_world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "LEASE_TTL_SECONDS", 1)
+    monkeypatch.setattr(lease, "LEASE_TTL_SECONDS", 1)
     world = staff_world(make_world, latency_ms=500)
     calls: list[str] = []
 

@@ -9,14 +9,14 @@ import pytest
 
 from shared import store as store_mod
 from shared.app import boundary
-from shared.run import pipeline
+from shared.run import lease, pipeline
 from tests.e2e import tenants as t
 
 
 async def test_a_run_longer_than_the_lease_keeps_it(
     make_world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "LEASE_TTL_SECONDS", 1)
+    monkeypatch.setattr(lease, "LEASE_TTL_SECONDS", 1)
     people = t.staff(3)
     # Two sequential Graph rounds at 1.5 s: the run lasts > 3 s, well past the 1 s lease.
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}),

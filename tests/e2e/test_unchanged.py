@@ -10,7 +10,9 @@ import datetime as dt
 from typing import Any
 
 from shared.app import boundary
-from shared.run import pipeline, records
+from shared.run import pipeline, prepare
+from shared.run import report as run_report
+from shared.run import state as sync_state
 from tests.e2e import tenants as t
 from tests.e2e.test_cli_lifecycle import staff_world
 
@@ -31,8 +33,11 @@ def planned_now(moment: dt.datetime) -> tuple[Any, ...]:
     """What a full plan says at `moment`, read fresh (what the reuse must equal)."""
     async def go() -> tuple[Any, ...]:
         async with boundary.open_deps() as deps:
-            prepared = await pipeline.prepare(deps)
-            outcome = records.Outcome.of(pipeline.make_plan(prepared, moment))
+            run = await prepare.prepare(deps, started=moment, run_id="plan-only",
+                                        trigger="test", applying=False)
+            steps = pipeline.steps_for(run.settings)
+            await pipeline.read_all(run, steps)
+            outcome = run_report.Outcome.of(pipeline.make_plan(run, steps))
             return (outcome.status, list(outcome.held), list(outcome.errors),
                     dict(outcome.skips))
 
@@ -140,7 +145,7 @@ def edit_state(edit: Any) -> dict[str, Any]:
 
 
 def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> None:
-    """The code before `shared.run.records` wrote the same fields without "format": a run
+    """The code before `shared.run.state` wrote the same fields without "format": a run
     after an upgrade still reuses the residual and reads Entra from the delta links."""
     staff_world(make_world)
     first = run_at(DAY)
@@ -164,12 +169,12 @@ def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> 
 def test_a_state_of_an_unknown_format_is_a_reported_full_read(make_world: Any) -> None:
     staff_world(make_world)
     run_at(DAY)
-    edit_state(lambda s: {**s, "format": records.FORMAT + 1})
+    edit_state(lambda s: {**s, "format": sync_state.FORMAT + 1})
     report = run_at(DAY + dt.timedelta(minutes=30))
     assert "reusedPlanOf" not in report
     assert report["status"] == "succeeded" and report["counts"] == {}
     assert [e["reason"] for e in report["errors"]] == ["sync_state_unreadable"]
-    assert f"state format {records.FORMAT + 1}" in report["errors"][0]["message"]
+    assert f"state format {sync_state.FORMAT + 1}" in report["errors"][0]["message"]
     assert report["entraRead"]["fullRead"] is True
     assert report["entraRead"]["reason"] == "initial"
     # The state was rewritten in this code's format: the next run reuses again.

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from shared.graph import client as graph_client
-from shared.run import pipeline
-from shared.store import LeaseLost
+from shared.run import context, lease, pipeline
+from shared.store import LeaseLost, RunInProgress
 from shared.store.protocols import LoadedEmply
 from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, staff, tenant
 from tests.support.memory_store import MemoryStore
@@ -58,7 +58,7 @@ async def _store(doc: dict[str, Any], store: MemoryStore | None = None) -> Memor
 
 async def _run(store: MemoryStore, graph: graph_client.GraphClient,
                **kwargs: Any) -> dict[str, Any]:
-    return await pipeline.run_sync(pipeline.Deps(store=store, graph=graph, clock=lambda: NOW),
+    return await pipeline.run_sync(context.Deps(store=store, graph=graph, clock=lambda: NOW),
                                   trigger="timer", **kwargs)
 
 
@@ -84,7 +84,7 @@ async def test_a_run_is_refused_while_another_holds_the_lease(
     store = await _store(emply_state())
     await store.acquire_lease("other-run", "cli")
     before = (await store.export_document(), await store.current_version())
-    with pytest.raises(pipeline.RunInProgress) as info:
+    with pytest.raises(RunInProgress) as info:
         await _run(store, graph)
     assert info.value.running_run_id == "other-run"
     assert (await store.export_document(), await store.current_version()) == before
@@ -171,7 +171,7 @@ async def test_a_lost_lease_stops_the_run_before_it_applies(
     async def taken_over(run_id: str, **_: Any) -> None:
         raise LeaseLost(run_id)
 
-    monkeypatch.setattr(pipeline, "LEASE_TTL_SECONDS", 0.03)
+    monkeypatch.setattr(lease, "LEASE_TTL_SECONDS", 0.03)
     monkeypatch.setattr(store, "renew_lease", taken_over)
     real_load = store.load_emply
 

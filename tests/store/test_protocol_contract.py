@@ -240,6 +240,10 @@ async def test_a_write_guarded_by_a_stale_load_is_a_conflict(store: SyncStore) -
     assert (info.value.kind, info.value.entity_id) == ("users", "u002")
     with pytest.raises(ConcurrentChangeError, match="u002"):
         await store.read_entities("users", ["u002"], loaded=loaded)
+    # ... or, asked to, leaves it out and reads the others (the run then skips it)
+    others = await store.read_entities("users", ["u001", "u002"], loaded=loaded,
+                                       skip_conflicts=True)
+    assert list(others) == ["u001"]
     after = {u["id"]: u for u in (await store.export_document())["users"]}
     assert after["u002"]["displayName"] == "by the operator"
     # deleted meanwhile is a conflict too

@@ -11,19 +11,20 @@ that drifts from Azure fails there. Test support only: nothing deployed imports 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
 from shared.store import codec, errors, keys
-from shared.store.change_feed import MemoryChunks
+from shared.store.feed_chunks import Chunk
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
 from shared.store.syncstate import snapshot_blob, state_part_blob
@@ -253,12 +254,15 @@ class MemoryEmplyTables:
         return LoadedEmply(doc=self._document(), served_from_cache=False, ledger=ledger)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
-                            loaded: LoadedEmply | None = None) -> dict[str, dict[str, Any]]:
+                            loaded: LoadedEmply | None = None,
+                            skip_conflicts: bool = False) -> dict[str, dict[str, Any]]:
         ledger, kc, out = _ledger(loaded), codec.CODECS[kind], {}
         for entity_id in dict.fromkeys(ids):
             key = kc.row_key({"id": entity_id})
             row, known = self.rows[kind].get(key), ledger.etags.get((kind, key))
             if known is not None and (row is None or row[1] != known):
+                if skip_conflicts:
+                    continue
                 raise errors.ConcurrentChangeError(kind, entity_id)
             if row is not None:
                 out[entity_id] = copy.deepcopy(row[0])
@@ -375,10 +379,52 @@ class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTabl
         MemorySyncState.__init__(self)
         MemoryEmplyTables.__init__(self)
         self.change_feed = MemoryChunks()
-        """The change feed's chunks (`shared.store.change_feed.chunks_of`)."""
+        """The change feed's chunks."""
+
+    def feed_chunks(self) -> MemoryChunks:
+        return self.change_feed
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         return None
+
+
+class MemoryChunks:
+    """`FeedChunks` in memory."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, Chunk] = {}
+
+    async def put(self, chunks: Sequence[Chunk]) -> None:
+        for chunk in chunks:
+            self.chunks[chunk.key] = chunk
+
+    async def from_key(self, key: str) -> AsyncIterator[Chunk]:
+        keys = sorted(self.chunks)
+        for found in keys[bisect.bisect_left(keys, key):]:
+            yield self.chunks[found]
+
+    async def delete_before(self, key: str) -> int:
+        old = [k for k in self.chunks if k < key]
+        for k in old:
+            del self.chunks[k]
+        return len(old)
+
+
+class MemoryPhotoBlobs:
+    """`shared.store.photo_blobs.PhotoBlobs` in memory."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str]] = {}
+
+    async def put(self, user_id: str, data: bytes, content_type: str) -> None:
+        self.blobs[user_id] = (data, content_type)
+
+    async def delete(self, user_id: str) -> None:
+        self.blobs.pop(user_id, None)
+
+    async def get(self, user_id: str) -> tuple[bytes, str] | None:
+        return self.blobs.get(user_id)
+

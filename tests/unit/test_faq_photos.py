@@ -9,6 +9,7 @@ Emply and Microsoft Entra ID? No, it is not possible."
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.reconcile import model, photo_slices, photos
+from shared.reconcile import convert, model, photo_slices, photos
+from tests.unit import builders
 
 STAMP = "2026-12-02T05:00:00Z"
 RECORDED = {"sha256": "aa", "etag": 'W/"1"', "contentType": "image/jpeg",
@@ -48,7 +50,7 @@ CANDIDATES = [
 def test_only_linked_active_users_without_employee_follow_entra(
     case: str, doc: dict[str, Any], target: bool, controlled: bool,
 ) -> None:
-    found, count = photos.candidates([doc], {"e-u-anna"})
+    found, count = photos.candidates([convert.emply_user(doc)], {"e-u-anna"})
     assert ([t.user_id for t in found] == ["u-anna"]) is target, case
     assert count == int(controlled), case
 
@@ -92,33 +94,44 @@ def change(kind: str, uid: str, entra: str, **after: Any) -> model.Change:
 
 
 def test_a_run_checks_its_slot_and_every_user_it_links_creates_or_reactivates() -> None:
-    users = [user(f"u-{n}") for n in range(40)]
-    users.append(user("u-back", status="deactivated"))
-    users.append(user("u-new-link", entraId=None))
-    entra = {f"e-u-{n}" for n in range(40)} | {"e-u-back", "e-link"}
+    docs = [user(f"u-{n}") for n in range(40)]
+    docs.append(user("u-back", status="deactivated"))
+    docs.append(user("u-new-link", entraId=None))
+    docs.append(user("u-other-group", entraId=None))
+    emply = convert.emply_snapshot({"users": docs})
+    ids = [*(f"e-u-{n}" for n in range(40)), "e-u-back", "e-link", "e-created"]
+    entra = builders.tenant([builders.entra_user(i) for i in [*ids, "e-outside"]],
+                            {"employees": ids})
+    settings = builders.settings({"employees": "employee"})
+    slots, slot = 4, 1
+    in_slot = {f"u-{n}" for n in range(40) if photo_slices.slot_of(f"u-{n}", slots) == slot}
+    assert 0 < len(in_slot) < 39  # a slice, not everyone
+    # Before the plan: this run's slot, and every member of a configured group no active
+    # user is linked to (it may be linked, created or reactivated by this run).
+    due = photos.due(emply, entra, settings, slots=slots, slot=slot)
+    assert set(due) == {f"e-{u}" for u in in_slot} | {"e-u-back", "e-link", "e-created"}
     plan = model.Plan(changes=(
         change(model.REACTIVATE_USER, "u-back", "e-u-back"),
         change(model.LINK_USER, "u-new-link", "e-link"),
         change(model.CREATE_USER, "u-created", "e-created"),
         change(model.DEACTIVATE_USER, "u-3", "e-u-3"),
     ))
-    found, _ = photos.candidates(users, entra, plan)
-    assert {t.user_id for t in found} == {f"u-{n}" for n in range(40) if n != 3} | {
-        "u-back", "u-new-link"}
-    slots, slot = 4, 1
-    due = {t.user_id for t in photos.targets(found, plan, slots=slots, slot=slot)}
-    in_slot = {f"u-{n}" for n in range(40)
-               if n != 3 and photo_slices.slot_of(f"u-{n}", slots) == slot}
-    assert due == in_slot | {"u-back", "u-new-link", "u-created"}
-    assert 0 < len(in_slot) < 39  # a slice, not everyone
+    seen_now = dataclasses.replace(entra, photos={e: seen(sha="bb") for e in due})
+    checked, _ = photos.checked(plan, emply, seen_now)
+    assert {t.user_id for t in checked} == (in_slot - {"u-3"}) | {
+        "u-back", "u-new-link", "u-created"}
+    assert photos.due(emply, entra, settings, slots=slots, slot=slot, only="u-7") == ["e-u-7"]
 
 
 def test_employee_profile_users_are_counted_once_in_skips() -> None:
+    emply = convert.emply_snapshot({"users": [user("u-a", employeeId="x-1"),
+                                              user("u-b", employeeId="x-2")]})
+    entra = builders.tenant([builders.entra_user("e-u-a"), builders.entra_user("e-u-b")], {})
     plan = model.Plan(changes=(), skips={"employee_profile_controls_roles": 2})
-    merged = photos.with_photos(plan, [], 2)
+    merged = photos.with_photos(plan, dataclasses.replace(entra, photos={}), emply, STAMP)
     assert merged.skips == {"employee_profile_controls_roles": 2,
                             photos.EMPLOYEE_PROFILE_CONTROLS_PHOTO: 2}
-    assert photos.with_photos(plan, [], 0).skips == plan.skips
+    assert photos.with_photos(plan, entra, emply, STAMP) is plan  # photo sync off
 
 
 WHY = [

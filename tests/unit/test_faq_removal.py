@@ -130,7 +130,7 @@ def test_calendar_removals_write_no_user_and_delete_each_event_of_the_calendar()
     assert writes.users == [] and writes.employees == []
     stored = [{"userId": e.user_id, "calendarId": e.calendar_id, "id": e.id}
               for e in (*SOME_EVENTS, *events("u-bo", "other", 1))]
-    calendars, gone = removal.deletions(plan, stored)
+    calendars, gone = removal.deletions(plan.changes, stored)
     assert calendars == [{"userId": "u-anna", "id": "main"}, {"userId": "u-anna", "id": "team"},
                          {"userId": "u-bo", "id": "main"}]
     assert gone == stored[:4]  # u-bo's "other" calendar was not removed: its event stays

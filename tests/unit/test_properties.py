@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.reconcile import convert, entity_writes, model
-from shared.run import records
+from shared.run import report as run_report
+from shared.run import state as sync_state
 from tests.unit import builders as b
 
 GROUPS = ["g1", "g2", "g3"]
@@ -226,9 +227,9 @@ def test_the_plan_depends_on_the_clock_only_through_the_utc_date(
     first = b.run(entra, users, cfg, employees=employees, now=early)
     same_day = b.run(entra, users, cfg, employees=employees, now=late)
     assert _timeless(same_day) == _timeless(first)
-    assert records.Outcome.of(same_day) == records.Outcome.of(first)
+    assert run_report.Outcome.of(same_day) == run_report.Outcome.of(first)
 
-    recorded = records.residual(first, run_id="r1", started=early, tenant_id=b.TENANT,
+    recorded = sync_state.residual(first, run_id="r1", started=early, tenant_id=b.TENANT,
                                 emply_version="v1", organization={"id": b.TENANT})
     assert recorded is not None
     assert recorded.reusable_on(late, approve=None)
@@ -239,7 +240,7 @@ def test_the_plan_depends_on_the_clock_only_through_the_utc_date(
     previous = first.next_state.previous_mapping
     later = b.run(entra, synced, cfg, employees=employees, now=late, previous_mapping=previous)
     assert later.changes == ()
-    assert records.Outcome.of(later) == recorded.outcome
+    assert run_report.Outcome.of(later) == recorded.outcome
     next_day = b.run(entra, synced, cfg, employees=employees, now=after_midnight,
                      previous_mapping=previous)
     assert [(c.kind, c.employee_id, c.reason) for c in next_day.changes] == [

@@ -1,4 +1,4 @@
-"""The typed sync state, residual and run report (`shared.run.records`): their stored and
+"""The typed sync state, residual and run report (`shared.run.state`): their stored and
 reported shapes, the state the code before them wrote, and what is unreadable."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from shared.reconcile import model
-from shared.run import records
+from shared.run import report as run_report
+from shared.run import state as sync_state
 from tests.unit import builders as b
 
 HEAD = {"version": 2, "tenantId": b.TENANT,
@@ -27,7 +28,7 @@ RESIDUAL = {"runId": "20310304T090000Z-abcdef01", "date": "2031-03-04", "emplyVe
             "status": "needs_approval", "held": [HELD],
             "errors": [{"reason": "ambiguous_match", "message": "two", "entraId": "p2"}],
             "skips": {"employee_profile_controls_roles": 2}}
-# Exactly what the code before `shared.run.records` wrote (no "format").
+# Exactly what the code before `shared.run.state` wrote (no "format").
 OLD_STATE = {"mirrorHead": HEAD, "snapshot": "0" * 32,
              "previousMapping": {"g1": "employee", "g2": None},
              "lastRunId": "20310304T090000Z-abcdef01", "residual": RESIDUAL}
@@ -39,18 +40,18 @@ WRITTEN_AGAIN = {**OLD_STATE, "guardWindow": [], "heldDigest": None,
 
 
 def test_a_state_written_before_the_format_reads_and_writes_back_the_same() -> None:
-    state = records.SyncState.from_json(OLD_STATE)
+    state = sync_state.SyncState.from_json(OLD_STATE)
     assert state.mirror_head == HEAD and state.snapshot == "0" * 32
     assert state.previous_mapping == {"g1": "employee", "g2": None}
     assert state.residual is not None and state.residual.date == dt.date(2031, 3, 4)
     assert state.residual.outcome.held == (HELD,)
-    assert state.to_json() == {"format": records.FORMAT, **WRITTEN_AGAIN}
-    assert records.SyncState.from_json(state.to_json()) == state
+    assert state.to_json() == {"format": sync_state.FORMAT, **WRITTEN_AGAIN}
+    assert sync_state.SyncState.from_json(state.to_json()) == state
 
 
 def test_no_state_is_the_empty_state() -> None:
-    assert records.SyncState.from_json(None) == records.SyncState()
-    assert records.SyncState().previous_mirror({"users": {}, "groups": {}}) is None
+    assert sync_state.SyncState.from_json(None) == sync_state.SyncState()
+    assert sync_state.SyncState().previous_mirror({"users": {}, "groups": {}}) is None
 
 
 @pytest.mark.parametrize("value, words", [
@@ -60,8 +61,8 @@ def test_no_state_is_the_empty_state() -> None:
     ({**OLD_STATE, "format": "3"}, "state format '3'"),
 ])
 def test_another_format_or_shape_is_unreadable(value: Any, words: str) -> None:
-    with pytest.raises(records.StateUnreadable, match=words):
-        records.SyncState.from_json(value)
+    with pytest.raises(sync_state.StateUnreadable, match=words):
+        sync_state.SyncState.from_json(value)
 
 
 @pytest.mark.parametrize("part, value", [
@@ -76,7 +77,7 @@ def test_another_format_or_shape_is_unreadable(value: Any, words: str) -> None:
     ("snapshot", 42),
 ])
 def test_a_malformed_part_counts_as_absent(part: str, value: Any) -> None:
-    state = records.SyncState.from_json({**OLD_STATE, part: value})
+    state = sync_state.SyncState.from_json({**OLD_STATE, part: value})
     field = {"residual": "residual", "previousMapping": "previous_mapping",
              "mirrorHead": "mirror_head", "snapshot": "snapshot"}[part]
     assert getattr(state, field) is None
@@ -86,28 +87,28 @@ def test_a_malformed_part_counts_as_absent(part: str, value: Any) -> None:
 
 
 def test_the_previous_mirror_is_the_head_with_the_snapshots_users_and_groups() -> None:
-    state = records.SyncState.from_json(OLD_STATE)
+    state = sync_state.SyncState.from_json(OLD_STATE)
     users = {"p1": ["p1", "p1@contoso.com", *[None] * 9]}
     groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1"]}}
     mirror = state.previous_mirror({"users": users, "groups": groups, "emply": {}})
     assert mirror == {**HEAD, "users": users, "groups": groups}
     assert mirror is not None and mirror["users"] is users  # shared, not copied
     assert state.previous_mirror(None) is None
-    legacy = records.SyncState.from_json({"mirror": {**HEAD, "users": users, "groups": groups}})
+    legacy = sync_state.SyncState.from_json({"mirror": {**HEAD, "users": users, "groups": groups}})
     assert legacy.previous_mirror(None) == mirror
 
 
 def test_after_an_unchanged_run_only_the_delta_links_and_the_run_id_move() -> None:
-    state = records.SyncState.from_json(OLD_STATE)
+    state = sync_state.SyncState.from_json(OLD_STATE)
     links = {"users": "u2", "groups": "g2"}
     after = state.after_unchanged(links, "run-2")
-    assert after.to_json() == {"format": records.FORMAT, **WRITTEN_AGAIN, "lastRunId": "run-2",
+    assert after.to_json() == {"format": sync_state.FORMAT, **WRITTEN_AGAIN, "lastRunId": "run-2",
                                "mirrorHead": {**HEAD, "deltaLinks": links}}
     assert state.to_json()["mirrorHead"] == HEAD  # the record it came from is unchanged
 
 
 def test_a_residual_is_reusable_on_its_utc_date_without_approval_only() -> None:
-    residual = records.Residual.from_json(RESIDUAL)
+    residual = sync_state.Residual.from_json(RESIDUAL)
     assert residual is not None
     plus_two = dt.timezone(dt.timedelta(hours=2))
     assert residual.reusable_on(dt.datetime(2031, 3, 4, 23, 59, 59, tzinfo=dt.UTC),
@@ -123,12 +124,12 @@ def test_a_residual_is_recorded_only_with_a_known_emply_version() -> None:
     plan = model.Plan(changes=(), errors=(model.Problem("ambiguous_match", "two"),),
                       skips={"employee_profile_controls_roles": 1})
     started = dt.datetime(2031, 3, 4, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-2)))
-    made = records.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
+    made = sync_state.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
                             emply_version="v1", organization={"id": b.TENANT})
     assert made is not None and made.date == dt.date(2031, 3, 5)  # the UTC date
     assert made.to_json()["errors"] == [{"reason": "ambiguous_match", "message": "two"}]
-    assert records.Residual.from_json(made.to_json()) == made
-    assert records.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
+    assert sync_state.Residual.from_json(made.to_json()) == made
+    assert sync_state.residual(plan, run_id="r", started=started, tenant_id=b.TENANT,
                             emply_version=None, organization={}) is None
 
 
@@ -138,15 +139,16 @@ REPORT_KEYS = ["runId", "trigger", "status", "dryRun", "startedAt", "finishedAt"
 
 
 def test_a_reports_keys_appear_as_the_run_gets_there() -> None:
-    running = records.RunReport(run_id="r1", trigger="timer", dry_run=False,
+    running = run_report.RunReport(run_id="r1", trigger="timer", dry_run=False,
                                 started_at="2031-03-04T09:00:00.000Z")
     assert running.to_json() == {
         "runId": "r1", "trigger": "timer", "status": "running", "dryRun": False,
         "startedAt": "2031-03-04T09:00:00.000Z", "finishedAt": None, "counts": {},
         "changes": [], "held": [], "errors": []}
 
-    outcome = records.Outcome("needs_approval", (HELD,), (), {"employee_profile_controls_roles": 1})
-    read = records.EntraReadSummary(full_read=True, reason="initial", requests=5, throttled=1)
+    outcome = run_report.Outcome("needs_approval", (HELD,), (),
+                                 {"employee_profile_controls_roles": 1})
+    read = run_report.EntraReadSummary(full_read=True, reason="initial", requests=5, throttled=1)
     warning = {"reason": "sync_state_unreadable", "message": "gone"}
     changes = [{"kind": "create_user", "userId": "u9"}]
     planned = running.with_outcome(outcome, read, {"create_user": 1}, warnings=(warning,))
@@ -175,38 +177,38 @@ def test_the_snapshots_entra_part_packs_in_this_format_and_reads_format_2_too() 
              "p2": ["p2", "p2@contoso.com", None, "P2", "P", "Two", False, True, "CTO", None,
                     None]}
     groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1", "g2"]}}
-    packed = records.pack_entra({**HEAD, "users": users, "groups": groups})
-    assert packed["format"] == records.FORMAT
-    for form in (records.FORMAT, 2):
+    packed = sync_state.pack_entra({**HEAD, "users": users, "groups": groups})
+    assert packed["format"] == sync_state.FORMAT
+    for form in (sync_state.FORMAT, 2):
         part = json.loads(json.dumps({**packed, "format": form}))  # as stored
-        unpacked = records.unpack_entra(part)
+        unpacked = sync_state.unpack_entra(part)
         assert unpacked is not None
         assert unpacked["users"] == users and unpacked["groups"] == groups
     # Format 1 (users as in the mirror) or none: read Entra in full once instead.
-    assert records.unpack_entra({**packed, "format": 1}) is None
-    assert records.unpack_entra({"users": users, "groups": groups}) is None
+    assert sync_state.unpack_entra({**packed, "format": 1}) is None
+    assert sync_state.unpack_entra({"users": users, "groups": groups}) is None
     with pytest.raises(ValueError, match="snapshot groups"):
-        records.unpack_entra({**packed, "groups": ["g1"]})
+        sync_state.unpack_entra({**packed, "groups": ["g1"]})
 
 
 def test_the_guard_window_and_held_digest_round_trip_and_bad_entries_are_dropped() -> None:
     at = dt.datetime(2031, 3, 4, 9, 0, tzinfo=dt.UTC)
-    state = records.SyncState(recent_deactivations=((at, 9),), held_digest="0123456789ab")
+    state = sync_state.SyncState(recent_deactivations=((at, 9),), held_digest="0123456789ab")
     stored = state.to_json()
     assert stored["guardWindow"] == [{"at": "2031-03-04T09:00:00Z", "count": 9}]
-    assert records.SyncState.from_json(stored) == state
+    assert sync_state.SyncState.from_json(stored) == state
     assert state.planner_state().recent_deactivations == ((at, 9),)
     assert state.planner_state().held_digest == "0123456789ab"
     broken = {**stored, "guardWindow": [{"at": "yesterday", "count": 3}, {"count": True},
                                         "x", {"at": "2031-03-04T10:00:00Z", "count": 2}]}
-    assert records.SyncState.from_json(broken).recent_deactivations == (
+    assert sync_state.SyncState.from_json(broken).recent_deactivations == (
         (at + dt.timedelta(hours=1), 2),)
 
 
 def test_a_residual_that_holds_is_reusable_only_until_the_window_moves() -> None:
     until = dt.datetime(2031, 3, 4, 15, 0, tzinfo=dt.UTC)
-    residual = records.Residual.from_json({**RESIDUAL, "until": "2031-03-04T15:00:00Z"})
+    residual = sync_state.Residual.from_json({**RESIDUAL, "until": "2031-03-04T15:00:00Z"})
     assert residual is not None and residual.until == until
     assert residual.reusable_on(until - dt.timedelta(seconds=1), approve=None)
     assert not residual.reusable_on(until, approve=None)
-    assert records.Residual.from_json({**RESIDUAL, "until": "soon"}) is None
+    assert sync_state.Residual.from_json({**RESIDUAL, "until": "soon"}) is None

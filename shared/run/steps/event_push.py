@@ -1,4 +1,5 @@
-"""Applying a plan's `event_push` changes (R15): Graph first, then the Emply side.
+"""The event-push step (R15): the plan's `event_push` changes, Graph first, then the
+Emply side. It comes after the Emply writes.
 
 Exactly once across retries and crashes:
 
@@ -14,13 +15,12 @@ Exactly once across retries and crashes:
 
 The planned failures (`user_not_linked`, `user_deactivated`, `calendar_sync_off`,
 `mailbox_not_in_cloud`) are stored in the same write. What did not happen as planned
-is left out of the report's changes and counts and reported as an error, as
-write-back does (`shared.run.pipeline._write_back`).
+is dropped from the report's changes and counts and reported as an error, as
+write-back does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,24 +28,30 @@ from shared import telemetry
 from shared.graph import client as graph_client
 from shared.graph import event_writer
 from shared.reconcile import event_push, model
-from shared.run import records
+from shared.run.context import Run
+from shared.run.steps import base
 from shared.store import protocols
 
 EVENT_PUSH_FAILED = "event_push_failed"
 """Report error: an outbound event could not be created this run (kept pending)."""
 
 
-async def push_planned(store: protocols.EmplyTables, graph: graph_client.GraphClient,
-                       plan: model.Plan, report: records.RunReport,
-                       loaded: protocols.LoadedEmply | None = None,
-                       ) -> tuple[records.RunReport, frozenset[int]]:
-    """Apply the plan's `event_push` changes; the report with what happened, and the
-    ids of the changes that did not happen as planned (left out of its changes).
-    `loaded`: the run's load of the Emply side, which the reads and writes are guarded by
-    (an outbound event Emply changed since is a `ConcurrentChangeError`)."""
-    planned = [c for c in plan.changes if c.kind == model.EVENT_PUSH]
-    if not planned:
-        return report, frozenset()
+class EventPushStep(base.Step):
+    name = "event_push"
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        planned = applied.pending({model.EVENT_PUSH})
+        if not planned:
+            return base.StepOutcome(self.name)
+        return await push(run.deps.store, run.deps.graph, planned, run, run.loaded)
+
+
+async def push(store: protocols.EmplyTables, graph: graph_client.GraphClient,
+               planned: list[model.Change], run: Run,
+               loaded: protocols.LoadedEmply | None = None) -> base.StepOutcome:
+    """Carry out `event_push` changes; see the module's docstring. `loaded`: the run's
+    load of the Emply side, which the reads and writes are guarded by (an outbound event
+    Emply changed since is a `ConcurrentChangeError`)."""
     stored = await store.read_entities("outboundEvents", (str(c.after["id"]) for c in planned),
                                        loaded=loaded)
     updates: dict[str, dict[str, Any]] = {}
@@ -89,20 +95,18 @@ async def push_planned(store: protocols.EmplyTables, graph: graph_client.GraphCl
                              f"pending and the next run tries again: {outcome.error}"})
     await store.write_entities("outboundEvents", list(updates.values()), loaded=loaded)
     statuses = [u.get("status") for u in updates.values()]
+    progress = {"eventsPosted": len(pushes), "eventsCreated": statuses.count("created"),
+                "eventsFailed": statuses.count("failed"), "eventsNotCreated": len(problems),
+                "graphRequests": result.requests, "graphThrottled": result.throttled}
     telemetry.log.info("emply_sync.events_pushed", extra={  # ids and counts only
-        "runId": report.run_id, "trigger": report.trigger, "eventsPosted": len(pushes),
-        "eventsCreated": statuses.count("created"), "eventsFailed": statuses.count("failed"),
-        "eventsNotCreated": len(problems), "graphRequests": result.requests,
-        "graphThrottled": result.throttled})
-    counts = dict(report.counts)
-    for change in skipped:
-        counts[change.kind] -= 1
-        if not counts[change.kind]:
-            del counts[change.kind]
-    report = dataclasses.replace(report, counts=counts, errors=(*report.errors, *problems))
-    return report, frozenset(id(c) for c in skipped)
+        "runId": run.run_id, "trigger": run.trigger, **progress})
+    return base.StepOutcome(EventPushStep.name, dropped=tuple(skipped),
+                            errors=tuple(problems), wrote=len(updates), progress=progress)
 
 
 def _settled(event: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     """`event` with a final status (and no error left from an earlier attempt)."""
     return {**event, "reason": None, "lastError": None, **fields}
+
+
+STEP = EventPushStep()

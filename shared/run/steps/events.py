@@ -1,5 +1,4 @@
-"""R14 end to end: which calendars' events a run reads, with which delta links, and
-writing what `shared.reconcile.events` planned.
+"""The events step (R14): read the mirrored calendars' events, then write them.
 
 The delta links live in the sync's own state, in the part "events"::
 
@@ -12,21 +11,22 @@ window: every calendar is read in full, which drops the events that left it and
 reads the new days) and Emply still holds that many events of the calendar (an
 import, or a run with the integration removed, changed them: read in full). The
 part is written only after a run applied its plan (never by a dry run), so a failed
-run reads the same changes again.
+run reads the same changes again. Reads need the calendars step's read (which
+calendars are mirrored), so this step comes after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.graph import client as graph_client
 from shared.graph import events as graph_events
 from shared.graph import mailboxes
 from shared.reconcile import events, model
-from shared.store import protocols
+from shared.run.context import Run
+from shared.run.steps import base
+from shared.run.steps import calendars as calendar_step
 
 STATE_PART = "events"
 FORMAT = 1
@@ -42,6 +42,19 @@ class EventsRead:
     read: graph_events.EventRead
     links: Links
     """The stored delta links (as loaded)."""
+
+    @property
+    def requests(self) -> int:
+        return self.read.requests
+
+    @property
+    def throttled(self) -> int:
+        return self.read.throttled
+
+
+def read_of(run: Run) -> EventsRead | None:
+    found = run.reads.get(STEP.name)
+    return found if isinstance(found, EventsRead) else None
 
 
 def stored_links(state: Any, window: tuple[str, str]) -> Links:
@@ -86,59 +99,60 @@ def wanted(doc: Mapping[str, Any], calendars: Mapping[str, list[mailboxes.Calend
     return out
 
 
-async def read(graph: graph_client.GraphClient, store: protocols.SyncStateStore,
-               doc: Mapping[str, Any], settings: model.Settings,
-               calendars: mailboxes.CalendarRead, now: dt.datetime) -> EventsRead:
-    start, end = events.window(now, settings)
-    window = (events.iso(start), events.iso(end))
-    links = stored_links(await store.load_state_part(STATE_PART), window)
-    found = await graph_events.read_events(graph, wanted(doc, calendars.mailboxes, links),
-                                           window)
-    return EventsRead(window, found, links)
+class EventsStep(base.Step):
+    name = "events"
+
+    async def read(self, run: Run) -> None:
+        listed = calendar_step.read_of(run)
+        if listed is None:
+            return
+        start, end = events.window(run.started, run.settings)
+        window = (events.iso(start), events.iso(end))
+        links = stored_links(await run.deps.store.load_state_part(STATE_PART), window)
+        found = await graph_events.read_events(
+            run.deps.graph, wanted(run.doc, listed.mailboxes, links), window)
+        run.reads[self.name] = EventsRead(window, found, links)
+
+    def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
+        found = read_of(run)
+        if found is None:
+            return entra
+        return dataclasses.replace(entra, events={
+            key: None if calendar is None else model.CalendarEvents(
+                calendar.full, calendar.events, calendar.removed)
+            for key, calendar in found.read.calendars.items()})
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        found = read_of(run)
+        writes = applied.plan.events
+        if found is None or writes is None:
+            return base.StepOutcome(self.name)
+        store, loaded = run.deps.store, run.loaded
+        await store.delete_entities("events", writes.deletes, loaded=loaded)
+        await store.write_entities("events", writes.upserts, loaded=loaded)
+        await store.save_state_part(STATE_PART, {
+            "format": FORMAT, "window": list(found.window),
+            "calendars": _links(run, found, writes.counts)})
+        return base.StepOutcome(self.name, reusable=False, progress={
+            "eventsWritten": len(writes.upserts), "eventsDeleted": len(writes.deletes)})
 
 
-def with_events(plan: model.Plan, read_: EventsRead, doc: Mapping[str, Any],
-                emply: model.EmplySnapshot) -> model.Plan:
-    """`plan` with R14's changes and writes added (after R13's calendar changes)."""
-    users = {u["id"]: u.get("entraId") for u in doc.get("users", ())}
-    by_entra = {e: u for u, e in users.items() if e}
-    reads: dict[events.CalendarKey, events.CalendarRead | None] = {}
-    for (entra_id, calendar_id), found in read_.read.calendars.items():
-        user_id = by_entra.get(entra_id)
-        if user_id is not None:
-            reads[(user_id, calendar_id)] = None if found is None else events.CalendarRead(
-                found.full, found.events, found.removed)
-    kept = events.mirrored_after(emply.calendars, plan.changes)
-    names = {(c.user_id, c.id): c.name for c in emply.calendars}
-    names.update({(str(c.after["userId"]), str(c.after["id"])): c.after.get("name")
-                  for c in plan.changes if c.kind == model.CALENDAR_ADD})
-    planned = events.plan_events(doc.get("events", ()), kept, reads, users, names)
-    return dataclasses.replace(plan, changes=(*plan.changes, *planned.changes),
-                               events=planned.writes)
-
-
-async def apply(store: protocols.SyncStore, loaded: protocols.LoadedEmply, plan: model.Plan,
-                read_: EventsRead) -> None:
-    """Write the plan's events, then the delta links that match them."""
-    writes = plan.events
-    if writes is None:
-        return
-    await store.delete_entities("events", writes.deletes, loaded=loaded)
-    await store.write_entities("events", writes.upserts, loaded=loaded)
-    entra = {u["id"]: u.get("entraId") for u in loaded.doc.get("users", ())}
+def _links(run: Run, found: EventsRead, counts: Mapping[tuple[str, str], int]) -> Links:
+    """The delta links that match the events now written, per calendar."""
+    entra = {u["id"]: u.get("entraId") for u in run.doc.get("users", ())}
     calendars: Links = {}
-    for (user_id, calendar_id), count in sorted(writes.counts.items()):
+    for (user_id, calendar_id), count in sorted(counts.items()):
         entra_id = entra.get(user_id)
         if entra_id is None:
             continue
-        found = read_.read.calendars.get((entra_id, calendar_id))
-        if found is not None:
-            calendars.setdefault(entra_id, {})[calendar_id] = [found.delta_link, count]
+        read = found.read.calendars.get((entra_id, calendar_id))
+        if read is not None:
+            calendars.setdefault(entra_id, {})[calendar_id] = [read.delta_link, count]
         else:
-            old = read_.links.get(entra_id, {}).get(calendar_id)
+            old = found.links.get(entra_id, {}).get(calendar_id)
             if old is not None and old[1] == count:
                 calendars.setdefault(entra_id, {})[calendar_id] = old
-    await store.save_state_part(STATE_PART, {"format": FORMAT, "window": list(read_.window),
-                                             "calendars": calendars})
+    return calendars
 
 
+STEP = EventsStep()

@@ -1,27 +1,28 @@
-"""R16 in a run: check this run's users' photos, plan, and copy the bytes.
+"""The photos step (R16): read the photos due this run, then copy their bytes.
 
-After the plan is made (`shared.reconcile.planner`), and only with `photoSync` on and
-the integration enabled: the users whose photos follow Entra and are due this run
-(`shared.reconcile.photos.targets`: their slot, or touched by the plan) have their
-photo metadata read (`shared.graph.photos`, bytes only for a new or changed ETag); the
-R16 changes are added to the plan (`photos.with_photos`). Applying writes each copied
-photo's blob before the users' `photo` fields are written, and deletes a removed
-photo's blob before its field is cleared (`apply_blobs`, called before the user
-writes).
+Read, with `photoSync` on and the integration enabled: the Entra ids
+`shared.reconcile.photos.due` names (this run's slot of the users whose photos follow
+Entra, and the users this run may create, link or reactivate) have their photo metadata
+read (`shared.graph.photos`; the bytes only for a new or changed ETag). The planner
+turns what was seen into `photo_set` / `photo_clear` changes. Applied first of all the
+steps: each copied photo's blob is written, or a removed photo's blob deleted, before
+the directory step writes the users' `photo` fields, so a field never names a blob that
+was not written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from shared.graph import client as graph_client
 from shared.graph import photos as graph_photos
-from shared.reconcile import model, photo_slices, photos
-from shared.store import photo_blobs
+from shared.reconcile import convert, model, photo_slices, photos
+from shared.run.context import Run
+from shared.run.steps import base
+
+BLOB_WRITES_IN_FLIGHT = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,54 +30,69 @@ class PhotoCheck:
     """What a run read of the photos: the plan's input for R16, and the bytes to write."""
 
     read: graph_photos.PhotoRead
-    checked: tuple[photos.Target, ...]
-    controlled: int
-    """Linked active users an employee profile controls (skipped)."""
     slot: int
     slots: int
 
-    def seen(self) -> dict[str, photos.Seen | None]:
-        return {entra_id: None if p is None else photos.Seen(p.etag, p.content_type, p.sha256)
+    @property
+    def requests(self) -> int:
+        return self.read.requests
+
+    @property
+    def throttled(self) -> int:
+        return self.read.throttled
+
+    def seen(self) -> dict[str, model.EntraPhoto | None]:
+        return {entra_id: None if p is None else model.EntraPhoto(p.etag, p.content_type,
+                                                                   p.sha256)
                 for entra_id, p in self.read.photos.items()}
 
     def summary(self) -> dict[str, int]:
-        return {"checked": len(self.checked), "downloaded": self.read.downloads,
-                "requests": self.read.requests, "slot": self.slot, "slots": self.slots,
-                "employeeProfileControls": self.controlled}
+        return {"checked": len(self.read.photos), "downloaded": self.read.downloads,
+                "requests": self.read.requests, "slot": self.slot, "slots": self.slots}
 
 
-async def check(graph: graph_client.GraphClient, users: Iterable[Mapping[str, Any]],
-                entra_ids: Iterable[str], plan: model.Plan, now: dt.datetime, *,
-                schedule: str, only: str | None = None) -> PhotoCheck:
-    """Read the photos of the users due this run (`only`: of that one Emply user, for
-    explain)."""
-    found, controlled = photos.candidates(users, frozenset(entra_ids), plan)
-    slots = photo_slices.slots_for(schedule)
-    slot = photo_slices.current_slot(schedule, now)
-    if only is not None:
-        due = [t for t in found if t.user_id == only]
-    else:
-        due = photos.targets(found, plan, slots=slots, slot=slot)
-    read = await graph_photos.read_photos(
-        graph, {t.entra_id: photos.recorded_etag(t.recorded) for t in due})
-    return PhotoCheck(read, tuple(due), controlled, slot, slots)
+def check_of(run: Run) -> PhotoCheck | None:
+    found = run.reads.get(STEP.name)
+    return found if isinstance(found, PhotoCheck) else None
 
 
-def plan_with_photos(plan: model.Plan, found: PhotoCheck, now: dt.datetime) -> model.Plan:
-    stamp = now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return photos.with_photos(plan, photos.photo_changes(found.checked, found.seen(), stamp),
-                              found.controlled)
+class PhotosStep(base.Step):
+    name = "photos"
+
+    async def read(self, run: Run) -> None:
+        if not (run.settings.enabled and run.settings.photo_sync):
+            return
+        emply = convert.emply_snapshot({"users": run.doc.get("users", ())})
+        entra = convert.entra_snapshot(run.directory.mirror)
+        schedule = run.deps.schedule
+        slots = photo_slices.slots_for(schedule)
+        slot = photo_slices.current_slot(schedule, run.started)
+        due = photos.due(emply, entra, run.settings, slots=slots, slot=slot,
+                         only=run.only_user)
+        recorded = {u.entra_id: photos.recorded_etag(u.photo) for u in emply.users
+                    if u.entra_id}
+        read = await graph_photos.read_photos(run.deps.graph,
+                                              {e: recorded.get(e) for e in due})
+        run.reads[self.name] = PhotoCheck(read, slot, slots)
+
+    def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
+        found = check_of(run)
+        return entra if found is None else dataclasses.replace(entra, photos=found.seen())
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        found = check_of(run)
+        changes = applied.pending(photos.PHOTO_KINDS)
+        if found is None:
+            return base.StepOutcome(self.name)
+        if changes:
+            await _write_blobs(run, found, changes)
+        # Photos are not in Graph's delta: such a run's outcome is never reused.
+        return base.StepOutcome(self.name, progress=found.summary(), reusable=False)
 
 
-BLOB_WRITES_IN_FLIGHT = 8
-
-
-async def apply_blobs(blobs: photo_blobs.PhotoBlobs | None, plan: model.Plan,
-                      found: PhotoCheck | None) -> None:
-    """The blobs of the plan's R16 changes (8 at a time), before the users' `photo`
-    fields are written: a field never names a blob that was not written."""
-    if found is None or not any(c.kind in photos.PHOTO_KINDS for c in plan.changes):
-        return
+async def _write_blobs(run: Run, found: PhotoCheck, changes: list[model.Change]) -> None:
+    """The blobs of the plan's R16 changes (8 at a time)."""
+    blobs = run.deps.photos
     if blobs is None:
         raise ValueError("photo changes to apply but no photo blob store was given")
     gate = asyncio.Semaphore(BLOB_WRITES_IN_FLIGHT)
@@ -94,14 +110,18 @@ async def apply_blobs(blobs: photo_blobs.PhotoBlobs | None, plan: model.Plan,
             elif change.kind == photos.PHOTO_CLEAR:
                 await blobs.delete(user_id)
 
-    await asyncio.gather(*(one(c) for c in plan.changes if c.kind in photos.PHOTO_KINDS))
+    await asyncio.gather(*(one(c) for c in changes))
 
 
 def explained(result: dict[str, Any], user: Mapping[str, Any], settings: model.Settings,
-              seen: Mapping[str, photos.Seen | None] | None) -> dict[str, Any]:
+              run: Run) -> dict[str, Any]:
     """`explain`'s answer for `user` with why its photo is or is not copied (R16): said
     when photo sync is on or the user has a copied photo (otherwise nothing is to say)."""
     if not settings.photo_sync and not user.get("photo"):
         return result
+    found = check_of(run)
     return photos.add_to_explanation(result, user, settings.photo_sync, settings.enabled,
-                                     seen)
+                                     None if found is None else found.seen())
+
+
+STEP = PhotosStep()

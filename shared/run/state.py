@@ -1,9 +1,7 @@
-"""The sync's own state and a run's report, as typed, frozen records.
+"""The sync's own state between runs, as typed, frozen records.
 
 The run passes these around; dicts exist only at the edges: `load_state` and
-`save_state` are the one place the state blob is read and written, and
-`RunReport.to_json` gives the report to the store, the logs, the command line and
-HTTP. The stored shapes::
+`save_state` are the one place the state blob is read and written. The stored shapes::
 
     state.json.gz   {"format": 3, "mirrorHead": {...}, "snapshot": "<generation>",
                      "previousMapping": {group: role | null} | null, "lastRunId": str,
@@ -28,7 +26,7 @@ Invariants:
   malformed `previousMapping` is no role migration (R11 step 2) rather than a
   wrong one.
 - Records are frozen and hold the bulky JSON parts (the mirror head's organization,
-  the report's changes, held deactivations and errors) by reference, read-only:
+  the residual's held deactivations and errors) by reference, read-only:
   nothing is copied per user. The Entra mirror's users and groups and the Emply copy
   are not part of the state at all; they live in the snapshot the state names.
 - A residual is reusable only on the UTC date it was made on and without an
@@ -38,59 +36,33 @@ Invariants:
   R7's rolling window. That window matters to an unchanged world only when something
   is held, so such a residual also carries `until`: when the oldest deactivation
   counted in the window leaves it (the guard may then let the held ones through).
-- A report's JSON keys and their presence are those of the README's "run report":
-  `skips` and `entraRead` once a plan was made or reused, `reusedPlanOf` only when
-  reused, `planned` only on failure, `durationMs` once finished.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from shared.graph import reader
 from shared.reconcile import model
+from shared.run.report import Json, Outcome
 from shared.store import columns, protocols
 
-Json = dict[str, Any]
 FORMAT = 3
 """The state and the snapshot's Entra part. 3: a "format" in the state (before: none,
 same fields); the Entra part's users in columns since 2 (1: as in the mirror)."""
 _ENTRA_PART_FORMATS = frozenset({2, FORMAT})
 _BULK = ("users", "groups")
-Status = Literal["running", "succeeded", "needs_approval", "failed", "disabled"]
 
 
 class StateUnreadable(ValueError):
     """The stored state is not one this code can read (the run reads Entra in full)."""
 
 
-# --- What a plan leaves, and the residual a run records -------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """A plan's outcome apart from its changes: what a report shows of it, and what the
-    next run with nothing changed reports again (`Residual`)."""
-
-    status: str
-    held: tuple[Json, ...] = ()
-    errors: tuple[Json, ...] = ()
-    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    held_digest: str | None = None
-    """R7: the digest of the held set, what an approval of exactly these names."""
-
-    @classmethod
-    def of(cls, plan: model.Plan) -> Outcome:
-        return cls(
-            status=plan.status,
-            held=tuple(c.to_json() for c in plan.held),
-            errors=tuple(p.to_json() for p in plan.errors),
-            skips=dict(plan.skips),
-            held_digest=plan.held_digest,
-        )
+# --- The residual a run records ------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,93 +351,20 @@ def unpack_entra(part: Mapping[str, Any]) -> Json | None:
     return {**part, "users": users, "groups": groups}
 
 
-# --- The run report -------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class EntraReadSummary:
-    full_read: bool
-    reason: str | None
-    requests: int
-    throttled: int
-
-    def to_json(self) -> Json:
-        return {"fullRead": self.full_read, "reason": self.reason,
-                "requests": self.requests, "throttled": self.throttled}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunReport:
-    """One run's report (README "run report"); `to_json` is its only dict form."""
-
-    run_id: str
-    trigger: str
-    dry_run: bool
-    started_at: str
-    status: str = "running"
-    finished_at: str | None = None
-    duration_ms: int | None = None
-    counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    changes: Sequence[Json] = ()
-    held: tuple[Json, ...] = ()
-    errors: tuple[Json, ...] = ()
-    skips: Mapping[str, int] | None = None
-    entra_read: EntraReadSummary | None = None
-    reused_plan_of: str | None = None
-    planned: Sequence[Json] | None = None
-    held_digest: str | None = None
-    queued_at: str | None = None
-    """When the run was requested, for a run that waited in the queue (POST /api/sync)."""
-    progress: Mapping[str, Any] | None = None
-    """While it runs: the phase reached and its counts (GET /api/sync/runs/{runId})."""
-
-    def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
-                     counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
-                     ) -> RunReport:
-        """The report of a plan (or of a reused residual): its outcome, the read, the
-        counts; `warnings` (problems the read recovered from) come first among errors."""
-        return dataclasses.replace(
-            self, status=outcome.status, counts=dict(counts), held=outcome.held,
-            errors=(*warnings, *outcome.errors), skips=dict(outcome.skips),
-            entra_read=entra_read, held_digest=outcome.held_digest)
-
-    def with_error(self, error: Json) -> RunReport:
-        return dataclasses.replace(self, errors=(*self.errors, error))
-
-    def failed(self, error: Json, planned: Sequence[Json]) -> RunReport:
-        """What was planned is kept for the operator, but not reported as done."""
-        return dataclasses.replace(self, status="failed", changes=(), counts={},
-                                   planned=planned, errors=(*self.errors, error))
-
-    def to_json(self) -> Json:
-        out: Json = {
-            "runId": self.run_id,
-            "trigger": self.trigger,
-            "status": self.status,
-            "dryRun": self.dry_run,
-            "startedAt": self.started_at,
-            "finishedAt": self.finished_at,
-        }
-        if self.duration_ms is not None:
-            out["durationMs"] = self.duration_ms
-        out["counts"] = dict(self.counts)
-        # The list itself when it is one: an initial sync's 133,000 changes, not copied.
-        out["changes"] = self.changes if isinstance(self.changes, list) else list(self.changes)
-        out["held"] = list(self.held)
-        out["errors"] = list(self.errors)
-        if self.skips is not None:
-            out["skips"] = dict(self.skips)
-        if self.entra_read is not None:
-            out["entraRead"] = self.entra_read.to_json()
-        if self.held_digest is not None:
-            out["heldDigest"] = self.held_digest
-        if self.reused_plan_of is not None:
-            out["reusedPlanOf"] = self.reused_plan_of
-        if self.queued_at is not None:
-            out["queuedAt"] = self.queued_at
-        if self.progress is not None:
-            out["progress"] = dict(self.progress)
-        if self.planned is not None:
-            out["planned"] = self.planned if isinstance(self.planned, list) else list(
-                self.planned)
-        return out
+async def load_snapshot(
+    store: protocols.SyncStateStore, state: SyncState
+) -> tuple[Json | None, SyncState, tuple[Json, ...]]:
+    """The bulky part of the state (snapshot, state, warnings); unreadable, it is
+    treated like an unreadable state."""
+    try:
+        generation = state.snapshot
+        if generation is None:
+            return None, state, ()
+        entra, emply = await asyncio.gather(store.load_snapshot(generation, part="entra"),
+                                            store.load_snapshot(generation, part="emply"))
+        snapshot = unpack_entra(entra) if isinstance(entra, dict) else None
+        if snapshot is not None:
+            snapshot["emply"] = emply.get("emply") if isinstance(emply, dict) else None
+    except (OSError, ValueError, EOFError) as exc:
+        return None, SyncState(), (unreadable_warning(exc),)
+    return snapshot, state, ()

@@ -1,0 +1,75 @@
+"""What one run is made of: its dependencies (`Deps`) and what it has read (`Run`).
+
+A `Run` is filled in by the pipeline (`shared.run.pipeline`) and its steps, in this
+order: the state and the Emply side (`shared.run.prepare`), the Entra directory, each
+step's own read (`Run.reads`, by step name), then one pure plan. Steps read from it and
+add their read; they never edit the report (they return a `StepOutcome`). `applying`
+is what tells a real run from a dry run or an explanation: the same pipeline, with
+apply on or off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared import config
+from shared.graph import client as graph_client
+from shared.graph import reader
+from shared.reconcile import model
+from shared.run import report as run_report
+from shared.run import state as sync_state
+from shared.store import photo_blobs, protocols
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclasses.dataclass
+class Deps:
+    store: protocols.SyncStore
+    graph: graph_client.GraphClient
+    clock: Clock = run_report.utcnow
+    schedule: str = config.DEFAULT_SYNC_SCHEDULE
+    """The timer's NCRONTAB schedule: R16 spreads the photo checks over its runs."""
+    photos: photo_blobs.PhotoBlobs | None = None
+    """R16's blobs (`shared.app.boundary` gives the store's `photos` container); None: no
+    photo can be copied (a run that would copy one fails before writing its user)."""
+
+
+@dataclasses.dataclass
+class Run:
+    """One run under way (or one explanation): what it read, and for whom."""
+
+    deps: Deps
+    started: dt.datetime
+    run_id: str
+    trigger: str
+    applying: bool
+    """A real run (it holds the lease and applies); False for a dry run or `explain`."""
+    loaded: protocols.LoadedEmply
+    """The Emply side as loaded: the value every Emply write of the run is guarded by."""
+    settings: model.Settings
+    state: sync_state.SyncState
+    directory: reader.EntraRead
+    """The Entra directory (users, groups, organization): all or nothing (R7)."""
+    snapshot: dict[str, Any] | None = None
+    """The bulky part of the previous run's state, when still current."""
+    warnings: tuple[run_report.Json, ...] = ()
+    """Problems found while reading that the run recovered from (reported as errors)."""
+    only_user: str | None = None
+    """`explain`: the one Emply user whose per-user reads (photos) are wanted."""
+    reads: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Each step's own read, by step name (see the step modules)."""
+    clock0: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return self.loaded.doc
+
+    @property
+    def at(self) -> str:
+        """The run's time stamp, as its writes record it."""
+        return run_report.iso(self.started)

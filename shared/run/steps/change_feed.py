@@ -1,0 +1,110 @@
+"""The change-feed step: every change a real run applied, recorded in order, for
+`GET /api/changes` (`shared.app.changes` reads it with a cursor).
+
+The last step of a real run, inside its lease, so runs' entries never interleave: the
+changes the run applied (the plan's, less what a step dropped, plus what a step added),
+each with the run id and the time it was recorded. A dry run records nothing; a failed
+run records nothing either (what it applied before failing is not known change by
+change: the next run plans from the state it left, and its own changes are recorded).
+Entries are kept `RETENTION_DAYS`. A feed that cannot be written is reported
+(`change_feed_not_written`) and logged, never a failed run: the changes are applied.
+
+Entries are stored in chunks (`shared.store.feed_chunks`). Chunk keys are the recording
+time (UTC, milliseconds), the run id and the chunk's number, so they sort in the order
+runs recorded them; `KEY` is their shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared import telemetry
+from shared.run.context import Run
+from shared.run.steps import base
+from shared.store.feed_chunks import Chunk, ChunkTooLarge
+from shared.store.protocols import FeedChunks
+
+RETENTION_DAYS = 90
+CHUNK_CHANGES = 1000
+"""Changes per stored chunk (fewer when they do not fit one entity)."""
+ENTRY_FIELDS = ("kind", "userId", "entraId", "employeeId", "reason", "rule", "before",
+                "after", "message")
+"""The fields of a report's change an entry keeps (plus `runId` and `at`)."""
+KEY = re.compile(r"\d{8}T\d{9}Z_[0-9A-Za-z-]{1,64}_\d{6}", re.ASCII)
+
+
+def stamp(moment: dt.datetime) -> str:
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def moment_of(key: str) -> dt.datetime:
+    return dt.datetime.strptime(key[:15], "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+
+
+def _chunks(changes: Sequence[Mapping[str, Any]], run_id: str, at: str,
+            prefix: str) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    pending = [(0, len(changes))]
+    shared = {"runId": run_id, "at": at}
+    while pending:
+        start, end = pending.pop(0)
+        try:
+            # A report's changes hold only the entry's fields (`ENTRY_FIELDS`): stored
+            # as they are, not copied; what they share is added when they are read.
+            chunks.append(Chunk.of(f"{prefix}_{len(chunks):06d}", changes[start:end],
+                                   shared))
+        except ChunkTooLarge:
+            if end - start == 1:
+                raise
+            middle = (start + end) // 2
+            pending[:0] = [(start, middle), (middle, end)]
+    return chunks
+
+
+async def record_run(chunks: FeedChunks, run_id: str, changes: Sequence[Mapping[str, Any]],
+                     now: dt.datetime, *, chunk_changes: int = CHUNK_CHANGES) -> int:
+    """Record a run's applied changes (in the report's order) and drop the entries past
+    retention. Returns the number of chunks written."""
+    at = now.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    prefix = f"{stamp(now)}_{run_id}"
+    written = 0
+    for start in range(0, len(changes), chunk_changes):
+        # One batch of changes encoded at a time: a 100,000-user run's feed is never
+        # held encoded all at once.
+        batch = _chunks(changes[start:start + chunk_changes], run_id, at, prefix)
+        renumbered = [Chunk(f"{prefix}_{written + i:06d}", c.payload, c.count)
+                      for i, c in enumerate(batch)]
+        await chunks.put(renumbered)
+        written += len(renumbered)
+    await chunks.delete_before(stamp(now - dt.timedelta(days=RETENTION_DAYS)))
+    return written
+
+
+class ChangeFeedStep(base.Step):
+    name = "change_feed"
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        changes = [c.to_json() for c in applied.changes()]
+        try:
+            count = await record_run(run.deps.store.feed_chunks(), run.run_id, changes,
+                                     run.deps.clock())
+        except Exception as exc:
+            telemetry.log.warning("emply_sync.change_feed_not_written",
+                                  extra={"runId": run.run_id}, exc_info=True)
+            return base.StepOutcome(self.name, errors=({
+                "reason": "change_feed_not_written", "temporary": True,
+                "message": f"the run's changes are applied but the change feed could not "
+                f"record them ({type(exc).__name__}); read the run's report or the Emply "
+                "side (GET /api/emply) for them"},))
+        if count:
+            telemetry.log.info("emply_sync.change_feed_recorded",
+                               extra={"runId": run.run_id, "changes": len(changes),
+                                      "chunks": count})
+        return base.StepOutcome(self.name, progress={"feedChunks": count})
+
+
+STEP = ChangeFeedStep()
