@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import faq, model, photo_slices, scope
+from shared.reconcile import faq, matching, model, photo_slices, scope
 
 PHOTO_SET = "photo_set"
 PHOTO_CLEAR = "photo_clear"
@@ -118,17 +118,26 @@ def due(emply: model.EmplySnapshot, entra: model.EntraSnapshot, settings: model.
         *, slots: int, slot: int, only: str | None = None) -> list[str]:
     """The Entra ids whose photos a run checks, decided before it plans: the users whose
     photos follow Entra in this run's slot (`photo_slices`), and every Entra user in a
-    configured group that no active user is linked to yet (this run may create, link or
-    reactivate its user, which then gets its photo at once, whatever its slot). `only`:
-    the photo of that one Emply user (`explain`)."""
+    configured group whose Emply user this run will create, link or reactivate (R3's
+    matching, as the planner does it) without an employee profile: such a user gets its
+    photo at once, whatever its slot. A user an employee profile controls is never looked
+    at. `only`: the photo of that one Emply user (`explain`)."""
     found, _ = candidates(emply.users, entra.users)
     if only is not None:
         return [t.entra_id for t in found if t.user_id == only]
     wanted = {t.entra_id for t in found if photo_slices.slot_of(t.user_id, slots) == slot}
     linked = {u.entra_id for u in emply.users if u.entra_id and u.status == "active"}
-    for entra_id in scope.configured_groups_by_user(entra, settings):
+    index = matching.UserIndex(emply.users, settings.tenant_id, emply.employees, entra.users)
+    employee_emails = {model.norm(e.email) for e in emply.employees}
+    for entra_id, groups in scope.configured_groups_by_user(entra, settings).items():
         user = entra.users.get(entra_id)
-        if user is not None and user.account_enabled and entra_id not in linked:
+        if entra_id in linked or user is None or not scope.in_scope(user, groups, settings):
+            continue
+        match = index.find(user)
+        if match.user is None:  # created, unless an employee without account has the mail
+            if match.step == 0 and model.norm(user.mail_or_upn) not in employee_emails:
+                wanted.add(entra_id)
+        elif not match.user.employee_id:  # linked or reactivated
             wanted.add(entra_id)
     return sorted(wanted)
 
