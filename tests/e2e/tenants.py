@@ -1,4 +1,4 @@
-"""Tenant files and Emply state files shaped as the README's "Files" section says."""
+"""Tenant files and Emply state files shaped as docs/files.md says."""
 
 from __future__ import annotations
 

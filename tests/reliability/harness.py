@@ -1,7 +1,7 @@
 """Faults injected into real runs, and what must hold after each (issue 17).
 
 Used by the reliability tests (small counts) and by `python -m bench.reliability`
-(the counts the README's "Reliability" figures come from). Every check is against
+(the counts docs/reliability.md's figures come from). Every check is against
 real Azurite and the Graph simulator over HTTP; a run is the real `emply-sync`.
 
 What "nothing lost, nothing wrong" means here (`check_world`):
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclasses.dataclass
 class Tally:
-    """What a reliability pass did and found (the README's figures)."""
+    """What a reliability pass did and found (docs/reliability.md's figures)."""
 
     kills: int = 0
     kills_mid_run: int = 0

@@ -1,7 +1,7 @@
 """Reliability: faults injected into real runs, and nothing lost or wrong after each.
 
 The counts here are kept small for `make test`; `python -m bench.reliability` runs the
-same harness with the README's counts ("Reliability").
+same harness with the counts of docs/reliability.md.
 """
 
 from __future__ import annotations
