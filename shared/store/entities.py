@@ -23,7 +23,8 @@ from shared.store.azure_store import EmplyStore
 from shared.store.codec import CODECS as _CODECS
 from shared.store.codec import identities as _identities
 from shared.store.codec import import_rows as _import_rows
-from shared.store.emply_tables import AzureEmplyTables, AzureLedger
+from shared.store.emply_ledger import AzureLedger
+from shared.store.emply_tables import AzureEmplyTables
 
 ANY = "*"
 """`If-Match: *`: the entity must exist, whatever its ETag."""
