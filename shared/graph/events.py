@@ -1,30 +1,29 @@
 """R14's read: the events of the mirrored calendars, through `calendarView/delta`.
 
-Per calendar one item in a `$batch` (20 items a batch, at most `CONCURRENT_BATCHES`
-batches in flight, never two items of one mailbox in a batch: with four batches in
-flight a mailbox sees at most four of our requests at once, Outlook's limit). A
-calendar with a stored delta link asks for what changed since (a run with no change
-reads one page per calendar); one without, or whose link Graph refuses (410), reads
-its whole window. Further pages of a round are read with one GET each. An item
-answered 429/503/504 is retried after its `Retry-After`, in a later batch. A mailbox
-or calendar that went away since the calendar list was read (404) is not read
-(`None`): its events are kept as they are. Any other failure fails the read (R7).
+Per calendar one item in a `$batch`, through the mailbox gate
+(`shared.graph.mailbox_gate`: 20 items a batch, many batches in flight, at most 4
+requests per mailbox at once, Outlook's limit). A calendar with a stored delta link
+asks for what changed since (a run with no change reads one page per calendar); one
+without, or whose link Graph refuses (410), reads its whole window. Further pages of a
+round are read with one GET each, on the mailbox's slot. An item answered
+429/503/504 is retried after its `Retry-After`. A mailbox or calendar that went away
+since the calendar list was read (404) is not read (`None`): its events are kept as
+they are. Any other failure is that calendar's alone (`failed`; R7: per-user faults
+never stop the run).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from shared.graph import batch_get, errors, middleware
+from shared.graph import batch_get, errors, mailbox_gate, middleware
 from shared.graph import client as graph_client
+from shared.graph.mailbox_gate import Failure, MailboxGate
 
 BATCH_SIZE = batch_get.BATCH_SIZE
-CONCURRENT_BATCHES = batch_get.CONCURRENT_BATCHES
 MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 PAGE_SIZE = 100
 """Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
@@ -48,7 +47,7 @@ class CalendarEvents:
     delta_link: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Wanted:
     """A calendar to read: its key and its stored delta link (None: read in full)."""
 
@@ -69,7 +68,8 @@ class EventRead:
     throttled: int = 0
     full_reads: int = 0
     """Calendars read in full (no link, a refused link)."""
-    batches: int = 0
+    failed: dict[CalendarKey, Failure] = field(default_factory=dict)
+    """Calendars whose events could not be read, and why (not in `calendars`)."""
 
 
 def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
@@ -77,59 +77,14 @@ def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
             f"/calendarView/delta?startDateTime={window[0]}&endDateTime={window[1]}")
 
 
-def plan_batches(wanted: Iterable[Wanted]) -> list[list[Wanted]]:
-    """Batches of at most 20 items with at most one item per mailbox each, as few as
-    that allows (a user's calendars go to successive batches)."""
-    queues: dict[str, deque[Wanted]] = {}
-    for item in sorted(wanted, key=lambda w: (w.entra_id, w.calendar_id)):
-        queues.setdefault(item.entra_id, deque()).append(item)
-    order = deque(queues)
-    out: list[list[Wanted]] = []
-    while order:
-        batch: list[Wanted] = []
-        taken: list[str] = []
-        while order and len(batch) < BATCH_SIZE:
-            mailbox = order.popleft()
-            batch.append(queues[mailbox].popleft())
-            taken.append(mailbox)
-        order.extend(m for m in taken if queues[m])
-        out.append(batch)
-    return out
-
-
 async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted],
-                      window: tuple[str, str], *, concurrency: int = CONCURRENT_BATCHES,
-                      sleep: batch_get.Sleep = asyncio.sleep) -> EventRead:
+                      window: tuple[str, str], *, gate: MailboxGate | None = None
+                      ) -> EventRead:
     """The events of these calendars in `window` (ISO start, end), per calendar."""
     read = EventRead()
-    gate = asyncio.Semaphore(concurrency)
-    batches = plan_batches(wanted)
-    read.batches = len(batches)
+    gate = gate or MailboxGate()
+    throttled0 = gate.throttled
 
-    async def one(batch: list[Wanted]) -> None:
-        async with gate:
-            await _batch(client, batch, window, read, sleep)
-
-    with middleware.track() as stats:
-        await asyncio.gather(*(one(b) for b in batches))
-    read.requests = stats.total_requests
-    read.throttled += stats.throttled
-    return read
-
-
-def _relative(client: graph_client.GraphClient, url: str) -> str:
-    """A delta or next link as a `$batch` item URL (relative to the Graph version)."""
-    if url.startswith(client.graph_url):
-        return url[len(client.graph_url):] or "/"
-    parts = urlsplit(url)
-    path = parts.path
-    if client.base_path and path.startswith(client.base_path + "/"):
-        path = path[len(client.base_path):]
-    return path + (f"?{parts.query}" if parts.query else "")
-
-
-async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
-                 window: tuple[str, str], read: EventRead, sleep: batch_get.Sleep) -> None:
     def url(asked: Asked) -> str:
         w, link = asked
         return link or first_url(w.entra_id, w.calendar_id, window)
@@ -154,10 +109,30 @@ async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
             return None
         return []
 
-    throttled = await batch_get.get_each(
-        client, [(w, w.delta_link) for w in batch], url=url, batch_url=batch_url,
-        settle=settle, sleep=sleep, headers=PREFER)
-    read.throttled += throttled
+    def fail(asked: Asked, why: Failure) -> None:
+        read.failed[(asked[0].entra_id, asked[0].calendar_id)] = why
+
+    spec: mailbox_gate.Spec[Asked] = mailbox_gate.Spec(
+        mailbox=lambda asked: asked[0].entra_id.casefold(), url=url, batch_url=batch_url,
+        settle=settle, fail=fail, headers=PREFER)
+    items = [(w, w.delta_link) for w in sorted(wanted, key=lambda w: (w.entra_id,
+                                                                        w.calendar_id))]
+    with middleware.track() as stats:
+        await gate.get_each(client, items, spec)
+    read.requests = stats.total_requests
+    read.throttled = stats.throttled + gate.throttled - throttled0
+    return read
+
+
+def _relative(client: graph_client.GraphClient, url: str) -> str:
+    """A delta or next link as a `$batch` item URL (relative to the Graph version)."""
+    if url.startswith(client.graph_url):
+        return url[len(client.graph_url):] or "/"
+    parts = urlsplit(url)
+    path = parts.path
+    if client.base_path and path.startswith(client.base_path + "/"):
+        path = path[len(client.base_path):]
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 async def _round(client: graph_client.GraphClient, w: Wanted, page: Mapping[str, Any],

@@ -1,34 +1,36 @@
 """R13's read: the calendars of the users whose calendars are synced.
 
-`GET /users/{id}/calendars?$select=id,name,isDefaultCalendar,canEdit` per user, 20 users
-a `$batch`. A user whose mailbox is not in the cloud (Graph's 404
-`MailboxNotEnabledForRESTAPI`), or whose account went away since the directory read
-(404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`, not a failed
-run. Any other failure fails the read, like every Graph read (R7: nothing applied).
+`GET /users/{id}/calendars?$select=id,name,isDefaultCalendar,canEdit` per user, as
+`$batch` items through the mailbox gate (`shared.graph.mailbox_gate`: many batches in
+flight, at most 4 requests per mailbox). A user whose mailbox is not in the cloud
+(Graph's 404 `MailboxNotEnabledForRESTAPI`), or whose account went away since the
+directory read (404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`.
+Any other failure of one user's read (403 `ErrorAccessDenied` of an application access
+policy, throttled past its retries, a malformed page) is that user's alone: it is in
+`failed`, and the others are read (R7: per-user faults never stop the run).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from shared.graph import batch_get, errors, mailbox_gate, middleware
 from shared.graph import client as graph_client
-from shared.graph import errors, middleware
-from shared.graph.batch_get import BATCH_SIZE as BATCH_SIZE
 from shared.graph.batch_get import CONCURRENT_BATCHES as CONCURRENT_BATCHES
-from shared.graph.batch_get import MAX_ITEM_RETRIES as MAX_ITEM_RETRIES
 from shared.graph.batch_get import RETRIED_STATUSES as RETRIED_STATUSES
 from shared.graph.batch_get import Sleep as Sleep
 from shared.graph.batch_get import error_of as error_of
-from shared.graph.batch_get import get_each
 from shared.graph.batch_get import retry_after as retry_after
+from shared.graph.mailbox_gate import Failure, MailboxGate
 
 CALENDAR_FIELDS = "id,name,isDefaultCalendar,canEdit"
 NO_MAILBOX_CODES = frozenset({"MailboxNotEnabledForRESTAPI", "ResourceNotFound",
                               "ErrorItemNotFound", "Request_ResourceNotFound"})
+BATCH_SIZE = batch_get.BATCH_SIZE
+MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 
 Calendar = dict[str, Any]
 
@@ -36,55 +38,47 @@ Calendar = dict[str, Any]
 @dataclass(frozen=True)
 class CalendarRead:
     mailboxes: dict[str, list[Calendar] | None]
-    """Entra user id → its calendars as Graph lists them (None: no mailbox in the cloud)."""
+    """Entra user id → its calendars as Graph lists them (None: no mailbox in the cloud),
+    for the users read."""
     requests: int
     """HTTP exchanges with Graph (a `$batch` of 20 users is one)."""
     throttled: int
     """429 answers: of whole requests, and of items inside a batch."""
+    failed: dict[str, Failure] = field(default_factory=dict)
+    """Entra user id → why its calendars could not be read (not in `mailboxes`)."""
 
 
-async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[str],
-                         *, concurrency: int = CONCURRENT_BATCHES,
-                         sleep: Sleep = asyncio.sleep) -> CalendarRead:
-    """The calendars of these users: their first pages through `$batch`, 20 users a
-    batch; a user with more calendars than a page holds has its other pages read with
-    one GET each. A throttled item (429 inside the batch) is retried after its
-    `Retry-After`, in a later batch of only such items."""
-    ids = sorted(set(entra_ids))
-    gate = asyncio.Semaphore(concurrency)
-    out: dict[str, list[Calendar] | None] = {}
-    items_throttled = [0]
-
-    async def one_batch(chunk: list[str]) -> None:
-        async with gate:
-            await _batch(client, chunk, out, items_throttled, sleep)
-
-    with middleware.track() as stats:
-        await asyncio.gather(*(one_batch(ids[i:i + BATCH_SIZE])
-                               for i in range(0, len(ids), BATCH_SIZE)))
-    return CalendarRead({i: out[i] for i in ids}, stats.total_requests,
-                        stats.throttled + items_throttled[0])
-
-
-def _first_page(entra_id: str) -> str:
+def first_page(entra_id: str) -> str:
     return f"/users/{quote(entra_id, safe='')}/calendars?$select={CALENDAR_FIELDS}"
 
 
-async def _batch(client: graph_client.GraphClient, chunk: list[str],
-                 out: dict[str, list[Calendar] | None], items_throttled: list[int],
-                 sleep: Sleep) -> None:
+async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[str],
+                         *, gate: MailboxGate | None = None) -> CalendarRead:
+    """The calendars of these users: their first pages through the gate's `$batch`es; a
+    user with more calendars than a page holds has its other pages read with one GET
+    each, on its mailbox's slot."""
+    ids = sorted(set(entra_ids))
+    gate = gate or MailboxGate()
+    out: dict[str, list[Calendar] | None] = {}
+    failed: dict[str, Failure] = {}
+    throttled0 = gate.throttled
+
     async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
         status, body = response.get("status"), response.get("body")
         if status == 200 and isinstance(body, dict):
-            out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
-        elif status == 404 and error_of(body)[0] in NO_MAILBOX_CODES:
+            out[entra_id] = await _all_pages(client, body, first_page(entra_id))
+        elif status == 404 and batch_get.error_of(body)[0] in NO_MAILBOX_CODES:
             out[entra_id] = None
         else:
             return None
         return []
 
-    throttled = await get_each(client, chunk, url=_first_page, settle=settle, sleep=sleep)
-    items_throttled[0] += throttled
+    spec = mailbox_gate.Spec(mailbox=str.casefold, url=first_page, settle=settle,
+                             fail=failed.__setitem__)
+    with middleware.track() as stats:
+        await gate.get_each(client, ids, spec)
+    return CalendarRead({i: out[i] for i in ids if i in out}, stats.total_requests,
+                        stats.throttled + gate.throttled - throttled0, failed)
 
 
 async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str

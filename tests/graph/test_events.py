@@ -1,17 +1,16 @@
-"""R14's event read over real HTTP to the simulator: batches that never hold two items
-of one mailbox, per-item throttling, expired links, paging, and failures (R7)."""
+"""R14's event read over real HTTP to the simulator: batches that never put more than
+Outlook's 4 requests on one mailbox, per-item throttling, expired links, paging, and
+failures that are one calendar's alone (R7)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-import pytest
-
 from shared.graph import client as graph_client
-from shared.graph import errors
 from shared.graph import events as graph_events
-from tests.graph.conftest import TENANT_ID, uid, user
+from shared.graph import mailbox_gate
+from tests.graph.conftest import TENANT_ID, FakeTime, uid, user
 from tests.support.simulator import running_simulator
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -45,31 +44,30 @@ def wanted(n_users: int, links: dict[tuple[str, str], str] | None = None
             for i in range(1, n_users + 1) for c in range(2)]
 
 
-def test_batches_hold_twenty_items_and_one_per_mailbox() -> None:
-    batches = graph_events.plan_batches(wanted(30))
-    assert [len(b) for b in batches] == [20, 20, 20]
-    for chunk in batches:
-        assert len({w.entra_id for w in chunk}) == len(chunk)
-    assert sorted((w.entra_id, w.calendar_id) for b in batches for w in b) == sorted(
-        (w.entra_id, w.calendar_id) for w in wanted(30))
-    lonely = graph_events.plan_batches([graph_events.Wanted("u", f"c{n}") for n in range(5)])
-    assert [len(b) for b in lonely] == [1] * 5  # one user's calendars: one at a time
-
-
-async def read(sim: Any, items: list[graph_events.Wanted], **kw: Any
-               ) -> graph_events.EventRead:
+async def read(sim: Any, items: list[graph_events.Wanted]) -> graph_events.EventRead:
     graph = graph_client.create_graph_client(sim.url, env={})
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
+    time = FakeTime()
+    gate = mailbox_gate.MailboxGate(sleep=time.sleep, clock=time.clock)
+    read.gate = gate  # type: ignore[attr-defined]
     try:
-        found = await graph_events.read_events(graph, items, WINDOW, sleep=sleep, **kw)
+        found = await graph_events.read_events(graph, items, WINDOW, gate=gate)
     finally:
         await graph.aclose()
-    found.slept = slept  # type: ignore[attr-defined]
+    found.slept = time.slept  # type: ignore[attr-defined]
     return found
+
+
+async def test_a_mailbox_never_has_more_than_four_requests_in_flight() -> None:
+    doc = tenant(1)
+    doc["users"][0]["calendars"] = [
+        {"id": f"cal-{c}", "name": f"Calendar {c}", "isDefaultCalendar": c == 0,
+         "canEdit": True, "events": [event(f"{c}-0")]} for c in range(10)]
+    with running_simulator(doc) as sim:
+        sim.set_latency(50)  # batches in flight overlap: Outlook's limit would answer 429
+        found = await read(sim, [graph_events.Wanted(uid(1), f"cal-{c}") for c in range(10)])
+    assert found.throttled == 0 and not found.failed
+    assert sorted(c for _u, c in found.calendars) == sorted(f"cal-{c}" for c in range(10))
+    assert found.requests == 3  # 4 + 4 + 2 items: one mailbox's, 4 at a time
 
 
 async def test_a_first_read_then_a_no_change_read_of_one_page_per_calendar() -> None:
@@ -77,7 +75,8 @@ async def test_a_first_read_then_a_no_change_read_of_one_page_per_calendar() -> 
         sim.set_latency(20)  # batches in flight overlap: the mailbox limit is exercised
         first = await read(sim, wanted(12))
         assert first.full_reads == 24 and first.throttled == 0
-        assert first.requests == first.batches == 2  # 24 calendars, 12 mailboxes a batch
+        assert first.requests == 2  # 24 calendars: 10 mailboxes' two, then 2 mailboxes'
+        assert read.gate.peak_batches == 2  # type: ignore[attr-defined]
         one = first.calendars[(uid(1), "cal-1")]
         assert one is not None and one.full and one.removed == []
         assert [e["id"] for e in one.events] == ["ev-1-0", "ev-1-1", "ev-1-2"]
@@ -99,7 +98,7 @@ async def test_throttled_items_are_retried_after_their_retry_after_and_410_reads
         first = await read(sim, wanted(3))
         links = {k: v.delta_link for k, v in first.calendars.items() if v is not None}
         assert all(len(c.events) == 105 for c in first.calendars.values() if c)
-        assert first.requests == 2 + 6  # 2 batches, then each calendar's second page
+        assert first.requests == 1 + 6  # one batch (2 items a mailbox), then 6 second pages
         sim.expire_delta_tokens()
         sim.set_faults({"method": "GET",
                         "path": "/users/{id}/calendars/{cid}/calendarView/delta",
@@ -111,20 +110,25 @@ async def test_throttled_items_are_retried_after_their_retry_after_and_410_reads
                    for c in again.calendars.values())
 
 
-async def test_a_missing_mailbox_is_not_read_and_other_failures_fail_the_read() -> None:
+async def test_a_missing_mailbox_is_not_read_and_other_failures_are_the_calendars_own(
+) -> None:
     doc = tenant(2)
     doc["users"].append(user(3))  # no mailbox in the cloud
     with running_simulator(doc) as sim:
         found = await read(sim, [*wanted(2), graph_events.Wanted(uid(3), "cal-0")])
         assert found.calendars[(uid(3), "cal-0")] is None
-        sim.set_faults("/users/{id}/calendars/{cid}/calendarView/delta", 403, times=-1)
-        with pytest.raises(errors.GraphReadError) as failed:
-            await read(sim, wanted(1))
-        assert failed.value.status == 403
+        sim.set_faults({"method": "GET",
+                        "path": f"/users/{uid(1)}/calendars/cal-1/calendarView/delta",
+                        "status": 403, "times": -1, "inBatch": True})
+        denied = await read(sim, wanted(2))
+        assert list(denied.failed) == [(uid(1), "cal-1")]
+        assert denied.failed[(uid(1), "cal-1")].status == 403
+        assert len(denied.calendars) == 3  # the other calendars are read
         sim.clear_faults()
         sim.set_faults({"method": "GET",
                         "path": "/users/{id}/calendars/{cid}/calendarView/delta",
                         "status": 429, "times": -1, "inBatch": True})
-        with pytest.raises(errors.GraphReadError) as throttled:
-            await read(sim, wanted(1))
-        assert throttled.value.status == 429
+        throttled = await read(sim, wanted(1))
+        assert {k: f.status for k, f in throttled.failed.items()} == {
+            (uid(1), "cal-0"): 429, (uid(1), "cal-1"): 429}
+        assert throttled.slept == [1.0] * graph_events.MAX_ITEM_RETRIES  # type: ignore[attr-defined]
