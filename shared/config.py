@@ -59,6 +59,12 @@ DEFAULT_NOTIFICATION_DEBOUNCE_SECONDS = 60
 NOTIFY_QUEUE_NAME = "emply-sync-notify"
 """The queue of notification work (targeted runs, lifecycle actions); same connection."""
 
+# The mailbox pass (R13's calendars, R14's events; shared.run.mailboxes): `$batch`
+# requests in flight at most (Outlook's 4 requests per mailbox hold whatever this is),
+# and about how many synced mailboxes a shard holds.
+MAILBOX_BATCHES = "EMPLY_SYNC_MAILBOX_BATCHES"
+MAILBOX_SHARD_SIZE = "EMPLY_SYNC_MAILBOX_SHARD_SIZE"
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -80,6 +86,8 @@ APP_SETTINGS: tuple[str, ...] = (
     PUBLIC_URL,
     NOTIFICATION_KEY,
     NOTIFICATION_DEBOUNCE,
+    MAILBOX_BATCHES,
+    MAILBOX_SHARD_SIZE,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

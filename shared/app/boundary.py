@@ -23,6 +23,7 @@ from shared.reconcile import model
 from shared.run import context, pipeline
 from shared.run import explain as run_explain
 from shared.run import report as run_report
+from shared.run.mailboxes import passes
 from shared.store import errors as store_errors
 
 # What the entry points catch and pass, named here so they need not reach further in.
@@ -210,10 +211,17 @@ async def open_deps(
         raise
     try:
         yield Deps(store=store, graph=graph, schedule=_schedule(env),
-                           photos=store.photo_store())
+                   photos=store.photo_store(), mailboxes=_mailbox_settings(env))
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
+
+
+def _mailbox_settings(env: Mapping[str, str]) -> passes.PassSettings:
+    try:
+        return passes.PassSettings.from_env(env)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration", str(exc)) from exc
 
 
 def _schedule(env: Mapping[str, str]) -> str:

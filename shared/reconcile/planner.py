@@ -108,7 +108,8 @@ class _Planner:
             self._seed_role_bases()
             deactivated = {c.user_id for c in self.changes
                            if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
-            if self.emply.calendars or self.entra.mailboxes:  # R13; else nothing to do
+            if not self.entra.calendars_apart and (  # R13; else nothing to do here
+                    self.emply.calendars or self.entra.mailboxes):
                 self.changes.extend(calendars.calendar_changes(
                     self.emply, self.entra.mailboxes, self.settings, deactivated))
             if self.emply.outbound:  # R15

@@ -22,6 +22,7 @@ from shared.graph import reader
 from shared.reconcile import model
 from shared.run import report as run_report
 from shared.run import state as sync_state
+from shared.run.mailboxes.passes import PassSettings
 from shared.store import photo_blobs, protocols
 
 Clock = Callable[[], dt.datetime]
@@ -37,6 +38,8 @@ class Deps:
     photos: photo_blobs.PhotoBlobs | None = None
     """R16's blobs (`shared.app.boundary` gives the store's `photos` container); None: no
     photo can be copied (a run that would copy one fails before writing its user)."""
+    mailboxes: PassSettings = dataclasses.field(default_factory=lambda: PassSettings())
+    """The mailbox pass's app settings (R13, R14)."""
 
 
 @dataclasses.dataclass

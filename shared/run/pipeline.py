@@ -37,7 +37,7 @@ from shared.run.steps import (
     change_feed,
     directory,
     event_push,
-    events,
+    mailboxes,
     photos,
     write_back,
 )
@@ -50,15 +50,15 @@ from shared.store import protocols
 STEPS: tuple[base.Step, ...] = (
     photos.STEP,  # first: a photo's blob is written before its user's `photo` field
     directory.STEP,
-    calendars.STEP,
-    events.STEP,  # reads the calendars the calendars step listed
+    calendars.STEP,  # R15's read; R13 and R14 are the mailbox pass's
+    mailboxes.STEP,  # the mailbox pass: calendars and events, a shard at a time
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
     sync_state_step.STEP,  # after every write: a failed run does not advance delta
     change_feed.STEP,  # last: what the run did, in the feed
 )
-DISABLED_STEPS: tuple[base.Step, ...] = (disabled.STEP, change_feed.STEP)
-"""R17: the integration removed."""
+DISABLED_STEPS: tuple[base.Step, ...] = (disabled.STEP, mailboxes.STEP, change_feed.STEP)
+"""R17: the integration removed (the mailbox pass removes every calendar and event)."""
 
 
 def steps_for(settings: model.Settings) -> tuple[base.Step, ...]:
@@ -170,6 +170,7 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
             held.check()
             await sync_state.save_state(deps.store, state.after_unchanged(
                 check.round.delta_links, report.run_id))
+        await _mailboxes_of_unchanged(deps, recorder, started, apply=held is not None)
         return
     run = await prepare.prepare(
         deps, started=started, run_id=report.run_id, trigger=report.trigger,
@@ -189,6 +190,11 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
     if held is None:  # a dry run: what would be done
         recorder.report = dataclasses.replace(
             recorder.report, changes=[c.to_json() for c in plan.changes])
+        for step in steps:
+            preview = await step.preview(run, plan)
+            if preview.added or preview.errors or preview.requests:
+                recorder.report = mailboxes.with_pass(recorder.report, preview,
+                                                      recorder.report.counts)
         return
     held.check()  # the lease was lost: another run may be applying
     recorder.applying = True
@@ -196,7 +202,32 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
     del run  # with it the loaded Emply copy (about 100 MB at 100,000 users)
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
-        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()))
+        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
+        entra_read=_with_requests(recorder.report.entra_read, *applied.requests))
+
+
+async def _mailboxes_of_unchanged(deps: Deps, recorder: _Recorder, started: dt.datetime,
+                                  *, apply: bool) -> None:
+    """A run that reuses the last outcome still runs the mailbox pass (calendars and
+    events are not in Graph's delta); its changes are the run's, recorded in the feed."""
+    found = await mailboxes.run_unchanged(deps, recorder.report.run_id, started,
+                                          apply=apply)
+    if found is None:
+        return
+    recorder.report = mailboxes.with_pass(recorder.report, found, recorder.report.counts)
+    if found.progress:
+        recorder.progress(found.step, **found.progress)
+    if found.added and apply:
+        await change_feed.record_changes(deps.store, recorder.report.run_id,
+                                         [c.to_json() for c in found.added], deps.clock())
+
+
+def _with_requests(read: run_report.EntraReadSummary | None, requests: int, throttled: int
+                   ) -> run_report.EntraReadSummary | None:
+    if read is None or not (requests or throttled):
+        return read
+    return dataclasses.replace(read, requests=read.requests + requests,
+                               throttled=read.throttled + throttled)
 
 
 async def _apply(run: Run, steps: Sequence[base.Step], plan: model.Plan,
@@ -218,11 +249,9 @@ def _approval_unused(approve: model.Approval) -> run_report.Json:
 
 
 def _read_counts(run: Run) -> dict[str, Any]:
-    found = calendars.read_of(run)
     return {"entraUsers": len(run.directory.mirror["users"]),
             "entraGroups": len(run.directory.mirror["groups"]),
             "emplyUsers": len(run.doc.get("users", ())),
-            "calendarUsers": len(found.mailboxes) if found else 0,
             "fullRead": run.directory.full_read}
 
 

@@ -3,10 +3,11 @@ Entra directory, with the sync's state.
 
 The Emply side comes from the store (with `use_cache`, an unchanged Emply side from the
 previous run's snapshot: users without `lastChange`/`history`; the store's version
-marker says whether it is still current). The directory (users, groups, organization)
-is read from Graph through delta, all or nothing (R7): a read that fails raises, and
-nothing is planned or applied. A removed integration (R17) reads nothing from Graph
-when `read_when_disabled` is off.
+marker says whether it is still current), without its calendars and events: those are
+the mailbox pass's (`shared.run.mailboxes`), read a shard of users at a time. The
+directory (users, groups, organization) is read from Graph through delta, all or
+nothing (R7): a read that fails raises, and nothing is planned or applied. A removed
+integration (R17) reads nothing from Graph when `read_when_disabled` is off.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.run import disabled
 from shared.run import state as sync_state
 from shared.run.context import Deps, Run
 from shared.run.report import Json
+from shared.store import protocols
 
 
 async def prepare(
@@ -43,7 +45,8 @@ async def prepare(
         deps.store)
     snapshot, state, more = await sync_state.load_snapshot(deps.store, state)
     cache = snapshot.get("emply") if snapshot and use_cache else None
-    emply = await deps.store.load_emply(cache, sparse=True)
+    # Calendars and events are the mailbox pass's, read a shard of users at a time.
+    emply = await deps.store.load_emply(cache, sparse=True, kinds=protocols.DIRECTORY_KINDS)
     doc: dict[str, Any] = emply.doc
     if not doc.get("settings"):
         raise errors.NotConfigured(

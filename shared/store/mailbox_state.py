@@ -30,6 +30,10 @@ MAX_PARTS = 30
 """At most 900,000 characters a mailbox (an entity holds at most 1 MiB)."""
 
 
+INDEX = "index"
+"""The partition of the pass's index: one row per bucket (RowKey), its synced users."""
+
+
 def partition(bucket: str) -> str:
     return f"m-{bucket}"
 
@@ -89,15 +93,33 @@ class AzureMailboxStates:
 
     async def write_states(self, states: Mapping[str, Mapping[str, Any] | None]) -> None:
         """Replace (or with None delete) the state of these users' mailboxes."""
-        if not states:
+        await self._write([(partition(codec.user_bucket(user_id)), keys.encode_key(user_id),
+                            state) for user_id, state in states.items()])
+
+    async def read_index(self) -> dict[str, dict[str, Any]]:
+        """Bucket -> its index row's value."""
+        await self._ensure()
+        found: dict[str, dict[str, Any]] = {}
+        async for page in wire.query(self._table, f"PartitionKey eq '{INDEX}'"):
+            for row in page:
+                value = decode(row)
+                if value is not None:
+                    found[str(row["RowKey"])] = value
+        return found
+
+    async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace (or with None delete) these buckets' index rows."""
+        await self._write([(INDEX, bucket, value) for bucket, value in rows.items()])
+
+    async def _write(self, rows: list[tuple[str, str, Mapping[str, Any] | None]]) -> None:
+        if not rows:
             return
         await self._ensure()
         by_partition: dict[str, list[Operation]] = {}
-        for user_id, state in states.items():
-            pk, rk = partition(codec.user_bucket(user_id)), keys.encode_key(user_id)
+        for pk, rk, value in rows:
             op: Operation = (("delete", {"PartitionKey": pk, "RowKey": rk}, {})
-                             if state is None else
-                             ("upsert", {"PartitionKey": pk, "RowKey": rk, **encode(state)}, {}))
+                             if value is None else
+                             ("upsert", {"PartitionKey": pk, "RowKey": rk, **encode(value)}, {}))
             by_partition.setdefault(pk, []).append(op)
         await asyncio.gather(*(self._send(chunk) for ops in by_partition.values()
                                for chunk in _by_verb(ops)))

@@ -261,6 +261,12 @@ class MailboxStates(Protocol):
     async def write_states(self, states: Mapping[str, Mapping[str, Any] | None]) -> None:
         """Replace these users' states (None: delete it)."""
 
+    async def read_index(self) -> dict[str, dict[str, Any]]:
+        """Bucket -> the pass's index of it (whose calendars are synced)."""
+
+    async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace these buckets' index (None: delete it)."""
+
 
 class Mailboxes(Protocol):
     def mailbox_side(self) -> MailboxSide: ...

@@ -94,11 +94,11 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     # Calendar sync is whole (R13–R15): nothing reported as missing.
     assert report["errors"] == []
 
-    # Nothing changed: the calendars are still read (they are not in the delta), and
-    # nothing is planned.
+    # Nothing changed: the directory's outcome is reused, the calendars are still read
+    # (they are not in the delta), and nothing changes.
     world.sim.reset_requests()
     again = world.sync()
-    assert again["counts"] == {} and "reusedPlanOf" not in again
+    assert again["counts"] == {} and "reusedPlanOf" in again
     calendar_reads = {k: n for k, n in world.sim.requests()["byEndpoint"].items()
                       if "calendars" in k}
     # Megan and Ray, one page each, and one delta page of Megan's enabled calendar (R14).

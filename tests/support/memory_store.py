@@ -515,6 +515,7 @@ class MemoryMailboxStates:
 
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, dict[str, Any]] = {}
 
     async def read_states(self, first: str, last: str) -> dict[str, dict[str, Any]]:
         return {u: _json(s) for u, s in sorted(self.states.items())
@@ -526,3 +527,13 @@ class MemoryMailboxStates:
                 self.states.pop(user_id, None)
             else:
                 self.states[user_id] = _json(state)
+
+    async def read_index(self) -> dict[str, dict[str, Any]]:
+        return {b: _json(v) for b, v in sorted(self.index.items())}
+
+    async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
+        for bucket, value in rows.items():
+            if value is None:
+                self.index.pop(bucket, None)
+            else:
+                self.index[bucket] = _json(value)

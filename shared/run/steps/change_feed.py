@@ -25,7 +25,7 @@ from shared import telemetry
 from shared.run.context import Run
 from shared.run.steps import base
 from shared.store.feed_chunks import Chunk, ChunkTooLarge
-from shared.store.protocols import FeedChunks
+from shared.store.protocols import ChangeFeed, FeedChunks
 
 RETENTION_DAYS = 90
 CHUNK_CHANGES = 1000
@@ -89,22 +89,29 @@ class ChangeFeedStep(base.Step):
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         changes = [c.to_json() for c in applied.changes()]
-        try:
-            count = await record_run(run.deps.store.feed_chunks(), run.run_id, changes,
-                                     run.deps.clock())
-        except Exception as exc:
-            telemetry.log.warning("emply_sync.change_feed_not_written",
-                                  extra={"runId": run.run_id}, exc_info=True)
-            return base.StepOutcome(self.name, errors=({
-                "reason": "change_feed_not_written", "temporary": True,
+        error = await record_changes(run.deps.store, run.run_id, changes, run.deps.clock())
+        return base.StepOutcome(self.name, errors=(error,) if error else (),
+                                progress={} if error else {"feedChanges": len(changes)})
+
+
+async def record_changes(store: ChangeFeed, run_id: str,
+                         changes: Sequence[Mapping[str, Any]], now: dt.datetime
+                         ) -> dict[str, Any] | None:
+    """Record a run's applied changes; the report's error when the feed could not be
+    written (never a failed run: the changes are applied)."""
+    try:
+        count = await record_run(store.feed_chunks(), run_id, changes, now)
+    except Exception as exc:
+        telemetry.log.warning("emply_sync.change_feed_not_written",
+                              extra={"runId": run_id}, exc_info=True)
+        return {"reason": "change_feed_not_written", "temporary": True,
                 "message": f"the run's changes are applied but the change feed could not "
                 f"record them ({type(exc).__name__}); read the run's report or the Emply "
-                "side (GET /api/emply) for them"},))
-        if count:
-            telemetry.log.info("emply_sync.change_feed_recorded",
-                               extra={"runId": run.run_id, "changes": len(changes),
-                                      "chunks": count})
-        return base.StepOutcome(self.name, progress={"feedChunks": count})
+                "side (GET /api/emply) for them"}
+    if count:
+        telemetry.log.info("emply_sync.change_feed_recorded",
+                           extra={"runId": run_id, "changes": len(changes), "chunks": count})
+    return None
 
 
 STEP = ChangeFeedStep()

@@ -1,0 +1,210 @@
+"""The mailbox pass: R13 and R14 for every synced mailbox, a shard of users at a time.
+
+Calendars and events are not in Graph's delta, so a run reads each synced user's
+calendars and each mirrored calendar's changes. The pass cuts the users into shards (a
+contiguous range of buckets holding about `shard_size` synced users, `plan_shards`) and
+runs each on its own (`shard.run_shard`): read, plan, write, remember. In one process
+the shards run `shards_at_once` at a time and share one `MailboxGate`, so Outlook's
+4 requests per mailbox and the bound on batches in flight hold across them; a shard
+holds only its own users' calendars and events.
+
+Who is synced is the pass's index (`state.Synced` per user, a row per bucket): the
+directory run computes it from what it planned (`synced_after`) and writes the buckets
+that changed (`update_index`); a run that finds the directory unchanged reads it. R17
+(the integration removed) empties it, and each shard then removes what Emply keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared import config
+from shared.graph import client as graph_client
+from shared.graph.mailbox_gate import DEFAULT_BATCHES, MailboxGate
+from shared.reconcile import events, model
+from shared.run.mailboxes import shard as one_shard
+from shared.run.mailboxes.state import BucketIndex, Synced, index_from_json, index_to_json
+from shared.store import keys, protocols
+
+DEFAULT_SHARD_SIZE = 250
+"""Synced mailboxes a shard holds (about; a bucket is never split)."""
+DEFAULT_SHARDS_AT_ONCE = 2
+SETTINGS_ROW = "settings"
+"""The index row that keeps the integration settings the last pass ran with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PassSettings:
+    """The app settings of the pass (`shared.config`), checked."""
+
+    shard_size: int = DEFAULT_SHARD_SIZE
+    shards_at_once: int = DEFAULT_SHARDS_AT_ONCE
+    batches: int = DEFAULT_BATCHES
+    """`$batch` requests in flight at most (`MailboxGate`)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PassSettings:
+        """From the app settings; a bad value is a ValueError naming the setting."""
+        return cls(shard_size=_whole(env, config.MAILBOX_SHARD_SIZE, DEFAULT_SHARD_SIZE,
+                                     1, 5000),
+                   batches=_whole(env, config.MAILBOX_BATCHES, DEFAULT_BATCHES, 1, 256))
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, "
+                         f"got {raw[:20]!r}")
+    return int(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardRange:
+    first: str
+    last: str
+    users: BucketIndex
+
+
+@dataclasses.dataclass
+class PassOutcome:
+    changes: list[model.Change] = dataclasses.field(default_factory=list)
+    errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    shards: int = 0
+    mailboxes: int = 0
+    calendars: int = 0
+    events_written: int = 0
+    events_deleted: int = 0
+    requests: int = 0
+    throttled: int = 0
+
+    def add(self, one: one_shard.ShardOutcome) -> None:
+        self.changes += one.changes
+        self.errors += one.errors
+        self.shards += 1
+        self.mailboxes += one.mailboxes
+        self.calendars += one.calendars
+        self.events_written += one.events_written
+        self.events_deleted += one.events_deleted
+        self.requests += one.requests
+        self.throttled += one.throttled
+
+    def progress(self) -> dict[str, int]:
+        return {"mailboxShards": self.shards, "mailboxesRead": self.mailboxes,
+                "calendarsRead": self.calendars, "eventsWritten": self.events_written,
+                "eventsDeleted": self.events_deleted}
+
+
+def synced_after(doc: Mapping[str, Any], entra_users: Mapping[str, Any],
+                 changes: Iterable[model.Change], settings: model.Settings, run_id: str
+                 ) -> dict[str, Synced]:
+    """Whose calendars are synced once this run's changes are applied (R13): users
+    linked and active with their own calendar sync on, whose Entra user exists; those
+    this run deactivates are not, and those it links, creates or reactivates are from
+    the next run on (`Synced.since`)."""
+    if not (settings.enabled and settings.calendar_sync):
+        return {}
+    users = {u["id"]: u for u in doc.get("users", ())}
+    out = {u["id"]: Synced(u["entraId"]) for u in users.values()
+           if u.get("entraId") and u.get("status", "active") == "active"
+           and u.get("calendarSync") is not False and u["entraId"] in entra_users}
+    for change in changes:
+        user_id, entra_id = change.user_id, change.entra_id
+        if user_id is None:
+            continue
+        if change.kind == model.DEACTIVATE_USER:
+            out.pop(user_id, None)
+        elif change.kind in (model.LINK_USER, model.CREATE_USER, model.REACTIVATE_USER) \
+                and entra_id and user_id not in out \
+                and users.get(user_id, {}).get("calendarSync") is not False:
+            out[user_id] = Synced(entra_id, since=run_id)
+    return out
+
+
+def by_bucket(synced: Mapping[str, Synced]) -> dict[str, BucketIndex]:
+    out: dict[str, BucketIndex] = {}
+    for user_id, entry in synced.items():
+        out.setdefault(keys.user_bucket(user_id), {})[user_id] = entry
+    return out
+
+
+async def read_index(states: protocols.MailboxStates) -> dict[str, BucketIndex]:
+    found: dict[str, BucketIndex] = {}
+    for bucket, value in (await states.read_index()).items():
+        parsed = index_from_json(value)
+        if parsed is not None and bucket in keys.ALL_BUCKETS:
+            found[bucket] = parsed
+    return found
+
+
+async def update_index(states: protocols.MailboxStates, new: Mapping[str, BucketIndex],
+                       old: Mapping[str, BucketIndex]) -> list[str]:
+    """Write the buckets whose synced users changed; returns them."""
+    changed = sorted(b for b in {*new, *old} if new.get(b, {}) != old.get(b, {}))
+    await states.write_index({b: index_to_json(new[b]) if new.get(b) else None
+                              for b in changed})
+    return changed
+
+
+async def save_settings(states: protocols.MailboxStates, settings: Mapping[str, Any]
+                        ) -> None:
+    """Keep the integration settings the pass runs with, for a run that finds the Emply
+    side unchanged and so does not load it (written only when they changed)."""
+    current = await load_settings(states)
+    if current != settings:
+        await states.write_index({SETTINGS_ROW: {"settings": dict(settings)}})
+
+
+async def load_settings(states: protocols.MailboxStates) -> dict[str, Any] | None:
+    row = (await states.read_index()).get(SETTINGS_ROW)
+    found = row.get("settings") if row else None
+    return found if isinstance(found, dict) else None
+
+
+def plan_shards(index: Mapping[str, BucketIndex], shard_size: int) -> list[ShardRange]:
+    """Contiguous bucket ranges covering every bucket, each with about `shard_size`
+    synced users (a bucket is never split: its users' calendars are one query)."""
+    out: list[ShardRange] = []
+    first = keys.ALL_BUCKETS[0]
+    users: BucketIndex = {}
+    for bucket in keys.ALL_BUCKETS:
+        users = {**users, **index.get(bucket, {})}
+        if len(users) >= shard_size or bucket == keys.ALL_BUCKETS[-1]:
+            out.append(ShardRange(first, bucket, users))
+            users = {}
+            if bucket != keys.ALL_BUCKETS[-1]:
+                first = f"{int(bucket, 16) + 1:02x}"
+    return out
+
+
+async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, *,
+                   run_id: str, settings: model.Settings, now: dt.datetime,
+                   index: Mapping[str, BucketIndex], apply: bool,
+                   config: PassSettings = PassSettings()) -> PassOutcome:
+    """Every shard of the bucket space, `shards_at_once` at a time, in this process."""
+    start, end = events.window(now, settings)
+    window = (events.iso(start), events.iso(end))
+    deps = one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches))
+    gate = asyncio.Semaphore(config.shards_at_once)
+    outcome = PassOutcome()
+
+    async def one(part: ShardRange) -> None:
+        async with gate:
+            outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
+                run_id, part.first, part.last, part.users, settings, window, now, apply)))
+
+    await asyncio.gather(*(one(p) for p in plan_shards(index, config.shard_size)))
+    outcome.changes.sort(key=_order)
+    outcome.errors.sort(key=lambda e: (str(e.get("userId")), str(e.get("reason"))))
+    return outcome
+
+
+def _order(change: model.Change) -> tuple[int, str, str]:
+    """R13's changes first, then R14's, each by user and calendar (the one plan's order)."""
+    calendar = change.after.get("id") or change.before.get("calendarId") or ""
+    return (change.kind == model.EVENTS_MIRROR, str(change.user_id), str(calendar))

@@ -1,0 +1,165 @@
+"""One shard of the mailbox pass: the users of a range of buckets, read, planned, written.
+
+A shard reads what Emply keeps for its users (their calendars: one range query) and
+what the pass left (`state`), asks Graph for the calendars of the synced mailboxes and
+for each mirrored calendar's changes (through the process's `MailboxGate`), reads Emply's
+stored events only for the calendars that need them (`mailbox_plan.stored_needed`),
+makes the R13/R14 plan of its users (`mailbox_plan.plan_group`), and, when it applies,
+writes it in the calendars step's order (events before the calendars they belong to go,
+calendars before the events they get) and then the new state. What it holds at once is
+its own users' (a few hundred), so a first run of 10,000 users never holds 400,000
+events, and the shards of a run may run in one process or in many (`shared.run.mailboxes`).
+
+Per-user faults are the user's (R7): a mailbox Graph will not read (403, throttled past
+its retries, …) is reported `mailbox_unavailable`, keeps what Emply holds, and is tried
+again by a later run after a back-off; a calendar Emply changed meanwhile (the user's
+own choice) leaves that user's changes for the next run (`concurrent_change`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from shared.graph import client as graph_client
+from shared.graph import events as graph_events
+from shared.graph import mailboxes as graph_mailboxes
+from shared.graph.mailbox_gate import MailboxGate
+from shared.reconcile import convert, mailbox_plan, model
+from shared.run.mailboxes import reads as shard_reads
+from shared.run.mailboxes import writes as shard_writes
+from shared.run.mailboxes.state import MailboxState, Synced
+from shared.store import protocols
+
+Json = dict[str, Any]
+BACKOFF = (dt.timedelta(0), dt.timedelta(hours=1), dt.timedelta(hours=2),
+           dt.timedelta(hours=4), dt.timedelta(hours=8), dt.timedelta(hours=24))
+"""R7's back-off: after n failed reads in a row, the next waits BACKOFF[n - 1]."""
+MAILBOX_UNAVAILABLE = "mailbox_unavailable"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    """What one shard does: a range of buckets, and for whom."""
+
+    run_id: str
+    first: str
+    last: str
+    users: Mapping[str, Synced]
+    """The synced users of these buckets (the index), by Emply user id."""
+    settings: model.Settings
+    window: tuple[str, str]
+    now: dt.datetime
+    apply: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardDeps:
+    store: protocols.SyncStore
+    graph: graph_client.GraphClient
+    gate: MailboxGate
+
+
+@dataclasses.dataclass
+class ShardOutcome:
+    changes: list[model.Change] = dataclasses.field(default_factory=list)
+    errors: list[Json] = dataclasses.field(default_factory=list)
+    mailboxes: int = 0
+    """Mailboxes whose calendars were read from Graph."""
+    calendars: int = 0
+    """Calendars whose events were read."""
+    events_written: int = 0
+    events_deleted: int = 0
+    requests: int = 0
+    throttled: int = 0
+
+
+async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
+    """Read, plan and (with `job.apply`) write one shard; see the module's docstring."""
+    side = deps.store.mailbox_side()
+    generation = await side.generation()
+    found = await shard_reads.emply_side(deps.store, job)
+    outcome = ShardOutcome()
+    readable = {u: s.entra_id for u, s in sorted(job.users.items())
+                if s.since != job.run_id and not _backing_off(found.states.get(u), job.now)}
+    by_entra = {e.casefold(): u for u, e in readable.items()}
+    listed = await graph_mailboxes.read_calendars(deps.graph, readable.values(),
+                                                  gate=deps.gate)
+    mailboxes = convert.mailboxes(listed.mailboxes)
+    known = {(u, c): k for u, state in found.states.items()
+             for c, k in state.known(job.window, generation).items()}
+    snapshot = found.snapshot()
+    wanted = shard_reads.wanted_events(snapshot, mailboxes, known, job.settings, by_entra)
+    read = await graph_events.read_events(deps.graph, wanted, job.window, gate=deps.gate)
+    reads = {(by_entra[e.casefold()], c): None if r is None else
+             model.CalendarEvents(r.full, r.events, r.removed)
+             for (e, c), r in read.calendars.items()}
+    need = mailbox_plan.stored_needed(snapshot, mailboxes,
+                                      {k: r for k, r in reads.items() if r is not None},
+                                      known, job.settings)
+    stored = await shard_reads.stored_events(side, job, need,
+                                             everything=not job.settings.enabled)
+    plan = mailbox_plan.plan_group(dataclasses.replace(snapshot, events=stored), mailboxes,
+                                   {k: reads[k] for k in need if k in reads}, job.settings,
+                                   need)
+    _count(outcome, listed, read)
+    answered = shard_writes.Read(
+        listed.mailboxes,
+        {(by_entra[e.casefold()], c): r.delta_link if r else None
+         for (e, c), r in read.calendars.items()},
+        _failures(listed, read, readable, by_entra, outcome),
+        {(by_entra[e.casefold()], c) for e, c in read.failed})
+    conflicts: set[str] = set()
+    if job.apply:
+        conflicts = await shard_writes.write_plan(side, plan, found, stored, outcome)
+        await deps.store.mailbox_states().write_states(shard_writes.new_states(
+            found, job, generation, answered, plan, conflicts))
+    outcome.changes = [c for c in plan.changes if c.user_id not in conflicts]
+    outcome.errors += [_conflict(u) for u in sorted(conflicts)]
+    return outcome
+
+
+def _count(outcome: ShardOutcome, listed: graph_mailboxes.CalendarRead,
+           read: graph_events.EventRead) -> None:
+    outcome.mailboxes = len(listed.mailboxes)
+    outcome.calendars = len(read.calendars)
+    outcome.requests = listed.requests + read.requests
+    outcome.throttled = listed.throttled + read.throttled
+
+
+def _backing_off(state: MailboxState | None, now: dt.datetime) -> bool:
+    """Whether a mailbox that failed lately waits before it is read again (R7)."""
+    if state is None or not state.failures or state.failed_at is None:
+        return False
+    failed = dt.datetime.fromisoformat(state.failed_at.replace("Z", "+00:00"))
+    return now < failed + BACKOFF[min(state.failures, len(BACKOFF)) - 1]
+
+
+def _failures(listed: graph_mailboxes.CalendarRead, read: graph_events.EventRead,
+              readable: Mapping[str, str], by_entra: Mapping[str, str],
+              outcome: ShardOutcome) -> set[str]:
+    """The users whose mailbox could not be read this run, each reported once."""
+    failed: dict[str, tuple[str, Any]] = {}
+    entra_of = dict(readable)
+    for entra_id, why in listed.failed.items():
+        failed[by_entra[entra_id.casefold()]] = ("its calendars", why)
+    for (entra_id, calendar_id), why in read.failed.items():
+        failed.setdefault(by_entra[entra_id.casefold()], (f"calendar {calendar_id!r}", why))
+    for user_id, (what, why) in sorted(failed.items()):
+        outcome.errors.append({
+            "reason": MAILBOX_UNAVAILABLE, "userId": user_id, "entraId": entra_of[user_id],
+            "temporary": True, "rule": "R7",
+            "message": f"the user's mailbox could not be read ({what}: Graph "
+                       f"{why.status or 'no answer'} {why.code or ''}: {why.message}); "
+                       "what Emply holds of it is kept, and a later run reads it again"})
+    return set(failed)
+
+
+def _conflict(user_id: str) -> Json:
+    return {"reason": "concurrent_change", "userId": user_id, "temporary": True,
+            "message": "the user's calendars were changed in Emply while the run was "
+                       "writing them; they are left as they are and the next run plans "
+                       "them again"}
+
