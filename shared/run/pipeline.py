@@ -249,9 +249,11 @@ def _approval_unused(approve: model.Approval) -> run_report.Json:
 
 
 def _read_counts(run: Run) -> dict[str, Any]:
+    found = calendars.read_of(run)  # R15's: the mailbox pass reads when it applies
     return {"entraUsers": len(run.directory.mirror["users"]),
             "entraGroups": len(run.directory.mirror["groups"]),
             "emplyUsers": len(run.doc.get("users", ())),
+            "calendarUsers": len(found.mailboxes) if found else 0,
             "fullRead": run.directory.full_read}
 
 
