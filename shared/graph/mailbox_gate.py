@@ -10,19 +10,25 @@ batches fly is bounded by `batches` and by Graph's answers: a 429 halves the bou
 the item waits its `Retry-After`), every batch answered without one raises it by about
 one per round trip, back to `batches` (additive increase, multiplicative decrease).
 
-One gate serves every read of a process (the shards of a run share it), so the bounds
-hold across them. A failure that concerns one item (its mailbox answered 403, 404, an
-error, or kept answering 429 past `MAX_ITEM_RETRIES` rounds) is handed to the caller's
-`fail`: a per-user error (R7), never a failed read.
+One gate serves every read of a process (the shards of a run share it): its one
+dispatcher packs the items of all of them (calendar lists and event rounds alike) into
+full batches of 20, and sends a batch that is not full only when nothing is in flight
+that could bring more, every shard at work (`working`) is waiting on the gate, and no
+shard is still to come (`more_coming`; else `starved` asks for one to start), so a run
+sends the fewest batches its items allow. A failure that concerns one
+item (its mailbox answered 403, 404, an error, or kept answering 429 past
+`MAX_ITEM_RETRIES` rounds) is handed to the read's `fail`: a per-user error (R7),
+never a failed read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from shared.graph import batch_get, errors
@@ -51,24 +57,37 @@ class Failure:
     message: str
 
 
-Fail = Callable[[Any, Failure], None]
-
-
 @dataclasses.dataclass(frozen=True)
 class Spec(Generic[Item]):
-    """What to ask for each item, and what to do with the answers."""
+    """What to ask for each item of a read, and what to do with the answers."""
 
     mailbox: Callable[[Item], str]
     url: Callable[[Item], str]
     settle: Settle[Item]
-    fail: Fail
+    fail: Callable[[Item, Failure], None]
     batch_url: Callable[[Item], str] | None = None
     headers: Mapping[str, str] | None = None
 
 
+class _Read:
+    """One `get_each` call: its items not yet settled."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.done = asyncio.Event()
+        self.error: BaseException | None = None
+
+    def close(self, n: int = 1) -> None:
+        self.open -= n
+        if self.open <= 0:
+            self.done.set()
+
+
 @dataclasses.dataclass
-class _Pending(Generic[Item]):
-    item: Item
+class _Pending:
+    item: Any
+    spec: Spec[Any]
+    read: _Read
     attempt: int = 0
     not_before: float = 0.0
 
@@ -93,31 +112,80 @@ class MailboxGate:
         self.peak_batches = 0
         self._sleep = sleep
         self._clock = clock
+        self._pending: deque[_Pending] = deque()
         self._changed = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._client: graph_client.GraphClient | None = None
+        self._working = 0
+        self._waiting = 0
+        self.more_coming = False
+        """Set by whoever runs shards while some are still to start: a batch that is
+        not full then waits for their items instead of going."""
+        self.starved = asyncio.Event()
+        """Set when a batch that is not full waits only for shards still to start."""
+
+    @contextlib.asynccontextmanager
+    async def working(self) -> AsyncIterator[None]:
+        """A shard at work: while it is not waiting on the gate it may bring items, so a
+        batch that is not full waits for it."""
+        self._working += 1
+        try:
+            yield
+        finally:
+            self._working -= 1
+            self._signal()
 
     async def get_each(self, client: graph_client.GraphClient, items: Sequence[Item],
                        spec: Spec[Item]) -> None:
         """GET every item through `$batch` as the bounds allow, until each is settled or
         failed (`spec.fail`)."""
-        pending: deque[_Pending[Item]] = deque(_Pending(i) for i in items)
-        tasks: set[asyncio.Task[None]] = set()
-        while pending or tasks:
-            batch = self._take(pending, spec) if self.flying < int(self.allowed) else []
-            if batch:
-                self._start(batch, spec)
-                tasks.add(asyncio.create_task(self._one(client, batch, pending, spec)))
-                continue
-            await self._wait(tasks, pending)
+        if not items:
+            return
+        read = _Read()
+        read.open = len(items)
+        self._client = client
+        self._pending.extend(_Pending(i, spec, read) for i in items)
+        self._signal()
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        self._waiting += 1
+        try:
+            await read.done.wait()
+        finally:
+            self._waiting -= 1
+        if read.error is not None:
+            raise read.error
 
-    def _take(self, pending: deque[_Pending[Item]], spec: Spec[Item]) -> list[_Pending[Item]]:
-        """Up to 20 ready items whose mailboxes have room (in queue order)."""
+    # --- the dispatcher ----------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while self._pending or tasks:
+                batch = self._take() if self.flying < int(self.allowed) else []
+                if batch:
+                    self._start(batch)
+                    task = asyncio.create_task(self._one(batch))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    continue
+                await self._wait(bool(tasks))
+        except BaseException as exc:  # a bug: every read waiting on the gate raises it
+            for entry in self._pending:
+                _abort(entry, exc)
+            self._pending.clear()
+            raise
+
+    def _take(self) -> list[_Pending]:
+        """Up to 20 ready items whose mailboxes have room (in queue order); fewer only
+        when nothing is in flight that could bring more."""
         now = self._clock()
-        taken: list[_Pending[Item]] = []
-        skipped: list[_Pending[Item]] = []
+        taken: list[_Pending] = []
+        skipped: list[_Pending] = []
         room: Counter[str] = Counter()
-        while pending and len(taken) < BATCH_SIZE:
-            entry = pending.popleft()
-            mailbox = spec.mailbox(entry.item)
+        while self._pending and len(taken) < BATCH_SIZE:
+            entry = self._pending.popleft()
+            mailbox = entry.spec.mailbox(entry.item)
             if entry.not_before > now or \
                     self.inflight[mailbox] + room[mailbox] >= self.per_mailbox:
                 skipped.append(entry)
@@ -126,14 +194,20 @@ class MailboxGate:
                 continue
             room[mailbox] += 1
             taken.append(entry)
-        pending.extendleft(reversed(skipped))
+        if taken and len(taken) < BATCH_SIZE and (
+                self.flying or self._waiting < self._working or self.more_coming):
+            if not self.flying and self._waiting >= self._working:
+                self.starved.set()  # only a shard still to start can fill it
+            skipped = taken + skipped  # wait: what is at work may bring more to fill it
+            taken = []
+        self._pending.extendleft(reversed(skipped))
         return taken
 
-    def _start(self, batch: list[_Pending[Item]], spec: Spec[Item]) -> None:
+    def _start(self, batch: list[_Pending]) -> None:
         self.flying += 1
         self.peak_batches = max(self.peak_batches, self.flying)
         for entry in batch:
-            self.inflight[spec.mailbox(entry.item)] += 1
+            self.inflight[entry.spec.mailbox(entry.item)] += 1
 
     def _release(self, mailbox: str) -> None:
         self.inflight[mailbox] -= 1
@@ -145,98 +219,120 @@ class MailboxGate:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _wait(self, tasks: set[asyncio.Task[None]],
-                    pending: deque[_Pending[Item]]) -> None:
-        """Until one of this read's batches ends, the gate frees room, or a retry is due;
-        a batch that raised (a bug) raises here."""
+    async def _wait(self, flying: bool) -> None:
+        """Until a batch ends, items arrive, the gate frees room, or a retry is due."""
         now = self._clock()
-        future = [p.not_before for p in pending if p.not_before > now]
-        timeout = min(future) - now if future and len(future) == len(pending) else None
-        if timeout is not None and not tasks:
+        due = [p.not_before for p in self._pending if p.not_before > now]
+        timeout = min(due) - now if due and len(due) == len(self._pending) else None
+        if timeout is not None and not flying:
             await self._sleep(timeout)  # only retries left, each after its Retry-After
             return
-        waiter = asyncio.create_task(self._changed.wait())
         try:
-            done, _ = await asyncio.wait({*tasks, waiter}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        for task in done - {waiter}:
-            tasks.discard(task)
-            task.result()
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            return
 
-    async def _one(self, client: graph_client.GraphClient, batch: list[_Pending[Item]],
-                   pending: deque[_Pending[Item]], spec: Spec[Item]) -> None:
+    # --- one batch ---------------------------------------------------------
+
+    async def _one(self, batch: list[_Pending]) -> None:
         throttled = False
+        assert self._client is not None
         try:
             try:
-                answer = await client.post_json("/$batch", {"requests": [
+                answer = await self._client.post_json("/$batch", {"requests": [
                     {"id": str(n), "method": "GET",
-                     **({"headers": dict(spec.headers)} if spec.headers else {}),
-                     "url": (spec.batch_url or spec.url)(p.item)}
+                     **({"headers": dict(p.spec.headers)} if p.spec.headers else {}),
+                     "url": (p.spec.batch_url or p.spec.url)(p.item)}
                     for n, p in enumerate(batch)]})
             except errors.GraphReadError as exc:
                 throttled = exc.status == 429
-                await self._batch_failed(batch, pending, spec, exc)
+                self._batch_failed(batch, exc)
                 return
+            except BaseException as exc:  # a bug: the reads of these items raise it
+                for entry in batch:
+                    _abort(entry, exc)
+                    self._release(entry.spec.mailbox(entry.item))
+                raise
             responses = {r.get("id"): r for r in answer.get("responses") or ()
                          if isinstance(r, dict)}
-            results = await asyncio.gather(*(
-                self._settle(entry, responses.get(str(n)), pending, spec)
-                for n, entry in enumerate(batch)))
-            throttled = any(results)
+            results = await asyncio.gather(*(self._settle(entry, responses.get(str(n)))
+                                             for n, entry in enumerate(batch)),
+                                           return_exceptions=True)
+            throttled = any(r is True for r in results)
+            for entry, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):  # a bug: the read raises it
+                    _abort(entry, result)
         finally:
             self.flying -= 1
             self._adapt(throttled)
             self._signal()
 
-    async def _settle(self, entry: _Pending[Item], response: dict[str, Any] | None,
-                      pending: deque[_Pending[Item]], spec: Spec[Item]) -> bool:
+    async def _settle(self, entry: _Pending, response: dict[str, Any] | None) -> bool:
         """One item's answer; True when it was a 429. Its mailbox slot is held until
         the item is settled (its further pages are read on it)."""
-        mailbox = spec.mailbox(entry.item)
+        spec, item = entry.spec, entry.item
+        done = True
         try:
             if response is None:
-                spec.fail(entry.item, Failure(None, "invalid_json",
-                                              "no answer for the item in the $batch"))
+                spec.fail(item, Failure(None, "invalid_json",
+                                        "no answer for the item in the $batch"))
                 return False
             status = response.get("status")
             self.throttled += status == 429
             if status in RETRIED_STATUSES and entry.attempt < MAX_ITEM_RETRIES:
                 wait = batch_get.retry_after(response.get("headers"))
-                pending.append(_Pending(entry.item, entry.attempt + 1, self._clock() + wait))
+                self._pending.append(dataclasses.replace(
+                    entry, attempt=entry.attempt + 1, not_before=self._clock() + wait))
+                done = False
                 return bool(status == 429)
-            try:
-                again = await spec.settle(entry.item, response)
-            except errors.GraphReadError as exc:  # a further page failed: this item only
-                spec.fail(entry.item, Failure(exc.status, exc.code, exc.message))
-                return exc.status == 429
-            if again is None:
-                code, message = batch_get.error_of(response.get("body"))
-                spec.fail(entry.item, Failure(status if isinstance(status, int) else None,
-                                              code, message or "failed inside $batch"))
-            else:
-                pending.extendleft(_Pending(i, entry.attempt) for i in again)
+            again = await self._settled(entry, response, status)
+            if again:
+                entry.read.open += len(again)
+                self._pending.extendleft(dataclasses.replace(entry, item=i) for i in again)
             return False
         finally:
-            self._release(mailbox)
+            self._release(spec.mailbox(item))
+            if done:
+                entry.read.close()
 
-    async def _batch_failed(self, batch: list[_Pending[Item]],
-                            pending: deque[_Pending[Item]], spec: Spec[Item],
-                            exc: errors.GraphReadError) -> None:
+    async def _settled(self, entry: _Pending, response: dict[str, Any], status: Any
+                       ) -> list[Any]:
+        """The read's own settling of an answer; what it asks again (at once)."""
+        spec, item = entry.spec, entry.item
+        try:
+            again = await spec.settle(item, response)
+        except errors.GraphReadError as exc:  # a further page failed: this item only
+            spec.fail(item, Failure(exc.status, exc.code, exc.message))
+            return []
+        if again is None:
+            code, message = batch_get.error_of(response.get("body"))
+            spec.fail(item, Failure(status if isinstance(status, int) else None,
+                                    code, message or "failed inside $batch"))
+            return []
+        return again
+
+    def _batch_failed(self, batch: list[_Pending], exc: errors.GraphReadError) -> None:
         """The `$batch` request itself failed after the SDK's retries: its items are asked
         again later when that may help (throttled, unavailable, not delivered), else
         each fails."""
         retry = exc.status in RETRIED_STATUSES or exc.status is None
         for entry in batch:
             if retry and entry.attempt < MAX_ITEM_RETRIES:
-                pending.append(_Pending(entry.item, entry.attempt + 1, self._clock() + 1.0))
+                self._pending.append(dataclasses.replace(
+                    entry, attempt=entry.attempt + 1, not_before=self._clock() + 1.0))
             else:
-                spec.fail(entry.item, Failure(exc.status, exc.code, exc.message))
-            self._release(spec.mailbox(entry.item))
+                entry.spec.fail(entry.item, Failure(exc.status, exc.code, exc.message))
+                entry.read.close()
+            self._release(entry.spec.mailbox(entry.item))
 
     def _adapt(self, throttled: bool) -> None:
         if throttled:
             self.allowed = max(1.0, self.allowed / 2)
         else:
             self.allowed = min(float(self.max_batches), self.allowed + 1 / self.allowed)
+
+
+def _abort(entry: _Pending, exc: BaseException) -> None:
+    """A bug while reading an item: its read raises it (and waits for nothing more)."""
+    entry.read.error = exc
+    entry.read.close(entry.read.open)

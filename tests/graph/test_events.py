@@ -76,7 +76,8 @@ async def test_a_first_read_then_a_no_change_read_of_one_page_per_calendar() -> 
         first = await read(sim, wanted(12))
         assert first.full_reads == 24 and first.throttled == 0
         assert first.requests == 2  # 24 calendars: 10 mailboxes' two, then 2 mailboxes'
-        assert read.gate.peak_batches == 2  # type: ignore[attr-defined]
+        # The batch that is not full waits for the full one: what that brings might fill it.
+        assert read.gate.peak_batches == 1  # type: ignore[attr-defined]
         one = first.calendars[(uid(1), "cal-1")]
         assert one is not None and one.full and one.removed == []
         assert [e["id"] for e in one.events] == ["ev-1-0", "ev-1-1", "ev-1-2"]

@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import functools
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from shared import config
 from shared.graph import client as graph_client
+from shared.graph import middleware
 from shared.graph.mailbox_gate import DEFAULT_BATCHES, MailboxGate
 from shared.reconcile import events, model
 from shared.run.mailboxes import shard as one_shard
@@ -84,6 +87,8 @@ class PassOutcome:
     throttled: int = 0
 
     def add(self, one: one_shard.ShardOutcome) -> None:
+        """One shard's outcome (its Graph requests are counted for the whole pass: the
+        shards' items share batches)."""
         self.changes += one.changes
         self.errors += one.errors
         self.shards += 1
@@ -91,8 +96,6 @@ class PassOutcome:
         self.calendars += one.calendars
         self.events_written += one.events_written
         self.events_deleted += one.events_deleted
-        self.requests += one.requests
-        self.throttled += one.throttled
 
     def progress(self) -> dict[str, int]:
         return {"mailboxShards": self.shards, "mailboxesRead": self.mailboxes,
@@ -190,18 +193,50 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
     start, end = events.window(now, settings)
     window = (events.iso(start), events.iso(end))
     deps = one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches))
-    gate = asyncio.Semaphore(config.shards_at_once)
     outcome = PassOutcome()
 
     async def one(part: ShardRange) -> None:
-        async with gate:
+        async with deps.gate.working():
             outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
                 run_id, part.first, part.last, part.users, settings, window, now, apply)))
 
-    await asyncio.gather(*(one(p) for p in plan_shards(index, config.shard_size)))
+    with middleware.track() as stats:  # the gate packs the shards' items into batches
+        await _run_all([functools.partial(one, p)
+                        for p in plan_shards(index, config.shard_size)],
+                       deps.gate, config.shards_at_once)
+    outcome.requests, outcome.throttled = stats.total_requests, \
+        stats.throttled + deps.gate.throttled
     outcome.changes.sort(key=_order)
     outcome.errors.sort(key=lambda e: (str(e.get("userId")), str(e.get("reason"))))
     return outcome
+
+
+async def _run_all(shards: list[Callable[[], Coroutine[Any, Any, None]]], gate: MailboxGate,
+                   at_once: int) -> None:
+    """Run the shards `at_once` at a time; one more when the gate is starved (a batch
+    that is not full waits only for a shard still to start), so batches stay full."""
+    todo = deque(shards)
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while todo or running:
+            gate.more_coming = bool(todo)
+            while todo and (len(running) < at_once or gate.starved.is_set()):
+                gate.starved.clear()
+                running.add(asyncio.create_task(todo.popleft()()))
+            gate.more_coming = bool(todo)
+            if not todo:
+                gate.starved.clear()  # nothing left to start: the gate sends what it has
+            starved = asyncio.create_task(gate.starved.wait())
+            done, _ = await asyncio.wait({*running, starved},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            starved.cancel()
+            for task in done - {starved}:
+                running.discard(task)
+                task.result()
+    finally:
+        gate.more_coming = False
+        for task in running:
+            task.cancel()
 
 
 def _order(change: model.Change) -> tuple[int, str, str]:

@@ -57,8 +57,6 @@ class MailboxState:
     entra_id: str | None
     window: tuple[str, str] | None = None
     generation: str | None = None
-    read_at: str | None = None
-    """When Graph last answered for this mailbox."""
     in_cloud: bool = True
     """False: Graph said the mailbox is not in the cloud (R13 keeps no calendar)."""
     failures: int = 0
@@ -69,8 +67,7 @@ class MailboxState:
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "entraId": self.entra_id,
                 "window": list(self.window) if self.window else None,
-                "generation": self.generation, "readAt": self.read_at,
-                "inCloud": self.in_cloud, "failures": self.failures,
+                "generation": self.generation, "inCloud": self.in_cloud, "failures": self.failures,
                 "failedAt": self.failed_at,
                 "calendars": {c: s.to_json() for c, s in sorted(self.calendars.items())}}
 
@@ -90,8 +87,7 @@ class MailboxState:
             entra_id=_text(value.get("entraId")),
             window=(str(window[0]), str(window[1]))
             if isinstance(window, list) and len(window) == 2 else None,
-            generation=_text(value.get("generation")), read_at=_text(value.get("readAt")),
-            in_cloud=value.get("inCloud") is not False,
+            generation=_text(value.get("generation")), in_cloud=value.get("inCloud") is not False,
             failures=failures if isinstance(failures, int) else 0,
             failed_at=_text(value.get("failedAt")), calendars=calendars)
 
