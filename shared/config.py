@@ -64,6 +64,11 @@ NOTIFY_QUEUE_NAME = "emply-sync-notify"
 # and about how many synced mailboxes a shard holds.
 MAILBOX_BATCHES = "EMPLY_SYNC_MAILBOX_BATCHES"
 MAILBOX_SHARD_SIZE = "EMPLY_SYNC_MAILBOX_SHARD_SIZE"
+# Where the pass's shards run: "inline" (in the run's own process, the default) or
+# "queue" (one message per shard on MAILBOX_QUEUE_NAME, worked by the queue trigger on as
+# many instances as the host scales to; same connection as the run-request queue).
+MAILBOX_SHARDS = "EMPLY_SYNC_MAILBOX_SHARDS"
+MAILBOX_QUEUE_NAME = "emply-sync-mailboxes"
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -88,6 +93,7 @@ APP_SETTINGS: tuple[str, ...] = (
     NOTIFICATION_DEBOUNCE,
     MAILBOX_BATCHES,
     MAILBOX_SHARD_SIZE,
+    MAILBOX_SHARDS,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from shared import config, errors, telemetry
 from shared import store as store_mod
+from shared.app import run_queue
 from shared.graph import client as graph_client
 from shared.reconcile import model
 from shared.run import context, pipeline
@@ -65,6 +66,7 @@ async def sync(
     store: store_mod.EmplyStore | None = None
     entered = False
     try:
+        mailboxes = _mailbox_settings(env)
         store = _open_store(env, storage)
         await _enter(store)
         entered = True
@@ -79,15 +81,20 @@ async def sync(
             if store is not None:
                 await _close_quietly(store.close())
         return report
+    shard_queue = (run_queue.open_run_queue(env, queue_name=config.MAILBOX_QUEUE_NAME)
+                   if mailboxes.queued else None)
     try:
         deps = Deps(store=store, graph=graph, schedule=_schedule(env),
-                            photos=store.photo_store())
+                    photos=store.photo_store(), mailboxes=mailboxes,
+                    shard_queue=shard_queue.send if shard_queue else None)
         return await pipeline.run_sync(deps,
                                       trigger=trigger, dry_run=dry_run,
                                       approve_deactivations=approve_deactivations,
                                       approve_deletions=approve_deletions,
                                       run_id=run_id, queued_at=queued_at)
     finally:
+        if shard_queue is not None:
+            await _close_quietly(shard_queue.close())
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
 

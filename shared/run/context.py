@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from shared import config
@@ -40,6 +40,9 @@ class Deps:
     photo can be copied (a run that would copy one fails before writing its user)."""
     mailboxes: PassSettings = dataclasses.field(default_factory=lambda: PassSettings())
     """The mailbox pass's app settings (R13, R14)."""
+    shard_queue: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
+    """Puts a mailbox shard on the queue (`mailboxes.queued`: the app's queue); None: the
+    shards run in the run's own process whatever the settings say."""
 
 
 @dataclasses.dataclass

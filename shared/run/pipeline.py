@@ -31,6 +31,7 @@ from shared.run import disabled, lease, prepare, unchanged
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
+from shared.run.mailboxes import shard_runs
 from shared.run.steps import (
     base,
     calendars,
@@ -145,10 +146,18 @@ async def _run(deps: Deps, recorder: _Recorder, started: dt.datetime, held: leas
         if errors.classify(exc) is None:
             raise
     finally:
-        recorder.report = dataclasses.replace(
-            recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
-            duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
+        shards = recorder.report.mailbox_shards
+        if shards:  # finished when its mailbox shards are (`shared.run.mailboxes.queued`)
+            recorder.report = dataclasses.replace(
+                recorder.report, status="running", progress={"phase": "mailboxes"},
+                mailbox_shards={**shards, "statusWhenDone": recorder.report.status})
+        else:
+            recorder.report = dataclasses.replace(
+                recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
+                duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
         await _save_report(deps.store, recorder.report.to_json())
+        if shards:
+            await shard_runs.directory_done(deps.store, recorder.report.run_id, deps.clock())
 
 
 async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lease.Held | None,
@@ -203,7 +212,8 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
         counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
-        entra_read=_with_requests(recorder.report.entra_read, *applied.requests))
+        entra_read=_with_requests(recorder.report.entra_read, *applied.requests),
+        mailbox_shards=applied.shards)
 
 
 async def _mailboxes_of_unchanged(deps: Deps, recorder: _Recorder, started: dt.datetime,
@@ -217,9 +227,13 @@ async def _mailboxes_of_unchanged(deps: Deps, recorder: _Recorder, started: dt.d
     recorder.report = mailboxes.with_pass(recorder.report, found, recorder.report.counts)
     if found.progress:
         recorder.progress(found.step, **found.progress)
-    if found.added and apply:
-        await change_feed.record_changes(deps.store, recorder.report.run_id,
-                                         [c.to_json() for c in found.added], deps.clock())
+    if apply:
+        error = await change_feed.flush_feed(deps.store, deps.clock()) or (
+            await change_feed.record_changes(deps.store, recorder.report.run_id,
+                                             [c.to_json() for c in found.added],
+                                             deps.clock()) if found.added else None)
+        if error:
+            recorder.report = recorder.report.with_error(error)
 
 
 def _with_requests(read: run_report.EntraReadSummary | None, requests: int, throttled: int

@@ -3,10 +3,13 @@
 Table `mailboxes` (with the store's prefix), PartitionKey `m-XX` (XX: the user's bucket,
 `codec.user_bucket`, the same as its calendars' and events'), RowKey the encoded Emply
 user id. A row holds what the pass (`shared.run.mailboxes`) knows of the mailbox: the
-Entra id, whether it is synced, the calendars Emply keeps as the pass left them, and per
-mirrored calendar its delta link and what Emply holds of it. The pass defines that
-value (plain JSON); here it is text split over properties `p0`, `p1`, ... of at most
-`PART_CHARS` characters each (Table Storage's limit per string property is 64 KiB).
+Entra id, the calendars Emply keeps as the pass left them, and per mirrored calendar
+its delta link and what Emply holds of it. The pass defines that value (plain JSON);
+here it is text split over properties `p0`, `p1`, ... of at most `PART_CHARS`
+characters each (Table Storage's limit per string property is 64 KiB). Partition
+`index` holds the pass's index (a row per bucket); other partitions hold the pass's
+records (`read_records`, `put_record`: the shards of a run and their claims on buckets),
+each written conditionally on its ETag where two writers may meet.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.store import codec, keys, wire
@@ -110,6 +120,59 @@ class AzureMailboxStates:
     async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
         """Replace (or with None delete) these buckets' index rows."""
         await self._write([(INDEX, bucket, value) for bucket, value in rows.items()])
+
+    async def read_records(self, partition_key: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """Key -> (value, ETag) of one partition's records."""
+        await self._ensure()
+        found: dict[str, tuple[dict[str, Any], str]] = {}
+        escaped = partition_key.replace("'", "''")
+        async for page in wire.query(self._table, f"PartitionKey eq '{escaped}'"):
+            for row in page:
+                value = decode(row)
+                if value is not None:
+                    found[keys.decode_key(row["RowKey"])] = (value, str(row[wire.ETAG]))
+        return found
+
+    async def put_record(self, partition_key: str, key: str, value: Mapping[str, Any], *,
+                         etag: str | None = None, create: bool = False) -> str | None:
+        """Write one record: replacing whatever is there, or only if its ETag is still
+        `etag`, or (`create`) only if there is none. Its new ETag; None when the
+        condition did not hold."""
+        await self._ensure()
+        entity = {"PartitionKey": partition_key, "RowKey": keys.encode_key(key),
+                  **encode(value)}
+        try:
+            if create:
+                result = await self._table.create_entity(entity)
+            elif etag is not None:
+                result = await self._table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag,
+                    match_condition=MatchConditions.IfNotModified)
+            else:
+                result = await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+        self._tally.count(singles=1)
+        return str(result["etag"])
+
+    async def delete_record(self, partition_key: str, key: str, *,
+                            etag: str | None = None) -> bool:
+        """Delete one record (only if its ETag is still `etag`, when given); False when
+        it had changed. A record already gone is fine."""
+        await self._ensure()
+        try:
+            if etag is None:
+                await self._table.delete_entity(partition_key, keys.encode_key(key))
+            else:
+                await self._table.delete_entity(
+                    partition_key, keys.encode_key(key), etag=etag,
+                    match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        except ResourceNotFoundError:
+            return True
+        self._tally.count(singles=1)
+        return True
 
     async def _write(self, rows: list[tuple[str, str, Mapping[str, Any] | None]]) -> None:
         if not rows:

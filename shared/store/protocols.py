@@ -267,6 +267,20 @@ class MailboxStates(Protocol):
     async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
         """Replace these buckets' index (None: delete it)."""
 
+    async def read_records(self, partition_key: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """Key -> (value, ETag) of the pass's records in one partition (the shards of a
+        run, the claims on buckets)."""
+
+    async def put_record(self, partition_key: str, key: str, value: Mapping[str, Any], *,
+                         etag: str | None = None, create: bool = False) -> str | None:
+        """Write a record: unconditionally, only if its ETag is still `etag`, or
+        (`create`) only if there is none; its new ETag, None when the condition failed."""
+
+    async def delete_record(self, partition_key: str, key: str, *,
+                            etag: str | None = None) -> bool:
+        """Delete a record (only if its ETag is still `etag`, when given); False when it
+        had changed (a record already gone is fine)."""
+
 
 class Mailboxes(Protocol):
     def mailbox_side(self) -> MailboxSide: ...

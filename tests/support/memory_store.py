@@ -516,6 +516,8 @@ class MemoryMailboxStates:
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {}
         self.index: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
+        self._etags = _Etags()
 
     async def read_states(self, first: str, last: str) -> dict[str, dict[str, Any]]:
         return {u: _json(s) for u, s in sorted(self.states.items())
@@ -537,3 +539,27 @@ class MemoryMailboxStates:
                 self.index.pop(bucket, None)
             else:
                 self.index[bucket] = _json(value)
+
+    async def read_records(self, partition_key: str) -> dict[str, tuple[dict[str, Any], str]]:
+        return {k: (_json(v), e) for k, (v, e) in
+                sorted(self.records.get(partition_key, {}).items())}
+
+    async def put_record(self, partition_key: str, key: str, value: Mapping[str, Any], *,
+                         etag: str | None = None, create: bool = False) -> str | None:
+        part = self.records.setdefault(partition_key, {})
+        current = part.get(key)
+        if (create and current is not None) or (
+                etag is not None and (current is None or current[1] != etag)):
+            return None
+        new = self._etags.new()
+        part[key] = (_json(value), new)
+        return new
+
+    async def delete_record(self, partition_key: str, key: str, *,
+                            etag: str | None = None) -> bool:
+        part = self.records.get(partition_key, {})
+        current = part.get(key)
+        if current is not None and etag is not None and current[1] != etag:
+            return False
+        part.pop(key, None)
+        return True

@@ -21,7 +21,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 from shared import config
@@ -48,13 +48,20 @@ class PassSettings:
     shards_at_once: int = DEFAULT_SHARDS_AT_ONCE
     batches: int = DEFAULT_BATCHES
     """`$batch` requests in flight at most (`MailboxGate`)."""
+    queued: bool = False
+    """The shards go on the mailbox queue (`queued`) instead of running in the run."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PassSettings:
         """From the app settings; a bad value is a ValueError naming the setting."""
+        mode = (env.get(config.MAILBOX_SHARDS) or "inline").strip().lower()
+        if mode not in ("inline", "queue"):
+            raise ValueError(f"{config.MAILBOX_SHARDS} must be inline or queue, "
+                             f"got {mode[:20]!r}")
         return cls(shard_size=_whole(env, config.MAILBOX_SHARD_SIZE, DEFAULT_SHARD_SIZE,
                                      1, 5000),
-                   batches=_whole(env, config.MAILBOX_BATCHES, DEFAULT_BATCHES, 1, 256))
+                   batches=_whole(env, config.MAILBOX_BATCHES, DEFAULT_BATCHES, 1, 256),
+                   queued=mode == "queue")
 
 
 def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -169,19 +176,29 @@ async def load_settings(states: protocols.MailboxStates) -> dict[str, Any] | Non
     return found if isinstance(found, dict) else None
 
 
-def plan_shards(index: Mapping[str, BucketIndex], shard_size: int) -> list[ShardRange]:
-    """Contiguous bucket ranges covering every bucket, each with about `shard_size`
-    synced users (a bucket is never split: its users' calendars are one query)."""
+def plan_shards(index: Mapping[str, BucketIndex], shard_size: int, *,
+                skip: Collection[str] = ()) -> list[ShardRange]:
+    """Contiguous bucket ranges covering every bucket but those in `skip`, each with
+    about `shard_size` synced users (a bucket is never split: its users' calendars are
+    one query)."""
     out: list[ShardRange] = []
-    first = keys.ALL_BUCKETS[0]
+    first: str | None = None
+    previous = keys.ALL_BUCKETS[0]
     users: BucketIndex = {}
     for bucket in keys.ALL_BUCKETS:
+        if bucket in skip:
+            if first is not None:
+                out.append(ShardRange(first, previous, users))
+            first, users = None, {}
+            continue
+        first = first or bucket
         users = {**users, **index.get(bucket, {})}
-        if len(users) >= shard_size or bucket == keys.ALL_BUCKETS[-1]:
+        previous = bucket
+        if len(users) >= shard_size:
             out.append(ShardRange(first, bucket, users))
-            users = {}
-            if bucket != keys.ALL_BUCKETS[-1]:
-                first = f"{int(bucket, 16) + 1:02x}"
+            first, users = None, {}
+    if first is not None:
+        out.append(ShardRange(first, previous, users))
     return out
 
 

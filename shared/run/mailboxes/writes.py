@@ -113,7 +113,8 @@ def _state(user_id: str, found: Found, job: ShardJob, generation: str, read: Rea
         return dataclasses.replace(old, entra_id=entra_id, calendars=kept)
     failed = user_id in read.failed
     return MailboxState(
-        entra_id=entra_id, window=job.window, generation=generation, in_cloud=read.listed[entra_id] is not None,
+        entra_id=entra_id, window=job.window, generation=generation,
+        in_cloud=read.listed[entra_id] is not None,
         failures=(old.failures + 1) if failed and old else int(failed),
         failed_at=at if failed else None,
         calendars={c: CalendarState(cal.name, cal.is_default, cal.enabled,

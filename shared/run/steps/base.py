@@ -53,6 +53,9 @@ class StepOutcome:
     """Graph requests the step made while applying (the report's `entraRead` counts
     them with the reads')."""
     throttled: int = 0
+    shards: Mapping[str, Any] | None = None
+    """Mailbox shards this step put on the queue (`shared.run.mailboxes.queued`): the run
+    is finished only when they are."""
 
 
 class Step:
@@ -97,6 +100,11 @@ class Applied:
     @property
     def wrote(self) -> int:
         return sum(o.wrote for o in self.outcomes)
+
+    @property
+    def shards(self) -> Mapping[str, Any] | None:
+        """What a step put on the mailbox queue, if any."""
+        return next((o.shards for o in self.outcomes if o.shards), None)
 
     @property
     def requests(self) -> tuple[int, int]:

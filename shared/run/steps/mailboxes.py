@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from shared.reconcile import convert, model
 from shared.run import report as run_report
 from shared.run.context import Deps, Run
-from shared.run.mailboxes import passes
+from shared.run.mailboxes import passes, queued
 from shared.run.mailboxes.state import BucketIndex
 from shared.run.steps import base
 
@@ -37,10 +37,7 @@ class MailboxesStep(base.Step):
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         index = await _index(run, applied.pending(DIRECTORY_KINDS), write=True)
-        found = await passes.run_pass(run.deps.store, run.deps.graph, run_id=run.run_id,
-                                      settings=run.settings, now=run.started, index=index,
-                                      apply=True, config=run.deps.mailboxes)
-        return _outcome(self.name, found)
+        return await _pass(run.deps, run.run_id, run.settings, run.started, index)
 
     async def preview(self, run: Run, plan: model.Plan) -> base.StepOutcome:
         index = await _index(run, [c for c in plan.changes if c.kind in DIRECTORY_KINDS],
@@ -84,15 +81,36 @@ async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply:
     if not (settings.enabled and settings.calendar_sync):
         return None
     index = await passes.read_index(states)
+    if apply:
+        return await _pass(deps, run_id, settings, started, index)
     found = await passes.run_pass(deps.store, deps.graph, run_id=run_id, settings=settings,
-                                  now=started, index=index, apply=apply,
+                                  now=started, index=index, apply=False,
+                                  config=deps.mailboxes)
+    return _outcome(MailboxesStep.name, found)
+
+
+async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.datetime,
+                index: Mapping[str, BucketIndex]) -> base.StepOutcome:
+    """The pass, in this process or (`EMPLY_SYNC_MAILBOX_SHARDS=queue`) on the queue."""
+    if deps.mailboxes.queued and deps.shard_queue is not None:
+        count, busy = await queued.enqueue(deps.store, deps.shard_queue, run_id=run_id,
+                                           started=started, index=index,
+                                           config=deps.mailboxes)
+        shards = {"queued": count, "bucketsHeld": busy}
+        return base.StepOutcome(MailboxesStep.name, progress={"mailboxShardsQueued": count},
+                                shards=shards if count else None)
+    found = await passes.run_pass(deps.store, deps.graph, run_id=run_id, settings=settings,
+                                  now=started, index=index, apply=True,
                                   config=deps.mailboxes)
     return _outcome(MailboxesStep.name, found)
 
 
 def with_pass(report: run_report.RunReport, outcome: base.StepOutcome,
               counts: Mapping[str, int]) -> run_report.RunReport:
-    """`report` with a pass's changes, counts, errors and Graph requests added."""
+    """`report` with a pass's changes, counts, errors and Graph requests added (or the
+    shards it queued)."""
+    if outcome.shards:
+        report = dataclasses.replace(report, mailbox_shards=outcome.shards)
     merged = dict(counts)
     for change in outcome.added:
         merged[change.kind] = merged.get(change.kind, 0) + 1
