@@ -37,7 +37,7 @@ from shared.graph import client as graph_client
 BATCH_SIZE = batch_get.BATCH_SIZE
 OUTLOOK_PER_MAILBOX = 4
 """Outlook's concurrent requests per mailbox."""
-DEFAULT_BATCHES = 32
+DEFAULT_BATCHES = 16
 """Batches in flight at most (the setting `EMPLY_SYNC_MAILBOX_BATCHES`)."""
 MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 RETRIED_STATUSES = batch_get.RETRIED_STATUSES

@@ -67,19 +67,29 @@ def read_digest(user_id: str, calendar_id: str, read: model.CalendarEvents) -> s
     return digest(r for r in records if r is not None)
 
 
+def r13_changes(emply: model.EmplySnapshot,
+                mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None],
+                settings: model.Settings) -> list[model.Change]:
+    """R13's changes of the group (the counts of events that go with a calendar are
+    those of `emply.events`: none when they were not read)."""
+    return calendars.calendar_changes(emply, mailboxes, settings, ())
+
+
 def stored_needed(emply: model.EmplySnapshot,
                   mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None],
                   reads: Mapping[CalendarKey, model.CalendarEvents],
                   known: Mapping[CalendarKey, Known],
-                  settings: model.Settings) -> set[CalendarKey]:
+                  settings: model.Settings,
+                  r13: list[model.Change] | None = None) -> set[CalendarKey]:
     """The calendars whose stored events must be read before they are planned (see the
     module's docstring). `emply`: the group's users and calendars (events not needed);
-    `reads`: by Emply key, the events read this run. With the integration removed (R17)
-    every calendar goes with its events: the caller reads them all."""
+    `reads`: by Emply key, the events read this run; `r13`: `r13_changes` when made
+    already. With the integration removed (R17) every calendar goes with its events:
+    the caller reads them all."""
     if not settings.enabled:
         return {(c.user_id, c.id) for c in emply.calendars}
-    r13 = calendars.calendar_changes(dataclasses.replace(emply, events=()), mailboxes,
-                                     settings, ())
+    if r13 is None:
+        r13 = r13_changes(dataclasses.replace(emply, events=()), mailboxes, settings)
     need = {(str(c.before["userId"]), str(c.before["calendarId"])) for c in r13
             if c.kind == model.CALENDAR_REMOVE}
     need = {key for key in need if key not in known or known[key].events > 0}
@@ -100,17 +110,20 @@ def stored_needed(emply: model.EmplySnapshot,
 def plan_group(emply: model.EmplySnapshot,
                mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None],
                reads: Mapping[CalendarKey, model.CalendarEvents | None],
-               settings: model.Settings, planned: Iterable[CalendarKey] = ()) -> GroupPlan:
+               settings: model.Settings, planned: Iterable[CalendarKey] = (),
+               r13: list[model.Change] | None = None) -> GroupPlan:
     """R13's changes for the mailboxes read (`mailboxes`, by Entra id) and for the users
     whose calendars are no longer synced, then R14's for the calendars in `reads` (by
     Emply key). `planned`: the calendars `stored_needed` named, whose stored events are
-    in `emply` (their `Known` is in the result)."""
+    in `emply` (their `Known` is in the result); `r13`: `r13_changes` made before the
+    events were read (used when no calendar goes: then no count of events is in it)."""
     users = {u.id: u.entra_id for u in emply.users}
     by_entra = {e: u for u, e in users.items() if e}
     if not settings.enabled:  # R17: everything Emply keeps goes, nothing is read
         gone = tuple(removal.removal_changes(emply))
         return GroupPlan(gone, model.EventWrites(), {})
-    r13 = calendars.calendar_changes(emply, mailboxes, settings, ())
+    if r13 is None or any(c.kind == model.CALENDAR_REMOVE for c in r13):
+        r13 = r13_changes(emply, mailboxes, settings)
     entra_reads = {(users[u] or "", c): r for (u, c), r in reads.items() if users.get(u)}
     entra = model.EntraSnapshot(tenant_id="", users={}, groups={}, mailboxes=mailboxes,
                                 events=entra_reads)

@@ -43,7 +43,8 @@ def records(user: str, calendar: str, *events: dict[str, Any]) -> str:
 def test_the_enabled_calendars_are_read_with_the_link_the_pass_holds() -> None:
     known = {("u-anna", "main"): mailbox_plan.Known("link-main", 3, "d"),
              ("u-anna", "team"): mailbox_plan.Known(None, 5, "d")}  # a new day: no link
-    assert reads.wanted_events(SNAPSHOT, LISTED, known, SETTINGS,
+    r13 = mailbox_plan.r13_changes(SNAPSHOT, LISTED, SETTINGS)
+    assert reads.wanted_events(SNAPSHOT, LISTED, known, r13,
                                {"anna": "u-anna", "bo": "u-bo"}) == [
         graph_events.Wanted("anna", "main", "link-main"),
         graph_events.Wanted("anna", "team", None),  # read in full

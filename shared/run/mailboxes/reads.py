@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.graph import events as graph_events
-from shared.reconcile import calendars, convert, events, mailbox_plan, model
+from shared.reconcile import convert, events, mailbox_plan, model
 from shared.run.mailboxes.state import MailboxState
 from shared.store import protocols
 
@@ -67,12 +67,11 @@ def synced_user(user_id: str, entra_id: str) -> model.EmplyUser:
 def wanted_events(snapshot: model.EmplySnapshot,
                   mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None],
                   known: Mapping[tuple[str, str], mailbox_plan.Known],
-                  settings: model.Settings, by_entra: Mapping[str, str]
+                  r13: list[model.Change], by_entra: Mapping[str, str]
                   ) -> list[graph_events.Wanted]:
     """The calendars whose events this shard reads: each calendar R13 keeps enabled
-    after this run among those just listed (the default one, others the user enabled),
-    with its delta link when the pass still holds one."""
-    r13 = calendars.calendar_changes(snapshot, mailboxes, settings, ())
+    after this run (`r13`: its changes) among those just listed (the default one, others
+    the user enabled), with its delta link when the pass still holds one."""
     with_calendars = {e.casefold(): e for e, found in mailboxes.items() if found is not None}
     entra_of = {u: with_calendars.get(e) for e, u in by_entra.items()}
     out = []

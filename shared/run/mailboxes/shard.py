@@ -91,19 +91,20 @@ async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
     known = {(u, c): k for u, state in found.states.items()
              for c, k in state.known(job.window, generation).items()}
     snapshot = found.snapshot()
-    wanted = shard_reads.wanted_events(snapshot, mailboxes, known, job.settings, by_entra)
+    r13 = mailbox_plan.r13_changes(snapshot, mailboxes, job.settings)
+    wanted = shard_reads.wanted_events(snapshot, mailboxes, known, r13, by_entra)
     read = await graph_events.read_events(deps.graph, wanted, job.window, gate=deps.gate)
     reads = {(by_entra[e.casefold()], c): None if r is None else
              model.CalendarEvents(r.full, r.events, r.removed)
              for (e, c), r in read.calendars.items()}
     need = mailbox_plan.stored_needed(snapshot, mailboxes,
                                       {k: r for k, r in reads.items() if r is not None},
-                                      known, job.settings)
+                                      known, job.settings, r13)
     stored = await shard_reads.stored_events(side, job, need,
                                              everything=not job.settings.enabled)
     plan = mailbox_plan.plan_group(dataclasses.replace(snapshot, events=stored), mailboxes,
                                    {k: reads[k] for k in need if k in reads}, job.settings,
-                                   need)
+                                   need, r13)
     _count(outcome, listed, read)
     answered = shard_writes.Read(
         listed.mailboxes,

@@ -82,15 +82,40 @@ def new_states(found: Found, job: ShardJob, generation: str, read: Read,
                ) -> dict[str, dict[str, Any] | None]:
     """The states to write: each user's that changed (None: the row goes)."""
     after = calendars_after(found, plan)
+    changed = {c.user_id for c in plan.changes}
     out: dict[str, dict[str, Any] | None] = {}
     for user_id in sorted({*found.users, *found.states}):
         if user_id in conflicts:
             continue  # planned again by the next run, from the state it had
+        if user_id not in changed and _same(found.states.get(user_id), user_id, job,
+                                            generation, read, after.get(user_id, {})):
+            continue
         state = _state(user_id, found, job, generation, read, plan, after.get(user_id, {}))
         value = None if state is None else state.to_json()
         if value != found.raw_states.get(user_id):
             out[user_id] = value
     return out
+
+
+def _same(old: MailboxState | None, user_id: str, job: ShardJob, generation: str,
+          read: Read, calendars: Mapping[str, model.EmplyCalendar]) -> bool:
+    """Whether a user's state stays as it is (the common case: a mailbox read with no
+    change gets the same links back), told without building it anew."""
+    if old is None or old.failures or user_id in read.failed \
+            or old.window != job.window or old.generation != generation \
+            or old.entra_id is None or old.entra_id not in read.listed \
+            or old.in_cloud != (read.listed[old.entra_id] is not None) \
+            or old.calendars.keys() != calendars.keys():
+        return False
+    for calendar_id, calendar in calendars.items():
+        was = old.calendars[calendar_id]
+        if (was.name, was.is_default, was.enabled) != (
+                calendar.name, calendar.is_default, calendar.enabled):
+            return False
+        link = read.links.get((user_id, calendar_id))
+        if calendar.enabled and (was.known is None or link != was.known.link):
+            return False
+    return True
 
 
 def _state(user_id: str, found: Found, job: ShardJob, generation: str, read: Read,
