@@ -14,8 +14,14 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
+
 from tests.e2e import tenants as t
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_roles import MEGAN, RAY, faq_state
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 EVENT = {"id": "ev-1", "subject": "1:1",

@@ -9,7 +9,13 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
+
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_calendars import calendar_world, edit, tenant
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 TODAY = dt.datetime.now(dt.UTC).date()
 DELTA = "GET /users/{id}/calendars/{cid}/calendarView/delta"

@@ -176,6 +176,19 @@ async def load_settings(states: protocols.MailboxStates) -> dict[str, Any] | Non
     return found if isinstance(found, dict) else None
 
 
+async def cleared(states: protocols.MailboxStates) -> str | None:
+    """The generation of the Emply side in which a pass with nobody synced left no
+    calendar (None: none did since the settings changed)."""
+    row = (await states.read_index()).get(SETTINGS_ROW)
+    found = row.get("cleared") if row else None
+    return found if isinstance(found, str) else None
+
+
+async def mark_cleared(states: protocols.MailboxStates, generation: str) -> None:
+    row = (await states.read_index()).get(SETTINGS_ROW) or {}
+    await states.write_index({SETTINGS_ROW: {**row, "cleared": generation}})
+
+
 def plan_shards(index: Mapping[str, BucketIndex], shard_size: int, *,
                 skip: Collection[str] = ()) -> list[ShardRange]:
     """Contiguous bucket ranges covering every bucket but those in `skip`, each with

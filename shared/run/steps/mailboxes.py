@@ -91,7 +91,21 @@ async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply:
 
 async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.datetime,
                 index: Mapping[str, BucketIndex]) -> base.StepOutcome:
-    """The pass, in this process or (`EMPLY_SYNC_MAILBOX_SHARDS=queue`) on the queue."""
+    """The pass, in this process or (`EMPLY_SYNC_MAILBOX_SHARDS=queue`) on the queue.
+    With nobody synced (calendar sync off, R17) it only removes what Emply keeps, in
+    this process (no mailbox is read), and once that left nothing, not again until an
+    import gives the Emply side a new generation."""
+    if not any(index.values()):
+        states = deps.store.mailbox_states()
+        generation = await deps.store.mailbox_side().generation()
+        if await passes.cleared(states) == generation:
+            return base.StepOutcome(MailboxesStep.name)
+        found = await passes.run_pass(deps.store, deps.graph, run_id=run_id,
+                                      settings=settings, now=started, index=index,
+                                      apply=True, config=deps.mailboxes)
+        if not found.errors:
+            await passes.mark_cleared(states, generation)
+        return _outcome(MailboxesStep.name, found)
     if deps.mailboxes.queued and deps.shard_queue is not None:
         count, busy = await queued.enqueue(deps.store, deps.shard_queue, run_id=run_id,
                                            started=started, index=index,
