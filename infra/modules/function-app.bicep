@@ -54,6 +54,23 @@ param enableNotifications bool = true
 @maxValue(3600)
 param notificationDebounceSeconds int = 60
 
+@description('Where the mailbox pass (R13 calendars, R14 events) runs its shards: queue (one message per shard on emply-sync-mailboxes, worked by as many instances as the host scales to) or inline (in the run\'s own instance).')
+@allowed([
+  'queue'
+  'inline'
+])
+param mailboxShards string = 'queue'
+
+@description('Graph $batch requests the mailbox pass keeps in flight at most (per instance); Outlook\'s 4 requests per mailbox hold whatever this is, and Graph\'s 429s lower it.')
+@minValue(1)
+@maxValue(256)
+param mailboxBatches int = 16
+
+@description('About how many synced mailboxes one shard of the mailbox pass holds.')
+@minValue(1)
+@maxValue(5000)
+param mailboxShardSize int = 250
+
 @description('The app\'s public base URL Graph calls back. Empty: https://<app name>.azurewebsites.net (set it when the app has another host name).')
 param publicUrl string = ''
 
@@ -205,6 +222,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS'
           value: string(notificationDebounceSeconds)
+        }
+        {
+          // The mailbox pass: where its shards run, batches in flight, shard size.
+          name: 'EMPLY_SYNC_MAILBOX_SHARDS'
+          value: mailboxShards
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_BATCHES'
+          value: string(mailboxBatches)
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_SHARD_SIZE'
+          value: string(mailboxShardSize)
         }
       ]
     }
