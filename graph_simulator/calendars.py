@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from graph_simulator import odata
+from graph_simulator import event_notifications, odata
 from graph_simulator.directory import user_id
 from graph_simulator.protocol import (
     GraphError,
@@ -212,6 +212,7 @@ def create_event(sim: Simulator, req: Req) -> Resp:
     event.setdefault("showAs", "busy")
     event.setdefault("sensitivity", "normal")
     cal["events"].append(event)
+    event_notifications.record(sim, user_id(sim, req), "created", event["id"])
     return _event_response(req, 201, event)
 
 
@@ -240,10 +241,12 @@ def patch_event(sim: Simulator, req: Req) -> Resp:
     merged = {**event, **body, "lastModifiedDateTime": now()}
     _check_event_window(merged)
     cal["events"] = [merged if e is event else e for e in cal["events"]]
+    event_notifications.record(sim, user_id(sim, req), "updated", merged["id"])
     return _event_response(req, 200, merged)
 
 
 def delete_event(sim: Simulator, req: Req) -> Resp:
     cal, event = _find_event(sim, req)
     cal["events"] = [e for e in cal["events"] if e is not event]
+    event_notifications.record(sim, user_id(sim, req), "deleted", event["id"])
     return Resp(204)

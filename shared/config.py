@@ -69,6 +69,9 @@ MAILBOX_SHARD_SIZE = "EMPLY_SYNC_MAILBOX_SHARD_SIZE"
 # many instances as the host scales to; same connection as the run-request queue).
 MAILBOX_SHARDS = "EMPLY_SYNC_MAILBOX_SHARDS"
 MAILBOX_QUEUE_NAME = "emply-sync-mailboxes"
+# With notifications on: every mailbox is still read at least once in this many hours
+# (the sweep; 0: every run reads every mailbox).
+MAILBOX_SWEEP_HOURS = "EMPLY_SYNC_MAILBOX_SWEEP_HOURS"
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -94,6 +97,7 @@ APP_SETTINGS: tuple[str, ...] = (
     MAILBOX_BATCHES,
     MAILBOX_SHARD_SIZE,
     MAILBOX_SHARDS,
+    MAILBOX_SWEEP_HOURS,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

@@ -24,7 +24,7 @@ from shared.reconcile import model
 from shared.run import context, pipeline
 from shared.run import explain as run_explain
 from shared.run import report as run_report
-from shared.run.mailboxes import passes
+from shared.run.mailboxes import settings as mailbox_settings
 from shared.store import errors as store_errors
 
 # What the entry points catch and pass, named here so they need not reach further in.
@@ -224,9 +224,9 @@ async def open_deps(
         await _close_quietly(store.close())
 
 
-def _mailbox_settings(env: Mapping[str, str]) -> passes.PassSettings:
+def _mailbox_settings(env: Mapping[str, str]) -> mailbox_settings.PassSettings:
     try:
-        return passes.PassSettings.from_env(env)
+        return mailbox_settings.PassSettings.from_env(env)
     except ValueError as exc:
         raise errors.PermanentFailure("bad_configuration", str(exc)) from exc
 

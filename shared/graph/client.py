@@ -35,6 +35,7 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_http import kiota_client_factory
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
@@ -59,6 +60,9 @@ DELTA_EXPIRED_CODES = frozenset(
 )
 
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+_TIMEOUT = httpx.Timeout(kiota_client_factory.DEFAULT_REQUEST_TIMEOUT,
+                         connect=kiota_client_factory.DEFAULT_CONNECTION_TIMEOUT)
 
 
 class GraphClient:
@@ -253,7 +257,10 @@ def create_graph_client(
     )
     stats = middleware.GraphStats()
     base_path = parts.path.rstrip("/")
-    client = KiotaClientFactory.get_default_client()
+    # The SDK's default client (its timeouts, HTTP/2), keeping as many idle connections as
+    # it may open: the mailbox reads keep many batches in flight, and httpx's default (20
+    # kept idle) closed and reopened connections under them over HTTP/1.1.
+    client = httpx.AsyncClient(timeout=_TIMEOUT, http2=True, limits=_LIMITS)
     if transport is not None:
         client = httpx.AsyncClient(timeout=client.timeout, transport=transport)
     http_client = GraphClientFactory.create_with_custom_middleware(

@@ -22,7 +22,7 @@ from shared.graph import reader
 from shared.reconcile import model
 from shared.run import report as run_report
 from shared.run import state as sync_state
-from shared.run.mailboxes.passes import PassSettings
+from shared.run.mailboxes.settings import PassSettings
 from shared.store import photo_blobs, protocols
 
 Clock = Callable[[], dt.datetime]

@@ -221,7 +221,7 @@ async def _mailboxes_of_unchanged(deps: Deps, recorder: _Recorder, started: dt.d
     """A run that reuses the last outcome still runs the mailbox pass (calendars and
     events are not in Graph's delta); its changes are the run's, recorded in the feed."""
     found = await mailboxes.run_unchanged(deps, recorder.report.run_id, started,
-                                          apply=apply)
+                                          apply=apply, trigger=recorder.report.trigger)
     if found is None:
         return
     recorder.report = mailboxes.with_pass(recorder.report, found, recorder.report.counts)

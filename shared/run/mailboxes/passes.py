@@ -24,54 +24,18 @@ from collections import deque
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
-from shared import config
 from shared.graph import client as graph_client
 from shared.graph import middleware
-from shared.graph.mailbox_gate import DEFAULT_BATCHES, MailboxGate
-from shared.reconcile import events, model
+from shared.graph.mailbox_gate import MailboxGate
+from shared.reconcile import events, mailbox_sweep, model
+from shared.run.mailboxes import notified
 from shared.run.mailboxes import shard as one_shard
+from shared.run.mailboxes.settings import PassSettings
 from shared.run.mailboxes.state import BucketIndex, Synced, index_from_json, index_to_json
 from shared.store import keys, protocols
 
-DEFAULT_SHARD_SIZE = 250
-"""Synced mailboxes a shard holds (about; a bucket is never split)."""
-DEFAULT_SHARDS_AT_ONCE = 2
 SETTINGS_ROW = "settings"
 """The index row that keeps the integration settings the last pass ran with."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PassSettings:
-    """The app settings of the pass (`shared.config`), checked."""
-
-    shard_size: int = DEFAULT_SHARD_SIZE
-    shards_at_once: int = DEFAULT_SHARDS_AT_ONCE
-    batches: int = DEFAULT_BATCHES
-    """`$batch` requests in flight at most (`MailboxGate`)."""
-    queued: bool = False
-    """The shards go on the mailbox queue (`queued`) instead of running in the run."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PassSettings:
-        """From the app settings; a bad value is a ValueError naming the setting."""
-        mode = (env.get(config.MAILBOX_SHARDS) or "inline").strip().lower()
-        if mode not in ("inline", "queue"):
-            raise ValueError(f"{config.MAILBOX_SHARDS} must be inline or queue, "
-                             f"got {mode[:20]!r}")
-        return cls(shard_size=_whole(env, config.MAILBOX_SHARD_SIZE, DEFAULT_SHARD_SIZE,
-                                     1, 5000),
-                   batches=_whole(env, config.MAILBOX_BATCHES, DEFAULT_BATCHES, 1, 256),
-                   queued=mode == "queue")
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, "
-                         f"got {raw[:20]!r}")
-    return int(raw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,11 +179,58 @@ def plan_shards(index: Mapping[str, BucketIndex], shard_size: int, *,
     return out
 
 
+MANUAL_TRIGGERS = frozenset({"cli", "http"})
+"""A run someone asked for reads every mailbox, as without notifications."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PassWork:
+    """What a run's pass does: the buckets it reads in full (`swept`) and the others it
+    looks at (`touched`: a mailbox there is read when notified, new, or changed in Emply);
+    the dirty marks, and what subscriptions need (notifications on)."""
+
+    swept: frozenset[str]
+    touched: frozenset[str]
+    dirty: notified.Dirty = dataclasses.field(default_factory=dict)
+    notify: notified.Notify | None = None
+    stale: tuple[str, ...] = ()
+    """Dirty marks of mailboxes not synced: cleared by a pass that applies."""
+
+
+async def plan_work(store: protocols.SyncStore, config: PassSettings, *, trigger: str,
+                    schedule: str, now: dt.datetime, index: Mapping[str, BucketIndex],
+                    changed: Collection[str] = ()) -> PassWork:
+    """Without notifications every run reads every mailbox. With them: the mailboxes
+    Graph said changed (dirty), the buckets whose synced users this run changed, and the
+    sweep (a scheduled run's slot; a run someone asked for sweeps everything)."""
+    states = store.mailbox_states()
+    marks = await notified.dirty(states)
+    everything = frozenset(keys.ALL_BUCKETS)
+    if not config.notified or config.notification_url is None:
+        return PassWork(everything, everything, marks)
+    notify = notified.Notify(config.notification_url, await notified.secret(states))
+    if trigger in MANUAL_TRIGGERS:
+        swept = everything
+    elif trigger == "timer":
+        swept = mailbox_sweep.swept(schedule, config.sweep_hours, now)
+    else:
+        swept = frozenset()
+    where = {s.entra_id.casefold(): b for b, users in index.items() for s in users.values()}
+    touched = swept | set(changed) | {where[e] for e in marks if e in where}
+    return PassWork(swept, frozenset(touched), marks, notify,
+                    stale=tuple(e for e in marks if e not in where))
+
+
 async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, *,
                    run_id: str, settings: model.Settings, now: dt.datetime,
                    index: Mapping[str, BucketIndex], apply: bool,
-                   config: PassSettings = PassSettings()) -> PassOutcome:
-    """Every shard of the bucket space, `shards_at_once` at a time, in this process."""
+                   config: PassSettings | None = None, work: PassWork | None = None
+                   ) -> PassOutcome:
+    """Every shard of the buckets `work` touches (all of them by default),
+    `shards_at_once` at a time, in this process."""
+    config = config or PassSettings()
+    everything = frozenset(keys.ALL_BUCKETS)
+    work = work or PassWork(everything, everything)
     start, end = events.window(now, settings)
     window = (events.iso(start), events.iso(end))
     deps = one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches))
@@ -228,12 +239,15 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
     async def one(part: ShardRange) -> None:
         async with deps.gate.working():
             outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
-                run_id, part.first, part.last, part.users, settings, window, now, apply)))
+                run_id, part.first, part.last, part.users, settings, window, now, apply,
+                swept=work.swept, dirty=work.dirty, notify=work.notify)))
 
+    parts = plan_shards(index, config.shard_size, skip=everything - work.touched)
+    if apply and work.stale:  # marks of mailboxes not synced: nothing to read
+        await notified.clear(store.mailbox_states(), work.dirty, work.stale)
     with middleware.track() as stats:  # the gate packs the shards' items into batches
-        await _run_all([functools.partial(one, p)
-                        for p in plan_shards(index, config.shard_size)],
-                       deps.gate, config.shards_at_once)
+        await _run_all([functools.partial(one, p) for p in parts], deps.gate,
+                       config.shards_at_once)
     outcome.requests, outcome.throttled = stats.total_requests, \
         stats.throttled + deps.gate.throttled
     outcome.changes.sort(key=_order)

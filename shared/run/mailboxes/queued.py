@@ -30,7 +30,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from shared.run.mailboxes import passes
+from shared.run.mailboxes import notified, passes
+from shared.run.mailboxes.settings import PassSettings
 from shared.run.mailboxes.state import BucketIndex
 from shared.store import keys, protocols
 
@@ -71,10 +72,13 @@ class ShardMessage:
     first: str
     last: str
     started: str
+    swept: tuple[str, ...] | None = None
+    """Its buckets whose synced mailboxes are all read (None: every one)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "shard", "runId": self.run_id, "shard": self.shard,
-                "first": self.first, "last": self.last, "started": self.started}
+                "first": self.first, "last": self.last, "started": self.started,
+                "swept": list(self.swept) if self.swept is not None else None}
 
     @classmethod
     def parse(cls, raw: str | bytes) -> ShardMessage:
@@ -96,8 +100,12 @@ class ShardMessage:
             raise ValueError("the shard message's buckets are not a range")
         if parse_time(fields["started"]) is None:
             raise ValueError("the shard message's started is not a time")
+        swept = data.get("swept")
+        if swept is not None and not (isinstance(swept, list) and all(
+                b in keys.ALL_BUCKETS for b in swept)):
+            raise ValueError("the shard message's swept is not a list of buckets")
         return cls(fields["runId"], fields["shard"], fields["first"], fields["last"],
-                   fields["started"])
+                   fields["started"], None if swept is None else tuple(swept))
 
     def buckets(self) -> list[str]:
         return [b for b in keys.ALL_BUCKETS if self.first <= b <= self.last]
@@ -115,14 +123,19 @@ async def busy_buckets(states: protocols.MailboxStates, now: dt.datetime) -> set
 
 async def enqueue(store: protocols.SyncStore, send: Send, *, run_id: str,
                   started: dt.datetime, index: Mapping[str, BucketIndex],
-                  config: passes.PassSettings) -> tuple[int, int]:
-    """Queue the shards of the buckets no earlier shard holds; (shards queued, buckets
-    skipped because a shard still holds them)."""
+                  config: PassSettings, work: passes.PassWork) -> tuple[int, int]:
+    """Queue the shards of the buckets the pass touches and no earlier shard holds;
+    (shards queued, buckets skipped because a shard still holds them)."""
     states = store.mailbox_states()
     busy = await busy_buckets(states, started)
     queued = 0
-    for n, part in enumerate(passes.plan_shards(index, config.shard_size, skip=busy)):
-        message = ShardMessage(run_id, f"{n:04d}", part.first, part.last, iso(started))
+    skip = busy | (set(keys.ALL_BUCKETS) - work.touched)
+    if work.stale:  # marks of mailboxes not synced: nothing to read
+        await notified.clear(states, work.dirty, work.stale)
+    for n, part in enumerate(passes.plan_shards(index, config.shard_size, skip=skip)):
+        message = ShardMessage(run_id, f"{n:04d}", part.first, part.last, iso(started),
+                               tuple(b for b in keys.ALL_BUCKETS
+                                     if part.first <= b <= part.last and b in work.swept))
         if not await _claim(states, message, started):
             continue  # another run's shard took a bucket meanwhile: a later run reads it
         await states.put_record(run_partition(run_id), message.shard, {

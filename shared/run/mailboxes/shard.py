@@ -28,10 +28,12 @@ from shared.graph import events as graph_events
 from shared.graph import mailboxes as graph_mailboxes
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import convert, mailbox_plan, model
+from shared.run.mailboxes import notified
 from shared.run.mailboxes import reads as shard_reads
+from shared.run.mailboxes import subscriptions as shard_subs
 from shared.run.mailboxes import writes as shard_writes
 from shared.run.mailboxes.state import MailboxState, Synced
-from shared.store import protocols
+from shared.store import keys, protocols
 
 Json = dict[str, Any]
 BACKOFF = (dt.timedelta(0), dt.timedelta(hours=1), dt.timedelta(hours=2),
@@ -53,6 +55,12 @@ class ShardJob:
     window: tuple[str, str]
     now: dt.datetime
     apply: bool = True
+    swept: frozenset[str] | None = None
+    """The buckets whose synced mailboxes are all read (None: every one); in the others
+    a mailbox is read when dirty, new, or changed in Emply."""
+    dirty: notified.Dirty = dataclasses.field(default_factory=dict)
+    notify: notified.Notify | None = None
+    """Set with notifications on: subscriptions are kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +91,7 @@ async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
     found = await shard_reads.emply_side(deps.store, job)
     outcome = ShardOutcome()
     readable = {u: s.entra_id for u, s in sorted(job.users.items())
-                if s.since != job.run_id and not _backing_off(found.states.get(u), job.now)}
+                if _to_read(u, s.entra_id, s.since, job, found, generation)}
     by_entra = {e.casefold(): u for u, e in readable.items()}
     listed = await graph_mailboxes.read_calendars(deps.graph, readable.values(),
                                                   gate=deps.gate)
@@ -115,8 +123,12 @@ async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
     conflicts: set[str] = set()
     if job.apply:
         conflicts = await shard_writes.write_plan(side, plan, found, stored, outcome)
+        subscribed = await shard_subs.keep(deps.graph, job, found, listed.mailboxes,
+                                           readable, answered.failed)
         await deps.store.mailbox_states().write_states(shard_writes.new_states(
-            found, job, generation, answered, plan, conflicts))
+            found, job, generation, answered, plan, conflicts, subscribed))
+        await notified.clear(deps.store.mailbox_states(), job.dirty,
+                             [e for u, e in readable.items() if u not in conflicts])
     outcome.changes = [c for c in plan.changes if c.user_id not in conflicts]
     outcome.errors += [_conflict(u) for u in sorted(conflicts)]
     return outcome
@@ -128,6 +140,25 @@ def _count(outcome: ShardOutcome, listed: graph_mailboxes.CalendarRead,
     outcome.calendars = len(read.calendars)
     outcome.requests = listed.requests + read.requests
     outcome.throttled = listed.throttled + read.throttled
+
+
+def _to_read(user_id: str, entra_id: str, since: str | None, job: ShardJob, found: Any,
+             generation: str) -> bool:
+    """Whether the shard reads this synced mailbox now: not one synced only from the next
+    run on, nor one backing off (R7); in a swept bucket every one, elsewhere one Graph
+    said changed, one new to the pass, or one whose Emply side changed meanwhile."""
+    state = found.states.get(user_id)
+    if since == job.run_id or _backing_off(state, job.now):
+        return False
+    if job.swept is None or keys.user_bucket(user_id) in job.swept \
+            or entra_id.casefold() in job.dirty or state is None \
+            or state.generation != generation:
+        return True
+    kept = found.calendars.get(user_id, {})
+    return kept.keys() != state.calendars.keys() or any(
+        (cal.enabled, cal.is_default) != (state.calendars[c].enabled,
+                                          state.calendars[c].is_default)
+        for c, (cal, _etag) in kept.items())
 
 
 def _backing_off(state: MailboxState | None, now: dt.datetime) -> bool:

@@ -13,9 +13,10 @@ from shared import telemetry
 from shared.graph import client as graph_client
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import convert, events
-from shared.run.mailboxes import passes, queued
+from shared.run.mailboxes import notified, passes, queued
 from shared.run.mailboxes import shard as one_shard
 from shared.run.mailboxes.queued import DIRECTORY, DONE, FAILED, FINAL, ShardMessage
+from shared.run.mailboxes.settings import PassSettings
 from shared.store import protocols
 
 Json = dict[str, Any]
@@ -24,7 +25,7 @@ SHARD_SUPERSEDED = "mailbox_shard_superseded"
 
 
 async def work(store: protocols.SyncStore, graph: graph_client.GraphClient,
-               config: passes.PassSettings, message: ShardMessage,
+               config: PassSettings, message: ShardMessage,
                now: dt.datetime) -> str:
     """Work one queued shard; what became of it (`done`, or why nothing was done). A
     failure that is no one user's raises: the host delivers the message again."""
@@ -48,8 +49,12 @@ async def work(store: protocols.SyncStore, graph: graph_client.GraphClient,
     started = queued.parse_time(message.started) or now
     settings = convert.settings(raw_settings)
     start, end = events.window(started, settings)
+    notify = (notified.Notify(config.notification_url, await notified.secret(states))
+              if config.notification_url else None)
     job = one_shard.ShardJob(message.run_id, message.first, message.last, users, settings,
-                             (events.iso(start), events.iso(end)), started)
+                             (events.iso(start), events.iso(end)), started,
+                             swept=None if message.swept is None else frozenset(message.swept),
+                             dirty=await notified.dirty(states), notify=notify)
     async with _renewing(states, message):
         found = await one_shard.run_shard(
             one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches)), job)

@@ -63,13 +63,16 @@ class MailboxState:
     """Reads failed in a row (R7: the next ones back off)."""
     failed_at: str | None = None
     calendars: Mapping[str, CalendarState] = dataclasses.field(default_factory=dict)
+    subscription: tuple[str, str] | None = None
+    """Graph's subscription on the mailbox's events: its id and expiry (notifications)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "entraId": self.entra_id,
                 "window": list(self.window) if self.window else None,
-                "generation": self.generation, "inCloud": self.in_cloud, "failures": self.failures,
-                "failedAt": self.failed_at,
-                "calendars": {c: s.to_json() for c, s in sorted(self.calendars.items())}}
+                "generation": self.generation, "inCloud": self.in_cloud,
+                "failures": self.failures, "failedAt": self.failed_at,
+                "calendars": {c: s.to_json() for c, s in sorted(self.calendars.items())},
+                "subscription": list(self.subscription) if self.subscription else None}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> MailboxState | None:
@@ -83,13 +86,17 @@ class MailboxState:
             if parsed is not None:
                 calendars[str(calendar_id)] = parsed
         failures = value.get("failures")
+        held = value.get("subscription")
+        subscription = (str(held[0]), str(held[1])) if isinstance(held, list) \
+            and len(held) == 2 and all(isinstance(h, str) for h in held) else None
         return cls(
             entra_id=_text(value.get("entraId")),
             window=(str(window[0]), str(window[1]))
             if isinstance(window, list) and len(window) == 2 else None,
             generation=_text(value.get("generation")), in_cloud=value.get("inCloud") is not False,
             failures=failures if isinstance(failures, int) else 0,
-            failed_at=_text(value.get("failedAt")), calendars=calendars)
+            failed_at=_text(value.get("failedAt")), calendars=calendars,
+            subscription=subscription)
 
     def known(self, window: tuple[str, str], generation: str
               ) -> dict[str, mailbox_plan.Known]:

@@ -79,10 +79,13 @@ class Read:
 
 def new_states(found: Found, job: ShardJob, generation: str, read: Read,
                plan: mailbox_plan.GroupPlan, conflicts: Collection[str],
+               subscribed: Mapping[str, tuple[str, str] | None] | None = None,
                ) -> dict[str, dict[str, Any] | None]:
-    """The states to write: each user's that changed (None: the row goes)."""
+    """The states to write: each user's that changed (None: the row goes).
+    `subscribed`: the users whose subscription changed, and to what."""
     after = calendars_after(found, plan)
-    changed = {c.user_id for c in plan.changes}
+    subscribed = subscribed or {}
+    changed = {c.user_id for c in plan.changes} | set(subscribed)
     out: dict[str, dict[str, Any] | None] = {}
     for user_id in sorted({*found.users, *found.states}):
         if user_id in conflicts:
@@ -91,6 +94,8 @@ def new_states(found: Found, job: ShardJob, generation: str, read: Read,
                                             generation, read, after.get(user_id, {})):
             continue
         state = _state(user_id, found, job, generation, read, plan, after.get(user_id, {}))
+        if state is not None and user_id in subscribed:
+            state = dataclasses.replace(state, subscription=subscribed[user_id])
         value = None if state is None else state.to_json()
         if value != found.raw_states.get(user_id):
             out[user_id] = value
@@ -139,6 +144,7 @@ def _state(user_id: str, found: Found, job: ShardJob, generation: str, read: Rea
     failed = user_id in read.failed
     return MailboxState(
         entra_id=entra_id, window=job.window, generation=generation,
+        subscription=old.subscription if old else None,
         in_cloud=read.listed[entra_id] is not None,
         failures=(old.failures + 1) if failed and old else int(failed),
         failed_at=at if failed else None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from shared.reconcile import convert, model
 from shared.run import report as run_report
@@ -36,30 +36,31 @@ class MailboxesStep(base.Step):
     name = "mailboxes"
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
-        index = await _index(run, applied.pending(DIRECTORY_KINDS), write=True)
-        return await _pass(run.deps, run.run_id, run.settings, run.started, index)
+        index, changed = await _index(run, applied.pending(DIRECTORY_KINDS), write=True)
+        return await _pass(run.deps, run.run_id, run.settings, run.started, index,
+                           trigger=run.trigger, changed=changed)
 
     async def preview(self, run: Run, plan: model.Plan) -> base.StepOutcome:
-        index = await _index(run, [c for c in plan.changes if c.kind in DIRECTORY_KINDS],
-                             write=False)
-        found = await passes.run_pass(run.deps.store, run.deps.graph, run_id=run.run_id,
-                                      settings=run.settings, now=run.started, index=index,
-                                      apply=False, config=run.deps.mailboxes)
-        return _outcome(self.name, found)
+        index, changed = await _index(
+            run, [c for c in plan.changes if c.kind in DIRECTORY_KINDS], write=False)
+        return await _pass(run.deps, run.run_id, run.settings, run.started, index,
+                           trigger=run.trigger, changed=changed, apply=False)
 
 
 async def _index(run: Run, changes: list[model.Change], *, write: bool
-                 ) -> dict[str, BucketIndex]:
-    """The synced users after this run, by bucket; written (with the settings) when they
-    changed and the run applies."""
+                 ) -> tuple[dict[str, BucketIndex], list[str]]:
+    """The synced users after this run, by bucket, and the buckets where they changed;
+    written (with the settings) when they changed and the run applies."""
     synced = passes.synced_after(run.doc, run.directory.mirror["users"], changes,
                                  run.settings, run.run_id)
     new = passes.by_bucket(synced)
-    if write:
-        states = run.deps.store.mailbox_states()
-        await passes.update_index(states, new, await passes.read_index(states))
-        await passes.save_settings(states, run.doc.get("settings") or {})
-    return new
+    states = run.deps.store.mailbox_states()
+    old = await passes.read_index(states)
+    if not write:
+        return new, sorted(b for b in {*new, *old} if new.get(b, {}) != old.get(b, {}))
+    changed = await passes.update_index(states, new, old)
+    await passes.save_settings(states, run.doc.get("settings") or {})
+    return new, changed
 
 
 def _outcome(name: str, found: passes.PassOutcome) -> base.StepOutcome:
@@ -68,8 +69,8 @@ def _outcome(name: str, found: passes.PassOutcome) -> base.StepOutcome:
                             requests=found.requests, throttled=found.throttled)
 
 
-async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply: bool
-                        ) -> base.StepOutcome | None:
+async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply: bool,
+                        trigger: str) -> base.StepOutcome | None:
     """The pass of a run that found the directory and the Emply side unchanged (it reuses
     the last outcome): the index and settings as the last run left them. None when no
     run has left settings (calendars never synced)."""
@@ -81,41 +82,41 @@ async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply:
     if not (settings.enabled and settings.calendar_sync):
         return None
     index = await passes.read_index(states)
-    if apply:
-        return await _pass(deps, run_id, settings, started, index)
-    found = await passes.run_pass(deps.store, deps.graph, run_id=run_id, settings=settings,
-                                  now=started, index=index, apply=False,
-                                  config=deps.mailboxes)
-    return _outcome(MailboxesStep.name, found)
+    return await _pass(deps, run_id, settings, started, index, trigger=trigger, changed=(),
+                       apply=apply)
 
 
 async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.datetime,
-                index: Mapping[str, BucketIndex]) -> base.StepOutcome:
+                index: Mapping[str, BucketIndex], *, trigger: str,
+                changed: Collection[str], apply: bool = True) -> base.StepOutcome:
     """The pass, in this process or (`EMPLY_SYNC_MAILBOX_SHARDS=queue`) on the queue.
     With nobody synced (calendar sync off, R17) it only removes what Emply keeps, in
     this process (no mailbox is read), and once that left nothing, not again until an
     import gives the Emply side a new generation."""
+    store, states = deps.store, deps.store.mailbox_states()
     if not any(index.values()):
-        states = deps.store.mailbox_states()
-        generation = await deps.store.mailbox_side().generation()
+        generation = await store.mailbox_side().generation()
         if await passes.cleared(states) == generation:
             return base.StepOutcome(MailboxesStep.name)
-        found = await passes.run_pass(deps.store, deps.graph, run_id=run_id,
-                                      settings=settings, now=started, index=index,
-                                      apply=True, config=deps.mailboxes)
-        if not found.errors:
+        found = await passes.run_pass(store, deps.graph, run_id=run_id, settings=settings,
+                                      now=started, index=index, apply=apply,
+                                      config=deps.mailboxes)
+        if apply and not found.errors:
             await passes.mark_cleared(states, generation)
         return _outcome(MailboxesStep.name, found)
-    if deps.mailboxes.queued and deps.shard_queue is not None:
-        count, busy = await queued.enqueue(deps.store, deps.shard_queue, run_id=run_id,
+    work = await passes.plan_work(store, deps.mailboxes, trigger=trigger,
+                                  schedule=deps.schedule, now=started, index=index,
+                                  changed=changed)
+    if apply and deps.mailboxes.queued and deps.shard_queue is not None:
+        count, busy = await queued.enqueue(store, deps.shard_queue, run_id=run_id,
                                            started=started, index=index,
-                                           config=deps.mailboxes)
+                                           config=deps.mailboxes, work=work)
         shards = {"queued": count, "bucketsHeld": busy}
         return base.StepOutcome(MailboxesStep.name, progress={"mailboxShardsQueued": count},
                                 shards=shards if count else None)
-    found = await passes.run_pass(deps.store, deps.graph, run_id=run_id, settings=settings,
-                                  now=started, index=index, apply=True,
-                                  config=deps.mailboxes)
+    found = await passes.run_pass(store, deps.graph, run_id=run_id, settings=settings,
+                                  now=started, index=index, apply=apply,
+                                  config=deps.mailboxes, work=work)
     return _outcome(MailboxesStep.name, found)
 
 
