@@ -151,6 +151,9 @@ class MailboxGate:
         self._waiting += 1
         try:
             await read.done.wait()
+        except asyncio.CancelledError:  # its items are asked for no more
+            self._pending = deque(p for p in self._pending if p.read is not read)
+            raise
         finally:
             self._waiting -= 1
         if read.error is not None:
@@ -165,11 +168,10 @@ class MailboxGate:
                 batch = self._take() if self.flying < int(self.allowed) else []
                 if batch:
                     self._start(batch)
-                    task = asyncio.create_task(self._one(batch))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    tasks.add(asyncio.create_task(self._one(batch)))
                     continue
                 await self._wait(bool(tasks))
+                tasks = {t for t in tasks if not t.done()}
         except BaseException as exc:  # a bug: every read waiting on the gate raises it
             for entry in self._pending:
                 _abort(entry, exc)

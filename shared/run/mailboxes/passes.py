@@ -148,6 +148,20 @@ async def cleared(states: protocols.MailboxStates) -> str | None:
     return found if isinstance(found, str) else None
 
 
+async def seen_generation(states: protocols.MailboxStates) -> str | None:
+    """The generation of the Emply side the last notified pass read (an import since
+    makes the next one read every mailbox)."""
+    row = (await states.read_index()).get(SETTINGS_ROW)
+    found = row.get("generation") if row else None
+    return found if isinstance(found, str) else None
+
+
+async def record_generation(states: protocols.MailboxStates, generation: str) -> None:
+    row = (await states.read_index()).get(SETTINGS_ROW) or {}
+    if row.get("generation") != generation:
+        await states.write_index({SETTINGS_ROW: {**row, "generation": generation}})
+
+
 async def mark_cleared(states: protocols.MailboxStates, generation: str) -> None:
     row = (await states.read_index()).get(SETTINGS_ROW) or {}
     await states.write_index({SETTINGS_ROW: {**row, "cleared": generation}})
@@ -195,6 +209,8 @@ class PassWork:
     notify: notified.Notify | None = None
     stale: tuple[str, ...] = ()
     """Dirty marks of mailboxes not synced: cleared by a pass that applies."""
+    generation: str | None = None
+    """The Emply side's generation the pass reads (recorded once it applied)."""
 
 
 async def plan_work(store: protocols.SyncStore, config: PassSettings, *, trigger: str,
@@ -216,9 +232,15 @@ async def plan_work(store: protocols.SyncStore, config: PassSettings, *, trigger
     else:
         swept = frozenset()
     where = {s.entra_id.casefold(): b for b, users in index.items() for s in users.values()}
-    touched = swept | set(changed) | {where[e] for e in marks if e in where}
+    # Users synced since a recent run are read once (they are new to the pass); after an
+    # import (a new generation of the Emply side) every mailbox is.
+    waiting = {b for b, users in index.items() if any(s.since for s in users.values())}
+    generation = await store.mailbox_side().generation()
+    if await seen_generation(states) != generation:
+        waiting = set(everything)
+    touched = swept | set(changed) | waiting | {where[e] for e in marks if e in where}
     return PassWork(swept, frozenset(touched), marks, notify,
-                    stale=tuple(e for e in marks if e not in where))
+                    stale=tuple(e for e in marks if e not in where), generation=generation)
 
 
 async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, *,
@@ -245,6 +267,8 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
     parts = plan_shards(index, config.shard_size, skip=everything - work.touched)
     if apply and work.stale:  # marks of mailboxes not synced: nothing to read
         await notified.clear(store.mailbox_states(), work.dirty, work.stale)
+    if apply and work.generation is not None:
+        await record_generation(store.mailbox_states(), work.generation)
     with middleware.track() as stats:  # the gate packs the shards' items into batches
         await _run_all([functools.partial(one, p) for p in parts], deps.gate,
                        config.shards_at_once)

@@ -132,6 +132,8 @@ async def enqueue(store: protocols.SyncStore, send: Send, *, run_id: str,
     skip = busy | (set(keys.ALL_BUCKETS) - work.touched)
     if work.stale:  # marks of mailboxes not synced: nothing to read
         await notified.clear(states, work.dirty, work.stale)
+    if work.generation is not None:
+        await passes.record_generation(states, work.generation)
     for n, part in enumerate(passes.plan_shards(index, config.shard_size, skip=skip)):
         message = ShardMessage(run_id, f"{n:04d}", part.first, part.last, iso(started),
                                tuple(b for b in keys.ALL_BUCKETS
