@@ -71,6 +71,11 @@ param mailboxBatches int = 16
 @maxValue(5000)
 param mailboxShardSize int = 250
 
+@description('With notifications on, every synced mailbox is still read at least once in this many hours (the sweep); 0: every run reads every mailbox.')
+@minValue(0)
+@maxValue(168)
+param mailboxSweepHours int = 24
+
 @description('The app\'s public base URL Graph calls back. Empty: https://<app name>.azurewebsites.net (set it when the app has another host name).')
 param publicUrl string = ''
 
@@ -224,7 +229,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: string(notificationDebounceSeconds)
         }
         {
-          // The mailbox pass: where its shards run, batches in flight, shard size.
+          // The mailbox pass: where its shards run, batches in flight, shard size, sweep.
           name: 'EMPLY_SYNC_MAILBOX_SHARDS'
           value: mailboxShards
         }
@@ -235,6 +240,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'EMPLY_SYNC_MAILBOX_SHARD_SIZE'
           value: string(mailboxShardSize)
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_SWEEP_HOURS'
+          value: string(mailboxSweepHours)
         }
       ]
     }
