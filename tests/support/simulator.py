@@ -108,6 +108,17 @@ class RunningSimulator:
         """Requests that run `method path` (a route template) are done, answered `ms` later."""
         self._ok(self._http.put("/_sim/hold", json={"method": method, "path": path, "ms": ms}))
 
+    def set_quirks(self, **settings: Any) -> dict[str, Any]:
+        """`PUT /_sim/quirks` (deltaLagSeconds, emptyFirstPages, writeQuota)."""
+        result: dict[str, Any] = self._ok(self._http.put("/_sim/quirks", json=settings))
+        return result
+
+    def set_user_quirks(self, user: str, **quirks: Any) -> dict[str, Any]:
+        """`PUT /_sim/users/{user}/quirks` (mailbox, photo, privileged, loopingCalendars)."""
+        result: dict[str, Any] = self._ok(
+            self._http.put(f"/_sim/users/{user}/quirks", json=quirks))
+        return result
+
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = self._ok(self._http.get("/_sim/state"))
         return result
