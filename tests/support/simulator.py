@@ -128,11 +128,8 @@ class RunningSimulator:
 
 
 @contextmanager
-def running_simulator(
-    tenant: dict[str, Any], latency_ms: float = 0
-) -> Iterator[RunningSimulator]:
-    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
-    app = create_app(tenant, latency_ms=latency_ms)
+def serving(app: web.Application, name: str = "graph-simulator") -> Iterator[int]:
+    """Serve `app` on 127.0.0.1:<free port> in its own thread and event loop; the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
@@ -160,17 +157,29 @@ def running_simulator(
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    thread = threading.Thread(target=run, name=f"graph-simulator-{port}", daemon=True)
+    thread = threading.Thread(target=run, name=f"{name}-{port}", daemon=True)
     thread.start()
     started.wait(10)
     if failure:
         sock.close()
         raise failure[0]
-    sim = RunningSimulator(app, port)
     try:
-        yield sim
+        yield port
     finally:
-        sim.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def running_simulator(
+    tenant: dict[str, Any], latency_ms: float = 0
+) -> Iterator[RunningSimulator]:
+    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
+    app = create_app(tenant, latency_ms=latency_ms)
+    with serving(app) as port:
+        sim = RunningSimulator(app, port)
+        try:
+            yield sim
+        finally:
+            sim.close()
