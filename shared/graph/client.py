@@ -232,8 +232,9 @@ def create_graph_client(
     :func:`shared.graph.credentials.create_credential` unless given (a given
     credential stays the caller's to close); the retry
     policy is the simulator's short one for loopback URLs, Graph's otherwise. Directory
-    writes are paced under ``write_quota`` (default: Graph's published quota, against
-    the simulator too, whose quota is off unless a test switches it on).
+    writes are paced under ``write_quota``: by default Graph's published quota against
+    Graph, none against the loopback simulator (whose own quota is off unless a test
+    switches it on).
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     url = resolve_graph_url(graph_url, environ)
@@ -266,7 +267,7 @@ def create_graph_client(
     service = GraphServiceClient(request_adapter=adapter)
     return GraphClient(
         url, service, adapter, http_client, credential, stats, retry, owns_credential,
-        pacing.WritePacer(write_quota or pacing.GRAPH_WRITE_QUOTA),
+        pacing.WritePacer(write_quota or (None if loopback else pacing.GRAPH_WRITE_QUOTA)),
     )
 
 

@@ -13,7 +13,9 @@ within the deadline; a larger write-back spreads over runs.
 
 The pacer counts only this process's writes: another app, or another instance of this
 one, shares the tenant's quota unseen, and Graph's 429 (retried after `Retry-After`,
-then deferred) covers that.
+then deferred) covers that. Against the loopback simulator the client paces nothing
+unless a quota is given (the simulator's own quota is off unless switched on), as its
+retry policy is the simulator's short one.
 """
 
 from __future__ import annotations
@@ -57,19 +59,21 @@ class Budget:
 class WritePacer:
     """A sliding window over the writes sent; see the module docstring."""
 
-    def __init__(self, quota: WriteQuota = GRAPH_WRITE_QUOTA,
+    def __init__(self, quota: WriteQuota | None = GRAPH_WRITE_QUOTA,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.quota = quota
+        """None: nothing is paced."""
         self.clock = clock
         self._sent: deque[tuple[float, int]] = deque()
         self._in_window = 0
 
     @property
-    def batch_limit(self) -> int:
-        """The most writes one request may carry and still fit the window."""
-        return self.quota.writes
+    def batch_limit(self) -> int | None:
+        """The most writes one request may carry and still fit the window (None: any)."""
+        return None if self.quota is None else self.quota.writes
 
     def _window(self) -> float:
+        assert self.quota is not None
         return self.quota.seconds * (1 + self.quota.margin)
 
     def _expire(self, now: float) -> None:
@@ -78,6 +82,8 @@ class WritePacer:
 
     def delay(self, writes: int) -> float:
         """Seconds until `writes` more fit in the window (0: now)."""
+        if self.quota is None:
+            return 0.0
         now = self.clock()
         self._expire(now)
         over = self._in_window + writes - self.quota.writes
@@ -94,7 +100,7 @@ class WritePacer:
                       sleep: Callable[[float], Awaitable[None]]) -> bool:
         """Wait until `writes` fit and count them as sent now; False (nothing counted)
         when that wait would take `budget` past its limit."""
-        if writes <= 0:
+        if writes <= 0 or self.quota is None:
             return True
         wait = self.delay(writes)
         if not budget.allows(wait):

@@ -201,7 +201,7 @@ async def _round(graph: graph_client.GraphClient, items: list[dict[str, Any]],
     """One round: every item once, `CONCURRENT_BATCHES` batches in flight, each batch's
     writes taken from the pacer just before it is sent. Returns (answers, the ids left
     unsent because the pacer could not fit them before the deadline, batches sent)."""
-    size = max(1, min(MAX_BATCH, graph.write_pacer.batch_limit))
+    size = max(1, min(MAX_BATCH, graph.write_pacer.batch_limit or MAX_BATCH))
     chunks = [items[s:s + size] for s in range(0, len(items), size)]
     gate = asyncio.Semaphore(CONCURRENT_BATCHES)
     tasks: list[asyncio.Task[Answers]] = []
