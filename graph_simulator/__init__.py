@@ -35,7 +35,14 @@ or a list; path = route template, exact path, or `*`), `GET`/`DELETE /_sim/fault
 `POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`), `PUT /_sim/hold`
 (`{method, path, ms}`: a request running that route, alone or in a `$batch`, is done at
 once and answered `ms` later: a client killed before it reads the answer),
-`POST /_sim/subscriptions/{id}/lifecycle` (`{"event": …}`), `GET /_sim/deliveries`.
+`POST /_sim/subscriptions/{id}/lifecycle` (`{"event": …}`), `GET /_sim/deliveries`,
+`GET`/`PUT`/`DELETE /_sim/quirks` and `PUT /_sim/users/{id}/quirks`: Graph's documented
+habits, each switched on per user or for every request (`graph_simulator.quirks`:
+mailboxes refused by an access policy or unknown to Exchange, a mailbox answering 503,
+photo metadata with an empty mediaEtag, privileged users, a calendar paging forever,
+empty first pages, delta lagging notifications, the directory write quota). Always on:
+calendars carry `owner` (the user, or the sharer a tenant file names), POST and PATCH
+refuse a userPrincipalName Graph would refuse.
 `PUT /_sim/tenant` delivers the change notifications to subscribed URLs before it answers.
 """
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from graph_simulator import odata
+from graph_simulator import odata, quirks
 from graph_simulator.directory import user_id
 from graph_simulator.protocol import (
     GraphError,
@@ -46,17 +46,24 @@ DEFAULT_EVENTS_PAGE = 10
 
 
 def _photo(sim: Simulator, req: Req) -> tuple[str, Photo, str]:
-    """(user id, photo, its ETag); Graph's ImageNotFound when the user has none."""
+    """(user id, photo, its mediaEtag); Graph's ImageNotFound when the user has none."""
     uid = user_id(sim, req)
     photo = sim.current.photos.get(uid)
     if photo is None:
-        raise GraphError(404, "ImageNotFound", "Exception of type "
-                         "'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' "
-                         "was thrown.")
+        raise _image_not_found()
     return uid, photo, f'W/"{hashlib.sha256(photo.data).hexdigest()}"'
 
 
+def _image_not_found() -> GraphError:
+    return GraphError(404, "ImageNotFound", "Exception of type "
+                      "'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' "
+                      "was thrown.")
+
+
 def get_photo_meta(sim: Simulator, req: Req) -> Resp:
+    uid = user_id(sim, req)
+    if uid not in sim.current.photos and sim.quirks.user(uid).photo == quirks.EMPTY_ETAG:
+        return Resp(200, quirks.photo_placeholder(req.base, uid))
     uid, photo, etag = _photo(sim, req)
     return Resp(200, {
         "@odata.context": f"{req.base}/$metadata#users('{uid}')/photo/$entity",
@@ -69,7 +76,11 @@ def get_photo_meta(sim: Simulator, req: Req) -> Resp:
 
 
 def get_photo_value(sim: Simulator, req: Req) -> Resp:
-    _, photo, etag = _photo(sim, req)
+    """The bytes. Their ETag header is deliberately not the metadata's mediaEtag: Graph
+    documents no relation between the two (api/profilephoto-get.md), so a client must
+    not compare them."""
+    _, photo, _ = _photo(sim, req)
+    etag = f'"{hashlib.md5(photo.data, usedforsecurity=False).hexdigest()}"'
     return Resp(200, photo.data, {"ETag": etag}, content_type=photo.content_type)
 
 
@@ -105,19 +116,31 @@ def _calendar(sim: Simulator, req: Req) -> JSON:
     raise item_not_found()
 
 
-def _render_calendar(cal: Mapping[str, Any], select: Sequence[str] | None) -> JSON:
+def _render_calendar(cal: Mapping[str, Any], select: Sequence[str] | None,
+                     owner: Mapping[str, Any]) -> JSON:
+    """A calendar as Graph lists it; `owner` is the user itself unless the tenant file
+    names another (a calendar shared with the user is owned by the sharer,
+    resources/calendar.md)."""
     props = {k: v for k, v in cal.items() if k != "events"}
+    props.setdefault("owner", dict(owner))
     return select_properties(props, select, None)
+
+
+def _owner(sim: Simulator, req: Req) -> JSON:
+    props = sim.current.users[user_id(sim, req)]
+    return {"name": props.get("displayName"),
+            "address": props.get("mail") or props.get("userPrincipalName")}
 
 
 def list_calendars(sim: Simulator, req: Req) -> Resp:
     calendars = _mailbox(sim, req)
     select = odata.select(req)
+    owner = _owner(sim, req)
     return odata.paged(
         sim,
         req,
         lambda _s: calendars,
-        lambda _s, cal: _render_calendar(cal, select),
+        lambda _s, cal: _render_calendar(cal, select, owner),
         "calendars",
     )
 
@@ -126,7 +149,7 @@ def get_calendar(sim: Simulator, req: Req) -> Resp:
     cal = _calendar(sim, req)
     select = odata.select(req)
     return Resp(200, {"@odata.context": odata.context(req, "calendars/$entity", select),
-                      **_render_calendar(cal, select)})
+                      **_render_calendar(cal, select, _owner(sim, req))})
 
 
 # ------------------------------------------------------------ events
