@@ -28,6 +28,7 @@ from typing import Any
 from shared import errors, telemetry
 from shared import store as store_mod
 from shared.app import boundary, run_queue
+from shared.run import lease
 from shared.run import report as run_report
 from shared.store import protocols
 
@@ -109,7 +110,7 @@ async def request_run(*, dry_run: bool = False, approve: boundary.Approval | Non
     async with boundary.open_deps(environ=environ) as deps:
         store = deps.store
         now = deps.clock()
-        await _refuse_if_leased(store, now)
+        await lease.refuse_if_running(store, now)
         request = RunRequest(run_id=boundary.new_run_id(now), queued_at=run_report.iso(now),
                              dry_run=dry_run, approve=None if approve is None else str(approve),
                              approve_deletions=(None if approve_deletions is None
@@ -274,17 +275,6 @@ async def _wait_for_lease(request: RunRequest, exc: store_mod.RunInProgress,
         "runId": request.run_id, "trigger": TRIGGER, "runningRunId": exc.running_run_id,
         "busyWaits": again.busy_waits})
     return None
-
-
-async def _refuse_if_leased(store: protocols.RunLease, now: dt.datetime) -> None:
-    lease = await store.current_lease()
-    if lease is None:
-        return
-    expires = lease.get("expiresAt")
-    if isinstance(expires, str) and dt.datetime.fromisoformat(
-            expires.replace("Z", "+00:00")) > now:
-        raise store_mod.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
-                                      str(lease.get("startedAt")))
 
 
 async def _take_marker(store: protocols.SyncStore, request: RunRequest,
