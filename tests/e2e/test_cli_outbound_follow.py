@@ -78,6 +78,17 @@ def test_an_interview_moved_in_emply_is_one_m365_event_at_the_new_time(
     assert pushes(world.sync()) == []
 
 
+def test_an_interview_moved_over_http_keeps_what_the_sync_knows(make_world: Any) -> None:
+    world = pushed_world(make_world)
+    created = stored(world)["o-1"]
+    url, route = "/api/outbound-events/o-1", {"id": "o-1"}
+    moved = {k: v for k, v in interview(days_later=1).items() if k != "id"}
+    status, item, _ = _http("put_outbound_event", "PUT", url, moved, route)
+    assert (status, item["graphId"], item["status"]) == (200, created["graphId"], "created")
+    assert pushes(world.sync()) == [("event_changed", "updated")]
+    assert len(graph_events(world, megan_entra(world))) == 1
+
+
 def test_an_interview_cancelled_in_emply_is_cancelled_in_m365_and_attendees_are_told(
         make_world: Any) -> None:
     world = pushed_world(make_world)
