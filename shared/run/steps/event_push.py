@@ -130,9 +130,11 @@ def _prepare(change: model.Change, entity: dict[str, Any], work: _Work) -> None:
     if action == event_push.FORGET:
         work.removals.append(event.id)
         return
-    if action not in event_push.GRAPH_ACTIONS or not entra_id:
+    if action not in event_push.GRAPH_ACTIONS:
         work.updates[event.id] = _settled(entity, after)
         return
+    if not entra_id:  # the planner never plans a write for an unlinked user
+        raise ValueError(f"outbound event {event.id!r}: a Graph write for an unlinked user")
     if action == event_push.CREATE:
         request = outbound_requests.create(event, entra_id)
     elif action == event_push.UPDATE:
