@@ -12,8 +12,11 @@ Graph routes (under /v1.0, bearer token `shared.config.SIMULATOR_TOKEN`):
 `DELETE /users/{id}` (to `/directory/deletedItems/{id}`, restorable with
 `POST /directory/deletedItems/{id}/restore`; list `/directory/deletedItems/microsoft.graph.user`);
 `/users/{id}/photo` and `/photo/$value`; `/users/{id}/calendars`, `/calendar`,
-`/calendars/{cid}`, `.../calendarView`, `.../events` (GET, POST with `transactionId`),
-`/users/{id}/events/{eid}` (GET, PATCH, DELETE); `POST /$batch` (max 20).
+`/calendars/{cid}`, `.../calendarView`, `.../events` (GET with `$filter` and `$expand` on
+single-value extended properties, POST with them and `transactionId`: remembered for a
+short window only, as Graph promises no more), `/users/{id}/events/{eid}` (GET, PATCH,
+DELETE) and `.../cancel` (`graph_simulator.event_writes`, `event_query`);
+`POST /$batch` (max 20).
 Query options: `$select` (id always; users default to Graph's default property set),
 `$top` (1..999), `$filter` (`p eq 'v'`, `startswith(p,'v')`, `and`/`or`), `$count=true`,
 `Prefer: odata.maxpagesize=N` on delta, `$deltatoken=latest`. Subscriptions (change
@@ -44,6 +47,9 @@ empty first pages, delta lagging notifications, the directory write quota). Alwa
 calendars carry `owner` (the user, or the sharer a tenant file names), POST and PATCH
 refuse a userPrincipalName Graph would refuse.
 `PUT /_sim/tenant` delivers the change notifications to subscribed URLs before it answers.
+`GET`/`DELETE /_sim/mail` (the invitations, updates and cancellations event writes sent
+attendees), `PUT /_sim/transaction-window` (`{"seconds": n}`: how long a `transactionId`
+is remembered; `graph_simulator.event_control`).
 """
 
 from __future__ import annotations

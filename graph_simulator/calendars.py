@@ -3,15 +3,14 @@
 Unlike directory data, calendars are edited in place on the shared calendars dict
 of the snapshot: events take no part in delta, so they need no versions. A user
 without calendars has no mailbox (404 MailboxNotEnabledForRESTAPI), and routes
-without `{cid}` use the default calendar, as Graph's `/calendar`, `/events` and
-`/calendarView` do. Event creation is idempotent on `transactionId`, so a retried
-POST returns the event the first one made instead of a duplicate.
+without `{cid}` use the default calendar, as Graph's `/calendar` and `/calendarView`
+do (`/events` lists the whole mailbox). Event writes and reads with extended properties are
+`graph_simulator.event_writes` and `graph_simulator.event_query`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,7 @@ from graph_simulator.protocol import (
     GraphError,
     Req,
     Resp,
-    body_object,
     item_not_found,
-    now,
 )
 from graph_simulator.tenant import (
     JSON,
@@ -195,50 +192,17 @@ def calendar_view(sim: Simulator, req: Req) -> Resp:
     return _event_list(req, events)
 
 
-def list_events(sim: Simulator, req: Req) -> Resp:
-    return _event_list(req, list(_calendar(sim, req)["events"]))
+def mailbox(sim: Simulator, req: Req) -> list[JSON]:
+    """The calendars of the user `{id}` names (404 MailboxNotEnabledForRESTAPI without)."""
+    return _mailbox(sim, req)
 
 
-def _event_response(req: Req, status: int, event: JSON) -> Resp:
-    return Resp(status, {"@odata.context": odata.context(req, "events/$entity", None), **event})
+def calendar_of(sim: Simulator, req: Req) -> JSON:
+    """The calendar a route names: `{cid}`, else the default calendar."""
+    return _calendar(sim, req)
 
 
-def _check_event_window(event: Mapping[str, Any]) -> None:
-    """An event's start and end must parse, and it must not end before it starts."""
-    try:
-        start = parse_graph_datetime(event.get("start"), "start")
-        end = parse_graph_datetime(event.get("end"), "end")
-    except TenantFileError as err:
-        raise GraphError(400, "ErrorInvalidRequest", str(err)) from None
-    if end < start:
-        raise GraphError(400, "ErrorInvalidRequest", "The end is before the start.")
-
-
-def create_event(sim: Simulator, req: Req) -> Resp:
-    body = body_object(req)
-    cal = _calendar(sim, req)
-    calendars = _mailbox(sim, req)
-    if cal.get("canEdit") is False:
-        raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials "
-                         "and try again.")
-    _check_event_window(body)
-    txn = body.get("transactionId")
-    if txn is not None:
-        for c in calendars:
-            for event in c["events"]:
-                if event.get("transactionId") == txn:
-                    return _event_response(req, 201, event)
-    event = {k: v for k, v in body.items() if k != "id"}
-    event["id"] = "AAMk" + secrets.token_urlsafe(24)
-    event["iCalUId"] = "040000008200E00074C5B7101A82E008" + secrets.token_hex(16)
-    event["createdDateTime"] = event["lastModifiedDateTime"] = now()
-    event.setdefault("showAs", "busy")
-    event.setdefault("sensitivity", "normal")
-    cal["events"].append(event)
-    return _event_response(req, 201, event)
-
-
-def _find_event(sim: Simulator, req: Req) -> tuple[JSON, JSON]:
+def find_event(sim: Simulator, req: Req) -> tuple[JSON, JSON]:
     """(calendar, event) for `{eid}`, searched in all of the user's calendars."""
     for cal in _mailbox(sim, req):
         for event in cal["events"]:
@@ -247,26 +211,12 @@ def _find_event(sim: Simulator, req: Req) -> tuple[JSON, JSON]:
     raise item_not_found()
 
 
-def get_event(sim: Simulator, req: Req) -> Resp:
-    _, event = _find_event(sim, req)
-    select = odata.select(req)
-    return Resp(200, {"@odata.context": odata.context(req, "events/$entity", select),
-                      **select_properties(event, select, None)})
-
-
-def patch_event(sim: Simulator, req: Req) -> Resp:
-    body = body_object(req)
-    cal, event = _find_event(sim, req)
-    if "id" in body:
-        raise GraphError(400, "ErrorInvalidPropertyUpdateSentAsPatch",
-                         "The property 'id' is read-only.")
-    merged = {**event, **body, "lastModifiedDateTime": now()}
-    _check_event_window(merged)
-    cal["events"] = [merged if e is event else e for e in cal["events"]]
-    return _event_response(req, 200, merged)
-
-
-def delete_event(sim: Simulator, req: Req) -> Resp:
-    cal, event = _find_event(sim, req)
-    cal["events"] = [e for e in cal["events"] if e is not event]
-    return Resp(204)
+def check_event_window(event: Mapping[str, Any]) -> None:
+    """An event's start and end must parse, and it must not end before it starts."""
+    try:
+        start = parse_graph_datetime(event.get("start"), "start")
+        end = parse_graph_datetime(event.get("end"), "end")
+    except TenantFileError as err:
+        raise GraphError(400, "ErrorInvalidRequest", str(err)) from None
+    if end < start:
+        raise GraphError(400, "ErrorInvalidRequest", "The end is before the start.")

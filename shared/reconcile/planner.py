@@ -113,7 +113,7 @@ class _Planner:
                     self.emply, self.entra.mailboxes, self.settings, deactivated))
             if self.emply.outbound:  # R15
                 self.changes.extend(event_push.push_changes(
-                    self.emply, self.entra.mailboxes, self.settings, deactivated,
+                    self.emply, self.entra, self.settings, deactivated,
                     {c.user_id for c in self.changes
                      if c.kind == model.LINK_USER and c.user_id is not None}))
         self.changes.extend(lifecycle.employee_status_changes(self.emply.employees, self.now))

@@ -63,6 +63,7 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),
         ("outbound-events/{id}", ("GET",), "FUNCTION"),
         ("outbound-events/{id}", ("PUT",), "FUNCTION"),
+        ("outbound-events/{id}", ("DELETE",), "FUNCTION"),  # webhook_http/outbound_delete.py
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}
