@@ -48,6 +48,7 @@ from shared.run.steps import (
     write_back,
 )
 from shared.store import errors as store_errors
+from shared.store import protocols
 
 TRIGGER = "on_demand"
 STEPS = (
@@ -133,7 +134,7 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
     """Both sides for `key`, and every step's read; the run is recorded `running` once
     the key has named someone."""
     state, warnings = await sync_state.load_state(deps.store)
-    loaded = await deps.store.load_emply(None, sparse=True)
+    loaded = await deps.store.load_emply(await cached_emply(deps.store, state), sparse=True)
     if not loaded.doc.get("settings"):
         raise errors.NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "
@@ -153,6 +154,22 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
         await recorder.saved_progress("read", entraUsers=len(view.entra_users),
                                       graphRequests=pipeline.read_summary(run).requests)
     return run
+
+
+async def cached_emply(store: protocols.SyncStateStore, state: sync_state.SyncState
+                       ) -> dict[str, Any] | None:
+    """The compact copy of the Emply side the last run left in the snapshot: the load
+    serves it instead of reading every entity while the version marker says it is
+    current (at 100,000 users, seconds instead of half a minute). Only the snapshot's
+    Emply part is read; one that cannot be read is no copy (the tables are read)."""
+    if state.snapshot is None:
+        return None
+    try:
+        part = await store.load_snapshot(state.snapshot, part="emply")
+    except (OSError, ValueError, EOFError):
+        return None
+    found = part.get("emply") if isinstance(part, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 async def _plan_and_apply(run: Run, recorder: pipeline.Recorder,

@@ -139,6 +139,11 @@ async def test_a_new_hire_added_to_the_group_is_created_now(world: World) -> Non
     assert [(e["kind"], e["runId"]) for e in feed if e["userId"] == bo_id] == [
         ("create_user", report["runId"])]
     assert world.delta_links() == links
+    # The snapshot's Emply copy is the one its writes left: the next load is served from it.
+    assert world.store.state is not None
+    copy_part = await world.store.load_snapshot(world.store.state["snapshot"], part="emply")
+    assert copy_part is not None
+    assert copy_part["emply"]["version"] == await world.store.current_version()
     # Nobody else was touched: Cy and Dee left their groups, but only a full run sees it.
     assert {u["status"] for u in (await world.users()).values()} == {"active"}
     # Apply, then plan again gives nothing — for that user, across the next full run too.
