@@ -97,7 +97,8 @@ async def sync_user(deps: Deps, key: str, *, dry_run: bool = False,
         await pipeline.record_unstarted(report, exc, recorder.clock0, deps.clock, deps.store)
         return report
     try:
-        return await _sync(deps, key, recorder, started, held, read_within)
+        with pipeline.paused_gc():  # 100,000 Emply users are loaded and indexed
+            return await _sync(deps, key, recorder, started, held, read_within)
     finally:
         if held is not None:
             await held.release()

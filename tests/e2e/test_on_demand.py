@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shared import store as store_mod
-from shared.app import user_sync
+from shared.app import manual_runs, user_sync
 from tests.e2e import tenants as t
 from tests.e2e.test_http import deliver_next, function, get_run, request
 from tests.support import run_queue as rq
@@ -146,3 +146,13 @@ async def test_graph_throttling_past_the_bound_queues_the_run(
     assert report["runId"] == queued["runId"] and report["trigger"] == "on_demand"
     assert report["user"]["outcome"] == "applied"
     assert world.users()[NEW_HIRE["userPrincipalName"]]["entraId"] == NEW_HIRE["id"]
+
+
+async def test_a_queued_user_that_no_longer_answers_ends_as_a_failed_run(world: Any) -> None:
+    queued = await manual_runs.request_run(user="left-meanwhile@contoso.com")
+    assert queued["trigger"] == "on_demand" and queued["status"] == "queued"
+    report = await deliver_next(world)
+    assert report["status"] == "failed"
+    assert [(e["reason"], e["cause"]) for e in report["errors"]] == [
+        ("run_request_failed", "user_not_found")]
+    assert rq.count(world.azurite.connection_string) == 0
