@@ -10,7 +10,9 @@ about them. `Focus` names what was read and asked about, and the planner then:
 - acts only on the users the focus concerns (`Focus.names`: the Emply users asked about
   and those linked to a focused Entra user), and on those the plan links or creates for
   a focused Entra user. Nobody else is deactivated, seeded, given calendars, employee
-  status changes or write-back;
+  status changes or write-back. Other Entra users in the view (read because they may
+  claim the same Emply user at an earlier R3 step) take part in R3's resolution and are
+  not acted on;
 - leaves the run-wide memory as it was (the R11 mapping of the last full run, the set
   the last full run held); only R7's window takes this plan's deactivations.
 

@@ -258,6 +258,8 @@ class _Planner:
         kept: set[str] = set(resolved.taken)
         creator = creation.Creator(self.emply, index)
         for entra_user, groups in in_scope:
+            if self.only is not None and entra_user.id.lower() not in self.only.entra_ids:
+                continue  # a rival claim, read so R3 resolves as a full run does: not acted on
             match = resolved.won.get(entra_user.id)
             if match is not None and match.user is not None:
                 user = match.user

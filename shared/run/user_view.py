@@ -9,7 +9,10 @@ then read (`shared.graph.one_user`):
 - otherwise (unlinked, linked in another tenant, or its Entra user is gone): every Entra
   user whose UPN or mail is the user's username, e-mail or employee profile's e-mail —
   R3's steps 2–4 compare exactly those, so the plan matches as a full run would;
-- no Emply user: the Entra user the key names.
+- no Emply user: the Entra user the key names;
+- and the other Entra users that answer to the R3 keys of the unlinked Emply users
+  those may match: one of them may claim such an Emply user at an earlier step, and a
+  full run would give it to that one (they are in the view, and not acted on).
 
 Each with its groups (`transitiveMemberOf`), the configured groups it is not in (do
 they still exist: R6 `group_removed`), and whether the Entra users of the Emply users
@@ -50,10 +53,13 @@ class UserView:
     employee: model.Employee | None
     """The employee profile that answers to the key (or the user's), if any."""
     entra_users: tuple[Json, ...]
-    """The Entra users read (as Graph gave them)."""
+    """The Entra users read for the key (as Graph gave them): the run acts on these."""
     directory: reader.EntraRead
     others: tuple[Json, ...] = ()
     """Entra users found to exist that the run only looks at."""
+    claimants: tuple[Json, ...] = ()
+    """Entra users read because they may claim an Emply user of the key's Entra users at
+    an earlier R3 step: in the directory (with their groups), looked at, not acted on."""
     refusal: tuple[str, str] | None = None
     """(reason, words) when the key is refused (another tenant's address)."""
 
@@ -97,12 +103,16 @@ async def read(graph: graph_client.GraphClient, doc: Mapping[str, Any],
                     f"{settings.tenant_id}, has id, username or e-mail {key!r}")
             mirror = one_user.view(settings.tenant_id, org, (), {}, {})
             return UserView(key, None, None, (), _read(mirror, stats), refusal=refusal)
-        memberships = dict(zip((u["id"] for u in found), await asyncio.gather(
-            *(one_user.member_groups(graph, u["id"]) for u in found)), strict=True))
+        candidates = _Candidates(doc, settings)
+        claimants = await _claimants(graph, candidates, found)
+        read = [*found, *claimants]
+        memberships = dict(zip((u["id"] for u in read), await asyncio.gather(
+            *(one_user.member_groups(graph, u["id"]) for u in read)), strict=True))
         configured = await _configured(graph, settings, memberships.values())
-        others = await one_user.existing(graph, _rivals(doc, found, settings))
-    mirror = one_user.view(settings.tenant_id, org, found, memberships, configured)
-    return UserView(key, user, employee, tuple(found), _read(mirror, stats), tuple(others))
+        others = await one_user.existing(graph, _rivals(candidates, read))
+    mirror = one_user.view(settings.tenant_id, org, read, memberships, configured)
+    return UserView(key, user, employee, tuple(found), _read(mirror, stats), tuple(others),
+                    claimants=tuple(claimants))
 
 
 def refused(key: str, doc: Mapping[str, Any], settings: model.Settings) -> UserView:
@@ -134,19 +144,18 @@ async def _entra_users(graph: graph_client.GraphClient, key: str,
             found = await one_user.user(graph, key)
             return [found] if found is not None else []
         return await one_user.by_address(graph, key)
-    answers = await asyncio.gather(*(one_user.by_address(graph, a)
-                                     for a in _addresses(user, employee)))
+    answers = await asyncio.gather(*(one_user.by_address(graph, a) for a in _addresses(
+        user, employee.email if employee is not None else None)))
     unique: dict[str, Json] = {}
     for entra_user in (u for found in answers for u in found):
         unique.setdefault(entra_user["id"], entra_user)
     return list(unique.values())
 
 
-def _addresses(user: Mapping[str, Any] | None, employee: model.Employee | None) -> list[str]:
+def _addresses(user: Mapping[str, Any] | None, profile_email: str | None) -> list[str]:
     """R3's keys of an Emply user: its username, its e-mail, its profile's e-mail."""
     out: dict[str, str] = {}
-    for value in ((user or {}).get("username"), (user or {}).get("email"),
-                  employee.email if employee is not None else None):
+    for value in ((user or {}).get("username"), (user or {}).get("email"), profile_email):
         if isinstance(value, str) and "@" in value:
             out.setdefault(model.norm(value), value.strip())
     return list(out.values())
@@ -164,25 +173,67 @@ async def _configured(graph: graph_client.GraphClient, settings: model.Settings,
     return {**configured, **(await one_user.groups(graph, missing) if missing else {})}
 
 
-def _rivals(doc: Mapping[str, Any], found: Sequence[Json], settings: model.Settings
-            ) -> list[str]:
+class _Candidates:
+    """R3's steps 2–4 over the Emply side, as if every Entra user were gone: which Emply
+    users an Entra user read could be handed (one index for the whole view)."""
+
+    def __init__(self, doc: Mapping[str, Any], settings: model.Settings) -> None:
+        snapshot = convert.emply_snapshot({"users": doc.get("users", ()),
+                                           "employees": doc.get("employees", ())})
+        self.tenant_id = settings.tenant_id
+        self.docs = {str(u["id"]): u for u in doc.get("users", ())}
+        self.employee_emails = {e.id: e.email for e in snapshot.employees}
+        self.index = matching.UserIndex(snapshot.users, settings.tenant_id,
+                                        snapshot.employees, entra_ids=frozenset())
+
+    def of(self, found: Iterable[Json], *, linked: bool) -> list[Mapping[str, Any]]:
+        """Unlinked ones (or linked in another tenant), or with `linked`, those linked
+        here (whose Entra user, were it gone, would let R3 hand them on)."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for raw in found:
+            entra_user = convert.entra_user([raw.get(f) for f in reader.USER_FIELDS])
+            keys = (model.norm(entra_user.user_principal_name),
+                    model.norm(entra_user.mail_or_upn))
+            index = self.index
+            for table in (index.by_username, index.by_email, index.by_employee_email):
+                for user in (u for k in keys for u in table.get(k, ())):
+                    here = user.entra_id is not None and not matching.is_stale_link(
+                        user, self.tenant_id)
+                    if here == linked:
+                        out.setdefault(user.id, self.docs[user.id])
+        return list(out.values())
+
+
+async def _claimants(graph: graph_client.GraphClient, candidates: _Candidates,
+                     found: Sequence[Json]) -> list[Json]:
+    """The other Entra users that answer to the R3 keys of the unlinked Emply users a
+    user read may match: one of them may claim such an Emply user at an earlier step
+    (its UPN is the username, say, where the user read only has the e-mail), and then
+    a full run gives it that Emply user. Read so the plan resolves R3 the same way."""
+    addresses: dict[str, str] = {}
+    for candidate in candidates.of(found, linked=False):
+        profile = candidates.employee_emails.get(str(candidate.get("employeeId")))
+        for address in _addresses(candidate, profile):
+            addresses.setdefault(model.norm(address), address)
+    for entra_user in found:  # already read as themselves
+        for value in (entra_user.get("userPrincipalName"), entra_user.get("mail")):
+            addresses.pop(model.norm(value), None)
+    answers = await asyncio.gather(*(one_user.by_address(graph, a)
+                                     for a in addresses.values()))
+    read_ids = {u["id"] for u in found}
+    out: dict[str, Json] = {}
+    for entra_user in (u for found_ in answers for u in found_):
+        if entra_user["id"] not in read_ids:
+            out.setdefault(entra_user["id"], entra_user)
+    return list(out.values())
+
+
+def _rivals(candidates: _Candidates, found: Sequence[Json]) -> list[str]:
     """The Entra ids of the Emply users R3 could hand to a user read, had their own
     Entra user gone (`matching.is_replaceable`): whether those exist decides it."""
-    snapshot = convert.emply_snapshot({"users": doc.get("users", ()),
-                                       "employees": doc.get("employees", ())})
     read_ids = {u["id"] for u in found}
-    index = matching.UserIndex(snapshot.users, settings.tenant_id, snapshot.employees,
-                               entra_ids=frozenset())  # as if every Entra user were gone
-    out: set[str] = set()
-    for raw in found:
-        entra_user = convert.entra_user([raw.get(f) for f in reader.USER_FIELDS])
-        keys = (model.norm(entra_user.user_principal_name), model.norm(entra_user.mail_or_upn))
-        for table in (index.by_username, index.by_email, index.by_employee_email):
-            for user in (u for k in keys for u in table.get(k, ())):
-                if user.entra_id is not None and user.entra_id not in read_ids \
-                        and not matching.is_stale_link(user, settings.tenant_id):
-                    out.add(user.entra_id)
-    return sorted(out)
+    return sorted({str(u["entraId"]) for u in candidates.of(found, linked=True)
+                   if u["entraId"] not in read_ids})
 
 
 def _other_tenant(key: str, org: Mapping[str, Any], settings: model.Settings

@@ -316,3 +316,30 @@ async def test_the_integration_removed_refuses_without_reading_graph() -> None:
 
 def test_the_tenant_of_the_fixtures_is_the_configured_one() -> None:
     assert _emply()["settings"]["tenantId"] == TENANT_ID == BEFORE["organization"]["id"]
+
+
+async def test_an_entra_user_claiming_the_same_emply_user_earlier_is_read_and_wins() -> None:
+    """Fay (username = Gil's UPN, e-mail = Hal's mail) is claimed by Gil at R3 step 2 and
+    by Hal at step 3: a full run gives her to Gil. One user now for Hal, asked by his
+    object id, reads Gil too and links nobody to Hal."""
+    gil, hal = entra_user(7, "Gil Po"), entra_user(8, "Hal Ri")
+    fay = {"id": "u-fay", "username": gil["userPrincipalName"], "email": hal["mail"],
+           "displayName": "Fay", "roles": ["employee"]}
+    sim = Simulator(tenant([copy.deepcopy(gil), copy.deepcopy(hal)], {G_EMPLOYEE: [], G_HR: []}))
+    store = MemoryStore(lambda: NOW)
+    await store.import_document(emply_state(users=[fay]))
+    client = graph_client.create_graph_client(URL, env={}, transport=InProcessTransport(sim))
+    try:
+        world = World(sim, store, client)
+        await world.full_run()
+        sim.replace_tenant(tenant([copy.deepcopy(gil), copy.deepcopy(hal)],
+                                  {G_EMPLOYEE: [gil["id"], hal["id"]], G_HR: []}))
+        report = await world.one(hal["id"])
+        assert report["changes"] == [], report["changes"]
+        match = _step(report, "match")
+        assert match["status"] == "not_matched" and match["reason"] == "email_taken"
+        assert [u["id"] for u in report["user"]["entraUsers"]] == [hal["id"]]
+        full = await world.full_run()
+        assert ("link_user", "username") in _for(full, "u-fay")
+    finally:
+        await client.aclose()
