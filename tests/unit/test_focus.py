@@ -4,9 +4,14 @@ looks at every Emply user and acts on that user alone."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.reconcile import focus, model, planner
 from tests.unit import builders as b
+from tests.unit import test_properties as props
 
 MAP: dict[str, str | None] = {"grp-staff": "employee"}
 
@@ -83,3 +88,53 @@ def test_a_replaced_account_is_relinked_only_when_its_old_entra_user_is_gone() -
     there = b.tenant([new, b.entra_user("u1-id", "u1@contoso.com")], {"grp-staff": ["new-id"]})
     refused = plan(there, [old], focus.Focus.of(["new-id"], []))
     assert refused.changes == () and [p.reason for p in refused.errors] == ["username_taken"]
+
+
+# -- properties over the generated worlds of test_properties -------------------------
+
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
+
+
+def _focused(world: Any, index: int) -> tuple[Any, focus.Focus, model.Plan]:
+    entra, users, cfg = world
+    ids = sorted(entra.users)
+    only = focus.Focus.of([ids[index % len(ids)]], [])
+    return world, only, planner.plan(
+        entra, model.EmplySnapshot(tuple(users), props.EMPLOYEES, b.ROLES), cfg,
+        model.SyncState(), b.NOW, only=only)
+
+
+def _acted(plan_: model.Plan) -> set[str]:
+    return {c.user_id for c in (*plan_.changes, *plan_.held) if c.user_id is not None}
+
+
+@PROPERTY_SETTINGS
+@given(props.worlds(), st.integers(0, 5))
+def test_one_user_applied_then_a_full_run_plans_nothing_more_for_it(world: Any,
+                                                                     index: int) -> None:
+    """Across an on-demand run: what it applied for its user, a full run does not plan
+    again (a deactivation it held, the full run holds too: it counts at least as many)."""
+    (entra, users, cfg), _only, focused = _focused(world, index)
+    synced = props.apply_to(users, focused)
+    full = b.run(entra, synced, cfg, employees=props.EMPLOYEES)
+    acted = _acted(focused)
+    assert [c for c in full.changes if c.user_id in acted] == []
+    held = {c.user_id for c in focused.held}
+    assert held <= {c.user_id for c in full.held}
+
+
+@PROPERTY_SETTINGS
+@given(props.worlds(), st.integers(0, 5))
+def test_one_users_plan_is_the_full_plan_for_that_user(world: Any, index: int) -> None:
+    """With the whole directory in view, the focused plan's changes are the full plan's
+    for the users it acts on, and it acts on nobody the focus does not concern."""
+    (entra, users, cfg), only, focused = _focused(world, index)
+    full = b.run(entra, users, cfg, employees=props.EMPLOYEES)
+    acted = _acted(focused)
+    linked_to_focus = {u.id for u in users if only.names(u)}
+    made_for_focus = {c.user_id for c in focused.changes
+                      if c.kind in (model.LINK_USER, model.CREATE_USER)}
+    assert acted <= linked_to_focus | made_for_focus
+    if not full.held and not focused.held:
+        assert [c for c in full.changes if c.user_id in acted] == list(focused.changes)
