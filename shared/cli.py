@@ -213,7 +213,9 @@ def format_user_report(report: dict[str, Any]) -> str:
     lines.append(f"User {answer['key']}: {answer['outcome']}")
     for number, step in enumerate(answer["steps"], 1):
         title = {"match": "Match (R3)"}.get(step["step"], step["step"].capitalize())
-        lines.append(f"  {number}. {title}: {step['status']}")
+        status = step["status"] if step["step"] != "errors" else (
+            str(len(step["errors"])) if step["errors"] else "none")
+        lines.append(f"  {number}. {title}: {status}")
         lines += [f"       {words}" for words in step.get("why") or []]
         if step["step"] == "changes":
             for change in (*step["changes"], *step["held"]):

@@ -108,7 +108,8 @@ def _scope(asked: Asked, entra: model.EntraSnapshot, settings: model.Settings,
         for code, text, faq_key in found:
             reason = reason or code
             said.append(f"{who}not in scope: {text}")
-            if faq_key is not None:
+            # Why no user was created: a linked user's deactivation has its own answers.
+            if faq_key is not None and not (asked.user or {}).get("entraId"):
                 words.faq.append(faq_key)
     words.why.extend(said)
     return {"step": "scope", "status": status, **({"reason": reason} if reason else {}),

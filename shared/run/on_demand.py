@@ -179,7 +179,7 @@ async def _plan_and_apply(run: Run, recorder: pipeline.Recorder,
     assert view is not None  # put there by _read
     entra, emply = pipeline.snapshots(run, STEPS)
     plan = model.Plan(changes=()) if view.refusal is not None else planner.plan(
-        entra, emply, run.settings, run.state.planner_state(), run.started, only=view.focus)
+        entra, emply, run.settings, run.state.planner_state(), run.started, only=view.focused)
     recorder.plan = plan
     report = recorder.report.with_outcome(run_report.Outcome.of(plan),
                                           pipeline.read_summary(run), plan.counts(),

@@ -64,7 +64,7 @@ class UserView:
     """(reason, words) when the key is refused (another tenant's address)."""
 
     @property
-    def focus(self) -> focus.Focus:
+    def focused(self) -> focus.Focus:
         entra_ids = [u["id"] for u in self.entra_users]
         user_ids = []
         if self.user is not None:
