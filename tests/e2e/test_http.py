@@ -43,6 +43,7 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("sync/runs", ("GET",), "FUNCTION"),
         ("sync/runs/{runId}", ("GET",), "FUNCTION"),
         ("users/{user}/explain", ("GET",), "FUNCTION"),
+        ("users/{key}/sync", ("POST",), "FUNCTION"),  # one user now (webhook_http/user_sync.py)
         # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
         ("health", ("GET",), "ANONYMOUS"),
         ("health/details", ("GET",), "FUNCTION"),
