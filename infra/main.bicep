@@ -120,10 +120,11 @@ module graphApp 'graph-app.bicep' = {
     enablePhotoSync: enablePhotoSync
     enableWriteBack: enableWriteBack
     enableWriteBackCreate: enableWriteBackCreate
+    enableNotifications: enableNotifications
   }
 }
 
-@description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). The Graph permission is the read permission the sync already has.')
+@description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). Grants Group.Read.All, which Graph requires for the subscription on /groups.')
 param enableNotifications bool = true
 
 @description('Where the mailbox pass (R13 calendars, R14 events) runs its shards: queue (the queue trigger, on as many instances as the host scales to) or inline (in the run\'s own instance).')

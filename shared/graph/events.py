@@ -5,11 +5,16 @@ Per calendar one item in a `$batch`, through the mailbox gate
 requests per mailbox at once, Outlook's limit). A calendar with a stored delta link
 asks for what changed since (a run with no change reads one page per calendar); one
 without, or whose link Graph refuses (410), reads its whole window. Further pages of a
-round are read with one GET each, on the mailbox's slot. An item answered
-429/503/504 is retried after its `Retry-After`. A mailbox or calendar that went away
-since the calendar list was read (404) is not read (`None`): its events are kept as
-they are. Any other failure is that calendar's alone (`failed`; R7: per-user faults
-never stop the run).
+round are read with one GET each, on the mailbox's slot, whatever a page holds
+(Graph's first page is often empty, with a nextLink). An item answered 429/503/504 is
+retried after its `Retry-After`. A mailbox or calendar that went away since the
+calendar list was read (404 `ErrorItemNotFound`, `MailboxNotEnabledForRESTAPI`…) is not
+read (`None`): its events are kept as they are. A calendar whose events could not be
+read (403 `ErrorAccessDenied`, 404 `ErrorInvalidUser`, still 429/503/504 after its
+retries, a later page that fails, a nextLink followed before or more than
+`failures.MAX_PAGES` pages, its `$batch` refused past its retries) is in
+`EventRead.failures`, not in `calendars`: its events are kept too, and the caller
+reports it (`shared.graph.failures`; R7: per-user faults never stop the run).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from shared.graph import batch_get, errors, mailbox_gate, middleware
+from shared.graph import batch_get, errors, failures, mailbox_gate, middleware
 from shared.graph import client as graph_client
 from shared.graph.mailbox_gate import Failure, MailboxGate
 
@@ -29,6 +34,8 @@ PAGE_SIZE = 100
 """Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
 events is one page."""
 PREFER = {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
+MAILBOX_FAULTS = frozenset({"ErrorInvalidUser"})
+"""404 codes that say the mailbox cannot be read now, not that the calendar is gone."""
 
 Event = dict[str, Any]
 CalendarKey = tuple[str, str]
@@ -68,8 +75,9 @@ class EventRead:
     throttled: int = 0
     full_reads: int = 0
     """Calendars read in full (no link, a refused link)."""
-    failed: dict[CalendarKey, Failure] = field(default_factory=dict)
-    """Calendars whose events could not be read, and why (not in `calendars`)."""
+    failures: dict[CalendarKey, failures.UserReadFailure] = field(default_factory=dict)
+    """Per calendar why its events could not be read this run (reason
+    `mailbox_unavailable`, with the calendar id); such a calendar is not in `calendars`."""
 
 
 def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
@@ -94,23 +102,29 @@ async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted]
         return _relative(client, link) if link else first_url(w.entra_id, w.calendar_id,
                                                               window)
 
+    def fail(asked: Asked, why: Failure) -> None:
+        w = asked[0]
+        read.failures[(w.entra_id, w.calendar_id)] = failures.failure(
+            w.entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
+            client.endpoint(first_url(w.entra_id, w.calendar_id, window)), w.calendar_id)
+
     async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
         w, link = asked
         status, body = response.get("status"), response.get("body")
         key = (w.entra_id, w.calendar_id)
         if status == 200 and isinstance(body, dict):
-            read.calendars[key] = await _round(client, w, body, url(asked), link is None,
-                                               window, read)
+            try:
+                read.calendars[key] = await _round(client, w, body, url(asked),
+                                                   link is None, window, read)
+            except failures.PagingStopped as stop:
+                fail(asked, Failure(None, stop.code, stop.message))
         elif status == 410 and link is not None:
             return [(w, None)]  # the link expired: the whole window, at once
-        elif status == 404:
+        elif status == 404 and batch_get.error_of(body)[0] not in MAILBOX_FAULTS:
             read.calendars[key] = None
         else:
             return None
         return []
-
-    def fail(asked: Asked, why: Failure) -> None:
-        read.failed[(asked[0].entra_id, asked[0].calendar_id)] = why
 
     spec: mailbox_gate.Spec[Asked] = mailbox_gate.Spec(
         mailbox=lambda asked: asked[0].entra_id.casefold(), url=url, batch_url=batch_url,
@@ -156,6 +170,7 @@ async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url:
     events: dict[str, Event] = {}
     removed: set[str] = set()
     read.full_reads += full
+    guard = failures.PageGuard()
     while True:
         value = page.get("value")
         if not isinstance(value, list) or not all(
@@ -176,5 +191,6 @@ async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url:
         if not isinstance(next_link, str):
             raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
                                         "a delta page with neither nextLink nor deltaLink")
+        guard.follow(next_link)
         url = next_link
         page = await client.get_json(next_link, headers=PREFER)

@@ -5,9 +5,11 @@
 flight, at most 4 requests per mailbox). A user whose mailbox is not in the cloud
 (Graph's 404 `MailboxNotEnabledForRESTAPI`), or whose account went away since the
 directory read (404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`.
-Any other failure of one user's read (403 `ErrorAccessDenied` of an application access
-policy, throttled past its retries, a malformed page) is that user's alone: it is in
-`failed`, and the others are read (R7: per-user faults never stop the run).
+A user whose calendars could not be read (403 `ErrorAccessDenied` from an application
+access policy, 404 `ErrorInvalidUser`, still 429/503/504 after its retries, a page that
+fails, a paging loop, its `$batch` refused past its retries) is in
+`CalendarRead.failures` and not in `mailboxes`: the caller keeps its calendars as they
+are and reports it (`shared.graph.failures`; R7: per-user faults never stop the run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from shared.graph import batch_get, errors, mailbox_gate, middleware
+from shared.graph import batch_get, errors, failures, mailbox_gate, middleware
 from shared.graph import client as graph_client
 from shared.graph.batch_get import CONCURRENT_BATCHES as CONCURRENT_BATCHES
 from shared.graph.batch_get import RETRIED_STATUSES as RETRIED_STATUSES
@@ -39,13 +41,14 @@ Calendar = dict[str, Any]
 class CalendarRead:
     mailboxes: dict[str, list[Calendar] | None]
     """Entra user id → its calendars as Graph lists them (None: no mailbox in the cloud),
-    for the users read."""
+    for every user asked about whose calendars were read."""
     requests: int
     """HTTP exchanges with Graph (a `$batch` of 20 users is one)."""
     throttled: int
     """429 answers: of whole requests, and of items inside a batch."""
-    failed: dict[str, Failure] = field(default_factory=dict)
-    """Entra user id → why its calendars could not be read (not in `mailboxes`)."""
+    failures: dict[str, failures.UserReadFailure] = field(default_factory=dict)
+    """Entra user id → why its calendars could not be read this run (reason
+    `mailbox_unavailable`); such a user is not in `mailboxes`."""
 
 
 def first_page(entra_id: str) -> str:
@@ -60,40 +63,53 @@ async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[s
     ids = sorted(set(entra_ids))
     gate = gate or MailboxGate()
     out: dict[str, list[Calendar] | None] = {}
-    failed: dict[str, Failure] = {}
+    failed: dict[str, failures.UserReadFailure] = {}
     throttled0 = gate.throttled
+
+    def fail(entra_id: str, why: Failure) -> None:
+        failed[entra_id] = failures.failure(
+            entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
+            client.endpoint(first_page(entra_id)))
 
     async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
         status, body = response.get("status"), response.get("body")
         if status == 200 and isinstance(body, dict):
-            out[entra_id] = await _all_pages(client, body, first_page(entra_id))
+            try:
+                out[entra_id] = await _all_pages(client, body, first_page(entra_id))
+            except failures.PagingStopped as stop:
+                fail(entra_id, Failure(None, stop.code, stop.message))
         elif status == 404 and batch_get.error_of(body)[0] in NO_MAILBOX_CODES:
             out[entra_id] = None
         else:
             return None
         return []
 
-    spec = mailbox_gate.Spec(mailbox=str.casefold, url=first_page, settle=settle,
-                             fail=failed.__setitem__)
+    spec = mailbox_gate.Spec(mailbox=str.casefold, url=first_page, settle=settle, fail=fail)
     with middleware.track() as stats:
         await gate.get_each(client, ids, spec)
     return CalendarRead({i: out[i] for i in ids if i in out}, stats.total_requests,
-                        stats.throttled + gate.throttled - throttled0, failed)
+                        stats.throttled + gate.throttled - throttled0,
+                        {i: failed[i] for i in ids if i in failed})
 
 
 async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str
                      ) -> list[Calendar]:
+    """Every calendar from the first page on; raises `GraphReadError` for a page that
+    fails or is not a list of calendars (the gate makes it the user's failure),
+    `failures.PagingStopped` for a loop."""
     found: list[Calendar] = []
+    guard = failures.PageGuard()
     while True:
         value = page.get("value")
         if not isinstance(value, list) or not all(
             isinstance(c, dict) and isinstance(c.get("id"), str) for c in value
         ):
-            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+            raise errors.GraphReadError(client.endpoint(url), 200, failures.INVALID_JSON,
                                         "expected a list of calendars with ids")
         found.extend(value)
         link = page.get("@odata.nextLink")
         if not isinstance(link, str):
             return found
+        guard.follow(link)
         url = link
         page = await client.get_json(link)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from shared.reconcile import calendars, events, model, removal
+from shared.reconcile import calendars, events, model, outbound, removal
 
 CalendarKey = tuple[str, str]
 """(Emply user id, calendar id)."""
@@ -61,9 +61,12 @@ def digest(records: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
 
 
-def read_digest(user_id: str, calendar_id: str, read: model.CalendarEvents) -> str:
-    """The digest of the events a full read would leave in Emply."""
-    records = (events.record(user_id, calendar_id, e) for e in read.events)
+def read_digest(user_id: str, calendar_id: str, read: model.CalendarEvents,
+                own: Collection[str] = ()) -> str:
+    """The digest of the events a full read would leave in Emply (the sync's own events,
+    `own`, are never mirrored)."""
+    records = (events.record(user_id, calendar_id, e) for e in read.events
+               if str(e.get("id")) not in own)
     return digest(r for r in records if r is not None)
 
 
@@ -80,12 +83,14 @@ def stored_needed(emply: model.EmplySnapshot,
                   reads: Mapping[CalendarKey, model.CalendarEvents],
                   known: Mapping[CalendarKey, Known],
                   settings: model.Settings,
-                  r13: list[model.Change] | None = None) -> set[CalendarKey]:
+                  r13: list[model.Change] | None = None, *,
+                  own: Collection[str] = ()) -> set[CalendarKey]:
     """The calendars whose stored events must be read before they are planned (see the
     module's docstring). `emply`: the group's users and calendars (events not needed);
     `reads`: by Emply key, the events read this run; `r13`: `r13_changes` when made
-    already. With the integration removed (R17) every calendar goes with its events:
-    the caller reads them all."""
+    already; `own`: the Graph ids of the sync's own events (R15), which R14 leaves out.
+    With the integration removed (R17) every calendar goes with its events: the caller
+    reads them all."""
     if not settings.enabled:
         return {(c.user_id, c.id) for c in emply.calendars}
     if r13 is None:
@@ -101,7 +106,7 @@ def stored_needed(emply: model.EmplySnapshot,
                 need.add(key)
         elif read is None:
             continue
-        elif was is None or (read.full and read_digest(*key, read) != was.digest) or (
+        elif was is None or (read.full and read_digest(*key, read, own) != was.digest) or (
                 not read.full and (read.events or read.removed)):
             need.add(key)
     return need
@@ -111,12 +116,14 @@ def plan_group(emply: model.EmplySnapshot,
                mailboxes: Mapping[str, tuple[model.EntraCalendar, ...] | None],
                reads: Mapping[CalendarKey, model.CalendarEvents | None],
                settings: model.Settings, planned: Iterable[CalendarKey] = (),
-               r13: list[model.Change] | None = None) -> GroupPlan:
+               r13: list[model.Change] | None = None, *, own: Collection[str] = ()
+               ) -> GroupPlan:
     """R13's changes for the mailboxes read (`mailboxes`, by Entra id) and for the users
     whose calendars are no longer synced, then R14's for the calendars in `reads` (by
     Emply key). `planned`: the calendars `stored_needed` named, whose stored events are
     in `emply` (their `Known` is in the result); `r13`: `r13_changes` made before the
-    events were read (used when no calendar goes: then no count of events is in it)."""
+    events were read (used when no calendar goes: then no count of events is in it);
+    `own`: the Graph ids of the sync's own events (R15), never mirrored (R14)."""
     users = {u.id: u.entra_id for u in emply.users}
     by_entra = {e: u for u, e in users.items() if e}
     if not settings.enabled:  # R17: everything Emply keeps goes, nothing is read
@@ -126,7 +133,8 @@ def plan_group(emply: model.EmplySnapshot,
         r13 = r13_changes(emply, mailboxes, settings)
     entra_reads = {(users[u] or "", c): r for (u, c), r in reads.items() if users.get(u)}
     entra = model.EntraSnapshot(tenant_id="", users={}, groups={}, mailboxes=mailboxes,
-                                events=entra_reads)
+                                events=entra_reads,
+                                outbound={g: outbound.OutboundCopy(g, None) for g in own})
     plan = events.with_events(model.Plan(changes=tuple(r13)), entra, emply)
     writes = plan.events or model.EventWrites()
     read_keys = {(by_entra.get(e, ""), c) for e, c in entra_reads}

@@ -31,7 +31,7 @@ from shared.run import disabled, lease, prepare, unchanged
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
-from shared.run.mailboxes import shard_runs
+from shared.run.mailboxes import gone, shard_runs
 from shared.run.steps import (
     base,
     calendars,
@@ -52,9 +52,10 @@ STEPS: tuple[base.Step, ...] = (
     photos.STEP,  # first: a photo's blob is written before its user's `photo` field
     directory.STEP,
     calendars.STEP,  # R15's read; R13 and R14 are the mailbox pass's
-    mailboxes.STEP,  # the mailbox pass: calendars and events, a shard at a time
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
+    mailboxes.STEP,  # the mailbox pass, a shard at a time: after R15's pushes (R14
+    # leaves the sync's own events out)
     sync_state_step.STEP,  # after every write: a failed run does not advance delta
     change_feed.STEP,  # last: what the run did, in the feed
 )
@@ -107,7 +108,7 @@ async def run_sync(
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
-    recorder = _Recorder(deps.store, run_report.new_report(
+    recorder = Recorder(deps.store, run_report.new_report(
         trigger, dry_run, started, run_id=run_id, queued_at=queued_at))
     held: lease.Held | None = None
     try:
@@ -134,7 +135,7 @@ async def run_sync(
     return recorder.report.to_json()
 
 
-async def _run(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lease.Held | None,
+async def _run(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
                approve: model.Approval | None, approve_deletions: model.Approval | None
                ) -> None:
     """Fill the recorder's report in; a run failure is recorded in it, a bug is recorded
@@ -155,12 +156,12 @@ async def _run(deps: Deps, recorder: _Recorder, started: dt.datetime, held: leas
             recorder.report = dataclasses.replace(
                 recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
                 duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
-        await _save_report(deps.store, recorder.report.to_json())
+        await save_report(deps.store, recorder.report.to_json())
         if shards:
             await shard_runs.directory_done(deps.store, recorder.report.run_id, deps.clock())
 
 
-async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lease.Held | None,
+async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
                 approve: model.Approval | None, approve_deletions: model.Approval | None
                 ) -> None:
     """The run's work. The bulky values (what was read, the Emply copy, the snapshots)
@@ -171,7 +172,8 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
     state, warnings = await sync_state.load_state(deps.store)
     check = await unchanged.check(deps.store, deps.graph, state, started=started,
                                   approve=approve or approve_deletions)
-    if check.residual is not None and check.round is not None:
+    if check.residual is not None and check.round is not None and not await gone.pending(
+            deps.store.mailbox_states()):  # events the pass saw go: R15 looks them up
         recorder.report = unchanged.reused_report(report, check.residual, check.round,
                                                   warnings)
         recorder.progress("unchanged", reusedPlanOf=check.residual.run_id)
@@ -191,7 +193,7 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
     plan = recorder.plan = make_plan(run, steps, approve, approve_deletions)
     await recorder.saved_progress("planned", changes=len(plan.changes), held=len(plan.held))
     recorder.report = recorder.report.with_outcome(
-        run_report.Outcome.of(plan), _read_summary(run), plan.counts(), warnings=run.warnings)
+        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings)
     if approve is not None and not any(
         c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
     ):  # held Entra deletions (R9) are not what this approval is for
@@ -207,7 +209,7 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
         return
     held.check()  # the lease was lost: another run may be applying
     recorder.applying = True
-    applied = await _apply(run, steps, plan, recorder)
+    applied = await apply_steps(run, steps, plan, recorder)
     del run  # with it the loaded Emply copy (about 100 MB at 100,000 users)
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
@@ -216,7 +218,7 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
         mailbox_shards=applied.shards)
 
 
-async def _mailboxes_of_unchanged(deps: Deps, recorder: _Recorder, started: dt.datetime,
+async def _mailboxes_of_unchanged(deps: Deps, recorder: Recorder, started: dt.datetime,
                                   *, apply: bool) -> None:
     """A run that reuses the last outcome still runs the mailbox pass (calendars and
     events are not in Graph's delta); its changes are the run's, recorded in the feed."""
@@ -244,8 +246,8 @@ def _with_requests(read: run_report.EntraReadSummary | None, requests: int, thro
                                throttled=read.throttled + throttled)
 
 
-async def _apply(run: Run, steps: Sequence[base.Step], plan: model.Plan,
-                 recorder: _Recorder) -> base.Applied:
+async def apply_steps(run: Run, steps: Sequence[base.Step], plan: model.Plan,
+                      recorder: Recorder) -> base.Applied:
     """Each step's part of the plan, in order; what each did, folded."""
     applied = base.Applied(plan)
     for step in steps:
@@ -271,7 +273,7 @@ def _read_counts(run: Run) -> dict[str, Any]:
             "fullRead": run.directory.full_read}
 
 
-def _read_summary(run: Run) -> run_report.EntraReadSummary:
+def read_summary(run: Run) -> run_report.EntraReadSummary:
     """Graph's requests and 429s of the whole read: the directory and every step's."""
     requests, throttled = base.usage(run)
     read = run.directory
@@ -280,7 +282,7 @@ def _read_summary(run: Run) -> run_report.EntraReadSummary:
                                        throttled=read.throttled + throttled)
 
 
-class _Recorder:
+class Recorder:
     """The report of a run under way, and its progress for GET /api/sync/runs/{runId}."""
 
     def __init__(self, store: protocols.RunLog, report: run_report.RunReport) -> None:
@@ -323,7 +325,7 @@ class _Recorder:
                                   extra={"runId": self.report.run_id}, exc_info=True)
 
 
-async def _save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:
+async def save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:
     try:
         await store.save_run(report)
     except Exception:  # the run's outcome stands; losing its record is logged, not raised
@@ -344,7 +346,7 @@ async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: f
         telemetry.log.error("emply_sync.bug", exc_info=exc, extra={
             "runId": report["runId"], "trigger": report["trigger"]})
     if store is not None:
-        await _save_report(store, report)
+        await save_report(store, report)
     telemetry.log_run(report)
     if errors.classify(exc) is None:
         raise exc

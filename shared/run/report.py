@@ -96,6 +96,8 @@ class RunReport:
     mailbox_shards: Mapping[str, Any] | None = None
     """The mailbox shards the run put on the queue: it stays `running` until they are
     done, then its report has their changes (`shared.run.mailboxes.queued`)."""
+    answer: Mapping[str, Any] | None = None
+    """An on-demand run's steps for its one user (`shared.reconcile.answer`)."""
 
     def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
                      counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
@@ -145,6 +147,8 @@ class RunReport:
             out["progress"] = dict(self.progress)
         if self.mailbox_shards is not None:
             out["mailboxShards"] = dict(self.mailbox_shards)
+        if self.answer is not None:
+            out["user"] = dict(self.answer)
         if self.planned is not None:
             out["planned"] = self.planned if isinstance(self.planned, list) else list(
                 self.planned)

@@ -1,5 +1,5 @@
 """R13's calendar read over real HTTP to the simulator: pages, no mailbox, throttling,
-and a failure that is one user's alone (R7)."""
+and a mailbox that fails alone (per-user failures, R7)."""
 
 from __future__ import annotations
 
@@ -53,20 +53,52 @@ async def test_calendars_are_read_per_user_with_no_mailbox_as_none() -> None:
     assert counts == {"POST /$batch": 2, "GET /users/{id}/calendars": 5}, counts
 
 
-async def test_any_other_failure_is_that_users_alone() -> None:
+async def test_a_refused_mailbox_is_a_failure_of_its_own_the_others_are_read() -> None:
     with running_simulator(tenant()) as sim:
         sim.set_faults(f"/users/{uid(1)}/calendars", 403, times=-1)
         graph = graph_client.create_graph_client(sim.url, env={})
         try:
-            read = await mailboxes.read_calendars(graph, [uid(1), uid(3)])
+            read = await mailboxes.read_calendars(graph, [uid(1), uid(2), uid(3)])
         finally:
             await graph.aclose()
-    assert list(read.failed) == [uid(1)] and read.failed[uid(1)].status == 403
-    assert list(read.mailboxes) == [uid(3)]
+    assert read.mailboxes == {uid(2): None, uid(3): [
+        {"id": "cal-0", "name": "Calendar 0", "isDefaultCalendar": True, "canEdit": True}]}
+    failure = read.failures[uid(1)]
+    assert (failure.entra_id, failure.reason, failure.status, failure.temporary) == (
+        uid(1), "mailbox_unavailable", 403, False)
+    assert failure.endpoint == "/users/{id}/calendars"
 
 
-async def test_users_go_20_a_batch_and_an_item_throttled_for_good_is_that_users_alone(
-) -> None:
+async def test_access_policy_unknown_and_unavailable_mailboxes_fail_alone() -> None:
+    doc = tenant()
+    doc["users"].append(user(4, calendars=calendars(2)))
+    doc["users"].append(user(5, calendars=calendars(2)))
+    with running_simulator(doc) as sim:
+        sim.set_user_quirks(uid(3), mailbox="accessDenied")
+        sim.set_user_quirks(uid(4), mailbox="invalidUser")
+        sim.set_user_quirks(uid(5), mailbox="unavailable")
+        graph = graph_client.create_graph_client(sim.url, env={})
+        time = FakeTime()
+        gate = mailbox_gate.MailboxGate(sleep=time.sleep, clock=time.clock)
+        try:
+            read = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 6)],
+                                                  gate=gate)
+        finally:
+            await graph.aclose()
+    assert set(read.mailboxes) == {uid(1), uid(2)} and len(read.mailboxes[uid(1)] or []) == 120
+    assert {i: (f.code, f.status, f.temporary) for i, f in read.failures.items()} == {
+        uid(3): ("ErrorAccessDenied", 403, False),
+        uid(4): ("ErrorInvalidUser", 404, True),
+        uid(5): ("serviceNotAvailable", 503, True)}
+    assert len(time.slept) == mailboxes.MAX_ITEM_RETRIES  # the 503 item, until its retries ran out
+    error = read.failures[uid(3)].as_error()
+    assert {k: error[k] for k in ("reason", "entraId", "temporary", "graphStatus")} == {
+        "reason": "mailbox_unavailable", "entraId": uid(3), "temporary": False,
+        "graphStatus": 403}
+    assert "Access to OData is disabled." in error["message"]
+
+
+async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_alone() -> None:
     many = tenant()
     many["users"] = [user(n, calendars=calendars(1)) for n in range(1, 46)]
     time = FakeTime()
@@ -82,7 +114,7 @@ async def test_users_go_20_a_batch_and_an_item_throttled_for_good_is_that_users_
                                                    gate=gate)
         finally:
             await graph.aclose()
-    assert list(again.failed) == [uid(7)] and again.failed[uid(7)].status == 429
-    assert len(again.mailboxes) == 44
+    assert list(again.failures) == [uid(7)] and len(again.mailboxes) == 44
+    assert again.failures[uid(7)].status == 429 and again.failures[uid(7)].temporary
     assert time.slept == [3.0] * mailboxes.MAX_ITEM_RETRIES
     assert again.throttled == mailboxes.MAX_ITEM_RETRIES + 1

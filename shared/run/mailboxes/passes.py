@@ -84,7 +84,11 @@ def synced_after(doc: Mapping[str, Any], entra_users: Mapping[str, Any],
     if not (settings.enabled and settings.calendar_sync):
         return {}
     users = {u["id"]: u for u in doc.get("users", ())}
-    out = {u["id"]: Synced(u["entraId"]) for u in users.values()
+    outbound: dict[str, list[str]] = {}
+    for item in doc.get("outboundEvents", ()):
+        outbound.setdefault(str(item["userId"]), []).append(str(item["id"]))
+    out = {u["id"]: Synced(u["entraId"], outbound=tuple(sorted(outbound.get(u["id"], ()))))
+           for u in users.values()
            if u.get("entraId") and u.get("status", "active") == "active"
            and u.get("calendarSync") is not False and u["entraId"] in entra_users}
     for change in changes:
@@ -96,7 +100,8 @@ def synced_after(doc: Mapping[str, Any], entra_users: Mapping[str, Any],
         elif change.kind in (model.LINK_USER, model.CREATE_USER, model.REACTIVATE_USER) \
                 and entra_id and user_id not in out \
                 and users.get(user_id, {}).get("calendarSync") is not False:
-            out[user_id] = Synced(entra_id, since=run_id)
+            out[user_id] = Synced(entra_id, since=run_id,
+                                  outbound=tuple(sorted(outbound.get(user_id, ()))))
     return out
 
 
@@ -246,10 +251,11 @@ async def plan_work(store: protocols.SyncStore, config: PassSettings, *, trigger
 async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, *,
                    run_id: str, settings: model.Settings, now: dt.datetime,
                    index: Mapping[str, BucketIndex], apply: bool,
-                   config: PassSettings | None = None, work: PassWork | None = None
-                   ) -> PassOutcome:
+                   config: PassSettings | None = None, work: PassWork | None = None,
+                   only: frozenset[str] | None = None) -> PassOutcome:
     """Every shard of the buckets `work` touches (all of them by default),
-    `shards_at_once` at a time, in this process."""
+    `shards_at_once` at a time, in this process; with `only` (Emply user ids: one user
+    now), those users alone."""
     config = config or PassSettings()
     everything = frozenset(keys.ALL_BUCKETS)
     work = work or PassWork(everything, everything)
@@ -262,7 +268,7 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
         async with deps.gate.working():
             outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
                 run_id, part.first, part.last, part.users, settings, window, now, apply,
-                swept=work.swept, dirty=work.dirty, notify=work.notify)))
+                swept=work.swept, dirty=work.dirty, notify=work.notify, only=only)))
 
     parts = plan_shards(index, config.shard_size, skip=everything - work.touched)
     if apply and work.stale:  # marks of mailboxes not synced: nothing to read

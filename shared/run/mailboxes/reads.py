@@ -45,6 +45,9 @@ async def emply_side(store: protocols.SyncStore, job: ShardJob) -> Found:
     side = store.mailbox_side()
     rows, raw = await asyncio.gather(side.read_calendars(job.first, job.last),
                                      store.mailbox_states().read_states(job.first, job.last))
+    if job.only is not None:
+        rows = [(item, etag) for item, etag in rows if item["userId"] in job.only]
+        raw = {u: v for u, v in raw.items() if u in job.only}
     kept: dict[str, dict[str, tuple[model.EmplyCalendar, str]]] = {}
     for item, etag in rows:
         calendar = model.EmplyCalendar(str(item["userId"]), str(item["id"]), item.get("name"),
@@ -97,10 +100,29 @@ async def stored_events(side: protocols.MailboxSide, job: ShardJob,
         return ()
     if everything or len(wanted) >= RANGE_READ_AT:
         rows = [e for e in await side.read_events(job.first, job.last)
-                if everything or (e["userId"], e["calendarId"]) in wanted]
+                if (e["userId"], e["calendarId"]) in wanted or (
+                    everything and (job.only is None or e["userId"] in job.only))]
     else:
         found = await asyncio.gather(*(side.read_calendar_events(u, c)
                                        for u, c in sorted(wanted)))
         rows = [e for part in found for e in part]
     return tuple(model.EmplyEvent(e["userId"], e["calendarId"], e["id"],
                                   e.get("sensitivity") == "private", e) for e in rows)
+
+
+async def own_events(store: protocols.SyncStore, job: ShardJob, readable: Mapping[str, str]
+                     ) -> dict[str, frozenset[str]]:
+    """Entra id → the Graph ids of the events the sync created in that mailbox (R15's
+    outbound events), for the mailboxes read: read when the shard works, so a push made
+    after the run indexed them counts too."""
+    wanted = {o: u for u in readable for o in job.users[u].outbound}
+    if not wanted:
+        return {}
+    found = await store.read_entities("outboundEvents", sorted(wanted))
+    out: dict[str, set[str]] = {}
+    for outbound_id, user_id in wanted.items():
+        graph_id = (found.get(outbound_id) or {}).get("graphId")
+        if graph_id:
+            out.setdefault(readable[user_id], set()).add(str(graph_id))
+    return {e: frozenset(ids) for e, ids in out.items()}
+

@@ -25,9 +25,11 @@ from typing import Any
 
 from shared.graph import client as graph_client
 from shared.graph import events as graph_events
+from shared.graph import failures
 from shared.graph import mailboxes as graph_mailboxes
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import convert, mailbox_plan, model
+from shared.run.mailboxes import gone as shard_gone
 from shared.run.mailboxes import notified
 from shared.run.mailboxes import reads as shard_reads
 from shared.run.mailboxes import subscriptions as shard_subs
@@ -39,7 +41,7 @@ Json = dict[str, Any]
 BACKOFF = (dt.timedelta(0), dt.timedelta(hours=1), dt.timedelta(hours=2),
            dt.timedelta(hours=4), dt.timedelta(hours=8), dt.timedelta(hours=24))
 """R7's back-off: after n failed reads in a row, the next waits BACKOFF[n - 1]."""
-MAILBOX_UNAVAILABLE = "mailbox_unavailable"
+MAILBOX_UNAVAILABLE = failures.MAILBOX_UNAVAILABLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,8 @@ class ShardJob:
     dirty: notified.Dirty = dataclasses.field(default_factory=dict)
     notify: notified.Notify | None = None
     """Set with notifications on: subscriptions are kept."""
+    only: frozenset[str] | None = None
+    """One user now: the Emply users the shard acts on (None: every one of its buckets)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +90,39 @@ class ShardOutcome:
 
 async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
     """Read, plan and (with `job.apply`) write one shard; see the module's docstring."""
-    side = deps.store.mailbox_side()
-    generation = await side.generation()
+    generation = await deps.store.mailbox_side().generation()
     found = await shard_reads.emply_side(deps.store, job)
     outcome = ShardOutcome()
     readable = {u: s.entra_id for u, s in sorted(job.users.items())
                 if _to_read(u, s.entra_id, s.since, job, found, generation)}
+    planned = await _read_and_plan(deps, job, found, readable, generation, outcome)
+    conflicts: set[str] = set()
+    if job.apply:
+        conflicts = await _write(deps, job, found, readable, generation, planned, outcome)
+    outcome.changes = [c for c in planned.plan.changes if c.user_id not in conflicts]
+    outcome.errors += [_conflict(u) for u in sorted(conflicts)]
+    return outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class _Planned:
+    listed: graph_mailboxes.CalendarRead
+    plan: mailbox_plan.GroupPlan
+    stored: tuple[model.EmplyEvent, ...]
+    answered: shard_writes.Read
+    gone: shard_gone.Seen
+    """The sync's own events the read saw go (R15 looks them up next run)."""
+
+
+async def _read_and_plan(deps: ShardDeps, job: ShardJob, found: shard_reads.Found,
+                         readable: Mapping[str, str], generation: str,
+                         outcome: ShardOutcome) -> _Planned:
+    side = deps.store.mailbox_side()
     by_entra = {e.casefold(): u for u, e in readable.items()}
     listed = await graph_mailboxes.read_calendars(deps.graph, readable.values(),
                                                   gate=deps.gate)
+    own = await shard_reads.own_events(deps.store, job, readable)
+    ours = frozenset().union(*own.values())
     mailboxes = convert.mailboxes(listed.mailboxes)
     known = {(u, c): k for u, state in found.states.items()
              for c, k in state.known(job.window, generation).items()}
@@ -107,31 +135,39 @@ async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
              for (e, c), r in read.calendars.items()}
     need = mailbox_plan.stored_needed(snapshot, mailboxes,
                                       {k: r for k, r in reads.items() if r is not None},
-                                      known, job.settings, r13)
+                                      known, job.settings, r13, own=ours)
     stored = await shard_reads.stored_events(side, job, need,
                                              everything=not job.settings.enabled)
     plan = mailbox_plan.plan_group(dataclasses.replace(snapshot, events=stored), mailboxes,
                                    {k: reads[k] for k in need if k in reads}, job.settings,
-                                   need, r13)
+                                   need, r13, own=ours)
     _count(outcome, listed, read)
     answered = shard_writes.Read(
         listed.mailboxes,
         {(by_entra[e.casefold()], c): r.delta_link if r else None
          for (e, c), r in read.calendars.items()},
-        _failures(listed, read, readable, by_entra, outcome),
-        {(by_entra[e.casefold()], c) for e, c in read.failed})
-    conflicts: set[str] = set()
-    if job.apply:
-        conflicts = await shard_writes.write_plan(side, plan, found, stored, outcome)
-        subscribed = await shard_subs.keep(deps.graph, job, found, listed.mailboxes,
-                                           readable, answered.failed)
-        await deps.store.mailbox_states().write_states(shard_writes.new_states(
-            found, job, generation, answered, plan, conflicts, subscribed))
-        await notified.clear(deps.store.mailbox_states(), job.dirty,
-                             [e for u, e in readable.items() if u not in conflicts])
-    outcome.changes = [c for c in plan.changes if c.user_id not in conflicts]
-    outcome.errors += [_conflict(u) for u in sorted(conflicts)]
-    return outcome
+        _failures(listed, read, by_entra, outcome),
+        {(by_entra[e.casefold()], c) for e, c in read.failures})
+    return _Planned(listed, plan, stored, answered,
+                    shard_gone.seen_gone(listed.mailboxes, read, own, job.window))
+
+
+async def _write(deps: ShardDeps, job: ShardJob, found: shard_reads.Found,
+                 readable: Mapping[str, str], generation: str, planned: _Planned,
+                 outcome: ShardOutcome) -> set[str]:
+    """The plan written, then the sync's own events seen go, the subscriptions, the
+    new state; the users left out for a concurrent change."""
+    states = deps.store.mailbox_states()
+    conflicts = await shard_writes.write_plan(deps.store.mailbox_side(), planned.plan, found,
+                                              planned.stored, outcome)
+    await shard_gone.record(states, planned.gone)
+    subscribed = await shard_subs.keep(deps.graph, job, found, planned.listed.mailboxes,
+                                       readable, planned.answered.failed)
+    await states.write_states(shard_writes.new_states(
+        found, job, generation, planned.answered, planned.plan, conflicts, subscribed))
+    await notified.clear(states, job.dirty,
+                         [e for u, e in readable.items() if u not in conflicts])
+    return conflicts
 
 
 def _count(outcome: ShardOutcome, listed: graph_mailboxes.CalendarRead,
@@ -170,22 +206,16 @@ def _backing_off(state: MailboxState | None, now: dt.datetime) -> bool:
 
 
 def _failures(listed: graph_mailboxes.CalendarRead, read: graph_events.EventRead,
-              readable: Mapping[str, str], by_entra: Mapping[str, str],
-              outcome: ShardOutcome) -> set[str]:
-    """The users whose mailbox could not be read this run, each reported once."""
-    failed: dict[str, tuple[str, Any]] = {}
-    entra_of = dict(readable)
-    for entra_id, why in listed.failed.items():
-        failed[by_entra[entra_id.casefold()]] = ("its calendars", why)
-    for (entra_id, calendar_id), why in read.failed.items():
-        failed.setdefault(by_entra[entra_id.casefold()], (f"calendar {calendar_id!r}", why))
-    for user_id, (what, why) in sorted(failed.items()):
-        outcome.errors.append({
-            "reason": MAILBOX_UNAVAILABLE, "userId": user_id, "entraId": entra_of[user_id],
-            "temporary": True, "rule": "R7",
-            "message": f"the user's mailbox could not be read ({what}: Graph "
-                       f"{why.status or 'no answer'} {why.code or ''}: {why.message}); "
-                       "what Emply holds of it is kept, and a later run reads it again"})
+              by_entra: Mapping[str, str], outcome: ShardOutcome) -> set[str]:
+    """The users whose mailbox could not be read this run, each reported once (its
+    calendar list's failure, else its first calendar's)."""
+    failed: dict[str, failures.UserReadFailure] = {}
+    for entra_id, why in listed.failures.items():
+        failed[by_entra[entra_id.casefold()]] = why
+    for (entra_id, _calendar), why in sorted(read.failures.items()):
+        failed.setdefault(by_entra[entra_id.casefold()], why)
+    for user_id, why in sorted(failed.items()):
+        outcome.errors.append({**why.as_error(), "userId": user_id, "rule": "R7"})
     return set(failed)
 
 

@@ -121,6 +121,10 @@ class Synced:
 
     entra_id: str
     since: str | None = None
+    outbound: tuple[str, ...] = ()
+    """The ids of its outbound events (R15): the shard reads their Graph ids when it
+    works, so R14 leaves the sync's own events out even of a shard that runs after
+    this run pushed them."""
 
 
 BucketIndex = dict[str, Synced]
@@ -129,7 +133,8 @@ BucketIndex = dict[str, Synced]
 
 def index_to_json(index: Mapping[str, Synced]) -> dict[str, Any]:
     return {"format": FORMAT,
-            "synced": {u: [s.entra_id, s.since] for u, s in sorted(index.items())}}
+            "synced": {u: [s.entra_id, s.since, *([list(s.outbound)] if s.outbound else [])]
+                       for u, s in sorted(index.items())}}
 
 
 def index_from_json(value: Any) -> BucketIndex | None:
@@ -138,6 +143,8 @@ def index_from_json(value: Any) -> BucketIndex | None:
         return None
     out: BucketIndex = {}
     for user_id, raw in value["synced"].items():
-        if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
-            out[str(user_id)] = Synced(raw[0], raw[1] if isinstance(raw[1], str) else None)
+        if isinstance(raw, list) and len(raw) in (2, 3) and isinstance(raw[0], str):
+            outbound = raw[2] if len(raw) == 3 and isinstance(raw[2], list) else []
+            out[str(user_id)] = Synced(raw[0], raw[1] if isinstance(raw[1], str) else None,
+                                       tuple(str(o) for o in outbound))
     return out

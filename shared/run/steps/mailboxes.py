@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from shared.reconcile import convert, model
 from shared.run import report as run_report
@@ -61,6 +61,39 @@ async def _index(run: Run, changes: list[model.Change], *, write: bool
     changed = await passes.update_index(states, new, old)
     await passes.save_settings(states, run.doc.get("settings") or {})
     return new, changed
+
+
+class OneUserStep(base.Step):
+    """One user now (`shared.run.on_demand`): the pass for the users the run acts on
+    alone (`focus`: the Emply users named), in this process, whatever the settings say;
+    the index is left as the last full run wrote it."""
+
+    name = "mailboxes"
+
+    def __init__(self, focus: Callable[[Run], Callable[[model.EmplyUser], bool]]) -> None:
+        self.focus = focus
+
+    async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
+        return await self._pass(run, applied.pending(DIRECTORY_KINDS), apply=True)
+
+    async def preview(self, run: Run, plan: model.Plan) -> base.StepOutcome:
+        return await self._pass(run, [c for c in plan.changes if c.kind in DIRECTORY_KINDS],
+                                apply=False)
+
+    async def _pass(self, run: Run, changes: list[model.Change], *, apply: bool
+                    ) -> base.StepOutcome:
+        names = self.focus(run)
+        only = frozenset(u["id"] for u in run.doc.get("users", ())
+                         if names(convert.emply_user(u)))
+        if not only:
+            return base.StepOutcome(self.name)
+        synced = passes.synced_after(run.doc, run.directory.mirror["users"], changes,
+                                     run.settings, run.run_id)
+        index = passes.by_bucket({u: s for u, s in synced.items() if u in only})
+        found = await passes.run_pass(run.deps.store, run.deps.graph, run_id=run.run_id,
+                                      settings=run.settings, now=run.started, index=index,
+                                      apply=apply, config=run.deps.mailboxes, only=only)
+        return _outcome(self.name, found)
 
 
 def _outcome(name: str, found: passes.PassOutcome) -> base.StepOutcome:
