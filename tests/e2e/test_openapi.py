@@ -26,9 +26,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from werkzeug.wrappers import Request, Response
 
+import function_app
 from tests.e2e import tenants as t
 from tests.e2e.test_http import FUNCTIONS, function, world_with_staff
-from webhook_http import openapi
+from webhook_http import openapi_route
 
 
 def _routes() -> list[tuple[re.Pattern[str], str, str]]:
@@ -68,11 +69,19 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
 
 
 def test_every_registered_route_is_in_the_document() -> None:
-    paths = openapi.document()["paths"]
+    paths = openapi_route.document()["paths"]
     declared = {(f"/api{path}", method.upper()) for path, ops in paths.items() for method in ops}
     registered = {(re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", p.pattern[1:-1]), m)
                   for p, m, _name in ROUTES}
     assert declared == registered
+
+
+def test_the_document_covers_every_area_function_app_registers() -> None:
+    """The OpenAPI area's list of areas is the list of blueprints the app registers."""
+    registered = {id(value.bp) for value in vars(function_app).values()
+                  if hasattr(value, "area") and hasattr(value, "bp")}
+    assert registered == {id(area.bp) for area in openapi_route.AREAS}
+    assert len(openapi_route.AREAS) == 11
 
 
 def test_the_document_is_served_and_refers_to_the_schema_table() -> None:
@@ -91,8 +100,9 @@ def test_the_document_is_served_and_refers_to_the_schema_table() -> None:
 # The coverage phase (every boundary value of every field: thousands of cases, each a
 # handler call against Azurite) is left out to keep the suite's time; the examples and
 # fuzzing phases, positive and negative data, run.
-SCHEMA = schemathesis.openapi.from_dict(openapi.document(), config=SchemathesisConfig.from_dict(
-    {"phases": {"coverage": {"enabled": False}}}))
+SCHEMA = schemathesis.openapi.from_dict(
+    openapi_route.document(),
+    config=SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}}))
 SCHEMA.app = wsgi_app
 
 
