@@ -14,7 +14,8 @@ area = Area("roles")
 bp = area.bp
 _ROLES = area.schema("RoleList", {
     "type": "object", "required": ["roles"],
-    "properties": {"roles": {"type": "array", "items": oa.component("Role")}}})
+    "properties": {"roles": {"type": "array", "items": oa.component("Role"),
+                             "maxItems": emply_roles.MAX_ROLES}}})
 
 
 @area.route(Route(
