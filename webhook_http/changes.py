@@ -1,9 +1,9 @@
 """HTTP area "change feed": `GET /api/changes?after=CURSOR[&pageSize=N]`.
 
-Every change the sync applied, in order (`shared.run.change_feed`), a page at a time with
-an opaque cursor and a `next` link; caught up, the page is empty and the cursor the
-same. A cursor past the feed's retention is a 410 problem saying what to do.
-See docs/emply-api.md "Change feed".
+Every change the sync applied, in order (`shared.run.change_feed`), a page at a time
+with a sealed cursor (`shared.app.cursors`) and a `next` link; caught up, the page is
+empty and the cursor the same. A cursor past the feed's retention is a 410 problem
+saying what to do. See docs/emply-api.md "Change feed".
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import azure.functions as func
 
-from shared.app import boundary
-from shared.run import change_feed, pipeline
+from shared.app import boundary, changes
+from shared.run import pipeline
 from webhook_http import requests as rq
 from webhook_http.answers import problem, respond
 from webhook_http.routes import Area, Route
@@ -64,11 +64,11 @@ async def list_changes(req: func.HttpRequest) -> func.HttpResponse:
         after = rq.cursor(params, "after")
         try:
             async with boundary.open_deps() as deps:
-                items, cursor = await change_feed.read_page(deps.store, after, size,
-                                                            pipeline.utcnow())
-        except change_feed.BadCursor as exc:
+                items, cursor = await changes.read_page(deps.store, after, size,
+                                                        pipeline.utcnow())
+        except changes.BadCursor as exc:
             return problem(400, "Bad request", str(exc), field="after")
-        except change_feed.CursorExpired as exc:
+        except changes.CursorExpired as exc:
             return problem(410, "Cursor expired", str(exc), field="after",
                            reason="cursor_expired")
         link = f"/api/changes?after={quote(cursor, safe='')}&pageSize={size}"

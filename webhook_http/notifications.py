@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.emply import gate
 from shared.notify import inbox
 from shared.notify import settings as notify_settings
 from webhook_http.answers import problem
@@ -49,9 +50,10 @@ async def graph_notifications(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body() or b""
     # Graph's handshake has no body; with a body it is a notification, checked as one.
     if token is not None and not body.strip():
-        if len(token) > MAX_TOKEN_CHARS:
-            return problem(400, "Bad request", "validationToken is too long",
-                           field="validationToken")
+        try:  # echoed as text: no control character, no lone surrogate
+            gate.text(token, "validationToken", max_chars=MAX_TOKEN_CHARS)
+        except gate.GateError as exc:
+            return problem(400, "Bad request", exc.detail, field="validationToken")
         return func.HttpResponse(token, status_code=200, mimetype="text/plain")
     try:
         await inbox.receive(body)

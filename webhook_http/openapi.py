@@ -95,6 +95,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"}, "detail": {"type": "string"},
         "field": {"type": "string", "description": "the field or parameter at fault"},
         "reason": {"type": "string"}, "temporary": {"type": "boolean"},
+        "written": {"enum": ["unknown"],
+                    "description": "on a 503 only: storage took the write and its answer "
+                                   "was lost; read the entity to know (any other 5xx: "
+                                   "nothing was written)"},
         "runId": {"type": ["string", "null"]},
         "total": {"type": "integer"},
         "errors": {"type": "array", "items": {

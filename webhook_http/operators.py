@@ -13,6 +13,7 @@ import json
 import azure.functions as func
 
 from shared.app import boundary
+from shared.emply import gate
 from shared.run import pipeline
 from webhook_http import answers, sync_models
 from webhook_http.answers import problem, respond
@@ -35,7 +36,10 @@ _DOWN = {"Retry-After": str(answers.UNAVAILABLE_RETRY_AFTER_SECONDS)}
                  "schema": {"type": "string"}},),
     responses={"200": {"description": "the explanation", "schema": {"type": "object"}}}))
 async def explain_user(req: func.HttpRequest) -> func.HttpResponse:
-    key = req.route_params.get("user", "")
+    try:
+        key = gate.identifier(str(req.route_params.get("user", "")), "user")
+    except gate.GateError as exc:
+        return problem(400, "Bad request", f"user {exc.detail}", field="user")
     try:
         async with boundary.open_deps() as deps:
             return respond(200, await pipeline.explain_user(deps, key))

@@ -8,7 +8,6 @@ the answer. Values from the request are never echoed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ import azure.functions as func
 
 from shared.app import emply_api
 from shared.emply import document as emply_doc
+from shared.emply import gate
 from shared.run import pipeline
 from webhook_http import answers
 from webhook_http.answers import bad, problem
@@ -30,11 +30,14 @@ ALLOWED_PARAMS = frozenset({"code"})
 
 
 def params(req: func.HttpRequest, allowed: frozenset[str]) -> Mapping[str, str]:
-    """The query parameters, refusing any the route does not take."""
-    for name in req.params:
+    """The query parameters, refusing any the route does not take and any value that is
+    not plain text (`gate.text`: control characters, lone surrogates, oversized)."""
+    for name, value in req.params.items():
         if name not in allowed and name not in ALLOWED_PARAMS:
             raise bad("query", "unknown query parameter; allowed: "
                       + (", ".join(sorted(allowed)) or "none"))
+        if name in allowed:
+            gate.text(value, name, max_chars=MAX_CURSOR_CHARS)
     found: Mapping[str, str] = req.params
     return found
 
@@ -50,33 +53,25 @@ def body(req: func.HttpRequest, limit: int) -> bytes:
 
 
 def json_body(req: func.HttpRequest, limit: int = MAX_ENTITY_BYTES) -> Any:
-    """The body as JSON: malformed, nested too deeply or a key given twice is a 400."""
-    raw = body(req, limit)
+    """The body as JSON through the input gate (`shared.emply.gate`): malformed, a name
+    given twice, NaN, an integer beyond I-JSON's range, a lone surrogate or nesting too
+    deep is a 400 naming the field."""
     try:
-        return json.loads(raw, object_pairs_hook=_no_duplicates)
-    except answers.BadRequest as exc:
-        raise bad(exc.field, str(exc)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad("body", "body is not valid JSON") from None
-    except RecursionError:
-        raise bad("body", "body is nested too deeply") from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise answers.BadRequest("body", "a field appears more than once in one object")
-        out[key] = value
-    return out
+        return gate.parse_json(body(req, limit), "body")
+    except gate.GateError as exc:
+        raise bad(exc.field or "body", exc.detail) from None
 
 
 def route_id(req: func.HttpRequest, name: str = "id") -> str:
-    """A route value naming an entity: 1 to 255 characters, not only spaces."""
+    """A route value naming an entity: 1 to 255 characters, not only spaces, an
+    identifier by the gate's rules (NFC, as stored; no invisible character)."""
     value = str(req.route_params.get(name, ""))
     if not value.strip() or len(value) > 255:
         raise bad(name, f"{name} must be 1 to 255 characters, not only spaces")
-    return value
+    try:
+        return gate.identifier(value, name)
+    except gate.GateError as exc:
+        raise bad(name, f"{name} {exc.detail}") from None
 
 
 def if_match(req: func.HttpRequest) -> str | None:
@@ -122,6 +117,8 @@ async def guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpR
         return await run()
     except answers.Refused as exc:
         return exc.response
+    except gate.GateError as exc:  # a cursor, value or body the gate refused
+        return problem(400, "Bad request", exc.detail, field=exc.field or "body")
     except emply_doc.DocumentError as exc:
         return document_problem(exc)
     except emply_api.NotFound as exc:
@@ -134,6 +131,11 @@ async def guarded(run: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpR
         return problem(400, "Bad request", str(exc), field="next")
     except pipeline.RunInProgress as exc:
         return answers.run_in_progress(exc, "A sync or an import is running")
+    except emply_api.OutcomeUnknown as exc:
+        # The one 5xx that does not mean "nothing was written": it says so, and how to tell.
+        return problem(503, "Outcome unknown", str(exc),
+                       retry_after=answers.UNAVAILABLE_RETRY_AFTER_SECONDS,
+                       reason="storage_unavailable", temporary=True, written="unknown")
     except emply_api.ConcurrentChange:
         return problem(409, "Changed meanwhile",
                        "the Emply side changed while this request was written; nothing was "

@@ -16,6 +16,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.app import boundary, manual_runs
+from shared.emply import gate
 from shared.run import pipeline
 from webhook_http import answers, sync_models
 from webhook_http.answers import BadRequest, problem, respond
@@ -34,15 +35,6 @@ SYNC_FIELDS: Mapping[str, tuple[type, ...]] = {"dryRun": (bool,),
                                                "approveDeactivations": (int, str),
                                                "approveDeletions": (str,)}
 MAX_RUNS_LISTED = 200
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise BadRequest(key, f"field {key!r} appears more than once")
-        seen[key] = value
-    return seen
 
 
 def _describe(value: Any) -> str:
@@ -64,12 +56,9 @@ def parse_sync_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw, object_pairs_hook=_refuse_duplicates)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest("body", f"body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # a few KB of "[[[[…" nest deeper than the parser goes
-        raise BadRequest("body", "body is nested too deeply; expected a flat JSON object") \
-            from exc
+        body = gate.parse_json(raw, "body")
+    except gate.GateError as exc:
+        raise BadRequest(exc.field or "body", exc.detail) from None
     if not isinstance(body, dict):
         raise BadRequest("body", "body must be a JSON object")
     for key, value in body.items():
