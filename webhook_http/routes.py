@@ -112,8 +112,11 @@ def failures_as_problems(handler: Handler) -> Handler:
                 # Not the URL: its query string carries the function key.
                 log.exception("emply_sync.bug", extra={"method": req.method})
                 raise
-            log.warning("emply_sync.http_dependency_failed",
-                        extra={"reason": failure.reason}, exc_info=exc)
+            # The classified message says what is down, never where: no traceback (the
+            # exception's own text names the host and port).
+            log.warning("emply_sync.http_dependency_failed", extra={
+                "reason": failure.reason, "error": type(exc).__name__,
+                "detail": failure.message})
             return answers.failure_problem(failure)
         finally:
             telemetry.flush()

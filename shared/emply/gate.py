@@ -321,7 +321,10 @@ def unseal(key: bytes, cursor: str, field: str) -> str:
         tag = base64.urlsafe_b64decode(match.group(2) + "==")
     except (binascii.Error, ValueError):
         raise refused from None
-    if not hmac.compare_digest(tag, _tag(key, payload)):
+    # One spelling per cursor: base64's spare bits in the last character must be zero,
+    # so no other text opens (a changed character is a changed cursor).
+    if f"{_b64(payload)}.{_b64(tag)}" != cursor or not hmac.compare_digest(
+            tag, _tag(key, payload)):
         raise refused
     try:
         return payload.decode("utf-8")

@@ -11,9 +11,11 @@ Emply side is known stale.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,9 +63,10 @@ async def read(store: protocols.SyncStore, kind: str,
     return codec.from_row(row), str(row[wire.ETAG])
 
 
-UNCONDITIONAL_ATTEMPTS = 5
+UNCONDITIONAL_ATTEMPTS = 10
 """A write without If-Match reads, then writes conditionally on what it read, and does
-so again when someone wrote in between (last writer wins, as an import does)."""
+so again when someone wrote in between (last writer wins, as an import does); past
+these attempts it is a `ConcurrentChangeError` (409: nothing written, retry)."""
 
 
 async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
@@ -76,7 +79,7 @@ async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
     codec = _CODECS[kind]
     rk = codec.row_key(item)
     pk = codec.pk(rk)
-    for _attempt in range(UNCONDITIONAL_ATTEMPTS):
+    for attempt in range(UNCONDITIONAL_ATTEMPTS):
         current = await read(store, kind, item)
         if if_match is not None and current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
@@ -96,7 +99,10 @@ async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
         except errors.ConcurrentChangeError as exc:
             if if_match is not None:
                 raise PreconditionFailed(f"{kind} entity changed since it was read") from exc
-            continue  # written (or created) meanwhile: read it again, write over it
+            # Written (or created) meanwhile: read it again and write over it, after a
+            # random pause so writers racing for one entity do not keep colliding.
+            await asyncio.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            continue
         return ledger.etags[(pk, rk)], current is None
     raise errors.ConcurrentChangeError(kind, str(item.get("id")))
 
