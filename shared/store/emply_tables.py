@@ -35,6 +35,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from shared.store import codec, errors, keys, unique_index, wire
 from shared.store.codec import CODECS, META_PK, VERSION_RK, Operation
 from shared.store.generations import AzureGenerations
+from shared.store.indexed_users import IndexedUsers
 from shared.store.ledger import AzureLedger, Known, from_cache, ledger_of
 from shared.store.protocols import LoadedEmply
 from shared.store.tally import Ensure, Tally
@@ -65,6 +66,7 @@ class AzureEmplyTables:
         self.generations = AzureGenerations(self)
         self.marker = VersionMarker(self)
         self.txn = Transactions(lambda: self.emply, tally=tally, limit=self._limit)
+        self.users = IndexedUsers(self)
         # Its own limit: a partition's write claims while it holds one of `_limit`'s.
         self.index = unique_index.UniqueIndex(
             lambda: self.emply, meta, lambda: self.generation, clock=clock, tally=tally,
@@ -237,13 +239,13 @@ class AzureEmplyTables:
         kc = CODECS[kind]
         items = list(items)
         held = [] if kind != "users" else unique_index.claims_of(
-            user for user in (await self._previous(items, ledger)).values() if user)
+            user for user in (await self.users.previous(items, ledger)).values() if user)
         row_keys = [kc.row_key(i) for i in items]
         ops: list[Operation] = [
             ("delete", {"PartitionKey": kc.pk(rk), "RowKey": rk}, {}) for rk in row_keys
         ]
         await self._submit_all(ops, kind=kind, ledger=ledger)
-        await self._release(held)
+        await self.users.release(held)
         for _op, row, _kw in ops:
             ledger.etags.pop((row["PartitionKey"], row["RowKey"]), None)
             if ledger.known is not None:
@@ -261,56 +263,19 @@ class AzureEmplyTables:
         ops = [self.txn.operation(kc.to_row(item), ledger) for item in items]
         if create:
             ops = [("insert", row, {}) for _op, row, _kw in ops]
-        claimed = await self._claim(kind, items, ledger)
+        claimed = await self.users.claim(kind, items, ledger)
         if claimed.refused:
             raise unique_index.taken(claimed.refused)
         try:
             await self._submit_all(ops, kind=kind, ledger=ledger)
         except BaseException:
-            await self._release(claimed.gained)
+            await self.users.release(claimed.gained)
             raise
-        await self._release(claimed.freed)
+        await self.users.release(claimed.freed)
         if ledger.known is not None:
             known = ledger.known[kind]
             for item, (_op, row, _kw) in zip(items, ops, strict=True):
                 known[row["RowKey"]] = kc.cache_row(item)
-
-    async def _claim(self, kind: str, items: Sequence[Mapping[str, Any]],
-                     ledger: AzureLedger) -> unique_index.Claimed:
-        """The unique values users gain, claimed (nothing for other kinds)."""
-        if kind != "users":
-            return unique_index.Claimed([], [], {})
-        return await unique_index.claim_for(self.index, lambda: self.emply, items,
-                                            await self._previous(items, ledger))
-
-    async def _previous(self, items: Sequence[Mapping[str, Any]],
-                        ledger: AzureLedger) -> dict[str, dict[str, Any] | None]:
-        """id -> each user as stored before this write: from the load's compact copy
-        (complete for what it loaded), else read."""
-        kc = CODECS["users"]
-        found: dict[str, dict[str, Any] | None] = {}
-        for item in items:
-            rk = kc.row_key(item)
-            if ledger.known is not None:
-                entry = ledger.known["users"].get(rk)
-                found[str(item["id"])] = None if entry is None else dict(
-                    zip(kc.cache_fields, codec.cache_values(entry, kc.cache_fields),
-                        strict=True))
-            else:
-                row = await codec.get_row(self.emply, kc.pk(rk), rk)
-                found[str(item["id"])] = None if row is None else kc.from_row(row)
-        return found
-
-    async def _release(self, claims: Sequence[unique_index.Claim]) -> None:
-        """Release claims; best effort, never failing a write that was made (what is left
-        goes stale and is taken over later)."""
-        if not claims:
-            return
-        try:
-            await self.index.release(claims, unique_index.holder_check(lambda: self.emply))
-        except Exception as exc:
-            _log.warning("emply_sync.unique_claims_not_released",
-                         extra={"claims": len(claims), "error": type(exc).__name__})
 
     async def write_built(self, kind: str, ids: Iterable[str],
                           build: Callable[[str], Mapping[str, Any]], *,
@@ -320,7 +285,9 @@ class AzureEmplyTables:
         each made by `build(id)` just before its partition is written.
 
         Only the partitions in flight are ever built, so a write of 100,000 users holds
-        a few thousand entities, not all of them. Transactions per partition;
+        a few thousand entities, not all of them (users are built twice: a first pass
+        claims the values they gain, `shared.store.unique_index`). Transactions per
+        partition;
         ETag-guarded for the entities `loaded` read. `build` must give entities whose
         fields are the kind's (an unknown field is a bug: ValueError).
 
@@ -339,40 +306,20 @@ class AzureEmplyTables:
         if not by_partition:
             return []
         await self.ensure()
-        known = ledger.known[kind] if ledger.known is not None else None
+        # Users: every value they gain claimed first, a pass over all of them, so the
+        # claims fill whole transactions (`unique_index.ClaimStream`).
+        refused = await self.users.claim_built(kind, by_partition, build, ledger)
+        if refused and not skip_conflicts:
+            await self.users.release_built(by_partition, build, ledger)
+            raise unique_index.taken(refused)
         skipped: list[str] = []
-
-        async def partition(entity_ids: list[str]) -> None:
-            async with self._limit:
-                items = [build(i) for i in entity_ids]
-                claimed = await self._claim(kind, items, ledger)
-                if claimed.refused and not skip_conflicts:
-                    await self._release(claimed.gained)
-                    raise unique_index.taken(claimed.refused)
-                left_out = set(claimed.refused)  # another user holds one of its values
-                items = [item for item in items if item.get("id") not in left_out]
-                ops = [self.txn.operation(kc.to_row(item), ledger) for item in items]
-                try:
-                    for chunk in codec.chunks(ops):
-                        if skip_conflicts:
-                            left_out.update(await self.txn.send_or_skip(chunk, kind, ledger))
-                        else:
-                            await self.txn.send(chunk, kind, ledger)
-                except BaseException:
-                    await self._release(claimed.gained)
-                    raise
-            await self._release(claimed.of(left_out))
-            written = [str(item.get("id")) for item in items if item.get("id") not in left_out]
-            await self._release(claimed.freed_by(written))
-            skipped.extend(i for i in entity_ids if i in left_out)
-            if known is not None:
-                for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                    if item.get("id") not in left_out:
-                        known[row["RowKey"]] = kc.cache_row(item)
-
         await self.marker.bump(ledger)
         try:
-            await asyncio.gather(*(partition(group) for group in by_partition.values()))
+            for left_out in await asyncio.gather(*(
+                    self._write_partition(kind, group, build, ledger, refused=refused,
+                                          skip_conflicts=skip_conflicts)
+                    for group in by_partition.values())):
+                skipped += left_out
         except BaseException:
             ledger.marker_ours = False  # some partitions may be written: no copy is right
             raise
@@ -381,6 +328,38 @@ class AzureEmplyTables:
         if skipped:
             ledger.marker_ours = False  # someone else wrote: no cached copy is right
         return skipped
+
+    async def _write_partition(self, kind: str, entity_ids: list[str],
+                               build: Callable[[str], Mapping[str, Any]],
+                               ledger: AzureLedger, *, refused: Mapping[str, str],
+                               skip_conflicts: bool) -> list[str]:
+        """One partition of `write_built`: built, written (the `refused` users left out),
+        the index settled; returns the ids left out."""
+        kc = CODECS[kind]
+        async with self._limit:
+            built = [build(i) for i in entity_ids]
+            previous = await self.users.previous(built, ledger) if kind == "users" else {}
+            items = [item for item in built if item.get("id") not in refused]
+            left_out = {str(i) for i in entity_ids} - {str(item.get("id")) for item in items}
+            ops = [self.txn.operation(kc.to_row(item), ledger) for item in items]
+            try:
+                for chunk in codec.chunks(ops):
+                    if skip_conflicts:
+                        left_out.update(await self.txn.send_or_skip(chunk, kind, ledger))
+                    else:
+                        await self.txn.send(chunk, kind, ledger)
+            except BaseException:
+                # Which were written is not known: release checks each claim against
+                # what its owner holds now.
+                await self.users.settle(kind, built, previous, None)
+                raise
+            await self.users.settle(kind, built, previous, left_out)
+        if ledger.known is not None:
+            known = ledger.known[kind]
+            for item, (_op, row, _kw) in zip(items, ops, strict=True):
+                if item.get("id") not in left_out:
+                    known[row["RowKey"]] = kc.cache_row(item)
+        return [i for i in entity_ids if i in left_out]
 
     async def _submit_all(self, ops: list[Operation], *, kind: str,
                           ledger: AzureLedger) -> None:

@@ -168,14 +168,19 @@ class UniqueIndex:
 
         async def partition(group: list[Claim]) -> None:
             for start in range(0, len(group), codec.MAX_BATCH):
-                chunk = group[start:start + codec.MAX_BATCH]
-                if not await self._insert_all(chunk):
-                    for claim in chunk:
-                        if not await self._claim_one(claim, holds):
-                            refused.setdefault(claim.owner, claim.field)
+                await self.claim_chunk(group[start:start + codec.MAX_BATCH], holds, refused)
 
         await asyncio.gather(*(partition(g) for g in by_partition.values()))
         return refused
+
+    async def claim_chunk(self, chunk: list[Claim], holds: Callable[[Claim], Any],
+                          refused: dict[str, str]) -> None:
+        """Claims of one partition (at most 100): one transaction, and only when another
+        claim is in the way each on its own (owner -> field refused into `refused`)."""
+        if not await self._insert_all(chunk):
+            for claim in chunk:
+                if not await self._claim_one(claim, holds):
+                    refused.setdefault(claim.owner, claim.field)
 
     async def _insert_all(self, chunk: list[Claim]) -> bool:
         now = self._clock()
@@ -311,3 +316,38 @@ async def claim_for(index: UniqueIndex, table: Callable[[], TableClient],
     if refused:
         await index.release([c for c in gained if c.owner in refused], holder_check(table))
     return Claimed([c for c in gained if c.owner not in refused], freed, refused)
+
+
+class ClaimStream:
+    """Claims added a user at a time and sent as transactions of 100 of one partition as
+    they fill (the rest when closed), several in flight: a run's users claimed in about
+    claims/100 + one per index partition transactions, never all held at once."""
+
+    def __init__(self, index: UniqueIndex, holds: Callable[[Claim], Any]) -> None:
+        self._index = index
+        self._holds = holds
+        self._pending: dict[str, list[Claim]] = {}
+        self._sending: list[asyncio.Task[None]] = []
+        self.refused: dict[str, str] = {}
+        """Owner -> the field refused: another user holds (or is taking) that value."""
+
+    def add(self, claims: Iterable[Claim]) -> None:
+        for claim in claims:
+            group = self._pending.setdefault(claim.partition, [])
+            group.append(claim)
+            if len(group) == codec.MAX_BATCH:
+                self._send(self._pending.pop(claim.partition))
+
+    def _send(self, chunk: list[Claim]) -> None:
+        self._sending.append(asyncio.ensure_future(
+            self._index.claim_chunk(chunk, self._holds, self.refused)))
+
+    async def close(self) -> dict[str, str]:
+        """Send what is left and wait for all; the first failure raised once all ended."""
+        for partition in list(self._pending):
+            self._send(self._pending.pop(partition))
+        outcomes = await asyncio.gather(*self._sending, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return self.refused
