@@ -56,7 +56,11 @@ class AzureEmplyTables:
         self.meta = meta
         """The table of the version marker, which names the current generation."""
         self.emply: TableClient = meta
-        """The table of the current generation of the Emply side (see `_follow`)."""
+        """The table of the current generation of the Emply side (see `follow`)."""
+        self.unique: TableClient = self.index_table(None)
+        """The current generation's uniqueness index (`shared.store.unique_index`): a
+        table of its own, so the Emply table does not grow by it (Azurite's writes slow
+        down with the size of their table)."""
         self.generation: str | None = None
         """The generation `emply` is (None: the marker's own table, the first one)."""
         self._resolved = False
@@ -69,8 +73,10 @@ class AzureEmplyTables:
         self.users = IndexedUsers(self)
         # Its own limit: a partition's write claims while it holds one of `_limit`'s.
         self.index = unique_index.UniqueIndex(
-            lambda: self.emply, meta, lambda: self.generation, clock=clock, tally=tally,
-            limit=asyncio.Semaphore(codec.CONCURRENCY))
+            lambda: self.unique, meta, lambda: self.generation, clock=clock, tally=tally,
+            limit=asyncio.Semaphore(codec.CONCURRENCY),
+            create=lambda: self.service.create_table_if_not_exists(self.unique.table_name),
+            users=lambda: self.emply)
 
     # --- reads ---------------------------------------------------------------
 
@@ -196,6 +202,10 @@ class AzureEmplyTables:
 
     # --- generations ---------------------------------------------------------
 
+    def index_table(self, generation: str | None) -> TableClient:
+        """The uniqueness index table of `generation` (None: the first one's)."""
+        return self.service.get_table_client(f"{self.meta.table_name}idx{generation or ''}")
+
     def data_table(self, generation: str | None) -> TableClient:
         if generation is None:
             return self.meta
@@ -210,6 +220,7 @@ class AzureEmplyTables:
                                     f"{generation!r}")
         if not self._resolved or generation != self.generation:
             self.emply = self.data_table(generation)
+            self.unique = self.index_table(generation)
             self.generation = generation
         self._resolved = True
 

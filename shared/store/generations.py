@@ -23,7 +23,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
-from shared.store import codec, errors, unique_index, wire
+from shared.store import codec, errors, wire
 from shared.store.codec import META_PK, VERSION_RK, Operation
 
 if TYPE_CHECKING:
@@ -62,14 +62,16 @@ class AzureGenerations:
         await self._t.ensure()
         marker = await self._t.read_marker()
         previous = self._t.generation
-        ops, counts = await self._checked(doc, replace)
+        ops, index_rows, counts = await self._checked(doc, replace)
         generation = uuid.uuid4().hex
-        target = self._t.data_table(generation)
+        target, unique = self._t.data_table(generation), self._t.index_table(generation)
         value = uuid.uuid4().hex
         try:
             await self._t.service.create_table(target.table_name)
+            await self._t.service.create_table(unique.table_name)
             await self._t.txn.submit_chunks(ops, kind="entity", table=target)
-            del ops
+            await self._t.index.write_rows(index_rows, unique)
+            del ops, index_rows
             if before_switch is not None:
                 await before_switch()
             await self._switch(marker, generation, value)
@@ -77,23 +79,22 @@ class AzureGenerations:
             if not await self._abandon(generation, exc):
                 raise
             # The switch happened; only its answer was lost on the way back.
-        self._t.emply, self._t.generation = target, generation
+        self._t.emply, self._t.unique, self._t.generation = target, unique, generation
         await self._t.index.mark(generation)  # written whole with it (a crash: `ensure`)
         await self._drop_generation(previous)
         return counts
 
     async def _checked(self, doc: object, replace: bool
-                       ) -> tuple[list[Operation], dict[str, int]]:
+                       ) -> tuple[list[Operation], list[dict[str, Any]], dict[str, int]]:
         """The rows of the new generation, checked (`DocumentError` naming every problem):
-        the document's, for a plain import the stored ones it does not replace, and the
-        users' uniqueness index built whole for them (`shared.store.unique_index`)."""
+        the document's, for a plain import the stored ones it does not replace; and the
+        rows of its users' uniqueness index, built whole (`shared.store.unique_index`)."""
         kept: dict[tuple[str, str], dict[str, Any]] = {}
         stored: emply_checks.Stored | None = None
         known: dict[str, set[str]] = {"roles": set(), "users": set(), "employees": set()}
         calendars: set[tuple[str, str]] = set()
         if not replace:
-            kept = {key: row for key, row in (await self._raw_rows(self._t.emply)).items()
-                    if not unique_index.is_index_row(key[0])}
+            kept = await self._raw_rows(self._t.emply)
             stored, known = codec.identities(kept.values())
             calendars = {(str(r.get("userId")), str(r.get("id"))) for r in kept.values()
                          if r["PartitionKey"].startswith(codec.PARTITIONS["calendars"] + "-")}
@@ -115,7 +116,7 @@ class AzureGenerations:
         users = codec.PARTITIONS["users"] + "-"
         index = self._t.index.rows(row for row in (*rows.values(), *kept.values())
                                    if row["PartitionKey"].startswith(users))
-        return [("upsert", row, {}) for row in (*rows.values(), *kept.values(), *index)], counts
+        return [("upsert", row, {}) for row in (*rows.values(), *kept.values())], index, counts
 
     async def _switch(self, marker: Mapping[str, Any] | None, generation: str,
                       value: str) -> str:
@@ -152,8 +153,9 @@ class AzureGenerations:
         if switched:
             return True
         if switched is False:
-            with contextlib.suppress(Exception):
-                await self._t.service.delete_table(self._t.data_table(generation).table_name)
+            for table in (self._t.data_table(generation), self._t.index_table(generation)):
+                with contextlib.suppress(Exception):
+                    await self._t.service.delete_table(table.table_name)
         if isinstance(exc, errors.OutcomeUnknown) and exc.__cause__ is not None:
             exc = exc.__cause__  # a lost answer in the new table: it is dropped anyway
         if isinstance(exc, Exception) and not isinstance(exc, errors.StoreError):
@@ -174,6 +176,8 @@ class AzureGenerations:
         """Remove a generation the marker no longer names; a failure only leaves garbage
         (`remove_stale_generations` takes it later), so it is logged, not raised."""
         try:
+            with contextlib.suppress(ResourceNotFoundError):  # (none before the index)
+                await self._t.service.delete_table(self._t.index_table(generation).table_name)
             if generation is not None:
                 await self._t.service.delete_table(self._t.data_table(generation).table_name)
                 return
@@ -184,9 +188,9 @@ class AzureGenerations:
             await self._t.txn.submit_chunks(
                 [("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]}, {})
                  for r in rows], kind="entity", table=self._t.meta)
-        except Exception:
-            _log.warning("emply_store.old_generation_not_removed",
-                         extra={"generation": generation or "(first)"}, exc_info=True)
+        except Exception as exc:
+            _log.warning("emply_store.old_generation_not_removed", extra={
+                "generation": generation or "(first)", "error": type(exc).__name__})
 
     async def remove_stale_generations(self) -> int:
         """Drop generation tables the marker does not name (left by an import that crashed
@@ -196,14 +200,15 @@ class AzureGenerations:
         marker = await self._t.read_marker()
         current = marker.get("table") if marker else None
         base = self._t.meta.table_name
-        stale = re.compile(re.escape(base) + r"[0-9a-f]{32}")
+        stale = re.compile(re.escape(base) + r"(idx)?[0-9a-f]{32}")
         names = [t.name async for t in self._t.service.query_tables(
             f"TableName ge '{base}' and TableName lt '{base}~'")]
         dropped = 0
         for name in names:
-            if stale.fullmatch(name) and name != base + str(current):
+            if stale.fullmatch(name) and name not in (base + str(current),
+                                                      f"{base}idx{current}"):
                 with contextlib.suppress(ResourceNotFoundError):
                     await self._t.service.delete_table(name)
-                dropped += 1
+                dropped += not name.startswith(f"{base}idx")  # generations, not tables
         return dropped
 

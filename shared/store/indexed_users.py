@@ -32,19 +32,23 @@ class IndexedUsers:
         return await unique_index.claim_for(self._t.index, lambda: self._t.emply, items,
                                             await self.previous(items, ledger))
 
-    async def previous(self, items: Sequence[Mapping[str, Any]],
-                       ledger: AzureLedger) -> dict[str, dict[str, Any] | None]:
-        """id -> each user as stored before this write: from the load's compact copy
-        (complete for what it loaded), else read."""
+    async def previous(self, items: Sequence[Mapping[str, Any]], ledger: AzureLedger, *,
+                       fields: Sequence[str] | None = None
+                       ) -> dict[str, dict[str, Any] | None]:
+        """id -> each user as stored before this write (with `fields`: those fields and
+        its id only): from the load's compact copy (complete for what it loaded), else
+        read."""
         kc = CODECS["users"]
+        wanted = ("id", *fields) if fields else kc.cache_fields
+        where = [kc.cache_fields.index(name) for name in wanted]
         found: dict[str, dict[str, Any] | None] = {}
         for item in items:
             rk = kc.row_key(item)
             if ledger.known is not None:
                 entry = ledger.known["users"].get(rk)
-                found[str(item["id"])] = None if entry is None else dict(
-                    zip(kc.cache_fields, codec.cache_values(entry, kc.cache_fields),
-                        strict=True))
+                values = None if entry is None else codec.cache_values(entry, kc.cache_fields)
+                found[str(item["id"])] = None if values is None else {
+                    name: values[i] for name, i in zip(wanted, where, strict=True)}
             else:
                 row = await codec.get_row(self._t.emply, kc.pk(rk), rk)
                 found[str(item["id"])] = None if row is None else kc.from_row(row)
@@ -62,9 +66,10 @@ class IndexedUsers:
                                           unique_index.holder_check(lambda: self._t.emply))
         for entity_ids in by_partition.values():
             built = [build(i) for i in entity_ids]
-            previous = await self.previous(built, ledger)
+            previous = await self.previous(built, ledger, fields=unique_index.FIELDS)
             for item in built:
                 stream.add(unique_index.changed(item, previous.get(str(item["id"])))[0])
+            del built, previous
         return await stream.close()
 
     async def release_built(self, by_partition: Mapping[str, list[str]],

@@ -3,8 +3,9 @@
 A user's `username` and `entraId` are claimed before the user is written: an index
 entity whose key is the value in its compared form (`emply_checks.same`: case, space
 and Unicode normalisation ignored), inserted conditionally (Insert Entity fails when it
-exists), in the generation table beside the users, partitions `unique-XX` (XX: two hex
-digits of the key's hash, like the users' buckets). Two writers that want one value
+exists), in the generation's index table (`emplyidx<generation>`: a table of its own,
+as Azurite's writes slow down with the size of their table), partitions `unique-XX`
+(XX: two hex digits of the key's hash, like the users' buckets). Two writers that want one value
 cannot both insert it; the one refused gets `UniqueTaken` (or, in a run's write with
 `skip_conflicts`, has that user left out), and nothing of that user is written. This
 is the storage-level guarantee; the document checks (`shared.emply.checks`) give the
@@ -30,7 +31,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -92,6 +93,8 @@ def claims_of(users: Iterable[Mapping[str, Any]]) -> list[Claim]:
 def changed(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> tuple[list[Claim],
                                                                             list[Claim]]:
     """What a write of `new` over `old` (None: a new user) claims, and what it frees."""
+    if old is not None and all(new.get(name) == old.get(name) for name in FIELDS):
+        return [], []  # the common case (a run rewriting roles or status): nothing
     gained = claims_of([new])
     if old is None:
         return gained, []
@@ -103,13 +106,17 @@ def changed(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> tuple[list
 
 
 class UniqueIndex:
-    """The index in the current generation table (`table()` gives it, as it moves;
-    `generation()` names it; `meta` is the marker table)."""
+    """The index of the current generation (`table()` gives its table, as it moves;
+    `generation()` names it; `meta` is the marker table, `users()` the users')."""
 
     def __init__(self, table: Callable[[], TableClient], meta: TableClient,
                  generation: Callable[[], str | None], *, clock: codec.Clock,
-                 tally: Tally, limit: asyncio.Semaphore) -> None:
+                 tally: Tally, limit: asyncio.Semaphore,
+                 create: Callable[[], Awaitable[Any]],
+                 users: Callable[[], TableClient]) -> None:
         self._table = table
+        self._create = create
+        self._users = users
         self._meta = meta
         self._generation = generation
         self._clock = clock
@@ -126,8 +133,9 @@ class UniqueIndex:
             return
         marker = await codec.get_row(self._meta, codec.META_PK, INDEX_RK)
         if marker is None or marker.get("generation") != generation:
+            await self._create()
             users = [row async for page in wire.query(
-                self._table(), codec.CODECS["users"].filter, select=_SELECT) for row in page]
+                self._users(), codec.CODECS["users"].filter, select=_SELECT) for row in page]
             await self.write_rows(self.rows(users), self._table())
             await self.mark(generation)
         self._indexed = generation
@@ -251,10 +259,6 @@ class UniqueIndex:
         """The index rows of `users` (a new generation's, written with them)."""
         now = self._clock()
         return [claim.row(now) for claim in claims_of(users)]
-
-
-def is_index_row(pk: str) -> bool:
-    return pk.startswith(f"{PARTITION}-")
 
 
 def holder_check(table: Callable[[], TableClient],
