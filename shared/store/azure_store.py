@@ -12,7 +12,9 @@ once, and forwards each call to its part:
   `user-XX` / `employee-XX`, XX two hex digits of a stable hash of the RowKey
   (`bucket`), so that a partition holds a few hundred entities even at 100,000 users.
   Each field is a property; lists and objects are JSON text; null fields are absent.
-  The version marker (`meta`/`version` in table `emply`) names the current generation.
+  The version marker (`meta`/`version` in table `emply`) names the current generation;
+  each generation has a uniqueness index table of its own, `emplyidx<generation>`
+  (`unique_index`: usernames and Entra ids unique under concurrency).
 - `runlog.AzureRunLog` (`RunLog`): table `runs` (the index, newest first) and
   container `runreports` (`<runId>.json`, the whole report).
 - `lease.AzureRunLease` (`RunLease`, `RunMarker`): table `synclease`, the lease of the
