@@ -81,10 +81,25 @@ def test_nothing_deployed_imports_what_is_left_out() -> None:
     assert offenders == []
 
 
+HTTP_AREAS = {"sync_routes", "operators", "emply_document", "settings", "roles", "users",
+              "employees", "outbound_events", "changes", "notifications", "openapi_route"}
+
+
 def test_function_app_only_registers_the_blueprints() -> None:
-    """import-linter takes packages only; the one top-level module is checked here."""
+    """import-linter takes packages only; the one top-level module is checked here: it
+    imports the timer and queue blueprints and one blueprint per HTTP area, registers
+    each of them once, and does nothing else."""
     tree = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
-    imported = {alias.name if isinstance(node, ast.Import) else node.module
+    imported = {(node.module, alias.name) if isinstance(node, ast.ImportFrom)
+                else (alias.name, None)
                 for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
                 for alias in node.names}
-    assert imported == {"azure.functions", "sync_timer", "sync_queue", "webhook_http"}
+    assert imported == {("azure.functions", None), ("sync_timer", "bp"), ("sync_queue", "bp"),
+                        *(("webhook_http", area) for area in HTTP_AREAS)}
+    registered = [ast.unparse(call.args[0]) for call in ast.walk(tree)
+                  if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                  and call.func.attr == "register_functions"]
+    assert sorted(registered) == sorted(["timer_bp", "queue_bp",
+                                         *(f"{area}.bp" for area in HTTP_AREAS)])
+    statements = [type(node).__name__ for node in tree.body]
+    assert set(statements) <= {"Expr", "Import", "ImportFrom", "Assign"}

@@ -25,7 +25,7 @@ from tests.support.azurite import AzuriteProcess
 pytestmark = pytest.mark.integration
 
 ODD_IDS = ["a/b", "back\\slash", "hash#tag", "what?", "per%cent", "it's", "pipe|d",
-           "tab\there", "ünïcødé ✓", "  spaced  "]
+           "quo\"te", "ünïcødé ✓", "  spaced  "]
 
 
 def document() -> dict[str, Any]:
