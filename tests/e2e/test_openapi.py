@@ -83,7 +83,7 @@ def test_the_document_covers_every_area_function_app_registers() -> None:
     registered = {id(value.bp) for value in vars(function_app).values()
                   if hasattr(value, "area") and hasattr(value, "bp")}
     assert registered == {id(area.bp) for area in openapi_route.AREAS}
-    assert len(openapi_route.AREAS) == 11
+    assert len(openapi_route.AREAS) == 12
 
 
 def test_the_document_is_served_and_refers_to_the_schema_table() -> None:
