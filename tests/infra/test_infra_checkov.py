@@ -55,6 +55,8 @@ def report() -> dict[str, Any]:
     return bicep_report  # type: ignore[no-any-return]
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): "
@@ -65,6 +67,7 @@ def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
     assert report["summary"]["failed"] == 0
 
 
+@pytest.mark.integration
 def test_checkov_parsed_every_file_and_checked_something(report: dict[str, Any]) -> None:
     # A file checkov cannot parse is silently unchecked: that is a failure too.
     assert report["summary"]["parsing_errors"] == 0

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e import tenants as t
 from tests.reliability import harness as h
+
+pytestmark = pytest.mark.slow
 
 
 def world_with_manual_users(make_world: Any, n: int) -> tuple[Any, dict[str, Any], set[str]]:
