@@ -302,3 +302,5 @@ async def health_details(req: func.HttpRequest) -> func.HttpResponse:
 from webhook_http import changes_api as _changes_api  # noqa: E402, F401
 from webhook_http import emply_api as _emply_api  # noqa: E402, F401
 from webhook_http import notifications as _notifications  # noqa: E402, F401
+from webhook_http import outbound_delete as _outbound_delete  # noqa: E402, F401
+from webhook_http import user_sync as _user_sync  # noqa: E402, F401

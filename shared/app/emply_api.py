@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.app import emply_import, hybrid_check
+from shared.app import emply_import, hybrid_check, outbound_events
 from shared.emply import document as emply_doc
 from shared.emply import file as emply_file
 from shared.emply.document import DocumentError
@@ -98,10 +98,12 @@ async def put_entity(store: protocols.SyncStore, kind: str, entity_id: str, body
         raise DocumentError("body", "expected a JSON object")
     if "id" in body and body["id"] != entity_id:
         raise DocumentError("id", "must be the id in the path")
-    existed = await entities.read(store, kind, entity_id) is not None
+    found = await entities.read(store, kind, entity_id)
+    if found is not None and kind == "outboundEvents":
+        body = outbound_events.keep_sync_fields(found[0], body)
     clean = (await _validate(store, kind, [{**body, "id": entity_id}]))[kind][0]
     etag = await entities.write(store, kind, clean, if_match)
-    return clean, etag, not existed
+    return clean, etag, found is None
 
 
 async def patch_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
@@ -132,6 +134,20 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+async def delete_outbound_event(store: protocols.SyncStore, entity_id: str,
+                                if_match: str | None) -> tuple[dict[str, Any], str]:
+    """Emply deletes an outbound event (R15): marked `deleteRequested`, so the next run
+    deletes it in M365 (when M365 holds it) and then removes it from Emply. Returns the
+    marked event and its new ETag; asking again changes nothing."""
+    current, etag = await get_entity(store, "outboundEvents", entity_id)
+    if if_match is not None and if_match not in (ANY, etag):
+        raise PreconditionFailed("outboundEvents entity changed since it was read")
+    if current.get("deleteRequested") is True:
+        return current, etag
+    marked = {**current, "deleteRequested": True}
+    return marked, await entities.write(store, "outboundEvents", marked, etag)
 
 
 async def get_settings(store: protocols.SyncStore) -> tuple[dict[str, Any], str]:

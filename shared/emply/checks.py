@@ -94,6 +94,11 @@ def check_unique(doc: Mapping[str, Any], stored: Stored | None) -> list[Problem]
     return problems
 
 
+def is_email(value: str) -> bool:
+    """Whether `value` is an address (surrounding white space tolerated)."""
+    return _EMAIL.fullmatch(value.strip()) is not None
+
+
 def check_emails(doc: Mapping[str, Any]) -> list[Problem]:
     """Every e-mail field an address (surrounding white space is tolerated, as R3
     ignores it)."""

@@ -429,6 +429,8 @@ SETTINGS: dict[str, Field] = {
 
 USER_STATUSES = ("active", "deactivated", "deleted")
 EMPLOYEE_STATUSES = ("active", "pending", "archived")
+OUTBOUND_STATUSES = ("pending", "created", "updated", "cancelled", "deleted", "failed")
+"""What M365 holds of an outbound event (R15)."""
 
 SCHEMAS: dict[str, dict[str, Field]] = {
     "roles": {
@@ -498,11 +500,20 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "subject": _STR,
         "start": Field(_zoned_datetime, required=True),
         "end": Field(_zoned_datetime, required=True),
+        "location": _STR,
+        "body": _STR,
+        "attendees": _js(_list_of(_object({"email": Field(_id, required=True),
+                                           "name": _STR})), []),
+        "cancelled": _BOOL_FALSE,
+        "deleteRequested": _BOOL_FALSE,
         # What the sync knows (R15; export adds them, import takes them back).
         "graphId": Field(_optional(_id)),
-        "status": Field(_one_of("pending", "created", "failed"), default="pending"),
+        "status": Field(_one_of(*OUTBOUND_STATUSES), default="pending"),
         "reason": _STR,
         "lastError": _STR,
+        "pushed": _js(_optional(_map_of(_id)), None),
+        "attemptedAt": Field(_optional(_datetime)),
+        "failedFor": _STR,
     },
 }
 

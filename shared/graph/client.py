@@ -54,7 +54,7 @@ from msgraph_core.middleware.options import (  # type: ignore[import-untyped]
 )
 
 from shared import config
-from shared.graph import credentials, errors, middleware
+from shared.graph import credentials, errors, middleware, pacing
 
 # Graph error codes that mean "this delta/skip token is gone: read in full".
 DELTA_EXPIRED_CODES = frozenset(
@@ -77,6 +77,7 @@ class GraphClient:
         stats: middleware.GraphStats,
         retry: middleware.RetryPolicy,
         owns_credential: bool = True,
+        write_pacer: pacing.WritePacer | None = None,
     ) -> None:
         self.graph_url = graph_url
         self.base_path = urlsplit(graph_url).path.rstrip("/")
@@ -87,6 +88,9 @@ class GraphClient:
         self.stats = stats
         self.retry = retry
         self.owns_credential = owns_credential
+        self.write_pacer = write_pacer or pacing.WritePacer()
+        """Directory writes through this client share Graph's write quota
+        (`shared.graph.pacing`)."""
 
     def absolute_url(self, url: str) -> str:
         """``url`` itself when absolute, else ``graph_url`` + ``url``."""
@@ -240,6 +244,7 @@ def create_graph_client(
     credential: AsyncTokenCredential | None = None,
     retry: middleware.RetryPolicy | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    write_quota: pacing.WriteQuota | None = None,
 ) -> GraphClient:
     """A :class:`GraphClient` for ``graph_url`` (default from ``env``, then Graph v1.0).
 
@@ -249,7 +254,10 @@ def create_graph_client(
     ``env`` defaults to ``os.environ``. The credential is chosen by
     :func:`shared.graph.credentials.create_credential` unless given (a given
     credential stays the caller's to close); the retry
-    policy is the simulator's short one for loopback URLs, Graph's otherwise.
+    policy is the simulator's short one for loopback URLs, Graph's otherwise. Directory
+    writes are paced under ``write_quota``: by default Graph's published quota against
+    Graph, none against the loopback simulator (whose own quota is off unless a test
+    switches it on).
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     url = resolve_graph_url(graph_url, environ)
@@ -280,7 +288,8 @@ def create_graph_client(
     adapter.base_url = url
     service = GraphServiceClient(request_adapter=adapter)
     return GraphClient(
-        url, service, adapter, http_client, credential, stats, retry, owns_credential
+        url, service, adapter, http_client, credential, stats, retry, owns_credential,
+        pacing.WritePacer(write_quota or (None if loopback else pacing.GRAPH_WRITE_QUOTA)),
     )
 
 

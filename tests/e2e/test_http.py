@@ -43,6 +43,7 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("sync/runs", ("GET",), "FUNCTION"),
         ("sync/runs/{runId}", ("GET",), "FUNCTION"),
         ("users/{user}/explain", ("GET",), "FUNCTION"),
+        ("users/{key}/sync", ("POST",), "FUNCTION"),  # one user now (webhook_http/user_sync.py)
         # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
         ("health", ("GET",), "ANONYMOUS"),
         ("health/details", ("GET",), "FUNCTION"),
@@ -63,6 +64,7 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),
         ("outbound-events/{id}", ("GET",), "FUNCTION"),
         ("outbound-events/{id}", ("PUT",), "FUNCTION"),
+        ("outbound-events/{id}", ("DELETE",), "FUNCTION"),  # webhook_http/outbound_delete.py
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}

@@ -175,7 +175,15 @@ BAD: list[tuple[tuple[Any, ...], Any, str, str]] = [
     (("outboundEvents", 0, "start"), "tomorrow", 'outboundEvents[0] (id "o-1").start',
      "expected an ISO 8601 date-time"),
     (("outboundEvents", 0, "status"), "done", 'outboundEvents[0] (id "o-1").status',
-     "expected one of pending, created, failed"),
+     "expected one of pending, created, updated, cancelled, deleted, failed"),
+    (("outboundEvents", 0, "attendees"), [{"email": "lee.gu"}],
+     'outboundEvents[0] (id "o-1").attendees[0].email', "expected an e-mail address"),
+    (("outboundEvents", 0, "attendees"), [{"email": "a@b.com"}, {"email": " A@B.com"}],
+     'outboundEvents[0] (id "o-1").attendees[1].email', "is also attendees[0]"),
+    (("outboundEvents", 0, "attendees"), [{"name": "Lee"}],
+     'outboundEvents[0] (id "o-1").attendees[0].email', "required field missing"),
+    (("outboundEvents", 0, "cancelled"), "yes", 'outboundEvents[0] (id "o-1").cancelled',
+     "expected true or false"),
     (("emplyees",), [], "emplyees", 'unknown section (did you mean "employees"?)'),
 ]
 

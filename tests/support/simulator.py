@@ -117,6 +117,17 @@ class RunningSimulator:
         """Requests that run `method path` (a route template) are done, answered `ms` later."""
         self._ok(self._http.put("/_sim/hold", json={"method": method, "path": path, "ms": ms}))
 
+    def set_quirks(self, **settings: Any) -> dict[str, Any]:
+        """`PUT /_sim/quirks` (deltaLagSeconds, emptyFirstPages, writeQuota)."""
+        result: dict[str, Any] = self._ok(self._http.put("/_sim/quirks", json=settings))
+        return result
+
+    def set_user_quirks(self, user: str, **quirks: Any) -> dict[str, Any]:
+        """`PUT /_sim/users/{user}/quirks` (mailbox, photo, privileged, loopingCalendars)."""
+        result: dict[str, Any] = self._ok(
+            self._http.put(f"/_sim/users/{user}/quirks", json=quirks))
+        return result
+
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = self._ok(self._http.get("/_sim/state"))
         return result
@@ -126,11 +137,8 @@ class RunningSimulator:
 
 
 @contextmanager
-def running_simulator(
-    tenant: dict[str, Any], latency_ms: float = 0
-) -> Iterator[RunningSimulator]:
-    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
-    app = create_app(tenant, latency_ms=latency_ms)
+def serving(app: web.Application, name: str = "graph-simulator") -> Iterator[int]:
+    """Serve `app` on 127.0.0.1:<free port> in its own thread and event loop; the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
@@ -163,17 +171,29 @@ def running_simulator(
         loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
 
-    thread = threading.Thread(target=run, name=f"graph-simulator-{port}", daemon=True)
+    thread = threading.Thread(target=run, name=f"{name}-{port}", daemon=True)
     thread.start()
     started.wait(10)
     if failure:
         sock.close()
         raise failure[0]
-    sim = RunningSimulator(app, port)
     try:
-        yield sim
+        yield port
     finally:
-        sim.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def running_simulator(
+    tenant: dict[str, Any], latency_ms: float = 0
+) -> Iterator[RunningSimulator]:
+    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
+    app = create_app(tenant, latency_ms=latency_ms)
+    with serving(app) as port:
+        sim = RunningSimulator(app, port)
+        try:
+            yield sim
+        finally:
+            sim.close()
