@@ -57,6 +57,7 @@ def report() -> dict[str, Any]:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.xdist_group("checkov")  # one worker, one checkov run for both
 def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): "
@@ -68,6 +69,8 @@ def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.xdist_group("checkov")
 def test_checkov_parsed_every_file_and_checked_something(report: dict[str, Any]) -> None:
     # A file checkov cannot parse is silently unchecked: that is a failure too.
     assert report["summary"]["parsing_errors"] == 0
