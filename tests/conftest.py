@@ -42,8 +42,23 @@ class _Children:
     test: str | None = None
 
 
+# The standard library's own probes run a command once per process, from whichever test
+# first imports a library that asks (azure-identity's user agent: platform's `uname -p`):
+# not a child of the test's making.
+STDLIB_PROBES = frozenset({"platform", "ctypes.util", "uuid"})
+
+
+def _stdlib_probe() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in STDLIB_PROBES:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 def _refuse_unmarked_children(event: str, args: tuple[Any, ...]) -> None:
-    if event in SPAWN_EVENTS and _Children.test is not None:
+    if event in SPAWN_EVENTS and _Children.test is not None and not _stdlib_probe():
         raise RuntimeError(
             f"{_Children.test} starts a child process ({event} {args[0]!r}) but is not "
             "marked `integration`: mark it (@pytest.mark.integration) so that `make check` "
