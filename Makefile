@@ -40,7 +40,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: setup lint
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PYTEST) -q -n $(TEST_WORKERS)
 
 check: setup lint
 	$(PYTEST) -q -m "not integration" -n 2
