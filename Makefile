@@ -2,7 +2,7 @@
 # `make test` runs `lint` first: ruff, mypy --strict, and the import-linter layers (pyproject.toml),
 # then every test, spread over TEST_WORKERS processes (pytest-xdist; tests/conftest.py).
 # `make check` is the edit loop: `lint` and the tests not marked `integration` (no Azurite,
-# no child process), under a minute.
+# no child process), over two workers.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
