@@ -126,6 +126,7 @@ def _state() -> tuple[bytes, Any]:
     return doc, json.loads(runs)["runs"]
 
 
+@pytest.mark.slow
 @SCHEMA.parametrize()
 @hypothesis.settings(max_examples=10, deadline=None, derandomize=True,
                      suppress_health_check=list(hypothesis.HealthCheck))

@@ -13,6 +13,8 @@ import fnmatch
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,6 +49,7 @@ def _deployed() -> list[str]:
     return [path for path in _tracked() if not _ignored(path, patterns)]
 
 
+@pytest.mark.integration
 def test_development_tooling_is_not_deployed() -> None:
     patterns = _patterns()
     deployed = _deployed()
@@ -58,6 +61,7 @@ def test_development_tooling_is_not_deployed() -> None:
         assert _ignored(generated, patterns), generated
 
 
+@pytest.mark.integration
 def test_the_app_itself_is_deployed() -> None:
     deployed = set(_deployed())
     for needed in ("function_app.py", "host.json", "requirements.txt",
@@ -66,6 +70,7 @@ def test_the_app_itself_is_deployed() -> None:
         assert needed in deployed, needed
 
 
+@pytest.mark.integration
 def test_nothing_deployed_imports_what_is_left_out() -> None:
     left_out = {"graph_simulator", "tests", "bench", "scripts"}
     offenders = []

@@ -20,6 +20,8 @@ from tests.reliability import adversarial
 from tests.reliability import harness as h
 from tests.support.notify_server import notify_server
 
+pytestmark = pytest.mark.slow
+
 
 def world_with_manual_users(make_world: Any, n: int) -> tuple[Any, dict[str, Any], set[str]]:
     tenant = h.staff_tenant(n)

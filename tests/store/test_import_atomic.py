@@ -21,8 +21,6 @@ from shared.store.errors import EmplyReplaced, ImportFailed, LeaseLost
 from tests.support.azurite import ROOT, AzuriteProcess
 from tests.support.faulty_storage import FaultyTransport, faulty_store
 
-pytestmark = pytest.mark.integration
-
 
 def state(users: int, tag: str) -> dict[str, Any]:
     """An Emply side of `users` users (spread over most of the 256 partitions)."""
@@ -71,6 +69,7 @@ async def test_a_storage_failure_midway_leaves_the_previous_state_whole(
     assert {u["displayName"] for u in after["users"]} == {f"User {i} after" for i in range(600)}
 
 
+@pytest.mark.slow
 async def test_a_crash_midway_changes_nothing_and_the_next_import_clears_up(
         azurite: AzuriteProcess, store: EmplyStore, prefix: str) -> None:
     """Storage unreachable from the failed transaction on: the store can neither finish
@@ -265,6 +264,7 @@ async def test_a_plain_import_keeps_what_the_file_does_not_name_and_drops_old_ta
                                                                ("meta", "version")]
 
 
+@pytest.mark.slow
 def test_kill_9_midway_changes_nothing(azurite: AzuriteProcess, prefix: str) -> None:
     """A real crash: an import in its own process, killed with SIGKILL while its
     transactions are under way (one held by the transport so the kill lands midway)."""

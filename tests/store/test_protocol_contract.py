@@ -36,7 +36,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "azure"])
+@pytest.fixture(params=["memory", pytest.param("azure", marks=pytest.mark.integration)])
 async def store(request: pytest.FixtureRequest, clock: Clock,
                 prefix: str) -> AsyncIterator[SyncStore]:
     if request.param == "memory":

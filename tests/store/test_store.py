@@ -22,8 +22,6 @@ from shared.store.azure_store import bucket
 from shared.store.keys import decode_key, encode_key, expand_connection_string
 from tests.support.azurite import AzuriteProcess
 
-pytestmark = pytest.mark.integration
-
 ODD_IDS = ["a/b", "back\\slash", "hash#tag", "what?", "per%cent", "it's", "pipe|d",
            "quo\"te", "ünïcødé ✓", "  spaced  "]
 
