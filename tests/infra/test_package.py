@@ -87,7 +87,8 @@ def test_nothing_deployed_imports_what_is_left_out() -> None:
 
 
 HTTP_AREAS = {"sync_routes", "operators", "emply_document", "settings", "roles", "users",
-              "employees", "outbound_events", "changes", "notifications", "openapi_route"}
+              "employees", "outbound_events", "changes", "notifications", "openapi_route",
+              "user_sync"}
 
 
 def test_function_app_only_registers_the_blueprints() -> None:
