@@ -20,8 +20,10 @@ simulator), whose fixed token is used nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -203,6 +205,23 @@ def resolve_graph_url(graph_url: str | None, env: Mapping[str, str]) -> str:
     return url.rstrip("/")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle), made once per process: loading
+    the bundle costs tens of milliseconds of CPU, and every run opens a client."""
+    return httpx.create_ssl_context()
+
+
+def _http_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """Kiota's default client (its timeouts, HTTP/2), on ``transport`` when given."""
+    if transport is not None:
+        return httpx.AsyncClient(timeout=_TIMEOUT, transport=transport)
+    # As many idle connections kept as may be open: the mailbox reads keep many batches
+    # in flight, and httpx's default (20 kept idle) closed and reopened connections.
+    return httpx.AsyncClient(timeout=_TIMEOUT, http2=True, limits=_LIMITS,
+                             verify=_tls_context())
+
+
 def _middleware_chain(
     stats: middleware.GraphStats, base_path: str, retry: middleware.RetryPolicy
 ) -> list[BaseMiddleware]:
@@ -265,12 +284,7 @@ def create_graph_client(
     )
     stats = middleware.GraphStats()
     base_path = parts.path.rstrip("/")
-    # The SDK's default client (its timeouts, HTTP/2), keeping as many idle connections as
-    # it may open: the mailbox reads keep many batches in flight, and httpx's default (20
-    # kept idle) closed and reopened connections under them over HTTP/1.1.
-    client = httpx.AsyncClient(timeout=_TIMEOUT, http2=True, limits=_LIMITS)
-    if transport is not None:
-        client = httpx.AsyncClient(timeout=client.timeout, transport=transport)
+    client = _http_client(transport)
     http_client = GraphClientFactory.create_with_custom_middleware(
         _middleware_chain(stats, base_path, retry), client=client)
     adapter = GraphRequestAdapter(auth, client=http_client)

@@ -13,7 +13,9 @@ once, and forwards each call to its part:
   (`bucket`), so that a partition holds a few hundred entities even at 100,000 users;
   calendars and events likewise, `calendar-XX` / `event-XX` by their user's id.
   Each field is a property; lists and objects are JSON text; null fields are absent.
-  The version marker (`meta`/`version` in table `emply`) names the current generation.
+  The version marker (`meta`/`version` in table `emply`) names the current generation;
+  each generation has a uniqueness index table of its own, `emplyidx<generation>`
+  (`unique_index`: usernames and Entra ids unique under concurrency).
 - `runlog.AzureRunLog` (`RunLog`): table `runs` (the index, newest first) and
   container `runreports` (`<runId>.json`, the whole report).
 - `lease.AzureRunLease` (`RunLease`, `RunMarker`): table `synclease`, the lease of the
@@ -25,6 +27,9 @@ once, and forwards each call to its part:
   Emply generation tables, a range of users at a time (`mailbox_side`), and
   `mailbox_state.AzureMailboxStates` (`MailboxStates`): table `mailboxes`, the mailbox
   pass's own state (`mailbox_states`).
+- `subscription_table.AzureNotificationRecords` (`NotificationRecords`, `CursorKeys`):
+  table `synclease` too: Graph subscriptions, the notification debounce, lifecycle
+  events acted on, the cursor key.
 
 Every name carries the store's optional `prefix`. The store keeps no state of a run:
 what a load read is the `LoadedEmply` value it returned (`protocols`).
@@ -47,8 +52,15 @@ from shared.store import change_feed, codec, mailbox_state, mailbox_tables, phot
 from shared.store.codec import BUCKETED, BUCKETS, HEAVY_FIELDS, PARTITIONS, Clock, bucket
 from shared.store.emply_tables import AzureEmplyTables
 from shared.store.lease import AzureRunLease
-from shared.store.protocols import EMPLY_KINDS, LEASE_TTL_SECONDS, LoadedEmply
+from shared.store.protocols import (
+    EMPLY_KINDS,
+    LEASE_TTL_SECONDS,
+    Debounce,
+    LoadedEmply,
+    SubscriptionRecord,
+)
 from shared.store.runlog import AzureRunLog
+from shared.store.subscription_table import AzureNotificationRecords
 from shared.store.syncstate import AzureSyncState
 from shared.store.tally import Tally
 
@@ -82,7 +94,7 @@ class EmplyStore:
         self.stats = self.tally.stats
         self.batches_by_partition = self.tally.batches_by_partition
         self.emply_tables = AzureEmplyTables(tables, self._meta, ensure=self._ensure,
-                                       tally=self.tally)
+                                             tally=self.tally, clock=clock)
         self.run_lease = AzureRunLease(self.lease, clock=clock, ensure=self._ensure,
                                        tally=self.tally)
         self.run_log = AzureRunLog(self.runs, self.runreports, clock=clock,
@@ -91,6 +103,7 @@ class EmplyStore:
         self._mailbox_side = mailbox_tables.AzureMailboxSide(self.emply_tables, self.tally)
         self._mailbox_states = mailbox_state.AzureMailboxStates(
             tables.get_table_client(prefix + mailbox_state.TABLE), self.tally)
+        self.notifications = AzureNotificationRecords(self.lease, ensure=self._ensure)
 
     @property
     def emply(self) -> TableClient:
@@ -260,3 +273,32 @@ class EmplyStore:
 
     async def delete_snapshot(self, generation: str) -> None:
         await self.sync_state.delete_snapshot(generation)
+
+    # --- NotificationRecords, CursorKeys --------------------------------------
+
+    async def subscriptions(self) -> dict[str, SubscriptionRecord]:
+        return await self.notifications.subscriptions()
+
+    async def save_subscription(self, record: SubscriptionRecord, *,
+                                expected: SubscriptionRecord | None) -> bool:
+        return await self.notifications.save_subscription(record, expected=expected)
+
+    async def delete_subscription(self, record: SubscriptionRecord) -> None:
+        await self.notifications.delete_subscription(record)
+
+    async def read_debounce(self) -> Debounce:
+        return await self.notifications.read_debounce()
+
+    async def write_debounce(self, seen: Debounce, scheduled_at: str) -> bool:
+        return await self.notifications.write_debounce(seen, scheduled_at)
+
+    async def claim_lifecycle(self, subscription_id: str, event: str, now: str, *,
+                              ttl_seconds: int | None = None) -> bool:
+        return await self.notifications.claim_lifecycle(subscription_id, event, now,
+                                                        ttl_seconds=ttl_seconds)
+
+    async def release_lifecycle(self, subscription_id: str, event: str) -> None:
+        await self.notifications.release_lifecycle(subscription_id, event)
+
+    async def cursor_key(self) -> bytes:
+        return await self.notifications.cursor_key()

@@ -1,9 +1,10 @@
 """The Emply side in Table Storage: `protocols.EmplyTables` and `protocols.EmplyGenerations`.
 
-Generations (which table holds the Emply side now, and imports) are
-`shared.store.emply_generations`; a load's ledger and compact copy are
-`shared.store.emply_ledger`; the calendars and events the mailbox pass reads and
-writes a range of users at a time are `shared.store.mailbox_tables`.
+Generations: an import writes the whole new Emply side into a table of its own and
+makes it current with one conditional write of the version marker, whose `table`
+property names the generation (`import_document`); readers and writers follow the
+marker (`_follow`), so a failed or killed import leaves the previous generation
+current and whole, and the previous table is dropped after a switch.
 
 The Emply version marker (entity `meta`/`version` of table `emply`) gets a new
 random value before and after every Emply write made here, so a copy of the Emply
@@ -12,8 +13,8 @@ exactly while the marker still has that value: `load_emply(cache=...)` then serv
 without reading 100,000 entities. Whoever writes the kinds such a copy holds must go
 through this module (or change the marker); a write that bypasses both is not seen
 until the next import or sync write changes the marker. The mailbox pass's calendar
-and event writes do bypass it: the copy the run keeps (`load_emply(kinds=...)`) does
-not hold those kinds.
+and event writes (`shared.store.mailbox_tables`) do bypass it: the copy the run keeps
+(`load_emply(kinds=...)`) does not hold those kinds.
 
 What one load read (ETags, the compact copy, the marker value) is kept in its
 `AzureLedger`, carried by the `LoadedEmply` the load returns, never here: writes given
@@ -27,33 +28,60 @@ Writes go in Table transactions of at most 100 operations of one partition
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.store import codec, errors, keys, wire
+from shared.store import codec, errors, keys, unique_index, wire
 from shared.store.codec import CODECS, META_PK, VERSION_RK, Operation
-from shared.store.emply_generations import GenerationTables
-from shared.store.emply_ledger import AzureLedger, Known, from_cache, ledger_of
+from shared.store.generations import AzureGenerations
+from shared.store.indexed_users import IndexedUsers
+from shared.store.ledger import AzureLedger, Known, from_cache, ledger_of
 from shared.store.protocols import LoadedEmply
+from shared.store.tally import Ensure, Tally
+from shared.store.transactions import Transactions
+from shared.store.version_marker import VersionMarker
+
+_log = logging.getLogger("emply_sync.store")  # under the logger telemetry exports
 
 ALL_KINDS: tuple[str, ...] = tuple(CODECS)
 
 
-class AzureEmplyTables(GenerationTables):
+class AzureEmplyTables:
     """The Emply side in the generation tables named by the marker in table `emply`.
 
     Keeps only which generation is current (`emply`, followed from the marker); what a
     load read travels in its `LoadedEmply`."""
+
+    def __init__(self, tables: TableServiceClient, meta: TableClient, *, ensure: Ensure,
+                 tally: Tally, clock: codec.Clock = codec.utcnow) -> None:
+        self.service = tables
+        self.meta = meta
+        """The table of the version marker, which names the current generation."""
+        self.emply: TableClient = meta
+        """The table of the current generation of the Emply side (see `follow`)."""
+        self.unique: TableClient = self.index_table(None)
+        """The current generation's uniqueness index (`shared.store.unique_index`): a
+        table of its own, so the Emply table does not grow by it (Azurite's writes slow
+        down with the size of their table)."""
+        self.generation: str | None = None
+        """The generation `emply` is (None: the marker's own table, the first one)."""
+        self._resolved = False
+        self.ensure = ensure
+        self.tally = tally
+        self._limit = asyncio.Semaphore(codec.CONCURRENCY)
+        self.generations = AzureGenerations(self)
+        self.marker = VersionMarker(self)
+        self.txn = Transactions(lambda: self.emply, tally=tally, limit=self._limit)
+        self.users = IndexedUsers(self)
+        # Its own limit: a partition's write claims while it holds one of `_limit`'s.
+        self.index = unique_index.UniqueIndex(
+            lambda: self.unique, meta, lambda: self.generation, clock=clock, tally=tally,
+            limit=asyncio.Semaphore(codec.CONCURRENCY),
+            create=lambda: self.service.create_table_if_not_exists(self.unique.table_name),
+            users=lambda: self.emply)
 
     # --- reads ---------------------------------------------------------------
 
@@ -74,23 +102,22 @@ class AzureEmplyTables(GenerationTables):
                          kinds: Collection[str] = ALL_KINDS) -> LoadedEmply:
         """The Emply side (its `kinds`; the others empty), normalised like
         `emply_doc.validate_document`, with the ETag of each entity in its ledger. With a
-        `cache` (an earlier `LoadedEmply.cache()`) still current by the version marker
-        and holding these kinds, served from it instead: users then lack a non-empty
+        `cache` (an earlier `LoadedEmply.cache()`) current by the version marker and
+        holding these kinds, served from it instead: users then lack a non-empty
         `lastChange` and `history` (use `read_entities` for whole ones). With `sparse`,
-        users and employees read from the table lack the fields they do not hold (read
-        them with `.get`)."""
-        await self._ensure()
+        users and employees read from the table lack the fields they do not hold."""
+        await self.ensure()
         # The marker first: a write that ends after this read changes it again. It also
         # names the generation (table) the Emply side is in now.
-        marker = await self._read_marker()
+        marker = await self.read_marker()
         value = marker.get("value") if marker else None
         version = (str(value), marker[wire.ETAG]) if marker and value else None
         if (cache and version and cache.get("format") == codec.CACHE_FORMAT
                 and cache.get("version") == version[0]):
-            served = from_cache(cache, self._generation, version, kinds)
+            served = from_cache(cache, self.generation, version, kinds)
             if served is not None:
                 return served
-        ledger = AzureLedger(generation=self._generation, marker=version)
+        ledger = AzureLedger(generation=self.generation, marker=version)
         doc = await self._read_document(ledger, sparse=sparse, kinds=kinds)
         known: Known = {}
         for kind in kinds:
@@ -101,8 +128,8 @@ class AzureEmplyTables(GenerationTables):
         return LoadedEmply(doc=doc, served_from_cache=False, ledger=ledger)
 
     async def current_version(self) -> str | None:
-        await self._ensure()
-        marker = await codec.get_row(self._meta, META_PK, VERSION_RK)
+        await self.ensure()
+        marker = await codec.get_row(self.meta, META_PK, VERSION_RK)
         value = marker.get("value") if marker else None
         return str(value) if value else None
 
@@ -173,6 +200,52 @@ class AzureEmplyTables(GenerationTables):
         """What `emply-sync emply export` prints (import --replace takes it back)."""
         return (await self.load_emply()).doc
 
+    async def import_document(
+        self, doc: object, *, replace: bool = False,
+        before_switch: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, int]:
+        """`protocols.EmplyGenerations.import_document` (`shared.store.generations`)."""
+        return await self.generations.import_document(doc, replace=replace,
+                                                      before_switch=before_switch)
+
+    async def remove_stale_generations(self) -> int:
+        return await self.generations.remove_stale_generations()
+
+    # --- generations ---------------------------------------------------------
+
+    def index_table(self, generation: str | None) -> TableClient:
+        """The uniqueness index table of `generation` (None: the first one's)."""
+        return self.service.get_table_client(f"{self.meta.table_name}idx{generation or ''}")
+
+    def data_table(self, generation: str | None) -> TableClient:
+        if generation is None:
+            return self.meta
+        return self.service.get_table_client(self.meta.table_name + generation)
+
+    def follow(self, marker: Mapping[str, Any] | None) -> None:
+        """Point `self.emply` at the generation the marker names (none: the marker's own
+        table, as before generations existed)."""
+        generation = marker.get("table") if marker else None
+        if generation is not None and not codec.GENERATION.fullmatch(str(generation)):
+            raise errors.StoreError(f"the Emply version marker names no generation table: "
+                                    f"{generation!r}")
+        if not self._resolved or generation != self.generation:
+            self.emply = self.data_table(generation)
+            self.unique = self.index_table(generation)
+            self.generation = generation
+        self._resolved = True
+
+    async def read_marker(self) -> dict[str, Any] | None:
+        marker = await codec.get_row(self.meta, META_PK, VERSION_RK)
+        self.follow(marker)
+        return marker
+
+    async def resolve(self) -> None:
+        """Find the current generation once, for a store that has not read the marker."""
+        await self.ensure()
+        if not self._resolved:
+            await self.read_marker()
+
     # --- entity writes -------------------------------------------------------
 
     async def write_entities(self, kind: str, items: Sequence[Mapping[str, Any]], *,
@@ -182,28 +255,45 @@ class AzureEmplyTables(GenerationTables):
 
     async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
                               loaded: LoadedEmply | None = None) -> None:
-        """Delete entities of `kind` (each given by its key fields); missing ones are fine."""
+        """Delete entities of `kind` (each given by its key fields); missing ones are fine.
+        A deleted user's usernames and Entra id are released."""
         ledger = ledger_of(loaded)
         kc = CODECS[kind]
+        items = list(items)
+        held = [] if kind != "users" else unique_index.claims_of(
+            user for user in (await self.users.previous(items, ledger)).values() if user)
         row_keys = [kc.row_key(i) for i in items]
         ops: list[Operation] = [
             ("delete", {"PartitionKey": kc.pk(rk), "RowKey": rk}, {}) for rk in row_keys
         ]
         await self._submit_all(ops, kind=kind, ledger=ledger)
+        await self.users.release(held)
         for _op, row, _kw in ops:
             ledger.etags.pop((row["PartitionKey"], row["RowKey"]), None)
             if ledger.known is not None and kind in ledger.known:
                 ledger.known[kind].pop(row["RowKey"], None)
 
     async def write(self, kind: str, items: Sequence[Mapping[str, Any]],
-                    ledger: AzureLedger) -> None:
-        """Write whole entities, conditional on the ETags in `ledger`, recording them there."""
+                    ledger: AzureLedger, *, create: bool = False) -> None:
+        """Write whole entities, conditional on the ETags in `ledger`, recording them there;
+        users' unique values claimed first (`shared.store.unique_index`: `UniqueTaken`,
+        nothing written). With `create`, none may exist yet (`ConcurrentChangeError`)."""
         if not items:
             return
-        await self._ensure()
+        await self.ensure()
         kc = CODECS[kind]
-        ops = [self._operation(kc.to_row(item), ledger) for item in items]
-        await self._submit_all(ops, kind=kind, ledger=ledger)
+        ops = [self.txn.operation(kc.to_row(item), ledger) for item in items]
+        if create:
+            ops = [("insert", row, {}) for _op, row, _kw in ops]
+        claimed = await self.users.claim(kind, items, ledger)
+        if claimed.refused:
+            raise unique_index.taken(claimed.refused)
+        try:
+            await self._submit_all(ops, kind=kind, ledger=ledger)
+        except BaseException:
+            await self.users.release(claimed.gained)
+            raise
+        await self.users.release(claimed.freed)
         if ledger.known is not None and kind in ledger.known:  # a kind the copy holds
             known = ledger.known[kind]
             for item, (_op, row, _kw) in zip(items, ops, strict=True):
@@ -217,13 +307,16 @@ class AzureEmplyTables(GenerationTables):
         each made by `build(id)` just before its partition is written.
 
         Only the partitions in flight are ever built, so a write of 100,000 users holds
-        a few thousand entities, not all of them. Transactions per partition;
+        a few thousand entities, not all of them (users are built twice: a first pass
+        claims the values they gain, `shared.store.unique_index`). Transactions per
+        partition;
         ETag-guarded for the entities `loaded` read. `build` must give entities whose
         fields are the kind's (an unknown field is a bug: ValueError).
 
-        With `skip_conflicts`, an entity changed by someone else since it was loaded is
-        left out (and the rest of its transaction sent again) instead of raising
-        `ConcurrentChangeError`; returns the ids left out.
+        With `skip_conflicts`, an entity changed by someone else since it was loaded, or a
+        user whose username or Entra id another user holds (`shared.store.unique_index`),
+        is left out (and the rest of its transaction sent again) instead of raising
+        `ConcurrentChangeError` (`UniqueTaken`); returns the ids left out.
         """
         kc = CODECS[kind]
         if kind not in codec.BUCKETED:
@@ -234,118 +327,72 @@ class AzureEmplyTables(GenerationTables):
             by_partition.setdefault(kc.pk(keys.encode_key(entity_id)), []).append(entity_id)
         if not by_partition:
             return []
-        await self._ensure()
-        known = ledger.known.get(kind) if ledger.known is not None else None
+        await self.ensure()
+        # Users: every value they gain claimed first, a pass over all of them, so the
+        # claims fill whole transactions (`unique_index.ClaimStream`).
+        refused = await self.users.claim_built(kind, by_partition, build, ledger)
+        if refused and not skip_conflicts:
+            await self.users.release_built(by_partition, build, ledger)
+            raise unique_index.taken(refused)
         skipped: list[str] = []
-
-        async def partition(entity_ids: list[str]) -> None:
-            left_out: set[str] = set()
-            async with self._limit:
-                items = [build(i) for i in entity_ids]
-                ops = [self._operation(kc.to_row(item), ledger) for item in items]
-                for chunk in codec.chunks(ops):
-                    if skip_conflicts:
-                        left_out.update(await self._send_or_skip(chunk, kind, ledger))
-                    else:
-                        await self._send(chunk, kind, ledger)
-            skipped.extend(i for i in entity_ids if i in left_out)
-            if known is not None:
-                for item, (_op, row, _kw) in zip(items, ops, strict=True):
-                    if item.get("id") not in left_out:
-                        known[row["RowKey"]] = kc.cache_row(item)
-
-        await self._bump_version(ledger)
+        await self.marker.bump(ledger)
         try:
-            await asyncio.gather(*(partition(group) for group in by_partition.values()))
+            for left_out in await asyncio.gather(*(
+                    self._write_partition(kind, group, build, ledger, refused=refused,
+                                          skip_conflicts=skip_conflicts)
+                    for group in by_partition.values())):
+                skipped += left_out
         except BaseException:
             ledger.marker_ours = False  # some partitions may be written: no copy is right
             raise
         finally:
-            await self._bump_version(ledger)
+            await self.marker.bump(ledger, after_write=True)
         if skipped:
             ledger.marker_ours = False  # someone else wrote: no cached copy is right
         return skipped
 
-    async def _send_or_skip(self, chunk: list[Operation], kind: str,
-                            ledger: AzureLedger) -> list[str]:
-        """Send one transaction; the conditional writes whose entity changed since it was
-        loaded are left out and the rest sent again (a transaction fails as a whole).
-        Returns the ids of the entities left out."""
-        left_out: list[str] = []
-        while chunk:
+    async def _write_partition(self, kind: str, entity_ids: list[str],
+                               build: Callable[[str], Mapping[str, Any]],
+                               ledger: AzureLedger, *, refused: Mapping[str, str],
+                               skip_conflicts: bool) -> list[str]:
+        """One partition of `write_built`: built, written (the `refused` users left out),
+        the index settled; returns the ids left out."""
+        kc = CODECS[kind]
+        async with self._limit:
+            built = [build(i) for i in entity_ids]
+            previous = await self.users.previous(built, ledger) if kind == "users" else {}
+            items = [item for item in built if item.get("id") not in refused]
+            left_out = {str(i) for i in entity_ids} - {str(item.get("id")) for item in items}
+            ops = [self.txn.operation(kc.to_row(item), ledger) for item in items]
             try:
-                await self._send(chunk, kind, ledger)
-                break
-            except errors.ConcurrentChangeError:
-                stale = await self._stale(chunk)
-                if not stale:
-                    raise
-                left_out += [str(chunk[i][1].get("id")) for i in stale]
-                chunk = [op for i, op in enumerate(chunk) if i not in stale]
-        return left_out
-
-    async def _bump_version(self, ledger: AzureLedger) -> None:
-        """Give the Emply version marker a new value (see the module docstring), keeping
-        the generation it names. Raises `EmplyReplaced` when an import switched the
-        generation since `ledger`'s load."""
-        value = uuid.uuid4().hex
-        result: Mapping[str, Any] | None = None
-        if ledger.marker is not None and ledger.marker_ours:
-            try:
-                result = await self._meta.update_entity(
-                    self._marker(value), mode=UpdateMode.REPLACE, etag=ledger.marker[1],
-                    match_condition=MatchConditions.IfNotModified)
-            except (ResourceModifiedError, ResourceNotFoundError):
-                result = None
-            except HttpResponseError as exc:
-                if exc.status_code not in (404, 412):
-                    raise
-        if result is None:
-            ledger.marker_ours = False
-            result = await self._bump_other(value, ledger)
-        self._tally.count(singles=1)  # a transaction, counted apart from the Emply entities
-        self._tally.stats["marker_writes"] += 1
-        ledger.marker = (value, result["etag"])
-
-    async def _bump_other(self, value: str, ledger: AzureLedger) -> Mapping[str, Any]:
-        """The marker moved by someone else: read it (which generation is current), then
-        replace it conditionally, so an import's switch is never overwritten."""
-        for _attempt in range(10):
-            marker = await codec.get_row(self._meta, META_PK, VERSION_RK)
-            generation = marker.get("table") if marker else None
-            if ledger.pinned and generation != ledger.generation:
-                raise errors.EmplyReplaced(
-                    "the Emply side was replaced by an import since it was loaded; "
-                    "load it again")
-            self._follow(marker)
-            ledger.generation, ledger.pinned = self._generation, True
-            try:
-                if marker is None:
-                    return await self._meta.create_entity(self._marker(value))
-                return await self._meta.update_entity(
-                    self._marker(value), mode=UpdateMode.REPLACE, etag=marker[wire.ETAG],
-                    match_condition=MatchConditions.IfNotModified)
-            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-                continue
-        raise errors.StoreError("could not update the Emply version marker after 10 attempts")
+                for chunk in codec.chunks(ops):
+                    if skip_conflicts:
+                        left_out.update(await self.txn.send_or_skip(chunk, kind, ledger))
+                    else:
+                        await self.txn.send(chunk, kind, ledger)
+            except BaseException:
+                # Which were written is not known: release checks each claim against
+                # what its owner holds now.
+                await self.users.settle(kind, built, previous, None)
+                raise
+            await self.users.settle(kind, built, previous, left_out)
+        if ledger.known is not None and kind in ledger.known:
+            known = ledger.known[kind]
+            for item, (_op, row, _kw) in zip(items, ops, strict=True):
+                if item.get("id") not in left_out:
+                    known[row["RowKey"]] = kc.cache_row(item)
+        return [i for i in entity_ids if i in left_out]
 
     async def _submit_all(self, ops: list[Operation], *, kind: str,
                           ledger: AzureLedger) -> None:
         if not ops:
             return
-        await self._bump_version(ledger)
+        await self.marker.bump(ledger)
         try:
-            await self._submit_chunks(ops, kind=kind, ledger=ledger)
+            await self.txn.submit_chunks(ops, kind=kind, ledger=ledger)
         except BaseException:
             ledger.marker_ours = False  # some chunks may be written: no cached copy is right
             raise
         finally:
             # Again after the writes: a copy read while they were under way is stale.
-            await self._bump_version(ledger)
-
-    @staticmethod
-    def _operation(row: dict[str, Any], ledger: AzureLedger) -> Operation:
-        """Replace the entity: conditional on its ETag when `ledger` has it."""
-        etag = ledger.etags.get((row["PartitionKey"], row["RowKey"]))
-        return ("upsert", row, {}) if etag is None else ("update", row, {"etag": etag})
-
+            await self.marker.bump(ledger, after_write=True)

@@ -41,7 +41,9 @@ class AzureMailboxSide:
         self._limit = asyncio.Semaphore(codec.CONCURRENCY)
 
     async def generation(self) -> str:
-        return await self._tables.current_generation()
+        await self._tables.ensure()
+        await self._tables.read_marker()  # read again: an import may have switched it
+        return self._tables.generation or ""
 
     async def read_calendars(self, first: str, last: str) -> list[tuple[dict[str, Any], str]]:
         return [(CODECS["calendars"].from_row(row), str(row[wire.ETAG]))

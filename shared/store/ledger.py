@@ -1,11 +1,6 @@
-"""What one load of the Emply side read, and the compact copy made of it.
-
-`AzureLedger` keeps a load's ETags, its compact items and the version marker it saw;
-writes made with it record what they wrote there, so `cache()` is the Emply side as the
-load and those writes left it (`shared.store.emply_tables` explains the marker).
-`from_cache` turns such a copy back into a `LoadedEmply`. A copy names the kinds it
-holds: a load that wants a kind the copy does not hold reads the table instead.
-"""
+"""What one load of the Emply side read, and the writes made with it since: the
+Azure store's `protocols.Ledger` (`AzureLedger`), and a load served from a compact copy
+(`from_cache`). See `shared.store.emply_tables` for how loads and writes use it."""
 
 from __future__ import annotations
 
@@ -73,7 +68,6 @@ class AzureLedger:
         return {"format": codec.CACHE_FORMAT, "version": self.marker[0], "kinds": kinds}
 
 
-
 def ledger_of(loaded: LoadedEmply | None) -> AzureLedger:
     """The Azure ledger of `loaded`; a fresh one (no load: writes unguarded) for None."""
     if loaded is None:
@@ -86,7 +80,8 @@ def ledger_of(loaded: LoadedEmply | None) -> AzureLedger:
 def from_cache(cache: Mapping[str, Any], generation: str | None,
                marker: tuple[str, str], kinds: Collection[str]) -> LoadedEmply | None:
     """The Emply side's `kinds` from a `LoadedEmply.cache()` (the other kinds empty);
-    None when the cache is malformed or does not hold one of them."""
+    None when the cache is malformed or does not hold one of them (a copy of a load
+    that left that kind out: the table is read instead)."""
     known: Known = {}
     etags: dict[tuple[str, str], str] = {}
     doc: dict[str, Any] = {"settings": None, **{k: [] for k in codec.PARTITIONS}}
@@ -94,7 +89,7 @@ def from_cache(cache: Mapping[str, Any], generation: str | None,
         for kind in kinds:
             part = cache["kinds"].get(kind)
             if part is None:
-                return None  # a copy of a load that left this kind out
+                return None
             keys_ = part["keys"]
             items = columns.unpack_records(part["items"], f"emply cache {kind}")
             tags = columns.unpack_rows(part["etags"], ("pk", "etag"), f"emply cache {kind}")
