@@ -1,6 +1,7 @@
 """Leaver latency with Graph change notifications (README "Leavers in minutes").
 
     .venv/bin/python -m bench.leaver_latency [--trials 20] [--users 200] [--debounce 60]
+                                             [--delta-lag 0]
 
 Starts Azurite and the Graph simulator, syncs a tenant of `--users` staff, turns
 notifications on and lets the app create its subscriptions (Graph's handshake against a
@@ -18,9 +19,15 @@ first trial is the leading edge (an isolated leaver). `--spacing independent` wa
 the debounce window before each trial, so each leaver is on its own, as leavers usually
 are (a burst of leavers shares one trailing run instead).
 
+`--delta-lag S` makes Graph's delta show each change only S seconds after its
+notification went out (the simulator's `deltaLagSeconds`; concepts/delta-query-overview.md,
+"processing delays"): a notification whose delta round shows nothing is then looked at
+again after `EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS` (15 s, doubled each time, at most
+`EMPLY_SYNC_NOTIFICATION_RECHECKS` = 3 times) before it is dropped.
+
 Last, notifications off: a leaver's notification is dropped, no run happens within
 `--off-wait` seconds and the user stays active until a timer run deactivates them.
-Writes bench/out/leaver_latency-<spacing>.json.
+Writes bench/out/leaver_latency-<spacing>[-lag<S>].json.
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debounce", type=int,
                         default=config.DEFAULT_NOTIFICATION_DEBOUNCE_SECONDS)
     parser.add_argument("--off-wait", type=float, default=15.0)
+    parser.add_argument("--delta-lag", type=float, default=0.0,
+                        help="seconds Graph's delta lags each change notification")
     parser.add_argument("--spacing", choices=("back-to-back", "independent"),
                         default="back-to-back",
                         help="trials at once after each other (worst case) or each after "
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         world.import_state(t.emply_state(deactivationGuard={"maxCount": 1000,
                                                             "maxPercent": 100}))
         world.ok("sync")
+        if args.delta_lag:
+            world.sim.set_quirks(deltaLagSeconds=args.delta_lag)
         ids = {u["entraId"]: u["id"] for u in world.export()["users"]}
         print(f"synced {len(ids)} users; subscriptions: {asyncio.run(renewal.keep())}")
         worker = Worker(azurite.connection_string)
@@ -136,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.debounce + POLL_SECONDS)  # the last run's window is over
             started = time.monotonic()
             remove(world, leaver)
-            waited = wait_deactivated(ids[leaver], timeout=args.debounce + 120)
+            timeout = args.debounce + 120 + 8 * args.delta_lag
+            waited = wait_deactivated(ids[leaver], timeout=timeout)
             if waited is None:
-                print(f"trial {trial + 1}: NOT deactivated within {args.debounce + 120} s")
+                print(f"trial {trial + 1}: NOT deactivated within {timeout:.0f} s")
                 continue
             latencies.append(time.monotonic() - started)  # the PUT's delivery included
             print(f"trial {trial + 1}: {latencies[-1]:.1f} s")
@@ -149,14 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[config.NOTIFICATIONS] = "false"
         off_leaver = people[args.trials]["id"]
         remove(world, off_leaver)
-        time.sleep(args.off_wait)
+        off_wait = max(args.off_wait, args.delta_lag + 2)  # so the timer run's delta shows it
+        time.sleep(off_wait)
         off_queued = rq.count(azurite.connection_string, Q)
         off_status = status_of(ids[off_leaver])
         timer_report = asyncio.run(boundary.sync(trigger="timer"))
         after_timer = status_of(ids[off_leaver])
     result: dict[str, Any] = {
         "users": args.users, "trials": args.trials, "debounceSeconds": args.debounce,
-        "spacing": args.spacing,
+        "spacing": args.spacing, "deltaLagSeconds": args.delta_lag,
+        "recheck": {"firstSeconds": config.DEFAULT_NOTIFICATION_RECHECK_SECONDS,
+                    "atMost": config.DEFAULT_NOTIFICATION_RECHECKS},
         "deactivated": len(latencies),
         "p50": round(statistics.median(latencies), 1) if latencies else None,
         "p95": round(percentile(latencies, 0.95), 1) if latencies else None,
@@ -164,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         "first": round(latencies[0], 1) if latencies else None,
         "workerPollSeconds": POLL_SECONDS,
         "off": {"queuedAfterNotification": off_queued, "statusAfterWait": off_status,
-                "waitSeconds": args.off_wait, "timerRun": timer_report["counts"],
+                "waitSeconds": off_wait, "timerRun": timer_report["counts"],
                 "statusAfterTimer": after_timer},
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"leaver_latency-{args.spacing}.json").write_text(json.dumps(result, indent=2))
+    lag = f"-lag{args.delta_lag:g}" if args.delta_lag else ""
+    (OUT / f"leaver_latency-{args.spacing}{lag}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0 if len(latencies) == args.trials else 1
 
