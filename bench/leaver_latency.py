@@ -107,7 +107,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--users", type=int, default=200)
@@ -120,7 +120,47 @@ def main(argv: list[str] | None = None) -> int:
                         default="back-to-back",
                         help="trials at once after each other (worst case) or each after "
                              "the debounce window has passed")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_trials(world: World, args: argparse.Namespace, people: list[dict[str, Any]],
+               ids: dict[str, str]) -> list[float]:
+    """Each trial's latency: one leaver removed, until the store shows them deactivated."""
+    latencies: list[float] = []
+    for trial in range(args.trials):
+        leaver = people[trial]["id"]
+        if trial and args.spacing == "independent":
+            time.sleep(args.debounce + POLL_SECONDS)  # the last run's window is over
+        started = time.monotonic()
+        remove(world, leaver)
+        timeout = args.debounce + 120 + 8 * args.delta_lag
+        waited = wait_deactivated(ids[leaver], timeout=timeout)
+        if waited is None:
+            print(f"trial {trial + 1}: NOT deactivated within {timeout:.0f} s")
+            continue
+        latencies.append(time.monotonic() - started)  # the PUT's delivery included
+        print(f"trial {trial + 1}: {latencies[-1]:.1f} s")
+    return latencies
+
+
+def notifications_off(world: World, args: argparse.Namespace, leaver: str, emply_id: str
+                      ) -> dict[str, Any]:
+    """Notifications off: the route drops the notification, nothing runs until the
+    timer's run."""
+    os.environ[config.NOTIFICATIONS] = "false"
+    remove(world, leaver)
+    wait = max(args.off_wait, args.delta_lag + 2)  # so the timer run's delta shows it
+    time.sleep(wait)
+    queued = rq.count(world.azurite.connection_string, Q)
+    status = status_of(emply_id)
+    timer_report = asyncio.run(boundary.sync(trigger="timer"))
+    return {"queuedAfterNotification": queued, "statusAfterWait": status,
+            "waitSeconds": wait, "timerRun": timer_report["counts"],
+            "statusAfterTimer": status_of(emply_id)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     people = t.staff(args.users)
     tenant = t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []})
     with start_azurite() as azurite, tempfile.TemporaryDirectory() as tmp, \
@@ -140,33 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synced {len(ids)} users; subscriptions: {asyncio.run(renewal.keep())}")
         worker = Worker(azurite.connection_string)
         worker.start()
-        latencies: list[float] = []
-        for trial in range(args.trials):
-            leaver = people[trial]["id"]
-            if trial and args.spacing == "independent":
-                time.sleep(args.debounce + POLL_SECONDS)  # the last run's window is over
-            started = time.monotonic()
-            remove(world, leaver)
-            timeout = args.debounce + 120 + 8 * args.delta_lag
-            waited = wait_deactivated(ids[leaver], timeout=timeout)
-            if waited is None:
-                print(f"trial {trial + 1}: NOT deactivated within {timeout:.0f} s")
-                continue
-            latencies.append(time.monotonic() - started)  # the PUT's delivery included
-            print(f"trial {trial + 1}: {latencies[-1]:.1f} s")
+        latencies = run_trials(world, args, people, ids)
         worker.stop.set()
         worker.join(30)
-
-        # Notifications off: the route drops the notification, nothing runs.
-        os.environ[config.NOTIFICATIONS] = "false"
         off_leaver = people[args.trials]["id"]
-        remove(world, off_leaver)
-        off_wait = max(args.off_wait, args.delta_lag + 2)  # so the timer run's delta shows it
-        time.sleep(off_wait)
-        off_queued = rq.count(azurite.connection_string, Q)
-        off_status = status_of(ids[off_leaver])
-        timer_report = asyncio.run(boundary.sync(trigger="timer"))
-        after_timer = status_of(ids[off_leaver])
+        off = notifications_off(world, args, off_leaver, ids[off_leaver])
     result: dict[str, Any] = {
         "users": args.users, "trials": args.trials, "debounceSeconds": args.debounce,
         "spacing": args.spacing, "deltaLagSeconds": args.delta_lag,
@@ -178,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "max": round(max(latencies), 1) if latencies else None,
         "first": round(latencies[0], 1) if latencies else None,
         "workerPollSeconds": POLL_SECONDS,
-        "off": {"queuedAfterNotification": off_queued, "statusAfterWait": off_status,
-                "waitSeconds": off_wait, "timerRun": timer_report["counts"],
-                "statusAfterTimer": after_timer},
+        "off": off,
     }
     OUT.mkdir(exist_ok=True)
     lag = f"-lag{args.delta_lag:g}" if args.delta_lag else ""
