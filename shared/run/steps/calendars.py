@@ -18,7 +18,6 @@ import dataclasses
 
 from shared.graph import mailboxes
 from shared.reconcile import convert, model, removal
-from shared.run import user_faults as faults
 from shared.run.context import Run
 from shared.run.steps import base, user_faults
 from shared.store import protocols
@@ -35,11 +34,11 @@ class CalendarsStep(base.Step):
     async def read(self, run: Run) -> None:
         if not (run.settings.enabled and run.settings.calendar_sync):
             return
-        wanted = await user_faults.skip_waiting(run, faults.MAILBOX, (
+        wanted = await user_faults.skip_waiting(run, user_faults.MAILBOX, (
             convert.calendar_synced_entra_ids(run.doc, run.directory.mirror["users"])))
         found = run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph, wanted)
         # R7: a mailbox Graph would not list is an error on that user, its calendars kept.
-        await user_faults.note(run, faults.MAILBOX, "calendars", wanted,
+        await user_faults.note(run, user_faults.MAILBOX, "calendars", wanted,
                                list(found.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:

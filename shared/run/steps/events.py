@@ -24,7 +24,6 @@ from typing import Any
 from shared.graph import events as graph_events
 from shared.graph import mailboxes
 from shared.reconcile import events, model
-from shared.run import user_faults as faults
 from shared.run.context import Run
 from shared.run.steps import base, user_faults
 from shared.run.steps import calendars as calendar_step
@@ -115,7 +114,7 @@ class EventsStep(base.Step):
         run.reads[self.name] = EventsRead(window, found, links)
         # R7: a calendar whose events Graph would not give is an error on its user; its
         # events are kept as they are, and its mailbox is left alone until its next try.
-        await user_faults.note(run, faults.MAILBOX, "events", {w.entra_id for w in asked},
+        await user_faults.note(run, user_faults.MAILBOX, "events", {w.entra_id for w in asked},
                                list(found.failures.values()), items=len(asked))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:

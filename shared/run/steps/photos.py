@@ -21,7 +21,6 @@ from typing import Any
 
 from shared.graph import photos as graph_photos
 from shared.reconcile import convert, model, photo_slices, photos
-from shared.run import user_faults as faults
 from shared.run.context import Run
 from shared.run.steps import base, user_faults
 
@@ -70,7 +69,7 @@ class PhotosStep(base.Step):
         schedule = run.deps.schedule
         slots = photo_slices.slots_for(schedule)
         slot = photo_slices.current_slot(schedule, run.started)
-        due = await user_faults.skip_waiting(run, faults.PHOTO, photos.due(
+        due = await user_faults.skip_waiting(run, user_faults.PHOTO, photos.due(
             emply, entra, run.settings, slots=slots, slot=slot, only=run.only_user))
         recorded = {u.entra_id: photos.recorded_etag(u.photo) for u in emply.users
                     if u.entra_id}
@@ -78,7 +77,7 @@ class PhotosStep(base.Step):
                                               {e: recorded.get(e) for e in due})
         run.reads[self.name] = PhotoCheck(read, slot, slots)
         # R7: a photo Graph would not give is an error on that user, its copy kept as is.
-        await user_faults.note(run, faults.PHOTO, "photos", due, list(read.failures.values()))
+        await user_faults.note(run, user_faults.PHOTO, "photos", due, list(read.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = check_of(run)

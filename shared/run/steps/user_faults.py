@@ -21,6 +21,10 @@ from shared.run import user_faults
 from shared.run.context import Run
 from shared.run.steps import base
 
+MAILBOX = user_faults.MAILBOX
+"""What a user's calendars and events are read from (the calendars and events steps)."""
+PHOTO = user_faults.PHOTO
+
 
 @dataclasses.dataclass
 class Book:
