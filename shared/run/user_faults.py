@@ -185,10 +185,11 @@ def errors(read: str, asked: int, failed: Sequence[failures.UserReadFailure],
 
 def forbidden(read: str, asked: int, failure: failures.UserReadFailure) -> Json:
     what = "mailbox" if read != "photos" else "photo"
+    items = "calendars" if read == "events" else "users"
     return {
         "reason": READ_FORBIDDEN, "temporary": False, "rule": "R7", "read": read,
         "count": asked, "graphStatus": failure.status, "graphCode": failure.code,
-        "message": f"Graph refused the {read} of every one of the {asked} users read "
+        "message": f"Graph refused the {read} of every one of the {asked} {items} read "
                    f"(GET {failure.endpoint}: HTTP 403, error code {failure.code or 'unknown'})"
                    f": the app registration lacks {PERMISSIONS.get(read, 'the permission')}"
                    + (", or an Exchange application access policy keeps it out of every "
@@ -200,10 +201,11 @@ def forbidden(read: str, asked: int, failure: failures.UserReadFailure) -> Json:
 
 def explain_words(kind: str, fault: Fault) -> str:
     """R18: why a user's calendars (or photo) are not synced now."""
-    what = "calendars and events are" if kind == MAILBOX else "photo is"
+    what = "calendars and events are kept as they were" if kind == MAILBOX \
+        else "photo is kept as it was"
     where = f" (calendar {fault.calendar_id})" if fault.calendar_id else ""
     status = f"HTTP {fault.status}" if fault.status is not None else "no HTTP answer"
-    return (f"{what} kept as they were ({fault.reason}): Graph could not be read for this "
+    return (f"{what} ({fault.reason}): Graph could not be read for this "
             f"user{where} ({status}, error code {fault.code or 'unknown'}) "
             f"{fault.attempts} time{'s' if fault.attempts > 1 else ''} in a row since "
             f"{iso(fault.first_at)}; the next run from {iso(fault.next_try)} tries again "
