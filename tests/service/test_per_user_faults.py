@@ -173,6 +173,23 @@ async def test_a_failing_mailbox_is_left_alone_until_its_next_try_with_back_off(
     assert (await store.load_state_part("faults"))["reads"] == {}  # cleared on success
 
 
+async def test_a_calendar_that_pages_forever_is_an_error_on_its_user_only(
+        sim: Simulator, graph: graph_client.GraphClient, clock: Clock) -> None:
+    sim.quirks.users[ANN["id"]] = quirks.UserQuirks(looping_calendars=frozenset({"cal-ann"}))
+    store = await _store(clock)
+    report = await _run(store, graph, clock)
+    assert report["status"] == "succeeded"
+    (error,) = report["errors"]
+    assert (error["reason"], error["entraId"], error["calendarId"], error["graphCode"],
+            error["temporary"]) == ("mailbox_unavailable", ANN["id"], "cal-ann",
+                                    "paging_loop", True)
+    # Ann's calendar list was read: her calendar is kept; its events wait for her next try.
+    assert ("calendar_add", "u-ann") in _kinds(report)
+    assert ("deactivate_user", "u-dee") in _kinds(report)
+    clock.now = NOW + 10 * MINUTE
+    assert (await _run(store, graph, clock))["skips"] == {"mailbox_retry_later": 1}
+
+
 async def test_explain_says_why_a_users_calendars_are_not_synced(
         sim: Simulator, graph: graph_client.GraphClient, clock: Clock) -> None:
     sim.quirks.users[BO["id"]] = quirks.UserQuirks(mailbox=quirks.ACCESS_DENIED)
