@@ -194,8 +194,11 @@ async def test_concurrent_puts_of_different_users_cannot_share_a_username_or_ent
     checks: several users stored with one username or one entraId, and export then
     import --replace refused."""
     world = emply_world(make_world, users=1)
-    for clash in ({"username": "Same@contoso.com"}, {"entraId": "ENTRA-SAME"}):
-        bodies = [{**user(10 + i), **clash, **({} if "username" in clash else
+    # Each clash has ids of its own: had the winner of the first already existed, its PUT
+    # would rightly answer 200 instead of 201.
+    for first, clash in ((10, {"username": "Same@contoso.com"}),
+                         (20, {"entraId": "ENTRA-SAME"})):
+        bodies = [{**user(first + i), **clash, **({} if "username" in clash else
                                                {"username": f"x{i}@contoso.com"})}
                   for i in range(6)]
         answers = await asyncio.gather(*(
