@@ -123,7 +123,7 @@ async def run_sync(
         await record_unstarted(report, exc, recorder.clock0, deps.clock, deps.store)
         return report
     if held is not None:
-        await lease.mark_dead_dry_runs(deps.store, recorder.report.run_id, started)
+        await lease.mark_dead_runs(deps.store, recorder.report.run_id, started)
     try:
         with paused_gc():
             await _run(deps, recorder, started, held, approve_deactivations,
