@@ -1,4 +1,5 @@
-"""The planner's vocabulary: immutable snapshots in, an immutable plan out.
+"""The planner's vocabulary: immutable snapshots in, an immutable plan out (the plan's
+own records live in `shared.reconcile.plan_model` and are named here too).
 
 Invariants:
 - Nothing in this package does I/O or reads the clock: `now` is passed in.
@@ -21,6 +22,16 @@ from typing import Any, Literal
 # R15's types live in `shared.reconcile.outbound`; named here with the others.
 from shared.reconcile.outbound import OutboundCopy as OutboundCopy
 from shared.reconcile.outbound import OutboundEvent as OutboundEvent
+from shared.reconcile.plan_model import BOOKKEPT as BOOKKEPT
+from shared.reconcile.plan_model import ENTRA_USER_PROTECTED as ENTRA_USER_PROTECTED
+from shared.reconcile.plan_model import Bookkeeping as Bookkeeping
+from shared.reconcile.plan_model import Change as Change
+from shared.reconcile.plan_model import EventWrites as EventWrites
+from shared.reconcile.plan_model import Plan as Plan
+from shared.reconcile.plan_model import Problem as Problem
+from shared.reconcile.plan_model import RefusedWrite as RefusedWrite
+from shared.reconcile.plan_model import RunStatus as RunStatus
+from shared.reconcile.plan_model import SyncState as SyncState
 
 # Change kinds (README, "Reason codes").
 CREATE_USER = "create_user"
@@ -81,7 +92,6 @@ CALENDAR_SYNC_OFF = "calendar_sync_off"
 MAILBOX_NOT_IN_CLOUD = "mailbox_not_in_cloud"
 
 UserStatus = Literal["active", "deactivated", "deleted"]
-RunStatus = Literal["succeeded", "needs_approval", "failed", "disabled"]
 
 
 def norm(value: str | None) -> str:
@@ -182,6 +192,8 @@ class EntraSnapshot:
     outbound: Mapping[str, OutboundCopy | None] | None = None
     """R15: outbound event id → its M365 copy as found by its mark this run (None: not
     found), for the events looked up (a write whose answer was lost, one R14 saw go)."""
+    refused_writes: Mapping[str, RefusedWrite] | None = None
+    """R9: Entra user id → the write Graph last refused as a privileged user's."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -369,150 +381,3 @@ class Approval:
         if self.count is not None and self.digest:
             return f"{self.count}:{self.digest}"
         return str(self.count) if self.count is not None else str(self.digest)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SyncState:
-    """What the sync remembers between successful runs."""
-
-    previous_mapping: Mapping[str, str | None] | None = None
-    """Group → role mapping at the last successful run with role sync on. Since R11 keeps a
-    basis per user (`EmplyUser.role_basis`), it only seeds that basis for users linked
-    before the basis existed; None when roles have never been synced (no migration)."""
-    recent_deactivations: tuple[tuple[dt.datetime, int], ...] = ()
-    """(when, how many) deactivations runs applied without approval, within
-    `GUARD_WINDOW` of the run that recorded them (R7's rolling window)."""
-    held_digest: str | None = None
-    """`held_digest` of the deactivations the last run held, if any."""
-
-
-# --- The plan ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Change:
-    kind: str
-    rule: str
-    reason: str
-    user_id: str | None
-    entra_id: str | None = None
-    before: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    after: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    message: str = ""
-    employee_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "userId": self.user_id,
-            "entraId": self.entra_id,
-            "reason": self.reason,
-            "rule": self.rule,
-            # The plan's own mappings, not copies (133,000 changes in a 100,000-user initial
-            # sync); reports are read, never edited.
-            "before": self.before if isinstance(self.before, dict) else dict(self.before),
-            "after": self.after if isinstance(self.after, dict) else dict(self.after),
-            "message": self.message,
-        }
-        if self.employee_id is not None:
-            out["employeeId"] = self.employee_id
-        return out
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Problem:
-    """An error or a skip the run reports; it changes nothing."""
-
-    reason: str
-    message: str
-    entra_id: str | None = None
-    user_id: str | None = None
-    rule: str = ""
-    candidates: tuple[str, ...] = ()
-    """Emply user ids involved (ambiguous_match), so explain can find the problem."""
-
-    def concerns(self, user_id: str, entra_id: str | None) -> bool:
-        return (
-            self.user_id == user_id
-            or user_id in self.candidates
-            or (entra_id is not None and self.entra_id == entra_id)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"reason": self.reason, "message": self.message}
-        if self.entra_id is not None:
-            out["entraId"] = self.entra_id
-        if self.user_id is not None:
-            out["userId"] = self.user_id
-        if self.candidates:
-            out["candidates"] = list(self.candidates)
-        if self.rule:
-            out["rule"] = self.rule
-        return out
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Bookkeeping:
-    """Not a reported change: what the sync remembers on a user for later runs (the
-    configured groups it is in now, its R11 role basis, its R6 link domain); None: not
-    changed. Slots, not a dict of fields: an initial sync keeps one for 50,000 users."""
-
-    user_id: str
-    sync_groups: list[str] | None = None
-    role_basis: Mapping[str, str | None] | None = None
-    linked_domain: str | None = None
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The stored fields to set."""
-        return {stored: value for stored, attribute in BOOKKEPT.items()
-                if (value := getattr(self, attribute)) is not None}
-
-
-BOOKKEPT = {"syncGroups": "sync_groups", "roleBasis": "role_basis",
-            "linkedDomain": "linked_domain"}
-"""A user's stored field → the `Bookkeeping` attribute that sets it."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventWrites:
-    """R14's entity writes behind a plan's `events_mirror` changes (not reported: a first
-    run of 10,000 users mirrors 400,000 events)."""
-
-    upserts: tuple[dict[str, Any], ...] = ()
-    deletes: tuple[dict[str, str], ...] = ()
-    counts: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
-    """(user id, calendar id) → events each mirrored calendar holds after the plan."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
-    changes: tuple[Change, ...]
-    held: tuple[Change, ...] = ()
-    errors: tuple[Problem, ...] = ()
-    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    bookkeeping: tuple[Bookkeeping, ...] = ()
-    next_state: SyncState = SyncState()
-    held_digest: str | None = None
-    """`held_digest` of the held deactivations: what an approval of exactly these names."""
-    held_deletions_digest: str | None = None
-    """`held_digest` of the held Entra deletions (R9 delete, approved on their own)."""
-    disabled: bool = False
-    """R17: the plan of a run with `enabled: false` (the integration removed)."""
-    events: EventWrites | None = None
-    """R14: the events to write, when events were read this run."""
-
-    @property
-    def status(self) -> RunStatus:
-        if self.disabled:
-            return "disabled"
-        return "needs_approval" if self.held else "succeeded"
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for change in self.changes:
-            counts[change.kind] = counts.get(change.kind, 0) + 1
-        return counts
-
-    def for_user(self, user_id: str) -> tuple[Change, ...]:
-        return tuple(c for c in (*self.changes, *self.held) if c.user_id == user_id)

@@ -45,6 +45,7 @@ from shared.run.steps import (
     guard_window,
     mailboxes,
     photos,
+    user_faults,
     write_back,
 )
 from shared.store import errors as store_errors
@@ -57,6 +58,7 @@ STEPS = (
     photos.EVERY_SLOT,
     directory.STEP,
     calendars.STEP,
+    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     write_back.STEP,
     event_push.STEP,
     MAILBOXES,  # the user's calendars and events (R13, R14)
@@ -154,7 +156,7 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
         view = user_view.refused(key, loaded.doc, settings)
     run = Run(deps=deps, started=started, run_id=recorder.report.run_id,
               trigger=TRIGGER, applying=applying, loaded=loaded, settings=settings,
-              state=state, directory=view.directory, warnings=warnings)
+              state=state, directory=view.directory, warnings=warnings, try_waiting=True)
     run.reads[user_view.STEP.name] = view
     await deps.store.save_run(recorder.report.to_json())
     if view.refusal is None:

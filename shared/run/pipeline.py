@@ -40,6 +40,7 @@ from shared.run.steps import (
     event_push,
     mailboxes,
     photos,
+    user_faults,
     write_back,
 )
 from shared.run.steps import (
@@ -52,6 +53,7 @@ STEPS: tuple[base.Step, ...] = (
     photos.STEP,  # first: a photo's blob is written before its user's `photo` field
     directory.STEP,
     calendars.STEP,  # R15's read; R13 and R14 are the mailbox pass's
+    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
     mailboxes.STEP,  # the mailbox pass, a shard at a time: after R15's pushes (R14
@@ -123,7 +125,7 @@ async def run_sync(
         await record_unstarted(report, exc, recorder.clock0, deps.clock, deps.store)
         return report
     if held is not None:
-        await lease.mark_dead_dry_runs(deps.store, recorder.report.run_id, started)
+        await lease.mark_dead_runs(deps.store, recorder.report.run_id, started)
     try:
         with paused_gc():
             await _run(deps, recorder, started, held, approve_deactivations,
@@ -193,7 +195,8 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     plan = recorder.plan = make_plan(run, steps, approve, approve_deletions)
     await recorder.saved_progress("planned", changes=len(plan.changes), held=len(plan.held))
     recorder.report = recorder.report.with_outcome(
-        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings)
+        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings
+    ).with_skips(run.skips)
     if approve is not None and not any(
         c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
     ):  # held Entra deletions (R9) are not what this approval is for
@@ -215,7 +218,7 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
         recorder.report, changes=[c.to_json() for c in applied.changes()],
         counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
         entra_read=_with_requests(recorder.report.entra_read, *applied.requests),
-        mailbox_shards=applied.shards)
+        mailbox_shards=applied.shards).with_skips(applied.skips())
 
 
 async def _mailboxes_of_unchanged(deps: Deps, recorder: Recorder, started: dt.datetime,

@@ -6,7 +6,9 @@ alone (`EntraSnapshot.calendars_apart`). R15 still plans in it: an outbound even
 user whose mailbox is not in the cloud is marked failed when planned. So this step
 reads the calendars of the users with an outbound event to push, and only theirs
 (`shared.graph.mailboxes`), for the planner to tell (`mailbox_not_in_cloud`); an
-explanation (R18) reads its user's too, to say why its calendars are (not) synced.
+explanation (R18) reads its user's too, to say why its calendars are (not) synced. A
+user whose calendars could not be read is an error on that user, left alone until its
+next try (`shared.run.steps.user_faults`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from shared.graph import mailboxes
 from shared.reconcile import convert, model
 from shared.run.context import Run
-from shared.run.steps import base
+from shared.run.steps import base, user_faults
 
 
 def read_of(run: Run) -> mailboxes.CalendarRead | None:
@@ -44,9 +46,13 @@ class CalendarsStep(base.Step):
     async def read(self, run: Run) -> None:
         if not (run.settings.enabled and run.settings.calendar_sync):
             return
-        wanted = pushing(run)
+        wanted = await user_faults.skip_waiting(run, user_faults.MAILBOX, pushing(run))
         if wanted:
-            run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph, wanted)
+            found = run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph,
+                                                                          wanted)
+            # R7: a mailbox Graph would not list is an error on that user.
+            await user_faults.note(run, user_faults.MAILBOX, "calendars", wanted,
+                                   list(found.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = read_of(run)
