@@ -58,10 +58,10 @@ STEPS = (
     photos.EVERY_SLOT,
     directory.STEP,
     calendars.STEP,
-    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     write_back.STEP,
     event_push.STEP,
     MAILBOXES,  # the user's calendars and events (R13, R14)
+    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     guard_window.STEP,  # after every write; moves no delta link
     change_feed.STEP,
 )

@@ -53,11 +53,11 @@ STEPS: tuple[base.Step, ...] = (
     photos.STEP,  # first: a photo's blob is written before its user's `photo` field
     directory.STEP,
     calendars.STEP,  # R15's read; R13 and R14 are the mailbox pass's
-    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
     mailboxes.STEP,  # the mailbox pass, a shard at a time: after R15's pushes (R14
     # leaves the sync's own events out)
+    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
     sync_state_step.STEP,  # after every write: a failed run does not advance delta
     change_feed.STEP,  # last: what the run did, in the feed
 )

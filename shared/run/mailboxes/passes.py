@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 from shared.graph import client as graph_client
-from shared.graph import middleware
+from shared.graph import failures, middleware
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import events, mailbox_sweep, model
 from shared.run.mailboxes import notified
@@ -56,6 +56,9 @@ class PassOutcome:
     events_deleted: int = 0
     requests: int = 0
     throttled: int = 0
+    asked: set[str] = dataclasses.field(default_factory=set)
+    failed: dict[str, failures.UserReadFailure] = dataclasses.field(default_factory=dict)
+    waiting: int = 0
 
     def add(self, one: one_shard.ShardOutcome) -> None:
         """One shard's outcome (its Graph requests are counted for the whole pass: the
@@ -67,6 +70,9 @@ class PassOutcome:
         self.calendars += one.calendars
         self.events_written += one.events_written
         self.events_deleted += one.events_deleted
+        self.asked |= one.asked
+        self.failed.update(one.failed)
+        self.waiting += one.waiting
 
     def progress(self) -> dict[str, int]:
         return {"mailboxShards": self.shards, "mailboxesRead": self.mailboxes,
@@ -252,10 +258,11 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
                    run_id: str, settings: model.Settings, now: dt.datetime,
                    index: Mapping[str, BucketIndex], apply: bool,
                    config: PassSettings | None = None, work: PassWork | None = None,
-                   only: frozenset[str] | None = None) -> PassOutcome:
+                   only: frozenset[str] | None = None,
+                   waiting: frozenset[str] | None = None) -> PassOutcome:
     """Every shard of the buckets `work` touches (all of them by default),
     `shards_at_once` at a time, in this process; with `only` (Emply user ids: one user
-    now), those users alone."""
+    now), those users alone; `waiting`: see `ShardJob.waiting`."""
     config = config or PassSettings()
     everything = frozenset(keys.ALL_BUCKETS)
     work = work or PassWork(everything, everything)
@@ -268,7 +275,8 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
         async with deps.gate.working():
             outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
                 run_id, part.first, part.last, part.users, settings, window, now, apply,
-                swept=work.swept, dirty=work.dirty, notify=work.notify, only=only)))
+                swept=work.swept, dirty=work.dirty, notify=work.notify, only=only,
+                waiting=waiting)))
 
     parts = plan_shards(index, config.shard_size, skip=everything - work.touched)
     if apply and work.stale:  # marks of mailboxes not synced: nothing to read

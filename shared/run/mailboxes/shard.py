@@ -65,6 +65,10 @@ class ShardJob:
     """Set with notifications on: subscriptions are kept."""
     only: frozenset[str] | None = None
     """One user now: the Emply users the shard acts on (None: every one of its buckets)."""
+    waiting: frozenset[str] | None = None
+    """The run's per-user faults (`shared.run.steps.user_faults`, R7): the mailboxes
+    (casefolded Entra ids) whose next try is still to come. Set, it replaces the pass's
+    own back-off (None: a queued shard, which has no run's book)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +90,12 @@ class ShardOutcome:
     events_deleted: int = 0
     requests: int = 0
     throttled: int = 0
+    asked: set[str] = dataclasses.field(default_factory=set)
+    """The mailboxes (Entra ids) read from Graph."""
+    failed: dict[str, failures.UserReadFailure] = dataclasses.field(default_factory=dict)
+    """Entra id -> why its mailbox could not be read."""
+    waiting: int = 0
+    """Mailboxes left alone: their next try (`ShardJob.waiting`) is still to come."""
 
 
 async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
@@ -95,6 +105,11 @@ async def run_shard(deps: ShardDeps, job: ShardJob) -> ShardOutcome:
     outcome = ShardOutcome()
     readable = {u: s.entra_id for u, s in sorted(job.users.items())
                 if _to_read(u, s.entra_id, s.since, job, found, generation)}
+    if job.waiting:
+        outcome.waiting = sum(1 for u, s in job.users.items() if s.since != job.run_id
+                              and s.entra_id.casefold() in job.waiting
+                              and (job.only is None or u in job.only))
+    outcome.asked = set(readable.values())
     planned = await _read_and_plan(deps, job, found, readable, generation, outcome)
     conflicts: set[str] = set()
     if job.apply:
@@ -184,7 +199,12 @@ def _to_read(user_id: str, entra_id: str, since: str | None, job: ShardJob, foun
     run on, nor one backing off (R7); in a swept bucket every one, elsewhere one Graph
     said changed, one new to the pass, or one whose Emply side changed meanwhile."""
     state = found.states.get(user_id)
-    if since == job.run_id or _backing_off(state, job.now):
+    if since == job.run_id:
+        return False
+    if job.waiting is not None:
+        if entra_id.casefold() in job.waiting:
+            return False
+    elif _backing_off(state, job.now):
         return False
     if job.swept is None or keys.user_bucket(user_id) in job.swept \
             or entra_id.casefold() in job.dirty or state is None \
@@ -214,6 +234,7 @@ def _failures(listed: graph_mailboxes.CalendarRead, read: graph_events.EventRead
         failed[by_entra[entra_id.casefold()]] = why
     for (entra_id, _calendar), why in sorted(read.failures.items()):
         failed.setdefault(by_entra[entra_id.casefold()], why)
+    outcome.failed.update((why.entra_id, why) for why in failed.values())
     for user_id, why in sorted(failed.items()):
         outcome.errors.append({**why.as_error(), "userId": user_id, "rule": "R7"})
     return set(failed)

@@ -21,13 +21,16 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Collection, Mapping
 
+from shared.graph import failures
 from shared.reconcile import convert, model
 from shared.run import report as run_report
+from shared.run import user_faults as faults
 from shared.run.context import Deps, Run
 from shared.run.mailboxes import passes, queued
 from shared.run.mailboxes.state import BucketIndex
-from shared.run.steps import base
+from shared.run.steps import base, user_faults
 
+MAILBOX_UNAVAILABLE = failures.MAILBOX_UNAVAILABLE
 DIRECTORY_KINDS = frozenset({model.LINK_USER, model.CREATE_USER, model.REACTIVATE_USER,
                              model.DEACTIVATE_USER})
 
@@ -38,13 +41,13 @@ class MailboxesStep(base.Step):
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         index, changed = await _index(run, applied.pending(DIRECTORY_KINDS), write=True)
         return await _pass(run.deps, run.run_id, run.settings, run.started, index,
-                           trigger=run.trigger, changed=changed)
+                           trigger=run.trigger, changed=changed, run=run)
 
     async def preview(self, run: Run, plan: model.Plan) -> base.StepOutcome:
         index, changed = await _index(
             run, [c for c in plan.changes if c.kind in DIRECTORY_KINDS], write=False)
         return await _pass(run.deps, run.run_id, run.settings, run.started, index,
-                           trigger=run.trigger, changed=changed, apply=False)
+                           trigger=run.trigger, changed=changed, apply=False, run=run)
 
 
 async def _index(run: Run, changes: list[model.Change], *, write: bool
@@ -92,14 +95,43 @@ class OneUserStep(base.Step):
         index = passes.by_bucket({u: s for u, s in synced.items() if u in only})
         found = await passes.run_pass(run.deps.store, run.deps.graph, run_id=run.run_id,
                                       settings=run.settings, now=run.started, index=index,
-                                      apply=apply, config=run.deps.mailboxes, only=only)
-        return _outcome(self.name, found)
+                                      apply=apply, config=run.deps.mailboxes, only=only,
+                                      waiting=await _waiting(run))
+        return await _outcome(self.name, found, run)
 
 
-def _outcome(name: str, found: passes.PassOutcome) -> base.StepOutcome:
-    return base.StepOutcome(name, added=tuple(found.changes), errors=tuple(found.errors),
+async def _waiting(run: Run | None) -> frozenset[str] | None:
+    """The mailboxes whose next try is still to come (the run's per-user faults, R7;
+    none for an on-demand run, which tries its user now). None without a run."""
+    if run is None:
+        return None
+    return _waiting_in(await user_faults.book(run), try_now=run.try_waiting)
+
+
+def _waiting_in(book: user_faults.Book, *, try_now: bool = False) -> frozenset[str]:
+    if try_now:
+        return frozenset()
+    return frozenset(e.casefold() for e in book.stored.waiting(user_faults.MAILBOX, book.now))
+
+
+async def _outcome(name: str, found: passes.PassOutcome, run: Run | None = None, *,
+                   book: user_faults.Book | None = None) -> base.StepOutcome:
+    """The pass's outcome as a step's; with `run` (or a `book` of its own), its mailbox
+    failures recorded in the per-user faults (`shared.run.steps.user_faults`: attempts,
+    next try), which report them instead of the pass."""
+    errors, skips = list(found.errors), {}
+    if run is not None:
+        book = await user_faults.book(run)
+    if book is not None:
+        errors = [e for e in errors if not (e.get("reason") == MAILBOX_UNAVAILABLE
+                                            and e.get("rule") == "R7")]
+        errors += user_faults.book_noted(book, user_faults.MAILBOX, "calendars",
+                                         found.asked, list(found.failed.values()))
+        if found.waiting:
+            skips[user_faults.RETRY_LATER[user_faults.MAILBOX]] = found.waiting
+    return base.StepOutcome(name, added=tuple(found.changes), errors=tuple(errors),
                             progress=found.progress(), wrote=0, reusable=True,
-                            requests=found.requests, throttled=found.throttled)
+                            requests=found.requests, throttled=found.throttled, skips=skips)
 
 
 async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply: bool,
@@ -115,13 +147,20 @@ async def run_unchanged(deps: Deps, run_id: str, started: dt.datetime, *, apply:
     if not (settings.enabled and settings.calendar_sync):
         return None
     index = await passes.read_index(states)
-    return await _pass(deps, run_id, settings, started, index, trigger=trigger, changed=(),
-                       apply=apply)
+    book = user_faults.Book(faults.Faults.from_json(
+        await deps.store.load_state_part(faults.STATE_PART)), started)
+    outcome = await _pass(deps, run_id, settings, started, index, trigger=trigger,
+                          changed=(), apply=apply, book=book)
+    if apply and book.result() != book.stored:
+        await deps.store.save_state_part(faults.STATE_PART, book.result().to_json())
+    return outcome
 
 
 async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.datetime,
                 index: Mapping[str, BucketIndex], *, trigger: str,
-                changed: Collection[str], apply: bool = True) -> base.StepOutcome:
+                changed: Collection[str], apply: bool = True,
+                run: Run | None = None, book: user_faults.Book | None = None
+                ) -> base.StepOutcome:
     """The pass, in this process or (`EMPLY_SYNC_MAILBOX_SHARDS=queue`) on the queue.
     With nobody synced (calendar sync off, R17) it only removes what Emply keeps, in
     this process (no mailbox is read), and once that left nothing, not again until an
@@ -136,7 +175,7 @@ async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.d
                                       config=deps.mailboxes)
         if apply and not found.errors:
             await passes.mark_cleared(states, generation)
-        return _outcome(MailboxesStep.name, found)
+        return await _outcome(MailboxesStep.name, found)
     work = await passes.plan_work(store, deps.mailboxes, trigger=trigger,
                                   schedule=deps.schedule, now=started, index=index,
                                   changed=changed)
@@ -149,8 +188,9 @@ async def _pass(deps: Deps, run_id: str, settings: model.Settings, started: dt.d
                                 shards=shards if count else None)
     found = await passes.run_pass(store, deps.graph, run_id=run_id, settings=settings,
                                   now=started, index=index, apply=apply,
-                                  config=deps.mailboxes, work=work)
-    return _outcome(MailboxesStep.name, found)
+                                  config=deps.mailboxes, work=work,
+                                  waiting=_waiting_in(book) if book else await _waiting(run))
+    return await _outcome(MailboxesStep.name, found, run, book=book)
 
 
 def with_pass(report: run_report.RunReport, outcome: base.StepOutcome,
@@ -168,7 +208,8 @@ def with_pass(report: run_report.RunReport, outcome: base.StepOutcome,
                                    throttled=read.throttled + outcome.throttled)
     return dataclasses.replace(
         report, changes=[*report.changes, *(c.to_json() for c in outcome.added)],
-        counts=merged, errors=(*report.errors, *outcome.errors), entra_read=read)
+        counts=merged, errors=(*report.errors, *outcome.errors), entra_read=read
+    ).with_skips(outcome.skips)
 
 
 STEP = MailboxesStep()
