@@ -155,6 +155,24 @@ def test_a_hire_refused_for_a_mail_a_full_run_gives_first_to_another_says_so() -
     assert "nia.hale@contoso.com has this e-mail too" in asked.errors[0].message
 
 
+def test_a_leaver_held_alone_is_deactivated_by_the_full_run_that_also_creates_a_hire() -> None:
+    """R7: a leaver removed from every group (FAQ: "It is deactivated in Emply"), asked
+    about alone, is 1 of 1 linked active users: held. The full run also creates a new
+    hire, so its base is 2 and 1 of 2 is not more than 50 %: it deactivates the leaver,
+    for the same reason. Holding is the safe side; the deactivation is never lost."""
+    leaver = linked("u-leaver")
+    view = b.tenant([b.entra_user("u-leaver-id", "u-leaver@contoso.com"),
+                     b.entra_user("hire-id", "hire@contoso.com")],
+                    {"grp-staff": ["hire-id"]})
+    cfg = b.settings(MAP, guard=(1, 50, 0))
+    asked = plan(view, [leaver], focus.Focus.of(["u-leaver-id"], []), cfg)
+    assert asked.changes == ()
+    assert [(c.user_id, c.reason) for c in asked.held] == [("u-leaver", "removed_from_groups")]
+    full = b.run(view, [leaver], cfg)
+    assert not full.held
+    assert ("deactivate_user", "u-leaver", "removed_from_groups") in b.kinds(full)
+
+
 # -- properties over the generated worlds of test_properties -------------------------
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
@@ -179,14 +197,17 @@ def _acted(plan_: model.Plan) -> set[str]:
 def test_one_user_applied_then_a_full_run_plans_nothing_more_for_it(world: Any,
                                                                      index: int) -> None:
     """Across an on-demand run: what it applied for its user, a full run does not plan
-    again (a deactivation it held, the full run holds too: it counts at least as many)."""
+    again; a deactivation it held is never lost: the full run holds it or makes it, for
+    the same reason (it may make it: its R7 base also counts the users it creates)."""
     (entra, users, cfg), _only, focused = _focused(world, index)
     synced = props.apply_to(users, focused)
     full = b.run(entra, synced, cfg, employees=props.EMPLOYEES)
-    acted = _acted(focused)
-    assert [c for c in full.changes if c.user_id in acted] == []
-    held = {c.user_id for c in focused.held}
-    assert held <= {c.user_id for c in full.held}
+    applied = {c.user_id for c in focused.changes if c.user_id is not None}
+    assert [c for c in full.changes if c.user_id in applied] == []
+    deactivations = {c.user_id: c.reason for c in (*full.changes, *full.held)
+                     if c.kind == model.DEACTIVATE_USER}
+    held = {c.user_id: c.reason for c in focused.held}
+    assert held.items() <= deactivations.items()
 
 
 @PROPERTY_SETTINGS
