@@ -176,7 +176,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 print(json.dumps(report, indent=2))
             return 1
         print(json.dumps(report, indent=2) if args.json else format_report(report))
-        return 1 if report["status"] == "failed" else 0
+        if report["status"] != "failed":
+            return 0
+        print(f"emply-sync: {failure_line(report)}", file=sys.stderr)
+        return 1
     async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":
             result = await boundary.explain_user(deps, args.user)
@@ -278,6 +281,16 @@ async def _emply(deps: boundary.Deps, args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"imported {args.file}{' (replaced)' if args.replace else ''}: {summary}")
     return 0
+
+
+def failure_line(report: dict[str, Any]) -> str:
+    """`<reason>: <what>` of a failed run: the error that failed it (a reason of
+    `shared.errors`' taxonomy), else its last error."""
+    reasons = errors.TEMPORARY_REASONS | errors.PERMANENT_REASONS | {errors.BUG_REASON}
+    found = report.get("errors") or []
+    error = next((e for e in reversed(found) if e.get("reason") in reasons),
+                 found[-1] if found else {"reason": "run_failed", "message": "the run failed"})
+    return f"{error.get('reason')}: {error.get('message')}"
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@
   changed or recorded then. A run that failed (storage or Graph down) is a 503 problem
   with its reason and run id.
 
-Self-contained: this module registers its route and its OpenAPI declaration.
 """
 
 from __future__ import annotations
@@ -21,21 +20,41 @@ from collections.abc import Mapping
 import azure.functions as func
 
 from shared.app import boundary, user_sync
-from webhook_http import (
+from webhook_http.answers import (
     POLL_AFTER_SECONDS,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     BadRequest,
-    bp,
-    failures_as_problems,
-    openapi,
     problem,
     respond,
-    role_required,
     run_in_progress,
 )
+from webhook_http.openapi import component
+from webhook_http.routes import Area, Route
+
+area = Area("one user now")
+bp = area.bp
 
 QUERY = frozenset({"dryRun", "code"})
 """`code` is the function key."""
+
+_STEP = {"type": "object", "required": ["step", "status"],
+         "properties": {"step": {"enum": ["scope", "match", "changes", "errors"]},
+                        "status": {"type": "string"}, "reason": {"type": "string"},
+                        "why": {"type": "array", "items": {"type": "string"}}}}
+_ANSWER = area.schema("UserSyncAnswer", {
+    "type": "object", "required": ["key", "outcome", "steps", "faq"],
+    "properties": {
+        "key": {"type": "string"},
+        "outcome": {"enum": ["applied", "planned", "held", "nothing", "refused"]},
+        "emplyUser": {"type": ["object", "null"]},
+        "entraUsers": {"type": "array", "items": {"type": "object"}},
+        "steps": {"type": "array", "items": _STEP},
+        "faq": {"type": "array", "items": {
+            "type": "object", "required": ["question", "answer"],
+            "properties": {"question": {"type": "string"}, "answer": {"type": "string"}}}}}})
+_REPORT = area.schema("UserSyncReport", {"allOf": [
+    component("RunRecord"),
+    {"type": "object", "required": ["user"], "properties": {"user": _ANSWER}}]})
 
 
 def _dry_run(params: Mapping[str, str]) -> bool:
@@ -48,9 +67,25 @@ def _dry_run(params: Mapping[str, str]) -> bool:
     return raw == "true"
 
 
-@bp.route(route="users/{key}/sync", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-@failures_as_problems
-@role_required
+@area.route(Route(
+    "post", "/users/{key}/sync", operation_id="syncUser", tags=("operators",),
+    summary="One user now: scope, match, the changes applied (or with dryRun shown), "
+            "errors and the FAQ answer (personal data; it changes data)",
+    problems=("400", "404", "409"),
+    parameters=(
+        {"name": "key", "in": "path", "required": True,
+         "description": "an Emply user id, username or e-mail, or an Entra object id, UPN "
+                        "or mail",
+         "schema": {"type": "string", "minLength": 1, "maxLength": user_sync.MAX_KEY_CHARS}},
+        {"name": "dryRun", "in": "query", "required": False,
+         "schema": {"type": "boolean", "default": False}}),
+    responses={
+        "200": {"description": "the run's report, the steps under `user`", "schema": _REPORT},
+        "202": {"description": "Graph throttled the reads past 20 s: the run was queued; "
+                               "poll Location",
+                "schema": component("SyncQueued"),
+                "headers": {"Location": {"schema": {"type": "string"}},
+                            "Retry-After": {"schema": {"type": "integer"}}}}}))
 async def sync_user(req: func.HttpRequest) -> func.HttpResponse:
     try:
         dry_run = _dry_run(req.params)
@@ -86,49 +121,3 @@ async def sync_user(req: func.HttpRequest) -> func.HttpResponse:
                        retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS
                        if error.get("temporary") else None)
     return respond(200, report)
-
-
-def _declare() -> None:
-    step = {"type": "object", "required": ["step", "status"],
-            "properties": {"step": {"enum": ["scope", "match", "changes", "errors"]},
-                           "status": {"type": "string"}, "reason": {"type": "string"},
-                           "why": {"type": "array", "items": {"type": "string"}}}}
-    answer = openapi.schema("UserSyncAnswer", {
-        "type": "object", "required": ["key", "outcome", "steps", "faq"],
-        "properties": {
-            "key": {"type": "string"},
-            "outcome": {"enum": ["applied", "planned", "held", "nothing", "refused"]},
-            "emplyUser": {"type": ["object", "null"]},
-            "entraUsers": {"type": "array", "items": {"type": "object"}},
-            "steps": {"type": "array", "items": step},
-            "faq": {"type": "array", "items": {
-                "type": "object", "required": ["question", "answer"],
-                "properties": {"question": {"type": "string"},
-                               "answer": {"type": "string"}}}}}})
-    report = openapi.schema("UserSyncReport", {"allOf": [
-        openapi.ref("#/components/schemas/RunRecord"),
-        {"type": "object", "required": ["user"], "properties": {"user": openapi.ref(answer)}}]})
-    openapi.operation(
-        "/users/{key}/sync", "post", operation_id="syncUser", tags=("operators",),
-        summary="One user now: scope, match, the changes applied (or with dryRun shown), "
-                "errors and the FAQ answer (personal data; it changes data)",
-        problems=("400", "404", "409"),
-        parameters=[
-            {"name": "key", "in": "path", "required": True,
-             "description": "an Emply user id, username or e-mail, or an Entra object id, "
-                            "UPN or mail",
-             "schema": {"type": "string", "minLength": 1,
-                        "maxLength": user_sync.MAX_KEY_CHARS}},
-            {"name": "dryRun", "in": "query", "required": False,
-             "schema": {"type": "boolean", "default": False}}],
-        responses={
-            "200": {"description": "the run's report, the steps under `user`",
-                    "schema": openapi.ref(report)},
-            "202": {"description": "Graph throttled the reads past 20 s: the run was "
-                                   "queued; poll Location",
-                    "schema": openapi.ref("#/components/schemas/SyncQueued"),
-                    "headers": {"Location": {"schema": {"type": "string"}},
-                                "Retry-After": {"schema": {"type": "integer"}}}}})
-
-
-_declare()

@@ -171,8 +171,9 @@ async def health(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         checks["storage"] = {"ok": True}
         try:
             last = await _bounded(store.last_run())
-        except Exception:  # the last run is informative only
-            telemetry.log.warning("emply_sync.health_last_run_failed", exc_info=True)
+        except Exception as exc_last:  # the last run is informative only
+            telemetry.log.warning("emply_sync.health_last_run_failed",
+                                  extra={"error": type(exc_last).__name__})
     except Exception as exc:
         checks["storage"] = _down(exc)
     finally:
@@ -206,16 +207,17 @@ def _down(exc: BaseException) -> dict[str, Any]:
     if classified is None:
         telemetry.log.exception("emply_sync.health_check_bug")
         return {"ok": False, "reason": errors.BUG_REASON, "error": "unexpected error (logged)"}
-    telemetry.log.warning("emply_sync.health_check_failed",
-                          extra={"reason": classified.reason}, exc_info=exc)
+    telemetry.log.warning("emply_sync.health_check_failed", extra={
+        "reason": classified.reason, "error": type(exc).__name__,
+        "detail": classified.message})  # what is down, never where: no traceback
     return {"ok": False, "reason": classified.reason, "error": classified.message}
 
 
 async def _close_quietly(closing: Any) -> None:
     try:
         await closing
-    except Exception:  # closing a dead connection must not hide the run's outcome
-        telemetry.log.warning("emply_sync.close_failed", exc_info=True)
+    except Exception as exc:  # closing a dead connection must not hide the run's outcome
+        telemetry.log.warning("emply_sync.close_failed", extra={"error": type(exc).__name__})
 
 
 @contextlib.asynccontextmanager

@@ -345,9 +345,9 @@ async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None
     try:
         async with boundary.open_deps(environ=environ) as deps:
             await _release_marker(deps.store, run_id)
-    except Exception:  # the next request finds the run final and clears it then
-        telemetry.log.warning("emply_sync.marker_not_released", extra={"runId": run_id},
-                              exc_info=True)
+    except Exception as exc:  # the next request finds the run final and clears it then
+        telemetry.log.warning("emply_sync.marker_not_released",
+                              extra={"runId": run_id, "error": type(exc).__name__})
 
 
 async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],

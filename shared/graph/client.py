@@ -20,8 +20,10 @@ simulator), whose fixed token is used nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -35,6 +37,7 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_http import kiota_client_factory
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
@@ -199,6 +202,22 @@ def resolve_graph_url(graph_url: str | None, env: Mapping[str, str]) -> str:
     return url.rstrip("/")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle), made once per process: loading
+    the bundle costs tens of milliseconds of CPU, and every run opens a client."""
+    return httpx.create_ssl_context()
+
+
+def _http_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """Kiota's default client (its timeouts, HTTP/2), on ``transport`` when given."""
+    timeout = httpx.Timeout(kiota_client_factory.DEFAULT_REQUEST_TIMEOUT,
+                            connect=kiota_client_factory.DEFAULT_CONNECTION_TIMEOUT)
+    if transport is not None:
+        return httpx.AsyncClient(timeout=timeout, transport=transport)
+    return httpx.AsyncClient(timeout=timeout, http2=True, verify=_tls_context())
+
+
 def _middleware_chain(
     stats: middleware.GraphStats, base_path: str, retry: middleware.RetryPolicy
 ) -> list[BaseMiddleware]:
@@ -261,9 +280,7 @@ def create_graph_client(
     )
     stats = middleware.GraphStats()
     base_path = parts.path.rstrip("/")
-    client = KiotaClientFactory.get_default_client()
-    if transport is not None:
-        client = httpx.AsyncClient(timeout=client.timeout, transport=transport)
+    client = _http_client(transport)
     http_client = GraphClientFactory.create_with_custom_middleware(
         _middleware_chain(stats, base_path, retry), client=client)
     adapter = GraphRequestAdapter(auth, client=http_client)

@@ -62,6 +62,24 @@ async def reauthorize(graph: graph_client.GraphClient, subscription_id: str) -> 
     await graph.send_json("POST", f"/subscriptions/{_segment(subscription_id)}/reauthorize")
 
 
+MAX_LIST_PAGES = 100
+
+
+async def list_all(graph: graph_client.GraphClient) -> list[dict[str, Any]]:
+    """GET /subscriptions: every subscription the app made in the tenant (app-only
+    tokens list them all), following `@odata.nextLink`."""
+    found: list[dict[str, Any]] = []
+    url: str | None = "/subscriptions"
+    for _page in range(MAX_LIST_PAGES):
+        if url is None:
+            break
+        body = await graph.get_json(url)
+        found += [s for s in body.get("value") or () if isinstance(s, dict)]
+        link = body.get("@odata.nextLink")
+        url = link if isinstance(link, str) else None
+    return found
+
+
 async def delete(graph: graph_client.GraphClient, subscription_id: str) -> None:
     await graph.send_json("DELETE", f"/subscriptions/{_segment(subscription_id)}")
 

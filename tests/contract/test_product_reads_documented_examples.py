@@ -18,6 +18,7 @@ from shared.graph import (
     event_writer,
     mailboxes,
     middleware,
+    outbound_requests,
     reader,
     subscriptions,
     writer,
@@ -26,7 +27,7 @@ from shared.graph import client as graph_client
 from shared.graph import events as graph_events
 from shared.graph import photos as graph_photos
 from shared.reconcile import events as planned_events
-from shared.reconcile import model
+from shared.reconcile import model, outbound
 from tests.contract.docserver import PHOTO_BYTES, all_fixtures, fixture, serving
 
 pytestmark = pytest.mark.integration
@@ -122,15 +123,17 @@ async def test_an_event_is_created_and_subscriptions_made_renewed_deleted() -> N
     expires = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     with serving(names) as docs:
         async with client(docs.url) as graph:
-            pushed = await event_writer.push_events(graph, [event_writer.Push(
-                "ev-1", "u-1", event_writer.event_body("Interview", "2030-01-01T10:00:00Z",
-                                                       "2030-01-01T11:00:00Z", "t-1"))])
+            request = outbound_requests.create(outbound.OutboundEvent(
+                "ev-1", "u-e-1", "Interview", "2030-01-01T10:00:00Z",
+                "2030-01-01T11:00:00Z"), "u-1")
+            pushed = await event_writer.send(graph, [request])
             made = await subscriptions.create(
                 graph, resource="groups", notification_url="https://x.example/api/hook",
                 client_state="s", expires=expires)
             renewed = await subscriptions.renew(graph, made["id"], expires)
             await subscriptions.delete(graph, made["id"])
-    assert pushed.outcomes["ev-1"].graph_id == "AAMkADAGAADDdm4NAAA="
+    answer = pushed.answers["ev-1"]
+    assert outbound_requests.outcome(request, answer).graph_id == "AAMkADAGAADDdm4NAAA="
     assert made["id"] == "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
     assert renewed is not None and subscriptions.expires_at(renewed) == dt.datetime(
         2016, 11, 22, 18, 23, 45, 935691, tzinfo=dt.UTC)

@@ -197,6 +197,7 @@ def test_a_removed_integration_pushes_nothing(make_world: Any) -> None:
     assert stored(world)["o-1"]["status"] == "pending"
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_the_post_and_before_the_status_leaves_one_event(
     make_world: Any,
 ) -> None:

@@ -47,7 +47,8 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
         ("health", ("GET",), "ANONYMOUS"),
         ("health/details", ("GET",), "FUNCTION"),
-        # The Emply side (webhook_http/emply_api.py).
+        # The Emply side (webhook_http/emply_document.py, settings.py, roles.py, users.py,
+        # employees.py).
         ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
         ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
         ("roles", ("GET",), "FUNCTION"), ("roles", ("PUT",), "FUNCTION"),
@@ -58,7 +59,7 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
         # Graph change notifications (webhook_http/notifications.py): a named function key.
         ("graph/notifications", ("POST",), "FUNCTION"),
-        # The change feed (webhook_http/changes_api.py).
+        # The change feed (webhook_http/changes.py).
         ("changes", ("GET",), "FUNCTION"),
         # R13's calendar choice and R15's outbound events.
         ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),

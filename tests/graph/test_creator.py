@@ -13,8 +13,6 @@ from shared.reconcile import model
 from tests.graph.conftest import G_HR, uid
 from tests.support.simulator import RunningSimulator
 
-pytestmark = pytest.mark.integration
-
 
 def create(n: int, upn: str, entra_id: str | None = None) -> model.Change:
     return model.Change(model.ENTRA_CREATE, "R9", model.ENTRA_CREATE, f"u-{n}", entra_id, {},

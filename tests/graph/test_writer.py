@@ -6,15 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from shared.graph import client as graph_client
 from shared.graph import middleware, pacing, writer
 from shared.reconcile import model
 from tests.graph.conftest import uid, user
 from tests.support.simulator import RunningSimulator, running_simulator
-
-pytestmark = pytest.mark.integration
 
 
 def update(n: int, **after: Any) -> model.Change:

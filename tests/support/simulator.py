@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,13 @@ from aiohttp import web
 
 from graph_simulator import SIMULATOR_KEY, Simulator, create_app
 from shared.config import SIMULATOR_TOKEN
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, made once: loading the CA bundle for every client
+    costs tens of milliseconds of CPU, and every test starts a simulator."""
+    return httpx.create_ssl_context()
 
 
 class RunningSimulator:
@@ -32,7 +41,7 @@ class RunningSimulator:
         self.base = f"http://127.0.0.1:{port}"
         self.url = f"{self.base}/v1.0"
         self.headers = {"Authorization": f"Bearer {SIMULATOR_TOKEN}"}
-        self._http = httpx.Client(base_url=self.base, timeout=30)
+        self._http = httpx.Client(base_url=self.base, timeout=30, verify=_tls_context())
 
     @property
     def http(self) -> httpx.Client:
@@ -136,7 +145,8 @@ def serving(app: web.Application, name: str = "graph-simulator") -> Iterator[int
     sock.setblocking(False)
     port = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    # A request the test held (`hold_answers`) may still be waiting: do not wait for it.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     started = threading.Event()
     failure: list[BaseException] = []
 
@@ -155,6 +165,10 @@ def serving(app: web.Application, name: str = "graph-simulator") -> Iterator[int
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
+        left = asyncio.all_tasks(loop)  # a held answer outlives the shutdown timeout
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=run, name=f"{name}-{port}", daemon=True)

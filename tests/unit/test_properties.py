@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from shared.reconcile import convert, entity_writes, model
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from tests.unit import builders as b
+
+pytestmark = pytest.mark.slow
 
 GROUPS = ["g1", "g2", "g3"]
 ROLE_IDS = ["employee", "hr", "manager", "new_employee", "administrator"]
