@@ -259,8 +259,7 @@ class _Planner:
         kept: set[str] = set(resolved.taken)
         creator = creation.Creator(self.emply, index)
         for entra_user, groups in in_scope:
-            if self.only is not None and entra_user.id.lower() not in self.only.entra_ids:
-                continue  # a rival claim, read so R3 resolves as a full run does: not acted on
+            acts = self.only is None or entra_user.id.lower() in self.only.entra_ids
             match = resolved.won.get(entra_user.id)
             if match is not None and match.user is not None:
                 user = match.user
@@ -269,12 +268,12 @@ class _Planner:
                         and user.linked_domain is not None
                         and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
                     kept.discard(user.id)  # R6 domain_changed: deactivated below
-                    continue
-                self._keep_linked(user, entra_user, groups, match.step)
+                elif acts:
+                    self._keep_linked(user, entra_user, groups, match.step)
                 continue
             match = resolved.found[entra_user.id]
             if match.ambiguous:
-                self.problems.append(matching.ambiguous_problem(
+                self._report_tie(acts, matching.ambiguous_problem(
                     entra_user, match.step, match.ambiguous))
                 kept.update(u.id for u in match.ambiguous)
                 continue
@@ -282,17 +281,25 @@ class _Planner:
                 rivals = resolved.claims[match.user.id]
                 if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
                     tied = sorted(e for step, e, _ in rivals if step == match.step)
-                    self.problems.append(matching.ambiguous_problem(
+                    self._report_tie(acts, matching.ambiguous_problem(
                         entra_user, match.step, (match.user,), tied))
                     kept.add(match.user.id)
                     continue
                 # A stronger claim (itself unresolved) holds this Emply user: no match here.
-            self._create_or_refuse(entra_user, groups, creator)
+            self._create_or_refuse(entra_user, groups, creator, acts)
         return kept
 
+    def _report_tie(self, acts: bool, problem: model.Problem) -> None:
+        """A rival's tie is part of a focused answer when a focused user is among it."""
+        if acts or (self.only is not None and self.acting_ids is not None and
+                    focus.concerns_problem(problem, self.acting_ids, self.only.entra_ids)):
+            self.problems.append(problem)
+
     def _create_or_refuse(self, entra_user: model.EntraUser, groups: tuple[str, ...],
-                          creator: creation.Creator) -> None:
-        refusal = creator.refusal(entra_user)
+                          creator: creation.Creator, acts: bool = True) -> None:
+        refusal = creator.refusal(entra_user, acted_on=acts)
+        if not acts:  # a rival: what a full run creates for it takes its username and e-mail
+            return
         if refusal is not None:
             reason, words = refusal
             self.problems.append(model.Problem(reason, words, entra_id=entra_user.id,
