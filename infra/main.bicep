@@ -53,6 +53,11 @@ param emplyAppRole string = 'EmplySync.Call'
 @maxValue(47)
 param noSuccessfulRunHours int = 2
 
+@description('Minutes a run may wait for its queued mailbox shards before the mailbox-shards-behind alert fires.')
+@minValue(15)
+@maxValue(1440)
+param mailboxShardsBehindMinutes int = 60
+
 // A parameter's default may use only parameters and functions, not variables
 // (BCP072): this spells out envSlug and resourceToken below.
 @description('Unique name of the Entra app registration. The default is unique per deployment (subscription, resource group, environment), so two deployments in one tenant never share, and so never take over, one registration.')
@@ -174,6 +179,7 @@ module alerts 'modules/alerts.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmail: alertEmail
     noSuccessfulRunHours: noSuccessfulRunHours
+    mailboxShardsBehindMinutes: mailboxShardsBehindMinutes
   }
 }
 

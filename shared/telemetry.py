@@ -75,7 +75,20 @@ def run_event(report: Mapping[str, Any]) -> dict[str, Any]:
         "graphThrottled": read.get("throttled", 0),
         "fullRead": read.get("fullRead"),
         "reusedPlanOf": report.get("reusedPlanOf"),
+        **_shard_dimensions(report.get("mailboxShards")),
     }
+
+
+def _shard_dimensions(shards: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run whose mailbox pass went to the queue: its shards queued, and (once its last
+    shard ended) done and failed; the buckets it skipped because an earlier run's shard
+    still held them (that run's shards fall behind the schedule). Left out otherwise."""
+    if not shards:
+        return {}
+    return {"mailboxShardsQueued": shards.get("queued"),
+            "mailboxShardsDone": shards.get("done"),
+            "mailboxShardsFailed": shards.get("failed"),
+            "mailboxBucketsHeld": shards.get("bucketsHeld")}
 
 
 def _deactivation_reasons(changes: Iterable[Mapping[str, Any]]) -> str:
@@ -88,10 +101,14 @@ def _deactivation_reasons(changes: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps(dict(reasons), sort_keys=True)
 
 
-def log_run(report: Mapping[str, Any]) -> None:
+def log_run(report: Mapping[str, Any],
+            errors: Iterable[Mapping[str, Any]] | None = None) -> None:
+    """The run's record, and one `emply_sync.error` per error in `errors` (the report's
+    by default; a sharded run's final record passes only its shards': the run's own
+    were logged with its `running` record)."""
     level = logging.ERROR if report.get("status") == "failed" else logging.INFO
     log.log(level, "emply_sync.run", extra=run_event(report))
-    for error in report.get("errors") or ():
+    for error in report.get("errors") or () if errors is None else errors:
         log.warning(
             "emply_sync.error",
             extra={

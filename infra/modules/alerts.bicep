@@ -1,4 +1,4 @@
-// Three log alerts on the run records the app writes to Application Insights
+// Log alerts on the run records the app writes to Application Insights
 // (message "emply_sync.run", customDimensions runId/trigger/status/dryRun/...),
 // all to one action group that e-mails the operator. docs/operations.md says
 // what each one means and what to do.
@@ -27,6 +27,11 @@ param actionGroupShortName string = 'emplysync'
 @minValue(1)
 @maxValue(47)
 param noSuccessfulRunHours int = 2
+
+@description('Minutes a run may wait for its queued mailbox shards before the mailbox-shards-behind alert fires (two timer intervals by default).')
+@minValue(15)
+@maxValue(1440)
+param mailboxShardsBehindMinutes int = 60
 
 // Runs are logged twice when the Functions host also forwards the worker's
 // log records; only the OpenTelemetry copy carries customDimensions.runId, and
@@ -223,6 +228,61 @@ resource subscriptionRenewalFailed 'Microsoft.Insights/scheduledQueryRules@2023-
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// Mailbox shards on the queue (issue 26): a run that queued shards logs its
+// emply_sync.run record with status "running" and mailboxShardsQueued when its own part
+// ends, and again with its final status when its last shard ends. Shards fall behind
+// the schedule when a run still waits on them after mailboxShardsBehindMinutes, or
+// when a run skipped buckets an earlier run's shard still held (mailboxBucketsHeld):
+// those mailboxes wait for a later run. Inline mailbox passes log neither.
+var shardRuns = '''
+traces
+| where message == "emply_sync.run"
+| extend runId = tostring(customDimensions.runId),
+         status = tostring(customDimensions.status),
+         shardsQueued = toint(customDimensions.mailboxShardsQueued),
+         bucketsHeld = toint(customDimensions.mailboxBucketsHeld)
+| where isnotempty(runId) and shardsQueued > 0
+| summarize arg_max(timestamp, *) by runId
+'''
+
+resource mailboxShardsBehind 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-mailbox-shards-behind'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'emply-sync: mailbox shards behind the schedule'
+    description: 'A run has waited more than ${mailboxShardsBehindMinutes} minutes for its queued mailbox shards, or a run skipped mailboxes whose previous shard was still at work. Calendars and events in Emply lag behind Outlook. See docs/operations.md (Mailbox shards).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    overrideQueryTimeRange: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: '${shardRuns}| where (status == "running" and timestamp < ago(${mailboxShardsBehindMinutes}m)) or (bucketsHeld > 0 and timestamp > ago(1h))\n'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

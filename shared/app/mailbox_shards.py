@@ -34,6 +34,9 @@ async def work(raw: str | bytes, dequeue_count: int,
     message = _parse(raw)
     if message is None:
         return None
+    telemetry.log.info("emply_sync.mailbox_shard", extra={
+        "runId": message.run_id, "shard": message.shard, "outcome": shard_runs.STARTED,
+        "attempt": dequeue_count})
     async with boundary.open_deps(environ=environ) as deps:
         outcome = await shard_runs.work(deps.store, deps.graph, deps.mailboxes, message,
                                         deps.clock())

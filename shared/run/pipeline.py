@@ -133,7 +133,8 @@ async def run_sync(
     finally:
         if held is not None:
             await held.release()
-        telemetry.log_run(recorder.report.to_json())
+        if not recorder.logged:
+            telemetry.log_run(recorder.report.to_json())
     return recorder.report.to_json()
 
 
@@ -160,6 +161,8 @@ async def _run(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease
                 duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
         await save_report(deps.store, recorder.report.to_json())
         if shards:
+            telemetry.log_run(recorder.report.to_json())
+            recorder.logged = True
             await shard_runs.directory_done(deps.store, recorder.report.run_id, deps.clock())
 
 
@@ -294,6 +297,9 @@ class Recorder:
         self.clock0 = time.monotonic()
         self.plan: model.Plan | None = None
         self.applying = False
+        self.logged = False
+        """Its `emply_sync.run` record was logged (a sharded run logs `running` before
+        its shards may finish it, so its final record is always the later one)."""
 
     def failed(self, exc: BaseException) -> None:
         """The report of a run `exc` ended: what was planned is kept, not reported done."""

@@ -3,7 +3,9 @@
 Real runs (CLI, Azurite, the Graph simulator over HTTP) cover every run status and
 the telemetry the queries read: waiting for the first import (`not_configured`), a
 dry run, creations, a deactivation, held deactivations (`needs_approval`), a
-throttled Graph read, a failed read and a removed integration (`disabled`). Their
+throttled Graph read, a failed read, the mailbox pass in the run and its shards on the
+queue (a run waiting on them, its shards worked by the queue trigger; a shard the host
+gave up, reported by the poison queue's trigger) and a removed integration (`disabled`). Their
 log records go through the same OpenTelemetry logging handler and Azure Monitor
 exporter conversion that send them to Application Insights, so `message` and
 `customDimensions` below are exactly what the `traces` table holds. Every message,
@@ -12,6 +14,7 @@ customDimensions field and compared value each query names must be one of those.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -21,15 +24,18 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from azure.monitor.opentelemetry.exporter.export.logs._exporter import _convert_log_to_envelope
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from shared import telemetry
+from shared import config, telemetry
 from shared.reconcile import model
 from tests.e2e import tenants as t
+from tests.e2e.test_http import function
 from tests.infra import kql
+from tests.support import run_queue as rq
 
 # What this version's planner produces (shared/reconcile/model.py).
 CHANGE_KINDS = {model.CREATE_USER, model.LINK_USER, model.DEACTIVATE_USER,
@@ -75,7 +81,8 @@ def exported() -> Iterator[list[Trace]]:
         provider.shutdown()
 
 
-def run_every_kind_of_run(make_world: Any) -> list[dict[str, Any]]:
+def run_every_kind_of_run(make_world: Any, monkeypatch: pytest.MonkeyPatch
+                          ) -> list[dict[str, Any]]:
     people = t.staff(10)
     tenant = t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []})
     world = make_world(tenant)
@@ -111,10 +118,36 @@ def run_every_kind_of_run(make_world: Any) -> list[dict[str, Any]]:
     world.import_state(t.emply_state(employees=[employee], calendarSync=True,
                                      deactivationGuard={"maxCount": 50, "maxPercent": 100}))
     reports.append(world.sync())  # mailbox_unavailable for person 5 (person 9 as before)
+    reports += shards_on_the_queue(world, monkeypatch, people[6]["id"])
 
     world.import_state({"settings": {**t.emply_state()["settings"], "enabled": False}})
     reports.append(world.sync())  # the integration removed (R17): disabled
     return reports
+
+
+def shards_on_the_queue(world: Any, monkeypatch: pytest.MonkeyPatch, changed: str
+                        ) -> list[dict[str, Any]]:
+    """The mailbox pass's shards on the queue: a run logs `running` with its shards queued,
+    the queue trigger works them (a mailbox hidden by an access policy is that user's
+    error), then the run logs its final record; then a run whose shard the host gave up,
+    reported failed in its run by the poison queue's trigger."""
+    monkeypatch.setenv(config.MAILBOX_SHARDS, "queue")
+    world.mode = "queue"
+    world.sim.set_user_quirks(changed, mailbox="accessDenied")
+    worked = world.sync()  # `World.sync` works the queued shards
+    code, out, err = world.cli("sync", "--json")
+    waiting = json.loads(out)
+    assert code == 0 and waiting["status"] == "running", err
+    storage = world.azurite.connection_string
+    given_up = 0
+    while (delivery := rq.receive(storage, config.MAILBOX_QUEUE_NAME)) is not None:
+        asyncio.run(function("mailbox_shard_poisoned")(delivery.message))
+        rq.complete(storage, delivery, config.MAILBOX_QUEUE_NAME)
+        given_up += 1
+    assert given_up == waiting["mailboxShards"]["queued"] > 0
+    monkeypatch.setenv(config.MAILBOX_SHARDS, "inline")
+    world.mode = "inline"
+    return [worked, json.loads(world.ok("runs", waiting["runId"], "--json"))]
 
 
 def emitted(traces: list[Trace]) -> dict[str, list[dict[str, str]]]:
@@ -146,14 +179,15 @@ def problems(query: kql.Query, records: dict[str, list[dict[str, str]]]) -> list
     return found
 
 
-def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
+def test_every_query_reads_only_what_real_runs_emit(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     with exported() as traces:
-        reports = run_every_kind_of_run(make_world)
+        reports = run_every_kind_of_run(make_world, monkeypatch)
 
     # The runs cover what the queries look at.
     assert [r["status"] for r in reports] == [
         "failed", "succeeded", "succeeded", "succeeded", "needs_approval", "failed",
-        "succeeded", "disabled"]
+        "succeeded", "succeeded", "succeeded", "disabled"]
     assert reports[0]["errors"][0]["reason"] == "not_configured"
     assert reports[1]["dryRun"] is True
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}
@@ -162,22 +196,44 @@ def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
     # The mailbox pass reads after the plan: its error follows the plan's.
     assert [(e["reason"], e.get("graphCode")) for e in reports[6]["errors"]] == [
         ("employee_without_account", None), ("mailbox_unavailable", "ErrorAccessDenied")]
+    # Shards on the queue: worked (a per-user mailbox error among them), and given up.
+    worked, given_up = reports[7], reports[8]
+    assert worked["mailboxShards"]["done"] == worked["mailboxShards"]["queued"] > 0
+    assert ("mailbox_unavailable", "ErrorAccessDenied") in [
+        (e["reason"], e.get("graphCode")) for e in worked["errors"]]
+    assert given_up["mailboxShards"]["failed"] == given_up["mailboxShards"]["queued"]
+    assert "mailbox_shard_failed" in {e["reason"] for e in given_up["errors"]}
 
     records = emitted(traces)
     runs = records["emply_sync.run"]
-    assert [r["runId"] for r in runs] == [r["runId"] for r in reports]
+    # A run that queued shards logs `running`, then its final record once they ended.
+    assert list(dict.fromkeys(r["runId"] for r in runs)) == [r["runId"] for r in reports]
+    for report in (worked, given_up):
+        logged = [r for r in runs if r["runId"] == report["runId"]]
+        assert [r["status"] for r in logged] == ["running", "succeeded"]
+        assert {r["mailboxShardsQueued"] for r in logged} == {
+            str(report["mailboxShards"]["queued"])}
+    shard_outcomes = {(d["runId"], d["outcome"]) for d in records["emply_sync.mailbox_shard"]}
+    assert {(worked["runId"], "started"), (worked["runId"], "done"),
+            (given_up["runId"], "given_up")} <= shard_outcomes
+    # Each error is logged once: the run's own with `running`, its shards' at the end.
+    for report in reports:
+        logged_errors = [d["reason"] for d in records.get("emply_sync.error", ())
+                         if d.get("runId") == report["runId"]]
+        assert sorted(logged_errors) == sorted(e["reason"] for e in report["errors"])
 
     # Queries of Graph change notifications read what subscriptions and notifications
     # emit: tests/e2e/test_notification_telemetry.py checks those against real ones.
     queries = [q for q in kql.all_queries() if not q.messages & NOTIFICATION_MESSAGES]
-    assert len(kql.alert_queries()) == 4 and len(kql.workbook_queries()) >= 5
+    assert len(kql.alert_queries()) == 5 and len(kql.workbook_queries()) >= 5
     failures = [f"{q.source}: {p}" for q in queries for p in problems(q, records)]
     assert not failures, "queries name telemetry the code does not emit:\n" + "\n".join(failures)
 
 
-def test_run_records_carry_the_values_the_workbook_expands(make_world: Any) -> None:
+def test_run_records_carry_the_values_the_workbook_expands(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     with exported() as traces:
-        reports = run_every_kind_of_run(make_world)
+        reports = run_every_kind_of_run(make_world, monkeypatch)
     runs = {r["runId"]: r for r in emitted(traces)["emply_sync.run"]}
     by_status = {report["runId"]: report for report in reports}
     for run_id, dims in runs.items():

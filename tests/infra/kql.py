@@ -25,10 +25,11 @@ _MESSAGE = re.compile(r'message\s*==\s*"([^"]+)"')
 _MESSAGE_IN = re.compile(r"message\s+in\s*\(([^)]*)\)")
 _FIELD = re.compile(r"customDimensions(?:\.(\w+)|\[\s*\"(\w+)\"\s*\])")
 _STRING = re.compile(r'"([^"]*)"')
-# `status == "x"`, `status != "x"`, `status in ("x", "y")`; same for reason, trigger, phase.
+# `status == "x"`, `status != "x"`, `status in ("x", "y")`; same for reason, trigger,
+# phase, outcome.
 # Also `tostring(customDimensions.reason) == "x"`.
 _COMPARED = re.compile(
-    r"\b(status|reason|trigger|phase)\)?\s*(?:==|!=|=~|!in|in)\s*(\([^)]*\)|\"[^\"]*\")"
+    r"\b(status|reason|trigger|phase|outcome)\)?\s*(?:==|!=|=~|!in|in)\s*(\([^)]*\)|\"[^\"]*\")"
 )
 
 

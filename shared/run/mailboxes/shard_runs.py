@@ -22,6 +22,8 @@ from shared.store import protocols
 Json = dict[str, Any]
 SHARD_FAILED = "mailbox_shard_failed"
 SHARD_SUPERSEDED = "mailbox_shard_superseded"
+STARTED, GIVEN_UP = "started", "given_up"
+"""`emply_sync.mailbox_shard` outcomes besides what `work` returns."""
 
 
 async def work(store: protocols.SyncStore, graph: graph_client.GraphClient,
@@ -74,9 +76,9 @@ async def poisoned(store: protocols.SyncStore, message: ShardMessage, attempts: 
         "message": f"the mailboxes of buckets {message.first}..{message.last} were not "
                    "synced by this run: their shard kept failing and the host gave it up "
                    "(see the logs); the next run reads them again"}]), now)
-    telemetry.log.error("emply_sync.error", extra={
-        "runId": message.run_id, "reason": SHARD_FAILED, "shard": message.shard,
-        "attempts": attempts})
+    telemetry.log.error("emply_sync.mailbox_shard", extra={
+        "runId": message.run_id, "shard": message.shard, "outcome": GIVEN_UP,
+        "attempt": attempts})
 
 
 def _result(message: ShardMessage, status: str, *, changes: list[Json] | None = None,
@@ -127,7 +129,7 @@ async def finalize(store: protocols.SyncStore, run_id: str, now: dt.datetime) ->
     final = merged(report, shards, now)
     await store.save_run(final)
     await states.put_record(queued.FEED, run_id, {"at": queued.iso(now)})
-    telemetry.log_run(final)
+    telemetry.log_run(final, errors=[e for s in shards.values() for e in s.get("errors") or ()])
     return True
 
 
