@@ -6,7 +6,7 @@ standing in for the host's queue trigger.
 The first (manual) run reads every mailbox and subscribes each to its events; an event
 changed in the simulator is notified, marks that mailbox, and the run the notification
 queues reads it alone. How long it takes with the trigger's polling is measured by
-`bench.mailbox_notifications` (docs/scale.md)."""
+`bench.mailbox_latency` (docs/scale.md)."""
 
 from __future__ import annotations
 
