@@ -169,6 +169,11 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         return await self.emply_tables.current_version()
 
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply | None:
+        return await self.emply_tables.loaded_from(version, entries)
+
     async def export_document(self) -> dict[str, Any]:
         return await self.emply_tables.export_document()
 
@@ -242,3 +247,12 @@ class EmplyStore:
 
     async def delete_snapshot(self, generation: str) -> None:
         await self.sync_state.delete_snapshot(generation)
+
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        return await self.sync_state.load_index(generation, part)
+
+    async def save_index(self, generation: str, part: str, data: bytes) -> None:
+        await self.sync_state.save_index(generation, part, data)
+
+    async def delete_index(self, generation: str) -> None:
+        await self.sync_state.delete_index(generation)

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from azure.core import MatchConditions
@@ -59,12 +59,14 @@ Known = dict[str, dict[str, dict[str, Any] | list[Any]]]
 class AzureLedger:
     """What one load read and the writes made with it since (`protocols.Ledger`)."""
 
-    __slots__ = ("etags", "generation", "known", "marker", "marker_ours", "pinned")
+    __slots__ = ("etags", "generation", "known", "marker", "marker_ours", "partial", "pinned")
 
     def __init__(self, *, generation: str | None = None,
                  marker: tuple[str, str] | None = None,
                  etags: dict[tuple[str, str], str] | None = None,
-                 known: Known | None = None) -> None:
+                 known: Known | None = None, partial: bool = False) -> None:
+        self.partial = partial
+        """It knows only some entities (`loaded_from`): it makes no cached copy."""
         self.generation = generation
         """The generation (table) the load read, as the marker named it."""
         self.pinned = marker is not None or known is not None
@@ -85,7 +87,8 @@ class AzureLedger:
         """A compact copy of the Emply side as loaded plus the writes since, tagged with
         the version marker; None when another writer moved the marker (or nothing was
         loaded). Plain JSON in columns (`shared.store.columns`), for `save_snapshot`."""
-        if self.known is None or not self.marker_ours or self.marker is None:
+        if (self.known is None or not self.marker_ours or self.marker is None
+                or self.partial):
             return None
         kinds: dict[str, Any] = {}
         located: dict[str, dict[str, tuple[str, str]]] = {kind: {} for kind in self.known}
@@ -107,6 +110,23 @@ class AzureLedger:
                     (codec.cache_values(items[k], fields) for k in keys_), fields),
             }
         return {"format": codec.CACHE_FORMAT, "version": self.marker[0], "kinds": kinds}
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """`protocols.Ledger.entries`."""
+        items = (self.known or {}).get(kind) or {}
+        kc = CODECS[kind]
+        row_keys: Iterable[str] = items if ids is None else (
+            keys.encode_key(i) for i in ids)
+        for rk in row_keys:
+            item = items.get(rk)
+            if item is None:
+                continue
+            etag = self.etags.get((kc.pk(rk), rk))
+            if isinstance(item, list):
+                item = {f: v for f, v in zip(kc.cache_fields, item, strict=True)
+                        if v is not None}
+            yield etag, item
 
 
 def _ledger_of(loaded: LoadedEmply | None) -> AzureLedger:
@@ -184,6 +204,31 @@ class AzureEmplyTables:
         marker = await codec.get_row(self._meta, META_PK, VERSION_RK)
         value = marker.get("value") if marker else None
         return str(value) if value else None
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply | None:
+        """`protocols.EmplyTables.loaded_from`: one read of the marker."""
+        await self._ensure()
+        marker = await self._read_marker()
+        if not marker or str(marker.get("value")) != version:
+            return None
+        ledger = AzureLedger(generation=self._generation, marker=(version, marker[wire.ETAG]),
+                             known={kind: {} for kind in CODECS}, partial=True)
+        doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
+        assert ledger.known is not None
+        for kind, found in entries.items():
+            kc = CODECS[kind]
+            for etag, item in found:
+                rk = kc.row_key(item)
+                if etag:
+                    ledger.etags[(kc.pk(rk), rk)] = etag
+                ledger.known[kind][rk] = item
+                if kind == "settings":
+                    doc["settings"] = item
+                else:
+                    doc[kind].append(item)
+        return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None,

@@ -28,7 +28,15 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Protocol
 
 from shared.store.feed_chunks import Chunk
@@ -48,6 +56,12 @@ class Ledger(Protocol):
     def version(self) -> str | None:
         """The marker value the load and this value's writes left; None when another
         writer moved it since."""
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """(ETag, compact entity) of the entities of `kind` the load read or this
+        value's writes wrote (`ids`: only those, by id), as they are now; a compact
+        entity lacks the users' `lastChange` and `history`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,6 +143,16 @@ class SyncStateStore(Protocol):
     async def delete_snapshot(self, generation: str) -> None:
         """Remove both parts of `generation` (missing ones are fine)."""
 
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        """The index `part` ("entra", "emply") saved as `generation`, or None."""
+
+    async def save_index(self, generation: str, part: str, data: bytes) -> None:
+        """Write an index part of `generation` (its own blob: the current one is never
+        overwritten by a run that then fails)."""
+
+    async def delete_index(self, generation: str) -> None:
+        """Remove the index parts of `generation` (missing ones are fine)."""
+
     async def load_state_part(self, name: str) -> Any:
         """A named part of the sync's own state (e.g. "events"), or None."""
 
@@ -169,6 +193,15 @@ class EmplyTables(Protocol):
 
     async def current_version(self) -> str | None:
         """The version marker's value now (None when there is none)."""
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply | None:
+        """The value a load at marker `version` would have given for these entities (kind
+        -> (ETag, compact entity), from the caller's own copy of the Emply side), served
+        from the copy: writes made with it are guarded by those ETags. None when the
+        marker has moved from `version` (the copy is no longer the Emply side). Its
+        `cache()` is None: it holds only the entities given."""
 
 
 class EmplyGenerations(Protocol):

@@ -20,6 +20,7 @@ from shared.store.tally import Ensure
 
 _STATE_BLOB = "state.json.gz"
 SNAPSHOT_PARTS = ("entra", "emply")
+INDEX_PARTS = ("entra", "emply")
 
 
 class AzureSyncState:
@@ -97,6 +98,37 @@ class AzureSyncState:
     async def save_state_part(self, name: str, value: Any) -> None:
         await self._write_json_blob(state_part_blob(name), value, level=5)
 
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        """An index part (`shared.run.entra_index`, `shared.run.emply_index`): bytes,
+        stored compressed; None when missing."""
+        await self._ensure()
+        try:
+            downloader = await self._container.download_blob(index_blob(part, generation))
+        except ResourceNotFoundError:
+            return None
+        raw = await downloader.readall()
+
+        def decompress() -> bytes:
+            try:
+                return zlib.decompress(raw)
+            except zlib.error as exc:
+                raise ValueError(f"index {part}: not zlib data ({exc})") from exc
+
+        return await blobs.in_codec_thread(decompress)
+
+    async def save_index(self, generation: str, part: str, data: bytes) -> None:
+        """Write an index part (compressed, the fastest level, off the event loop)."""
+        await self._ensure()
+        packed = await blobs.in_codec_thread(lambda: zlib.compress(data, 1))
+        await self._container.upload_blob(index_blob(part, generation), packed,
+                                          overwrite=True)
+
+    async def delete_index(self, generation: str) -> None:
+        await self._ensure()
+        for part in INDEX_PARTS:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._container.delete_blob(index_blob(part, generation))
+
     async def delete_snapshot(self, generation: str) -> None:
         """Remove the snapshot `generation` (both parts; missing ones are fine)."""
         await self._ensure()
@@ -116,3 +148,9 @@ def snapshot_blob(part: str, generation: str) -> str:
     if part not in SNAPSHOT_PARTS or not codec.GENERATION.fullmatch(generation):
         raise ValueError(f"no snapshot part {part!r} of generation {generation!r}")
     return f"snapshot-{part}-{generation}.json.gz"
+
+
+def index_blob(part: str, generation: str) -> str:
+    if part not in INDEX_PARTS or not codec.GENERATION.fullmatch(generation):
+        raise ValueError(f"no index part {part!r} of generation {generation!r}")
+    return f"index-{part}-{generation}.bin.z"

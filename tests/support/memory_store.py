@@ -18,7 +18,15 @@ import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from shared.emply import checks as emply_checks
@@ -27,7 +35,7 @@ from shared.store import codec, errors, keys
 from shared.store.feed_chunks import Chunk
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
-from shared.store.syncstate import snapshot_blob, state_part_blob
+from shared.store.syncstate import INDEX_PARTS, index_blob, snapshot_blob, state_part_blob
 
 _FORMAT = "memory-1"
 _LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
@@ -147,6 +155,7 @@ class MemorySyncState:
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
         self.snapshots: dict[str, Any] = {}
+        self.indexes: dict[str, bytes] = {}
         self.parts: dict[str, Any] = {}
 
     async def load_state_part(self, name: str) -> Any:
@@ -174,6 +183,16 @@ class MemorySyncState:
         for part in ("entra", "emply"):
             self.snapshots.pop(snapshot_blob(part, generation), None)
 
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        return self.indexes.get(index_blob(part, generation))
+
+    async def save_index(self, generation: str, part: str, data: bytes) -> None:
+        self.indexes[index_blob(part, generation)] = bytes(data)
+
+    async def delete_index(self, generation: str) -> None:
+        for part in INDEX_PARTS:
+            self.indexes.pop(index_blob(part, generation), None)
+
 
 # --- EmplyTables, EmplyGenerations --------------------------------------------------------
 
@@ -186,9 +205,10 @@ class MemoryLedger:
     known: dict[str, dict[str, dict[str, Any]]] | None
     marker: str | None
     ours: bool
+    partial: bool = False
 
     def cache(self) -> dict[str, Any] | None:
-        if self.known is None or not self.ours or self.marker is None:
+        if self.known is None or not self.ours or self.marker is None or self.partial:
             return None
         return {"format": _FORMAT, "version": self.marker,
                 "kinds": {kind: [[k, self.etags.get((kind, k)), item]
@@ -197,6 +217,15 @@ class MemoryLedger:
 
     def version(self) -> str | None:
         return self.marker if self.ours else None
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        items = (self.known or {}).get(kind) or {}
+        kc = codec.CODECS[kind]
+        row_keys = items if ids is None else (kc.row_key({"id": i}) for i in ids)
+        for key in row_keys:
+            if key in items:
+                yield self.etags.get((kind, key)), copy.deepcopy(items[key])
 
 
 def _ledger(loaded: LoadedEmply | None) -> MemoryLedger:
@@ -325,6 +354,27 @@ class MemoryEmplyTables:
 
     async def current_version(self) -> str | None:
         return self.version
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply | None:
+        if self.version != version:
+            return None
+        ledger = MemoryLedger({}, {kind: {} for kind in _KINDS}, version, True, partial=True)
+        doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
+        for kind, found in entries.items():
+            kc = codec.CODECS[kind]
+            for etag, item in found:
+                key = kc.row_key(item)
+                if etag:
+                    ledger.etags[(kind, key)] = etag
+                assert ledger.known is not None
+                ledger.known[kind][key] = copy.deepcopy(item)
+                if kind == "settings":
+                    doc["settings"] = copy.deepcopy(item)
+                else:
+                    doc[kind].append(copy.deepcopy(item))
+        return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
 
     async def export_document(self) -> dict[str, Any]:
         return self._document()

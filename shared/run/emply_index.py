@@ -1,0 +1,272 @@
+"""The Emply side as the sync keeps it between runs: users and employees found by id,
+Entra id, username or e-mail without decoding them all.
+
+The Emply side lives in Table Storage; this is the sync's own compact copy of it (the
+entities without `lastChange` and `history`, with their ETags), tagged with the store's
+version marker: while the marker has that value, the copy is the Emply side
+(`shared.store.emply_tables`). Users and employees are `RecordTable`s
+(`shared.run.records`); the other kinds (settings, roles, calendars, events, outbound
+events: few in a run that plans from this copy) are kept whole. Two aggregates are kept
+up to date with the records, so a run that looks at a few users still knows what R7
+and R8 need of all of them: how many users are linked and active (the guard's base),
+and which employees have a resignation date to act on (`dated`).
+
+A record is ``[ETag, *values]`` in the order of the field names saved with the table
+(`fields`), so a record written before a field was added still reads.
+
+Indexes: users by ``id``, ``entra`` (the Entra id, lower case), ``name`` and ``mail``
+(`model.norm` of username and e-mail) and ``employee`` (employee id); employees by ``id``
+and ``mail``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from shared.emply import document as emply_doc
+from shared.reconcile import model
+from shared.run.records import Builder, RecordTable
+
+Entry = tuple[str | None, dict[str, Any]]
+"""(ETag, compact entity): what `protocols.Ledger.entries` gives and `loaded_from` takes."""
+HEAVY = frozenset({"lastChange", "history"})
+"""Fields the copy leaves out (bulky, not needed to plan: read whole before a rewrite)."""
+KINDS = ("users", "employees")
+OTHER_KINDS = ("settings", "roles", "calendars", "events", "outboundEvents")
+INDEXES = {"users": ("id", "entra", "name", "mail", "employee"),
+           "employees": ("id", "mail")}
+FORMAT = 1
+
+
+def _fields(kind: str) -> tuple[str, ...]:
+    return tuple(f for f in emply_doc.SCHEMAS[kind] if f not in HEAVY)
+
+
+FIELDS = {kind: _fields(kind) for kind in KINDS}
+
+
+def user_keys(record: Sequence[Any], fields: Sequence[str]) -> dict[str, list[str]]:
+    item = dict(zip(fields, record[1:], strict=False))
+    out = {"id": [str(item["id"])], "name": [model.norm(item.get("username"))]}
+    if item.get("entraId"):
+        out["entra"] = [str(item["entraId"]).lower()]
+    if item.get("email"):
+        out["mail"] = [model.norm(item["email"])]
+    if item.get("employeeId"):
+        out["employee"] = [str(item["employeeId"])]
+    return out
+
+
+def employee_keys(record: Sequence[Any], fields: Sequence[str]) -> dict[str, list[str]]:
+    item = dict(zip(fields, record[1:], strict=False))
+    return {"id": [str(item["id"])], "mail": [model.norm(item.get("email"))]}
+
+
+def linked_active(item: Mapping[str, Any] | None) -> bool:
+    """R7's base counts it: linked and active."""
+    return item is not None and bool(item.get("entraId")) and item.get(
+        "status", "active") == "active"
+
+
+class _Kind:
+    """One kind's table and the field order of its records."""
+
+    def __init__(self, kind: str, table: RecordTable, fields: Sequence[str]) -> None:
+        self.kind = kind
+        self.table = table
+        self.fields = tuple(fields)
+
+    def entry(self, row: int) -> Entry | None:
+        record = self.table.get(row)
+        if record is None:
+            return None
+        return record[0], {f: v for f, v in zip(self.fields, record[1:], strict=False)
+                           if v is not None}
+
+    def record(self, entry: Entry) -> list[Any]:
+        etag, item = entry
+        return [etag, *(item.get(f) for f in self.fields)]
+
+    def find(self, index: str, key: str) -> list[tuple[int, Entry]]:
+        """The rows whose entity has `key` in `index` (hash candidates compared)."""
+        keyer = user_keys if self.kind == "users" else employee_keys
+        out = []
+        for row in self.table.find(index, key):
+            record = self.table.get(row)
+            if record is not None and key in keyer(record, self.fields).get(index, ()):
+                entry = self.entry(row)
+                assert entry is not None
+                out.append((row, entry))
+        return out
+
+    def by_id(self, entity_id: str) -> tuple[int, Entry] | None:
+        found = self.find("id", entity_id)
+        return found[0] if found else None
+
+
+def _table(kind: str, fields: Sequence[str]) -> tuple[Any, tuple[str, ...]]:
+    keyer = user_keys if kind == "users" else employee_keys
+
+    def keys(record: Any) -> dict[str, list[str]]:
+        return keyer(record, fields)
+
+    return keys, INDEXES[kind]
+
+
+class EmplyIndex:
+    def __init__(self, version: str | None, kinds: Mapping[str, _Kind],
+                 other: Mapping[str, list[Entry]], *, linked: int,
+                 dated: Mapping[str, str]) -> None:
+        self.version = version
+        """The store's version marker this copy is the Emply side at (None: unknown)."""
+        self.kinds = dict(kinds)
+        self.other: dict[str, list[Entry]] = {k: list(other.get(k, ())) for k in OTHER_KINDS}
+        self.linked_active = linked
+        """Users linked and active (R7's base), kept with the records."""
+        self.dated: dict[str, str] = dict(dated)
+        """Employee id -> resignation date, for employees not archived (R8 acts on them
+        when the date comes)."""
+
+    @property
+    def users(self) -> _Kind:
+        return self.kinds["users"]
+
+    @property
+    def employees(self) -> _Kind:
+        return self.kinds["employees"]
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        found = self.other["settings"]
+        return found[0][1] if found else None
+
+    # --- building and saving -----------------------------------------------------
+
+    @classmethod
+    def from_entries(cls, version: str | None,
+                     entries: Mapping[str, Iterable[Entry]]) -> EmplyIndex:
+        """The index of a whole Emply side (every kind's entries)."""
+        kinds: dict[str, _Kind] = {}
+        linked = 0
+        dated: dict[str, str] = {}
+        for kind in KINDS:
+            fields = FIELDS[kind]
+            keys, names = _table(kind, fields)
+            builder = Builder(keys, names)
+            holder = _Kind(kind, RecordTable(keys, names), fields)
+            for etag, item in entries.get(kind, ()):
+                builder.add(holder.record((etag, item)))
+                if kind == "users":
+                    linked += linked_active(item)
+                else:
+                    _date(dated, item)
+            holder.table = builder.table()
+            kinds[kind] = holder
+        other = {k: list(entries.get(k, ())) for k in OTHER_KINDS}
+        return cls(version, kinds, other, linked=linked, dated=dated)
+
+    def to_bytes(self) -> bytes:
+        """One blob: a small header line, then each kind's table."""
+        parts = {kind: self.kinds[kind].table for kind in KINDS}
+        for kind, holder in self.kinds.items():
+            parts[kind].meta = {"fields": list(holder.fields)}
+        bodies = {kind: table.to_bytes() for kind, table in parts.items()}
+        header = {"format": FORMAT, "version": self.version, "other": self.other,
+                  "linkedActive": self.linked_active, "dated": self.dated,
+                  "sizes": {kind: len(body) for kind, body in bodies.items()}}
+        text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+        return b"".join([text, b"\n", *(bodies[k] for k in KINDS)])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EmplyIndex:
+        """ValueError when `data` is not an index of this format."""
+        end = data.find(b"\n")
+        try:
+            header = json.loads(data[:end]) if end > 0 else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("not an Emply index of this format")
+        position = end + 1
+        kinds: dict[str, _Kind] = {}
+        for kind in KINDS:
+            size = header["sizes"][kind]
+            body = data[position:position + size]
+            position += size
+            fields = _saved_fields(body)
+            keys, names = _table(kind, fields)
+            kinds[kind] = _Kind(kind, RecordTable.from_bytes(body, keys, names), fields)
+        if position != len(data):
+            raise ValueError("an Emply index's tables do not match its header")
+        other = {k: [(e[0], e[1]) for e in header["other"].get(k, ())] for k in OTHER_KINDS}
+        return cls(header.get("version"), kinds, other, linked=int(header["linkedActive"]),
+                   dated=header.get("dated") or {})
+
+    # --- reading and writing entities --------------------------------------------
+
+    def entries(self, kind: str) -> Iterator[Entry]:
+        """Every entity of `kind`, in row order."""
+        if kind in OTHER_KINDS:
+            yield from self.other[kind]
+            return
+        holder = self.kinds[kind]
+        for row in holder.table.rows():
+            entry = holder.entry(row)
+            if entry is not None:
+                yield entry
+
+    def put(self, kind: str, entry: Entry) -> None:
+        """Store an entity as written (a new one gets a new row)."""
+        if kind in OTHER_KINDS:
+            key = _other_key(kind, entry[1])
+            kept = [e for e in self.other[kind] if _other_key(kind, e[1]) != key]
+            self.other[kind] = [*kept, entry]
+            return
+        holder = self.kinds[kind]
+        found = holder.by_id(str(entry[1]["id"]))
+        old = found[1][1] if found is not None else None
+        holder.table.put(found[0] if found is not None else None, holder.record(entry))
+        if kind == "users":
+            self.linked_active += linked_active(entry[1]) - linked_active(old)
+        else:
+            self.dated.pop(str(entry[1]["id"]), None)
+            _date(self.dated, entry[1])
+
+    def remove(self, kind: str, entity_id: str) -> None:
+        holder = self.kinds[kind]
+        found = holder.by_id(entity_id)
+        if found is None:
+            return
+        holder.table.free(found[0])
+        if kind == "users":
+            self.linked_active -= linked_active(found[1][1])
+        else:
+            self.dated.pop(entity_id, None)
+
+    def due(self, today: dt.date) -> list[str]:
+        """Employees whose resignation date has come (R8 archives them)."""
+        return sorted(e for e, day in self.dated.items() if day <= today.isoformat())
+
+
+def _date(dated: dict[str, str], item: Mapping[str, Any]) -> None:
+    day = item.get("resignationDate")
+    if day and item.get("status") != "archived":
+        dated[str(item["id"])] = str(day)[:10]
+
+
+def _other_key(kind: str, item: Mapping[str, Any]) -> tuple[str, ...]:
+    if kind == "settings":
+        return ()
+    return tuple(emply_doc.entity_key(kind, item))
+
+
+def _saved_fields(body: bytes) -> tuple[str, ...]:
+    end = body.find(b"\n")
+    header = json.loads(body[:end]) if end > 0 else {}
+    fields = (header.get("meta") or {}).get("fields")
+    if not (isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):
+        raise ValueError("an Emply index table names no fields")
+    return tuple(fields)

@@ -1,0 +1,291 @@
+"""A table of records found by key without decoding them all: the sync's own copy of
+each side (`shared.run.entra_index`, `shared.run.emply_index`).
+
+A `RecordTable` holds rows, each one JSON value (a record) or nothing (a free row), and
+hash indexes over them: for each index name, the rows whose record has a key, found by
+the key's text. What a run needs of 100,000 users is usually a few hundred of them, so
+the table is loaded as bytes in one read and a record is decoded only when asked for:
+
+- the rows are one `bytes` (the records' JSON texts, one after the other) with their
+  offsets in an `array`; rows changed since the load are kept apart until `to_bytes`;
+- an index is one sorted `array` of 64-bit entries, ``hash(key) << 24 | row``: a
+  look-up is a binary search, and loading it copies memory, not objects. The hash is
+  40 bits of BLAKE2b (stable across processes), so two keys can share one; `find`
+  gives candidate rows, and a caller compares the record's own key (`matching` does).
+
+Invariants:
+
+- The indexes always describe the rows: `put` and `free` take the old record's keys out
+  and the new one's in (through the table's `keys` function), at once in `_added` and
+  `_removed`, merged into the sorted arrays by `to_bytes` (or when there are many).
+- A record is a JSON value; `keys(record)` gives, per index, the key texts of that
+  record (normalised by the caller: this module compares texts exactly).
+- At most 2**24 rows (16,777,216).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+Keys = Callable[[Any], Mapping[str, Iterable[str]]]
+"""A record -> {index name: its key texts in that index}."""
+
+ROW_BITS = 24
+MAX_ROWS = 1 << ROW_BITS
+_ROW_MASK = MAX_ROWS - 1
+_MERGE_AT = 4096
+"""Pending index changes merged into the sorted array once this many are waiting."""
+_FORMAT = 1
+
+
+def key_hash(key: str) -> int:
+    """40 stable bits of a key text."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=5).digest(), "big")
+
+
+def _dumps(record: Any) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _Index:
+    """Sorted entries ``hash << 24 | row`` plus the changes not yet merged in."""
+
+    __slots__ = ("_added", "_removed", "entries")
+
+    def __init__(self, entries: array[int] | None = None) -> None:
+        self.entries: array[int] = entries if entries is not None else array("Q")
+        self._added: list[int] = []
+        self._removed: set[int] = set()
+
+    def find(self, key: str) -> list[int]:
+        h = key_hash(key)
+        low = h << ROW_BITS
+        entries = self.entries
+        rows = []
+        i = bisect.bisect_left(entries, low)
+        while i < len(entries) and entries[i] >> ROW_BITS == h:
+            if entries[i] not in self._removed:
+                rows.append(entries[i] & _ROW_MASK)
+            i += 1
+        rows.extend(e & _ROW_MASK for e in self._added if e >> ROW_BITS == h)
+        return rows
+
+    def change(self, removed: Iterable[int], added: Iterable[int]) -> None:
+        for entry in removed:
+            try:
+                self._added.remove(entry)
+            except ValueError:
+                self._removed.add(entry)
+        self._added.extend(added)
+        if len(self._added) + len(self._removed) >= _MERGE_AT:
+            self.merge()
+
+    def merge(self) -> None:
+        if not self._added and not self._removed:
+            return
+        removed = self._removed
+        kept = [e for e in self.entries if e not in removed] if removed else list(self.entries)
+        kept.extend(self._added)
+        kept.sort()
+        self.entries = array("Q", kept)
+        self._added, self._removed = [], set()
+
+
+class RecordTable:
+    """Rows of JSON records with hash indexes; see the module docstring."""
+
+    def __init__(self, keys: Keys, index_names: Sequence[str]) -> None:
+        self._keys = keys
+        self.index_names = tuple(index_names)
+        self._data = b""
+        self._offsets: array[int] = array("Q", [0])
+        self._changed: dict[int, bytes | None] = {}
+        self._indexes = {name: _Index() for name in self.index_names}
+        self.meta: dict[str, Any] = {}
+        """Small JSON values kept with the table (saved and loaded with it)."""
+
+    # --- reading ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return max(len(self._offsets) - 1, max(self._changed, default=-1) + 1)
+
+    def raw(self, row: int) -> bytes | None:
+        """The record's JSON text; None for a free row."""
+        if row in self._changed:
+            return self._changed[row]
+        if not 0 <= row < len(self._offsets) - 1:
+            return None
+        text = self._data[self._offsets[row]:self._offsets[row + 1]]
+        return text or None
+
+    def get(self, row: int) -> Any | None:
+        text = self.raw(row)
+        return None if text is None else json.loads(text)
+
+    def find(self, index: str, key: str) -> list[int]:
+        """Candidate rows whose record has `key` in `index` (and perhaps another key with
+        the same hash: compare)."""
+        return self._indexes[index].find(key)
+
+    def rows(self) -> Iterator[int]:
+        """Every row that holds a record."""
+        for row in range(len(self)):
+            if self.raw(row) is not None:
+                yield row
+
+    def records(self) -> Iterator[tuple[int, Any]]:
+        for row in self.rows():
+            yield row, self.get(row)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def put(self, row: int | None, record: Any) -> int:
+        """Store `record` at `row` (None: in a new row); returns the row."""
+        if row is None:
+            row = len(self)
+            if row >= MAX_ROWS:
+                raise OverflowError(f"a record table holds at most {MAX_ROWS} rows")
+        old = self.get(row)
+        text = _dumps(record)
+        self._changed[row] = text
+        self._reindex(row, old, record)
+        return row
+
+    def free(self, row: int) -> None:
+        old = self.get(row)
+        if old is None:
+            return
+        self._changed[row] = None
+        self._reindex(row, old, None)
+
+    def _reindex(self, row: int, old: Any | None, new: Any | None) -> None:
+        before = self._keys(old) if old is not None else {}
+        after = self._keys(new) if new is not None else {}
+        for name, index in self._indexes.items():
+            gone = {key_hash(k) << ROW_BITS | row for k in before.get(name, ())}
+            came = {key_hash(k) << ROW_BITS | row for k in after.get(name, ())}
+            if gone != came:
+                index.change(gone - came, came - gone)
+
+    # --- bytes ---------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The table as one byte string (`from_bytes` reads it back)."""
+        data, offsets = self._packed()
+        self._data, self._offsets, self._changed = data, offsets, {}
+        sections: list[tuple[str, bytes]] = [("rows", data), ("offsets", _le(offsets))]
+        for name, index in self._indexes.items():
+            index.merge()
+            sections.append((f"index:{name}", _le(index.entries)))
+        header = {"format": _FORMAT, "meta": self.meta,
+                  "sections": [[name, len(body)] for name, body in sections]}
+        return b"".join([_dumps(header), b"\n", *(body for _name, body in sections)])
+
+    def _packed(self) -> tuple[bytes, array[int]]:
+        if not self._changed:
+            return self._data, self._offsets
+        parts: list[bytes] = []
+        offsets = array("Q", [0])
+        position = 0
+        for row in range(len(self)):
+            text = self.raw(row) or b""
+            parts.append(text)
+            position += len(text)
+            offsets.append(position)
+        return b"".join(parts), offsets
+
+    @classmethod
+    def from_bytes(cls, data: bytes, keys: Keys, index_names: Sequence[str]) -> RecordTable:
+        """A table `to_bytes` made; ValueError when `data` is not one (or has other
+        indexes)."""
+        line_end = data.find(b"\n")
+        try:
+            header = json.loads(data[:line_end]) if line_end > 0 else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            raise ValueError("not a record table of this format")
+        table = cls(keys, index_names)
+        table.meta = header.get("meta") or {}
+        position = line_end + 1
+        found: dict[str, bytes] = {}
+        for name, size in header["sections"]:
+            found[name] = data[position:position + size]
+            position += size
+        if position != len(data) or set(found) != {
+                "rows", "offsets", *(f"index:{n}" for n in index_names)}:
+            raise ValueError("a record table's sections do not match its header")
+        table._data = found["rows"]
+        table._offsets = _from_le(found["offsets"])
+        for name in index_names:
+            table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))
+        return table
+
+    @classmethod
+    def build(cls, records: Iterable[Any], keys: Keys, index_names: Sequence[str]
+              ) -> RecordTable:
+        """A table of `records` (rows in their order), its indexes built in one sort each."""
+        builder = Builder(keys, index_names)
+        for record in records:
+            builder.add(record)
+        return builder.table()
+
+
+class Builder:
+    """A new `RecordTable`, a record at a time (a full read adds them page by page)."""
+
+    def __init__(self, keys: Keys, index_names: Sequence[str]) -> None:
+        self._keys = keys
+        self._names = tuple(index_names)
+        self._parts: list[bytes] = []
+        self._offsets = array("Q", [0])
+        self._position = 0
+        self._pending: dict[str, list[int]] = {name: [] for name in self._names}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def add(self, record: Any) -> int:
+        row = len(self._parts)
+        if row >= MAX_ROWS:
+            raise OverflowError(f"a record table holds at most {MAX_ROWS} rows")
+        text = _dumps(record)
+        self._parts.append(text)
+        self._position += len(text)
+        self._offsets.append(self._position)
+        for name, found in self._keys(record).items():
+            self._pending[name].extend({key_hash(k) << ROW_BITS | row for k in found})
+        return row
+
+    def table(self) -> RecordTable:
+        table = RecordTable(self._keys, self._names)
+        table._data, table._offsets = b"".join(self._parts), self._offsets
+        self._parts = []
+        for name, entries in self._pending.items():
+            entries.sort()
+            table._indexes[name] = _Index(array("Q", entries))
+        self._pending = {}
+        return table
+
+
+def _le(values: array[int]) -> bytes:
+    """Little-endian bytes of an array (the stored byte order on any machine)."""
+    if sys.byteorder == "little":
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _from_le(data: bytes) -> array[int]:
+    values = array("Q")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
