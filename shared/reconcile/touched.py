@@ -20,15 +20,17 @@ planner's snapshots in tests, `SnapshotWorld`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from typing import Literal, Protocol
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from shared.reconcile import model
 
 EntraIndex = Literal["upn", "mail"]
 UserIndex = Literal["id", "entra", "name", "mail", "employee"]
 NEW_USER_PREFIX = "entra-"
-"""Users the sync creates are `entra-<Entra id>` (`planner.new_user_id`)."""
+"""Users the sync creates are `entra-<Entra id>` (`linking.new_user_id`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,65 +121,82 @@ def employee_keys(employee: model.Employee) -> EmployeeKeys:
 
 def closure(world: World, seeds: Seeds) -> Touched:
     """The seeds and everything that shares a key with them, transitively."""
-    entra: set[str] = set()
-    users: set[str] = set()
-    employees: set[str] = set()
-    todo_entra, todo_users, todo_employees = list(seeds.entra), list(seeds.users), list(
-        seeds.employees)
-    pending_keys: list[EntraKeys | UserKeys | EmployeeKeys] = list(seeds.before)
+    walk = _Walk(world)
+    walk.entra_ids.extend(seeds.entra)
+    walk.user_ids.extend(seeds.users)
+    walk.employee_ids.extend(seeds.employees)
+    walk.keys.extend(seeds.before)
+    return walk.run()
 
-    def neighbours(keys: EntraKeys | UserKeys | EmployeeKeys) -> None:
+
+class _Walk:
+    """A breadth-first walk over keys: ids to visit, keys whose holders to visit."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.entra: set[str] = set()
+        self.users: set[str] = set()
+        self.employees: set[str] = set()
+        self.entra_ids: list[str] = []
+        self.user_ids: list[str] = []
+        self.employee_ids: list[str] = []
+        self.keys: list[EntraKeys | UserKeys | EmployeeKeys] = []
+
+    def run(self) -> Touched:
+        while self.keys or self.entra_ids or self.user_ids or self.employee_ids:
+            while self.keys:
+                self._neighbours(self.keys.pop())
+            self._visit()
+        return Touched(frozenset(self.entra), frozenset(self.users), frozenset(self.employees))
+
+    def _visit(self) -> None:
+        world = self.world
+        while self.entra_ids:
+            found = world.entra(self.entra_ids[-1])
+            entra_id = found.id if found is not None else self.entra_ids[-1]
+            self.entra_ids.pop()
+            if entra_id not in self.entra:
+                self.entra.add(entra_id)
+                if found is not None:
+                    self.keys.append(found)
+        while self.user_ids:
+            user_id = self.user_ids.pop()
+            if user_id not in self.users:
+                self.users.add(user_id)
+                if (user := world.user(user_id)) is not None:
+                    self.keys.append(user)
+        while self.employee_ids:
+            employee_id = self.employee_ids.pop()
+            if employee_id not in self.employees:
+                self.employees.add(employee_id)
+                if (employee := world.employee(employee_id)) is not None:
+                    self.keys.append(employee)
+
+    def _neighbours(self, keys: EntraKeys | UserKeys | EmployeeKeys) -> None:
+        world = self.world
         if isinstance(keys, EntraKeys):
-            todo_users.extend(world.users_with("entra", keys.id.lower()))
-            todo_users.extend(world.users_with("name", keys.upn))
-            todo_users.extend(world.users_with("mail", keys.mail))
-            todo_users.extend(world.users_with("id", NEW_USER_PREFIX + keys.id.lower()))
-            todo_employees.extend(world.employees_with(keys.mail))
-            todo_entra.extend(world.entra_with("upn", keys.upn))
-            todo_entra.extend(world.entra_with("mail", keys.mail))
+            # R3 steps 1-4 and R4's refusals; Entra users created alike refuse each other.
+            held: tuple[tuple[UserIndex, str], ...] = (
+                ("entra", keys.id.lower()), ("name", keys.upn), ("mail", keys.mail),
+                ("id", NEW_USER_PREFIX + keys.id.lower()))
+            for index, key in held:
+                self.user_ids.extend(world.users_with(index, key))
+            self.employee_ids.extend(world.employees_with(keys.mail))
+            self.entra_ids.extend(world.entra_with("upn", keys.upn))
+            self.entra_ids.extend(world.entra_with("mail", keys.mail))
         elif isinstance(keys, UserKeys):
             if keys.entra:
-                todo_entra.append(keys.entra)
+                self.entra_ids.append(keys.entra)
             if keys.id.startswith(NEW_USER_PREFIX):
-                todo_entra.append(keys.id[len(NEW_USER_PREFIX):])
-            todo_entra.extend(world.entra_with("upn", keys.name))
+                self.entra_ids.append(keys.id[len(NEW_USER_PREFIX):])
+            self.entra_ids.extend(world.entra_with("upn", keys.name))
             if keys.mail:
-                todo_entra.extend(world.entra_with("mail", keys.mail))
+                self.entra_ids.extend(world.entra_with("mail", keys.mail))
             if keys.employee:
-                todo_employees.append(keys.employee)
+                self.employee_ids.append(keys.employee)
         else:
-            todo_users.extend(world.users_with("employee", keys.id))
-            todo_entra.extend(world.entra_with("mail", keys.mail))
-
-    while pending_keys or todo_entra or todo_users or todo_employees:
-        while pending_keys:
-            neighbours(pending_keys.pop())
-        while todo_entra:
-            found = world.entra(todo_entra[-1])
-            entra_id = found.id if found is not None else todo_entra[-1]
-            todo_entra.pop()
-            if entra_id in entra:
-                continue
-            entra.add(entra_id)
-            if found is not None:
-                pending_keys.append(found)
-        while todo_users:
-            user_id = todo_users.pop()
-            if user_id in users:
-                continue
-            users.add(user_id)
-            found_user = world.user(user_id)
-            if found_user is not None:
-                pending_keys.append(found_user)
-        while todo_employees:
-            employee_id = todo_employees.pop()
-            if employee_id in employees:
-                continue
-            employees.add(employee_id)
-            found_employee = world.employee(employee_id)
-            if found_employee is not None:
-                pending_keys.append(found_employee)
-    return Touched(frozenset(entra), frozenset(users), frozenset(employees))
+            self.user_ids.extend(world.users_with("employee", keys.id))
+            self.entra_ids.extend(world.entra_with("mail", keys.mail))
 
 
 class SnapshotWorld:
@@ -232,3 +251,41 @@ def restrict(entra: model.EntraSnapshot, emply: model.EmplySnapshot, touched: To
 def linked_active(users: Iterable[model.EmplyUser]) -> int:
     """R7's base: users linked and active."""
     return sum(1 for u in users if u.entra_id is not None and u.status == "active")
+
+
+def names_entity(error: Mapping[str, Any]) -> bool:
+    """Whether a reported problem is about particular users (else about the whole run:
+    settings, the guard), in its JSON form (`model.Problem.to_json`)."""
+    return bool(error.get("entraId") or error.get("userId") or error.get("candidates"))
+
+
+def carried(previous_errors: Sequence[Mapping[str, Any]], previous_skips: Mapping[str, int],
+            old: model.Plan, new: model.Plan) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The whole run's errors and skips after planning part of the world again.
+
+    `previous_*`: what the last run left (its residual: the whole world's outcome then);
+    `old`: the plan of the part as it was (the residual's share of it: a plan applied
+    leaves the same residual); `new`: the plan of the part now. Whole-run problems
+    (settings, the guard) are `new`'s; a user's problems are the previous ones less
+    `old`'s, plus `new`'s. Skips are counts: previous, less `old`'s, plus `new`'s."""
+    gone = Counter(_key(p.to_json()) for p in old.errors if names_entity(p.to_json()))
+    kept: list[dict[str, Any]] = []
+    for error in previous_errors:
+        if not names_entity(error):
+            continue
+        key = _key(error)
+        if gone[key]:
+            gone[key] -= 1
+        else:
+            kept.append(dict(error))
+    fresh = [p.to_json() for p in new.errors]
+    errors = [*(e for e in fresh if not names_entity(e)), *kept,
+              *(e for e in fresh if names_entity(e))]
+    skips = Counter(dict(previous_skips))
+    skips.subtract(old.skips)
+    skips.update(new.skips)
+    return errors, {reason: n for reason, n in skips.items() if n > 0}
+
+
+def _key(error: Mapping[str, Any]) -> str:
+    return json.dumps(error, sort_keys=True)
