@@ -102,6 +102,9 @@ class _Kind:
                 out.append((row, entry))
         return out
 
+    def count(self) -> int:
+        return sum(1 for _ in self.table.rows())
+
     def by_id(self, entity_id: str) -> tuple[int, Entry] | None:
         found = self.find("id", entity_id)
         return found[0] if found else None

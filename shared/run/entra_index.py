@@ -44,8 +44,9 @@ FULL = WIDTH + 1
 INDEXES = ("id", "upn", "mail", "group")
 FORMAT = 1
 
-Keep = Callable[[str, Sequence[int]], bool]
-"""(Entra id, its direct group numbers) -> whether its attributes are kept."""
+Keep = Callable[[str, Sequence[int], Mapping[int, tuple[str, ...]]], bool]
+"""(Entra id, its direct group numbers, the configured groups of each group in a
+configured one) -> whether its attributes are kept."""
 
 
 def keys(record: Sequence[Any]) -> dict[str, list[str]]:
@@ -74,11 +75,17 @@ class Folded:
 
 class EntraIndex:
     def __init__(self, table: RecordTable, groups: group_graph.GroupGraph,
-                 head: Mapping[str, Any]) -> None:
+                 head: Mapping[str, Any], *, all_kept: bool = False) -> None:
         self.table = table
         self.groups = groups
         self.head: dict[str, Any] = dict(head)
         """The mirror's head: version, tenantId, organization, deltaLinks."""
+        self.all_kept = all_kept
+        """Every user's attributes are kept (an index made from a whole mirror); else
+        users the sync has no use for may have only their ids."""
+
+    def keeps_all(self) -> bool:
+        return self.all_kept
 
     # --- looking up --------------------------------------------------------------
 
@@ -117,14 +124,20 @@ class EntraIndex:
 
     # --- what the planner sees -------------------------------------------------
 
-    def snapshot(self, entra_ids: Iterable[str]) -> model.EntraSnapshot:
+    def snapshot(self, entra_ids: Iterable[str], *,
+                 before: Mapping[str, list[Any] | None] | None = None,
+                 groups: group_graph.GroupGraph | None = None) -> model.EntraSnapshot:
         """The planner's view of these users (those whose attributes are held) with every
         group; a group's members are its nested groups and those of these users that are
-        direct members, so scope (R2) comes out right for them."""
+        direct members, so scope (R2) comes out right for them. With `before` (records
+        as they were, by id) and `groups` (the group graph as it was): as it was."""
         users: dict[str, model.EntraUser] = {}
         members: dict[int, set[str]] = {}
         for entra_id in entra_ids:
-            record = self.record(entra_id)
+            if before is not None and entra_id in before:
+                record = before[entra_id]
+            else:
+                record = self.record(entra_id)
             if record is None:
                 continue
             user_id = str(record[0])
@@ -136,7 +149,7 @@ class EntraIndex:
         return model.EntraSnapshot(
             tenant_id=str(self.head.get("tenantId") or org.get("id") or ""),
             users=users,
-            groups=self.groups.snapshot(members),
+            groups=(groups or self.groups).snapshot(members),
             on_premises_sync_enabled=bool(org.get("onPremisesSyncEnabled")),
             verified_domains=tuple(org.get("verifiedDomains") or ()),
         )
@@ -147,6 +160,7 @@ class EntraIndex:
              configured: Sequence[str]) -> Folded:
         """Apply a delta round (its users' and groups' items) in place."""
         folded = Folded()
+        self.all_kept = False
         before = self.groups.configured_of_all(configured)
         for item in groups:
             self._fold_group(item, folded)
@@ -157,7 +171,7 @@ class EntraIndex:
         for item in users:
             self._fold_user(item, folded)
         for entra_id in list(folded.touched):
-            self._settle(entra_id, keep, folded)
+            self._settle(entra_id, keep, after, folded)
         return folded
 
     def _touch(self, entra_id: str, folded: Folded) -> tuple[int | None, list[Any] | None]:
@@ -229,13 +243,14 @@ class EntraIndex:
         if new != record:
             self.table.put(row, new)
 
-    def _settle(self, entra_id: str, keep: Keep, folded: Folded) -> None:
+    def _settle(self, entra_id: str, keep: Keep, conf: Mapping[int, tuple[str, ...]],
+                folded: Folded) -> None:
         """Attributes kept or dropped as `keep` says; wanted and not held: `missing`."""
         row = self.row_of(entra_id)
         record = None if row is None else self.table.get(row)
         if record is None:
             return
-        wanted = keep(str(record[0]), record[-1])
+        wanted = keep(str(record[0]), record[-1], conf)
         if full(record) and not wanted:
             self.table.put(row, [record[0], record[-1]])
         elif not full(record) and wanted:
@@ -256,7 +271,8 @@ class EntraIndex:
     # --- whole forms --------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        self.table.meta = {"format": FORMAT, "head": self.head, "groups": self.groups.to_json()}
+        self.table.meta = {"format": FORMAT, "head": self.head, "groups": self.groups.to_json(),
+                           "allKept": self.all_kept}
         return self.table.to_bytes()
 
     @classmethod
@@ -266,7 +282,8 @@ class EntraIndex:
         meta = table.meta
         if meta.get("format") != FORMAT or not isinstance(meta.get("head"), dict):
             raise ValueError("not an Entra index of this format")
-        return cls(table, group_graph.GroupGraph.from_json(meta.get("groups")), meta["head"])
+        return cls(table, group_graph.GroupGraph.from_json(meta.get("groups")), meta["head"],
+                   all_kept=meta.get("allKept") is True)
 
     def to_mirror(self) -> dict[str, Any]:
         """The whole mirror (`shared.graph.mirror`), for a run that plans everything; a
@@ -301,7 +318,7 @@ class EntraIndex:
         for user_id, values in users.items():
             builder.add([*values, sorted(memberships.get(user_id, ()))])
         head = {k: v for k, v in whole.items() if k not in ("users", "groups")}
-        return cls(builder.table(), graph, head)
+        return cls(builder.table(), graph, head, all_kept=True)
 
     def head_usable(self) -> bool:
         return mirror.usable_head(self.head)

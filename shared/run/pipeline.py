@@ -27,10 +27,12 @@ from typing import Any
 
 from shared import errors, telemetry
 from shared.reconcile import convert, model, planner
-from shared.run import disabled, lease, prepare, unchanged
+from shared.run import disabled, indexed, indexes, lease, prepare, unchanged
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
+from shared.run.emply_index import EmplyIndex
+from shared.run.recorder import Recorder
 from shared.run.steps import (
     base,
     calendars,
@@ -106,7 +108,7 @@ async def run_sync(
     if isinstance(approve_deactivations, int):
         approve_deactivations = model.Approval(count=approve_deactivations)
     started = deps.clock()
-    recorder = _Recorder(deps.store, run_report.new_report(
+    recorder = Recorder(deps.store, run_report.new_report(
         trigger, dry_run, started, run_id=run_id, queued_at=queued_at))
     held: lease.Held | None = None
     try:
@@ -133,7 +135,7 @@ async def run_sync(
     return recorder.report.to_json()
 
 
-async def _run(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lease.Held | None,
+async def _run(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
                approve: model.Approval | None, approve_deletions: model.Approval | None
                ) -> None:
     """Fill the recorder's report in; a run failure is recorded in it, a bug is recorded
@@ -151,7 +153,7 @@ async def _run(deps: Deps, recorder: _Recorder, started: dt.datetime, held: leas
         await _save_report(deps.store, recorder.report.to_json())
 
 
-async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lease.Held | None,
+async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
                 approve: model.Approval | None, approve_deletions: model.Approval | None
                 ) -> None:
     """The run's work. The bulky values (what was read, the Emply copy, the snapshots)
@@ -171,10 +173,22 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
             await sync_state.save_state(deps.store, state.after_unchanged(
                 check.round.delta_links, report.run_id))
         return
+    saved_entra, saved_emply, more = await indexes.load(deps.store, state)
+    emply = await indexes.emply_side(deps.store, saved_emply)
+    settings = _settings(emply.index)
+    if indexed.covers(settings, emply.index):
+        entra = await indexes.entra_side(
+            deps.graph, saved_entra, state.mirror_head, check.changes,
+            tenant_id=settings.tenant_id, keep=indexes.keeper(emply.index),
+            configured=[g.group_id for g in settings.groups])
+        sides = indexed.Sides(entra, emply, settings, state, started, STEPS)
+        await indexed.run_indexed(deps, recorder, held, approve, approve_deletions, sides,
+                                  (*warnings, *more))
+        return
     run = await prepare.prepare(
         deps, started=started, run_id=report.run_id, trigger=report.trigger,
-        applying=held is not None, use_cache=True, loaded=(state, warnings),
-        changes=check.changes, read_when_disabled=False)
+        applying=held is not None, use_cache=True, loaded=(state, (*warnings, *more)),
+        changes=check.changes, read_when_disabled=False, saved=(saved_entra, emply.index))
     steps = steps_for(run.settings)
     await read_all(run, steps)
     await recorder.saved_progress("read", **_read_counts(run))
@@ -200,7 +214,7 @@ async def _work(deps: Deps, recorder: _Recorder, started: dt.datetime, held: lea
 
 
 async def _apply(run: Run, steps: Sequence[base.Step], plan: model.Plan,
-                 recorder: _Recorder) -> base.Applied:
+                 recorder: Recorder) -> base.Applied:
     """Each step's part of the plan, in order; what each did, folded."""
     applied = base.Applied(plan)
     for step in steps:
@@ -209,6 +223,15 @@ async def _apply(run: Run, steps: Sequence[base.Step], plan: model.Plan,
         if outcome.progress:
             recorder.progress(step.name, **outcome.progress)
     return applied
+
+
+def _settings(emply: EmplyIndex) -> model.Settings:
+    if not emply.settings:
+        raise errors.NotConfigured(
+            "the integration has no settings: import an Emply state file with a 'settings' "
+            "section first (emply-sync emply import FILE)"
+        )
+    return convert.settings(emply.settings)
 
 
 def _approval_unused(approve: model.Approval) -> run_report.Json:
@@ -233,49 +256,6 @@ def _read_summary(run: Run) -> run_report.EntraReadSummary:
     return run_report.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
                                        requests=read.requests + requests,
                                        throttled=read.throttled + throttled)
-
-
-class _Recorder:
-    """The report of a run under way, and its progress for GET /api/sync/runs/{runId}."""
-
-    def __init__(self, store: protocols.RunLog, report: run_report.RunReport) -> None:
-        self.store = store
-        self.report = report
-        self.clock0 = time.monotonic()
-        self.plan: model.Plan | None = None
-        self.applying = False
-
-    def failed(self, exc: BaseException) -> None:
-        """The report of a run `exc` ended: what was planned is kept, not reported done."""
-        error = run_report.failure(exc)
-        if error["reason"] == errors.BUG_REASON:
-            telemetry.log.exception("emply_sync.bug", extra={
-                "runId": self.report.run_id, "trigger": self.report.trigger})
-        if self.applying:
-            error["message"] += (
-                " (while applying: some changes may be applied; delta links did not "
-                "advance and the next run plans again from the current state)"
-            )
-        self.report = self.report.failed(
-            error, [c.to_json() for c in self.plan.changes] if self.plan is not None else [])
-
-    def progress(self, phase: str, **counts: Any) -> None:
-        """One log record per phase, so a long run shows where it is (ids and counts
-        only); the counts also go in the report, which `saved_progress` shows."""
-        telemetry.log.info("emply_sync.phase", extra={
-            "runId": self.report.run_id, "trigger": self.report.trigger, "phase": phase,
-            "elapsedMs": int((time.monotonic() - self.clock0) * 1000), **counts})
-        self.report = dataclasses.replace(self.report, progress={"phase": phase, **counts})
-
-    async def saved_progress(self, phase: str, **counts: Any) -> None:
-        """`progress`, and the running record saved with it. Only informative: a failed
-        write is logged and the run goes on."""
-        self.progress(phase, **counts)
-        try:
-            await self.store.save_run(self.report.to_json())
-        except Exception:
-            telemetry.log.warning("emply_sync.progress_not_saved",
-                                  extra={"runId": self.report.run_id}, exc_info=True)
 
 
 async def _save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:

@@ -171,7 +171,7 @@ class EmplyStore:
 
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply | None:
+                          ) -> LoadedEmply:
         return await self.emply_tables.loaded_from(version, entries)
 
     async def export_document(self) -> dict[str, Any]:
@@ -232,21 +232,11 @@ class EmplyStore:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         await self.sync_state.save_sync_state(state)
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        return await self.sync_state.load_snapshot(generation, part=part)
-
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        await self.sync_state.save_snapshot(generation, data, part=part)
-
     async def load_state_part(self, name: str) -> Any:
         return await self.sync_state.load_state_part(name)
 
     async def save_state_part(self, name: str, value: Any) -> None:
         await self.sync_state.save_state_part(name, value)
-
-    async def delete_snapshot(self, generation: str) -> None:
-        await self.sync_state.delete_snapshot(generation)
 
     async def load_index(self, generation: str, part: str) -> bytes | None:
         return await self.sync_state.load_index(generation, part)

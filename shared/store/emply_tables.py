@@ -207,14 +207,16 @@ class AzureEmplyTables:
 
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply | None:
+                          ) -> LoadedEmply:
         """`protocols.EmplyTables.loaded_from`: one read of the marker."""
         await self._ensure()
         marker = await self._read_marker()
-        if not marker or str(marker.get("value")) != version:
-            return None
-        ledger = AzureLedger(generation=self._generation, marker=(version, marker[wire.ETAG]),
+        ledger = AzureLedger(generation=self._generation,
+                             marker=(version, marker[wire.ETAG]) if marker else None,
                              known={kind: {} for kind in CODECS}, partial=True)
+        ledger.pinned = True
+        if not marker or str(marker.get("value")) != version:
+            ledger.marker_ours = False  # another writer since: conflicts are found per entity
         doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
         assert ledger.known is not None
         for kind, found in entries.items():

@@ -8,7 +8,7 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
 - `RunLease`: the one-run-at-a-time lease (R1).
 - `RunMarker`: the marker naming the queued manual run (`shared.app.manual_runs`).
 - `RunLog`: run reports and their newest-first index.
-- `SyncStateStore`: the sync state and the snapshot parts of a generation.
+- `SyncStateStore`: the sync state and the index parts of a generation.
 - `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives
   a value (`LoadedEmply`), and writes guarded by that value.
 - `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
@@ -50,7 +50,7 @@ class Ledger(Protocol):
     """What a backend keeps of one load and the writes made with it."""
 
     def cache(self) -> dict[str, Any] | None:
-        """A compact copy of the Emply side (JSON, for `save_snapshot`) tagged with the
+        """A compact copy of the Emply side (JSON, for `load_emply(cache=...)`) tagged with the
         version marker; None when another writer moved the marker since the load."""
 
     def version(self) -> str | None:
@@ -133,16 +133,6 @@ class SyncStateStore(Protocol):
 
     async def save_sync_state(self, state: Mapping[str, Any]) -> None: ...
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        """The part ("entra", "emply") saved as `generation`, or None."""
-
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        """Write a part of snapshot `generation`; `data` may be a function giving it."""
-
-    async def delete_snapshot(self, generation: str) -> None:
-        """Remove both parts of `generation` (missing ones are fine)."""
-
     async def load_index(self, generation: str, part: str) -> bytes | None:
         """The index `part` ("entra", "emply") saved as `generation`, or None."""
 
@@ -196,12 +186,13 @@ class EmplyTables(Protocol):
 
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply | None:
+                          ) -> LoadedEmply:
         """The value a load at marker `version` would have given for these entities (kind
         -> (ETag, compact entity), from the caller's own copy of the Emply side), served
-        from the copy: writes made with it are guarded by those ETags. None when the
-        marker has moved from `version` (the copy is no longer the Emply side). Its
-        `cache()` is None: it holds only the entities given."""
+        from the copy: writes made with it are guarded by those ETags (an entity another
+        writer changed is a conflict). When the marker has moved from `version` already,
+        its `version()` is None, as for a load another writer followed. Its `cache()` is
+        None: it holds only the entities given."""
 
 
 class EmplyGenerations(Protocol):

@@ -35,7 +35,7 @@ from shared.store import codec, errors, keys
 from shared.store.feed_chunks import Chunk
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
-from shared.store.syncstate import INDEX_PARTS, index_blob, snapshot_blob, state_part_blob
+from shared.store.syncstate import INDEX_PARTS, index_blob, state_part_blob
 
 _FORMAT = "memory-1"
 _LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
@@ -154,7 +154,6 @@ class MemoryRunLog:
 class MemorySyncState:
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
-        self.snapshots: dict[str, Any] = {}
         self.indexes: dict[str, bytes] = {}
         self.parts: dict[str, Any] = {}
 
@@ -169,19 +168,6 @@ class MemorySyncState:
 
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         self.state = _json(state)
-
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        found = self.snapshots.get(snapshot_blob(part, generation))
-        return None if found is None else _json(found)
-
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        name = snapshot_blob(part, generation)
-        self.snapshots[name] = _json(data() if callable(data) else data)
-
-    async def delete_snapshot(self, generation: str) -> None:
-        for part in ("entra", "emply"):
-            self.snapshots.pop(snapshot_blob(part, generation), None)
 
     async def load_index(self, generation: str, part: str) -> bytes | None:
         return self.indexes.get(index_blob(part, generation))
@@ -357,10 +343,9 @@ class MemoryEmplyTables:
 
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply | None:
-        if self.version != version:
-            return None
-        ledger = MemoryLedger({}, {kind: {} for kind in _KINDS}, version, True, partial=True)
+                          ) -> LoadedEmply:
+        ledger = MemoryLedger({}, {kind: {} for kind in _KINDS}, version,
+                              self.version == version, partial=True)
         doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
         for kind, found in entries.items():
             kc = codec.CODECS[kind]

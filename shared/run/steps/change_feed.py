@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared import telemetry
-from shared.run.context import Run
+from shared.run.context import Deps, Run
 from shared.run.steps import base
 from shared.store.feed_chunks import Chunk, ChunkTooLarge
 from shared.store.protocols import FeedChunks
@@ -88,23 +88,28 @@ class ChangeFeedStep(base.Step):
     name = "change_feed"
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
-        changes = [c.to_json() for c in applied.changes()]
-        try:
-            count = await record_run(run.deps.store.feed_chunks(), run.run_id, changes,
-                                     run.deps.clock())
-        except Exception as exc:
-            telemetry.log.warning("emply_sync.change_feed_not_written",
-                                  extra={"runId": run.run_id}, exc_info=True)
-            return base.StepOutcome(self.name, errors=({
-                "reason": "change_feed_not_written", "temporary": True,
-                "message": f"the run's changes are applied but the change feed could not "
-                f"record them ({type(exc).__name__}); read the run's report or the Emply "
-                "side (GET /api/emply) for them"},))
-        if count:
-            telemetry.log.info("emply_sync.change_feed_recorded",
-                               extra={"runId": run.run_id, "changes": len(changes),
-                                      "chunks": count})
-        return base.StepOutcome(self.name, progress={"feedChunks": count})
+        return await record(run.deps, run.run_id, [c.to_json() for c in applied.changes()])
+
+
+async def record(deps: Deps, run_id: str, changes: Sequence[Mapping[str, Any]]
+                 ) -> base.StepOutcome:
+    """The change-feed step's work for these changes (the report's form of each)."""
+    name = ChangeFeedStep.name
+    try:
+        count = await record_run(deps.store.feed_chunks(), run_id, changes, deps.clock())
+    except Exception as exc:
+        telemetry.log.warning("emply_sync.change_feed_not_written",
+                              extra={"runId": run_id}, exc_info=True)
+        return base.StepOutcome(name, errors=({
+            "reason": "change_feed_not_written", "temporary": True,
+            "message": f"the run's changes are applied but the change feed could not "
+            f"record them ({type(exc).__name__}); read the run's report or the Emply "
+            "side (GET /api/emply) for them"},))
+    if count:
+        telemetry.log.info("emply_sync.change_feed_recorded",
+                           extra={"runId": run_id, "changes": len(changes),
+                                  "chunks": count})
+    return base.StepOutcome(name, progress={"feedChunks": count})
 
 
 STEP = ChangeFeedStep()
