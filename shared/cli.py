@@ -165,9 +165,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
             error = report["errors"][-1]
             print(f"emply-sync: {error['reason']}: {error['message']}", file=sys.stderr)
             if args.json:
-                print(json.dumps(report, indent=2))
+                print(json.dumps(report, indent=2, default=list))
             return 1
-        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        # default=list: a run's changes may come as its compressed change log.
+        print(json.dumps(report, indent=2, default=list) if args.json
+              else format_report(report))
         return 1 if report["status"] == "failed" else 0
     async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":

@@ -48,8 +48,7 @@ def _fields(kind: str) -> tuple[str, ...]:
 FIELDS = {kind: _fields(kind) for kind in KINDS}
 
 
-def user_keys(record: Sequence[Any], fields: Sequence[str]) -> dict[str, list[str]]:
-    item = dict(zip(fields, record[1:], strict=False))
+def user_keys(item: Mapping[str, Any]) -> dict[str, list[str]]:
     out = {"id": [str(item["id"])], "name": [model.norm(item.get("username"))]}
     if item.get("entraId"):
         out["entra"] = [str(item["entraId"]).lower()]
@@ -60,8 +59,7 @@ def user_keys(record: Sequence[Any], fields: Sequence[str]) -> dict[str, list[st
     return out
 
 
-def employee_keys(record: Sequence[Any], fields: Sequence[str]) -> dict[str, list[str]]:
-    item = dict(zip(fields, record[1:], strict=False))
+def employee_keys(item: Mapping[str, Any]) -> dict[str, list[str]]:
     return {"id": [str(item["id"])], "mail": [model.norm(item.get("email"))]}
 
 
@@ -95,10 +93,8 @@ class _Kind:
         keyer = user_keys if self.kind == "users" else employee_keys
         out = []
         for row in self.table.find(index, key):
-            record = self.table.get(row)
-            if record is not None and key in keyer(record, self.fields).get(index, ()):
-                entry = self.entry(row)
-                assert entry is not None
+            entry = self.entry(row)
+            if entry is not None and key in keyer(entry[1]).get(index, ()):
                 out.append((row, entry))
         return out
 
@@ -114,7 +110,7 @@ def _table(kind: str, fields: Sequence[str]) -> tuple[Any, tuple[str, ...]]:
     keyer = user_keys if kind == "users" else employee_keys
 
     def keys(record: Any) -> dict[str, list[str]]:
-        return keyer(record, fields)
+        return keyer(dict(zip(fields, record[1:], strict=False)))
 
     return keys, INDEXES[kind]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from shared.graph import reader
 from shared.reconcile import convert, entity_writes, model, planner, touched
-from shared.run import emply_index, entra_index, indexes, lease, world
+from shared.run import changelog, emply_index, entra_index, indexes, lease, world
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Deps, Run
@@ -78,7 +78,8 @@ async def run_indexed(deps: Deps, recorder: Recorder, held: lease.Held | None,
         "read", entraUsers=len(entra), entraGroups=len(entra.groups.existing()),
         emplyUsers=emply.users.count(), fullRead=sides.entra.read.full_read,
         calendarUsers=0)
-    parts = (world.parts_of_everything(entra, emply, sides.settings, _held(sides.state))
+    parts = (world.parts_of_everything(entra, emply, sides.settings, deps.store.write_unit,
+                                       _held(sides.state))
              if everything else iter([_changed_part(sides)]))
     run = _PartsRun(deps, recorder, held, approve, approve_deletions, sides, warnings)
     await run.each(parts)
@@ -161,7 +162,7 @@ class _PartsRun:
         self.sides = sides
         self.warnings = warnings
         self.version = sides.emply.index.version
-        self.changes: list[run_report.Json] = []
+        self.changes = changelog.ChangeLog()
         self.counts: dict[str, int] = {}
         self.errors: list[run_report.Json] = []
         self.entity_errors: list[run_report.Json] = []
@@ -174,6 +175,9 @@ class _PartsRun:
 
     async def each(self, parts: Iterator[touched.Touched]) -> None:
         for part in parts:
+            for table in (self.sides.entra.index.table, self.sides.emply.index.users.table,
+                          self.sides.emply.index.employees.table):
+                table.forget()  # the last part's users are not looked at again
             plan = self._plan(part)
             self.last = self.recorder.plan = plan
             self.deactivates = self.deactivates or any(
@@ -242,6 +246,7 @@ class _PartsRun:
         for kind in emply_index.KINDS:  # the part's entities, as read or as written now
             for entry in loaded.ledger.entries(kind):
                 index.put(kind, entry)
+            index.kinds[kind].table.settle()
         if self.version is not None:
             self.version = loaded.version()
 

@@ -56,12 +56,14 @@ def _dumps(record: Any) -> bytes:
 class _Index:
     """Sorted entries ``hash << 24 | row`` plus the changes not yet merged in."""
 
-    __slots__ = ("_added", "_removed", "entries")
+    __slots__ = ("_added", "_pending", "_removed", "entries")
 
     def __init__(self, entries: array[int] | None = None) -> None:
         self.entries: array[int] = entries if entries is not None else array("Q")
-        self._added: list[int] = []
+        self._added: dict[int, list[int]] = {}
+        """hash -> entries added since the last merge."""
         self._removed: set[int] = set()
+        self._pending = 0
 
     def find(self, key: str) -> list[int]:
         h = key_hash(key)
@@ -73,28 +75,33 @@ class _Index:
             if entries[i] not in self._removed:
                 rows.append(entries[i] & _ROW_MASK)
             i += 1
-        rows.extend(e & _ROW_MASK for e in self._added if e >> ROW_BITS == h)
+        rows.extend(e & _ROW_MASK for e in self._added.get(h, ()))
         return rows
 
     def change(self, removed: Iterable[int], added: Iterable[int]) -> None:
         for entry in removed:
-            try:
-                self._added.remove(entry)
-            except ValueError:
+            bucket = self._added.get(entry >> ROW_BITS)
+            if bucket is not None and entry in bucket:
+                bucket.remove(entry)
+            else:
                 self._removed.add(entry)
-        self._added.extend(added)
-        if len(self._added) + len(self._removed) >= _MERGE_AT:
+            self._pending += 1
+        for entry in added:
+            self._added.setdefault(entry >> ROW_BITS, []).append(entry)
+            self._pending += 1
+        if self._pending >= _MERGE_AT and self._pending * 8 >= len(self.entries):
             self.merge()
 
     def merge(self) -> None:
-        if not self._added and not self._removed:
+        if not self._pending:
             return
         removed = self._removed
         kept = [e for e in self.entries if e not in removed] if removed else list(self.entries)
-        kept.extend(self._added)
+        for bucket in self._added.values():
+            kept.extend(bucket)
         kept.sort()
         self.entries = array("Q", kept)
-        self._added, self._removed = [], set()
+        self._added, self._removed, self._pending = {}, set(), 0
 
 
 class RecordTable:
@@ -106,6 +113,9 @@ class RecordTable:
         self._data = b""
         self._offsets: array[int] = array("Q", [0])
         self._changed: dict[int, bytes | None] = {}
+        self._size = 0
+        self._decoded: dict[int, Any] = {}
+        """Records decoded so far (a run looks at the same few again and again); read-only."""
         self._indexes = {name: _Index() for name in self.index_names}
         self.meta: dict[str, Any] = {}
         """Small JSON values kept with the table (saved and loaded with it)."""
@@ -113,7 +123,7 @@ class RecordTable:
     # --- reading ---------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return max(len(self._offsets) - 1, max(self._changed, default=-1) + 1)
+        return self._size
 
     def raw(self, row: int) -> bytes | None:
         """The record's JSON text; None for a free row."""
@@ -125,8 +135,25 @@ class RecordTable:
         return text or None
 
     def get(self, row: int) -> Any | None:
-        text = self.raw(row)
-        return None if text is None else json.loads(text)
+        """The record at `row` (shared: do not change it), None for a free row."""
+        found = self._decoded.get(row)
+        if found is None:
+            text = self.raw(row)
+            if text is None:
+                return None
+            found = self._decoded[row] = json.loads(text)
+        return found
+
+    def settle(self) -> None:
+        """Fold the rows changed since the load into the table's one byte string once
+        they are many (each changed row is an object of its own until then)."""
+        if len(self._changed) > max(1000, self._size // 8):
+            self._data, self._offsets = self._packed()
+            self._changed, self._decoded = {}, {}
+
+    def forget(self) -> None:
+        """Drop the records decoded so far (a run that moves on to other users)."""
+        self._decoded = {}
 
     def find(self, index: str, key: str) -> list[int]:
         """Candidate rows whose record has `key` in `index` (and perhaps another key with
@@ -154,6 +181,8 @@ class RecordTable:
         old = self.get(row)
         text = _dumps(record)
         self._changed[row] = text
+        self._decoded.pop(row, None)
+        self._size = max(self._size, row + 1)
         self._reindex(row, old, record)
         return row
 
@@ -162,6 +191,7 @@ class RecordTable:
         if old is None:
             return
         self._changed[row] = None
+        self._decoded.pop(row, None)
         self._reindex(row, old, None)
 
     def _reindex(self, row: int, old: Any | None, new: Any | None) -> None:
@@ -179,6 +209,8 @@ class RecordTable:
         """The table as one byte string (`from_bytes` reads it back)."""
         data, offsets = self._packed()
         self._data, self._offsets, self._changed = data, offsets, {}
+        self._size = len(offsets) - 1
+        self._decoded = {}
         sections: list[tuple[str, bytes]] = [("rows", data), ("offsets", _le(offsets))]
         for name, index in self._indexes.items():
             index.merge()
@@ -188,16 +220,33 @@ class RecordTable:
         return b"".join([_dumps(header), b"\n", *(body for _name, body in sections)])
 
     def _packed(self) -> tuple[bytes, array[int]]:
+        """The rows in one byte string: unchanged runs of rows copied as one slice each,
+        their offsets shifted by what the changed rows before them added or took."""
         if not self._changed:
             return self._data, self._offsets
         parts: list[bytes] = []
         offsets = array("Q", [0])
-        position = 0
-        for row in range(len(self)):
-            text = self.raw(row) or b""
+        old, data = self._offsets, self._data
+        stored = len(old) - 1
+        row = 0
+        for changed in sorted(self._changed):
+            if changed > row and row < stored:  # rows row..changed-1, as they were
+                end = min(changed, stored)
+                shift = offsets[-1] - old[row]
+                parts.append(data[old[row]:old[end]])
+                offsets.extend([o + shift for o in old[row + 1:end + 1]])
+                row = end
+            while row < changed:  # rows past the stored ones, never written: free
+                offsets.append(offsets[-1])
+                row += 1
+            text = self._changed[changed] or b""
             parts.append(text)
-            position += len(text)
-            offsets.append(position)
+            offsets.append(offsets[-1] + len(text))
+            row = changed + 1
+        if row < stored:
+            shift = offsets[-1] - old[row]
+            parts.append(data[old[row]:old[stored]])
+            offsets.extend([o + shift for o in old[row + 1:]])
         return b"".join(parts), offsets
 
     @classmethod
@@ -223,6 +272,7 @@ class RecordTable:
             raise ValueError("a record table's sections do not match its header")
         table._data = found["rows"]
         table._offsets = _from_le(found["offsets"])
+        table._size = len(table._offsets) - 1
         for name in index_names:
             table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))
         return table
@@ -266,6 +316,7 @@ class Builder:
     def table(self) -> RecordTable:
         table = RecordTable(self._keys, self._names)
         table._data, table._offsets = b"".join(self._parts), self._offsets
+        table._size = len(self._offsets) - 1
         self._parts = []
         for name, entries in self._pending.items():
             entries.sort()

@@ -13,11 +13,13 @@ guard sees all of a run's deactivations at once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from shared.reconcile import convert, model, scope, touched
-from shared.run import emply_index, entra_index
+from shared.run import emply_index, entra_index, records
 from shared.run import groups as group_graph
 from shared.run.emply_index import EmplyIndex
 from shared.run.entra_index import EntraIndex
@@ -107,33 +109,143 @@ def _entry(kind: Any, entity_id: str) -> emply_index.Entry | None:
 
 # --- everything, in parts ------------------------------------------------------------
 
+UnitOf = Callable[[str, str], str]
+"""(kind, id) -> the store's write unit of that entity (`protocols.EmplyTables.write_unit`)."""
+
 
 def parts_of_everything(entra: EntraIndex, emply: EmplyIndex, settings: model.Settings,
-                        held: Iterable[str] = (), size: int = PART_SIZE
+                        unit_of: UnitOf, held: Iterable[str] = (), size: int = PART_SIZE
                         ) -> Iterator[touched.Touched]:
     """Every entity, in parts closed under R3's keys; the users R7 may deactivate (and
-    `held`: those the last run held) come in the last part."""
-    keys = _Keys()
-    for _row, record in entra.table.records():
-        keys.add(("entra", str(record[0])), _entra_keys(record))
-    guarded: set[tuple[str, str]] = set()
-    conf = entra.groups.configured_of_all([g.group_id for g in settings.groups])
-    held_ids = set(held)
-    for row in emply.users.table.rows():
-        entry = emply.users.entry(row)
-        if entry is None:
-            continue
-        user = convert.emply_user(entry[1])
-        keys.add(("user", user.id), _user_keys(user))
-        if user.id in held_ids or _may_leave(user, entra, settings, conf):
-            guarded.add(("user", user.id))
-    for row in emply.employees.table.rows():
-        entry = emply.employees.entry(row)
-        if entry is not None:
-            employee_id = str(entry[1]["id"])
-            keys.add(("employee", employee_id),
-                     [f"P:{employee_id}", f"M:{model.norm(entry[1].get('email'))}"])
-    yield from keys.parts(guarded, size)
+    `held`: those the last run held) come in the last part. The other parts hold whole
+    write units of the users they write (a user written by two parts would take two
+    transactions where one does).
+
+    Memory: one number per entity and one per key (entities are rows of the indexes;
+    keys are 40-bit hashes, sorted, so equal keys are neighbours): a few MB at 100,000
+    users, where sets of key texts took a hundred."""
+    nodes = _Nodes(entra, emply)
+    if len(nodes) <= size:  # one part: the whole world
+        yield nodes.touched(range(len(nodes)))
+        return
+    nodes.join(settings, set(held), unit_of)
+    yield from nodes.parts(size)
+
+
+class _Nodes:
+    """The entities as numbers: Entra rows, then user rows, then employee rows."""
+
+    def __init__(self, entra: EntraIndex, emply: EmplyIndex) -> None:
+        self.entra, self.emply = entra, emply
+        self.first_user = len(entra.table)
+        self.first_employee = self.first_user + len(emply.users.table)
+        self.count = self.first_employee + len(emply.employees.table)
+        self.parent = array("I", range(self.count))
+        self.unit = array("i", [-1]) * self.count
+        self.last: set[int] = set()
+        """Roots of the components that go in the last part (R7's)."""
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _find(self, node: int) -> int:
+        parent = self.parent
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    def _union(self, a: int, b: int) -> None:
+        a, b = self._find(a), self._find(b)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+    def join(self, settings: model.Settings, held: set[str], unit_of: UnitOf) -> None:
+        """Entities that share a key, joined; each one's write unit; R7's users marked."""
+        keyed = array("Q")
+        units: dict[str, int] = {}
+        conf = self.entra.groups.configured_of_all([g.group_id for g in settings.groups])
+        guarded: list[int] = []
+        for node, kind, item in self._items():
+            if kind == "entra":
+                keys = _entra_keys(item)
+                unit = unit_of("users", touched.NEW_USER_PREFIX + str(item[0]).lower())
+            elif kind == "user":
+                user = convert.emply_user(item)
+                keys = _user_keys(user)
+                unit = unit_of("users", user.id)
+                if user.id in held or _may_leave(user, self.entra, settings, conf):
+                    guarded.append(node)
+            else:
+                keys = [f"P:{item['id']}", f"M:{model.norm(item.get('email'))}"]
+                unit = ""
+            keyed.extend(records.key_hash(k) << records.ROW_BITS | node for k in keys)
+            self.unit[node] = units.setdefault(unit, len(units)) if unit else -1
+        keyed = array("Q", sorted(keyed))
+        previous = -1
+        for entry in keyed:
+            if entry >> records.ROW_BITS == previous >> records.ROW_BITS and previous >= 0:
+                self._union(previous & _NODE_MASK, entry & _NODE_MASK)
+            previous = entry
+        self.last = {self._find(n) for n in guarded}
+
+    def _items(self) -> Iterator[tuple[int, str, Any]]:
+        """(node, kind, record or entity) of every entity, decoded one at a time."""
+        for row in range(len(self.entra.table)):
+            raw = self.entra.table.raw(row)
+            if raw is not None:
+                yield row, "entra", json.loads(raw)
+        for kind, holder, first in (("user", self.emply.users, self.first_user),
+                                    ("employee", self.emply.employees, self.first_employee)):
+            for row in range(len(holder.table)):
+                raw = holder.table.raw(row)
+                if raw is not None:
+                    yield first + row, kind, dict(zip(holder.fields, json.loads(raw)[1:],
+                                                      strict=False))
+
+    def parts(self, size: int) -> Iterator[touched.Touched]:
+        """Components grouped by the write units their users are in (a component with
+        users writes theirs; one without, its Entra users' new users'), then cut into
+        parts of about `size`, whole groups each; R7's components last."""
+        by_root: dict[int, list[int]] = {}
+        for node in range(self.count):
+            by_root.setdefault(self._find(node), []).append(node)
+        groups = _UnitGroups()
+        for root, members in by_root.items():
+            if root in self.last:
+                continue
+            mine = {self.unit[n] for n in members if self.first_user <= n < self.first_employee}
+            groups.add(root, mine or {self.unit[n] for n in members if n < self.first_user})
+        pending: list[int] = []
+        for roots in groups.together():
+            for root in roots:
+                pending.extend(by_root[root])
+            if len(pending) >= size:
+                yield self.touched(pending)
+                pending = []
+        if pending:
+            yield self.touched(pending)
+        yield self.touched([n for root in self.last for n in by_root[root]])
+
+    def touched(self, nodes: Iterable[int]) -> touched.Touched:
+        out: dict[str, set[str]] = {"entra": set(), "users": set(), "employees": set()}
+        for node in nodes:
+            if node < self.first_user:
+                record = self.entra.table.get(node)
+                if record is not None:
+                    out["entra"].add(str(record[0]))
+                continue
+            holder, kind, row = ((self.emply.users, "users", node - self.first_user)
+                                 if node < self.first_employee else
+                                 (self.emply.employees, "employees", node - self.first_employee))
+            entry = holder.entry(row)
+            if entry is not None:
+                out[kind].add(str(entry[1]["id"]))
+        return touched.Touched(frozenset(out["entra"]), frozenset(out["users"]),
+                               frozenset(out["employees"]))
+
+
+_NODE_MASK = (1 << records.ROW_BITS) - 1
 
 
 def _entra_keys(record: Sequence[Any]) -> list[str]:
@@ -175,56 +287,35 @@ def _may_leave(user: model.EmplyUser, entra: EntraIndex, settings: model.Setting
                      or user.link_tenant_id.lower() == settings.tenant_id.lower()))
 
 
-class _Keys:
-    """Union-find over entities through the keys they share."""
+class _UnitGroups:
+    """Components that write to a shared unit go together (union-find over units)."""
 
     def __init__(self) -> None:
-        self._parent: dict[tuple[str, str], tuple[str, str]] = {}
-        self._holder: dict[str, tuple[str, str]] = {}
+        self._parent: dict[int, int] = {}
+        self._components: dict[int, list[int]] = {}
 
-    def _find(self, node: tuple[str, str]) -> tuple[str, str]:
-        parent = self._parent
-        root = node
-        while parent[root] != root:
-            root = parent[root]
-        while parent[node] != root:
-            parent[node], node = root, parent[node]
-        return root
+    def _find(self, unit: int) -> int:
+        while self._parent[unit] != unit:
+            self._parent[unit] = self._parent[self._parent[unit]]
+            unit = self._parent[unit]
+        return unit
 
-    def add(self, node: tuple[str, str], keys: Iterable[str]) -> None:
-        self._parent.setdefault(node, node)
-        for key in keys:
-            other = self._holder.setdefault(key, node)
-            if other != node:
-                a, b = self._find(node), self._find(other)
-                if a != b:
-                    self._parent[a] = b
+    def add(self, component: int, units: set[int]) -> None:
+        first = -1
+        for unit in sorted(units):
+            self._parent.setdefault(unit, unit)
+            root = self._find(unit)
+            if first < 0:
+                first = root
+            elif root != first:
+                self._parent[root] = first
+        self._components.setdefault(first, []).append(component)
 
-    def parts(self, last: set[tuple[str, str]], size: int) -> Iterator[touched.Touched]:
-        groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for node in self._parent:
-            groups.setdefault(self._find(node), []).append(node)
-        self._holder = {}
-        if len(self._parent) <= size:  # one part: the whole world
-            yield _touched(list(self._parent))
-            return
-        final_roots = {self._find(n) for n in last}
-        pending: list[tuple[str, str]] = []
-        for root, members in groups.items():
-            if root in final_roots:
-                continue
-            pending.extend(members)
-            if len(pending) >= size:
-                yield _touched(pending)
-                pending = []
-        if pending:
-            yield _touched(pending)
-        yield _touched([n for root in final_roots for n in groups[root]])
-
-
-def _touched(nodes: Sequence[tuple[str, str]]) -> touched.Touched:
-    by: dict[str, set[str]] = {"entra": set(), "user": set(), "employee": set()}
-    for kind, entity_id in nodes:
-        by[kind].add(entity_id)
-    return touched.Touched(frozenset(by["entra"]), frozenset(by["user"]),
-                           frozenset(by["employee"]))
+    def together(self) -> Iterator[list[int]]:
+        """Components, grouped by the units they write, units in order."""
+        grouped: dict[int, list[int]] = {}
+        for unit, components in self._components.items():
+            root = self._find(unit) if unit in self._parent else unit
+            grouped.setdefault(root, []).extend(components)
+        for root in sorted(grouped):
+            yield grouped[root]

@@ -169,6 +169,9 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         return await self.emply_tables.current_version()
 
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        return self.emply_tables.write_unit(kind, entity_id)
+
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
                           ) -> LoadedEmply:

@@ -184,6 +184,10 @@ class EmplyTables(Protocol):
     async def current_version(self) -> str | None:
         """The version marker's value now (None when there is none)."""
 
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        """The unit entities are written in (entities of one unit go in one transaction,
+        up to its size): a caller that writes in parts keeps a unit's entities in one."""
+
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
                           ) -> LoadedEmply:

@@ -31,7 +31,7 @@ from typing import Any
 
 from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
-from shared.store import codec, errors, keys
+from shared.store import chunked_json, codec, errors, keys
 from shared.store.feed_chunks import Chunk
 from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
@@ -43,7 +43,8 @@ _KINDS = ("settings", *codec.PARTITIONS)
 
 
 def _json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
+    """A JSON round trip, as Azure stores it (a run's change log written a block at a time)."""
+    return json.loads("".join(chunked_json.plain_pieces(value)))
 
 
 class _Etags:
@@ -340,6 +341,10 @@ class MemoryEmplyTables:
 
     async def current_version(self) -> str | None:
         return self.version
+
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        kc = codec.CODECS[kind]
+        return kc.pk(kc.row_key({"id": entity_id}))
 
     async def loaded_from(self, version: str,
                           entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
