@@ -12,7 +12,9 @@ and R8 need of all of them: how many users are linked and active (the guard's ba
 and which employees have a resignation date to act on (`dated`).
 
 A record is ``[ETag, *values]`` in the order of the field names saved with the table
-(`fields`), so a record written before a field was added still reads.
+(`fields`), so a record written before a field was added still reads; a field most
+users share a few values of (`CODED`) holds the number of its value in the table's
+`values` instead.
 
 Indexes: users by ``id``, ``entra`` (the Entra id, lower case), ``name`` and ``mail``
 (`model.norm` of username and e-mail) and ``employee`` (employee id); employees by ``id``
@@ -69,24 +71,56 @@ def linked_active(item: Mapping[str, Any] | None) -> bool:
         "status", "active") == "active"
 
 
-class _Kind:
-    """One kind's table and the field order of its records."""
+CODED = frozenset({"status", "roles", "source", "calendarSync", "deactivationReason",
+                   "deactivatedBy", "linkedAt", "tenantId", "syncGroups", "roleBasis",
+                   "linkedDomain", "resignationDate"})
+"""Fields most users share a few values of (a tenant, a status, sets of groups): a record
+holds a small number for each, from its table's `values` (half of a record's size)."""
 
-    def __init__(self, kind: str, table: RecordTable, fields: Sequence[str]) -> None:
+
+class _Kind:
+    """One kind's table, the field order of its records and their shared values."""
+
+    def __init__(self, kind: str, table: RecordTable, fields: Sequence[str],
+                 values: Sequence[Any] = ()) -> None:
         self.kind = kind
         self.table = table
         self.fields = tuple(fields)
+        self.coded = tuple(f in CODED for f in self.fields)
+        self.count = 0
+        """Entities held (rows less free ones)."""
+        self.values: list[Any] = list(values)
+        self._codes: dict[str, int] = {}
+        self.reset_codes()
+
+    def reset_codes(self) -> None:
+        self._codes = {_text(v): n for n, v in enumerate(self.values)}
 
     def entry(self, row: int) -> Entry | None:
         record = self.table.get(row)
         if record is None:
             return None
-        return record[0], {f: v for f, v in zip(self.fields, record[1:], strict=False)
-                           if v is not None}
+        values = self.values
+        item = {}
+        for field, coded, value in zip(self.fields, self.coded, record[1:], strict=False):
+            if value is not None:
+                item[field] = values[value] if coded else value
+        return record[0], item
 
     def record(self, entry: Entry) -> list[Any]:
         etag, item = entry
-        return [etag, *(item.get(f) for f in self.fields)]
+        return [etag, *(self._code(item.get(f)) if coded else item.get(f)
+                        for f, coded in zip(self.fields, self.coded, strict=True))]
+
+    def _code(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        text = _text(value)
+        code = self._codes.get(text)
+        if code is None:
+            code = self._codes[text] = len(self.values)
+            self.values.append(value)
+        return code
 
     def find(self, index: str, key: str) -> list[tuple[int, Entry]]:
         """The rows whose entity has `key` in `index` (hash candidates compared)."""
@@ -98,21 +132,63 @@ class _Kind:
                 out.append((row, entry))
         return out
 
-    def count(self) -> int:
-        return sum(1 for _ in self.table.rows())
-
     def by_id(self, entity_id: str) -> tuple[int, Entry] | None:
         found = self.find("id", entity_id)
         return found[0] if found else None
 
+    def to_bytes(self) -> bytes:
+        self.table.meta = {"fields": list(self.fields), "values": self.values,
+                           "count": self.count}
+        return self.table.to_bytes()
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
 
 def _table(kind: str, fields: Sequence[str]) -> tuple[Any, tuple[str, ...]]:
+    """The keys function of a kind's records (its key fields are never coded)."""
     keyer = user_keys if kind == "users" else employee_keys
+    assert not CODED & {"id", "username", "email", "entraId", "employeeId"}
 
     def keys(record: Any) -> dict[str, list[str]]:
         return keyer(dict(zip(fields, record[1:], strict=False)))
 
     return keys, INDEXES[kind]
+
+
+class Building:
+    """An index made an entity at a time (`protocols.EmplyTables.scan` gives them)."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, tuple[_Kind, Builder]] = {}
+        for kind in KINDS:
+            keys, names = _table(kind, FIELDS[kind])
+            self._kinds[kind] = (_Kind(kind, RecordTable(keys, names), FIELDS[kind]),
+                                 Builder(keys, names))
+        self._other: dict[str, list[Entry]] = {k: [] for k in OTHER_KINDS}
+        self._linked = 0
+        self._dated: dict[str, str] = {}
+
+    def take(self, kind: str, etag: str | None, item: dict[str, Any]) -> None:
+        if kind in self._other:
+            self._other[kind].append((etag, item))
+            return
+        holder, builder = self._kinds[kind]
+        builder.add(holder.record((etag, item)))
+        holder.count += 1
+        if kind == "users":
+            self._linked += linked_active(item)
+        else:
+            _date(self._dated, item)
+
+    def index(self, version: str | None) -> EmplyIndex:
+        kinds = {}
+        for kind, (holder, builder) in self._kinds.items():
+            holder.table = builder.table()
+            kinds[kind] = holder
+        return EmplyIndex(version, kinds, self._other, linked=self._linked,
+                          dated=self._dated)
 
 
 class EmplyIndex:
@@ -148,43 +224,65 @@ class EmplyIndex:
     def from_entries(cls, version: str | None,
                      entries: Mapping[str, Iterable[Entry]]) -> EmplyIndex:
         """The index of a whole Emply side (every kind's entries)."""
-        kinds: dict[str, _Kind] = {}
-        linked = 0
-        dated: dict[str, str] = {}
-        for kind in KINDS:
-            fields = FIELDS[kind]
-            keys, names = _table(kind, fields)
-            builder = Builder(keys, names)
-            holder = _Kind(kind, RecordTable(keys, names), fields)
+        building = Building()
+        for kind in (*OTHER_KINDS, *KINDS):
             for etag, item in entries.get(kind, ()):
-                builder.add(holder.record((etag, item)))
-                if kind == "users":
-                    linked += linked_active(item)
-                else:
-                    _date(dated, item)
-            holder.table = builder.table()
-            kinds[kind] = holder
-        other = {k: list(entries.get(k, ())) for k in OTHER_KINDS}
-        return cls(version, kinds, other, linked=linked, dated=dated)
+                building.take(kind, etag, item)
+        return building.index(version)
 
     def to_bytes(self) -> bytes:
         """One blob: a small header line, then each kind's table."""
-        parts = {kind: self.kinds[kind].table for kind in KINDS}
-        for kind, holder in self.kinds.items():
-            parts[kind].meta = {"fields": list(holder.fields)}
-        bodies = {kind: table.to_bytes() for kind, table in parts.items()}
-        header = {"format": FORMAT, "version": self.version, "other": self.other,
-                  "linkedActive": self.linked_active, "dated": self.dated,
-                  "sizes": {kind: len(body) for kind, body in bodies.items()}}
+        bodies = {kind: self.kinds[kind].to_bytes() for kind in KINDS}
+        header = {**self._header(), "sizes": {k: len(b) for k, b in bodies.items()}}
         text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
         return b"".join([text, b"\n", *(bodies[k] for k in KINDS)])
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> EmplyIndex:
-        """ValueError when `data` is not an index of this format."""
+    def _header(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": self.version, "other": self.other,
+                "linkedActive": self.linked_active, "dated": self.dated}
+
+    def changed_share(self) -> float:
+        return max(self.kinds[k].table.changed_share() for k in KINDS)
+
+    def delta_bytes(self) -> bytes:
+        """What changed since the index was saved whole (`apply_delta` takes it back)."""
+        bodies = {}
+        for kind, holder in self.kinds.items():
+            holder.table.meta = {"fields": list(holder.fields), "values": holder.values,
+                                 "count": holder.count}
+            bodies[kind] = holder.table.delta_bytes()
+        header = {**self._header(), "sizes": {k: len(b) for k, b in bodies.items()}}
+        text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+        return b"".join([text, b"\n", *(bodies[k] for k in KINDS)])
+
+    def apply_delta(self, data: bytes) -> None:
         end = data.find(b"\n")
+        header = json.loads(data[:end])
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("not an Emply index delta of this format")
+        position = end + 1
+        for kind in KINDS:
+            size = header["sizes"][kind]
+            holder = self.kinds[kind]
+            holder.table.apply_delta(data[position:position + size])
+            position += size
+            meta = holder.table.meta
+            holder.values = list(meta["values"])
+            holder.reset_codes()
+            holder.count = int(meta.get("count", holder.count))
+        self.version = header.get("version")
+        self.other = {k: [(e[0], e[1]) for e in header["other"].get(k, ())]
+                      for k in OTHER_KINDS}
+        self.linked_active = int(header["linkedActive"])
+        self.dated = dict(header.get("dated") or {})
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> EmplyIndex:
+        """ValueError when `data` is not an index of this format."""
+        view = memoryview(data)
+        end = bytes(view[:1 << 20]).find(b"\n")
         try:
-            header = json.loads(data[:end]) if end > 0 else None
+            header = json.loads(bytes(view[:end])) if end > 0 else None
         except ValueError:
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -193,12 +291,14 @@ class EmplyIndex:
         kinds: dict[str, _Kind] = {}
         for kind in KINDS:
             size = header["sizes"][kind]
-            body = data[position:position + size]
+            body = view[position:position + size]
             position += size
-            fields = _saved_fields(body)
+            fields, values = _saved_meta(body)
             keys, names = _table(kind, fields)
-            kinds[kind] = _Kind(kind, RecordTable.from_bytes(body, keys, names), fields)
-        if position != len(data):
+            table = RecordTable.from_bytes(body, keys, names)
+            kinds[kind] = _Kind(kind, table, fields, values)
+            kinds[kind].count = int(table.meta.get("count", 0))
+        if position != len(view):
             raise ValueError("an Emply index's tables do not match its header")
         other = {k: [(e[0], e[1]) for e in header["other"].get(k, ())] for k in OTHER_KINDS}
         return cls(header.get("version"), kinds, other, linked=int(header["linkedActive"]),
@@ -228,6 +328,7 @@ class EmplyIndex:
         found = holder.by_id(str(entry[1]["id"]))
         old = found[1][1] if found is not None else None
         holder.table.put(found[0] if found is not None else None, holder.record(entry))
+        holder.count += found is None
         if kind == "users":
             self.linked_active += linked_active(entry[1]) - linked_active(old)
         else:
@@ -240,6 +341,7 @@ class EmplyIndex:
         if found is None:
             return
         holder.table.free(found[0])
+        holder.count -= 1
         if kind == "users":
             self.linked_active -= linked_active(found[1][1])
         else:
@@ -262,10 +364,12 @@ def _other_key(kind: str, item: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(emply_doc.entity_key(kind, item))
 
 
-def _saved_fields(body: bytes) -> tuple[str, ...]:
-    end = body.find(b"\n")
-    header = json.loads(body[:end]) if end > 0 else {}
-    fields = (header.get("meta") or {}).get("fields")
-    if not (isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)):
-        raise ValueError("an Emply index table names no fields")
-    return tuple(fields)
+def _saved_meta(body: memoryview) -> tuple[tuple[str, ...], list[Any]]:
+    end = bytes(body[:1 << 20]).find(b"\n")
+    header = json.loads(bytes(body[:end])) if end > 0 else {}
+    meta = header.get("meta") or {}
+    fields, values = meta.get("fields"), meta.get("values")
+    if not (isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields)
+            and isinstance(values, list)):
+        raise ValueError("an Emply index table names no fields or values")
+    return tuple(fields), values

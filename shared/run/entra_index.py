@@ -270,13 +270,33 @@ class EntraIndex:
 
     # --- whole forms --------------------------------------------------------------
 
+    def _meta(self) -> dict[str, Any]:
+        return {"format": FORMAT, "head": self.head, "groups": self.groups.to_json(),
+                "allKept": self.all_kept}
+
     def to_bytes(self) -> bytes:
-        self.table.meta = {"format": FORMAT, "head": self.head, "groups": self.groups.to_json(),
-                           "allKept": self.all_kept}
+        self.table.meta = self._meta()
         return self.table.to_bytes()
 
+    def changed_share(self) -> float:
+        return self.table.changed_share()
+
+    def delta_bytes(self) -> bytes:
+        """What changed since the index was saved whole (`apply_delta` takes it back)."""
+        self.table.meta = self._meta()
+        return self.table.delta_bytes()
+
+    def apply_delta(self, data: bytes) -> None:
+        self.table.apply_delta(data)
+        meta = self.table.meta
+        if meta.get("format") != FORMAT or not isinstance(meta.get("head"), dict):
+            raise ValueError("not an Entra index delta of this format")
+        self.head = dict(meta["head"])
+        self.groups = group_graph.GroupGraph.from_json(meta.get("groups"))
+        self.all_kept = meta.get("allKept") is True
+
     @classmethod
-    def from_bytes(cls, data: bytes) -> EntraIndex:
+    def from_bytes(cls, data: bytes | memoryview) -> EntraIndex:
         """ValueError when `data` is not an index of this format."""
         table = RecordTable.from_bytes(data, keys, INDEXES)
         meta = table.meta

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -76,7 +75,7 @@ async def run_indexed(deps: Deps, recorder: Recorder, held: lease.Held | None,
     everything = _everything(sides)
     await recorder.saved_progress(
         "read", entraUsers=len(entra), entraGroups=len(entra.groups.existing()),
-        emplyUsers=emply.users.count(), fullRead=sides.entra.read.full_read,
+        emplyUsers=emply.users.count, fullRead=sides.entra.read.full_read,
         calendarUsers=0)
     parts = (world.parts_of_everything(entra, emply, sides.settings, deps.store.write_unit,
                                        _held(sides.state))
@@ -277,19 +276,19 @@ class _PartsRun:
         last = self.last
         assert last is not None
         sides.emply.index.version = self.version
-        generation = uuid.uuid4().hex
-        await indexes.save(store, generation, sides.entra.index, sides.emply.index)
+        before = (sides.state.index, sides.state.index_delta)
+        saved = await indexes.save(store, sides.entra.index, sides.emply.index, before)
         residual = sync_state.residual_of(
             outcome, last.next_state, run_id=run_id, started=self.recorder_started,
             tenant_id=sides.settings.tenant_id, emply_version=self.version,
             organization=sides.entra.index.head.get("organization") or {},
         ) if self.reusable else None
         await sync_state.save_state(store, sync_state.after_run(
-            sides.entra.index.head, generation=generation, next_state=last.next_state,
-            run_id=run_id, residual=residual))
-        if sides.state.index is not None:
+            sides.entra.index.head, generation=saved[0], delta=saved[1],
+            next_state=last.next_state, run_id=run_id, residual=residual))
+        for generation in indexes.stale(before, saved):
             with contextlib.suppress(Exception):  # a leftover costs storage, not correctness
-                await store.delete_index(sides.state.index)
+                await store.delete_index(generation)
         feed = await change_feed.record(self.deps, run_id, self.changes)
         for error in feed.errors:
             self.recorder.report = self.recorder.report.with_error(error)

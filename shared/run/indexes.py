@@ -15,7 +15,9 @@ Either side without a saved index to compare with changed as a whole (`everythin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,8 +36,8 @@ ALL_KINDS = (*emply_index.OTHER_KINDS, *emply_index.KINDS)
 
 async def load(store: protocols.SyncStateStore, state: sync_state.SyncState
                ) -> tuple[EntraIndex | None, EmplyIndex | None, tuple[dict[str, Any], ...]]:
-    """The indexes the state names (None for a part that is missing or unreadable: that
-    side is then read as a whole, which is always safe)."""
+    """The indexes the state names, whole and with their delta (None for a part that is
+    missing or unreadable: that side is then read as a whole, which is always safe)."""
     generation = state.index
     if generation is None:
         return None, None, ()
@@ -44,17 +46,49 @@ async def load(store: protocols.SyncStateStore, state: sync_state.SyncState
     for part, parse in (("entra", EntraIndex.from_bytes), ("emply", EmplyIndex.from_bytes)):
         try:
             data = await store.load_index(generation, part)
-            found.append(None if data is None else parse(data))
+            index = None if data is None else parse(data)
+            del data
+            if index is not None and state.index_delta is not None:
+                delta = await store.load_index(state.index_delta, part + "delta")
+                if delta is None:
+                    raise ValueError(f"the {part} index's delta is missing")
+                index.apply_delta(delta)
+            found.append(index)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             found.append(None)
             warnings.append(sync_state.unreadable_warning(exc))
     return found[0], found[1], tuple(warnings)
 
 
-async def save(store: protocols.SyncStateStore, generation: str, entra: EntraIndex,
-               emply: EmplyIndex) -> None:
-    await store.save_index(generation, "entra", entra.to_bytes())
-    await store.save_index(generation, "emply", emply.to_bytes())
+REBASE_SHARE = 0.1
+"""A run saves the indexes whole once this share of either changed since they were
+(else only what changed: a run's cost stays with its changes)."""
+
+
+async def save(store: protocols.SyncStateStore, entra: EntraIndex, emply: EmplyIndex,
+               saved: tuple[str | None, str | None]) -> tuple[str, str | None]:
+    """Save the indexes: whole, or what changed since `saved` (generation, delta) holds
+    them whole. Returns the (generation, delta) that now hold them; the caller names them
+    in the state, then deletes the old ones (`stale`)."""
+    base, _delta = saved
+    generation = uuid.uuid4().hex
+    try:
+        if base is None or max(entra.changed_share(), emply.changed_share()) > REBASE_SHARE:
+            await store.save_index(generation, "entra", entra.to_bytes())
+            await store.save_index(generation, "emply", emply.to_bytes())
+            return generation, None
+        await store.save_index(generation, "entradelta", entra.delta_bytes())
+        await store.save_index(generation, "emplydelta", emply.delta_bytes())
+        return base, generation
+    except BaseException:
+        with contextlib.suppress(Exception):  # nothing names it: do not leave it behind
+            await store.delete_index(generation)
+        raise
+
+
+def stale(before: tuple[str | None, str | None], after: tuple[str, str | None]) -> list[str]:
+    """The generations `before` named that `after` does not."""
+    return [g for g in before if g is not None and g not in after]
 
 
 # --- the Emply side ---------------------------------------------------------------
@@ -74,10 +108,8 @@ async def emply_side(store: protocols.EmplyTables, saved: EmplyIndex | None) -> 
     version = await store.current_version()
     if saved is not None and version is not None and saved.version == version:
         return EmplySide(saved)
-    loaded = await store.load_emply(None, sparse=True)
-    index = EmplyIndex.from_entries(
-        loaded.version(), {kind: loaded.ledger.entries(kind) for kind in ALL_KINDS})
-    del loaded
+    building = emply_index.Building()
+    index = building.index(await store.scan(building.take))
     if saved is None:
         return EmplySide(index, everything=True)
     side = EmplySide(index, previous=saved)
@@ -129,7 +161,8 @@ async def entra_side(graph: graph_client.GraphClient, saved: EntraIndex | None,
     """The directory now, with what changed since `saved` (whose head is `head`)."""
     usable = saved if saved is not None and head is not None and saved.head_usable() else None
     if changes is None or not _same(changes.tenant_id, tenant_id):
-        changes = await reader.read_changes(graph, usable.head if usable else None,
+        # The state's head: a run that found nothing changed moved its links on.
+        changes = await reader.read_changes(graph, head if usable else None,
                                             tenant_id=tenant_id)
     if (isinstance(changes, reader.DeltaRound) and usable is not None
             and _same(str(usable.head.get("tenantId", "")), tenant_id)):

@@ -110,9 +110,12 @@ class RecordTable:
     def __init__(self, keys: Keys, index_names: Sequence[str]) -> None:
         self._keys = keys
         self.index_names = tuple(index_names)
-        self._data = b""
+        self._data: bytes | memoryview = b""
         self._offsets: array[int] = array("Q", [0])
         self._changed: dict[int, bytes | None] = {}
+        """Rows changed since the table was last saved whole (what a delta holds)."""
+        self._rebased = True
+        """No whole save holds the rows as they were before `_changed` (a new table)."""
         self._size = 0
         self._decoded: dict[int, Any] = {}
         """Records decoded so far (a run looks at the same few again and again); read-only."""
@@ -131,8 +134,8 @@ class RecordTable:
             return self._changed[row]
         if not 0 <= row < len(self._offsets) - 1:
             return None
-        text = self._data[self._offsets[row]:self._offsets[row + 1]]
-        return text or None
+        start, end = self._offsets[row], self._offsets[row + 1]
+        return bytes(self._data[start:end]) if end > start else None
 
     def get(self, row: int) -> Any | None:
         """The record at `row` (shared: do not change it), None for a free row."""
@@ -146,10 +149,18 @@ class RecordTable:
 
     def settle(self) -> None:
         """Fold the rows changed since the load into the table's one byte string once
-        they are many (each changed row is an object of its own until then)."""
+        they are many (each changed row is an object of its own until then). The table
+        then has no delta to save: its next save is whole (`changed_share` is 1)."""
         if len(self._changed) > max(1000, self._size // 8):
             self._data, self._offsets = self._packed()
             self._changed, self._decoded = {}, {}
+            self._rebased = True
+
+    def changed_share(self) -> float:
+        """How much of the table changed since it was saved whole (1: save it whole)."""
+        if self._rebased or not self._size:
+            return 1.0
+        return len(self._changed) / self._size
 
     def forget(self) -> None:
         """Drop the records decoded so far (a run that moves on to other users)."""
@@ -205,13 +216,39 @@ class RecordTable:
 
     # --- bytes ---------------------------------------------------------------------
 
+    def delta_bytes(self) -> bytes:
+        """The rows changed since the table was saved whole, and its meta: what
+        `apply_delta` folds into that save (a run's changes, not the whole table)."""
+        rows = sorted(self._changed)
+        header = {"format": _FORMAT, "meta": self.meta, "rows": rows,
+                  "sizes": [len(self._changed[r] or b"") for r in rows]}
+        return b"".join([_dumps(header), b"\n", *(self._changed[r] or b"" for r in rows)])
+
+    def apply_delta(self, data: bytes) -> None:
+        """Fold in what `delta_bytes` of this table's later state gave."""
+        line_end = data.find(b"\n")
+        header = json.loads(data[:line_end])
+        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            raise ValueError("not a record table delta of this format")
+        position = line_end + 1
+        for row, size in zip(header["rows"], header["sizes"], strict=True):
+            text = data[position:position + size]
+            position += size
+            if text:
+                self.put(row, json.loads(text))
+            else:
+                self.free(row)
+        self.meta = header.get("meta") or {}
+
     def to_bytes(self) -> bytes:
         """The table as one byte string (`from_bytes` reads it back)."""
         data, offsets = self._packed()
         self._data, self._offsets, self._changed = data, offsets, {}
         self._size = len(offsets) - 1
         self._decoded = {}
-        sections: list[tuple[str, bytes]] = [("rows", data), ("offsets", _le(offsets))]
+        self._rebased = False
+        sections: list[tuple[str, bytes | memoryview]] = [("rows", data),
+                                                          ("offsets", _le(offsets))]
         for name, index in self._indexes.items():
             index.merge()
             sections.append((f"index:{name}", _le(index.entries)))
@@ -219,12 +256,12 @@ class RecordTable:
                   "sections": [[name, len(body)] for name, body in sections]}
         return b"".join([_dumps(header), b"\n", *(body for _name, body in sections)])
 
-    def _packed(self) -> tuple[bytes, array[int]]:
+    def _packed(self) -> tuple[bytes | memoryview, array[int]]:
         """The rows in one byte string: unchanged runs of rows copied as one slice each,
         their offsets shifted by what the changed rows before them added or took."""
         if not self._changed:
             return self._data, self._offsets
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         offsets = array("Q", [0])
         old, data = self._offsets, self._data
         stored = len(old) - 1
@@ -250,12 +287,14 @@ class RecordTable:
         return b"".join(parts), offsets
 
     @classmethod
-    def from_bytes(cls, data: bytes, keys: Keys, index_names: Sequence[str]) -> RecordTable:
+    def from_bytes(cls, data: bytes | memoryview, keys: Keys, index_names: Sequence[str]
+                   ) -> RecordTable:
         """A table `to_bytes` made; ValueError when `data` is not one (or has other
-        indexes)."""
-        line_end = data.find(b"\n")
+        indexes). The rows stay in `data` (not copied): keep it read-only."""
+        view = memoryview(data)
+        line_end = bytes(view[:4096]).find(b"\n")
         try:
-            header = json.loads(data[:line_end]) if line_end > 0 else None
+            header = json.loads(bytes(view[:line_end])) if line_end > 0 else None
         except ValueError:
             header = None
         if not isinstance(header, dict) or header.get("format") != _FORMAT:
@@ -263,16 +302,17 @@ class RecordTable:
         table = cls(keys, index_names)
         table.meta = header.get("meta") or {}
         position = line_end + 1
-        found: dict[str, bytes] = {}
+        found: dict[str, memoryview] = {}
         for name, size in header["sections"]:
-            found[name] = data[position:position + size]
+            found[name] = view[position:position + size]
             position += size
-        if position != len(data) or set(found) != {
+        if position != len(view) or set(found) != {
                 "rows", "offsets", *(f"index:{n}" for n in index_names)}:
             raise ValueError("a record table's sections do not match its header")
         table._data = found["rows"]
         table._offsets = _from_le(found["offsets"])
         table._size = len(table._offsets) - 1
+        table._rebased = False
         for name in index_names:
             table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))
         return table
@@ -334,7 +374,7 @@ def _le(values: array[int]) -> bytes:
     return swapped.tobytes()
 
 
-def _from_le(data: bytes) -> array[int]:
+def _from_le(data: bytes | memoryview) -> array[int]:
     values = array("Q")
     values.frombytes(data)
     if sys.byteorder != "little":

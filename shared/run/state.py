@@ -4,6 +4,7 @@ The run passes these around; dicts exist only at the edges: `load_state` and
 `save_state` are the one place the state blob is read and written. The stored shapes::
 
     state.json.gz   {"format": 4, "mirrorHead": {...}, "index": "<generation>",
+                     "indexDelta": "<generation>" | null,
                      "previousMapping": {group: role | null} | null, "lastRunId": str,
                      "guardWindow": [{"at": time, "count": n}], "heldDigest": str | null,
                      "residual": {"runId", "date", "until", "emplyVersion", "tenantId",
@@ -11,7 +12,9 @@ The run passes these around; dicts exist only at the edges: `load_state` and
                                   "errors", "skips"} | null}
     index-entra-<generation>.bin.z, index-emply-<generation>.bin.z
                     the directory and the Emply side as the sync keeps them
-                    (`shared.run.entra_index`, `shared.run.emply_index`)
+                    (`shared.run.entra_index`, `shared.run.emply_index`), saved whole
+    index-entradelta-<generation>.bin.z, index-emplydelta-<generation>.bin.z
+                    what changed in them since they were saved whole
 
 Invariants:
 
@@ -195,6 +198,8 @@ class SyncState:
     delta links (`shared.graph.reader`)."""
     index: str | None = None
     """The generation of the indexes holding the directory and the Emply copy."""
+    index_delta: str | None = None
+    """The generation of what changed in them since (None: nothing)."""
     previous_mapping: Mapping[str, str | None] | None = None
     """Group → role mapping of the last run that synced roles (R11 step 2)."""
     recent_deactivations: tuple[tuple[dt.datetime, int], ...] = ()
@@ -212,6 +217,7 @@ class SyncState:
             "format": FORMAT,
             "mirrorHead": None if self.mirror_head is None else dict(self.mirror_head),
             "index": self.index,
+            "indexDelta": self.index_delta,
             "previousMapping": (None if self.previous_mapping is None
                                 else dict(self.previous_mapping)),
             "lastRunId": self.last_run_id,
@@ -236,6 +242,7 @@ class SyncState:
         return cls(
             mirror_head=head if isinstance(head, dict) else None,
             index=generation if isinstance(generation, str) else None,
+            index_delta=delta if isinstance(delta := value.get("indexDelta"), str) else None,
             previous_mapping=_mapping(value.get("previousMapping")),
             recent_deactivations=_window(value.get("guardWindow")),
             held_digest=digest if isinstance(digest, str) else None,
@@ -289,12 +296,13 @@ def _mapping(value: Any) -> dict[str, str | None] | None:
 
 
 def after_run(head: Mapping[str, Any], *, generation: str, next_state: model.SyncState,
-              run_id: str, residual: Residual | None) -> SyncState:
+              run_id: str, residual: Residual | None, delta: str | None = None) -> SyncState:
     """The state a run that applied a plan leaves: the directory's head (version,
     tenant, organization, delta links) and the indexes' generation."""
     return SyncState(
         mirror_head={k: v for k, v in head.items() if k not in ("users", "groups")},
         index=generation,
+        index_delta=delta,
         previous_mapping=next_state.previous_mapping,
         recent_deactivations=next_state.recent_deactivations,
         held_digest=next_state.held_digest,

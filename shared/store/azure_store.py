@@ -169,6 +169,10 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         return await self.emply_tables.current_version()
 
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        return await self.emply_tables.scan(take)
+
     def write_unit(self, kind: str, entity_id: str) -> str:
         return self.emply_tables.write_unit(kind, entity_id)
 

@@ -205,6 +205,22 @@ class AzureEmplyTables:
         value = marker.get("value") if marker else None
         return str(value) if value else None
 
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        """`protocols.EmplyTables.scan`: one range query per kind, a page at a time."""
+        await self._ensure()
+        marker = await self._read_marker()
+        value = marker.get("value") if marker else None
+        for kind, kc in CODECS.items():
+            heavy = codec.HEAVY_FIELDS.get(kind, frozenset())
+            async for page in wire.query(self.emply, kc.filter):
+                for row in page:
+                    item = kc.from_row(row, sparse=kind in codec.BUCKETED)
+                    for name in heavy:
+                        item.pop(name, None)
+                    take(kind, row[wire.ETAG], item)
+        return str(value) if value else None
+
     def write_unit(self, kind: str, entity_id: str) -> str:
         """`protocols.EmplyTables.write_unit`: the entity's partition."""
         kc = CODECS[kind]

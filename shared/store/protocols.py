@@ -184,6 +184,14 @@ class EmplyTables(Protocol):
     async def current_version(self) -> str | None:
         """The version marker's value now (None when there is none)."""
 
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        """Every entity of the Emply side, a page at a time: `take(kind, ETag, compact
+        entity)` (a user without `lastChange` and `history`), for a caller that keeps its
+        own copy (the whole side is never held at once). Returns the version marker's
+        value read before (None when there is none): the copy is the Emply side while
+        the marker has that value."""
+
     def write_unit(self, kind: str, entity_id: str) -> str:
         """The unit entities are written in (entities of one unit go in one transaction,
         up to its size): a caller that writes in parts keeps a unit's entities in one."""

@@ -20,7 +20,8 @@ from shared.store import blobs, chunked_json, codec
 from shared.store.tally import Ensure
 
 _STATE_BLOB = "state.json.gz"
-INDEX_PARTS = ("entra", "emply")
+INDEX_PARTS = ("entra", "emply", "entradelta", "emplydelta")
+"""The indexes saved whole, and what changed since (a run writes only that)."""
 
 
 class AzureSyncState:

@@ -181,7 +181,16 @@ async def test_a_lost_lease_stops_the_run_before_it_applies(
         await asyncio.sleep(0.1)  # the heartbeat renews (and fails) meanwhile
         return await real_load(*args, **kwargs)
 
+    real_scan = store.scan
+
+    async def slow_scan(*args: Any, **kwargs: Any) -> str | None:
+        import asyncio
+
+        await asyncio.sleep(0.1)  # the same, for a run that reads into its index
+        return await real_scan(*args, **kwargs)
+
     monkeypatch.setattr(store, "load_emply", slow_load)
+    monkeypatch.setattr(store, "scan", slow_scan)
     report = await _run(store, graph)
     assert report["status"] == "failed"
     assert [e["reason"] for e in report["errors"]] == ["lease_lost"]

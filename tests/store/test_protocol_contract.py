@@ -228,6 +228,26 @@ async def test_own_writes_keep_the_copy_current_another_writer_spoils_it(
     assert served.cache() is None and served.version() is None
 
 
+async def test_scan_gives_every_entity_compact_with_its_etag(store: SyncStore) -> None:
+    """`scan`: the whole Emply side a page at a time, as `Ledger.entries` gives it, with
+    the marker it is current at."""
+    await store.import_document(_doc())
+    seen: list[tuple[str, str | None, dict[str, Any]]] = []
+    version = await store.scan(lambda kind, etag, item: seen.append((kind, etag, item)))
+    assert version == await store.current_version() is not None
+    loaded = await store.load_emply()
+
+    def present(entries: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """Entries by id, absent fields and fields of no value alike."""
+        return sorted(((etag, {k: v for k, v in item.items() if v is not None})
+                       for etag, item in entries), key=lambda e: str(e[1].get("id")))
+
+    for kind in ("settings", "roles", "users", "employees"):
+        mine = [(etag, item) for k, etag, item in seen if k == kind]
+        assert present(mine) == present(loaded.ledger.entries(kind)), kind
+    assert all("history" not in item and "lastChange" not in item for _k, _e, item in seen)
+
+
 async def test_a_copy_of_some_entities_is_a_load_while_the_marker_stands(
         store: SyncStore) -> None:
     """`Ledger.entries` gives what a caller keeps of the Emply side (ETag, entity without

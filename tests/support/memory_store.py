@@ -342,6 +342,13 @@ class MemoryEmplyTables:
     async def current_version(self) -> str | None:
         return self.version
 
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        for kind in _KINDS:
+            for _key, (item, etag) in sorted(self.rows[kind].items()):
+                take(kind, etag, _light(kind, copy.deepcopy(item)))
+        return self.version
+
     def write_unit(self, kind: str, entity_id: str) -> str:
         kc = codec.CODECS[kind]
         return kc.pk(kc.row_key({"id": entity_id}))

@@ -91,3 +91,34 @@ def test_indexes_always_describe_the_rows(steps: list[tuple[str, int, list[str]]
         for mail in ("m1", "m2", "m3"):
             want = sorted(r for r, rec in model.items() if mail in rec["mail"])
             assert sorted(r for r in table.find("mail", mail)) == want
+
+
+def test_a_delta_is_what_changed_since_the_table_was_saved_whole() -> None:
+    table = RecordTable.build([{"id": f"u{i}", "mail": [f"m{i}"]} for i in range(50)],
+                              keys, NAMES)
+    assert table.changed_share() == 1.0  # never saved whole: its next save is whole
+    whole = table.to_bytes()
+    assert table.changed_share() == 0.0
+    table.put(table.find("id", "u3")[0], {"id": "u3", "mail": ["new"]})
+    table.free(table.find("id", "u4")[0])
+    table.put(None, {"id": "u50", "mail": ["m50"]})
+    table.meta = {"note": "after"}
+    assert 0 < table.changed_share() < 0.1
+    delta = table.delta_bytes()
+    assert len(delta) < len(whole) / 10
+    again = RecordTable.from_bytes(whole, keys, NAMES)
+    again.apply_delta(delta)
+    assert list(again.records()) == list(table.records()) and again.meta == {"note": "after"}
+    assert [r["id"] for r in found(again, "mail", "new")] == ["u3"]
+    assert found(again, "id", "u4") == [] and found(again, "mail", "m3") == []
+
+
+
+def test_many_changes_folded_in_mean_the_next_save_is_whole() -> None:
+    table = RecordTable.build([{"id": f"u{i}"} for i in range(4000)], keys, NAMES)
+    table.to_bytes()
+    for row in range(1100):
+        table.put(row, {"id": f"u{row}", "mail": ["x"]})
+    table.settle()  # more than an eighth changed: folded into the table's bytes
+    assert table.changed_share() == 1.0
+    assert [r["id"] for r in found(table, "mail", "x")][:2] == ["u0", "u1"]

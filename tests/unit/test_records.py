@@ -34,7 +34,7 @@ OLD_STATE = {"mirrorHead": HEAD, "index": "0" * 32,
 
 
 # What the old state is written back as: its fields, and R7's (empty) window and digests.
-WRITTEN_AGAIN = {**OLD_STATE, "guardWindow": [], "heldDigest": None,
+WRITTEN_AGAIN = {**OLD_STATE, "indexDelta": None, "guardWindow": [], "heldDigest": None,
                  "residual": {**OLD_STATE["residual"], "heldDigest": None, "until": None}}
 
 

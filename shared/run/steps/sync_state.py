@@ -22,7 +22,6 @@ changed saves its indexes itself (`shared.run.indexed`).
 from __future__ import annotations
 
 import contextlib
-import uuid
 
 from shared.reconcile import model
 from shared.run import indexes
@@ -39,24 +38,19 @@ class SyncStateStep(base.Step):
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         store, loaded, plan = run.deps.store, run.loaded, applied.plan
         mirror = run.directory.mirror
-        previous, old_generation = run.previous_mirror, run.state.index
+        previous = run.previous_mirror
+        before = (run.state.index, run.state.index_delta)
         same = (
-            previous is not None and old_generation is not None
+            previous is not None and before[0] is not None and before[1] is None
             and loaded.served_from_cache and not applied.wrote
             and all(mirror[k] is previous.get(k) for k in ("users", "groups"))
         )
-        generation = old_generation if same and old_generation else uuid.uuid4().hex
+        saved: tuple[str, str | None] = (before[0], None) if same and before[0] else ("", None)
         if not same:
-            try:
-                entra = EntraIndex.from_mirror(mirror)
-                emply = EmplyIndex.from_entries(
-                    loaded.version(),
-                    {k: loaded.ledger.entries(k) for k in indexes.ALL_KINDS})
-                await indexes.save(store, generation, entra, emply)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await store.delete_index(generation)
-                raise
+            entra = EntraIndex.from_mirror(mirror)
+            emply = EmplyIndex.from_entries(
+                loaded.version(), {k: loaded.ledger.entries(k) for k in indexes.ALL_KINDS})
+            saved = await indexes.save(store, entra, emply, (None, None))  # whole
         reusable = (applied.reusable and not applied.conflicts
                     and not any(c.kind in model.ENTRA_KINDS for c in plan.changes))
         residual = sync_state.residual(
@@ -64,11 +58,11 @@ class SyncStateStep(base.Step):
             emply_version=loaded.version(), organization=mirror["organization"],
         ) if reusable else None
         await sync_state.save_state(store, sync_state.after_run(
-            mirror, generation=generation, next_state=plan.next_state, run_id=run.run_id,
+            mirror, generation=saved[0], next_state=plan.next_state, run_id=run.run_id,
             residual=residual))
-        if not same and old_generation is not None:
+        for generation in indexes.stale(before, saved):
             with contextlib.suppress(Exception):
-                await store.delete_index(old_generation)
+                await store.delete_index(generation)
         return base.StepOutcome(self.name, progress={"indexKept": same,
                                                      "residualKept": residual is not None})
 
