@@ -98,8 +98,10 @@ class _Kind:
 
     def entry(self, row: int) -> Entry | None:
         record = self.table.get(row)
-        if record is None:
-            return None
+        return None if record is None else self.decode(record)
+
+    def decode(self, record: Sequence[Any]) -> Entry:
+        """(ETag, entity) of a record of this table."""
         values = self.values
         item = {}
         for field, coded, value in zip(self.fields, self.coded, record[1:], strict=False):

@@ -114,7 +114,7 @@ UnitOf = Callable[[str, str], str]
 
 
 def parts_of_everything(entra: EntraIndex, emply: EmplyIndex, settings: model.Settings,
-                        unit_of: UnitOf, held: Iterable[str] = (), size: int = PART_SIZE
+                        unit_of: UnitOf, held: Iterable[str] = (), size: int | None = None
                         ) -> Iterator[touched.Touched]:
     """Every entity, in parts closed under R3's keys; the users R7 may deactivate (and
     `held`: those the last run held) come in the last part. The other parts hold whole
@@ -124,6 +124,7 @@ def parts_of_everything(entra: EntraIndex, emply: EmplyIndex, settings: model.Se
     Memory: one number per entity and one per key (entities are rows of the indexes;
     keys are 40-bit hashes, sorted, so equal keys are neighbours): a few MB at 100,000
     users, where sets of key texts took a hundred."""
+    size = size or PART_SIZE
     nodes = _Nodes(entra, emply)
     if len(nodes) <= size:  # one part: the whole world
         yield nodes.touched(range(len(nodes)))
@@ -200,8 +201,7 @@ class _Nodes:
             for row in range(len(holder.table)):
                 raw = holder.table.raw(row)
                 if raw is not None:
-                    yield first + row, kind, dict(zip(holder.fields, json.loads(raw)[1:],
-                                                      strict=False))
+                    yield first + row, kind, holder.decode(json.loads(raw))[1]
 
     def parts(self, size: int) -> Iterator[touched.Touched]:
         """Components grouped by the write units their users are in (a component with
