@@ -30,6 +30,7 @@ from typing import Any
 
 from shared.emply import document as emply_doc
 from shared.reconcile import model
+from shared.run import records
 from shared.run.records import Builder, RecordTable
 
 Entry = tuple[str | None, dict[str, Any]]
@@ -282,7 +283,7 @@ class EmplyIndex:
     def from_bytes(cls, data: bytes | memoryview) -> EmplyIndex:
         """ValueError when `data` is not an index of this format."""
         view = memoryview(data)
-        end = bytes(view[:1 << 20]).find(b"\n")
+        end = records.first_line_end(view)
         try:
             header = json.loads(bytes(view[:end])) if end > 0 else None
         except ValueError:
@@ -367,7 +368,7 @@ def _other_key(kind: str, item: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _saved_meta(body: memoryview) -> tuple[tuple[str, ...], list[Any]]:
-    end = bytes(body[:1 << 20]).find(b"\n")
+    end = records.first_line_end(body)
     header = json.loads(bytes(body[:end])) if end > 0 else {}
     meta = header.get("meta") or {}
     fields, values = meta.get("fields"), meta.get("values")

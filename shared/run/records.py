@@ -292,7 +292,7 @@ class RecordTable:
         """A table `to_bytes` made; ValueError when `data` is not one (or has other
         indexes). The rows stay in `data` (not copied): keep it read-only."""
         view = memoryview(data)
-        line_end = bytes(view[:4096]).find(b"\n")
+        line_end = first_line_end(view)
         try:
             header = json.loads(bytes(view[:line_end])) if line_end > 0 else None
         except ValueError:
@@ -372,6 +372,16 @@ def _le(values: array[int]) -> bytes:
     swapped = array(values.typecode, values)
     swapped.byteswap()
     return swapped.tobytes()
+
+
+def first_line_end(view: memoryview) -> int:
+    """Where the first line of `view` ends (-1: none), without copying all of it."""
+    window = 4096
+    while True:
+        found = bytes(view[:window]).find(b"\n")
+        if found >= 0 or window >= len(view):
+            return found
+        window *= 16
 
 
 def _from_le(data: bytes | memoryview) -> array[int]:

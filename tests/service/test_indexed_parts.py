@@ -94,5 +94,6 @@ async def test_parts_plan_what_one_plan_does(sim: RunningSimulator,
     sim.put_tenant(changed)
     again = [await _run(store, sim) for store in (whole, parted)]
     assert _what(again[0]) == _what(again[1]) and again[0]["changes"]
+    assert not [e for r in again for e in r["errors"] if e["reason"] == "sync_state_unreadable"]
     assert _side(await parted.export_document()) == _side(await whole.export_document())
     assert copy.deepcopy(again[1]["skips"]) == again[0]["skips"]

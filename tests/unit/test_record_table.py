@@ -50,6 +50,13 @@ def test_find_put_free_and_bytes() -> None:
     assert [r["id"] for r in found(again, "mail", "new@x")] == ["b"]
 
 
+def test_a_long_header_reads_back() -> None:
+    table = RecordTable.build([{"id": "a"}], keys, NAMES)
+    table.meta = {"values": ["x" * 100] * 1000}  # a header line of 100 KB
+    again = RecordTable.from_bytes(table.to_bytes(), keys, NAMES)
+    assert again.meta == table.meta and found(again, "id", "a") == [{"id": "a"}]
+
+
 def test_not_a_table_is_refused() -> None:
     with pytest.raises(ValueError):
         RecordTable.from_bytes(b'{"format": 99}\n', keys, NAMES)
