@@ -139,10 +139,10 @@ class _Kind:
         found = self.find("id", entity_id)
         return found[0] if found else None
 
-    def to_bytes(self) -> bytes:
+    def pieces(self) -> list[bytes | memoryview]:
         self.table.meta = {"fields": list(self.fields), "values": self.values,
                            "count": self.count}
-        return self.table.to_bytes()
+        return self.table.pieces()
 
 
 def _text(value: Any) -> str:
@@ -234,11 +234,15 @@ class EmplyIndex:
         return building.index(version)
 
     def to_bytes(self) -> bytes:
-        """One blob: a small header line, then each kind's table."""
-        bodies = {kind: self.kinds[kind].to_bytes() for kind in KINDS}
-        header = {**self._header(), "sizes": {k: len(b) for k, b in bodies.items()}}
+        return b"".join(self.pieces())
+
+    def pieces(self) -> list[bytes | memoryview]:
+        """One blob, in pieces: a small header line, then each kind's table."""
+        bodies = {kind: self.kinds[kind].pieces() for kind in KINDS}
+        header = {**self._header(),
+                  "sizes": {k: sum(len(p) for p in b) for k, b in bodies.items()}}
         text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
-        return b"".join([text, b"\n", *(bodies[k] for k in KINDS)])
+        return [text + b"\n", *(p for k in KINDS for p in bodies[k])]
 
     def _header(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": self.version, "other": self.other,

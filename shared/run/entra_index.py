@@ -275,8 +275,11 @@ class EntraIndex:
                 "allKept": self.all_kept}
 
     def to_bytes(self) -> bytes:
+        return b"".join(self.pieces())
+
+    def pieces(self) -> list[bytes | memoryview]:
         self.table.meta = self._meta()
-        return self.table.to_bytes()
+        return self.table.pieces()
 
     def changed_share(self) -> float:
         return self.table.changed_share()

@@ -74,11 +74,11 @@ async def save(store: protocols.SyncStateStore, entra: EntraIndex, emply: EmplyI
     generation = uuid.uuid4().hex
     try:
         if base is None or max(entra.changed_share(), emply.changed_share()) > REBASE_SHARE:
-            await store.save_index(generation, "entra", entra.to_bytes())
-            await store.save_index(generation, "emply", emply.to_bytes())
+            await store.save_index(generation, "entra", entra.pieces())
+            await store.save_index(generation, "emply", emply.pieces())
             return generation, None
-        await store.save_index(generation, "entradelta", entra.delta_bytes())
-        await store.save_index(generation, "emplydelta", emply.delta_bytes())
+        await store.save_index(generation, "entradelta", [entra.delta_bytes()])
+        await store.save_index(generation, "emplydelta", [emply.delta_bytes()])
         return base, generation
     except BaseException:
         with contextlib.suppress(Exception):  # nothing names it: do not leave it behind

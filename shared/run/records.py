@@ -242,6 +242,11 @@ class RecordTable:
 
     def to_bytes(self) -> bytes:
         """The table as one byte string (`from_bytes` reads it back)."""
+        return b"".join(self.pieces())
+
+    def pieces(self) -> list[bytes | memoryview]:
+        """`to_bytes` in pieces, not joined (a 100,000-user table is tens of MB: its
+        writer compresses the pieces one after the other)."""
         data, offsets = self._packed()
         self._data, self._offsets, self._changed = data, offsets, {}
         self._size = len(offsets) - 1
@@ -254,7 +259,7 @@ class RecordTable:
             sections.append((f"index:{name}", _le(index.entries)))
         header = {"format": _FORMAT, "meta": self.meta,
                   "sections": [[name, len(body)] for name, body in sections]}
-        return b"".join([_dumps(header), b"\n", *(body for _name, body in sections)])
+        return [_dumps(header) + b"\n", *(body for _name, body in sections)]
 
     def _packed(self) -> tuple[bytes | memoryview, array[int]]:
         """The rows in one byte string: unchanged runs of rows copied as one slice each,

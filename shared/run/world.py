@@ -24,7 +24,7 @@ from shared.run import groups as group_graph
 from shared.run.emply_index import EmplyIndex
 from shared.run.entra_index import EntraIndex
 
-PART_SIZE = 20_000
+PART_SIZE = 10_000
 """Entities (Entra users, Emply users, employees) a part holds at most, but for one
 part whose keys tie more together."""
 

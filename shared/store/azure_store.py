@@ -248,7 +248,8 @@ class EmplyStore:
     async def load_index(self, generation: str, part: str) -> bytes | None:
         return await self.sync_state.load_index(generation, part)
 
-    async def save_index(self, generation: str, part: str, data: bytes) -> None:
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | memoryview]) -> None:
         await self.sync_state.save_index(generation, part, data)
 
     async def delete_index(self, generation: str) -> None:

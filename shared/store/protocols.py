@@ -136,9 +136,10 @@ class SyncStateStore(Protocol):
     async def load_index(self, generation: str, part: str) -> bytes | None:
         """The index `part` ("entra", "emply") saved as `generation`, or None."""
 
-    async def save_index(self, generation: str, part: str, data: bytes) -> None:
-        """Write an index part of `generation` (its own blob: the current one is never
-        overwritten by a run that then fails)."""
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | memoryview]) -> None:
+        """Write an index part of `generation`: the pieces, one after the other (its own
+        blob: the current one is never overwritten by a run that then fails)."""
 
     async def delete_index(self, generation: str) -> None:
         """Remove the index parts of `generation` (missing ones are fine)."""

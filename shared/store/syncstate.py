@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -97,12 +97,14 @@ class AzureSyncState:
 
         return await blobs.in_codec_thread(decompress)
 
-    async def save_index(self, generation: str, part: str, data: bytes) -> None:
-        """Write an index part (compressed, the fastest level, off the event loop)."""
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | memoryview]) -> None:
+        """Write an index part: its pieces compressed one after the other (the fastest
+        level) into blocks uploaded as they fill, so the whole is never held twice."""
         await self._ensure()
-        packed = await blobs.in_codec_thread(lambda: zlib.compress(data, 1))
-        await self._container.upload_blob(index_blob(part, generation), packed,
-                                          overwrite=True)
+        name = index_blob(part, generation)  # refuses a bad part or generation first
+        await blobs.upload_blocks(self._container.get_blob_client(name),
+                                  _compressed_blocks(data))
 
     async def delete_index(self, generation: str) -> None:
         await self._ensure()
@@ -121,3 +123,20 @@ def index_blob(part: str, generation: str) -> str:
     if part not in INDEX_PARTS or not codec.GENERATION.fullmatch(generation):
         raise ValueError(f"no index part {part!r} of generation {generation!r}")
     return f"index-{part}-{generation}.bin.z"
+
+
+def _compressed_blocks(pieces: Sequence[bytes | memoryview]) -> Iterator[bytes]:
+    """zlib of the pieces, in blocks of about `blobs.BLOCK_BYTES`."""
+    compressor = zlib.compressobj(1)
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        for start in range(0, len(piece), blobs.BLOCK_BYTES):
+            out = compressor.compress(piece[start:start + blobs.BLOCK_BYTES])
+            pending.append(out)
+            size += len(out)
+            if size >= blobs.BLOCK_BYTES:
+                yield b"".join(pending)
+                pending, size = [], 0
+    pending.append(compressor.flush())
+    yield b"".join(pending)

@@ -162,13 +162,14 @@ async def test_sync_state_and_index_parts(store: SyncStore) -> None:
                                              "ünï": "✓"}
     generation = "0123456789abcdef0123456789abcdef"
     assert await store.load_index(generation, "entra") is None
-    await store.save_index(generation, "entra", b"\x00entra" * 1000)
-    await store.save_index(generation, "emply", b"")
+    await store.save_index(generation, "entra",
+                           [b"\x00entra" * 600, memoryview(b"\x00entra" * 400)])
+    await store.save_index(generation, "emply", [])
     assert await store.load_index(generation, "entra") == b"\x00entra" * 1000
     assert await store.load_index(generation, "emply") == b""
     assert await store.load_index("f" * 32, "entra") is None
     with pytest.raises(ValueError):
-        await store.save_index("not-a-generation", "entra", b"")
+        await store.save_index("not-a-generation", "entra", [])
     with pytest.raises(ValueError):
         await store.load_index(generation, "other")
     await store.delete_index(generation)

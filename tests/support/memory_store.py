@@ -173,8 +173,9 @@ class MemorySyncState:
     async def load_index(self, generation: str, part: str) -> bytes | None:
         return self.indexes.get(index_blob(part, generation))
 
-    async def save_index(self, generation: str, part: str, data: bytes) -> None:
-        self.indexes[index_blob(part, generation)] = bytes(data)
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | memoryview]) -> None:
+        self.indexes[index_blob(part, generation)] = b"".join(data)
 
     async def delete_index(self, generation: str) -> None:
         for part in INDEX_PARTS:
