@@ -139,7 +139,7 @@ class _Kind:
         found = self.find("id", entity_id)
         return found[0] if found else None
 
-    def pieces(self) -> list[bytes | memoryview]:
+    def pieces(self) -> list[records.Piece]:
         self.table.meta = {"fields": list(self.fields), "values": self.values,
                            "count": self.count}
         return self.table.pieces()
@@ -236,7 +236,7 @@ class EmplyIndex:
     def to_bytes(self) -> bytes:
         return b"".join(self.pieces())
 
-    def pieces(self) -> list[bytes | memoryview]:
+    def pieces(self) -> list[records.Piece]:
         """One blob, in pieces: a small header line, then each kind's table."""
         bodies = {kind: self.kinds[kind].pieces() for kind in KINDS}
         header = {**self._header(),

@@ -35,6 +35,7 @@ from typing import Any
 from shared.graph import delta, mirror
 from shared.reconcile import convert, model
 from shared.run import groups as group_graph
+from shared.run import records
 from shared.run.records import Builder, RecordTable
 
 FIELDS = delta.USER_FIELDS
@@ -277,7 +278,7 @@ class EntraIndex:
     def to_bytes(self) -> bytes:
         return b"".join(self.pieces())
 
-    def pieces(self) -> list[bytes | memoryview]:
+    def pieces(self) -> list[records.Piece]:
         self.table.meta = self._meta()
         return self.table.pieces()
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 Keys = Callable[[Any], Mapping[str, Iterable[str]]]
+Piece = bytes | bytearray | memoryview
+"""Bytes as a table holds and saves them (no copy made to make them `bytes`)."""
 """A record -> {index name: its key texts in that index}."""
 
 ROW_BITS = 24
@@ -110,7 +112,7 @@ class RecordTable:
     def __init__(self, keys: Keys, index_names: Sequence[str]) -> None:
         self._keys = keys
         self.index_names = tuple(index_names)
-        self._data: bytes | memoryview = b""
+        self._data: Piece = b""
         self._offsets: array[int] = array("Q", [0])
         self._changed: dict[int, bytes | None] = {}
         """Rows changed since the table was last saved whole (what a delta holds)."""
@@ -244,7 +246,7 @@ class RecordTable:
         """The table as one byte string (`from_bytes` reads it back)."""
         return b"".join(self.pieces())
 
-    def pieces(self) -> list[bytes | memoryview]:
+    def pieces(self) -> list[Piece]:
         """`to_bytes` in pieces, not joined (a 100,000-user table is tens of MB: its
         writer compresses the pieces one after the other)."""
         data, offsets = self._packed()
@@ -252,8 +254,8 @@ class RecordTable:
         self._size = len(offsets) - 1
         self._decoded = {}
         self._rebased = False
-        sections: list[tuple[str, bytes | memoryview]] = [("rows", data),
-                                                          ("offsets", _le(offsets))]
+        sections: list[tuple[str, Piece]] = [
+            ("rows", data), ("offsets", _le(offsets))]
         for name, index in self._indexes.items():
             index.merge()
             sections.append((f"index:{name}", _le(index.entries)))
@@ -261,12 +263,12 @@ class RecordTable:
                   "sections": [[name, len(body)] for name, body in sections]}
         return [_dumps(header) + b"\n", *(body for _name, body in sections)]
 
-    def _packed(self) -> tuple[bytes | memoryview, array[int]]:
+    def _packed(self) -> tuple[Piece, array[int]]:
         """The rows in one byte string: unchanged runs of rows copied as one slice each,
         their offsets shifted by what the changed rows before them added or took."""
         if not self._changed:
             return self._data, self._offsets
-        parts: list[bytes | memoryview] = []
+        parts: list[Piece] = []
         offsets = array("Q", [0])
         old, data = self._offsets, self._data
         stored = len(old) - 1
@@ -333,39 +335,38 @@ class RecordTable:
 
 
 class Builder:
-    """A new `RecordTable`, a record at a time (a full read adds them page by page)."""
+    """A new `RecordTable`, a record at a time (a full read adds them page by page).
+
+    The records go straight into one growing byte string and the index entries into
+    arrays: 100,000 records are a few objects, not 500,000."""
 
     def __init__(self, keys: Keys, index_names: Sequence[str]) -> None:
         self._keys = keys
         self._names = tuple(index_names)
-        self._parts: list[bytes] = []
+        self._data = bytearray()
         self._offsets = array("Q", [0])
-        self._position = 0
-        self._pending: dict[str, list[int]] = {name: [] for name in self._names}
+        self._pending: dict[str, array[int]] = {name: array("Q") for name in self._names}
 
     def __len__(self) -> int:
-        return len(self._parts)
+        return len(self._offsets) - 1
 
     def add(self, record: Any) -> int:
-        row = len(self._parts)
+        row = len(self._offsets) - 1
         if row >= MAX_ROWS:
             raise OverflowError(f"a record table holds at most {MAX_ROWS} rows")
-        text = _dumps(record)
-        self._parts.append(text)
-        self._position += len(text)
-        self._offsets.append(self._position)
+        self._data += _dumps(record)
+        self._offsets.append(len(self._data))
         for name, found in self._keys(record).items():
             self._pending[name].extend({key_hash(k) << ROW_BITS | row for k in found})
         return row
 
     def table(self) -> RecordTable:
         table = RecordTable(self._keys, self._names)
-        table._data, table._offsets = b"".join(self._parts), self._offsets
+        table._data, table._offsets = self._data, self._offsets
         table._size = len(self._offsets) - 1
-        self._parts = []
+        self._data = bytearray()
         for name, entries in self._pending.items():
-            entries.sort()
-            table._indexes[name] = _Index(array("Q", entries))
+            table._indexes[name] = _Index(array("Q", sorted(entries)))
         self._pending = {}
         return table
 

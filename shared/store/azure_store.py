@@ -249,7 +249,7 @@ class EmplyStore:
         return await self.sync_state.load_index(generation, part)
 
     async def save_index(self, generation: str, part: str,
-                         data: Sequence[bytes | memoryview]) -> None:
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
         await self.sync_state.save_index(generation, part, data)
 
     async def delete_index(self, generation: str) -> None:

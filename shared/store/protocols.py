@@ -137,7 +137,7 @@ class SyncStateStore(Protocol):
         """The index `part` ("entra", "emply") saved as `generation`, or None."""
 
     async def save_index(self, generation: str, part: str,
-                         data: Sequence[bytes | memoryview]) -> None:
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
         """Write an index part of `generation`: the pieces, one after the other (its own
         blob: the current one is never overwritten by a run that then fails)."""
 

@@ -98,7 +98,7 @@ class AzureSyncState:
         return await blobs.in_codec_thread(decompress)
 
     async def save_index(self, generation: str, part: str,
-                         data: Sequence[bytes | memoryview]) -> None:
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
         """Write an index part: its pieces compressed one after the other (the fastest
         level) into blocks uploaded as they fill, so the whole is never held twice."""
         await self._ensure()
@@ -125,7 +125,7 @@ def index_blob(part: str, generation: str) -> str:
     return f"index-{part}-{generation}.bin.z"
 
 
-def _compressed_blocks(pieces: Sequence[bytes | memoryview]) -> Iterator[bytes]:
+def _compressed_blocks(pieces: Sequence[bytes | bytearray | memoryview]) -> Iterator[bytes]:
     """zlib of the pieces, in blocks of about `blobs.BLOCK_BYTES`."""
     compressor = zlib.compressobj(1)
     pending: list[bytes] = []

@@ -174,7 +174,7 @@ class MemorySyncState:
         return self.indexes.get(index_blob(part, generation))
 
     async def save_index(self, generation: str, part: str,
-                         data: Sequence[bytes | memoryview]) -> None:
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
         self.indexes[index_blob(part, generation)] = b"".join(data)
 
     async def delete_index(self, generation: str) -> None:
