@@ -1,5 +1,8 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# `make test` runs `lint` first: ruff, mypy --strict, and the import-linter layers (pyproject.toml).
+# `make test` runs `lint` first: ruff, mypy --strict, and the import-linter layers (pyproject.toml),
+# then every test, spread over TEST_WORKERS processes (pytest-xdist; tests/conftest.py).
+# `make check` is the edit loop: `lint` and the tests not marked `integration` (no Azurite,
+# no child process), over two workers.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +10,13 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup demo test check lint typecheck clean
+
+# Worker processes for `make test`: more than the cores, as many tests wait on Azurite,
+# the simulator's latency or a child process. Bytecode is cached (the tree ignores it) so
+# that each worker and each child process does not compile the code again.
+TEST_WORKERS ?= 4
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
 setup: $(STAMP) node_modules/.installed $(CHECKOV_STAMP)
 
@@ -31,7 +40,10 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST) -q -n $(TEST_WORKERS)
+
+check: setup lint
+	$(PYTEST) -q -m "not integration" -n 2
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache

@@ -1,4 +1,5 @@
-"""One sync in a fresh process (clean peak RSS): ``python -m bench.child STORAGE GRAPH_URL``.
+"""One sync in a fresh process (clean peak RSS): ``python -m bench.child STORAGE GRAPH_URL``
+(``... GRAPH_URL KEY [dry]``: one user now, `shared.run.on_demand`, for KEY).
 
 Prints one JSON line: wall and CPU seconds of `run_sync`, the process's peak
 RSS, the store's write counters and the report's summary. With BENCH_PROFILE=DIR
@@ -17,13 +18,17 @@ import time
 from typing import Any
 
 from shared.app import boundary
-from shared.run import pipeline
+from shared.run import on_demand, pipeline
 
 
-async def _run(storage: str, graph_url: str) -> dict[str, Any]:
+async def _run(storage: str, graph_url: str, key: str | None = None,
+               dry_run: bool = False) -> dict[str, Any]:
     async with boundary.open_deps(storage=storage, graph_url=graph_url, environ={}) as deps:
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        report = await pipeline.run_sync(deps, trigger="bench")
+        if key is None:
+            report = await pipeline.run_sync(deps, trigger="bench")
+        else:
+            report = await on_demand.sync_user(deps, key, dry_run=dry_run)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         stats = dict(deps.store.stats)
         by_partition = {pk: {"batches": b, "entities": n}
@@ -41,6 +46,7 @@ async def _run(storage: str, graph_url: str) -> dict[str, Any]:
         "held": len(report.get("held", [])),
         "entraRead": report.get("entraRead"),
         "durationMs": report.get("durationMs"),
+        **({"outcome": report["user"]["outcome"]} if "user" in report else {}),
     }
 
 
@@ -58,13 +64,15 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     storage, graph_url = sys.argv[1], sys.argv[2]
+    key = sys.argv[3] if len(sys.argv) > 3 else None
+    run = _run(storage, graph_url, key, dry_run=sys.argv[4:5] == ["dry"])
     profile_dir = os.environ.get("BENCH_PROFILE")
     if profile_dir:  # where a run's CPU goes: one cProfile file per child, by start time
         profiler = cProfile.Profile()
-        result = profiler.runcall(asyncio.run, _run(storage, graph_url))
+        result = profiler.runcall(asyncio.run, run)
         profiler.dump_stats(os.path.join(profile_dir, f"run-{time.time():.0f}.prof"))
     else:
-        result = asyncio.run(_run(storage, graph_url))
+        result = asyncio.run(run)
     result["peakRssMb"] = peak_rss_mb()
     print(json.dumps(result))
 

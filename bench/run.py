@@ -119,9 +119,12 @@ def minimum_requests(full: bool, users: int, groups: int) -> dict[str, int]:
     return {"/organization": 1, "/users/delta": pages(users), "/groups/delta": pages(groups)}
 
 
-def sync_in_child(storage: str, graph_url: str) -> dict[str, Any]:
+def sync_in_child(storage: str, graph_url: str, key: str | None = None,
+                  dry_run: bool = False) -> dict[str, Any]:
+    """A run in a fresh process (`bench.child`); with `key`, one user now."""
     wall0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.child", storage, graph_url],
+    extra = [] if key is None else [key, *(["dry"] if dry_run else [])]
+    proc = subprocess.run([sys.executable, "-m", "bench.child", storage, graph_url, *extra],
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"sync failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

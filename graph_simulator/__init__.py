@@ -12,8 +12,11 @@ Graph routes (under /v1.0, bearer token `shared.config.SIMULATOR_TOKEN`):
 `DELETE /users/{id}` (to `/directory/deletedItems/{id}`, restorable with
 `POST /directory/deletedItems/{id}/restore`; list `/directory/deletedItems/microsoft.graph.user`);
 `/users/{id}/photo` and `/photo/$value`; `/users/{id}/calendars`, `/calendar`,
-`/calendars/{cid}`, `.../calendarView`, `.../events` (GET, POST with `transactionId`),
-`/users/{id}/events/{eid}` (GET, PATCH, DELETE); `POST /$batch` (max 20).
+`/calendars/{cid}`, `.../calendarView`, `.../events` (GET with `$filter` and `$expand` on
+single-value extended properties, POST with them and `transactionId`: remembered for a
+short window only, as Graph promises no more), `/users/{id}/events/{eid}` (GET, PATCH,
+DELETE) and `.../cancel` (`graph_simulator.event_writes`, `event_query`);
+`POST /$batch` (max 20).
 Query options: `$select` (id always; users default to Graph's default property set),
 `$top` (1..999), `$filter` (`p eq 'v'`, `startswith(p,'v')`, `and`/`or`), `$count=true`,
 `Prefer: odata.maxpagesize=N` on delta, `$deltatoken=latest`. Subscriptions (change
@@ -35,8 +38,18 @@ or a list; path = route template, exact path, or `*`), `GET`/`DELETE /_sim/fault
 `POST /_sim/expire-delta-tokens`, `PUT /_sim/latency` (`{"ms": n}`), `PUT /_sim/hold`
 (`{method, path, ms}`: a request running that route, alone or in a `$batch`, is done at
 once and answered `ms` later: a client killed before it reads the answer),
-`POST /_sim/subscriptions/{id}/lifecycle` (`{"event": …}`), `GET /_sim/deliveries`.
+`POST /_sim/subscriptions/{id}/lifecycle` (`{"event": …}`), `GET /_sim/deliveries`,
+`GET`/`PUT`/`DELETE /_sim/quirks` and `PUT /_sim/users/{id}/quirks`: Graph's documented
+habits, each switched on per user or for every request (`graph_simulator.quirks`:
+mailboxes refused by an access policy or unknown to Exchange, a mailbox answering 503,
+photo metadata with an empty mediaEtag, privileged users, a calendar paging forever,
+empty first pages, delta lagging notifications, the directory write quota). Always on:
+calendars carry `owner` (the user, or the sharer a tenant file names), POST and PATCH
+refuse a userPrincipalName Graph would refuse.
 `PUT /_sim/tenant` delivers the change notifications to subscribed URLs before it answers.
+`GET`/`DELETE /_sim/mail` (the invitations, updates and cancellations event writes sent
+attendees), `PUT /_sim/transaction-window` (`{"seconds": n}`: how long a `transactionId`
+is remembered; `graph_simulator.event_control`).
 """
 
 from __future__ import annotations

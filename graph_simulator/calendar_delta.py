@@ -16,6 +16,10 @@ epoch: an unknown, mangled or expired (`/_sim/expire-delta-tokens`) one answers 
 `SyncStateNotFound`. Private events are served as Graph serves them to an
 application: in full, with `sensitivity: private` (keeping only start, end and
 showAs is the client's business).
+
+Two of Graph's habits can be switched on (`graph_simulator.quirks`): an empty first
+page with a nextLink (`emptyFirstPages`), and a calendar that pages forever, each
+page linking to the same page again (a user's `loopingCalendars`).
 """
 
 from __future__ import annotations
@@ -137,41 +141,63 @@ def calendar_view_delta(sim: Simulator, req: Req) -> Resp:
         if found is None or not isinstance(offset, int):
             raise sync_state_not_found()
         size = int(data.get("p") or size) if not applied else size
-        round_id, items = str(data["r"]), found.items
-        state_id = found.state_id
+        round_id, items, state_id = str(data["r"]), found.items, found.state_id
     else:
-        if "$deltatoken" in req.query:
-            data = _token_data(sim, req.query["$deltatoken"], "d")
-            old = sim.event_states.get(str(data.get("s")))
-            if old is None or (old.user, old.calendar) != (user, calendar):
-                raise sync_state_not_found()
-            start, end, seen = old.start, old.end, old.seen
-        else:
-            start, end = _window(req)
-            seen = {}
-        now = _current(sim, user, calendar, start, end)
-        fingerprints = {eid: _fingerprint(e) for eid, e in now.items()}
-        items = [now[eid] for eid in sorted(now, key=lambda i: _sort_key(now[i]))
-                 if seen.get(eid) != fingerprints[eid]]
-        items += [{"id": eid, "@removed": {"reason": "deleted"}}
-                  for eid in sorted(seen) if eid not in now]
-        state = SyncState(user, calendar, start, end, fingerprints)
-        state_id = _state_id(state)
-        if state_id not in sim.event_states and len(sim.event_states) >= MAX_STATES:
-            sim.event_states.pop(next(iter(sim.event_states)))
-        sim.event_states[state_id] = state
-        offset, round_id = 0, state_id + ":" + str(len(sim.event_rounds))
+        offset = 0
+        items, state_id, round_id = _new_round(sim, req, user, calendar)
         if len(items) > size:
-            if len(sim.event_rounds) >= MAX_ROUNDS:
-                sim.event_rounds.pop(next(iter(sim.event_rounds)))
-            sim.event_rounds[round_id] = Round(items, state_id)
-    page = items[offset:offset + size]
-    body: JSON = {"@odata.context": odata.context(req, "events", None), "value": page}
-    if offset + size < len(items):
-        token = encode_token({**base, "t": "s", "r": round_id, "o": offset + size, "p": size})
-        body["@odata.nextLink"] = f"{link_base}?$skiptoken={token}"
+            _keep_round(sim, round_id, Round(items, state_id))
+    body: JSON = {"@odata.context": odata.context(req, "events", None)}
+
+    def skip_link(at: int) -> str:
+        token = encode_token({**base, "t": "s", "r": round_id, "o": at, "p": size})
+        return f"{link_base}?$skiptoken={token}"
+
+    looping = calendar in sim.quirks.user(user).looping_calendars
+    if looping or (sim.quirks.empty_first_pages and "$skiptoken" not in req.query):
+        # graph_simulator.quirks: an empty first page, or a calendar whose every page
+        # links to the same page again.
+        _keep_round(sim, round_id, Round(items, state_id))
+        body["value"] = items[offset:offset + size] if looping or offset else []
+        body["@odata.nextLink"] = skip_link(0)
+    elif offset + size < len(items):
+        body["value"] = items[offset:offset + size]
+        body["@odata.nextLink"] = skip_link(offset + size)
     else:
+        body["value"] = items[offset:offset + size]
         sim.event_rounds.pop(round_id, None)
         body["@odata.deltaLink"] = (
             f"{link_base}?$deltatoken={encode_token({**base, 't': 'd', 's': state_id})}")
     return odata.with_preference(Resp(200, body), applied, size)
+
+
+def _keep_round(sim: Simulator, round_id: str, found: Round) -> None:
+    if round_id not in sim.event_rounds and len(sim.event_rounds) >= MAX_ROUNDS:
+        sim.event_rounds.pop(next(iter(sim.event_rounds)))
+    sim.event_rounds[round_id] = found
+
+
+def _new_round(sim: Simulator, req: Req, user: str, calendar: str
+               ) -> tuple[list[JSON], str, str]:
+    """(items, sync state id, round id) of a round started from a delta token or a window."""
+    if "$deltatoken" in req.query:
+        data = _token_data(sim, req.query["$deltatoken"], "d")
+        old = sim.event_states.get(str(data.get("s")))
+        if old is None or (old.user, old.calendar) != (user, calendar):
+            raise sync_state_not_found()
+        start, end, seen = old.start, old.end, old.seen
+    else:
+        start, end = _window(req)
+        seen = {}
+    now = _current(sim, user, calendar, start, end)
+    fingerprints = {eid: _fingerprint(e) for eid, e in now.items()}
+    items = [now[eid] for eid in sorted(now, key=lambda i: _sort_key(now[i]))
+             if seen.get(eid) != fingerprints[eid]]
+    items += [{"id": eid, "@removed": {"reason": "deleted"}}
+              for eid in sorted(seen) if eid not in now]
+    state = SyncState(user, calendar, start, end, fingerprints)
+    state_id = _state_id(state)
+    if state_id not in sim.event_states and len(sim.event_states) >= MAX_STATES:
+        sim.event_states.pop(next(iter(sim.event_states)))
+    sim.event_states[state_id] = state
+    return items, state_id, state_id + ":" + str(len(sim.event_rounds))

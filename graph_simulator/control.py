@@ -1,5 +1,6 @@
 """`/_sim/...` control routes: tenant, state, request counts, faults, token expiry, latency,
-answers held back after the work is done.
+answers held back after the work is done, and Graph's documented habits switched on
+(`/_sim/quirks`, `/_sim/users/{id}/quirks`: `graph_simulator.quirks`).
 
 These drive tests and demos, so they need no token and are not counted as Graph
 requests. Their errors use a plain `{"error": {code, message}}` naming the bad
@@ -13,7 +14,7 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from graph_simulator import subscriptions
+from graph_simulator import quirks, subscriptions
 from graph_simulator.pipeline import Fault
 from graph_simulator.protocol import GRAPH_PREFIX
 from graph_simulator.tenant import JSON, TenantFileError, export_tenant
@@ -200,6 +201,51 @@ async def get_deliveries(request: web.Request) -> web.StreamResponse:
     return web.json_response({"deliveries": list(request.app[SIMULATOR_KEY].deliveries)})
 
 
+async def get_quirks(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SIMULATOR_KEY].quirks.as_json())
+
+
+async def put_quirks(request: web.Request) -> web.StreamResponse:
+    """`{"deltaLagSeconds", "emptyFirstPages", "writeQuota"}`: the fields given change
+    (`graph_simulator.quirks`)."""
+    sim = request.app[SIMULATOR_KEY]
+    body, ok = await read_json(request)
+    if not ok:
+        return _error("body is not valid JSON")
+    try:
+        quirks.apply_settings(sim.quirks, body)
+    except ValueError as err:
+        return _error(str(err))
+    return web.json_response(sim.quirks.as_json())
+
+
+async def delete_quirks(request: web.Request) -> web.StreamResponse:
+    """Every behaviour off again, for every user."""
+    sim = request.app[SIMULATOR_KEY]
+    sim.quirks = quirks.Quirks()
+    return web.Response(status=204)
+
+
+async def put_user_quirks(request: web.Request) -> web.StreamResponse:
+    """`{"mailbox", "photo", "privileged", "loopingCalendars"}` for the user the path names
+    (an id or a UPN): replaces what that user had."""
+    sim = request.app[SIMULATOR_KEY]
+    raw_id = request.match_info["id"]
+    user_id = sim.current.find_user(raw_id)
+    if user_id is None:
+        return web.json_response({"error": {"code": "notFound", "message":
+                                            f"no user {raw_id} in the tenant"}}, status=404)
+    body, ok = await read_json(request)
+    if not ok:
+        return _error("body is not valid JSON")
+    try:
+        mine = quirks.parse_user_quirks(body)
+    except ValueError as err:
+        return _error(str(err))
+    sim.quirks.users[user_id] = mine
+    return web.json_response({"id": user_id, **mine.as_json()})
+
+
 def add_control_routes(app: web.Application) -> None:
     app.router.add_put("/_sim/hold", put_hold)
     app.router.add_post("/_sim/subscriptions/{id}/lifecycle", post_lifecycle)
@@ -214,3 +260,7 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_delete("/_sim/faults", delete_faults)
     app.router.add_post("/_sim/expire-delta-tokens", expire_tokens)
     app.router.add_put("/_sim/latency", put_latency)
+    app.router.add_get("/_sim/quirks", get_quirks)
+    app.router.add_put("/_sim/quirks", put_quirks)
+    app.router.add_delete("/_sim/quirks", delete_quirks)
+    app.router.add_put("/_sim/users/{id}/quirks", put_user_quirks)

@@ -4,17 +4,19 @@ A deltaLink's token names the version it was issued at; the next round reports
 exactly the difference from that version to the current one, paged with
 nextLinks whose tokens pin both ends (`f` → `to`), so a tenant change during a
 paged round does not leak into it. `$deltatoken=latest` starts tracking from now
-with no data. Tokens carry the simulator nonce and the token epoch: a token from
-another run, or issued before `/_sim/expire-delta-tokens`, answers 410
-syncStateNotFound (Graph's "start a full resync"). The `$select` of the first
-request is kept in the tokens, so every later page has the same shape.
+with no data. With `deltaLagSeconds` switched on (`graph_simulator.quirks`), a round
+shows only the versions made at least that long ago. Tokens carry the simulator nonce
+and the token epoch: a token from another run, or issued before
+`/_sim/expire-delta-tokens`, answers 410 syncStateNotFound (Graph's "start a full
+resync"). The `$select` of the first request is kept in the tokens, so every later
+page has the same shape.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from graph_simulator import odata
+from graph_simulator import odata, quirks
 from graph_simulator.protocol import GraphError, Req, Resp, decode_token, encode_token
 from graph_simulator.tenant import (
     JSON,
@@ -80,7 +82,9 @@ def _delta(sim: Simulator, req: Req, kind: str) -> Resp:
     select = odata.select(req)
     offset = 0
     old: int | None = None
-    new = sim.current.version
+    # The newest version delta shows: the current one, or an older one while a
+    # change is still lagging behind its notification (graph_simulator.quirks).
+    new = quirks.delta_version(sim)
     if req.query.get("$deltatoken") == "latest":
         old = new  # Graph: no data, just a deltaLink for "from now on"
     elif "$deltatoken" in req.query:
@@ -88,6 +92,7 @@ def _delta(sim: Simulator, req: Req, kind: str) -> Resp:
         old = data.get("v")
         if not _is_version(old, sim):
             raise _sync_state_not_found()
+        new = max(new, old)  # a lag made longer never shows a round backwards
         if select is None:
             select = data.get("s")
     elif "$skiptoken" in req.query:

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from graph_simulator.control import add_control_routes
+from graph_simulator.event_control import add_event_control_routes
 from graph_simulator.protocol import GRAPH_PREFIX
 from graph_simulator.state import Simulator
 from graph_simulator.transport import SIMULATOR_KEY, graph_handler
@@ -33,5 +34,6 @@ def create_app(tenant: dict[str, Any], *, latency_ms: float = 0) -> web.Applicat
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[SIMULATOR_KEY] = Simulator(tenant, latency_ms)
     add_control_routes(app)
+    add_event_control_routes(app)
     app.router.add_route("*", GRAPH_PREFIX + "/{tail:.*}", graph_handler)
     return app

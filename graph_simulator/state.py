@@ -16,10 +16,11 @@ counted and logged even when it then fails authentication or a fault is injected
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter, deque
 from typing import Any
 
-from graph_simulator import mailbox_limit, pipeline
+from graph_simulator import mailbox_limit, pipeline, quirks
 from graph_simulator.calendar_delta import Round, SyncState
 from graph_simulator.pipeline import Fault, Route
 from graph_simulator.protocol import GraphError, Req, Resp, now
@@ -38,6 +39,10 @@ class Simulator:
         first = build_snapshot(tenant, version=1)
         self.snapshots: dict[int, Snapshot] = {1: first}
         self.current = first
+        self.quirks = quirks.Quirks()
+        """Graph's documented behaviours switched on by tests (`graph_simulator.quirks`)."""
+        self.installed_at: dict[int, float] = {1: time.monotonic()}
+        """When each version became current (what a lagging delta compares with)."""
         self.deleted_items: dict[str, JSON] = {}
         self.token_epoch = 0
         self.latency_ms = float(latency_ms)
@@ -79,6 +84,7 @@ class Simulator:
             for uid in [u for u in self.deleted_items if u in snap.users]:
                 del self.deleted_items[uid]
         self.snapshots[snap.version] = snap
+        self.installed_at[snap.version] = self.quirks.clock()
         self.current = snap
         return snap
 
@@ -152,4 +158,5 @@ class Simulator:
         if mailbox is not None:
             mailbox_limit.check(self.inflight[mailbox] if concurrent is None else concurrent)
         req.params = params
+        quirks.check(self, req, route, params)
         return route.handler(self, req)

@@ -222,6 +222,10 @@ def _validate_calendars(value: Any, where: str) -> list[JSON]:
         _opt_str(cal, "name", cw)
         _opt_bool(cal, "isDefaultCalendar", cw)
         _opt_bool(cal, "canEdit", cw)
+        owner = cal.get("owner")  # a calendar shared with the user: the sharer
+        if owner is not None and (not isinstance(owner, dict) or not all(
+                isinstance(owner.get(k), str) for k in ("name", "address"))):
+            raise _fail(f"{cw}.owner", "must be {\"name\": string, \"address\": string}")
         events = cal.get("events", [])
         if not isinstance(events, list):
             raise _fail(f"{cw}.events", "must be a list")

@@ -6,11 +6,17 @@ checks mirror Graph's: userPrincipalName and mailNickname are unique (case-insen
 the userPrincipalName is in a verified domain, a new user's password meets Entra's
 complexity rule; users synced from on-premises (`onPremisesSyncEnabled: true`)
 cannot be changed or deleted; a deleted user keeps its id and can be restored
-while its userPrincipalName is still free.
+while its userPrincipalName is still free. A userPrincipalName written by POST or PATCH
+must be `alias@domain` whose alias holds only the characters api/user-post-users.md
+allows (`A-Z a-z 0-9 ' . - _ ! # ^ ~`, no accents): otherwise 400
+`Request_BadRequest` "Property userPrincipalName is invalid.", the answer real tenants
+give (microsoftgraph/microsoft-graph-docs-contrib issue 7106). Privileged users and the
+write quota are in `graph_simulator.quirks`.
 """
 
 from __future__ import annotations
 
+import string
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -46,6 +52,8 @@ PASSWORD_MESSAGE = (
     "The specified password does not comply with password complexity requirements. "
     "Please provide a different password."
 )
+UPN_INVALID_MESSAGE = "Property userPrincipalName is invalid."
+UPN_ALIAS_CHARACTERS = frozenset(string.ascii_letters + string.digits + "'.-_!#^~")
 HYBRID_MESSAGE = (
     "Unable to update the specified properties for on-premises mastered Directory Sync "
     "objects or objects currently undergoing migration."
@@ -64,6 +72,12 @@ def _forbid_hybrid(sim: Simulator, uid: str) -> None:
 def _check_upn_free(sim: Simulator, key: str) -> None:
     if key in sim.current.upn_index:
         raise bad_request(UPN_TAKEN_MESSAGE)
+
+
+def _check_upn_syntax(upn: str) -> None:
+    alias, at, domain = upn.rpartition("@")
+    if not at or not alias or not domain or not set(alias) <= UPN_ALIAS_CHARACTERS:
+        raise bad_request(UPN_INVALID_MESSAGE)
 
 
 def _check_upn_domain(sim: Simulator, upn: str) -> None:
@@ -122,6 +136,7 @@ def patch_user(sim: Simulator, req: Req) -> Resp:
     upn_index = sim.current.upn_index
     old_key, new_key = _upn_key(old), _upn_key(props)
     if new_key != old_key:
+        _check_upn_syntax(props["userPrincipalName"])
         _check_upn_free(sim, new_key)
         _check_upn_domain(sim, props["userPrincipalName"])
         upn_index = {k: v for k, v in upn_index.items() if k != old_key}
@@ -158,6 +173,7 @@ def create_user(sim: Simulator, req: Req) -> Resp:
     raw.setdefault("createdDateTime", now())
     props = _validated(raw)
     key = _upn_key(props)
+    _check_upn_syntax(props["userPrincipalName"])
     _check_upn_free(sim, key)
     _check_upn_domain(sim, props["userPrincipalName"])
     _check_nickname_free(sim, props["mailNickname"])

@@ -35,6 +35,9 @@ param enableWriteBack bool = false
 @description('Write-back create (R9, writeBack.create): grants User.ReadWrite.All and GroupMember.ReadWrite.All (to add a new user to the first configured group); implies enableWriteBack\'s grant.')
 param enableWriteBackCreate bool = false
 
+@description('Graph change notifications: grants Group.Read.All, which Graph requires to create the subscription on /groups (GroupMember.Read.All is not enough).')
+param enableNotifications bool = true
+
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
 // Microsoft Graph application permissions the directory sync reads with (app
@@ -60,6 +63,9 @@ var graphAppRoles = {
 // Write-back's update and delete write users: User.ReadWrite.All. Its create
 // option also adds the new user to the first configured group:
 // GroupMember.ReadWrite.All, granted only with enableWriteBackCreate.
+// Change notifications subscribe to /users and /groups: Graph's create-subscription
+// reference names Group.Read.All as the least privileged application permission for
+// a group subscription (User.Read.All, granted always, covers /users).
 var featureAppRoles = {
   calendarSync: [
     'ef54d2bf-783f-4e0f-bca1-3210c0444d99' // Calendars.ReadWrite
@@ -74,6 +80,9 @@ var featureAppRoles = {
     '741f803b-c850-494e-b5df-cde7c675a1ca' // User.ReadWrite.All
     'dbaae8cf-10b5-4b86-a4a1-f871c94c6695' // GroupMember.ReadWrite.All
   ]
+  notifications: [
+    '5b567255-7703-4780-807c-7be8301ae99b' // Group.Read.All
+  ]
 }
 
 var grantedAppRoles = concat(
@@ -84,7 +93,8 @@ var grantedAppRoles = concat(
   ],
   enableCalendarSync ? featureAppRoles.calendarSync : [],
   enablePhotoSync ? featureAppRoles.photoSync : [],
-  enableWriteBackCreate ? featureAppRoles.writeBackCreate : (enableWriteBack ? featureAppRoles.writeBack : [])
+  enableWriteBackCreate ? featureAppRoles.writeBackCreate : (enableWriteBack ? featureAppRoles.writeBack : []),
+  enableNotifications ? featureAppRoles.notifications : []
 )
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {

@@ -120,10 +120,11 @@ module graphApp 'graph-app.bicep' = {
     enablePhotoSync: enablePhotoSync
     enableWriteBack: enableWriteBack
     enableWriteBackCreate: enableWriteBackCreate
+    enableNotifications: enableNotifications
   }
 }
 
-@description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). The Graph permission is the read permission the sync already has.')
+@description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). Grants Group.Read.All, which Graph requires for the subscription on /groups.')
 param enableNotifications bool = true
 
 module functionApp 'modules/function-app.bicep' = {

@@ -5,9 +5,12 @@ changes the tenant (Grady Archie leaves the Employee group, Pradeep Gupta joins
 Sales, a nested group of Employee), syncs again (which also adds Megan's two
 calendars: calendar sync is on, and creates Emply's interview in her M365 calendar,
 showing its graphId), explains the leaver and Megan's calendars and photo (copied
-from Entra by the first sync: photo sync is on, R16), then puts one event in Megan's
-default calendar and syncs a third time, which mirrors it into Emply (R14), and stops
-what it started. Everything goes through the real `emply-sync` command.
+from Entra by the first sync: photo sync is on, R16). Then Emply moves the interview to
+tomorrow while a meeting is booked in Megan's default calendar: a third sync moves her
+M365 event (R15) and mirrors the meeting into Emply, but not the interview (R14: shown
+once). Emply cancels the interview: a fourth sync cancels it in M365 and Outlook tells
+the candidate. Then it stops what it started. Everything goes through the real
+`emply-sync` command.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,34 +63,97 @@ def start_simulator(tenant: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1]
 
 
-def with_event(tenant: Path) -> bytes:
-    """`tenant` with one meeting tomorrow in Megan's default calendar."""
-    doc = json.loads(tenant.read_text())
+def with_meeting(graph_url: str) -> bytes:
+    """The simulator's tenant now (Megan's pushed interview in it) with one meeting
+    tomorrow in her default calendar."""
+    doc = json.loads(_sim(graph_url, "GET", "/_sim/tenant"))
     day = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     for user in doc["users"]:
         for calendar in user.get("calendars") or ():
             if user["userPrincipalName"].startswith("megan.") and calendar["isDefaultCalendar"]:
-                calendar["events"] = [{
+                calendar["events"].append({
                     "id": "AAMkAGMeganEvent1", "subject": "Onboarding review",
                     "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
                     "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"},
-                    "showAs": "busy", "sensitivity": "normal"}]
+                    "showAs": "busy", "sensitivity": "normal"})
     return json.dumps(doc).encode()
 
 
-def put_tenant(graph_url: str, tenant: Path | bytes) -> None:
+def _sim(graph_url: str, method: str, path: str, body: bytes | None = None) -> bytes:
+    """A control request to the simulator (loopback only)."""
     base = graph_url.rsplit("/v1.0", 1)[0]
-    request = urllib.request.Request(
-        f"{base}/_sim/tenant", data=tenant if isinstance(tenant, bytes) else tenant.read_bytes(),
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
+    request = urllib.request.Request(f"{base}{path}", data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request) as response:  # loopback only
-        response.read()
+        data: bytes = response.read()
+    return data
+
+
+def megans_m365_events(graph_url: str) -> list[dict[str, Any]]:
+    doc = json.loads(_sim(graph_url, "GET", "/_sim/tenant"))
+    megan = next(u for u in doc["users"] if u["userPrincipalName"].startswith("megan."))
+    return [{"subject": e["subject"], "start": e["start"]["dateTime"]}
+            for c in megan["calendars"] if c["isDefaultCalendar"] for e in c["events"]]
+
+
+def send_interview(env: dict[str, str], tmp: Path, **changed: Any) -> None:
+    """Emply sends the interview again, changed (its own fields only: what the sync knows
+    of its M365 copy is kept)."""
+    doc = json.loads((DEMO / "emply.json").read_text())
+    (interview,) = doc["outboundEvents"]
+    path = tmp / "interview.json"
+    path.write_text(json.dumps({"outboundEvents": [{**interview, **changed}]}))
+    emply_sync("emply", "import", str(path), env=env)
+
+
+def last_counts(env: dict[str, str]) -> dict[str, int]:
+    runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
+    counts: dict[str, int] = runs[0]["counts"]
+    return counts
+
+
+def put_tenant(graph_url: str, tenant: Path | bytes) -> None:
+    _sim(graph_url, "PUT", "/_sim/tenant",
+         tenant if isinstance(tenant, bytes) else tenant.read_bytes())
+
+
+def follow_the_interview(env: dict[str, str], graph_url: str, tmp: Path) -> None:
+    """Runs 3 and 4: the interview moved, then cancelled, in Emply (R15); Emply's events
+    show it once (R14)."""
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    print("\n=== Emply moves the interview to tomorrow 14:00, and a meeting is booked in "
+          "Megan's calendar; Run 3 moves her M365 event and mirrors the meeting ===")
+    put_tenant(graph_url, with_meeting(graph_url))
+    send_interview(env, tmp, start=f"{tomorrow}T14:00:00Z", end=f"{tomorrow}T15:00:00Z")
+    emply_sync("sync", env=env)
+    in_m365 = megans_m365_events(graph_url)
+    print("Megan's M365 calendar:", json.dumps(in_m365, indent=2))
+    events = json.loads(emply_sync("emply", "export", env=env, show=False))["events"]
+    print("Emply's mirrored events (the interview is Emply's own: shown once):",
+          json.dumps([e["subject"] for e in events]))
+    counts = last_counts(env)
+    if counts != {"events_mirror": 1, "event_push": 1} or [e["subject"] for e in events] \
+            != ["Onboarding review"] or {"subject": "Interview: Lee Gu",
+                                         "start": f"{tomorrow}T14:00:00"} not in in_m365:
+        raise SystemExit(f"unexpected third run: {counts}, {events}, {in_m365}")
+    print("\n=== Emply cancels the interview; Run 4 cancels it in M365 (Outlook tells "
+          "Lee Gu) ===")
+    send_interview(env, tmp, start=f"{tomorrow}T14:00:00Z", end=f"{tomorrow}T15:00:00Z",
+                   cancelled=True)
+    emply_sync("sync", env=env)
+    (interview,) = json.loads(emply_sync("emply", "export", env=env,
+                                         show=False))["outboundEvents"]
+    print(json.dumps({k: interview[k] for k in ("id", "status", "graphId")}, indent=2))
+    mail = json.loads(_sim(graph_url, "GET", "/_sim/mail"))["mail"]
+    print("What Outlook sent:", json.dumps([(m["kind"], m["to"]) for m in mail]))
+    if interview["status"] != "cancelled" or last_counts(env) != {"event_push": 1} \
+            or [m["kind"] for m in mail] != ["invitation", "update", "cancellation"] \
+            or any(e["subject"] == "Interview: Lee Gu" for e in megans_m365_events(graph_url)):
+        raise SystemExit(f"unexpected fourth run: {interview}, {mail}")
 
 
 def main() -> None:
-    with start_azurite() as azurite:
+    with start_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
         simulator, graph_url = start_simulator(DEMO / "tenant.json")
         try:
             env = {**os.environ, "EMPLY_SYNC_STORAGE": azurite.connection_string,
@@ -124,14 +192,7 @@ def main() -> None:
                              indent=2))
             if pushed["status"] != "created" or not pushed["graphId"]:
                 raise SystemExit(f"the outbound event was not pushed: {pushed}")
-            print("\n=== A meeting is booked in Megan's calendar; Run 3 mirrors it (R14) ===")
-            put_tenant(graph_url, with_event(DEMO / "tenant-after.json"))
-            emply_sync("sync", env=env)
-            events = json.loads(emply_sync("emply", "export", env=env, show=False))["events"]
-            print(json.dumps(events, indent=2))
-            runs = json.loads(emply_sync("runs", "--limit", "1", "--json", env=env, show=False))
-            if runs[0]["counts"] != {"events_mirror": 1} or len(events) != 1:
-                raise SystemExit(f"unexpected third run: {runs[0]['counts']}, {events}")
+            follow_the_interview(env, graph_url, Path(tmp))
         finally:
             simulator.terminate()
             simulator.wait(timeout=10)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared import config, errors, telemetry
-from shared.app import boundary, emply_import, hybrid_check
+from shared.app import boundary, emply_import, hybrid_check, user_sync
 from shared.emply import file as emply_file
 from shared.emply.document import DocumentError
 
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="approve the deactivations held by the guard: their count and the "
                       "digest of the held set the report shows (N:DIGEST, or DIGEST); a "
                       "count alone approves only the set the last run held")
+    sync.add_argument("--user", metavar="KEY",
+                      help="one user now: an Emply user id, username or e-mail, or an Entra "
+                      "object id, UPN or mail; read from Graph directly, planned and applied "
+                      "for that user alone; prints the steps (scope, match, changes, errors, "
+                      "FAQ answer)")
     sync.add_argument("--json", action="store_true", help="print the run report as JSON")
 
     expl = sub.add_parser("explain", parents=[common], help="why a user is in its state (R18)")
@@ -108,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         boundary.NotConfigured,
         boundary.UserNotFound,
         boundary.AmbiguousUser,
+        user_sync.BadKey,
     ) as exc:
         print(f"emply-sync: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +158,8 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sync" and args.user is not None:
+        return await _sync_user(args)
     if args.command == "sync":
         report = await boundary.sync(
             trigger="cli",
@@ -170,7 +178,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         # default=list: a run's changes may come as its compressed change log.
         print(json.dumps(report, indent=2, default=list) if args.json
               else format_report(report))
-        return 1 if report["status"] == "failed" else 0
+        if report["status"] != "failed":
+            return 0
+        print(f"emply-sync: {failure_line(report)}", file=sys.stderr)
+        return 1
     async with boundary.open_deps(storage=args.storage, graph_url=args.graph_url) as deps:
         if args.command == "explain":
             result = await boundary.explain_user(deps, args.user)
@@ -181,6 +192,45 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "emply":
             return await _emply(deps, args)
     raise AssertionError(args.command)
+
+
+async def _sync_user(args: argparse.Namespace) -> int:
+    if args.approve_deactivations is not None or args.approve_deletions is not None:
+        print("emply-sync: --user takes no approval: approve held changes with a full run "
+              "(emply-sync sync --approve-deactivations N:DIGEST)", file=sys.stderr)
+        return 2
+    report = await boundary.sync_user(user_sync.check_key(args.user), dry_run=args.dry_run,
+                                      storage=args.storage, graph_url=args.graph_url)
+    if report.get("failedBeforeStart"):
+        error = report["errors"][-1]
+        print(f"emply-sync: {error['reason']}: {error['message']}", file=sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else format_user_report(report))
+    return 1 if report["status"] == "failed" else 0
+
+
+def format_user_report(report: dict[str, Any]) -> str:
+    """An on-demand run: the run's line, then the user's steps and the FAQ answers."""
+    lines = [format_report(report).splitlines()[0]]
+    answer = report.get("user")
+    if not isinstance(answer, dict):  # the run failed before it had an answer
+        lines += [f"  ! {e['reason']}: {e['message']}" for e in report.get("errors") or []]
+        return "\n".join(lines)
+    lines.append(f"User {answer['key']}: {answer['outcome']}")
+    for number, step in enumerate(answer["steps"], 1):
+        title = {"match": "Match (R3)"}.get(step["step"], step["step"].capitalize())
+        status = step["status"] if step["step"] != "errors" else (
+            str(len(step["errors"])) if step["errors"] else "none")
+        lines.append(f"  {number}. {title}: {status}")
+        lines += [f"       {words}" for words in step.get("why") or []]
+        if step["step"] == "changes":
+            for change in (*step["changes"], *step["held"]):
+                lines.append(f"       {change['kind']} ({change['rule']}, {change['reason']}): "
+                             f"{change['message']}")
+        if step["step"] == "errors":
+            lines += [f"       ! {e['reason']}: {e['message']}" for e in step["errors"]]
+    for faq in answer["faq"]:
+        lines.append(f"FAQ: {faq['question']}\n  {faq['answer']}")
+    return "\n".join(lines)
 
 
 async def _runs(deps: boundary.Deps, args: argparse.Namespace) -> int:
@@ -233,6 +283,16 @@ async def _emply(deps: boundary.Deps, args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"imported {args.file}{' (replaced)' if args.replace else ''}: {summary}")
     return 0
+
+
+def failure_line(report: dict[str, Any]) -> str:
+    """`<reason>: <what>` of a failed run: the error that failed it (a reason of
+    `shared.errors`' taxonomy), else its last error."""
+    reasons = errors.TEMPORARY_REASONS | errors.PERMANENT_REASONS | {errors.BUG_REASON}
+    found = report.get("errors") or []
+    error = next((e for e in reversed(found) if e.get("reason") in reasons),
+                 found[-1] if found else {"reason": "run_failed", "message": "the run failed"})
+    return f"{error.get('reason')}: {error.get('message')}"
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -1,19 +1,14 @@
 """The bodies of the sync, run and health routes, as typed models and JSON Schemas.
 
-For the OpenAPI document (`GET /api/openapi.json`): `SCHEMAS` are component schemas
-and `OPERATIONS` the routes, each a dict of the keyword arguments of the OpenAPI
-registry's `operation(...)` (`webhook_http/openapi.py`), with `$ref`s into
-`#/components/schemas/`. `declare(operation, schema)` registers them all. The
-TypedDicts are what the handlers build; tests hold the three (handlers, TypedDicts,
-schemas) to the same fields.
+`SCHEMAS` are the OpenAPI document's component schemas of those bodies (the areas
+`webhook_http.sync_routes` and `webhook_http.operators` declare them beside their
+routes). The TypedDicts are what the handlers build; tests hold the three (handlers,
+TypedDicts, schemas) to the same fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
-
-from shared.app import manual_runs
 
 
 class SyncRequest(TypedDict, total=False):
@@ -114,57 +109,3 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "lastRun": {"type": ["object", "null"]}},
     },
 }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_RUN_ID = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
-_WAIT = {"name": "wait", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 0,
-                    "maximum": manual_runs.MAX_WAIT_SECONDS}}
-_LIMIT = {"name": "limit", "in": "query", "required": False,
-          "schema": {"type": "integer", "minimum": 1, "maximum": 200}}
-_LOCATION = {"Location": {"schema": {"type": "string"}},
-             "Retry-After": {"schema": {"type": "integer"}}}
-
-OPERATIONS: list[dict[str, Any]] = [
-    {"path": "/sync", "method": "post", "operation_id": "startSync", "tags": ("sync",),
-     "summary": "Queue a sync; 202 with where to poll (200 with the report under ?wait)",
-     "parameters": [_WAIT], "problems": ("400", "409"),
-     "request": {"required": False,
-                 "content": {"application/json": {"schema": _ref("SyncRequest")}}},
-     "responses": {
-         "202": {"description": "Queued", "schema": _ref("SyncQueued"), "headers": _LOCATION},
-         "200": {"description": "With ?wait: the run finished in time; its report",
-                 "schema": _ref("RunRecord")}}},
-    {"path": "/sync/runs", "method": "get", "operation_id": "listRuns", "tags": ("sync",),
-     "summary": "Run history, newest first", "parameters": [_LIMIT], "problems": ("400",),
-     "responses": {"200": {"description": "Run summaries", "schema": _ref("RunList")}}},
-    {"path": "/sync/runs/{runId}", "method": "get", "operation_id": "getRun",
-     "tags": ("sync",), "summary": "One run: queued, running (progress) or its report",
-     "parameters": [_RUN_ID], "problems": ("404",),
-     "responses": {"200": {"description": "The run", "schema": _ref("RunRecord")}}},
-    {"path": "/health", "method": "get", "operation_id": "health", "tags": ("health",),
-     "summary": "Probe (anonymous): up or down", "problems": (),
-     "responses": {"200": {"description": "Up", "schema": _ref("Health")},
-                   "503": {"description": "Down", "schema": _ref("Health")}}},
-    {"path": "/health/details", "method": "get", "operation_id": "healthDetails",
-     "tags": ("health",), "summary": "Storage and Graph checks, last run (operators)",
-     "problems": (),
-     "responses": {"200": {"description": "Healthy", "schema": _ref("HealthDetails")},
-                   "503": {"description": "Storage or Graph is down",
-                           "schema": _ref("HealthDetails")}}},
-]
-"""The explain route (operators) is described by the registry's own core routes."""
-
-
-def declare(operation: Callable[..., None], schema: Callable[[str, dict[str, Any]], str]
-            ) -> None:
-    """Register these schemas and routes with the OpenAPI registry's functions."""
-    for name, value in SCHEMAS.items():
-        schema(name, value)
-    for op in OPERATIONS:
-        spec = dict(op)
-        operation(spec.pop("path"), spec.pop("method"), **spec)

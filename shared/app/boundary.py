@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from shared import config, errors, telemetry
 from shared import store as store_mod
 from shared.graph import client as graph_client
 from shared.reconcile import model
-from shared.run import context, pipeline
+from shared.run import context, on_demand, pipeline
 from shared.run import explain as run_explain
 from shared.run import report as run_report
 from shared.store import errors as store_errors
@@ -30,6 +30,8 @@ RunInProgress = store_errors.RunInProgress
 NotConfigured = errors.NotConfigured
 UserNotFound = run_explain.UserNotFound
 AmbiguousUser = run_explain.AmbiguousUser
+ReadsTooSlow = on_demand.ReadsTooSlow
+ON_DEMAND = on_demand.TRIGGER
 Approval = model.Approval
 Deps = context.Deps
 explain_user = run_explain.explain_user
@@ -58,6 +60,42 @@ async def sync(
     unreachable or refusing, a bad app setting) is a failed report too, recorded where
     storage takes it and always in telemetry. Raises `RunInProgress` (another run holds
     the lease) and bugs."""
+    return await _with_deps(
+        lambda deps: pipeline.run_sync(deps, trigger=trigger, dry_run=dry_run,
+                                       approve_deactivations=approve_deactivations,
+                                       approve_deletions=approve_deletions,
+                                       run_id=run_id, queued_at=queued_at),
+        trigger=trigger, dry_run=dry_run, storage=storage, graph_url=graph_url,
+        environ=environ, run_id=run_id, queued_at=queued_at)
+
+
+async def sync_user(
+    key: str,
+    *,
+    dry_run: bool = False,
+    storage: str | None = None,
+    graph_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    queued_at: str | None = None,
+    read_within: float | None = None,
+) -> dict[str, Any]:
+    """One user now (`shared.run.on_demand`), opened and closed like `sync`. Raises
+    `RunInProgress`, `UserNotFound`, `AmbiguousUser` and, with `read_within`,
+    `ReadsTooSlow`."""
+    return await _with_deps(
+        lambda deps: on_demand.sync_user(deps, key, dry_run=dry_run, run_id=run_id,
+                                         queued_at=queued_at, read_within=read_within),
+        trigger=on_demand.TRIGGER, dry_run=dry_run, storage=storage, graph_url=graph_url,
+        environ=environ, run_id=run_id, queued_at=queued_at)
+
+
+async def _with_deps(
+    body: Callable[[Deps], Awaitable[dict[str, Any]]], *, trigger: str, dry_run: bool,
+    storage: str | None, graph_url: str | None, environ: Mapping[str, str] | None,
+    run_id: str | None, queued_at: str | None,
+) -> dict[str, Any]:
+    """`body` with storage and Graph opened; a failure to open them is a failed run."""
     env = os.environ if environ is None else environ
     telemetry.configure(env)
     clock0 = time.monotonic()
@@ -79,13 +117,8 @@ async def sync(
                 await _close_quietly(store.close())
         return report
     try:
-        deps = Deps(store=store, graph=graph, schedule=_schedule(env),
-                            photos=store.photo_store())
-        return await pipeline.run_sync(deps,
-                                      trigger=trigger, dry_run=dry_run,
-                                      approve_deactivations=approve_deactivations,
-                                      approve_deletions=approve_deletions,
-                                      run_id=run_id, queued_at=queued_at)
+        return await body(Deps(store=store, graph=graph, schedule=_schedule(env),
+                               photos=store.photo_store()))
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
@@ -138,8 +171,9 @@ async def health(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         checks["storage"] = {"ok": True}
         try:
             last = await _bounded(store.last_run())
-        except Exception:  # the last run is informative only
-            telemetry.log.warning("emply_sync.health_last_run_failed", exc_info=True)
+        except Exception as exc_last:  # the last run is informative only
+            telemetry.log.warning("emply_sync.health_last_run_failed",
+                                  extra={"error": type(exc_last).__name__})
     except Exception as exc:
         checks["storage"] = _down(exc)
     finally:
@@ -173,16 +207,17 @@ def _down(exc: BaseException) -> dict[str, Any]:
     if classified is None:
         telemetry.log.exception("emply_sync.health_check_bug")
         return {"ok": False, "reason": errors.BUG_REASON, "error": "unexpected error (logged)"}
-    telemetry.log.warning("emply_sync.health_check_failed",
-                          extra={"reason": classified.reason}, exc_info=exc)
+    telemetry.log.warning("emply_sync.health_check_failed", extra={
+        "reason": classified.reason, "error": type(exc).__name__,
+        "detail": classified.message})  # what is down, never where: no traceback
     return {"ok": False, "reason": classified.reason, "error": classified.message}
 
 
 async def _close_quietly(closing: Any) -> None:
     try:
         await closing
-    except Exception:  # closing a dead connection must not hide the run's outcome
-        telemetry.log.warning("emply_sync.close_failed", exc_info=True)
+    except Exception as exc:  # closing a dead connection must not hide the run's outcome
+        telemetry.log.warning("emply_sync.close_failed", extra={"error": type(exc).__name__})
 
 
 @contextlib.asynccontextmanager

@@ -1,9 +1,10 @@
 """The change feed read back a page at a time (`GET /api/changes?after=CURSOR`).
 
-The feed is written by the runs (`shared.run.steps.change_feed`). A cursor is the
-position after the last entry read: the chunk's key and the index in it, base64 JSON
-(opaque to callers); caught up = an empty page and the same cursor. A cursor older than
-the feed's retention is expired (`CursorExpired`: the caller answers 410).
+The feed is written by the runs (`shared.run.steps.change_feed`). A position is the
+place after the last entry read: the chunk's key and the index in it; what callers get
+is that position sealed (`shared.app.cursors`), so what comes back is a position this
+service made or a 400. Caught up = an empty page and the same cursor. A position older
+than the feed's retention is expired (`CursorExpired`: the caller answers 410).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import datetime as dt
 import json
 from typing import Any
 
+from shared.app import cursors
 from shared.run.steps.change_feed import KEY, RETENTION_DAYS, moment_of
-from shared.store.protocols import ChangeFeed, FeedChunks
+from shared.store import protocols
+from shared.store.protocols import FeedChunks
 
 _START = ("", 0)
 
@@ -80,7 +83,15 @@ async def page(chunks: FeedChunks, after: str | None, page_size: int,
     return found, encode_cursor(*position)
 
 
-async def read_page(store: ChangeFeed, after: str | None, page_size: int,
+async def read_page(store: protocols.SyncStore, after: str | None, page_size: int,
                     now: dt.datetime) -> tuple[list[dict[str, Any]], str]:
-    """`page` of the store's feed (what `GET /api/changes` answers)."""
-    return await page(store.feed_chunks(), after, page_size, now)
+    """Up to `page_size` changes after the sealed cursor `after`, and the sealed cursor
+    after them (the same cursor when there is nothing new). Raises `gate.GateError`
+    (a cursor this service did not hand out), `CursorExpired` (past retention)."""
+    position = await cursors.unseal(store, after, "after")
+    items, following = await page(store.feed_chunks(), position, page_size, now)
+    if following == position and after is not None:
+        return items, after
+    sealed = await cursors.seal(store, following)
+    assert sealed is not None  # a position in, a position out
+    return items, sealed

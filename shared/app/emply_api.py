@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.app import emply_import, hybrid_check
+from shared.app import cursors, emply_import, hybrid_check, outbound_events
+from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
 from shared.emply import file as emply_file
 from shared.emply.document import DocumentError
@@ -38,6 +39,16 @@ _LABEL = re.compile(r'^(settings|roles|users|employees|calendars|outboundEvents)
 
 class NotFound(LookupError):
     """No entity with that id."""
+
+
+class OutcomeUnknown(Exception):
+    """Storage took a write and its answer was lost: it may have been made."""
+
+    def __init__(self, kind: str, entity_id: str) -> None:
+        super().__init__(f"storage did not answer the write of this {kind[:-1]}; it may have "
+                         "been made: GET it and compare its ETag before writing again")
+        self.kind = kind
+        self.entity_id = entity_id
 
 
 def export_bytes(doc: Mapping[str, Any]) -> bytes:
@@ -98,10 +109,15 @@ async def put_entity(store: protocols.SyncStore, kind: str, entity_id: str, body
         raise DocumentError("body", "expected a JSON object")
     if "id" in body and body["id"] != entity_id:
         raise DocumentError("id", "must be the id in the path")
-    existed = await entities.read(store, kind, entity_id) is not None
+    if kind == "outboundEvents":
+        # The sync's own fields the body leaves out are kept: sending an event again with
+        # other content updates its M365 copy instead of creating a second one.
+        found = await entities.read(store, kind, entity_id)
+        if found is not None:
+            body = outbound_events.keep_sync_fields(found[0], body)
     clean = (await _validate(store, kind, [{**body, "id": entity_id}]))[kind][0]
-    etag = await entities.write(store, kind, clean, if_match)
-    return clean, etag, not existed
+    etag, created = await _write(store, kind, clean, if_match)
+    return clean, etag, created
 
 
 async def patch_entity(store: protocols.SyncStore, kind: str, entity_id: str, body: object,
@@ -118,8 +134,21 @@ async def patch_entity(store: protocols.SyncStore, kind: str, entity_id: str, bo
     merged = _merge(current, body)
     clean = (await _validate(store, kind, [merged]))[kind][0]
     # Conditional on the ETag the patch was applied to: a write in between is a 412.
-    new_etag = await entities.write(store, kind, clean, etag)
+    new_etag, _created = await _write(store, kind, clean, etag)
     return clean, new_etag
+
+
+async def _write(store: protocols.SyncStore, kind: str, item: dict[str, Any],
+                 if_match: str | None) -> tuple[str, bool]:
+    """`entities.write`, a value another user took meanwhile refused as the checks above
+    refuse one they can see (400 naming the field), a lost answer named as such."""
+    try:
+        return await entities.write(store, kind, item, if_match)
+    except store_errors.UniqueTaken as exc:
+        raise DocumentError(exc.field, f"{emply_checks.show(item.get(exc.field))} is held by "
+                            "another user (taken by a write at the same time)") from None
+    except store_errors.OutcomeUnknown as exc:
+        raise OutcomeUnknown(kind, str(item.get("id"))) from exc
 
 
 def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,6 +161,21 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+async def delete_outbound_event(store: protocols.SyncStore, entity_id: str,
+                                if_match: str | None) -> tuple[dict[str, Any], str]:
+    """Emply deletes an outbound event (R15): marked `deleteRequested`, so the next run
+    deletes it in M365 (when M365 holds it) and then removes it from Emply. Returns the
+    marked event and its new ETag; asking again changes nothing."""
+    current, etag = await get_entity(store, "outboundEvents", entity_id)
+    if if_match is not None and if_match not in (ANY, etag):
+        raise PreconditionFailed("outboundEvents entity changed since it was read")
+    if current.get("deleteRequested") is True:
+        return current, etag
+    marked = {**current, "deleteRequested": True}
+    new_etag, _created = await _write(store, "outboundEvents", marked, etag)
+    return marked, new_etag
 
 
 async def get_settings(store: protocols.SyncStore) -> tuple[dict[str, Any], str]:
@@ -152,14 +196,18 @@ async def put_settings(store: protocols.SyncStore, body: object, if_match: str |
         await hybrid_check.refuse_hybrid(graph, {"settings": clean})
     except hybrid_check.HybridTenant as exc:
         raise _relative(exc) from None
-    return clean, await entities.write(store, "settings", clean, if_match)
+    return clean, (await _write(store, "settings", clean, if_match))[0]
 
 
 async def list_page(store: protocols.SyncStore, kind: str, *, page_size: int, after: str | None,
                     filters: Mapping[str, str], linked: bool | None
                     ) -> tuple[list[tuple[dict[str, Any], str]], str | None]:
-    return await entities.page(store, kind, page_size=page_size, after=after,
-                               equals=filters, linked=linked)
+    """A page of entities after the sealed cursor `after` (`next`), and the sealed cursor
+    of the next page."""
+    position = await cursors.unseal(store, after, "next")
+    found, following = await entities.page(store, kind, page_size=page_size, after=position,
+                                           equals=filters, linked=linked)
+    return found, await cursors.seal(store, following)
 
 
 async def set_calendar(store: protocols.SyncStore, user_id: str, calendar_id: str, body: object,
@@ -184,4 +232,4 @@ async def set_calendar(store: protocols.SyncStore, user_id: str, calendar_id: st
         raise PreconditionFailed("calendars entity changed since it was read")
     clean = (await _validate(store, "calendars", [{**current, "enabled": body["enabled"]}])
              )["calendars"][0]
-    return clean, await entities.write(store, "calendars", clean, etag)
+    return clean, (await _write(store, "calendars", clean, etag))[0]

@@ -6,7 +6,8 @@ run at a time; an import counts as one), removes what a crashed import left, and
 lets the store write and switch (`EmplyGenerations.import_document`: all or nothing). A
 running sync makes it raise `RunInProgress` (the CLI's exit 3, HTTP 409); a bad
 document `DocumentError` listing every problem (exit 2, HTTP 400); a storage failure
-`ImportFailed` with nothing imported.
+`ImportFailed` with nothing imported. An outbound event sent again keeps what the sync
+knows of its M365 copy (`shared.app.outbound_events`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+from shared.app import outbound_events
 from shared.emply import file as emply_file
 from shared.store import errors, protocols
 
@@ -54,6 +56,8 @@ async def import_emply(store: protocols.SyncStore, data: bytes | object, *, repl
     extra: dict[str, Any] = {"importId": import_id, "trigger": trigger, "replace": replace}
     try:
         stale = await store.remove_stale_generations()
+        # Under the lease: no run writes the outbound events' sync fields meanwhile.
+        doc = await outbound_events.keep_in_document(store, doc)
         counts = await store.import_document(doc, replace=replace, before_switch=still_ours)
     except Exception as exc:
         _log.warning("emply_sync.import_refused", extra={

@@ -20,6 +20,8 @@ import binascii
 import json
 from typing import Any
 
+from shared.app import cursors
+from shared.emply import gate
 from shared.store import entities, protocols
 
 ONE_SHOT_MAX = 20_000
@@ -56,8 +58,9 @@ def encode(section: str, inner: str | None) -> str:
 
 def decode(cursor: str) -> tuple[str, str | None]:
     try:
-        section, inner = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        section, inner = gate.parse_json(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, TypeError):  # gate.GateError is a ValueError
         raise BadCursor("next is not a cursor this service handed out") from None
     if section not in SECTIONS or not (inner is None or isinstance(inner, str)):
         raise BadCursor("next is not a cursor this service handed out")
@@ -65,7 +68,15 @@ def decode(cursor: str) -> tuple[str, str | None]:
 
 
 async def page(store: protocols.SyncStore, cursor: str | None, page_size: int) -> dict[str, Any]:
-    """One page (see the module docstring): its sections and `next`."""
+    """One page (see the module docstring): its sections and `next` (sealed cursors,
+    `shared.app.cursors`)."""
+    found = await _page(store, await cursors.unseal(store, cursor, "next"), page_size)
+    found["next"] = await cursors.seal(store, found["next"])
+    return found
+
+
+async def _page(store: protocols.SyncStore, cursor: str | None, page_size: int
+                ) -> dict[str, Any]:
     if cursor is None:
         settings = await entities.read(store, "settings", "")
         roles: list[dict[str, Any]] = []

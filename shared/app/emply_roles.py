@@ -19,8 +19,8 @@ from shared.emply import document as emply_doc
 from shared.emply.document import DocumentError
 from shared.store import entities, protocols
 
-MAX_ROLES = 100
-"""Roles in one PUT: a few dozen in practice (one Table transaction holds 100)."""
+MAX_ROLES = emply_doc.MAX_ROLES
+"""Roles in one PUT: the limit every import shares (`shared.emply.document`)."""
 
 
 async def _stored(store: protocols.SyncStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -62,8 +62,6 @@ async def put_roles(store: protocols.SyncStore, body: object,
                                 for k in unknown[:5]])
     if "roles" not in body:
         raise DocumentError("roles", "required field missing")
-    if isinstance(body["roles"], list) and len(body["roles"]) > MAX_ROLES:
-        raise DocumentError("roles", f"at most {MAX_ROLES} roles")
     validated = emply_doc.validate_document({"roles": body["roles"]})
     clean: list[dict[str, Any]] = validated["roles"]
     problems = entities.table_problems(validated)

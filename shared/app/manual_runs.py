@@ -28,6 +28,7 @@ from typing import Any
 from shared import errors, telemetry
 from shared import store as store_mod
 from shared.app import boundary, run_queue
+from shared.run import lease
 from shared.run import report as run_report
 from shared.store import protocols
 
@@ -59,11 +60,16 @@ class RunRequest:
     busy_waits: int = 0
     approve_deletions: str | None = None
     """The same for held Entra deletions (R9 delete)."""
+    user: str | None = None
+    """One user now (`POST /api/users/{key}/sync` whose reads Graph throttled): its key."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"runId": self.run_id, "queuedAt": self.queued_at, "dryRun": self.dry_run,
-                "approveDeactivations": self.approve, "busyWaits": self.busy_waits,
-                "approveDeletions": self.approve_deletions}
+        out = {"runId": self.run_id, "queuedAt": self.queued_at, "dryRun": self.dry_run,
+               "approveDeactivations": self.approve, "busyWaits": self.busy_waits,
+               "approveDeletions": self.approve_deletions}
+        if self.user is not None:
+            out["user"] = self.user
+        return out
 
     @classmethod
     def parse(cls, raw: str | bytes) -> RunRequest:
@@ -91,8 +97,16 @@ class RunRequest:
             boundary.Approval.parse(deletions)
         if type(waits) is not int or waits < 0:
             raise ValueError("the run request's busyWaits is not a count")
+        user = data.get("user")
+        if user is not None and (not isinstance(user, str) or not user.strip()):
+            raise ValueError("the run request's user is not a key")
         return cls(run_id=run_id, queued_at=queued_at, dry_run=data.get("dryRun") is True,
-                   approve=approve, busy_waits=waits, approve_deletions=deletions)
+                   approve=approve, busy_waits=waits, approve_deletions=deletions,
+                   user=user)
+
+    @property
+    def trigger(self) -> str:
+        return TRIGGER if self.user is None else boundary.ON_DEMAND
 
 
 def is_final(report: Mapping[str, Any] | None) -> bool:
@@ -101,21 +115,24 @@ def is_final(report: Mapping[str, Any] | None) -> bool:
 
 async def request_run(*, dry_run: bool = False, approve: boundary.Approval | None = None,
                       approve_deletions: boundary.Approval | None = None,
+                      user: str | None = None, run_id: str | None = None,
                       environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Record a queued run and queue its request; returns the queued record. Raises
     `boundary.RunInProgress` while another run is queued or running (nothing changed),
     and a `shared.errors.SyncFailure` when storage or the queue is unavailable (then
-    the record, if it was written, says `failed` and no run will follow)."""
+    the record, if it was written, says `failed` and no run will follow). `user`: one
+    user's run (`shared.app.user_sync`), under `run_id` when it was begun already."""
     async with boundary.open_deps(environ=environ) as deps:
         store = deps.store
         now = deps.clock()
-        await _refuse_if_leased(store, now)
-        request = RunRequest(run_id=boundary.new_run_id(now), queued_at=run_report.iso(now),
+        await lease.refuse_if_running(store, now)
+        request = RunRequest(run_id=run_id or boundary.new_run_id(now),
+                             queued_at=run_report.iso(now),
                              dry_run=dry_run, approve=None if approve is None else str(approve),
                              approve_deletions=(None if approve_deletions is None
-                                                else str(approve_deletions)))
+                                                else str(approve_deletions)), user=user)
         await _take_marker(store, request, now)
-        report = run_report.new_report(TRIGGER, dry_run, now, run_id=request.run_id,
+        report = run_report.new_report(request.trigger, dry_run, now, run_id=request.run_id,
                                        queued_at=request.queued_at).to_json()
         report["status"] = QUEUED
         try:
@@ -130,7 +147,7 @@ async def request_run(*, dry_run: bool = False, approve: boundary.Approval | Non
                 await _finish(store, report, failure.to_json())
             raise failure from exc
         telemetry.log.info("emply_sync.run_queued", extra={
-            "runId": request.run_id, "trigger": TRIGGER, "dryRun": dry_run})
+            "runId": request.run_id, "trigger": request.trigger, "dryRun": dry_run})
         return report
 
 
@@ -171,15 +188,14 @@ async def work(raw: str | bytes, dequeue_count: int,
             "runId": request.run_id, "trigger": TRIGGER, "dequeueCount": dequeue_count})
         return None
     try:
-        report = await boundary.sync(
-            trigger=TRIGGER, dry_run=request.dry_run, environ=environ,
-            approve_deactivations=(boundary.Approval.parse(request.approve)
-                                   if request.approve else None),
-            approve_deletions=(boundary.Approval.parse(request.approve_deletions)
-                               if request.approve_deletions else None),
-            run_id=request.run_id, queued_at=request.queued_at)
+        report = await _run(request, environ)
     except boundary.RunInProgress as exc:
         return await _wait_for_lease(request, exc, environ)
+    except (boundary.UserNotFound, boundary.AmbiguousUser) as exc:
+        # The key named one user when it was queued; Emply or Entra changed since.
+        await give_up(request.run_id, {"reason": "user_not_found", "message": str(exc)},
+                      dequeue_count, environ)
+        return None
     except Exception as exc:
         # A bug in the run: the service recorded the run failed and logged the
         # traceback; delivering it again would only repeat that.
@@ -201,6 +217,20 @@ async def work(raw: str | bytes, dequeue_count: int,
         return None
     await _release_marker_quietly(request.run_id, environ)
     return report
+
+
+async def _run(request: RunRequest, environ: Mapping[str, str] | None) -> dict[str, Any]:
+    if request.user is not None:
+        return await boundary.sync_user(request.user, dry_run=request.dry_run,
+                                        environ=environ, run_id=request.run_id,
+                                        queued_at=request.queued_at)
+    return await boundary.sync(
+        trigger=TRIGGER, dry_run=request.dry_run, environ=environ,
+        approve_deactivations=(boundary.Approval.parse(request.approve)
+                               if request.approve else None),
+        approve_deletions=(boundary.Approval.parse(request.approve_deletions)
+                           if request.approve_deletions else None),
+        run_id=request.run_id, queued_at=request.queued_at)
 
 
 async def give_up(run_id: str, error: Mapping[str, Any], attempts: int | None,
@@ -276,17 +306,6 @@ async def _wait_for_lease(request: RunRequest, exc: store_mod.RunInProgress,
     return None
 
 
-async def _refuse_if_leased(store: protocols.RunLease, now: dt.datetime) -> None:
-    lease = await store.current_lease()
-    if lease is None:
-        return
-    expires = lease.get("expiresAt")
-    if isinstance(expires, str) and dt.datetime.fromisoformat(
-            expires.replace("Z", "+00:00")) > now:
-        raise store_mod.RunInProgress(str(lease.get("runId")), str(lease.get("trigger")),
-                                      str(lease.get("startedAt")))
-
-
 async def _take_marker(store: protocols.SyncStore, request: RunRequest,
                        now: dt.datetime) -> None:
     for _attempt in range(5):
@@ -326,9 +345,9 @@ async def _release_marker_quietly(run_id: str, environ: Mapping[str, str] | None
     try:
         async with boundary.open_deps(environ=environ) as deps:
             await _release_marker(deps.store, run_id)
-    except Exception:  # the next request finds the run final and clears it then
-        telemetry.log.warning("emply_sync.marker_not_released", extra={"runId": run_id},
-                              exc_info=True)
+    except Exception as exc:  # the next request finds the run final and clears it then
+        telemetry.log.warning("emply_sync.marker_not_released",
+                              extra={"runId": run_id, "error": type(exc).__name__})
 
 
 async def _finish(store: protocols.SyncStore, report: Mapping[str, Any],

@@ -41,6 +41,7 @@ def components() -> dict[str, dict[str, Any]]:
     for section in emply_doc.ENTITY_KINDS:
         properties[section] = {"type": "array",
                                "items": {"$ref": f"#/components/schemas/{NAMES[section]}"}}
+    properties["roles"]["maxItems"] = emply_doc.MAX_ROLES
     out["EmplyDocument"] = {"type": "object", "properties": properties,
                             "additionalProperties": False}
     return out

@@ -3,8 +3,11 @@
 Shared by the mailbox reads (R13's calendars, R14's events, R16's photos): one item per
 thing read, up to 20 a batch. An item answered 429/503/504 is sent again, after the
 longest `Retry-After` of the round, in a later batch of only such items (at most
-`MAX_ITEM_RETRIES` rounds); the caller settles every other answer, and an answer it
-does not settle fails the read (R7: nothing applied).
+`MAX_ITEM_RETRIES` rounds); the caller settles every other answer. An answer it does not
+settle (and an item still throttled after its retries, or left unanswered) concerns
+that item alone: it goes to the caller's `fail`, which records it as a per-user failure
+(`shared.graph.failures`); only a caller without `fail` has the read raise. A `$batch`
+refused as a whole raises `GraphReadError` whatever the caller.
 """
 
 from __future__ import annotations
@@ -22,22 +25,25 @@ CONCURRENT_BATCHES = 4
 one request, so a mailbox never sees more than one of our requests at a time (Outlook
 allows four)."""
 MAX_ITEM_RETRIES = 5
-"""Rounds a throttled item is retried (after its `Retry-After`) before the read fails."""
+"""Rounds a throttled item is retried (after its `Retry-After`) before it fails."""
 RETRIED_STATUSES = frozenset({429, 503, 504})
 
 Sleep = Callable[[float], Awaitable[None]]
 Item = TypeVar("Item")
 Settle = Callable[[Item, dict[str, Any]], Awaitable[list[Item] | None]]
 """Settles one item's answer: [] done, [item] ask again (at once, not a throttled
-retry), None not settled (the read fails)."""
+retry), None not settled (the item failed)."""
+Fail = Callable[[Item, int | None, str | None, str], None]
+"""Records that one item failed: (item, HTTP status or None, Graph's error code, message)."""
 
 
 async def get_each(client: graph_client.GraphClient, items: Sequence[Item], *,
                    url: Callable[[Item], str], settle: Settle[Item], sleep: Sleep,
                    batch_url: Callable[[Item], str] | None = None,
-                   headers: Mapping[str, str] | None = None) -> int:
+                   headers: Mapping[str, str] | None = None,
+                   fail: Fail[Item] | None = None) -> int:
     """GET every item's `url` (sent as `batch_url`, when given) through `$batch`, in
-    rounds until each is settled; returns the items answered 429."""
+    rounds until each is settled or failed; returns the items answered 429."""
     pending = list(items)
     attempt = 0
     throttled = 0
@@ -54,8 +60,11 @@ async def get_each(client: graph_client.GraphClient, items: Sequence[Item], *,
         for n, item in enumerate(pending):
             response = responses.get(str(n))
             if response is None:
-                raise errors.GraphReadError("/$batch", 200, "invalid_json",
-                                            f"no answer for item {n} of the batch")
+                if fail is None:
+                    raise errors.GraphReadError("/$batch", 200, "invalid_json",
+                                                f"no answer for item {n} of the batch")
+                fail(item, None, "invalid_json", "the $batch answer has no answer for it")
+                continue
             status = response.get("status")
             if status in RETRIED_STATUSES and attempt < MAX_ITEM_RETRIES:
                 throttled += status == 429
@@ -66,9 +75,12 @@ async def get_each(client: graph_client.GraphClient, items: Sequence[Item], *,
             settled = await settle(item, response)
             if settled is None:
                 code, message = error_of(response.get("body"))
-                raise errors.GraphReadError(client.endpoint(url(item)),
-                                            status if isinstance(status, int) else None,
-                                            code, message or "failed inside $batch")
+                known = status if isinstance(status, int) else None
+                if fail is None:
+                    raise errors.GraphReadError(client.endpoint(url(item)), known, code,
+                                                message or "failed inside $batch")
+                fail(item, known, code, message or "failed inside $batch")
+                continue
             again.extend(settled)
         if retried:
             attempt += 1

@@ -20,8 +20,10 @@ simulator), whose fixed token is used nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -35,6 +37,7 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
+from kiota_http import kiota_client_factory
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
@@ -51,7 +54,7 @@ from msgraph_core.middleware.options import (  # type: ignore[import-untyped]
 )
 
 from shared import config
-from shared.graph import credentials, errors, middleware
+from shared.graph import credentials, errors, middleware, pacing
 
 # Graph error codes that mean "this delta/skip token is gone: read in full".
 DELTA_EXPIRED_CODES = frozenset(
@@ -74,6 +77,7 @@ class GraphClient:
         stats: middleware.GraphStats,
         retry: middleware.RetryPolicy,
         owns_credential: bool = True,
+        write_pacer: pacing.WritePacer | None = None,
     ) -> None:
         self.graph_url = graph_url
         self.base_path = urlsplit(graph_url).path.rstrip("/")
@@ -84,6 +88,9 @@ class GraphClient:
         self.stats = stats
         self.retry = retry
         self.owns_credential = owns_credential
+        self.write_pacer = write_pacer or pacing.WritePacer()
+        """Directory writes through this client share Graph's write quota
+        (`shared.graph.pacing`)."""
 
     def absolute_url(self, url: str) -> str:
         """``url`` itself when absolute, else ``graph_url`` + ``url``."""
@@ -195,6 +202,22 @@ def resolve_graph_url(graph_url: str | None, env: Mapping[str, str]) -> str:
     return url.rstrip("/")
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CA bundle), made once per process: loading
+    the bundle costs tens of milliseconds of CPU, and every run opens a client."""
+    return httpx.create_ssl_context()
+
+
+def _http_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """Kiota's default client (its timeouts, HTTP/2), on ``transport`` when given."""
+    timeout = httpx.Timeout(kiota_client_factory.DEFAULT_REQUEST_TIMEOUT,
+                            connect=kiota_client_factory.DEFAULT_CONNECTION_TIMEOUT)
+    if transport is not None:
+        return httpx.AsyncClient(timeout=timeout, transport=transport)
+    return httpx.AsyncClient(timeout=timeout, http2=True, verify=_tls_context())
+
+
 def _middleware_chain(
     stats: middleware.GraphStats, base_path: str, retry: middleware.RetryPolicy
 ) -> list[BaseMiddleware]:
@@ -221,6 +244,7 @@ def create_graph_client(
     credential: AsyncTokenCredential | None = None,
     retry: middleware.RetryPolicy | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    write_quota: pacing.WriteQuota | None = None,
 ) -> GraphClient:
     """A :class:`GraphClient` for ``graph_url`` (default from ``env``, then Graph v1.0).
 
@@ -230,7 +254,10 @@ def create_graph_client(
     ``env`` defaults to ``os.environ``. The credential is chosen by
     :func:`shared.graph.credentials.create_credential` unless given (a given
     credential stays the caller's to close); the retry
-    policy is the simulator's short one for loopback URLs, Graph's otherwise.
+    policy is the simulator's short one for loopback URLs, Graph's otherwise. Directory
+    writes are paced under ``write_quota``: by default Graph's published quota against
+    Graph, none against the loopback simulator (whose own quota is off unless a test
+    switches it on).
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     url = resolve_graph_url(graph_url, environ)
@@ -253,9 +280,7 @@ def create_graph_client(
     )
     stats = middleware.GraphStats()
     base_path = parts.path.rstrip("/")
-    client = KiotaClientFactory.get_default_client()
-    if transport is not None:
-        client = httpx.AsyncClient(timeout=client.timeout, transport=transport)
+    client = _http_client(transport)
     http_client = GraphClientFactory.create_with_custom_middleware(
         _middleware_chain(stats, base_path, retry), client=client)
     adapter = GraphRequestAdapter(auth, client=http_client)
@@ -263,7 +288,8 @@ def create_graph_client(
     adapter.base_url = url
     service = GraphServiceClient(request_adapter=adapter)
     return GraphClient(
-        url, service, adapter, http_client, credential, stats, retry, owns_credential
+        url, service, adapter, http_client, credential, stats, retry, owns_credential,
+        pacing.WritePacer(write_quota or (None if loopback else pacing.GRAPH_WRITE_QUOTA)),
     )
 
 

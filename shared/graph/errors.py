@@ -13,6 +13,10 @@
 a 5xx or no answer is `graph_unavailable`, a 429 `graph_throttled` (temporary),
 any other refusal `graph_read_failed` (permanent).
 
+A read of one user's mailbox or photo that fails raises none of these: it is a
+`shared.graph.failures.UserReadFailure` in that read's result (R7: only the directory
+read is all-or-nothing). A `$batch` refused as a whole still raises `GraphReadError`.
+
 Every message names the endpoint (a template such as ``/users/delta``, never a
 URL with tokens in it) and Graph's own error code, so an operator can act on
 the message alone.

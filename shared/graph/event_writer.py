@@ -1,30 +1,25 @@
-"""R15's write: Emply's outbound events created in the users' default calendars.
+"""R15's traffic: one Graph request per outbound event, through `$batch`, within
+Outlook's limit of 4 concurrent requests per mailbox.
 
-`POST /users/{id}/calendar/events` per event, 20 a `$batch`, with Graph's
-`transactionId` in the body: Graph answers a POST whose transactionId it has seen with
-the event it made the first time, so an event is created once however often it is
-sent (a retry, a run killed before it stored the answer).
+The requests (`Request`: a create, an update, a cancellation, a deletion or a look-up
+of one outbound event, built by `shared.graph.outbound_requests`) go out 20 a `$batch`.
+The items of one `$batch` run side by side, so they go in *rounds* (`rounds`), each
+holding at most 4 requests of a mailbox, its batches at most `CONCURRENT_BATCHES` at a
+time; the next round starts when the last one is answered. A throttled item
+(429/503/504 inside the batch) goes again in a later round, after the longest
+`Retry-After` of its round, at most `MAX_ITEM_RETRIES` times.
 
-Outlook allows 4 concurrent requests per mailbox, and the items of one `$batch` run in
-parallel: so the events go out in *rounds* (`rounds`), each holding at most 4 events
-of a mailbox, its batches at most `CONCURRENT_BATCHES` at a time; the next round starts
-when the last one is answered. A throttled item (429/503/504 inside the batch) goes
-again in a later round, after the longest `Retry-After` of its round.
-
-Each event ends in one `Outcome`: created (its Graph id), failed for good
-(`mailbox_not_in_cloud`: Graph's MailboxNotEnabledForRESTAPI), or a temporary error
-(kept pending, tried again by the next run). A failed `$batch` as a whole makes its
-events temporary errors; it never fails the run (the Emply side is written already).
+Every request ends in one `Answer`: Graph's status and body for it, or, when Graph never
+answered it (the `$batch` as a whole failed, still throttled after the retries), why
+not. What an answer means is the caller's business; nothing here fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from shared.graph import client as graph_client
 from shared.graph import errors, middleware
@@ -34,144 +29,136 @@ from shared.graph.mailboxes import (
     MAX_ITEM_RETRIES,
     RETRIED_STATUSES,
     Sleep,
-    error_of,
     retry_after,
 )
 
 PER_MAILBOX = 4
 """Outlook's limit of concurrent requests to one mailbox."""
-MAILBOX_NOT_IN_CLOUD = "mailbox_not_in_cloud"
 
 
 @dataclass(frozen=True)
-class Push:
-    """One outbound event to create in the default calendar of Entra user `entra_id`."""
+class Request:
+    """One Graph request for outbound event `event_id`, in the mailbox of `entra_id`."""
 
     event_id: str
     entra_id: str
-    body: Mapping[str, Any]
+    method: str
+    url: str
+    """Relative to the Graph version (`/users/{id}/...`), query included."""
+    body: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
-class Outcome:
-    graph_id: str | None = None
-    """Created: the event's id in Graph."""
-    failure: str | None = None
-    """Failed for good: the reason code."""
+class Answer:
+    status: int | None
+    """Graph's status for the item; None when there is none (see `error`)."""
+    body: Any = None
+    headers: Mapping[str, Any] | None = None
     error: str | None = None
-    """A temporary error: what went wrong (tried again by the next run)."""
+    """Why Graph gave no answer for the item."""
 
 
 @dataclass(frozen=True)
-class PushResult:
-    outcomes: dict[str, Outcome]
-    """Outbound event id → what became of it."""
+class SendResult:
+    answers: dict[str, Answer]
+    """Outbound event id → Graph's answer to its request."""
     requests: int
+    """HTTP exchanges with Graph (a `$batch` is one)."""
     throttled: int
+    batches: int
 
 
-def event_body(subject: str | None, start: str, end: str, transaction_id: str
-               ) -> dict[str, Any]:
-    """The Graph event for an outbound event (times with a zone, sent in UTC)."""
-    return {"subject": subject or "", "start": _utc(start), "end": _utc(end),
-            "transactionId": transaction_id}
-
-
-def _utc(moment: str) -> dict[str, str]:
-    at = dt.datetime.fromisoformat(moment.upper()).astimezone(dt.UTC)
-    return {"dateTime": at.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-def rounds(pushes: Iterable[Push], per_mailbox: int = PER_MAILBOX,
-           batch_size: int = BATCH_SIZE) -> list[list[list[Push]]]:
-    """The pushes as rounds of batches: in a round at most `per_mailbox` of a mailbox,
+def rounds(requests: Iterable[Request], per_mailbox: int = PER_MAILBOX,
+           batch_size: int = BATCH_SIZE) -> list[list[list[Request]]]:
+    """The requests as rounds of batches: in a round at most `per_mailbox` of a mailbox,
     in a batch at most `batch_size`; in the order given otherwise."""
-    waiting = list(pushes)
-    out: list[list[list[Push]]] = []
+    waiting = list(requests)
+    out: list[list[list[Request]]] = []
     while waiting:
         taken: dict[str, int] = {}
         now, later = [], []
-        for push in waiting:
-            if taken.get(push.entra_id, 0) < per_mailbox:
-                taken[push.entra_id] = taken.get(push.entra_id, 0) + 1
-                now.append(push)
+        for request in waiting:
+            if taken.get(request.entra_id, 0) < per_mailbox:
+                taken[request.entra_id] = taken.get(request.entra_id, 0) + 1
+                now.append(request)
             else:
-                later.append(push)
+                later.append(request)
         out.append([now[i:i + batch_size] for i in range(0, len(now), batch_size)])
         waiting = later
     return out
 
 
-def _url(entra_id: str) -> str:
-    return f"/users/{quote(entra_id, safe='')}/calendar/events"
-
-
-async def push_events(client: graph_client.GraphClient, pushes: Sequence[Push], *,
-                      concurrency: int = CONCURRENT_BATCHES,
-                      sleep: Sleep = asyncio.sleep) -> PushResult:
-    """Create these events; every one gets an `Outcome`."""
-    outcomes: dict[str, Outcome] = {}
+async def send(client: graph_client.GraphClient, requests: Sequence[Request], *,
+               concurrency: int = CONCURRENT_BATCHES,
+               sleep: Sleep = asyncio.sleep) -> SendResult:
+    """Send these requests (one per outbound event); every one gets an `Answer`."""
+    answers: dict[str, Answer] = {}
     attempts: dict[str, int] = {}
     items_throttled = [0]
+    batches = [0]
     gate = asyncio.Semaphore(concurrency)
-    pending = list(pushes)
+    pending = list(requests)
 
-    async def one_batch(chunk: list[Push], again: list[Push], wait: list[float]) -> None:
+    async def one_batch(chunk: list[Request], again: list[Request], wait: list[float]) -> None:
         async with gate:
-            retry = await _batch(client, chunk, outcomes, items_throttled, wait)
-        for push in retry:
-            attempts[push.event_id] = attempts.get(push.event_id, 0) + 1
-            if attempts[push.event_id] > MAX_ITEM_RETRIES:
-                outcomes[push.event_id] = Outcome(
-                    error=f"still throttled after {MAX_ITEM_RETRIES} retries")
+            batches[0] += 1
+            retry = await _batch(client, chunk, answers, items_throttled, wait)
+        for request in retry:
+            attempts[request.event_id] = attempts.get(request.event_id, 0) + 1
+            if attempts[request.event_id] > MAX_ITEM_RETRIES:
+                answers[request.event_id] = Answer(
+                    None, error=f"still throttled after {MAX_ITEM_RETRIES} retries")
             else:
-                again.append(push)
+                again.append(request)
 
     with middleware.track() as stats:
         while pending:
-            again: list[Push] = []
+            again: list[Request] = []
             wait = [0.0]
-            for batches in rounds(pending):
-                await asyncio.gather(*(one_batch(chunk, again, wait) for chunk in batches))
+            for batch_round in rounds(pending):
+                await asyncio.gather(*(one_batch(chunk, again, wait)
+                                       for chunk in batch_round))
             if again:
                 await sleep(wait[0])
             pending = again
-    return PushResult(outcomes, stats.total_requests, stats.throttled + items_throttled[0])
+    return SendResult(answers, stats.total_requests, stats.throttled + items_throttled[0],
+                      batches[0])
 
 
-async def _batch(client: graph_client.GraphClient, chunk: list[Push],
-                 outcomes: dict[str, Outcome], items_throttled: list[int],
-                 wait: list[float]) -> list[Push]:
-    """One `$batch` of POSTs; returns the throttled pushes to send again."""
+def _item(n: int, request: Request) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": str(n), "method": request.method, "url": request.url}
+    if request.body is not None:
+        item["body"] = dict(request.body)
+        item["headers"] = {"Content-Type": "application/json"}
+    return item
+
+
+async def _batch(client: graph_client.GraphClient, chunk: list[Request],
+                 answers: dict[str, Answer], items_throttled: list[int],
+                 wait: list[float]) -> list[Request]:
+    """One `$batch`; returns the throttled requests to send again."""
     try:
         answer = await client.post_json("/$batch", {"requests": [
-            {"id": str(n), "method": "POST", "url": _url(p.entra_id), "body": dict(p.body),
-             "headers": {"Content-Type": "application/json"}}
-            for n, p in enumerate(chunk)]})
+            _item(n, r) for n, r in enumerate(chunk)]})
     except errors.GraphReadError as exc:
-        for push in chunk:
-            outcomes[push.event_id] = Outcome(
-                error=f"POST /$batch failed: HTTP {exc.status}, error code "
-                      f"{exc.code or 'unknown'}: {exc.message}")
+        for request in chunk:
+            answers[request.event_id] = Answer(
+                None, error=f"POST /$batch failed: HTTP {exc.status}, error code "
+                            f"{exc.code or 'unknown'}: {exc.message}")
         return []
     responses = {r.get("id"): r for r in answer.get("responses") or () if isinstance(r, dict)}
     again = []
-    for n, push in enumerate(chunk):
-        response = responses.get(str(n)) or {}
-        status, body = response.get("status"), response.get("body")
-        code, message = error_of(body)
-        graph_id = body.get("id") if isinstance(body, dict) else None
-        if status in (200, 201) and isinstance(graph_id, str) and graph_id:
-            outcomes[push.event_id] = Outcome(graph_id=graph_id)
-        elif status == 404 and code == "MailboxNotEnabledForRESTAPI":
-            outcomes[push.event_id] = Outcome(failure=MAILBOX_NOT_IN_CLOUD)
+    for n, request in enumerate(chunk):
+        response = responses.get(str(n))
+        status = response.get("status") if response else None
+        if response is None or not isinstance(status, int):
+            answers[request.event_id] = Answer(None, error="no answer in the $batch")
         elif status in RETRIED_STATUSES:
             items_throttled[0] += status == 429
             wait[0] = max(wait[0], retry_after(response.get("headers")))
-            again.append(push)
+            again.append(request)
         else:
-            hint = " (the app registration needs Calendars.ReadWrite)" if status == 403 else ""
-            outcomes[push.event_id] = Outcome(
-                error=f"POST /users/{{id}}/calendar/events: HTTP {status}, error code "
-                      f"{code or 'unknown'}: {message or 'no answer in the $batch'}{hint}")
+            headers = response.get("headers")
+            answers[request.event_id] = Answer(
+                status, response.get("body"), headers if isinstance(headers, dict) else None)
     return again

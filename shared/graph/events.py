@@ -5,10 +5,16 @@ batches in flight, never two items of one mailbox in a batch: with four batches 
 flight a mailbox sees at most four of our requests at once, Outlook's limit). A
 calendar with a stored delta link asks for what changed since (a run with no change
 reads one page per calendar); one without, or whose link Graph refuses (410), reads
-its whole window. Further pages of a round are read with one GET each. An item
-answered 429/503/504 is retried after its `Retry-After`, in a later batch. A mailbox
-or calendar that went away since the calendar list was read (404) is not read
-(`None`): its events are kept as they are. Any other failure fails the read (R7).
+its whole window. Further pages of a round are read with one GET each, whatever a
+page holds (Graph's first page is often empty, with a nextLink). An item answered
+429/503/504 is retried after its `Retry-After`, in a later batch. A mailbox or
+calendar that went away since the calendar list was read (404 `ErrorItemNotFound`,
+`MailboxNotEnabledForRESTAPI`…) is not read (`None`): its events are kept as they are.
+A calendar whose events could not be read (403 `ErrorAccessDenied`, 404
+`ErrorInvalidUser`, still 429/503/504 after its retries, a later page that fails, a
+nextLink followed before or more than `failures.MAX_PAGES` pages) is in
+`EventRead.failures`, not in `calendars`: its events are kept too, and the caller
+reports it (`shared.graph.failures`). Only a `$batch` refused as a whole fails the read.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from shared.graph import batch_get, errors, middleware
+from shared.graph import batch_get, errors, failures, middleware
 from shared.graph import client as graph_client
 
 BATCH_SIZE = batch_get.BATCH_SIZE
@@ -30,6 +36,8 @@ PAGE_SIZE = 100
 """Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
 events is one page."""
 PREFER = {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
+MAILBOX_FAULTS = frozenset({"ErrorInvalidUser"})
+"""404 codes that say the mailbox cannot be read now, not that the calendar is gone."""
 
 Event = dict[str, Any]
 CalendarKey = tuple[str, str]
@@ -70,6 +78,9 @@ class EventRead:
     full_reads: int = 0
     """Calendars read in full (no link, a refused link)."""
     batches: int = 0
+    failures: dict[CalendarKey, failures.UserReadFailure] = field(default_factory=dict)
+    """Per calendar why its events could not be read this run (reason
+    `mailbox_unavailable`, with the calendar id); such a calendar is not in `calendars`."""
 
 
 def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
@@ -139,16 +150,27 @@ async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
         return _relative(client, link) if link else first_url(w.entra_id, w.calendar_id,
                                                               window)
 
+    def fail(asked: Asked, status: int | None, code: str | None, message: str) -> None:
+        w = asked[0]
+        read.failures[(w.entra_id, w.calendar_id)] = failures.failure(
+            w.entra_id, failures.MAILBOX_UNAVAILABLE, status, code, message,
+            client.endpoint(first_url(w.entra_id, w.calendar_id, window)), w.calendar_id)
+
     async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
         w, link = asked
         status, body = response.get("status"), response.get("body")
         key = (w.entra_id, w.calendar_id)
         if status == 200 and isinstance(body, dict):
-            read.calendars[key] = await _round(client, w, body, url(asked), link is None,
-                                               window, read)
+            try:
+                read.calendars[key] = await _round(client, w, body, url(asked),
+                                                   link is None, window, read)
+            except errors.GraphReadError as exc:
+                fail(asked, exc.status, exc.code, exc.message)
+            except failures.PagingStopped as stop:
+                fail(asked, None, stop.code, stop.message)
         elif status == 410 and link is not None:
             return [(w, None)]  # the link expired: the whole window, at once
-        elif status == 404:
+        elif status == 404 and batch_get.error_of(body)[0] not in MAILBOX_FAULTS:
             read.calendars[key] = None
         else:
             return None
@@ -156,7 +178,7 @@ async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
 
     throttled = await batch_get.get_each(
         client, [(w, w.delta_link) for w in batch], url=url, batch_url=batch_url,
-        settle=settle, sleep=sleep, headers=PREFER)
+        settle=settle, sleep=sleep, headers=PREFER, fail=fail)
     read.throttled += throttled
 
 
@@ -181,6 +203,7 @@ async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url:
     events: dict[str, Event] = {}
     removed: set[str] = set()
     read.full_reads += full
+    guard = failures.PageGuard()
     while True:
         value = page.get("value")
         if not isinstance(value, list) or not all(
@@ -201,5 +224,6 @@ async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url:
         if not isinstance(next_link, str):
             raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
                                         "a delta page with neither nextLink nor deltaLink")
+        guard.follow(next_link)
         url = next_link
         page = await client.get_json(next_link, headers=PREFER)

@@ -3,20 +3,24 @@
 `GET /users/{id}/calendars?$select=id,name,isDefaultCalendar,canEdit` per user, 20 users
 a `$batch`. A user whose mailbox is not in the cloud (Graph's 404
 `MailboxNotEnabledForRESTAPI`), or whose account went away since the directory read
-(404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`, not a failed
-run. Any other failure fails the read, like every Graph read (R7: nothing applied).
+(404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`. A user whose
+calendars could not be read (403 `ErrorAccessDenied` from an application access policy,
+404 `ErrorInvalidUser`, still 429/503/504 after its retries, a page that fails, a
+paging loop) is in `CalendarRead.failures` and not in `mailboxes`: the caller keeps its
+calendars as they are and reports it (`shared.graph.failures`). Only a `$batch` refused
+as a whole fails the read.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from shared.graph import client as graph_client
-from shared.graph import errors, middleware
+from shared.graph import errors, failures, middleware
 from shared.graph.batch_get import BATCH_SIZE as BATCH_SIZE
 from shared.graph.batch_get import CONCURRENT_BATCHES as CONCURRENT_BATCHES
 from shared.graph.batch_get import MAX_ITEM_RETRIES as MAX_ITEM_RETRIES
@@ -36,11 +40,15 @@ Calendar = dict[str, Any]
 @dataclass(frozen=True)
 class CalendarRead:
     mailboxes: dict[str, list[Calendar] | None]
-    """Entra user id → its calendars as Graph lists them (None: no mailbox in the cloud)."""
+    """Entra user id → its calendars as Graph lists them (None: no mailbox in the cloud),
+    for every user asked about whose calendars were read."""
     requests: int
     """HTTP exchanges with Graph (a `$batch` of 20 users is one)."""
     throttled: int
     """429 answers: of whole requests, and of items inside a batch."""
+    failures: dict[str, failures.UserReadFailure] = field(default_factory=dict)
+    """Entra user id → why its calendars could not be read this run (reason
+    `mailbox_unavailable`); such a user is not in `mailboxes`."""
 
 
 async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[str],
@@ -53,17 +61,19 @@ async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[s
     ids = sorted(set(entra_ids))
     gate = asyncio.Semaphore(concurrency)
     out: dict[str, list[Calendar] | None] = {}
+    failed: dict[str, failures.UserReadFailure] = {}
     items_throttled = [0]
 
     async def one_batch(chunk: list[str]) -> None:
         async with gate:
-            await _batch(client, chunk, out, items_throttled, sleep)
+            await _batch(client, chunk, out, failed, items_throttled, sleep)
 
     with middleware.track() as stats:
         await asyncio.gather(*(one_batch(ids[i:i + BATCH_SIZE])
                                for i in range(0, len(ids), BATCH_SIZE)))
-    return CalendarRead({i: out[i] for i in ids}, stats.total_requests,
-                        stats.throttled + items_throttled[0])
+    return CalendarRead({i: out[i] for i in ids if i in out}, stats.total_requests,
+                        stats.throttled + items_throttled[0],
+                        {i: failed[i] for i in ids if i in failed})
 
 
 def _first_page(entra_id: str) -> str:
@@ -71,35 +81,51 @@ def _first_page(entra_id: str) -> str:
 
 
 async def _batch(client: graph_client.GraphClient, chunk: list[str],
-                 out: dict[str, list[Calendar] | None], items_throttled: list[int],
+                 out: dict[str, list[Calendar] | None],
+                 failed: dict[str, failures.UserReadFailure], items_throttled: list[int],
                  sleep: Sleep) -> None:
+    def fail(entra_id: str, status: int | None, code: str | None, message: str) -> None:
+        failed[entra_id] = failures.failure(entra_id, failures.MAILBOX_UNAVAILABLE, status,
+                                            code, message, client.endpoint(_first_page(
+                                                entra_id)))
+
     async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
         status, body = response.get("status"), response.get("body")
         if status == 200 and isinstance(body, dict):
-            out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
+            try:
+                out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
+            except errors.GraphReadError as exc:
+                fail(entra_id, exc.status, exc.code, exc.message)
+            except failures.PagingStopped as stop:
+                fail(entra_id, None, stop.code, stop.message)
         elif status == 404 and error_of(body)[0] in NO_MAILBOX_CODES:
             out[entra_id] = None
         else:
             return None
         return []
 
-    throttled = await get_each(client, chunk, url=_first_page, settle=settle, sleep=sleep)
+    throttled = await get_each(client, chunk, url=_first_page, settle=settle, sleep=sleep,
+                               fail=fail)
     items_throttled[0] += throttled
 
 
 async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str
                      ) -> list[Calendar]:
+    """Every calendar from the first page on; raises `GraphReadError` for a page that
+    fails or is not a list of calendars, `failures.PagingStopped` for a loop."""
     found: list[Calendar] = []
+    guard = failures.PageGuard()
     while True:
         value = page.get("value")
         if not isinstance(value, list) or not all(
             isinstance(c, dict) and isinstance(c.get("id"), str) for c in value
         ):
-            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+            raise errors.GraphReadError(client.endpoint(url), 200, failures.INVALID_JSON,
                                         "expected a list of calendars with ids")
         found.extend(value)
         link = page.get("@odata.nextLink")
         if not isinstance(link, str):
             return found
+        guard.follow(link)
         url = link
         page = await client.get_json(link)

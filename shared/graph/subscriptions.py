@@ -5,8 +5,10 @@ Change types: users and groups do not support `created`; `updated` covers creati
 changes, soft deletion and (for groups) membership changes, `deleted` the permanent
 deletion (Graph's change-notification docs). Graph caps the expiry of users and groups
 subscriptions at 41,760 minutes (29 days); `MAX_MINUTES` stays an hour under it, as
-Graph measures from its own clock. The subscription needs the read permission the sync
-already has (User.Read.All, GroupMember.Read.All or Group.Read.All).
+Graph measures from its own clock. A subscription needs a read permission on its
+resource: User.Read.All (the sync's own) for `/users`, Group.Read.All for `/groups`
+(api/subscription-post-subscriptions.md; GroupMember.Read.All is not among those Graph
+accepts), which infra grants with `enableNotifications`.
 
 Creating a subscription makes Graph call the notification URL with a `validationToken`
 first; the route must echo it (webhook_http/notifications.py) or the create fails.
@@ -58,6 +60,24 @@ async def renew(graph: graph_client.GraphClient, subscription_id: str,
 async def reauthorize(graph: graph_client.GraphClient, subscription_id: str) -> None:
     """POST /subscriptions/{id}/reauthorize (after a reauthorizationRequired event)."""
     await graph.send_json("POST", f"/subscriptions/{_segment(subscription_id)}/reauthorize")
+
+
+MAX_LIST_PAGES = 100
+
+
+async def list_all(graph: graph_client.GraphClient) -> list[dict[str, Any]]:
+    """GET /subscriptions: every subscription the app made in the tenant (app-only
+    tokens list them all), following `@odata.nextLink`."""
+    found: list[dict[str, Any]] = []
+    url: str | None = "/subscriptions"
+    for _page in range(MAX_LIST_PAGES):
+        if url is None:
+            break
+        body = await graph.get_json(url)
+        found += [s for s in body.get("value") or () if isinstance(s, dict)]
+        link = body.get("@odata.nextLink")
+        url = link if isinstance(link, str) else None
+    return found
 
 
 async def delete(graph: graph_client.GraphClient, subscription_id: str) -> None:

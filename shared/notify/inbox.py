@@ -40,13 +40,14 @@ from typing import Any
 
 from shared import config, errors, telemetry
 from shared.app import boundary, run_queue
+from shared.emply import gate
 from shared.graph import subscriptions as graph_subs
 from shared.notify import renewal
 from shared.notify import settings as notify_settings
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run import unchanged
-from shared.store import subscription_table as table
+from shared.store.protocols import SubscriptionRecord
 
 TRIGGER = "notification"
 MAX_BODY_BYTES = 1024 * 1024
@@ -84,9 +85,9 @@ def parse_body(raw: bytes) -> list[Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadNotification("body", f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadNotification("body", "body is not valid JSON") from None
+        body = gate.parse_json(raw, "body")
+    except gate.GateError as exc:
+        raise BadNotification(exc.field or "body", exc.detail) from None
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise BadNotification("value", "body must be a JSON object with a value array")
     items: list[Any] = body["value"]
@@ -113,7 +114,7 @@ def _shape(item: Any) -> str | None:
     return None
 
 
-def check_items(items: list[Any], known: Mapping[str, table.SubscriptionRecord]
+def check_items(items: list[Any], known: Mapping[str, SubscriptionRecord]
                 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
     """(accepted (resource, item) pairs, dropped reason -> count). `known`: resource ->
     its stored subscription. Pure: no I/O, no payload logged."""
@@ -156,7 +157,7 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
     settings = notify_settings.read(environ)
     async with boundary.open_deps(environ=environ) as deps:
         moment = now or deps.clock()
-        known = await table.subscriptions(table.table_of(deps.store)) if settings.enabled else {}
+        known = await deps.store.subscriptions() if settings.enabled else {}
         accepted, dropped = check_items(items, known)
         for reason, count in sorted(dropped.items()):
             telemetry.log.warning("emply_sync.notification_dropped",
@@ -166,10 +167,13 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
         wants_run = False
         for resource, item in accepted:
             event = item.get("lifecycleEvent")
+            # The subscription's id goes along: the worker acts once per event of it.
             if event == "reauthorizationRequired":
-                messages.append(({"kind": REAUTHORIZE, "resource": resource}, 0))
+                messages.append(({"kind": REAUTHORIZE, "resource": resource,
+                                  "subscriptionId": item["subscriptionId"]}, 0))
             elif event == "subscriptionRemoved":
-                messages.append(({"kind": RECREATE, "resource": resource}, 0))
+                messages.append(({"kind": RECREATE, "resource": resource,
+                                  "subscriptionId": item["subscriptionId"]}, 0))
                 wants_run = True
             else:  # a change, or `missed`: run
                 wants_run = True
@@ -206,12 +210,12 @@ async def schedule_run(deps: boundary.Deps, now: dt.datetime, window_seconds: in
     come covers this change. The decision is one conditional write."""
     window = dt.timedelta(seconds=window_seconds)
     for _attempt in range(8):
-        seen = await table.read_debounce(table.table_of(deps.store))
+        seen = await deps.store.read_debounce()
         last = graph_subs.parse_time(seen.scheduled_at) if seen.scheduled_at else None
         at = next_run(last, now, window)
         if at is None:
             return None
-        if await table.write_debounce(table.table_of(deps.store), seen, run_report.iso(at)):
+        if await deps.store.write_debounce(seen, run_report.iso(at)):
             return max(0, int((at - now).total_seconds() + 0.999))
     raise errors.TemporaryFailure("storage_conflict",
                                   "could not settle when the next notification run is due")
@@ -229,6 +233,10 @@ def parse_message(raw: str | bytes) -> dict[str, Any]:
     waits = message.get("busyWaits", 0)
     if type(waits) is not int or waits < 0:
         raise ValueError("the notification message's busyWaits is not a count")
+    subscription_id = message.get("subscriptionId")
+    if subscription_id is not None and not (isinstance(subscription_id, str)
+                                            and 0 < len(subscription_id) <= 256):
+        raise ValueError("the notification message's subscriptionId is not an id")
     return message
 
 
@@ -258,11 +266,9 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
         telemetry.log.error("emply_sync.notification_message_invalid",
                             extra={"reason": str(exc)})
         return None
-    if message["kind"] == REAUTHORIZE:
-        await _lifecycle(renewal.reauthorize, message["resource"], environ)
-        return None
-    if message["kind"] == RECREATE:
-        await _lifecycle(renewal.recreate, message["resource"], environ)
+    if message["kind"] in (REAUTHORIZE, RECREATE):
+        action = renewal.reauthorize if message["kind"] == REAUTHORIZE else renewal.recreate
+        await _lifecycle(action, message["resource"], message.get("subscriptionId"), environ)
         return None
     try:
         if await _nothing_changed(environ):
@@ -307,9 +313,10 @@ async def _refuse_if_leased(deps: boundary.Deps) -> None:
                                     str(lease.get("startedAt")))
 
 
-async def _lifecycle(action: Any, resource: str, environ: Mapping[str, str] | None) -> None:
+async def _lifecycle(action: Any, resource: str, subscription_id: str | None,
+                     environ: Mapping[str, str] | None) -> None:
     try:
-        await action(resource, environ)
+        await action(resource, environ, subscription_id=subscription_id)
     except Exception as exc:
         # The timer's `keep` repairs it at its next tick; logged for the renewal alert.
         classified = errors.classify(exc)

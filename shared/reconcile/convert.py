@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.reconcile import model
+from shared.reconcile import model, outbound
 
 # The order of the Graph reader's USER_FIELDS (a mirror user is a list of values).
 _USER_FIELDS = ("id", "userPrincipalName", "mail", "displayName", "givenName", "surname",
@@ -147,13 +147,7 @@ def emply_snapshot(doc: Mapping[str, Any]) -> model.EmplySnapshot:
                              e.get("sensitivity") == "private", e)
             for e in doc.get("events", ())
         ),
-        outbound=tuple(
-            model.OutboundEvent(o["id"], o["userId"], o.get("subject"), o.get("start") or "",
-                                o.get("end") or "", o.get("graphId"),
-                                o.get("status") or "pending",
-                                o.get("reason") or o.get("lastError"))
-            for o in doc.get("outboundEvents", ())
-        ),
+        outbound=tuple(outbound.from_entity(o) for o in doc.get("outboundEvents", ())),
     )
 
 

@@ -11,6 +11,8 @@ setting `eventWindow`, default 1 and 60), are kept in Emply's `events`:
   new day) has exactly the events read: every stored event not among them goes (it was
   deleted, cancelled, or left the window); a calendar read through its delta link
   loses the events Graph reports removed (deleted, cancelled, moved out of the window);
+- an event the sync created itself (R15's outbound events, `own_events`) is never
+  mirrored, and one mirrored before is removed: Emply shows it once, as its own;
 - a calendar whose events were not read this run (its mailbox was not found) keeps
   them as they are;
 - the events of a calendar that is not mirrored (the user disabled it) are removed;
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from shared.reconcile import model
@@ -128,10 +130,12 @@ def plan_events(
     reads: Mapping[CalendarKey, CalendarRead | None],
     users: Mapping[str, str | None],
     names: Mapping[CalendarKey, str | None] | None = None,
+    own: Collection[str] = (),
 ) -> EventPlan:
     """R14's changes. `kept`: calendars Emply keeps after R13 (→ enabled); `reads`: the
     mirrored calendars read this run (None: not found); `users`: Emply user id → Entra
-    id; `names`: calendar names for the messages."""
+    id; `names`: calendar names for the messages; `own`: Graph ids of the events the
+    sync created itself (R15), never mirrored."""
     by_calendar: dict[CalendarKey, dict[str, Mapping[str, Any]]] = {}
     for event in stored_events:
         key = (str(event["userId"]), str(event["calendarId"]))
@@ -159,7 +163,7 @@ def plan_events(
         seen: set[str] = set()
         gone = set(read.removed)
         for event in read.events:
-            new = record(key[0], key[1], event)
+            new = None if str(event["id"]) in own else record(key[0], key[1], event)
             if new is None:
                 gone.add(str(event["id"]))
                 continue
@@ -171,7 +175,8 @@ def plan_events(
             added += old is None
             updated += old is not None
         removed = ({e for e in have if e not in seen} if read.full
-                   else {e for e in gone if e in have and e not in seen})
+                   else {e for e in gone if e in have and e not in seen}
+                   | {e for e in have if e in own})
         deletes += _keys(key, {e: have[e] for e in sorted(removed)})
         counts[key] = len(have) + added - len(removed)
         if added or updated or removed:
@@ -237,6 +242,28 @@ def explain(user: model.EmplyUser, emply: model.EmplySnapshot, settings: model.S
     return words
 
 
+def own_events(entra: model.EntraSnapshot, emply: model.EmplySnapshot) -> frozenset[str]:
+    """The Graph ids of the events the sync created (R15): stored on the outbound events,
+    or found by their mark this run (a POST whose answer was lost).
+
+    Why ids and not the mark itself: R14 reads through `calendarView/delta`, and Graph's
+    reference for it (api-reference/v1.0/api/event-delta.md, "OData query parameters")
+    says the delta function for calendarView does not support `$expand` or `$filter`,
+    so the mark (a single-value extended property, read back only with
+    `$expand=singleValueExtendedProperties($filter=id eq '...')`,
+    api-reference/v1.0/api/singlevaluelegacyextendedproperty-get.md) never comes with a
+    delta page. Leaving delta for a full `calendarView` with `$expand` would read every
+    calendar's whole window every run instead of one page of changes. So the mark is
+    read where Graph allows it, when the event-push step looks an event up
+    (`/users/{id}/events?$filter=singleValueExtendedProperties/Any(...)&$expand=...`),
+    and what it found, with the ids stored when the sync created the events, is what
+    R14 leaves out here.
+    """
+    ids = {o.graph_id for o in emply.outbound if o.graph_id}
+    ids.update(c.graph_id for c in (entra.outbound or {}).values() if c is not None)
+    return frozenset(ids)
+
+
 def with_events(plan: model.Plan, entra: model.EntraSnapshot, emply: model.EmplySnapshot
                 ) -> model.Plan:
     """`plan` with R14's changes and writes added (after R13's calendar changes), from
@@ -256,7 +283,7 @@ def with_events(plan: model.Plan, entra: model.EntraSnapshot, emply: model.Emply
                   for c in plan.changes if c.kind == model.CALENDAR_ADD})
     stored = (e.stored or {"userId": e.user_id, "calendarId": e.calendar_id, "id": e.id}
               for e in emply.events)
-    planned = plan_events(stored, kept, reads, users, names)
+    planned = plan_events(stored, kept, reads, users, names, own_events(entra, emply))
     return dataclasses.replace(plan, changes=(*plan.changes, *planned.changes),
                                events=planned.writes)
 

@@ -20,7 +20,7 @@ still-active ones too makes the plan reach in one run what it would reach in two
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from shared.reconcile import model
 
@@ -118,3 +118,95 @@ def is_replaceable(user: model.EmplyUser, entra_ids: Container[str]) -> bool:
             )
         )
     )
+
+
+STEP_WORDS = {
+    1: "Entra object id",
+    2: "username = UPN",
+    3: "e-mail = Entra mail",
+    4: "employee profile e-mail = Entra mail",
+}
+STEP_REASONS = {
+    2: model.LINKED_BY_USERNAME,
+    3: model.LINKED_BY_EMAIL,
+    4: model.LINKED_BY_EMPLOYEE_EMAIL,
+}
+
+Claims = dict[str, list[tuple[int, str, bool]]]
+"""Emply user id → the claims on it at its earliest step: (step, Entra id, unique?)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """R3 for every in-scope Entra user of a plan, resolved to a fixpoint (`resolve`)."""
+
+    won: dict[str, Match]
+    """Entra id → its match, for the Entra users that were given an Emply user."""
+    taken: dict[str, str]
+    """Emply user id → the Entra id it goes to."""
+    found: dict[str, Match]
+    """Entra id → its match in the last round, for those not given one."""
+    claims: Claims
+    """The claims of the last round."""
+
+
+def resolve(index: UserIndex, entra_users: Sequence[model.EntraUser]) -> Resolution:
+    """Each round gives every Emply user claimed at a strictly earliest R3 step by exactly
+    one Entra user to that user; users given away count as linked in the next round,
+    which may make other matches unique. The result does not depend on the order of the
+    Entra users, and is what the next run also finds (plan → apply → plan yields nothing)."""
+    taken: dict[str, str] = {}
+    won: dict[str, Match] = {}
+    pending = list(entra_users)
+    while True:
+        found = {e.id: index.find(e, taken) for e in pending}
+        rounds_claims = claims(found)
+        winners = {
+            rivals[0][1]: user_id
+            for user_id, rivals in rounds_claims.items()
+            if len(rivals) == 1 and rivals[0][2]
+        }
+        if not winners:
+            return Resolution(won, taken, found, rounds_claims)
+        for entra_id, user_id in winners.items():
+            taken[user_id] = entra_id
+            won[entra_id] = found[entra_id]
+        pending = [e for e in pending if e.id not in won]
+
+
+def claims(found: Mapping[str, Match]) -> Claims:
+    """Emply user id → the claims at its earliest step: (step, Entra id, unique?).
+
+    An ambiguous match claims each of its candidates too (not uniquely), so a tie
+    elsewhere cannot quietly hand one of them to a weaker match."""
+    out: Claims = {}
+    for entra_id, match in found.items():
+        unique = match.user is not None
+        for user in (match.user,) if match.user is not None else match.ambiguous:
+            mine = out.setdefault(user.id, [])
+            if mine and mine[0][0] < match.step:
+                continue
+            if mine and mine[0][0] > match.step:
+                mine.clear()
+            mine.append((match.step, entra_id, unique))
+    return out
+
+
+def ambiguous_problem(entra_user: model.EntraUser, step: int,
+                      candidates: Iterable[model.EmplyUser],
+                      rivals: Iterable[str] = ()) -> model.Problem:
+    """`ambiguous_match`: several Emply users at one step, or one Emply user that several
+    Entra users claim at the same step."""
+    what = STEP_WORDS[step]
+    ids = sorted(u.id for u in candidates)
+    others = [e for e in rivals if e != entra_user.id]
+    if others:
+        detail = (f"Emply user {ids[0]} matches by {what} both this and Entra user(s) "
+                  f"{', '.join(others)}")
+    else:
+        detail = f"more than one Emply user matches by {what}: {', '.join(ids)}"
+    return model.Problem(
+        model.AMBIGUOUS_MATCH,
+        f"{entra_user.user_principal_name}: {detail}; nothing changed until a person "
+        "makes the match unique",
+        entra_id=entra_user.id, rule="R3", candidates=tuple(ids))

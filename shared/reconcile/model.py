@@ -16,6 +16,10 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+# R15's types live in `shared.reconcile.outbound`; named here with the others.
+from shared.reconcile.outbound import OutboundCopy as OutboundCopy
+from shared.reconcile.outbound import OutboundEvent as OutboundEvent
+
 # Change kinds (README, "Reason codes").
 CREATE_USER = "create_user"
 LINK_USER = "link_user"
@@ -168,6 +172,9 @@ class EntraSnapshot:
     photos: Mapping[str, EntraPhoto | None] | None = None
     """R16: Entra user id → its photo (None: it has none), for the users whose photos
     were checked this run; None when none was (photo sync off)."""
+    outbound: Mapping[str, OutboundCopy | None] | None = None
+    """R15: outbound event id → its M365 copy as found by its mark this run (None: not
+    found), for the events looked up (a write whose answer was lost, one R14 saw go)."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -302,22 +309,6 @@ class EmplyEvent:
     """`sensitivity: private`: only its start, end and showAs are kept (R14)."""
     stored: Mapping[str, Any] | None = None
     """The stored entity (R14 compares what was read with it)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutboundEvent:
-    """An event Emply created for a user, to be created in its default M365 calendar (R15)."""
-
-    id: str
-    user_id: str
-    subject: str | None = None
-    start: str = ""
-    end: str = ""
-    graph_id: str | None = None
-    status: str = "pending"
-    """`pending` (not yet created), `created` or `failed` (final)."""
-    reason: str | None = None
-    """Why it failed (a reason code); for a pending one, the last transient error."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

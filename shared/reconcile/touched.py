@@ -30,7 +30,7 @@ from shared.reconcile import model
 EntraIndex = Literal["upn", "mail"]
 UserIndex = Literal["id", "entra", "name", "mail", "employee"]
 NEW_USER_PREFIX = "entra-"
-"""Users the sync creates are `entra-<Entra id>` (`linking.new_user_id`)."""
+"""Users the sync creates are `entra-<Entra id>` (`creation.new_user_id`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +63,6 @@ class Run:
     """`explain`: the one Emply user whose per-user reads (photos) are wanted."""
     reads: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Each step's own read, by step name (see the step modules)."""
-    clock0: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
     def doc(self) -> dict[str, Any]:

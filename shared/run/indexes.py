@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from shared.graph import client as graph_client
 from shared.graph import delta, reader
@@ -33,31 +33,44 @@ from shared.store import protocols
 
 ALL_KINDS = (*emply_index.OTHER_KINDS, *emply_index.KINDS)
 
+_Index = TypeVar("_Index", EntraIndex, EmplyIndex)
+
 
 async def load(store: protocols.SyncStateStore, state: sync_state.SyncState
                ) -> tuple[EntraIndex | None, EmplyIndex | None, tuple[dict[str, Any], ...]]:
     """The indexes the state names, whole and with their delta (None for a part that is
     missing or unreadable: that side is then read as a whole, which is always safe)."""
-    generation = state.index
-    if generation is None:
-        return None, None, ()
-    found: list[Any] = []
     warnings: list[dict[str, Any]] = []
-    for part, parse in (("entra", EntraIndex.from_bytes), ("emply", EmplyIndex.from_bytes)):
-        try:
-            data = await store.load_index(generation, part)
-            index = None if data is None else parse(data)
-            del data
-            if index is not None and state.index_delta is not None:
-                delta = await store.load_index(state.index_delta, part + "delta")
-                if delta is None:
-                    raise ValueError(f"the {part} index's delta is missing")
-                index.apply_delta(delta)
-            found.append(index)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            found.append(None)
-            warnings.append(sync_state.unreadable_warning(exc))
-    return found[0], found[1], tuple(warnings)
+    entra = await _load_part(store, state, "entra", EntraIndex.from_bytes, warnings)
+    emply = await load_emply(store, state, warnings)
+    return entra, emply, tuple(warnings)
+
+
+async def load_emply(store: protocols.SyncStateStore, state: sync_state.SyncState,
+                     warnings: list[dict[str, Any]] | None = None) -> EmplyIndex | None:
+    """The Emply index the state names (None: none, or unreadable)."""
+    return await _load_part(store, state, "emply", EmplyIndex.from_bytes,
+                            [] if warnings is None else warnings)
+
+
+async def _load_part(store: protocols.SyncStateStore, state: sync_state.SyncState, part: str,
+                     parse: Callable[[bytes], _Index], warnings: list[dict[str, Any]]
+                     ) -> _Index | None:
+    if state.index is None:
+        return None
+    try:
+        data = await store.load_index(state.index, part)
+        index = None if data is None else parse(data)
+        del data
+        if index is not None and state.index_delta is not None:
+            delta = await store.load_index(state.index_delta, part + "delta")
+            if delta is None:
+                raise ValueError(f"the {part} index's delta is missing")
+            index.apply_delta(delta)
+        return index
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.append(sync_state.unreadable_warning(exc))
+        return None
 
 
 REBASE_SHARE = 0.1

@@ -32,7 +32,7 @@ from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
 from shared.run.emply_index import EmplyIndex
-from shared.run.recorder import Recorder
+from shared.run.recorder import Recorder as Recorder
 from shared.run.steps import (
     base,
     calendars,
@@ -150,7 +150,7 @@ async def _run(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease
         recorder.report = dataclasses.replace(
             recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
             duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
-        await _save_report(deps.store, recorder.report.to_json())
+        await save_report(deps.store, recorder.report.to_json())
 
 
 async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
@@ -195,7 +195,7 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     plan = recorder.plan = make_plan(run, steps, approve, approve_deletions)
     await recorder.saved_progress("planned", changes=len(plan.changes), held=len(plan.held))
     recorder.report = recorder.report.with_outcome(
-        run_report.Outcome.of(plan), _read_summary(run), plan.counts(), warnings=run.warnings)
+        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings)
     if approve is not None and not any(
         c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
     ):  # held Entra deletions (R9) are not what this approval is for
@@ -206,15 +206,15 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
         return
     held.check()  # the lease was lost: another run may be applying
     recorder.applying = True
-    applied = await _apply(run, steps, plan, recorder)
+    applied = await apply_steps(run, steps, plan, recorder)
     del run  # with it the loaded Emply copy (about 100 MB at 100,000 users)
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
         counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()))
 
 
-async def _apply(run: Run, steps: Sequence[base.Step], plan: model.Plan,
-                 recorder: Recorder) -> base.Applied:
+async def apply_steps(run: Run, steps: Sequence[base.Step], plan: model.Plan,
+                      recorder: Recorder) -> base.Applied:
     """Each step's part of the plan, in order; what each did, folded."""
     applied = base.Applied(plan)
     for step in steps:
@@ -249,7 +249,7 @@ def _read_counts(run: Run) -> dict[str, Any]:
             "fullRead": run.directory.full_read}
 
 
-def _read_summary(run: Run) -> run_report.EntraReadSummary:
+def read_summary(run: Run) -> run_report.EntraReadSummary:
     """Graph's requests and 429s of the whole read: the directory and every step's."""
     requests, throttled = base.usage(run)
     read = run.directory
@@ -258,7 +258,7 @@ def _read_summary(run: Run) -> run_report.EntraReadSummary:
                                        throttled=read.throttled + throttled)
 
 
-async def _save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:
+async def save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:
     try:
         await store.save_run(report)
     except Exception:  # the run's outcome stands; losing its record is logged, not raised
@@ -279,7 +279,7 @@ async def record_unstarted(report: dict[str, Any], exc: BaseException, clock0: f
         telemetry.log.error("emply_sync.bug", exc_info=exc, extra={
             "runId": report["runId"], "trigger": report["trigger"]})
     if store is not None:
-        await _save_report(store, report)
+        await save_report(store, report)
     telemetry.log_run(report)
     if errors.classify(exc) is None:
         raise exc

@@ -94,6 +94,8 @@ class RunReport:
     """When the run was requested, for a run that waited in the queue (POST /api/sync)."""
     progress: Mapping[str, Any] | None = None
     """While it runs: the phase reached and its counts (GET /api/sync/runs/{runId})."""
+    answer: Mapping[str, Any] | None = None
+    """An on-demand run's steps for its one user (`shared.reconcile.answer`)."""
 
     def with_outcome(self, outcome: Outcome, entra_read: EntraReadSummary,
                      counts: Mapping[str, int], *, warnings: Sequence[Json] = ()
@@ -143,6 +145,8 @@ class RunReport:
             out["queuedAt"] = self.queued_at
         if self.progress is not None:
             out["progress"] = dict(self.progress)
+        if self.answer is not None:
+            out["user"] = dict(self.answer)
         if self.planned is not None:
             out["planned"] = self.planned if isinstance(self.planned, list) else list(
                 self.planned)

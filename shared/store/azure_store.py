@@ -12,7 +12,9 @@ once, and forwards each call to its part:
   `user-XX` / `employee-XX`, XX two hex digits of a stable hash of the RowKey
   (`bucket`), so that a partition holds a few hundred entities even at 100,000 users.
   Each field is a property; lists and objects are JSON text; null fields are absent.
-  The version marker (`meta`/`version` in table `emply`) names the current generation.
+  The version marker (`meta`/`version` in table `emply`) names the current generation;
+  each generation has a uniqueness index table of its own, `emplyidx<generation>`
+  (`unique_index`: usernames and Entra ids unique under concurrency).
 - `runlog.AzureRunLog` (`RunLog`): table `runs` (the index, newest first) and
   container `runreports` (`<runId>.json`, the whole report).
 - `lease.AzureRunLease` (`RunLease`, `RunMarker`): table `synclease`, the lease of the
@@ -20,6 +22,9 @@ once, and forwards each call to its part:
 - `syncstate.AzureSyncState` (`SyncStateStore`): container `syncstate`.
 - `photo_blobs.AzurePhotoBlobs` (`PhotoBlobs`, R16): container `photos`, one blob per
   user, its profile photo (`photo_store`).
+- `subscription_table.AzureNotificationRecords` (`NotificationRecords`, `CursorKeys`):
+  table `synclease` too: Graph subscriptions, the notification debounce, lifecycle
+  events acted on, the cursor key.
 
 Every name carries the store's optional `prefix`. The store keeps no state of a run:
 what a load read is the `LoadedEmply` value it returned (`protocols`).
@@ -42,8 +47,14 @@ from shared.store import change_feed, codec, photo_blobs
 from shared.store.codec import BUCKETED, BUCKETS, HEAVY_FIELDS, PARTITIONS, Clock, bucket
 from shared.store.emply_tables import AzureEmplyTables
 from shared.store.lease import AzureRunLease
-from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
+from shared.store.protocols import (
+    LEASE_TTL_SECONDS,
+    Debounce,
+    LoadedEmply,
+    SubscriptionRecord,
+)
 from shared.store.runlog import AzureRunLog
+from shared.store.subscription_table import AzureNotificationRecords
 from shared.store.syncstate import AzureSyncState
 from shared.store.tally import Tally
 
@@ -77,12 +88,13 @@ class EmplyStore:
         self.stats = self.tally.stats
         self.batches_by_partition = self.tally.batches_by_partition
         self.emply_tables = AzureEmplyTables(tables, self._meta, ensure=self._ensure,
-                                       tally=self.tally)
+                                             tally=self.tally, clock=clock)
         self.run_lease = AzureRunLease(self.lease, clock=clock, ensure=self._ensure,
                                        tally=self.tally)
         self.run_log = AzureRunLog(self.runs, self.runreports, clock=clock,
                                    ensure=self._ensure, tally=self.tally)
         self.sync_state = AzureSyncState(self.syncstate, ensure=self._ensure)
+        self.notifications = AzureNotificationRecords(self.lease, ensure=self._ensure)
 
     @property
     def emply(self) -> TableClient:
@@ -254,3 +266,32 @@ class EmplyStore:
 
     async def delete_index(self, generation: str) -> None:
         await self.sync_state.delete_index(generation)
+
+    # --- NotificationRecords, CursorKeys --------------------------------------
+
+    async def subscriptions(self) -> dict[str, SubscriptionRecord]:
+        return await self.notifications.subscriptions()
+
+    async def save_subscription(self, record: SubscriptionRecord, *,
+                                expected: SubscriptionRecord | None) -> bool:
+        return await self.notifications.save_subscription(record, expected=expected)
+
+    async def delete_subscription(self, record: SubscriptionRecord) -> None:
+        await self.notifications.delete_subscription(record)
+
+    async def read_debounce(self) -> Debounce:
+        return await self.notifications.read_debounce()
+
+    async def write_debounce(self, seen: Debounce, scheduled_at: str) -> bool:
+        return await self.notifications.write_debounce(seen, scheduled_at)
+
+    async def claim_lifecycle(self, subscription_id: str, event: str, now: str, *,
+                              ttl_seconds: int | None = None) -> bool:
+        return await self.notifications.claim_lifecycle(subscription_id, event, now,
+                                                        ttl_seconds=ttl_seconds)
+
+    async def release_lifecycle(self, subscription_id: str, event: str) -> None:
+        await self.notifications.release_lifecycle(subscription_id, event)
+
+    async def cursor_key(self) -> bytes:
+        return await self.notifications.cursor_key()

@@ -41,9 +41,9 @@ MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 CONCURRENCY = 8
 GENERATION = re.compile(r"[0-9a-f]{32}")
 META_PK, VERSION_RK = "meta", "version"
-CACHE_FORMAT = 7  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
+CACHE_FORMAT = 8  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
 # 5: users with roleBasis and linkedDomain; 6: users with entraCreate; 7: calendars and
-# events in hash buckets
+# events in hash buckets; 8: outbound events with their content and push bookkeeping
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}

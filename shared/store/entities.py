@@ -11,19 +11,23 @@ Emply side is known stale.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import random
 from collections.abc import Mapping
 from typing import Any
 
 from shared.emply import checks as emply_checks
+from shared.emply import gate
 from shared.store import errors, protocols, wire
 from shared.store.azure_store import EmplyStore
 from shared.store.codec import CODECS as _CODECS
 from shared.store.codec import identities as _identities
 from shared.store.codec import import_rows as _import_rows
-from shared.store.emply_tables import AzureEmplyTables, AzureLedger
+from shared.store.emply_tables import AzureEmplyTables
+from shared.store.ledger import AzureLedger
 
 ANY = "*"
 """`If-Match: *`: the entity must exist, whatever its ETag."""
@@ -59,32 +63,48 @@ async def read(store: protocols.SyncStore, kind: str,
     return codec.from_row(row), str(row[wire.ETAG])
 
 
+UNCONDITIONAL_ATTEMPTS = 10
+"""A write without If-Match reads, then writes conditionally on what it read, and does
+so again when someone wrote in between (last writer wins, as an import does); past
+these attempts it is a `ConcurrentChangeError` (409: nothing written, retry)."""
+
+
 async def write(store: protocols.SyncStore, kind: str, item: Mapping[str, Any],
-                if_match: str | None) -> str:
+                if_match: str | None) -> tuple[str, bool]:
     """Write one whole, validated entity; conditional on `if_match` (an ETag or `ANY`).
-    Returns the new ETag. Raises `PreconditionFailed` (nothing written) when the stored
-    entity's ETag differs or, with a condition, it does not exist."""
+    Returns the new ETag and whether this write created the entity (of concurrent
+    writes creating one id, exactly one did). Raises `PreconditionFailed` (nothing
+    written) when the stored entity's ETag differs or, with a condition, it does not
+    exist; `UniqueTaken` when another user holds its username or Entra id."""
     codec = _CODECS[kind]
     rk = codec.row_key(item)
     pk = codec.pk(rk)
-    ledger = AzureLedger()
-    if if_match is not None:
+    for attempt in range(UNCONDITIONAL_ATTEMPTS):
         current = await read(store, kind, item)
-        if current is None:
+        if if_match is not None and current is None:
             raise PreconditionFailed(f"{kind} entity does not exist")
-        if if_match not in (ANY, current[1]):
+        if if_match is not None and current is not None and if_match not in (ANY, current[1]):
             # Refused before any write: not even the version marker moves (a run's
             # cached copy of the Emply side stays current).
             raise PreconditionFailed(f"{kind} entity changed since it was read")
-        etag = current[1]
-        # The write itself is conditional (the store's update with this ETag): a change
-        # between this read and the write is refused by Table Storage, not lost.
-        ledger.etags[(pk, rk)] = etag
-    try:
-        await _tables(store).write(kind, [item], ledger)
-    except errors.ConcurrentChangeError as exc:
-        raise PreconditionFailed(f"{kind} entity changed since it was read") from exc
-    return ledger.etags[(pk, rk)]
+        ledger = AzureLedger()
+        if current is not None:
+            # Conditional on what was read: a change between this read and the write is
+            # refused by Table Storage, not lost; a new entity is inserted, not upserted.
+            ledger.etags[(pk, rk)] = current[1]
+        try:
+            await _tables(store).write(kind, [item], ledger, create=current is None)
+        except errors.UniqueTaken:
+            raise
+        except errors.ConcurrentChangeError as exc:
+            if if_match is not None:
+                raise PreconditionFailed(f"{kind} entity changed since it was read") from exc
+            # Written (or created) meanwhile: read it again and write over it, after a
+            # random pause so writers racing for one entity do not keep colliding.
+            await asyncio.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            continue
+        return ledger.etags[(pk, rk)], current is None
+    raise errors.ConcurrentChangeError(kind, str(item.get("id")))
 
 
 async def identities(store: protocols.SyncStore) -> tuple[emply_checks.Stored, dict[str, set[str]]]:
@@ -108,10 +128,12 @@ def encode_cursor(pk: str, rk: str) -> str:
 
 
 def decode_cursor(kind: str, cursor: str) -> tuple[str, str]:
+    """The table position a cursor of `encode_cursor` names (callers over HTTP get it
+    sealed: `shared.app.cursors`); strict JSON through the input gate all the same."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        pk, rk = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        pk, rk = gate.parse_json(raw)
+    except (binascii.Error, ValueError, TypeError):  # gate.GateError is a ValueError
         raise BadCursor("next is not a cursor this service handed out") from None
     if not (isinstance(pk, str) and isinstance(rk, str)
             and pk.startswith(_CODECS[kind].partition)):

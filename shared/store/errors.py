@@ -2,7 +2,9 @@
 
     StoreError                   anything the store refuses or cannot do
     ├── ConcurrentChangeError    an entity changed since it was loaded (ETag)
-    │   └── EmplyReplaced        the Emply side was replaced (import) meanwhile
+    │   ├── EmplyReplaced        the Emply side was replaced (import) meanwhile
+    │   └── UniqueTaken          another user holds (or is taking) that username/entraId
+    ├── OutcomeUnknown           a write was sent and its answer lost: it may have been made
     ├── ImportFailed             an import's write failed; nothing was imported
     ├── RunInProgress            another run holds the sync lease
     └── LeaseLost                our lease expired and another run took it
@@ -59,6 +61,28 @@ class EmplyReplaced(ConcurrentChangeError):
         self.entity_id = "*"
 
 
+class UniqueTaken(ConcurrentChangeError):
+    """A user's `field` (username, entraId) is held by another user, or being taken by a
+    write at the same time (`shared.store.unique_index`): nothing of the user written."""
+
+    def __init__(self, kind: str, entity_id: str, field: str) -> None:
+        StoreError.__init__(self, f"{kind} {entity_id!r}: its {field} is held by another "
+                                  "user (or was taken by a write at the same time)")
+        self.kind = kind
+        self.entity_id = entity_id
+        self.field = field
+
+
+class OutcomeUnknown(StoreError):
+    """A transaction was sent and no answer came back (the connection dropped, a
+    timeout): it may have been applied. Read the entities back to know."""
+
+    def __init__(self, kind: str, cause: str) -> None:
+        super().__init__(f"storage did not answer a write of {kind} ({cause}); it may have "
+                         "been made: read it back before writing again")
+        self.kind = kind
+
+
 class ImportFailed(StoreError):
     """Writing an import failed before it took effect: nothing was imported, the Emply
     side is as it was. `cause` is the storage error (temporary: try again)."""
@@ -69,7 +93,16 @@ class ImportFailed(StoreError):
                       "`emply-sync emply export` before importing again")
         else:
             detail = "nothing was imported; the Emply side is unchanged (try again)"
-        super().__init__(f"the import failed while writing ({type(cause).__name__}: "
-                         f"{str(cause)[:300]}); {detail}")
+        super().__init__(f"the import failed while writing ({_what(cause)}); {detail}")
         self.cause = cause
         self.outcome_unknown = outcome_unknown
+
+
+def _what(cause: BaseException) -> str:
+    """A storage failure in words that name no host or port (they end up in HTTP bodies
+    and logs): its type, and the service's status and error code when it answered."""
+    status = getattr(cause, "status_code", None)
+    code = getattr(cause, "error_code", None)
+    if status is None:
+        return type(cause).__name__
+    return f"{type(cause).__name__}: HTTP {status}" + (f", {code}" if code else "")

@@ -13,6 +13,9 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
   a value (`LoadedEmply`), and writes guarded by that value.
 - `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
 - `ChangeFeed`: where the change feed's chunks live (`FeedChunks`).
+- `NotificationRecords`: Graph subscriptions (with their secret clientState), the
+  notification debounce, and which lifecycle events were acted on (`shared.notify`).
+- `CursorKeys`: the key page cursors are sealed with (`shared.emply.gate.seal`).
 
 Invariants:
 - The loaded Emply copy is a value: `load_emply` returns a `LoadedEmply`, and the
@@ -239,8 +242,66 @@ class FeedChunks(Protocol):
         """Delete the chunks whose key sorts before `key`; how many were deleted."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SubscriptionRecord:
+    """A Graph subscription as stored: its id, its secret clientState (never logged, never
+    sent anywhere but to Graph), when it expires, a digest of the notification URL it
+    calls (a changed URL or key: create it again). `etag`: the stored record's, when
+    read (conditional writes name it)."""
+
+    resource: str
+    subscription_id: str
+    client_state: str
+    expires_at: str
+    url_digest: str
+    created_at: str
+    renewed_at: str | None = None
+    etag: str | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Debounce:
+    scheduled_at: str | None
+    """ISO time the last notification-triggered run was scheduled for (None: never)."""
+    etag: str | None
+
+
+class NotificationRecords(Protocol):
+    async def subscriptions(self) -> dict[str, SubscriptionRecord]:
+        """resource -> its stored subscription (with its `etag`)."""
+
+    async def save_subscription(self, record: SubscriptionRecord, *,
+                                expected: SubscriptionRecord | None) -> bool:
+        """Store `record` for its resource only if the stored one is still `expected`
+        (by ETag; None: there must be none). False when it changed meanwhile."""
+
+    async def delete_subscription(self, record: SubscriptionRecord) -> None:
+        """Remove the stored record if it is still `record` (by ETag); else leave it."""
+
+    async def read_debounce(self) -> Debounce: ...
+
+    async def write_debounce(self, seen: Debounce, scheduled_at: str) -> bool:
+        """Move the schedule to `scheduled_at` if nobody moved it since `seen` was read;
+        False when someone did (read again and decide again)."""
+
+    async def claim_lifecycle(self, subscription_id: str, event: str, now: str, *,
+                              ttl_seconds: int | None = None) -> bool:
+        """Record that `event` of `subscription_id` is being acted on: True for the first
+        caller, False for a repeat (also a concurrent one). With `ttl_seconds`, a claim
+        older than that no longer counts (an event Graph sends again later)."""
+
+    async def release_lifecycle(self, subscription_id: str, event: str) -> None:
+        """Forget a claim whose action failed, so a retry of the notification may act."""
+
+
+class CursorKeys(Protocol):
+    async def cursor_key(self) -> bytes:
+        """The key page cursors are sealed with: 32 random bytes made once per store by
+        whichever caller comes first, the same for every instance of the app."""
+
+
 class SyncStore(RunLease, RunMarker, RunLog, SyncStateStore, EmplyTables, EmplyGenerations,
-                ChangeFeed, Protocol):
+                ChangeFeed, NotificationRecords, CursorKeys, Protocol):
     """All of the sync's storage, as the service and the entry points hold it."""
 
     async def ping(self) -> None:

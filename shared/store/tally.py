@@ -16,6 +16,9 @@ class Tally:
             # Of the entities written, those that replaced one a load had read
             # (conditional on its ETag): the rest were new or replaced unseen.
             "entities_replaced": 0,
+            # The users' uniqueness index (`shared.store.unique_index`): its transactions
+            # (in `transactions`, not in `batches`) and the index entities they wrote.
+            "index_transactions": 0, "index_writes": 0,
         }
         self.batches_by_partition: dict[str, list[int]] = {}
         """PartitionKey -> [transactions, entities] of the batched (non-delete) writes."""
@@ -27,3 +30,9 @@ class Tally:
         self.stats["single_operations"] += singles
         self.stats["entities_written"] += written
         self.stats["entities_deleted"] += deleted
+
+    def count_index(self, *, transactions: int = 1, entities: int = 1) -> None:
+        """Writes of the uniqueness index: transactions, apart from the Emply batches."""
+        self.stats["transactions"] += transactions
+        self.stats["index_transactions"] += transactions
+        self.stats["index_writes"] += entities

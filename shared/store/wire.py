@@ -42,7 +42,8 @@ ETAG = "odata.etag"
 """The key of a row's ETag, in rows read here and in entities read with the SDK."""
 
 Operation = tuple[str, dict[str, Any], dict[str, Any]]
-"""("upsert" | "update" | "delete", entity with PartitionKey/RowKey, {"etag": ...})"""
+"""("upsert" | "update" | "insert" | "delete", entity with PartitionKey/RowKey,
+{"etag": ...}); "insert" fails the transaction (409) when the entity exists."""
 
 _STATUS = re.compile(r"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ETAG = re.compile(r"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
@@ -88,6 +89,13 @@ def build_body(table: TableClient, ops: Sequence[Operation],
                        f"If-Match: {etag}\r\n\r\n")
             continue
         body = json.dumps(entity, ensure_ascii=False, separators=(",", ":"))
+        if verb == "insert":  # Insert Entity: a POST to the table, 409 when it exists
+            out.append(f"POST {base} HTTP/1.1\r\nContent-Type: application/json\r\n"
+                       f"Content-Length: {len(body.encode())}\r\n"
+                       f"x-ms-version: {version}\r\nDataServiceVersion: 3.0\r\n"
+                       f"Accept: application/json;odata=nometadata\r\n"
+                       f"Prefer: return-no-content\r\n\r\n{body}\r\n")
+            continue
         if_match = f"If-Match: {options['etag']}\r\n" if verb == "update" else ""
         out.append(f"PUT {url} HTTP/1.1\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(body.encode())}\r\n"

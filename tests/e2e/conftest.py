@@ -1,7 +1,7 @@
 """End-to-end fixtures: real Azurite, the real Graph simulator over HTTP, real CLI/triggers.
 
-One Azurite per session; every test starts from empty storage (tables and
-containers are dropped) and its own simulator. The app finds both through the
+One Azurite per test process (tests/conftest.py); every test starts from empty storage
+(tables, containers and queues are dropped) and its own simulator. The app finds both through the
 same settings it reads in Azure: EMPLY_SYNC_STORAGE and EMPLY_SYNC_GRAPH_URL.
 """
 
@@ -22,14 +22,8 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from shared import cli, config
-from tests.support.azurite import AzuriteProcess, start_azurite
+from tests.support.azurite import AzuriteProcess
 from tests.support.simulator import RunningSimulator, running_simulator
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteProcess]:
-    with start_azurite() as process:
-        yield process
 
 
 def wipe(connection_string: str) -> None:

@@ -11,16 +11,21 @@ import json
 import logging
 import socket
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import azure.functions.timer
 import pytest
 from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
+from azure.data.tables.aio import TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
 
 from shared import config, telemetry
 from shared import store as store_mod
 from shared.app import boundary
 from shared.reconcile import planner
 from shared.run import report as run_report
+from tests.e2e import tenants as t
 from tests.e2e.test_http import function, request
 from tests.e2e.test_http import world_with_staff as staff_world
 
@@ -173,6 +178,84 @@ async def test_manual_sync_with_storage_down_is_a_503_naming_what_not_where(
     assert "127.0.0.1" not in body and ":1" not in body
 
 
+class GoingDown(AsyncHttpTransport):  # type: ignore[type-arg]
+    """azure-core's real aiohttp transport; after `after` Table transactions every request
+    goes to a port nothing listens on, so storage "goes down" with the real error text
+    (which names the host and the port)."""
+
+    def __init__(self, after: int, dead_port: int) -> None:
+        self._inner = AioHttpTransport()
+        self.after, self.dead_port, self.batches = after, dead_port, 0
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        if self.batches >= self.after:
+            parts = urlsplit(request.url)
+            request.url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.dead_port}"))
+        elif request.url.endswith("/$batch"):
+            self.batches += 1
+        return await self._inner.send(request, **kwargs)
+
+    async def open(self) -> None:
+        await self._inner.open()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self) -> GoingDown:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        await self._inner.__aexit__(*args)
+
+
+async def test_storage_going_down_during_put_emply_names_what_never_where(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch, records: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 24: a 503 during PUT /api/emply with storage down said "Cannot connect to
+    host 127.0.0.1:…"; the body and the logs name the dependency, never its address. The
+    answer also says the import may have taken effect and how to check."""
+    world = staff_world(make_world)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    conn = world.azurite.connection_string
+
+    def store_going_down(env: Any, storage: str | None) -> store_mod.EmplyStore:
+        return store_mod.EmplyStore(
+            TableServiceClient.from_connection_string(conn, transport=GoingDown(2, dead_port)),
+            BlobServiceClient.from_connection_string(conn))
+
+    monkeypatch.setattr(boundary, "_open_store", store_going_down)
+    doc = t.emply_state([{"id": f"u-{i}", "username": f"u{i}@contoso.com"}
+                         for i in range(400)])
+    response = await function("import_emply")(request("PUT", "/api/emply", doc))
+    assert response.status_code == 503
+    body = response.get_body().decode()
+    problem = json.loads(body)
+    assert problem["reason"] == "storage_unavailable"
+    assert "emply-sync emply export" in problem["detail"]  # may have: how to check
+    logged = " ".join(str(r.__dict__) for r in records.records) + " ".join(
+        r.getMessage() + str(r.exc_text or "") for r in caplog.records
+        if r.name.startswith("emply_sync"))
+    for text in (body, logged):
+        assert "127.0.0.1" not in text and str(dead_port) not in text
+        assert str(world.azurite.table_port) not in text
+
+
+def test_cli_sync_with_graph_down_says_why_on_stderr(make_world: Any) -> None:
+    """Issue 24: with Graph down `emply-sync sync` printed its reason on stdout only."""
+    world = staff_world(make_world)
+    world.sim.set_faults("/users/delta", 503, times=-1)
+    code, out, err = world.cli("sync")
+    assert code == 1 and "FAILED" in out
+    assert err.startswith("emply-sync: graph_unavailable: ") and err.count("\n") == 1
+    code, out, err = world.cli("sync", "--json")
+    assert code == 1 and json.loads(out)["status"] == "failed"
+    assert err.startswith("emply-sync: graph_unavailable: ")
+
+
 async def test_health_with_storage_down_is_a_503_not_a_crash(
     make_world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,7 +279,7 @@ async def test_health_with_storage_down_is_a_503_not_a_crash(
     [
         (b"[" * 2040 + b"]" * 2040, "body"),
         (b'{"dryRun": ' + b"[" * 1900 + b"]" * 1900 + b"}", "body"),
-        (b'{"dryRun": ' + b"[" * 900 + b"]" * 900 + b"}", "dryRun"),
+        (b'{"dryRun": ' + b"[" * 900 + b"]" * 900 + b"}", "body"),  # refused unparsed
         (b'{"dryRun": true, "dryRun": false}', "dryRun"),
         (b'{"approveDeactivations": 1, "approveDeactivations": 2}', "approveDeactivations"),
     ],

@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 from shared.app import changes as change_feed_api
+from shared.app import cursors
+from shared.store import open_store
 from tests.e2e import tenants as t
 from tests.e2e.test_emply_api import body_of, call
 from tests.e2e.test_http import deliver_next, function, get_run
@@ -90,12 +92,15 @@ async def test_the_whole_loop_the_feed_lists_exactly_the_reports_changes(
 
 
 async def test_bad_and_expired_cursors_are_problems(make_world: Any) -> None:
-    make_world(t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []}))
-    for bad in ("nope", "W10", "WyJ4IiwgMF0", "'; DROP", "x" * 2001):
+    world = make_world(t.tenant([], {t.G_EMPLOYEE: [], t.G_HR: []}))
+    # Unsealed positions too: even one naming a real place in the feed is refused.
+    for bad in ("nope", "W10", "WyJ4IiwgMF0", "'; DROP", "x" * 2001,
+                change_feed_api.encode_cursor("", 0)):
         status, problem = await changes(bad)
         assert status == 400 and problem["field"] == "after", bad
-    old = change_feed_api.encode_cursor("20200101T000000000Z_20200101T000000Z-1a2b3c4d_000000",
-                                    3)
+    async with open_store(connection_string=world.azurite.connection_string) as store:
+        old = await cursors.seal(store, change_feed_api.encode_cursor(
+            "20200101T000000000Z_20200101T000000Z-1a2b3c4d_000000", 3))
     status, gone = await changes(old)
     assert status == 410 and gone["field"] == "after" and gone["reason"] == "cursor_expired"
     assert "GET /api/emply" in gone["detail"]

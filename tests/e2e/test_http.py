@@ -43,10 +43,12 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("sync/runs", ("GET",), "FUNCTION"),
         ("sync/runs/{runId}", ("GET",), "FUNCTION"),
         ("users/{user}/explain", ("GET",), "FUNCTION"),
+        ("users/{key}/sync", ("POST",), "FUNCTION"),  # one user now (webhook_http/user_sync.py)
         # Probes carry no key: up or down only (see test_health_says_up_or_down_only).
         ("health", ("GET",), "ANONYMOUS"),
         ("health/details", ("GET",), "FUNCTION"),
-        # The Emply side (webhook_http/emply_api.py).
+        # The Emply side (webhook_http/emply_document.py, settings.py, roles.py, users.py,
+        # employees.py).
         ("emply", ("GET",), "FUNCTION"), ("emply", ("PUT",), "FUNCTION"),
         ("settings", ("GET",), "FUNCTION"), ("settings", ("PUT",), "FUNCTION"),
         ("roles", ("GET",), "FUNCTION"), ("roles", ("PUT",), "FUNCTION"),
@@ -57,12 +59,13 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
         ("employees/{id}", ("PATCH",), "FUNCTION"), ("openapi.json", ("GET",), "FUNCTION"),
         # Graph change notifications (webhook_http/notifications.py): a named function key.
         ("graph/notifications", ("POST",), "FUNCTION"),
-        # The change feed (webhook_http/changes_api.py).
+        # The change feed (webhook_http/changes.py).
         ("changes", ("GET",), "FUNCTION"),
         # R13's calendar choice and R15's outbound events.
         ("users/{id}/calendars/{cid}", ("PUT",), "FUNCTION"),
         ("outbound-events/{id}", ("GET",), "FUNCTION"),
         ("outbound-events/{id}", ("PUT",), "FUNCTION"),
+        ("outbound-events/{id}", ("DELETE",), "FUNCTION"),  # webhook_http/outbound_delete.py
     }
     queues = {(b["queueName"], b["connection"])
               for b in bindings.values() if b["type"] == "queueTrigger"}

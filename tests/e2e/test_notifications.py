@@ -9,6 +9,7 @@ Queue messages are read from the real Azurite queue as the host's trigger reads 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import json
@@ -398,3 +399,67 @@ async def test_work_the_host_gave_up_on_is_recorded_never_dropped_silently(
     if kind is None:
         assert body not in str(record.__dict__)  # a bad body is not echoed into the logs
     assert await list_runs() == runs_before  # recorded, nothing run
+
+
+def _lifecycle_body(sub: dict[str, Any], event: str) -> dict[str, Any]:
+    return {"value": [{"subscriptionId": sub["id"], "tenantId": t.TENANT_ID,
+                       "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                       "clientState": sub["clientState"], "lifecycleEvent": event}]}
+
+
+async def _work_all_at_once(world: Any, kind: str) -> int:
+    """Every queued notification message of `kind`, handed to the worker all at once (as
+    many host instances would); the others are taken off the queue unrun. How many."""
+    deliveries = []
+    while (delivery := rq.receive(world.azurite.connection_string, Q)) is not None:
+        rq.complete(world.azurite.connection_string, delivery, Q)
+        if json.loads(delivery.message.get_body())["kind"] == kind:
+            deliveries.append(delivery)
+    await asyncio.gather(*(function("run_notified_sync")(d.message) for d in deliveries))
+    return len(deliveries)
+
+
+@pytest.mark.parametrize("event", ["subscriptionRemoved", "reauthorizationRequired"])
+async def test_ten_deliveries_of_one_lifecycle_event_act_once_and_leave_no_orphan(
+        make_world: Any, server: NotifyServer, event: str) -> None:
+    """Issue 24: ten deliveries of one subscriptionRemoved made ten subscriptions, nine of
+    them orphaned at Graph."""
+    world = staffed(make_world)
+    await renewal.keep()
+    old = sim_subscriptions(world)["groups"]
+    if event == "subscriptionRemoved":
+        world.sim.graph("DELETE", f"/subscriptions/{old['id']}")  # Graph removed it
+    else:  # Graph refuses to reauthorize it: it is replaced instead
+        world.sim.set_faults(f"/subscriptions/{old['id']}/reauthorize", 403, method="POST",
+                             times=-1)
+    for _ in range(10):
+        response = await post_notification(_lifecycle_body(old, event))
+        assert response.status_code == 202
+    kind = inbox.RECREATE if event == "subscriptionRemoved" else inbox.REAUTHORIZE
+    assert await _work_all_at_once(world, kind) == 10
+    at_graph = world.sim.graph("GET", "/subscriptions").json()["value"]
+    assert sorted(s["resource"] for s in at_graph) == ["groups", "users"]  # no orphan
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        stored = await st.subscriptions()
+    assert {r.subscription_id for r in stored.values()} == {s["id"] for s in at_graph}
+    assert stored["groups"].subscription_id != old["id"]
+    # The new subscription carries notifications: a change is accepted and runs.
+    remove_from_groups(world, 0)
+    assert server.calls[-1] == ("notification", 202)
+
+
+async def test_a_subscription_the_store_does_not_know_is_deleted_at_graph(
+        make_world: Any, server: NotifyServer) -> None:
+    world = staffed(make_world)
+    await renewal.keep()
+    # A crash between creating a subscription and storing it leaves one at Graph.
+    stray = world.sim.graph("POST", "/subscriptions", json={
+        "changeType": "updated,deleted", "resource": "users",
+        "notificationUrl": f"{server.url}?code=old-key", "clientState": "x" * 40,
+        "expirationDateTime": graph_subs.iso(dt.datetime.now(dt.UTC)
+                                             + dt.timedelta(days=2))}).json()
+    assert stray["id"] in {s["id"] for s in world.sim.graph("GET", "/subscriptions")
+                           .json()["value"]}
+    assert await renewal.keep() == {"users": "unchanged", "groups": "unchanged"}
+    left = {s["id"] for s in world.sim.graph("GET", "/subscriptions").json()["value"]}
+    assert stray["id"] not in left and len(left) == 2

@@ -18,6 +18,7 @@ import azure.functions as func
 import hypothesis
 import pytest
 import schemathesis
+from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     ignored_auth,
@@ -26,9 +27,11 @@ from schemathesis.specs.openapi.checks import (
 )
 from werkzeug.wrappers import Request, Response
 
+import function_app
 from tests.e2e import tenants as t
 from tests.e2e.test_http import FUNCTIONS, function, world_with_staff
-from webhook_http import openapi
+from tests.support import hostile
+from webhook_http import openapi_route
 
 
 def _routes() -> list[tuple[re.Pattern[str], str, str]]:
@@ -68,11 +71,19 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
 
 
 def test_every_registered_route_is_in_the_document() -> None:
-    paths = openapi.document()["paths"]
+    paths = openapi_route.document()["paths"]
     declared = {(f"/api{path}", method.upper()) for path, ops in paths.items() for method in ops}
     registered = {(re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", p.pattern[1:-1]), m)
                   for p, m, _name in ROUTES}
     assert declared == registered
+
+
+def test_the_document_covers_every_area_function_app_registers() -> None:
+    """The OpenAPI area's list of areas is the list of blueprints the app registers."""
+    registered = {id(value.bp) for value in vars(function_app).values()
+                  if hasattr(value, "area") and hasattr(value, "bp")}
+    assert registered == {id(area.bp) for area in openapi_route.AREAS}
+    assert len(openapi_route.AREAS) == 12
 
 
 def test_the_document_is_served_and_refers_to_the_schema_table() -> None:
@@ -91,8 +102,9 @@ def test_the_document_is_served_and_refers_to_the_schema_table() -> None:
 # The coverage phase (every boundary value of every field: thousands of cases, each a
 # handler call against Azurite) is left out to keep the suite's time; the examples and
 # fuzzing phases, positive and negative data, run.
-SCHEMA = schemathesis.openapi.from_dict(openapi.document(), config=SchemathesisConfig.from_dict(
-    {"phases": {"coverage": {"enabled": False}}}))
+SCHEMA = schemathesis.openapi.from_dict(
+    openapi_route.document(),
+    config=SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}}))
 SCHEMA.app = wsgi_app
 
 
@@ -114,6 +126,7 @@ def _state() -> tuple[bytes, Any]:
     return doc, json.loads(runs)["runs"]
 
 
+@pytest.mark.slow
 @SCHEMA.parametrize()
 @hypothesis.settings(max_examples=10, deadline=None, derandomize=True,
                      suppress_health_check=list(hypothesis.HealthCheck))
@@ -132,3 +145,58 @@ def test_schemathesis(case: Any, world: Any) -> None:
                                                       ignored_auth, unsupported_method])
     if response.status_code >= 400 and before is not None:
         assert _state() == before, f"{case.method} {case.path} refused but changed state"
+
+
+# --- hostile input over the same document (issue 24) -------------------------------------
+
+FUNCTION_OF = {(method, re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", p.pattern[5:-1])): name
+               for p, method, name in ROUTES}
+OPERATIONS = [op.ok() for op in SCHEMA.get_all_operations()]
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> tuple[str, str, func.HttpRequest]:
+    """A request schemathesis made for some route, with one part of it made hostile:
+    the body (hostile.hostile_body), a query value or cursor, or a route value."""
+    operation = draw(st.sampled_from(OPERATIONS))
+    case = draw(operation.as_strategy())
+    route = operation.path.removeprefix("/")
+    parts = ["query"] + (["path"] if case.path_parameters else []) + (
+        ["body"] if case.body is not None and not hostile._is_unset(case.body) else [])
+    part = draw(st.sampled_from(parts))
+    request: func.HttpRequest
+    if part == "body":
+        request = hostile.request_of(case, route, body=draw(hostile.hostile_body(case.body)))
+    elif part == "path":
+        name = draw(st.sampled_from(sorted(case.path_parameters)))
+        value = draw(st.sampled_from(hostile.HOSTILE_TEXT))
+        request = hostile.request_of(case, route,
+                                     path_parameters={**case.path_parameters, name: value})
+    else:
+        names = [p["name"] for p in operation.definition.raw.get("parameters", [])
+                 if p.get("in") == "query"] or ["next"]
+        name = draw(st.sampled_from(names))
+        value = draw(st.sampled_from([*hostile.HOSTILE_TEXT, *hostile.FORGED_CURSORS]))
+        request = hostile.request_of(case, route, params={**(case.query or {}), name: value})
+    return operation.method.upper(), FUNCTION_OF[(operation.method.upper(),
+                                                  operation.path)], request
+
+
+@hypothesis.given(hostile_requests())
+@hypothesis.settings(max_examples=80, deadline=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+def test_hostile_input_is_refused_never_a_500_and_changes_nothing(
+        world: Any, generated: tuple[str, str, func.HttpRequest]) -> None:
+    method, name, request = generated
+    before = _state() if method != "GET" else None
+    response: func.HttpResponse = asyncio.run(function(name)(request))
+    assert response.status_code < 500, (name, response.get_body()[:300])
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+        assert json.loads(response.get_body()).get("field") is not None or \
+            response.status_code in (404, 409, 412), response.get_body()[:300]
+        if before is not None:
+            assert _state() == before, f"{name} refused but changed state"
+    if response.mimetype and response.mimetype.endswith("json"):
+        json.loads(response.get_body() or b"null",
+                   parse_constant=lambda c: pytest.fail(f"{name} answered {c}"))

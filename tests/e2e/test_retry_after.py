@@ -10,7 +10,7 @@ from shared.store import open_store
 from tests.e2e import tenants as t
 from tests.e2e.test_emply_api import call
 from tests.e2e.test_http import function, world_with_staff
-from webhook_http import BUSY_RETRY_AFTER_SECONDS, UNAVAILABLE_RETRY_AFTER_SECONDS
+from webhook_http.answers import BUSY_RETRY_AFTER_SECONDS, UNAVAILABLE_RETRY_AFTER_SECONDS
 
 
 async def test_409_while_a_run_is_queued_or_running_says_when_to_retry(

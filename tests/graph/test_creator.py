@@ -13,8 +13,6 @@ from shared.reconcile import model
 from tests.graph.conftest import G_HR, uid
 from tests.support.simulator import RunningSimulator
 
-pytestmark = pytest.mark.integration
-
 
 def create(n: int, upn: str, entra_id: str | None = None) -> model.Change:
     return model.Change(model.ENTRA_CREATE, "R9", model.ENTRA_CREATE, f"u-{n}", entra_id, {},
@@ -69,3 +67,35 @@ async def test_a_group_add_that_fails_leaves_the_user_unlinked_for_the_next_run(
     again = await creator.create_users(client, [create(1, "new.two@contoso.com")], G_HR)
     (done,) = again.created
     assert again.posts == 0 and done[1] in members(sim)
+
+
+async def test_a_upn_graph_would_refuse_is_never_sent_the_others_are_created(
+    sim: RunningSimulator, client: graph_client.GraphClient,
+) -> None:
+    bad = create(1, "jörg+hr@contoso.com")
+    good = create(2, "o'brien@contoso.com")
+    result = await creator.create_users(client, [bad, good], G_HR)
+    assert [c.user_id for c, _ in result.created] == ["u-2"]
+    assert result.failed == (bad,) and result.posts == 1
+    (error,) = result.errors
+    assert (error["reason"], error["userId"], error["temporary"]) == ("upn_invalid", "u-1",
+                                                                      False)
+    assert "'+'" in error["message"] and "'ö'" in error["message"]
+    lookups = [e for e in sim.http.get("/_sim/requests?log=1").json()["log"]
+               if e["template"] == "/users" and e["method"] == "GET"]
+    assert len(lookups) == 1  # only the good UPN was even looked up
+
+
+async def test_creates_throttled_past_the_deadline_are_deferred_not_failed(
+    sim: RunningSimulator, client: graph_client.GraphClient,
+) -> None:
+    sim.set_faults("/users", 429, method="POST", times=-1, retry_after=0)
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    result = await creator.create_users(client, [create(1, "new.three@contoso.com")], G_HR,
+                                        sleep=no_wait)
+    assert result.created == () and result.errors == ()
+    assert [c.user_id for c in result.deferred] == ["u-1"] == [c.user_id
+                                                                for c in result.failed]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+
 import pytest
 from azure.identity.aio import ClientAssertionCredential, DefaultAzureCredential
+from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RedirectHandler, RetryHandler
 
 from shared import config
@@ -102,3 +106,15 @@ def test_default_middleware_with_bounded_retry_and_counter() -> None:
     assert kinds[1] is middleware.BoundedRetryHandler and issubclass(kinds[1], RetryHandler)
     assert kinds[-1] is middleware.StatsMiddleware
     assert len(chain) == 9  # msgraph-core's 8 + the counter
+
+
+async def test_every_client_verifies_tls_with_one_context_and_kiotas_defaults() -> None:
+    kiota = KiotaClientFactory.get_default_client()
+    first, second = graph_client._http_client(None), graph_client._http_client(None)
+    try:
+        context = graph_client._tls_context()
+        assert context is graph_client._tls_context()  # the CA bundle is loaded once
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert first.timeout == second.timeout == kiota.timeout
+    finally:
+        await asyncio.gather(first.aclose(), second.aclose(), kiota.aclose())

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shared.graph import client as graph_client
-from shared.graph import errors
 from shared.graph import events as graph_events
+from shared.graph import failures
 from tests.graph.conftest import TENANT_ID, uid, user
 from tests.support.simulator import running_simulator
 
@@ -111,20 +111,86 @@ async def test_throttled_items_are_retried_after_their_retry_after_and_410_reads
                    for c in again.calendars.values())
 
 
-async def test_a_missing_mailbox_is_not_read_and_other_failures_fail_the_read() -> None:
+async def test_a_missing_mailbox_is_not_read_and_a_refused_calendar_fails_alone() -> None:
     doc = tenant(2)
     doc["users"].append(user(3))  # no mailbox in the cloud
     with running_simulator(doc) as sim:
         found = await read(sim, [*wanted(2), graph_events.Wanted(uid(3), "cal-0")])
-        assert found.calendars[(uid(3), "cal-0")] is None
-        sim.set_faults("/users/{id}/calendars/{cid}/calendarView/delta", 403, times=-1)
-        with pytest.raises(errors.GraphReadError) as failed:
-            await read(sim, wanted(1))
-        assert failed.value.status == 403
+        assert found.calendars[(uid(3), "cal-0")] is None and not found.failures
+        sim.set_faults(f"/users/{uid(1)}/calendars/cal-1/calendarView/delta", 403,
+                       times=-1)
+        refused = await read(sim, wanted(2))
+        assert set(refused.failures) == {(uid(1), "cal-1")}
+        failure = refused.failures[(uid(1), "cal-1")]
+        assert (failure.reason, failure.status, failure.temporary, failure.calendar_id) == (
+            "mailbox_unavailable", 403, False, "cal-1")
+        assert failure.endpoint == "/users/{id}/calendars/{id}/calendarView/delta"
+        assert set(refused.calendars) == {(uid(1), "cal-0"), (uid(2), "cal-0"),
+                                          (uid(2), "cal-1")}
+        assert all(c is not None and len(c.events) == 3 for c in refused.calendars.values())
         sim.clear_faults()
         sim.set_faults({"method": "GET",
                         "path": "/users/{id}/calendars/{cid}/calendarView/delta",
                         "status": 429, "times": -1, "inBatch": True})
-        with pytest.raises(errors.GraphReadError) as throttled:
-            await read(sim, wanted(1))
-        assert throttled.value.status == 429
+        throttled = await read(sim, wanted(1))
+    assert not throttled.calendars and len(throttled.failures) == 2
+    assert all(f.status == 429 and f.temporary for f in throttled.failures.values())
+    # One user's two calendars go in two batches, each retried until its retries ran out.
+    assert throttled.slept == [1.0] * 2 * graph_events.MAX_ITEM_RETRIES  # type: ignore[attr-defined]
+
+
+async def test_mailboxes_graph_refuses_are_per_user_failures_the_others_read_in_full(
+) -> None:
+    with running_simulator(tenant(4)) as sim:
+        sim.set_user_quirks(uid(1), mailbox="accessDenied")
+        sim.set_user_quirks(uid(2), mailbox="invalidUser")
+        sim.set_user_quirks(uid(3), mailbox="unavailable")
+        found = await read(sim, wanted(4))
+    assert set(found.calendars) == {(uid(4), "cal-0"), (uid(4), "cal-1")}
+    by_user = {(key[0], f.code, f.status, f.temporary) for key, f in found.failures.items()}
+    assert by_user == {(uid(1), "ErrorAccessDenied", 403, False),
+                       (uid(2), "ErrorInvalidUser", 404, True),
+                       (uid(3), "serviceNotAvailable", 503, True)}
+    assert len(found.failures) == 6
+    entry = found.failures[(uid(1), "cal-0")].as_error()
+    assert (entry["reason"], entry["entraId"], entry["calendarId"], entry["graphCode"]) == (
+        "mailbox_unavailable", uid(1), "cal-0", "ErrorAccessDenied")
+
+
+async def test_a_calendar_that_pages_forever_is_stopped_the_users_other_calendar_read(
+) -> None:
+    with running_simulator(tenant(1, events=150)) as sim:
+        sim.set_user_quirks(uid(1), loopingCalendars=["cal-1"])
+        found = await read(sim, wanted(1))
+    loop = found.failures[(uid(1), "cal-1")]
+    assert (loop.code, loop.status, loop.temporary) == ("paging_loop", None, True)
+    other = found.calendars[(uid(1), "cal-0")]
+    assert other is not None and len(other.events) == 150
+    # The loop is noticed at the first link seen twice: 1 batch, 2 GETs for the looping
+    # calendar's pages, 1 GET for the other calendar's second page.
+    assert found.requests == 4
+
+
+async def test_empty_first_pages_with_a_next_link_are_followed_to_every_event() -> None:
+    with running_simulator(tenant(2, events=3)) as sim:
+        sim.set_quirks(emptyFirstPages=True)
+        first = await read(sim, wanted(2))
+        links = {k: v.delta_link for k, v in first.calendars.items() if v is not None}
+        again = await read(sim, wanted(2, links))
+    assert not first.failures and all(
+        c is not None and c.full and len(c.events) == 3 for c in first.calendars.values())
+    assert all(c is not None and not c.full and c.events == [] and c.removed == []
+               for c in again.calendars.values())
+
+
+def test_a_page_guard_stops_a_link_seen_twice_and_too_many_pages() -> None:
+    guard = failures.PageGuard(max_pages=3)
+    guard.follow("a")
+    with pytest.raises(failures.PagingStopped) as loop:
+        guard.follow("a")
+    assert loop.value.code == "paging_loop"
+    guard.follow("b")
+    guard.follow("c")
+    with pytest.raises(failures.PagingStopped) as budget:
+        guard.follow("d")
+    assert budget.value.code == "page_budget_exceeded"

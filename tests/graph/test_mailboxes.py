@@ -1,14 +1,12 @@
 """R13's calendar read over real HTTP to the simulator: pages, no mailbox, throttling,
-and a failure that fails the read (R7)."""
+and a mailbox that fails alone (per-user failures, R7)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from shared.graph import client as graph_client
-from shared.graph import errors, mailboxes
+from shared.graph import mailboxes
 from tests.graph.conftest import TENANT_ID, uid, user
 from tests.support.simulator import running_simulator
 
@@ -55,19 +53,55 @@ async def test_calendars_are_read_per_user_with_no_mailbox_as_none() -> None:
     assert counts == {"POST /$batch": 2, "GET /users/{id}/calendars": 5}, counts
 
 
-async def test_any_other_failure_fails_the_read() -> None:
+async def test_a_refused_mailbox_is_a_failure_of_its_own_the_others_are_read() -> None:
     with running_simulator(tenant()) as sim:
         sim.set_faults(f"/users/{uid(1)}/calendars", 403, times=-1)
         graph = graph_client.create_graph_client(sim.url, env={})
         try:
-            with pytest.raises(errors.GraphReadError) as failed:
-                await mailboxes.read_calendars(graph, [uid(1), uid(3)])
+            read = await mailboxes.read_calendars(graph, [uid(1), uid(2), uid(3)])
         finally:
             await graph.aclose()
-    assert failed.value.status == 403
+    assert read.mailboxes == {uid(2): None, uid(3): [
+        {"id": "cal-0", "name": "Calendar 0", "isDefaultCalendar": True, "canEdit": True}]}
+    failure = read.failures[uid(1)]
+    assert (failure.entra_id, failure.reason, failure.status, failure.temporary) == (
+        uid(1), "mailbox_unavailable", 403, False)
+    assert failure.endpoint == "/users/{id}/calendars"
 
 
-async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_the_read() -> None:
+async def test_access_policy_unknown_and_unavailable_mailboxes_fail_alone() -> None:
+    doc = tenant()
+    doc["users"].append(user(4, calendars=calendars(2)))
+    doc["users"].append(user(5, calendars=calendars(2)))
+    with running_simulator(doc) as sim:
+        sim.set_user_quirks(uid(3), mailbox="accessDenied")
+        sim.set_user_quirks(uid(4), mailbox="invalidUser")
+        sim.set_user_quirks(uid(5), mailbox="unavailable")
+        graph = graph_client.create_graph_client(sim.url, env={})
+        waits: list[float] = []
+
+        async def no_wait(seconds: float) -> None:
+            waits.append(seconds)
+
+        try:
+            read = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 6)],
+                                                  sleep=no_wait)
+        finally:
+            await graph.aclose()
+    assert set(read.mailboxes) == {uid(1), uid(2)} and len(read.mailboxes[uid(1)] or []) == 120
+    assert {i: (f.code, f.status, f.temporary) for i, f in read.failures.items()} == {
+        uid(3): ("ErrorAccessDenied", 403, False),
+        uid(4): ("ErrorInvalidUser", 404, True),
+        uid(5): ("serviceNotAvailable", 503, True)}
+    assert len(waits) == mailboxes.MAX_ITEM_RETRIES  # the 503 item, until its retries ran out
+    error = read.failures[uid(3)].as_error()
+    assert {k: error[k] for k in ("reason", "entraId", "temporary", "graphStatus")} == {
+        "reason": "mailbox_unavailable", "entraId": uid(3), "temporary": False,
+        "graphStatus": 403}
+    assert "Access to OData is disabled." in error["message"]
+
+
+async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_alone() -> None:
     many = tenant()
     many["users"] = [user(n, calendars=calendars(1)) for n in range(1, 46)]
     waits: list[float] = []
@@ -82,10 +116,10 @@ async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_the_read
             assert sim.requests()["byEndpoint"]["POST /$batch"] == 3  # 20 + 20 + 5
             assert all(read.mailboxes[uid(n)] for n in range(1, 46))
             sim.set_faults(f"/users/{uid(7)}/calendars", 429, times=-1, retry_after=3)
-            with pytest.raises(errors.GraphReadError) as failed:
-                await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 46)],
-                                               sleep=no_wait)
+            again = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 46)],
+                                                   sleep=no_wait)
         finally:
             await graph.aclose()
-    assert failed.value.status == 429
+    assert list(again.failures) == [uid(7)] and len(again.mailboxes) == 44
+    assert again.failures[uid(7)].status == 429 and again.failures[uid(7)].temporary
     assert waits == [3.0] * mailboxes.MAX_ITEM_RETRIES

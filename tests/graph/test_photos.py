@@ -1,6 +1,6 @@
 """R16's photo read over real HTTP to the simulator: metadata through `$batch`, bytes only
-for a new or changed ETag, no photo as None, per-item 429 after Retry-After, a failure
-that fails the read (R7)."""
+for a new or changed mediaEtag, no photo as None (404 or Graph's empty mediaEtag),
+per-item 429 after Retry-After, a user whose photo fails alone (per-user failures)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import base64
 import hashlib
 from typing import Any
 
-import pytest
-
 from shared.graph import client as graph_client
-from shared.graph import errors
 from shared.graph import photos as graph_photos
 from tests.graph.conftest import TENANT_ID, uid, user
 from tests.support.simulator import running_simulator
@@ -97,17 +94,57 @@ async def test_twenty_a_batch_and_a_throttled_item_waits_its_retry_after() -> No
     assert all(found.photos[uid(n)] is not None for n in range(1, 46))
 
 
-async def test_a_throttled_for_good_or_failing_item_fails_the_read() -> None:
+async def test_a_throttled_for_good_or_refused_photo_fails_alone() -> None:
     async def no_wait(seconds: float) -> None:
         return None
 
     with running_simulator(tenant()) as sim:
         sim.set_faults(f"/users/{uid(3)}/photo", 429, times=-1, retry_after=1)
-        with pytest.raises(errors.GraphReadError) as throttled:
-            await read(sim, {uid(1): None, uid(3): None}, sleep=no_wait)
+        throttled = await read(sim, {uid(1): None, uid(3): None}, sleep=no_wait)
         sim.clear_faults()
         sim.set_faults(f"/users/{uid(1)}/photo/$value", 403, times=-1)
-        with pytest.raises(errors.GraphReadError) as refused:
-            await read(sim, {uid(1): None})
-    assert throttled.value.status == 429
-    assert refused.value.status == 403
+        refused = await read(sim, {uid(1): None, uid(3): None})
+    assert set(throttled.photos) == {uid(1)} and throttled.downloads == 1
+    assert (throttled.failures[uid(3)].reason, throttled.failures[uid(3)].status,
+            throttled.failures[uid(3)].temporary) == ("photo_unavailable", 429, True)
+    assert set(refused.photos) == {uid(3)} and refused.downloads == 1
+    failure = refused.failures[uid(1)]
+    assert (failure.status, failure.temporary, failure.endpoint) == (
+        403, False, "/users/{id}/photo/$value")
+
+
+async def test_graphs_empty_media_etag_means_no_photo_not_a_failure() -> None:
+    with running_simulator(tenant()) as sim:
+        sim.set_user_quirks(uid(2), photo="emptyEtag")
+        found = await read(sim, {uid(1): None, uid(2): "W/\"old\""})
+        by = counts(sim)
+    assert found.photos[uid(2)] is None and not found.failures
+    assert found.photos[uid(1)] is not None and found.downloads == 1
+    assert by["GET /users/{id}/photo/$value"] == 1  # no bytes asked for the placeholder
+
+
+async def test_change_is_judged_on_the_media_etag_never_on_the_value_etag_header() -> None:
+    """The simulator's `$value` ETag header differs from the mediaEtag (Graph documents
+    no relation): the etag kept is the mediaEtag, so a second read downloads nothing."""
+    with running_simulator(tenant()) as sim:
+        first = await read(sim, {uid(1): None})
+        one = first.photos[uid(1)]
+        assert one is not None
+        meta = sim.graph("GET", f"/users/{uid(1)}/photo").json()
+        value = sim.graph("GET", f"/users/{uid(1)}/photo/$value")
+        assert one.etag == meta["@odata.mediaEtag"] != value.headers["etag"]
+        sim.reset_requests()
+        again = await read(sim, {uid(1): one.etag})
+        assert again.downloads == 0 and "GET /users/{id}/photo/$value" not in counts(sim)
+
+
+async def test_an_unavailable_mailbox_fails_its_photo_alone() -> None:
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    with running_simulator(tenant()) as sim:
+        sim.set_user_quirks(uid(3), mailbox="unavailable")
+        found = await read(sim, {uid(n): None for n in (1, 2, 3)}, sleep=no_wait)
+    assert set(found.photos) == {uid(1), uid(2)} and found.photos[uid(2)] is None
+    assert (found.failures[uid(3)].code, found.failures[uid(3)].temporary) == (
+        "serviceNotAvailable", True)

@@ -26,8 +26,6 @@ from tests.graph.conftest import (
 )
 from tests.support.simulator import RunningSimulator, running_simulator
 
-pytestmark = pytest.mark.integration
-
 
 async def test_full_read_equals_tenant_file(client: graph_client.GraphClient) -> None:
     result = await reader.read_entra(client, None, tenant_id=TENANT_ID)

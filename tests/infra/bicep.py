@@ -22,9 +22,15 @@ def bicep_files() -> list[Path]:
 
 
 @functools.cache
+def _parser() -> BicepParser:
+    """One parser per process: building its Lark grammar costs more than a parse."""
+    return BicepParser()
+
+
+@functools.cache
 def parse(path: Path) -> dict[str, Any]:
     """The pycep JSON of one file (raises on a syntax error)."""
-    return BicepParser().parse(file_path=path)
+    return _parser().parse(file_path=path)
 
 
 def walk(node: Any) -> Iterator[Any]:

@@ -26,6 +26,7 @@ CALENDARS_READ_BASIC_ALL = "8ba4a692-bc31-4128-9094-475872af8a53"  # replaced by
 PROFILE_PHOTO_READ_ALL = "e24d31aa-e1ab-4c80-85fe-23018690335d"
 USER_READ_WRITE_ALL = "741f803b-c850-494e-b5df-cde7c675a1ca"
 GROUP_MEMBER_READ_WRITE_ALL = "dbaae8cf-10b5-4b86-a4a1-f871c94c6695"
+GROUP_READ_ALL = "5b567255-7703-4780-807c-7be8301ae99b"
 ALWAYS = {USER_READ_ALL, GROUP_MEMBER_READ_ALL, ORGANIZATION_READ_ALL}
 
 
@@ -169,7 +170,7 @@ def _evaluate(node: Any, names: dict[str, Any]) -> Any:
 
 
 def _granted(calendar: bool = False, photo: bool = False, write_back: bool = False,
-             create: bool = False) -> set[str]:
+             create: bool = False, notifications: bool = False) -> set[str]:
     doc = bicep.parse(bicep.GRAPH_FILE)
     names: dict[str, Any] = {
         "graphAppRoles": doc["variables"]["graphAppRoles"]["value"],
@@ -178,6 +179,7 @@ def _granted(calendar: bool = False, photo: bool = False, write_back: bool = Fal
         "enablePhotoSync": photo,
         "enableWriteBack": write_back,
         "enableWriteBackCreate": create,
+        "enableNotifications": notifications,
     }
     granted = _evaluate(doc["variables"]["grantedAppRoles"]["value"], names)
     assert len(granted) == len(set(granted))
@@ -195,7 +197,8 @@ def test_graph_permission_ids_are_the_real_ones() -> None:
 
 # Every feature switch grants what its built feature reads or writes with: write-back
 # update, delete and create (R9), calendar sync's calendars (R13), photo sync (R16).
-FEATURES = {"photoSync", "writeBack", "writeBackCreate", "calendarSync"}
+# Change notifications subscribe to /groups, which needs Group.Read.All (issue 22).
+FEATURES = {"photoSync", "writeBack", "writeBackCreate", "calendarSync", "notifications"}
 
 
 def test_feature_switches_grant_only_what_is_built() -> None:
@@ -203,6 +206,7 @@ def test_feature_switches_grant_only_what_is_built() -> None:
     features = doc["variables"]["featureAppRoles"]["value"]
     assert set(features) == FEATURES
     assert features["photoSync"] == [PROFILE_PHOTO_READ_ALL]
+    assert features["notifications"] == [GROUP_READ_ALL]
     text = bicep.GRAPH_FILE.read_text()
     # Replaced by Calendars.ReadWrite (R15 creates events): named nowhere as a grant.
     assert f"'{CALENDARS_READ_BASIC_ALL}'" not in text
@@ -218,6 +222,8 @@ def test_feature_switches_grant_only_what_is_built() -> None:
         {"create": True},
         {"write_back": True, "create": True},
         {"calendar": True, "photo": True, "write_back": True},
+        {"notifications": True},
+        {"notifications": True, "create": True},
     ],
 )
 def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
@@ -231,7 +237,9 @@ def test_graph_permissions_are_only_what_the_code_uses_whatever_the_switches(
     # Calendar sync lists calendars and creates events (R13, R15): Calendars.ReadWrite only.
     calendars = {CALENDARS_READ_WRITE} if flags.get("calendar") else set()
     photos = {PROFILE_PHOTO_READ_ALL} if flags.get("photo") else set()
-    assert _granted(**flags) == ALWAYS | writes | calendars | photos
+    # Group subscriptions (change notifications) need Group.Read.All, only then.
+    groups = {GROUP_READ_ALL} if flags.get("notifications") else set()
+    assert _granted(**flags) == ALWAYS | writes | calendars | photos | groups
 
 
 def test_feature_switches_are_described_with_what_they_grant() -> None:
@@ -249,6 +257,16 @@ def test_feature_switches_are_described_with_what_they_grant() -> None:
         (calendar,) = [d["argument"] for d in params["enableCalendarSync"]["decorators"]
                        if d["type"] == "description"]
         assert "grants Calendars.ReadWrite" in calendar
+        (notify,) = [d["argument"] for d in params["enableNotifications"]["decorators"]
+                     if d["type"] == "description"]
+        assert "Group.Read.All" in notify
+
+
+def test_main_passes_the_notification_switch_to_the_app_registration() -> None:
+    text = (bicep.INFRA / "main.bicep").read_text()
+    block = text[text.index("module graphApp"):]
+    block = block[:block.index("\n}\n")]
+    assert "enableNotifications: enableNotifications" in block
 
 
 def test_graph_grants_and_declared_permissions_use_the_same_list() -> None:

@@ -17,15 +17,30 @@ from typing import Any
 import pytest
 
 from tests.infra import bicep
+from tests.support.once import once_per_run
 
 CHECKOV = bicep.REPO / ".venv-checkov" / "bin" / "checkov"
 SKIP_COMMENT = re.compile(r"checkov:skip=([A-Za-z0-9_-]+)(:?)(.*)")
 
 
 @pytest.fixture(scope="module")
-def report() -> dict[str, Any]:
+def report(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Any]:
     if not CHECKOV.exists():
         pytest.fail(f"checkov is not installed at {CHECKOV}: run `make setup`")
+    # Once per run: the tests that read the report may land on two xdist workers.
+    output = once_per_run(tmp_path_factory, worker_id, "checkov", _checkov)
+    try:
+        result = json.loads(output)
+    except json.JSONDecodeError:
+        pytest.fail(f"checkov produced no JSON:\n{output[-3000:]}")
+    # One framework gives one report; several would give a list.
+    reports = result if isinstance(result, list) else [result]
+    (bicep_report,) = [r for r in reports if r.get("check_type") == "bicep"]
+    return bicep_report  # type: ignore[no-any-return]
+
+
+def _checkov() -> str:
+    """checkov's JSON report of infra/ (or, when it gives none, its exit code and stderr)."""
     skip = bicep.GRAPH_FILE.relative_to(bicep.INFRA).as_posix()
     command = [
         str(CHECKOV),
@@ -45,16 +60,11 @@ def report() -> dict[str, Any]:
     done = subprocess.run(
         command, cwd=bicep.REPO, env=env, capture_output=True, text=True, timeout=300, check=False
     )
-    try:
-        result = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"checkov produced no JSON (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    # One framework gives one report; several would give a list.
-    reports = result if isinstance(result, list) else [result]
-    (bicep_report,) = [r for r in reports if r.get("check_type") == "bicep"]
-    return bicep_report  # type: ignore[no-any-return]
+    return done.stdout if done.stdout.strip() else f"exit {done.returncode}:\n{done.stderr}"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): "
@@ -65,6 +75,8 @@ def test_checkov_finds_no_failed_check(report: dict[str, Any]) -> None:
     assert report["summary"]["failed"] == 0
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_checkov_parsed_every_file_and_checked_something(report: dict[str, Any]) -> None:
     # A file checkov cannot parse is silently unchecked: that is a failure too.
     assert report["summary"]["parsing_errors"] == 0

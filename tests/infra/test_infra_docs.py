@@ -46,6 +46,13 @@ def test_deploy_says_what_the_template_does_not_undo() -> None:
     assert "reserved" not in switches.lower()
 
 
+def test_deploy_lists_group_read_all_for_group_subscriptions() -> None:
+    # Issue 22 item 3: a /groups subscription needs Group.Read.All.
+    (row,) = [line for line in DEPLOY.splitlines() if line.startswith("| Group.Read.All |")]
+    assert "`5b567255-7703-4780-807c-7be8301ae99b`" in row and "`enableNotifications`" in row
+    assert "Group.Read.All" in bicep.GRAPH_FILE.read_text()
+
+
 def test_deploy_says_which_write_back_toggle_needs_which_parameter() -> None:
     # Issue 14 item 8: least privilege, and a missing permission reported once.
     section = _section(DEPLOY, "### Write-back needs `enableWriteBack`")

@@ -8,10 +8,13 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^(<{7}|>{7})( |$)|^={7}$", re.M)
 
 
+@pytest.mark.integration
 def test_no_tracked_text_file_has_a_conflict_marker() -> None:
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split()
@@ -26,6 +29,7 @@ def test_no_tracked_text_file_has_a_conflict_marker() -> None:
     assert found == []
 
 
+@pytest.mark.integration
 def test_no_installed_tree_or_machine_link_is_tracked() -> None:
     """node_modules and the virtual environments are made by `make setup` on each machine;
     a tracked copy or link (e.g. to this machine's checkout) breaks a clean clone."""

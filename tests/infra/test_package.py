@@ -13,6 +13,8 @@ import fnmatch
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,6 +49,7 @@ def _deployed() -> list[str]:
     return [path for path in _tracked() if not _ignored(path, patterns)]
 
 
+@pytest.mark.integration
 def test_development_tooling_is_not_deployed() -> None:
     patterns = _patterns()
     deployed = _deployed()
@@ -58,6 +61,7 @@ def test_development_tooling_is_not_deployed() -> None:
         assert _ignored(generated, patterns), generated
 
 
+@pytest.mark.integration
 def test_the_app_itself_is_deployed() -> None:
     deployed = set(_deployed())
     for needed in ("function_app.py", "host.json", "requirements.txt",
@@ -66,6 +70,7 @@ def test_the_app_itself_is_deployed() -> None:
         assert needed in deployed, needed
 
 
+@pytest.mark.integration
 def test_nothing_deployed_imports_what_is_left_out() -> None:
     left_out = {"graph_simulator", "tests", "bench", "scripts"}
     offenders = []
@@ -81,10 +86,26 @@ def test_nothing_deployed_imports_what_is_left_out() -> None:
     assert offenders == []
 
 
+HTTP_AREAS = {"sync_routes", "operators", "emply_document", "settings", "roles", "users",
+              "employees", "outbound_events", "changes", "notifications", "openapi_route",
+              "user_sync"}
+
+
 def test_function_app_only_registers_the_blueprints() -> None:
-    """import-linter takes packages only; the one top-level module is checked here."""
+    """import-linter takes packages only; the one top-level module is checked here: it
+    imports the timer and queue blueprints and one blueprint per HTTP area, registers
+    each of them once, and does nothing else."""
     tree = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
-    imported = {alias.name if isinstance(node, ast.Import) else node.module
+    imported = {(node.module, alias.name) if isinstance(node, ast.ImportFrom)
+                else (alias.name, None)
                 for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
                 for alias in node.names}
-    assert imported == {"azure.functions", "sync_timer", "sync_queue", "webhook_http"}
+    assert imported == {("azure.functions", None), ("sync_timer", "bp"), ("sync_queue", "bp"),
+                        *(("webhook_http", area) for area in HTTP_AREAS)}
+    registered = [ast.unparse(call.args[0]) for call in ast.walk(tree)
+                  if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                  and call.func.attr == "register_functions"]
+    assert sorted(registered) == sorted(["timer_bp", "queue_bp",
+                                         *(f"{area}.bp" for area in HTTP_AREAS)])
+    statements = [type(node).__name__ for node in tree.body]
+    assert set(statements) <= {"Expr", "Import", "ImportFrom", "Assign"}

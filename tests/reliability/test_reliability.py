@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import config
 from tests.e2e import tenants as t
+from tests.e2e.test_openapi import hostile_requests
+from tests.reliability import adversarial
 from tests.reliability import harness as h
+from tests.support.notify_server import notify_server
+
+pytestmark = pytest.mark.slow
 
 
 def world_with_manual_users(make_world: Any, n: int) -> tuple[Any, dict[str, Any], set[str]]:
@@ -101,3 +108,45 @@ def _fuzz_world(make_world: Any) -> Any:
         world.import_state(t.emply_state())
         _WORLDS[key] = world
     return _WORLDS[key]
+
+
+# --- issue 24: the Emply API under attack and contention ---------------------------------
+
+
+def _api_world(make_world: Any) -> Any:
+    world = make_world(h.staff_tenant(5))
+    world.import_state(t.emply_state([{"id": f"u-{i}", "username": f"u{i}@contoso.com",
+                                       "roles": ["employee"]} for i in range(20)]))
+    return world
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(generated=hostile_requests())
+def test_hostile_requests_are_refused_never_a_500(make_world: Any, generated: Any) -> None:
+    world = _fuzz_world(make_world)
+    tally = h.Tally()
+    adversarial.hostile_request(world, generated, tally, lambda: world.ok("emply", "export"))
+    assert (tally.hostile, tally.lost, tally.wrong) == (1, 0, 0), tally.notes
+
+
+async def test_racing_writers_never_share_a_username_or_entra_id(make_world: Any) -> None:
+    world = _api_world(make_world)
+    tally = h.Tally()
+    await adversarial.uniqueness_races(world, rounds=2, writers=5, tally=tally)
+    await adversarial.contended_patches(world, writers=20, tally=tally)
+    assert (tally.races, tally.patches) == (6, 20)
+    assert (tally.lost, tally.wrong) == (0, 0), tally.notes
+
+
+async def test_replayed_lifecycle_notifications_leave_no_orphan(
+        make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(h.staff_tenant(5))
+    world.import_state(t.emply_state())
+    tally = h.Tally()
+    with notify_server() as server:
+        monkeypatch.setenv(config.NOTIFICATIONS, "true")
+        monkeypatch.setenv(config.PUBLIC_URL, server.base)
+        monkeypatch.setenv(config.NOTIFICATION_KEY, "reliability-key")
+        await adversarial.lifecycle_replays(world, rounds=2, deliveries=6, tally=tally)
+    assert tally.replays == 12 and (tally.lost, tally.wrong) == (0, 0), tally.notes

@@ -19,6 +19,7 @@ from tests.simulator.conftest import base_tenant
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.integration
 def test_cli_serves_the_tenant_in_the_dev_venv(tmp_path: Path) -> None:
     path = tmp_path / "tenant.json"
     path.write_text(json.dumps(base_tenant()))

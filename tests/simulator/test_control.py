@@ -19,7 +19,6 @@ from shared.config import SIMULATOR_TOKEN
 from tests.simulator.conftest import base_tenant, clone
 from tests.support.simulator import RunningSimulator, running_simulator
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -139,6 +138,7 @@ async def test_latency_overlaps_like_a_network(tenant: dict[str, Any]) -> None:
         assert time.monotonic() - started >= 0.1
 
 
+@pytest.mark.integration
 def test_serve_prints_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     path = tmp_path / "tenant.json"
     path.write_text(json.dumps(base_tenant()))
@@ -196,6 +196,7 @@ def test_count(sim: RunningSimulator) -> None:
     assert len(body["value"]) == 2
 
 
+@pytest.mark.integration
 def test_module_entry_point_rejects_bad_file(tmp_path: Path) -> None:
     path = tmp_path / "tenant.json"
     path.write_text(json.dumps({"organization": {}}))

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.simulator.conftest import base_tenant, clone, user
 from tests.support.simulator import RunningSimulator, running_simulator
-
-pytestmark = pytest.mark.integration
 
 USER_SELECT = "id,displayName,accountEnabled,userPrincipalName"
 GROUP_SELECT = "id,displayName,members"

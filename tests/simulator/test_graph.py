@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.simulator.conftest import ORG_ID, base_tenant
 from tests.support.simulator import RunningSimulator, running_simulator
-
-pytestmark = pytest.mark.integration
 
 
 def collect(sim: RunningSimulator, url: str, headers: dict[str, str] | None = None) -> tuple[

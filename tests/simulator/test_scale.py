@@ -10,9 +10,8 @@ import pytest
 from tests.simulator.conftest import base_tenant
 from tests.support.simulator import running_simulator
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.slow
 def test_large_tenant_first_round_is_fast() -> None:
     n = 100_000
     tenant = base_tenant(n_users=2)

@@ -10,7 +10,6 @@ import pytest
 from tests.simulator.conftest import clone
 from tests.support.simulator import RunningSimulator, running_simulator
 
-pytestmark = pytest.mark.integration
 WINDOW = "startDateTime=2026-11-01T00:00:00Z&endDateTime=2027-01-01T00:00:00Z"
 EVENT = {
     "subject": "Interview",

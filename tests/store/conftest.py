@@ -1,19 +1,13 @@
-"""One Azurite per test session; each test gets a store with its own prefix."""
+"""Each test gets a store with its own prefix on the process's Azurite (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from shared.store import EmplyStore, open_store
-from tests.support.azurite import AzuriteProcess, start_azurite, unique_prefix
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteProcess]:
-    with start_azurite() as process:
-        yield process
+from tests.support.azurite import AzuriteProcess, unique_prefix
 
 
 @pytest.fixture

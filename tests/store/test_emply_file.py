@@ -53,8 +53,22 @@ def test_invalid_json_is_located() -> None:
 
 def test_nesting_too_deep_for_the_parser_is_refused() -> None:
     assert refused(b"[" * 200_000 + b"]" * 200_000) == (
-        "emply.json is nested too deeply to read (an Emply state file is a few levels deep)")
+        "emply.json is nested deeper than 64 levels")
 
 
-def test_an_absurd_number_is_refused() -> None:
-    assert "not valid JSON" in refused(b'{"n": ' + b"9" * 5000 + b"}")
+def test_an_absurd_number_is_refused_naming_its_field() -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_document_bytes(b'{"users": [{"n": ' + b"9" * 5000 + b"}]}")
+    assert str(info.value) == "users[0].n: a number of 5000 characters; at most 64"
+
+
+@pytest.mark.parametrize(("raw", "path"), [
+    (b'{"users": [], "users": []}', "users"),
+    (b'{"settings": {"deactivationGuard": {"maxPercent": NaN}}}',
+     "settings.deactivationGuard.maxPercent"),
+    (b'{"users": [{"id": "\\udfff"}]}', "users[0].id"),
+])
+def test_what_the_gate_refuses_is_named_by_its_field(raw: bytes, path: str) -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_document_bytes(raw)
+    assert info.value.path == path

@@ -16,7 +16,7 @@ import pytest
 
 from shared.emply.document import DocumentError, validate_document
 from shared.store import ConcurrentChangeError, LeaseLost, RunInProgress, open_store
-from shared.store.protocols import SyncStore
+from shared.store.protocols import SubscriptionRecord, SyncStore
 from tests.support.azurite import AzuriteProcess
 from tests.support.memory_store import MemoryStore
 
@@ -36,7 +36,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "azure"])
+@pytest.fixture(params=["memory", pytest.param("azure", marks=pytest.mark.integration)])
 async def store(request: pytest.FixtureRequest, clock: Clock,
                 prefix: str) -> AsyncIterator[SyncStore]:
     if request.param == "memory":
@@ -339,3 +339,91 @@ async def test_imports_merge_or_replace_and_refuse_whole(store: SyncStore) -> No
     await store.import_document({}, replace=True)
     assert await store.export_document() == validate_document({})
     assert await store.remove_stale_generations() == 0
+
+
+# --- NotificationRecords, CursorKeys --------------------------------------------------------
+
+
+def _subscription(resource: str, subscription_id: str) -> SubscriptionRecord:
+    return SubscriptionRecord(resource=resource, subscription_id=subscription_id,
+                              client_state="secret-" + subscription_id,
+                              expires_at="2026-12-29T08:00:00Z", url_digest="d1",
+                              created_at="2026-11-30T08:00:00Z")
+
+
+async def test_subscriptions_are_stored_only_over_the_record_read(store: SyncStore) -> None:
+    assert await store.subscriptions() == {}
+    first = _subscription("users", "s-1")
+    assert await store.save_subscription(first, expected=None)
+    assert not await store.save_subscription(_subscription("users", "s-2"), expected=None)
+    stored = (await store.subscriptions())["users"]
+    assert stored == first and stored.etag
+    # Two workers replace the record they both read: one wins, the other is told.
+    assert await store.save_subscription(_subscription("users", "s-3"), expected=stored)
+    assert not await store.save_subscription(_subscription("users", "s-4"), expected=stored)
+    assert (await store.subscriptions())["users"].subscription_id == "s-3"
+    await store.delete_subscription(stored)  # stale: left alone
+    assert (await store.subscriptions())["users"].subscription_id == "s-3"
+    await store.delete_subscription((await store.subscriptions())["users"])
+    assert await store.subscriptions() == {}
+
+
+async def test_a_lifecycle_event_is_claimed_once(store: SyncStore) -> None:
+    now = "2026-11-30T08:00:00Z"
+    assert await store.claim_lifecycle("s-1", "subscriptionRemoved", now)
+    assert not await store.claim_lifecycle("s-1", "subscriptionRemoved", now)
+    assert not await store.claim_lifecycle("s-1", "subscriptionRemoved",
+                                           "2027-11-30T08:00:00Z")  # no lapse without a ttl
+    assert await store.claim_lifecycle("s-1", "reauthorizationRequired", now, ttl_seconds=600)
+    assert not await store.claim_lifecycle("s-1", "reauthorizationRequired",
+                                           "2026-11-30T08:09:59Z", ttl_seconds=600)
+    assert await store.claim_lifecycle("s-1", "reauthorizationRequired",
+                                       "2026-11-30T08:10:00Z", ttl_seconds=600)
+    await store.release_lifecycle("s-1", "subscriptionRemoved")  # its action failed
+    assert await store.claim_lifecycle("s-1", "subscriptionRemoved", now)
+
+
+async def test_the_debounce_moves_only_from_what_was_read(store: SyncStore) -> None:
+    seen = await store.read_debounce()
+    assert seen.scheduled_at is None
+    assert await store.write_debounce(seen, "2026-11-30T08:01:00Z")
+    assert not await store.write_debounce(seen, "2026-11-30T08:02:00Z")
+    assert (await store.read_debounce()).scheduled_at == "2026-11-30T08:01:00Z"
+
+
+async def test_the_cursor_key_is_made_once(store: SyncStore) -> None:
+    key = await store.cursor_key()
+    assert len(key) == 32 and await store.cursor_key() == key
+
+
+# --- uniqueness under concurrency (issue 24) -------------------------------------------------
+
+
+async def test_a_username_or_entra_id_another_user_holds_is_refused_at_write(
+        store: SyncStore) -> None:
+    """Two writers that each checked against what they read: the store lets one of them
+    hold the value (case and Unicode form ignored), the other is refused or skipped."""
+    await store.import_document(_doc(2))
+    first = {**validate_document({"users": [{"id": "u-a", "username": "Same@c.com",
+                                             "entraId": "E-1"}]})["users"][0]}
+    await store.write_entities("users", [first])
+    for clash in ({"username": "same@C.COM "}, {"entraId": "e-1"}):
+        second = validate_document({"users": [{"id": "u-b", "username": "other@c.com",
+                                               **clash}]})["users"][0]
+        with pytest.raises(ConcurrentChangeError) as info:
+            await store.write_entities("users", [second])
+        assert info.value.entity_id == "u-b"
+        assert await store.write_built("users", ["u-b"], lambda _i, s=second: s,
+                                       skip_conflicts=True) == ["u-b"]
+    assert sorted(u["id"] for u in (await store.export_document())["users"]) == [
+        "u-a", "u000", "u001"]
+    # The holder may rename; its old value is then free for another user.
+    await store.write_entities("users", [{**first, "username": "renamed@c.com"}])
+    free = validate_document({"users": [{"id": "u-b", "username": "same@c.com"}]})["users"][0]
+    await store.write_entities("users", [free])
+    # And a deleted user's values are free again.
+    await store.delete_entities("users", [{"id": "u-a"}])
+    again = validate_document({"users": [{"id": "u-c", "username": "renamed@c.com",
+                                          "entraId": "E-1"}]})["users"][0]
+    assert await store.write_built("users", ["u-c"], lambda _i: again,
+                                   skip_conflicts=True) == []

@@ -4,8 +4,8 @@
         store = open_store(connection_string=azurite.connection_string,
                            prefix=unique_prefix())
 
-One in-memory Azurite on free loopback ports; tests share it and isolate
-themselves with a unique table/container name prefix.
+One in-memory Azurite on free loopback ports per test process; tests share it and
+isolate themselves with a unique table/container name prefix, or wipe it (tests/e2e).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class AzuriteProcess:
         self.connection_string = azurite_connection_string(
             blob_port=self.blob_port, queue_port=self.queue_port, table_port=self.table_port)
         deadline = time.monotonic() + timeout
-        while not all(_answers(p) for p in (self.blob_port, self.queue_port, self.table_port)):
+        # Until all three answer and the answers are Azurite's (it exits when a port is taken).
+        while not all(_answers(p) for p in (self.blob_port, self.queue_port, self.table_port)) \
+                or self.process.poll() is not None:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self._log.seek(0)
                 output = self._log.read().decode(errors="replace")
@@ -99,6 +101,15 @@ class AzuriteProcess:
         self.stop()
 
 
-def start_azurite(*, timeout: float = 30.0) -> AzuriteProcess:
-    """Start Azurite (Table + Blob, in memory) on free loopback ports."""
-    return AzuriteProcess(timeout=timeout)
+def start_azurite(*, timeout: float = 30.0, attempts: int = 3) -> AzuriteProcess:
+    """Start Azurite (Table, Blob and Queue, in memory) on free loopback ports.
+
+    A port found free may be taken by another process (another test worker's Azurite)
+    before Azurite binds it; Azurite then exits, and it is started again on other ports."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return AzuriteProcess(timeout=timeout)
+        except RuntimeError:
+            if attempt == attempts or not AZURITE.exists():
+                raise
+    raise AssertionError("unreachable")

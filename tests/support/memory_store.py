@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import secrets
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -31,9 +32,14 @@ from typing import Any
 
 from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
-from shared.store import chunked_json, codec, errors, keys
+from shared.store import chunked_json, codec, errors, keys, unique_index
 from shared.store.feed_chunks import Chunk
-from shared.store.protocols import LEASE_TTL_SECONDS, LoadedEmply
+from shared.store.protocols import (
+    LEASE_TTL_SECONDS,
+    Debounce,
+    LoadedEmply,
+    SubscriptionRecord,
+)
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
 from shared.store.syncstate import INDEX_PARTS, index_blob, state_part_blob
 
@@ -296,6 +302,10 @@ class MemoryEmplyTables:
             known, current = ledger.etags.get((kind, key)), self.rows[kind].get(key)
             if known is not None and (current is None or current[1] != known):
                 raise errors.ConcurrentChangeError(kind, str(row.get("id")))
+        refused = self._taken(kind, rows)
+        if refused:
+            owner, field = next(iter(sorted(refused.items())))
+            raise errors.UniqueTaken(kind, owner, field)
         self._bump(ledger)
         for row in rows:
             key, etag = kc.row_key(row), self._etags.new()
@@ -320,11 +330,30 @@ class MemoryEmplyTables:
                 known, current = ledger.etags.get((kind, key)), self.rows[kind].get(key)
                 if known is not None and (current is None or current[1] != known):
                     skipped.append(str(item["id"]))
+            skipped += [i for i in self._taken(kind, items) if i not in skipped]
             if skipped:
                 ledger.ours = False  # someone else wrote: no cached copy is right
                 items = [item for item in items if str(item["id"]) not in skipped]
         await self.write_entities(kind, items, loaded=loaded)
         return skipped
+
+    def _taken(self, kind: str, items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """Users (id -> field) whose username or Entra id another user holds (the Azure
+        store's uniqueness index, `shared.store.unique_index`)."""
+        if kind != "users":
+            return {}
+        writing = {str(item["id"]) for item in items}
+        holders: dict[tuple[str, str], str] = {}
+        for row, _etag in self.rows["users"].values():
+            if str(row["id"]) not in writing:
+                for claim in unique_index.claims_of([row]):
+                    holders[(claim.field, claim.key)] = claim.owner
+        refused: dict[str, str] = {}
+        for claim in unique_index.claims_of(items):
+            holder = holders.setdefault((claim.field, claim.key), claim.owner)
+            if holder != claim.owner:
+                refused.setdefault(claim.owner, claim.field)
+        return refused
 
     async def delete_entities(self, kind: str, items: Iterable[Mapping[str, Any]], *,
                               loaded: LoadedEmply | None = None) -> None:
@@ -411,6 +440,63 @@ class MemoryEmplyTables:
         return 0  # one generation, replaced in place
 
 
+# --- NotificationRecords, CursorKeys --------------------------------------------------------
+
+
+class MemoryNotificationRecords:
+    def __init__(self, clock: Callable[[], dt.datetime]) -> None:
+        self._clock = clock
+        self._etags = _Etags()
+        self.subscription_records: dict[str, SubscriptionRecord] = {}
+        self.debounce = Debounce(None, None)
+        self.lifecycle_claims: dict[tuple[str, str], str] = {}
+        self._key = secrets.token_bytes(32)
+
+    async def subscriptions(self) -> dict[str, SubscriptionRecord]:
+        return dict(self.subscription_records)
+
+    async def save_subscription(self, record: SubscriptionRecord, *,
+                                expected: SubscriptionRecord | None) -> bool:
+        current = self.subscription_records.get(record.resource)
+        if (current is None) != (expected is None) or (
+                current is not None and expected is not None and current.etag != expected.etag):
+            return False
+        self.subscription_records[record.resource] = dataclasses.replace(
+            record, etag=self._etags.new())
+        return True
+
+    async def delete_subscription(self, record: SubscriptionRecord) -> None:
+        current = self.subscription_records.get(record.resource)
+        if current is not None and current.etag == record.etag:
+            del self.subscription_records[record.resource]
+
+    async def read_debounce(self) -> Debounce:
+        return self.debounce
+
+    async def write_debounce(self, seen: Debounce, scheduled_at: str) -> bool:
+        if seen.etag != self.debounce.etag:
+            return False
+        self.debounce = Debounce(scheduled_at, self._etags.new())
+        return True
+
+    async def claim_lifecycle(self, subscription_id: str, event: str, now: str, *,
+                              ttl_seconds: int | None = None) -> bool:
+        claimed = self.lifecycle_claims.get((subscription_id, event))
+        if claimed is not None:
+            then, moment = codec.parse_time(claimed), codec.parse_time(now)
+            if ttl_seconds is None or then is None or moment is None \
+                    or moment - then < dt.timedelta(seconds=ttl_seconds):
+                return False
+        self.lifecycle_claims[(subscription_id, event)] = now
+        return True
+
+    async def release_lifecycle(self, subscription_id: str, event: str) -> None:
+        self.lifecycle_claims.pop((subscription_id, event), None)
+
+    async def cursor_key(self) -> bytes:
+        return self._key
+
+
 # --- all of them ------------------------------------------------------------------------
 
 
@@ -418,7 +504,8 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTables):
+class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTables,
+                  MemoryNotificationRecords):
     """`protocols.SyncStore` in memory."""
 
     def __init__(self, clock: Callable[[], dt.datetime] = _utcnow) -> None:
@@ -426,6 +513,7 @@ class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTabl
         MemoryRunLog.__init__(self, clock)
         MemorySyncState.__init__(self)
         MemoryEmplyTables.__init__(self)
+        MemoryNotificationRecords.__init__(self, clock)
         self.change_feed = MemoryChunks()
         """The change feed's chunks."""
 

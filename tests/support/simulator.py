@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,13 @@ from aiohttp import web
 
 from graph_simulator import SIMULATOR_KEY, Simulator, create_app
 from shared.config import SIMULATOR_TOKEN
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, made once: loading the CA bundle for every client
+    costs tens of milliseconds of CPU, and every test starts a simulator."""
+    return httpx.create_ssl_context()
 
 
 class RunningSimulator:
@@ -32,7 +41,7 @@ class RunningSimulator:
         self.base = f"http://127.0.0.1:{port}"
         self.url = f"{self.base}/v1.0"
         self.headers = {"Authorization": f"Bearer {SIMULATOR_TOKEN}"}
-        self._http = httpx.Client(base_url=self.base, timeout=30)
+        self._http = httpx.Client(base_url=self.base, timeout=30, verify=_tls_context())
 
     @property
     def http(self) -> httpx.Client:
@@ -108,6 +117,17 @@ class RunningSimulator:
         """Requests that run `method path` (a route template) are done, answered `ms` later."""
         self._ok(self._http.put("/_sim/hold", json={"method": method, "path": path, "ms": ms}))
 
+    def set_quirks(self, **settings: Any) -> dict[str, Any]:
+        """`PUT /_sim/quirks` (deltaLagSeconds, emptyFirstPages, writeQuota)."""
+        result: dict[str, Any] = self._ok(self._http.put("/_sim/quirks", json=settings))
+        return result
+
+    def set_user_quirks(self, user: str, **quirks: Any) -> dict[str, Any]:
+        """`PUT /_sim/users/{user}/quirks` (mailbox, photo, privileged, loopingCalendars)."""
+        result: dict[str, Any] = self._ok(
+            self._http.put(f"/_sim/users/{user}/quirks", json=quirks))
+        return result
+
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = self._ok(self._http.get("/_sim/state"))
         return result
@@ -117,18 +137,16 @@ class RunningSimulator:
 
 
 @contextmanager
-def running_simulator(
-    tenant: dict[str, Any], latency_ms: float = 0
-) -> Iterator[RunningSimulator]:
-    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
-    app = create_app(tenant, latency_ms=latency_ms)
+def serving(app: web.Application, name: str = "graph-simulator") -> Iterator[int]:
+    """Serve `app` on 127.0.0.1:<free port> in its own thread and event loop; the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     sock.setblocking(False)
     port = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    # A request the test held (`hold_answers`) may still be waiting: do not wait for it.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     started = threading.Event()
     failure: list[BaseException] = []
 
@@ -147,19 +165,35 @@ def running_simulator(
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
+        left = asyncio.all_tasks(loop)  # a held answer outlives the shutdown timeout
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
 
-    thread = threading.Thread(target=run, name=f"graph-simulator-{port}", daemon=True)
+    thread = threading.Thread(target=run, name=f"{name}-{port}", daemon=True)
     thread.start()
     started.wait(10)
     if failure:
         sock.close()
         raise failure[0]
-    sim = RunningSimulator(app, port)
     try:
-        yield sim
+        yield port
     finally:
-        sim.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def running_simulator(
+    tenant: dict[str, Any], latency_ms: float = 0
+) -> Iterator[RunningSimulator]:
+    """Start the simulator on 127.0.0.1:<free port> in its own thread and event loop."""
+    app = create_app(tenant, latency_ms=latency_ms)
+    with serving(app) as port:
+        sim = RunningSimulator(app, port)
+        try:
+            yield sim
+        finally:
+            sim.close()

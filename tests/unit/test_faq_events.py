@@ -83,6 +83,39 @@ def test_events_of_a_mirrored_calendar(have: list[dict[str, Any]],
         assert plan.writes.counts == {KEY: changes[0][4] if changes else len(have)}
 
 
+# R14 and R15: "Emply shows it once". The sync's own events (their Graph ids: stored on
+# the outbound events, or found by their mark this run) are never mirrored.
+OWN = [
+    pytest.param([], events.CalendarRead(True, [graph_event(1), graph_event(7)]),
+                 [("events_changed", 1, 0, 0, 1)], ["ev-1"], [], id="full_read_leaves_own_out"),
+    pytest.param([stored(1)], events.CalendarRead(False, [graph_event(7)]), [], [], [],
+                 id="delta_leaves_own_out"),
+    pytest.param([stored(1), stored(7)], events.CalendarRead(False, []),
+                 [("events_changed", 0, 0, 1, 1)], [], ["ev-7"],
+                 id="own_mirrored_before_is_removed"),
+]
+
+
+@pytest.mark.parametrize(("have", "read", "changes", "written", "deleted"), OWN)
+def test_a_pushed_event_never_appears_in_emplys_events(
+        have: list[dict[str, Any]], read: events.CalendarRead, changes: list[Any],
+        written: list[str], deleted: list[str]) -> None:
+    plan = events.plan_events(have, {KEY: True}, {KEY: read}, USERS, {KEY: "Calendar"},
+                              own={"ev-7"})
+    assert outcome(plan) == changes
+    assert [e["id"] for e in plan.writes.upserts] == written
+    assert [e["id"] for e in plan.writes.deletes] == deleted
+
+
+def test_own_events_are_the_stored_graph_ids_and_those_found_by_their_mark() -> None:
+    entra = dataclasses.replace(b.tenant([], {}), outbound={
+        "o-2": model.OutboundCopy("AAMk-found", "d"), "o-3": None})
+    emply = model.EmplySnapshot((), outbound=(
+        model.OutboundEvent("o-1", "u-anna", graph_id="AAMk-stored"),
+        model.OutboundEvent("o-2", "u-anna")))
+    assert events.own_events(entra, emply) == {"AAMk-stored", "AAMk-found"}
+
+
 def test_private_events_keep_only_start_end_and_show_as() -> None:
     private = graph_event(1, sensitivity="private", subject="Doctor", isAllDay=True,
                           showAs="oof", location={"displayName": "Clinic"})

@@ -105,6 +105,23 @@ def test_two_candidates_is_ambiguous_and_changes_nothing() -> None:
     assert "u-1, u-2" in plan.errors[0].message
 
 
+def test_a_shared_e_mail_is_reported_as_a_tie_naming_both_and_nothing_is_created() -> None:
+    """FAQ: "If a user has the same username or the same e-mail it will automatically
+    connect to Microsoft Entra ID's user." R3 sharpened: two Emply users may share an
+    e-mail (a rehire: the old account kept, a new one made); the Entra user with that
+    e-mail then connects to neither, the run reports the tie naming both, and no third
+    user is created with that e-mail."""
+    old = b.emply_user("u-anna-2019", username="anna.berg.2019", email="anna@contoso.com",
+                       status="deactivated", deactivated_by="emply")
+    new = b.emply_user("u-anna", username="anna.b", email="Anna@Contoso.com ")
+    plan = b.run(staff(ANNA), [old, new], b.settings(MAP))
+    assert plan.changes == ()
+    (problem,) = plan.errors
+    assert problem.reason == model.AMBIGUOUS_MATCH and problem.entra_id == "anna"
+    assert "u-anna, u-anna-2019" in problem.message
+    assert set(problem.candidates) == {"u-anna", "u-anna-2019"}
+
+
 def test_external_users_not_in_entra_are_never_touched() -> None:
     external = b.emply_user("u-ext", username="consultant@partner.com", status="active")
     plan = b.run(staff(BO), [external], b.settings(MAP))

@@ -11,7 +11,7 @@ import pytest
 from shared import config
 from shared.notify import inbox
 from shared.notify import settings as notify_settings
-from shared.store.subscription_table import SubscriptionRecord
+from shared.store.protocols import SubscriptionRecord
 
 SUB_ID = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
 SECRET = "s" * 43

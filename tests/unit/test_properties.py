@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,8 @@ from shared.reconcile import convert, entity_writes, model, planner, scope, touc
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from tests.unit import builders as b
+
+pytestmark = pytest.mark.slow
 
 GROUPS = ["g1", "g2", "g3"]
 ROLE_IDS = ["employee", "hr", "manager", "new_employee", "administrator"]

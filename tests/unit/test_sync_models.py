@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
 from shared.app import manual_runs
-from webhook_http import SYNC_FIELDS, BadRequest, parse_sync_body, sync_models
+from webhook_http import operators, sync_models
+from webhook_http.answers import BadRequest
+from webhook_http.sync_routes import SYNC_FIELDS, area, parse_sync_body
 
 
 def test_the_request_schema_names_exactly_the_fields_the_validator_takes() -> None:
@@ -46,25 +47,16 @@ def test_the_approval_pattern_accepts_what_the_validator_accepts(text: str) -> N
 
 
 def test_wait_bound_is_the_handlers() -> None:
-    (op,) = [o for o in sync_models.OPERATIONS if o["operation_id"] == "startSync"]
-    assert op["parameters"][0]["schema"]["maximum"] == manual_runs.MAX_WAIT_SECONDS
+    (route,) = [r for r in area.routes if r.operation_id == "startSync"]
+    assert route.parameters[0]["schema"]["maximum"] == manual_runs.MAX_WAIT_SECONDS
 
 
-def test_declare_registers_every_schema_and_route() -> None:
-    schemas: dict[str, Any] = {}
-    routes: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def schema(name: str, value: dict[str, Any]) -> str:
-        schemas[name] = value
-        return f"#/components/schemas/{name}"
-
-    def operation(path: str, method: str, **spec: Any) -> None:
-        routes[(path, method)] = spec
-
-    sync_models.declare(operation, schema)
-    assert set(schemas) == set(sync_models.SCHEMAS)
+def test_the_sync_and_operator_areas_declare_every_schema_and_route() -> None:
+    routes = {(r.path, r.method): r for a in (area, operators.area) for r in a.routes}
     assert set(routes) == {("/sync", "post"), ("/sync/runs", "get"),
                            ("/sync/runs/{runId}", "get"), ("/health", "get"),
-                           ("/health/details", "get")}
+                           ("/health/details", "get"), ("/users/{user}/explain", "get")}
+    schemas = {**area.schemas, **operators.area.schemas}
+    assert set(schemas) == set(sync_models.SCHEMAS)
     refs = re.findall(r"#/components/schemas/(\w+)", repr(routes))
     assert set(refs) <= set(schemas)

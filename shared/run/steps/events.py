@@ -102,6 +102,11 @@ def wanted(doc: Mapping[str, Any], calendars: Mapping[str, list[mailboxes.Calend
 class EventsStep(base.Step):
     name = "events"
 
+    def __init__(self, *, keep_others: bool = False) -> None:
+        self.keep_others = keep_others
+        """An on-demand run: the links of the calendars it did not read are kept as
+        stored (a full run's read every mirrored calendar and replaces them all)."""
+
     async def read(self, run: Run) -> None:
         listed = calendar_step.read_of(run)
         if listed is None:
@@ -130,9 +135,12 @@ class EventsStep(base.Step):
         store, loaded = run.deps.store, run.loaded
         await store.delete_entities("events", writes.deletes, loaded=loaded)
         await store.write_entities("events", writes.upserts, loaded=loaded)
+        links = _links(run, found, writes.counts)
+        if self.keep_others:
+            read = {entra_id for entra_id, _ in found.read.calendars}
+            links = {**{u: c for u, c in found.links.items() if u not in read}, **links}
         await store.save_state_part(STATE_PART, {
-            "format": FORMAT, "window": list(found.window),
-            "calendars": _links(run, found, writes.counts)})
+            "format": FORMAT, "window": list(found.window), "calendars": links})
         return base.StepOutcome(self.name, reusable=False, progress={
             "eventsWritten": len(writes.upserts), "eventsDeleted": len(writes.deletes)})
 
@@ -156,3 +164,5 @@ def _links(run: Run, found: EventsRead, counts: Mapping[tuple[str, str], int]) -
 
 
 STEP = EventsStep()
+PER_USER = EventsStep(keep_others=True)
+"""An on-demand run's: it reads one user's calendars and keeps everyone else's links."""

@@ -59,14 +59,18 @@ def check_of(run: Run) -> PhotoCheck | None:
 class PhotosStep(base.Step):
     name = "photos"
 
+    def __init__(self, *, every_slot: bool = False) -> None:
+        self.every_slot = every_slot
+        """An on-demand run: the photos of the users it reads, whatever their slot."""
+
     async def read(self, run: Run) -> None:
         if not (run.settings.enabled and run.settings.photo_sync):
             return
         emply = convert.emply_snapshot({"users": run.doc.get("users", ())})
         entra = convert.entra_snapshot(run.directory.mirror)
         schedule = run.deps.schedule
-        slots = photo_slices.slots_for(schedule)
-        slot = photo_slices.current_slot(schedule, run.started)
+        slots = 1 if self.every_slot else photo_slices.slots_for(schedule)
+        slot = 0 if self.every_slot else photo_slices.current_slot(schedule, run.started)
         due = photos.due(emply, entra, run.settings, slots=slots, slot=slot,
                          only=run.only_user)
         recorded = {u.entra_id: photos.recorded_etag(u.photo) for u in emply.users
@@ -125,3 +129,5 @@ def explained(result: dict[str, Any], user: Mapping[str, Any], settings: model.S
 
 
 STEP = PhotosStep()
+EVERY_SLOT = PhotosStep(every_slot=True)
+"""An on-demand run's: its one user's photo is checked now (R16), not in its slot."""
