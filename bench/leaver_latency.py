@@ -1,6 +1,7 @@
 """Leaver latency with Graph change notifications (README "Leavers in minutes").
 
     .venv/bin/python -m bench.leaver_latency [--trials 20] [--users 200] [--debounce 60]
+                                             [--delta-lag 0]
 
 Starts Azurite and the Graph simulator, syncs a tenant of `--users` staff, turns
 notifications on and lets the app create its subscriptions (Graph's handshake against a
@@ -18,9 +19,15 @@ first trial is the leading edge (an isolated leaver). `--spacing independent` wa
 the debounce window before each trial, so each leaver is on its own, as leavers usually
 are (a burst of leavers shares one trailing run instead).
 
+`--delta-lag S` makes Graph's delta show each change only S seconds after its
+notification went out (the simulator's `deltaLagSeconds`; concepts/delta-query-overview.md,
+"processing delays"): a notification whose delta round shows nothing is then looked at
+again after `EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS` (15 s, doubled each time, at most
+`EMPLY_SYNC_NOTIFICATION_RECHECKS` = 3 times) before it is dropped.
+
 Last, notifications off: a leaver's notification is dropped, no run happens within
 `--off-wait` seconds and the user stays active until a timer run deactivates them.
-Writes bench/out/leaver_latency-<spacing>.json.
+Writes bench/out/leaver_latency-<spacing>[-lag<S>].json.
 """
 
 from __future__ import annotations
@@ -100,18 +107,60 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--debounce", type=int,
                         default=config.DEFAULT_NOTIFICATION_DEBOUNCE_SECONDS)
     parser.add_argument("--off-wait", type=float, default=15.0)
+    parser.add_argument("--delta-lag", type=float, default=0.0,
+                        help="seconds Graph's delta lags each change notification")
     parser.add_argument("--spacing", choices=("back-to-back", "independent"),
                         default="back-to-back",
                         help="trials at once after each other (worst case) or each after "
                              "the debounce window has passed")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_trials(world: World, args: argparse.Namespace, people: list[dict[str, Any]],
+               ids: dict[str, str]) -> list[float]:
+    """Each trial's latency: one leaver removed, until the store shows them deactivated."""
+    latencies: list[float] = []
+    for trial in range(args.trials):
+        leaver = people[trial]["id"]
+        if trial and args.spacing == "independent":
+            time.sleep(args.debounce + POLL_SECONDS)  # the last run's window is over
+        started = time.monotonic()
+        remove(world, leaver)
+        timeout = args.debounce + 120 + 8 * args.delta_lag
+        waited = wait_deactivated(ids[leaver], timeout=timeout)
+        if waited is None:
+            print(f"trial {trial + 1}: NOT deactivated within {timeout:.0f} s")
+            continue
+        latencies.append(time.monotonic() - started)  # the PUT's delivery included
+        print(f"trial {trial + 1}: {latencies[-1]:.1f} s")
+    return latencies
+
+
+def notifications_off(world: World, args: argparse.Namespace, leaver: str, emply_id: str
+                      ) -> dict[str, Any]:
+    """Notifications off: the route drops the notification, nothing runs until the
+    timer's run."""
+    os.environ[config.NOTIFICATIONS] = "false"
+    remove(world, leaver)
+    wait = max(args.off_wait, args.delta_lag + 2)  # so the timer run's delta shows it
+    time.sleep(wait)
+    queued = rq.count(world.azurite.connection_string, Q)
+    status = status_of(emply_id)
+    timer_report = asyncio.run(boundary.sync(trigger="timer"))
+    return {"queuedAfterNotification": queued, "statusAfterWait": status,
+            "waitSeconds": wait, "timerRun": timer_report["counts"],
+            "statusAfterTimer": status_of(emply_id)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     people = t.staff(args.users)
     tenant = t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []})
     with start_azurite() as azurite, tempfile.TemporaryDirectory() as tmp, \
@@ -125,50 +174,33 @@ def main(argv: list[str] | None = None) -> int:
         world.import_state(t.emply_state(deactivationGuard={"maxCount": 1000,
                                                             "maxPercent": 100}))
         world.ok("sync")
+        if args.delta_lag:
+            world.sim.set_quirks(deltaLagSeconds=args.delta_lag)
         ids = {u["entraId"]: u["id"] for u in world.export()["users"]}
         print(f"synced {len(ids)} users; subscriptions: {asyncio.run(renewal.keep())}")
         worker = Worker(azurite.connection_string)
         worker.start()
-        latencies: list[float] = []
-        for trial in range(args.trials):
-            leaver = people[trial]["id"]
-            if trial and args.spacing == "independent":
-                time.sleep(args.debounce + POLL_SECONDS)  # the last run's window is over
-            started = time.monotonic()
-            remove(world, leaver)
-            waited = wait_deactivated(ids[leaver], timeout=args.debounce + 120)
-            if waited is None:
-                print(f"trial {trial + 1}: NOT deactivated within {args.debounce + 120} s")
-                continue
-            latencies.append(time.monotonic() - started)  # the PUT's delivery included
-            print(f"trial {trial + 1}: {latencies[-1]:.1f} s")
+        latencies = run_trials(world, args, people, ids)
         worker.stop.set()
         worker.join(30)
-
-        # Notifications off: the route drops the notification, nothing runs.
-        os.environ[config.NOTIFICATIONS] = "false"
         off_leaver = people[args.trials]["id"]
-        remove(world, off_leaver)
-        time.sleep(args.off_wait)
-        off_queued = rq.count(azurite.connection_string, Q)
-        off_status = status_of(ids[off_leaver])
-        timer_report = asyncio.run(boundary.sync(trigger="timer"))
-        after_timer = status_of(ids[off_leaver])
+        off = notifications_off(world, args, off_leaver, ids[off_leaver])
     result: dict[str, Any] = {
         "users": args.users, "trials": args.trials, "debounceSeconds": args.debounce,
-        "spacing": args.spacing,
+        "spacing": args.spacing, "deltaLagSeconds": args.delta_lag,
+        "recheck": {"firstSeconds": config.DEFAULT_NOTIFICATION_RECHECK_SECONDS,
+                    "atMost": config.DEFAULT_NOTIFICATION_RECHECKS},
         "deactivated": len(latencies),
         "p50": round(statistics.median(latencies), 1) if latencies else None,
         "p95": round(percentile(latencies, 0.95), 1) if latencies else None,
         "max": round(max(latencies), 1) if latencies else None,
         "first": round(latencies[0], 1) if latencies else None,
         "workerPollSeconds": POLL_SECONDS,
-        "off": {"queuedAfterNotification": off_queued, "statusAfterWait": off_status,
-                "waitSeconds": args.off_wait, "timerRun": timer_report["counts"],
-                "statusAfterTimer": after_timer},
+        "off": off,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / f"leaver_latency-{args.spacing}.json").write_text(json.dumps(result, indent=2))
+    lag = f"-lag{args.delta_lag:g}" if args.delta_lag else ""
+    (OUT / f"leaver_latency-{args.spacing}{lag}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0 if len(latencies) == args.trials else 1
 

@@ -56,6 +56,12 @@ PUBLIC_URL = "EMPLY_SYNC_PUBLIC_URL"
 NOTIFICATION_KEY = "EMPLY_SYNC_NOTIFICATION_KEY"
 NOTIFICATION_DEBOUNCE = "EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS"
 DEFAULT_NOTIFICATION_DEBOUNCE_SECONDS = 60
+# Graph's delta can lag its notification: a notification whose delta shows nothing new is
+# looked at again this many seconds later (doubled each time), at most this many times.
+NOTIFICATION_RECHECK = "EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS"
+DEFAULT_NOTIFICATION_RECHECK_SECONDS = 15
+NOTIFICATION_RECHECKS = "EMPLY_SYNC_NOTIFICATION_RECHECKS"
+DEFAULT_NOTIFICATION_RECHECKS = 3
 NOTIFY_QUEUE_NAME = "emply-sync-notify"
 """The queue of notification work (targeted runs, lifecycle actions); same connection."""
 
@@ -80,6 +86,8 @@ APP_SETTINGS: tuple[str, ...] = (
     PUBLIC_URL,
     NOTIFICATION_KEY,
     NOTIFICATION_DEBOUNCE,
+    NOTIFICATION_RECHECK,
+    NOTIFICATION_RECHECKS,
 )
 """The settings `infra/` must set on the function app (the connection string
 is local-only: in Azure storage is reached by identity)."""

@@ -99,6 +99,8 @@ def log_run(report: Mapping[str, Any]) -> None:
                 "reason": error.get("reason"),
                 "entraId": error.get("entraId"),
                 "userId": error.get("userId"),
+                # A per-user read fault (R7): Graph's code, and when it is tried again.
+                **{key: error[key] for key in ("graphCode", "nextTry") if error.get(key)},
             },
         )
 

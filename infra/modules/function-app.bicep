@@ -54,6 +54,16 @@ param enableNotifications bool = true
 @maxValue(3600)
 param notificationDebounceSeconds int = 60
 
+@description('A notification whose delta round shows nothing new (Graph\'s delta can lag its notification) is looked at again after this many seconds, doubled each time; 0: never.')
+@minValue(0)
+@maxValue(600)
+param notificationRecheckSeconds int = 15
+
+@description('At most this many looks again per notification whose delta showed nothing.')
+@minValue(0)
+@maxValue(10)
+param notificationRechecks int = 3
+
 @description('The app\'s public base URL Graph calls back. Empty: https://<app name>.azurewebsites.net (set it when the app has another host name).')
 param publicUrl string = ''
 
@@ -205,6 +215,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS'
           value: string(notificationDebounceSeconds)
+        }
+        {
+          name: 'EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS'
+          value: string(notificationRecheckSeconds)
+        }
+        {
+          name: 'EMPLY_SYNC_NOTIFICATION_RECHECKS'
+          value: string(notificationRechecks)
         }
       ]
     }

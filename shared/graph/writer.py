@@ -18,9 +18,10 @@ What cannot be written is reported per user and never stops the other writes:
 - `entra_user_protected`: Graph refused one user with 403 while it accepted other
   writes of the same run: the permission is there, the user is not writable by the
   app, which is what app-only User.ReadWrite.All meets on users with a privileged
-  administrator role (api/user-delete.md, api/user-update.md). Graph answers both
-  cases alike (403 `Authorization_RequestDenied`), so a run whose every write is
-  refused cannot tell them apart and reports:
+  administrator role (api/user-delete.md, api/user-update.md), or on a user the caller
+  says Graph refused so before (`known_protected`). Graph answers both cases alike
+  (403 `Authorization_RequestDenied`), so a run whose every write is refused cannot
+  tell them apart otherwise and reports:
 - `graph_write_forbidden`: the app registration has no write permission (HTTP 403):
   one error for the run, naming how many writes it refused, not one per user;
 - `entra_write_failed`: anything else, after the retries. The next run plans the
@@ -35,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import httpx
@@ -101,9 +102,12 @@ async def write_changes(
     changes: Sequence[model.Change],
     *,
     sleep: Sleep = asyncio.sleep,
+    known_protected: Collection[str] = (),
 ) -> WriteResult:
     """Send `changes` (entra_update and entra_delete) and report, per change, whether it
-    was written."""
+    was written. `known_protected`: Entra ids Graph refused as privileged users' before:
+    a 403 on one of them is `entra_user_protected` even when no other write was
+    accepted (a run whose only write is to such a user)."""
     by_id = dict(enumerate(changes))
     sent = await exchange(graph, [request_of(c, str(i)) for i, c in by_id.items()],
                           sleep=sleep)
@@ -120,7 +124,7 @@ async def write_changes(
             deferred.append(change)
         elif done[item_id]:
             written.append(change)
-        elif status == 403 and accepted:
+        elif status == 403 and (accepted or change.entra_id in known_protected):
             protected.append(change)
             failures[item_id] = (USER_PROTECTED, _detail(status, body), status)
         else:

@@ -14,7 +14,10 @@ the latency bench). Instead: a repeat is absorbed by the debounce while a run is
 to come, and the worker asks Graph before it runs (`work`): when the delta rounds show
 nothing new since the last run (`shared.run.unchanged.check`), no run is made or recorded
 (`emply_sync.notification_run_skipped`, reason `nothing_changed`). A replayed
-notification therefore starts no run and changes nothing.
+notification therefore starts no run and changes nothing. Since Graph's delta can lag
+its notification, such work is looked at again a little later (`_look_again_later`,
+bounded by `EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS` and `..._RECHECKS`) before it is
+dropped.
 
 Debounce (`schedule_run`): one entity holds when the last notification-triggered run
 was scheduled for, moved only by a conditional write (ETag). A notification at `now`
@@ -230,9 +233,10 @@ def parse_message(raw: str | bytes) -> dict[str, Any]:
         raise ValueError("the notification message has no valid kind")
     if message["kind"] != RUN and message.get("resource") not in graph_subs.RESOURCES:
         raise ValueError("the notification message has no valid resource")
-    waits = message.get("busyWaits", 0)
-    if type(waits) is not int or waits < 0:
-        raise ValueError("the notification message's busyWaits is not a count")
+    for count in ("busyWaits", "rechecks"):
+        value = message.get(count, 0)
+        if type(value) is not int or value < 0:
+            raise ValueError(f"the notification message's {count} is not a count")
     subscription_id = message.get("subscriptionId")
     if subscription_id is not None and not (isinstance(subscription_id, str)
                                             and 0 < len(subscription_id) <= 256):
@@ -272,8 +276,7 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
         return None
     try:
         if await _nothing_changed(environ):
-            telemetry.log.info("emply_sync.notification_run_skipped",
-                               extra={"trigger": TRIGGER, "reason": NOTHING_CHANGED})
+            await _look_again_later(message, environ)
             return None
         return await boundary.sync(trigger=TRIGGER, environ=environ)
     except boundary.RunInProgress as exc:
@@ -289,6 +292,23 @@ async def work(raw: str | bytes, environ: Mapping[str, str] | None = None
         telemetry.log.info("emply_sync.notification_run_waiting", extra={
             "trigger": TRIGGER, "runningRunId": exc.running_run_id, "busyWaits": waits})
         return None
+
+
+async def _look_again_later(message: Mapping[str, Any],
+                            environ: Mapping[str, str] | None) -> None:
+    """A notification whose delta round showed nothing: Graph's delta can lag its
+    notification (concepts/delta-query-overview.md, "processing delays"), so the same
+    work is queued again after the recheck delay (doubled each time), at most
+    `rechecks` times, before it is dropped."""
+    done = int(message.get("rechecks", 0))
+    wait = notify_settings.read(environ).recheck_delay(done)
+    telemetry.log.info("emply_sync.notification_run_skipped", extra={
+        "trigger": TRIGGER, "reason": NOTHING_CHANGED, "rechecks": done,
+        "lookAgainSeconds": wait})
+    if wait is not None:
+        async with run_queue.open_run_queue(environ, queue_name=config.NOTIFY_QUEUE_NAME) as q:
+            await q.send({"kind": RUN, "busyWaits": 0, "rechecks": done + 1},
+                         delay_seconds=wait)
 
 
 async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:

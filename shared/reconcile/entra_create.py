@@ -10,7 +10,9 @@ An Emply user gets an Entra user (`entra_create`) when all hold:
   part of the connected Microsoft Entra ID can be created in Emply");
 - no Entra user has that e-mail as UPN or mail, ignoring case (`entra_user_exists`:
   when it is in a configured group, R3 links it instead);
-- no other candidate has the same e-mail (`ambiguous_match`).
+- no other candidate has the same e-mail (`ambiguous_match`);
+- the e-mail is a userPrincipalName Graph accepts (`shared.reconcile.upn`): one it
+  would refuse is never sent, and is an error on that user (`upn_invalid`).
 
 The change's `after` holds the new Entra user's properties, never a password (the
 writer makes one when it sends the request). `mailNickname` is the e-mail's local part
@@ -32,6 +34,7 @@ import re
 from collections.abc import Mapping
 
 from shared.reconcile import model
+from shared.reconcile import upn as upn_rules
 
 CREATED_IN_ENTRA = "created_in_entra"
 EXTERNAL_DOMAIN = "external_domain"
@@ -163,6 +166,12 @@ class CreatePlanner:
             return Verdict(ENTRA_USER_EXISTS, f"not created in Entra ({ENTRA_USER_EXISTS}): "
                            f"Entra user {match.user_principal_name} already has the e-mail "
                            f"{email}; it is linked when it is in a configured group")
+        refused = upn_rules.upn_problem(email)
+        if refused is not None:
+            return Verdict(upn_rules.UPN_INVALID,
+                           f"not created in Entra ({upn_rules.UPN_INVALID}): {refused}, so "
+                           "Graph would refuse it and it is never sent; correct the "
+                           "employee's e-mail")
         return Verdict(model.ENTRA_CREATE, f"created in Entra at the next run "
                        f"(writeBack.create) as {email}, added to group {self.group} and "
                        "linked to this user")
@@ -178,9 +187,14 @@ def plan_creates(
     planner = CreatePlanner(entra, emply, settings, links)
     wanted: dict[str, list[tuple[model.EmplyUser, Verdict]]] = {}
     skips: dict[str, int] = {}
+    problems: list[model.Problem] = []
     for user in emply.users:
         verdict = planner.verdict(user)
         if verdict is None:
+            continue
+        if verdict.reason == upn_rules.UPN_INVALID:  # an error on that user: someone must act
+            problems.append(model.Problem(upn_rules.UPN_INVALID, verdict.words,
+                                          user_id=user.id, rule="R9"))
             continue
         if verdict.reason != model.ENTRA_CREATE:
             if verdict.reason in (EXTERNAL_DOMAIN, ENTRA_USER_EXISTS):
@@ -189,7 +203,6 @@ def plan_creates(
         employee = planner.employees[user.employee_id or ""]
         wanted.setdefault(model.norm(employee.email), []).append((user, verdict))
     changes: list[model.Change] = []
-    problems: list[model.Problem] = []
     for key, claims in wanted.items():
         if len(claims) > 1:
             ids = tuple(sorted(u.id for u, _ in claims))

@@ -1,4 +1,5 @@
-"""The planner's vocabulary: immutable snapshots in, an immutable plan out.
+"""The planner's vocabulary: immutable snapshots in, an immutable plan out (the plan's
+own records live in `shared.reconcile.plan_model` and are named here too).
 
 Invariants:
 - Nothing in this package does I/O or reads the clock: `now` is passed in.
@@ -13,12 +14,25 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Mapping, Sequence
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 # R15's types live in `shared.reconcile.outbound`; named here with the others.
 from shared.reconcile.outbound import OutboundCopy as OutboundCopy
 from shared.reconcile.outbound import OutboundEvent as OutboundEvent
+from shared.reconcile.plan_model import BOOKKEPT as BOOKKEPT
+from shared.reconcile.plan_model import ENTRA_USER_PROTECTED as ENTRA_USER_PROTECTED
+from shared.reconcile.plan_model import Bookkeeping as Bookkeeping
+from shared.reconcile.plan_model import Change as Change
+from shared.reconcile.plan_model import EventWrites as EventWrites
+from shared.reconcile.plan_model import Outside as Outside
+from shared.reconcile.plan_model import Plan as Plan
+from shared.reconcile.plan_model import Problem as Problem
+from shared.reconcile.plan_model import RefusedWrite as RefusedWrite
+from shared.reconcile.plan_model import RunStatus as RunStatus
+from shared.reconcile.plan_model import SyncState as SyncState
 
 # Change kinds (README, "Reason codes").
 CREATE_USER = "create_user"
@@ -175,6 +189,8 @@ class EntraSnapshot:
     outbound: Mapping[str, OutboundCopy | None] | None = None
     """R15: outbound event id → its M365 copy as found by its mark this run (None: not
     found), for the events looked up (a write whose answer was lost, one R14 saw go)."""
+    refused_writes: Mapping[str, RefusedWrite] | None = None
+    """R9: Entra user id → the write Graph last refused as a privileged user's."""
 
 
 # --- Emply side --------------------------------------------------------------
@@ -321,19 +337,44 @@ class EmplySnapshot:
     outbound: tuple[OutboundEvent, ...] = ()
 
 
-# The plan and what it is made against: one namespace with the snapshots above
-# (`model.Plan`, `model.Change`, ...), kept in its own module for size.
-from shared.reconcile import plans  # noqa: E402
+GUARD_WINDOW = dt.timedelta(hours=24)
+"""R7: deactivations applied without approval within this window count toward the guard,
+so six runs of 45 leavers cannot deactivate 45 % of the users unapproved."""
 
-BOOKKEPT = plans.BOOKKEPT
-GUARD_WINDOW = plans.GUARD_WINDOW
-Approval = plans.Approval
-Bookkeeping = plans.Bookkeeping
-Change = plans.Change
-EventWrites = plans.EventWrites
-Outside = plans.Outside
-Plan = plans.Plan
-Problem = plans.Problem
-RunStatus = plans.RunStatus
-SyncState = plans.SyncState
-held_digest = plans.held_digest
+
+def held_digest(user_ids: Iterable[str | None]) -> str:
+    """A short, order-free digest of a set of held users: what an approval binds to."""
+    text = "\n".join(sorted(u for u in user_ids if u is not None))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_APPROVAL = re.compile(
+    r"(?:(?P<count>\d{1,9})(?::(?P<digest>[0-9a-f]{12}))?|(?P<only>[0-9a-f]{12}))"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Approval:
+    """An operator's approval of held deactivations (R7): the count, the digest of the held
+    set, or both. A count alone approves the set the last run held, if it is this one."""
+
+    count: int | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Approval:
+        """`N`, `DIGEST` or `N:DIGEST` (what a held run's report says to pass)."""
+        found = _APPROVAL.fullmatch(text.strip())
+        if found is None:
+            raise ValueError(
+                f"expected N, N:DIGEST or DIGEST (12 hex digits, shown with the held "
+                f"deactivations), got {text!r}"
+            )
+        count = found.group("count")
+        return cls(int(count) if count is not None else None,
+                   found.group("digest") or found.group("only"))
+
+    def __str__(self) -> str:
+        if self.count is not None and self.digest:
+            return f"{self.count}:{self.digest}"
+        return str(self.count) if self.count is not None else str(self.digest)

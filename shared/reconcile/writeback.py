@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shared.reconcile import entra_create, model
+from shared.reconcile import entra_create, model, plan_model
 
 UPDATE = "update"
 CREATE = "create"
@@ -98,20 +98,64 @@ def plan_writeback(
             continue
         if user.link_tenant_id not in (None, settings.tenant_id):
             continue
-        before, after = field_differences(employee, entra_user)
-        if not after:
+        change = update_change(user.id, employee, entra_user)
+        if change is None:
             continue
         if entra_user.on_premises_sync_enabled:
             problems.append(hybrid_user(user.id, entra_user))
             continue
-        changes.append(model.Change(
-            model.ENTRA_UPDATE, "R9", model.ENTRA_UPDATE, user.id, entra_user.id,
-            before, after,
-            f"Entra user {entra_user.user_principal_name} takes {', '.join(after)} from "
-            f"employee {employee.id} (writeBack.update: the employee profile is in control "
-            "of the data)",
-        ))
-    return WriteBackPlan(tuple(changes), tuple(problems), skips)
+        changes.append(change)
+    return _without_refused(WriteBackPlan(tuple(changes), tuple(problems), skips), entra)
+
+
+def update_change(user_id: str, employee: model.Employee, entra_user: model.EntraUser
+                  ) -> model.Change | None:
+    """The `entra_update` that gives `entra_user` the employee's values; None when they
+    are equal."""
+    before, after = field_differences(employee, entra_user)
+    if not after:
+        return None
+    return model.Change(
+        model.ENTRA_UPDATE, "R9", model.ENTRA_UPDATE, user_id, entra_user.id, before, after,
+        f"Entra user {entra_user.user_principal_name} takes {', '.join(after)} from "
+        f"employee {employee.id} (writeBack.update: the employee profile is in control "
+        "of the data)",
+    )
+
+
+def delete_change(user_id: str, entra_user: model.EntraUser) -> model.Change:
+    return model.Change(
+        model.ENTRA_DELETE, "R9", model.ENTRA_DELETE, user_id, entra_user.id,
+        {"userPrincipalName": entra_user.user_principal_name,
+         "displayName": entra_user.display_name},
+        {},
+        f"Entra user {entra_user.user_principal_name} is deleted because Emply user "
+        f"{user_id} is deleted (writeBack.delete): it moves to Entra's deleted users, "
+        "restorable there for 30 days",
+    )
+
+
+def refusal_of(change: model.Change, entra: model.EntraSnapshot) -> model.RefusedWrite | None:
+    """The refusal of this very write by Graph, as a privileged user's, if it was refused
+    (`entra_user_protected`): it is not sent again until the write changes."""
+    found = (entra.refused_writes or {}).get(change.entra_id or "")
+    if found is None or found.kind != change.kind \
+            or found.digest != plan_model.write_digest(change):
+        return None
+    return found
+
+
+def _without_refused(planned: WriteBackPlan, entra: model.EntraSnapshot) -> WriteBackPlan:
+    """`planned` less the writes Graph refused as a privileged user's (each counted under
+    `skips`, reported as an error once, by the run Graph refused it in)."""
+    if not entra.refused_writes:
+        return planned
+    kept = tuple(c for c in planned.changes if refusal_of(c, entra) is None)
+    if len(kept) == len(planned.changes):
+        return planned
+    skips = dict(planned.skips)
+    skips[model.ENTRA_USER_PROTECTED] = len(planned.changes) - len(kept)
+    return WriteBackPlan(kept, planned.problems, skips)
 
 
 def _plan_delete(
@@ -130,15 +174,7 @@ def _plan_delete(
     if entra_user.on_premises_sync_enabled:
         problems.append(hybrid_user(user.id, entra_user))
         return
-    changes.append(model.Change(
-        model.ENTRA_DELETE, "R9", model.ENTRA_DELETE, user.id, entra_user.id,
-        {"userPrincipalName": entra_user.user_principal_name,
-         "displayName": entra_user.display_name},
-        {},
-        f"Entra user {entra_user.user_principal_name} is deleted because Emply user "
-        f"{user.id} is deleted (writeBack.delete): it moves to Entra's deleted users, "
-        "restorable there for 30 days",
-    ))
+    changes.append(delete_change(user.id, entra_user))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -238,6 +274,9 @@ def explain_words(
         if DELETE not in settings.write_back:
             return ["deleted in Emply; its Entra user is not deleted: writeBack.delete is "
                     "off"], []
+        protected = _protected_words(user, entra, emply, model.ENTRA_DELETE)
+        if protected is not None:
+            return [protected], ["delete"]
         held = any(c.user_id == user.id and c.kind == model.ENTRA_DELETE for c in plan.held)
         return [f"deleted in Emply: its Entra user is deleted by the next run "
                 f"(writeBack.delete){', once the held deletions are approved' if held else ''}"
@@ -253,6 +292,9 @@ def explain_words(
         return [f"never written back to Entra ({model.HYBRID_USER}): the Entra user is "
                 "synchronized from on-premises, which Microsoft does not allow to be changed "
                 "in the cloud"], ["hybrid_update"]
+    protected = _protected_words(user, entra, emply, model.ENTRA_UPDATE)
+    if protected is not None:
+        return [protected], ["write_back"]
     update = next((c for c in plan.changes
                    if c.kind == model.ENTRA_UPDATE and c.user_id == user.id), None)
     if update is not None:
@@ -291,3 +333,28 @@ def create_words(
             entra_create.EXTERNAL_DOMAIN: ["matching"],
             entra_create.ENTRA_USER_EXISTS: ["matching"]}.get(verdict.reason, [])
     return [verdict.words], keys
+
+
+def _protected_words(user: model.EmplyUser, entra: model.EntraSnapshot,
+                     emply: model.EmplySnapshot | None, kind: str) -> str | None:
+    """R18: why the write the planner would make is not sent: Graph refused this very
+    write before (`entra_user_protected`)."""
+    entra_user = entra.users.get(user.entra_id or "")
+    if entra_user is None or not entra.refused_writes:
+        return None
+    if kind == model.ENTRA_DELETE:
+        change: model.Change | None = delete_change(user.id, entra_user)
+    else:
+        employee = next((e for e in (emply.employees if emply else ())
+                         if e.id == user.employee_id), None)
+        change = update_change(user.id, employee, entra_user) if employee else None
+    found = refusal_of(change, entra) if change is not None else None
+    if found is None:
+        return None
+    words = {model.ENTRA_UPDATE: "written back", model.ENTRA_DELETE: "deleted"}[kind]
+    return (f"not {words} in Entra ({model.ENTRA_USER_PROTECTED}): Graph refused this "
+            f"very {kind} on {found.at.date().isoformat()} (HTTP 403) while it accepted "
+            "other writes: the Entra user "
+            "holds a privileged administrator role the app may not change. It is sent "
+            "again once the employee profile or the Entra user changes, or a week after "
+            "the refusal")

@@ -58,9 +58,15 @@ class Run:
     """The previous run's whole directory, when this run folded a delta round into it
     (a mirror: `shared.graph.mirror`)."""
     warnings: tuple[run_report.Json, ...] = ()
-    """Problems found while reading that the run recovered from (reported as errors)."""
+    """Problems found while reading that the run recovered from (reported as errors); a
+    step's read adds its per-user faults here, so dry runs report them too."""
+    skips: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Counted by the steps' reads: users not read this run, by reason (report `skips`)."""
     only_user: str | None = None
     """`explain`: the one Emply user whose per-user reads (photos) are wanted."""
+    try_waiting: bool = False
+    """An on-demand run: its user's per-user reads are tried now, whatever their back-off
+    (`shared.run.steps.user_faults`)."""
     reads: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Each step's own read, by step name (see the step modules)."""
 

@@ -13,7 +13,7 @@ from shared.reconcile import convert, explain
 from shared.run import pipeline, prepare
 from shared.run import report as run_report
 from shared.run.context import Deps
-from shared.run.steps import photos
+from shared.run.steps import photos, user_faults
 
 UserNotFound = explain.NotFound
 AmbiguousUser = explain.AmbiguousUser
@@ -40,4 +40,4 @@ async def _explain(deps: Deps, key: str) -> dict[str, Any]:
     result = explain.explain(key, entra, emply, user_docs, run.settings, plan, now)
     if doc is None or result.get("user", {}).get("id") != doc["id"]:
         return result
-    return photos.explained(result, doc, run.settings, run)
+    return user_faults.explained(photos.explained(result, doc, run.settings, run), doc, run)

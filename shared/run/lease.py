@@ -90,17 +90,23 @@ async def _keep(store: protocols.RunLease, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
-async def mark_dead_dry_runs(store: protocols.RunLog, run_id: str, now: dt.datetime) -> None:
-    """Dry runs among the recent ones still `running` long after any run could last were
-    killed: mark them `abandoned` too, so history and health do not show them running."""
+async def mark_dead_runs(store: protocols.RunLog, run_id: str, now: dt.datetime) -> None:
+    """Mark `abandoned` the recent runs still `running` that cannot be: every real run
+    but this one (this run holds the lease, and a real run records `running` only once it
+    holds it — a run killed between taking an expired lease and marking its holder leaves
+    that holder `running`, with nobody else to mark it), and the dry runs long after any
+    run could last. History and health then never show a dead run running."""
     try:
         for summary in await store.list_runs(50):
             started = summary.get("startedAt")
-            if (summary.get("status") == "running" and summary.get("dryRun")
-                    and isinstance(started, str)
+            if summary.get("status") != "running" or summary.get("runId") == run_id:
+                continue
+            if not summary.get("dryRun") or (
+                    isinstance(started, str)
                     and dt.datetime.fromisoformat(started.replace("Z", "+00:00"))
                     < now - DRY_RUN_GIVEN_UP_AFTER):
-                await _abandon(store, str(summary.get("runId")), started, run_id)
+                await _abandon(store, str(summary.get("runId")),
+                               summary.get("lastSeenAt") or started, run_id)
     except Exception:  # other runs' records: this run goes on without them
         telemetry.log.warning("emply_sync.run_abandoned_not_marked",
                               extra={"runId": run_id}, exc_info=True)

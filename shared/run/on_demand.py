@@ -45,6 +45,7 @@ from shared.run.steps import (
     events,
     guard_window,
     photos,
+    user_faults,
     write_back,
 )
 from shared.store import errors as store_errors
@@ -57,6 +58,7 @@ STEPS = (
     directory.STEP,
     calendars.STEP,
     events.PER_USER,
+    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     write_back.STEP,
     event_push.STEP,
     guard_window.STEP,  # after every write; moves no delta link
@@ -147,7 +149,7 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
         view = user_view.refused(key, loaded.doc, settings)
     run = Run(deps=deps, started=started, run_id=recorder.report.run_id,
               trigger=TRIGGER, applying=applying, loaded=loaded, settings=settings,
-              state=state, directory=view.directory, warnings=warnings)
+              state=state, directory=view.directory, warnings=warnings, try_waiting=True)
     run.reads[user_view.STEP.name] = view
     await deps.store.save_run(recorder.report.to_json())
     if view.refusal is None:

@@ -41,6 +41,7 @@ from shared.run.steps import (
     event_push,
     events,
     photos,
+    user_faults,
     write_back,
 )
 from shared.run.steps import (
@@ -54,6 +55,7 @@ STEPS: tuple[base.Step, ...] = (
     directory.STEP,
     calendars.STEP,
     events.STEP,  # reads the calendars the calendars step listed
+    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
     sync_state_step.STEP,  # after every write: a failed run does not advance delta
@@ -123,7 +125,7 @@ async def run_sync(
         await record_unstarted(report, exc, recorder.clock0, deps.clock, deps.store)
         return report
     if held is not None:
-        await lease.mark_dead_dry_runs(deps.store, recorder.report.run_id, started)
+        await lease.mark_dead_runs(deps.store, recorder.report.run_id, started)
     try:
         with paused_gc():
             await _run(deps, recorder, started, held, approve_deactivations,
@@ -195,7 +197,8 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     plan = recorder.plan = make_plan(run, steps, approve, approve_deletions)
     await recorder.saved_progress("planned", changes=len(plan.changes), held=len(plan.held))
     recorder.report = recorder.report.with_outcome(
-        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings)
+        run_report.Outcome.of(plan), read_summary(run), plan.counts(), warnings=run.warnings
+    ).with_skips(run.skips)
     if approve is not None and not any(
         c.kind == model.DEACTIVATE_USER for c in (*plan.held, *plan.changes)
     ):  # held Entra deletions (R9) are not what this approval is for
@@ -210,7 +213,8 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     del run  # with it the loaded Emply copy (about 100 MB at 100,000 users)
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
-        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()))
+        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors())
+    ).with_skips(applied.skips())
 
 
 async def apply_steps(run: Run, steps: Sequence[base.Step], plan: model.Plan,

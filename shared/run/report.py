@@ -107,6 +107,16 @@ class RunReport:
             errors=(*warnings, *outcome.errors), skips=dict(outcome.skips),
             entra_read=entra_read, held_digest=outcome.held_digest)
 
+    def with_skips(self, more: Mapping[str, int]) -> RunReport:
+        """The report with `more` skips counted in (users a step's read or apply left
+        for a later run)."""
+        if not more:
+            return self
+        skips = dict(self.skips or {})
+        for reason, count in more.items():
+            skips[reason] = skips.get(reason, 0) + count
+        return dataclasses.replace(self, skips=skips)
+
     def with_error(self, error: Json) -> RunReport:
         return dataclasses.replace(self, errors=(*self.errors, error))
 

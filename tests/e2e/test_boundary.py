@@ -325,6 +325,27 @@ async def test_a_killed_run_is_marked_abandoned_by_the_next_one(make_world: Any)
     assert runs["20261201T000000Z-dead0001"]["lastSeenAt"] == lease["renewedAt"]
 
 
+async def test_a_dead_run_whose_lease_another_took_is_marked_by_the_next_run(
+        make_world: Any) -> None:
+    """Found by kill -9: run A dies, run B takes A's expired lease and dies before marking
+    A; run C takes B's lease. Both A and B are dead: C marks both (it holds the lease, so
+    no other real run can be going)."""
+    world = staff_world(make_world)
+    async with store_mod.open_store(connection_string=world.azurite.connection_string) as st:
+        await st.acquire_lease("20261201T000000Z-deadb002", "timer", ttl_seconds=0)
+        for run_id in ("20261201T000000Z-deada001", "20261201T000000Z-deadb002"):
+            await st.save_run({"runId": run_id, "trigger": "timer", "status": "running",
+                               "dryRun": False, "startedAt": "2026-12-01T00:00:00.000Z",
+                               "finishedAt": None, "counts": {}, "changes": [], "held": [],
+                               "errors": []})
+    report = world.sync()
+    records = [json.loads(world.ok("runs", run_id, "--json")) for run_id in (
+        "20261201T000000Z-deada001", "20261201T000000Z-deadb002")]
+    assert [(r["status"], r["abandonedBy"]) for r in records] == [
+        ("abandoned", report["runId"])] * 2
+    assert report["status"] == "succeeded"
+
+
 async def test_a_killed_dry_run_is_marked_abandoned_once_no_run_could_still_be_going(
     make_world: Any,
 ) -> None:

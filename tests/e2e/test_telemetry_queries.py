@@ -105,6 +105,13 @@ def run_every_kind_of_run(make_world: Any) -> list[dict[str, Any]]:
     reports.append(world.sync())  # graph_unavailable (a 5xx after retries)
     world.sim.clear_faults()
 
+    # Calendar sync on, one mailbox hidden by an access policy: a per-user fault (R7);
+    # the guard let through, the two held deactivations apply.
+    world.sim.set_user_quirks(people[5]["id"], mailbox="accessDenied")
+    world.import_state(t.emply_state(employees=[employee], calendarSync=True,
+                                     deactivationGuard={"maxCount": 50, "maxPercent": 100}))
+    reports.append(world.sync())  # mailbox_unavailable for person 5 (person 9 as before)
+
     world.import_state({"settings": {**t.emply_state()["settings"], "enabled": False}})
     reports.append(world.sync())  # the integration removed (R17): disabled
     return reports
@@ -146,12 +153,14 @@ def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
     # The runs cover what the queries look at.
     assert [r["status"] for r in reports] == [
         "failed", "succeeded", "succeeded", "succeeded", "needs_approval", "failed",
-        "disabled"]
+        "succeeded", "disabled"]
     assert reports[0]["errors"][0]["reason"] == "not_configured"
     assert reports[1]["dryRun"] is True
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}
     assert reports[4]["entraRead"]["throttled"] == 1
     assert reports[5]["errors"][-1]["reason"] == "graph_unavailable"
+    assert [(e["reason"], e.get("graphCode")) for e in reports[6]["errors"]] == [
+        ("mailbox_unavailable", "ErrorAccessDenied"), ("employee_without_account", None)]
 
     records = emitted(traces)
     runs = records["emply_sync.run"]

@@ -287,7 +287,7 @@ async def test_a_linked_users_photo_calendars_and_events_come_now_and_others_kee
         report = await world.one("u-ann")
         kinds = sorted(k for k, _ in _for(report, "u-ann"))
         assert kinds == ["events_mirror", "photo_set"], report["changes"]
-        (part,) = links
+        (part,) = links  # the events' links: no fault recorded, so no `faults` part
         calendars = world.store.parts[part]["calendars"]
         assert calendars[EVE["id"]] == links[part]["calendars"][EVE["id"]]  # Eve's kept
         assert calendars[ANN["id"]]["cal-ann"][1] == 1  # her one event, mirrored again

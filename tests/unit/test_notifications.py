@@ -87,6 +87,10 @@ def test_a_body_that_is_no_notification_collection_is_named(raw: bytes, field: s
         ({config.NOTIFICATION_DEBOUNCE: "3601"}, config.NOTIFICATION_DEBOUNCE),
         ({config.PUBLIC_URL: "http://example.com"}, config.PUBLIC_URL),
         ({config.PUBLIC_URL: "ftp://example.com"}, config.PUBLIC_URL),
+        ({config.NOTIFICATION_RECHECK: "601"}, config.NOTIFICATION_RECHECK),
+        ({config.NOTIFICATION_RECHECK: "1.5"}, config.NOTIFICATION_RECHECK),
+        ({config.NOTIFICATION_RECHECKS: "11"}, config.NOTIFICATION_RECHECKS),
+        ({config.NOTIFICATION_RECHECKS: "-1"}, config.NOTIFICATION_RECHECKS),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], named: str) -> None:
@@ -105,3 +109,22 @@ def test_settings_default_off_and_build_the_url_with_the_key() -> None:
     assert "k/+=" not in on.url_digest and len(on.url_digest) == 32
     with pytest.raises(ValueError, match=config.NOTIFICATION_KEY):
         _ = notify_settings.read({config.NOTIFICATIONS: "true"}).notification_url
+
+
+def test_a_notification_delta_showed_nothing_for_is_looked_at_again_a_bounded_number_of_times(
+) -> None:
+    default = notify_settings.read({})
+    assert [default.recheck_delay(n) for n in range(4)] == [15, 30, 60, None]
+    tuned = notify_settings.read({config.NOTIFICATION_RECHECK: "5",
+                                  config.NOTIFICATION_RECHECKS: "2"})
+    assert [tuned.recheck_delay(n) for n in range(3)] == [5, 10, None]
+    never = notify_settings.read({config.NOTIFICATION_RECHECK: "0"})
+    assert never.recheck_delay(0) is None
+
+
+@pytest.mark.parametrize("message", [
+    b'{"kind": "run", "rechecks": -1}', b'{"kind": "run", "rechecks": "2"}',
+    b'{"kind": "run", "rechecks": true}'])
+def test_a_message_with_a_bad_recheck_count_is_refused(message: bytes) -> None:
+    with pytest.raises(ValueError, match="rechecks"):
+        inbox.parse_message(message)

@@ -44,6 +44,9 @@ class StepOutcome:
     """Emply entities not written because Emply changed them during the run."""
     wrote: int = 0
     """Emply entities written (the sync state's snapshot is kept when none was)."""
+    skips: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Counted under the report's `skips`: what was left for a later run, by reason
+    (write-back's `entra_write_deferred`)."""
     reusable: bool = True
     """False: this run's outcome must not be reused by an unchanged next run (a write
     that failed, or work Graph's delta would not show again)."""
@@ -119,6 +122,13 @@ class Applied:
 
     def errors(self) -> Sequence[Json]:
         return [e for o in self.outcomes for e in o.errors]
+
+    def skips(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for outcome in self.outcomes:
+            for reason, count in outcome.skips.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
 
 
 @runtime_checkable

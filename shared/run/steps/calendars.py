@@ -4,7 +4,9 @@ then write the calendar changes to the Emply side.
 Read, with calendar sync on and the integration enabled: the calendars of the users
 linked and active in Emply with their own calendar sync on (`shared.graph.mailboxes`;
 a user linked or reactivated by this run gets its calendars at the next run). The
-planner turns them into `calendar_add` / `calendar_remove`. Applied: events go before
+planner turns them into `calendar_add` / `calendar_remove`. A user whose calendars could
+not be read keeps them as they are, is an error on that user, and is left alone until its
+next try (`shared.run.steps.user_faults`). Applied: events go before
 their calendars, and additions last, so a run that stops half-way leaves what is left
 for the next run to plan again (removing a calendar twice, or adding one that is there,
 is harmless).
@@ -17,7 +19,7 @@ import dataclasses
 from shared.graph import mailboxes
 from shared.reconcile import convert, model, removal
 from shared.run.context import Run
-from shared.run.steps import base
+from shared.run.steps import base, user_faults
 from shared.store import protocols
 
 
@@ -32,9 +34,12 @@ class CalendarsStep(base.Step):
     async def read(self, run: Run) -> None:
         if not (run.settings.enabled and run.settings.calendar_sync):
             return
-        run.reads[self.name] = await mailboxes.read_calendars(
-            run.deps.graph,
-            convert.calendar_synced_entra_ids(run.doc, run.directory.mirror["users"]))
+        wanted = await user_faults.skip_waiting(run, user_faults.MAILBOX, (
+            convert.calendar_synced_entra_ids(run.doc, run.directory.mirror["users"])))
+        found = run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph, wanted)
+        # R7: a mailbox Graph would not list is an error on that user, its calendars kept.
+        await user_faults.note(run, user_faults.MAILBOX, "calendars", wanted,
+                               list(found.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = read_of(run)

@@ -25,7 +25,7 @@ from shared.graph import events as graph_events
 from shared.graph import mailboxes
 from shared.reconcile import events, model
 from shared.run.context import Run
-from shared.run.steps import base
+from shared.run.steps import base, user_faults
 from shared.run.steps import calendars as calendar_step
 
 STATE_PART = "events"
@@ -114,9 +114,13 @@ class EventsStep(base.Step):
         start, end = events.window(run.started, run.settings)
         window = (events.iso(start), events.iso(end))
         links = stored_links(await run.deps.store.load_state_part(STATE_PART), window)
-        found = await graph_events.read_events(
-            run.deps.graph, wanted(run.doc, listed.mailboxes, links), window)
+        asked = wanted(run.doc, listed.mailboxes, links)
+        found = await graph_events.read_events(run.deps.graph, asked, window)
         run.reads[self.name] = EventsRead(window, found, links)
+        # R7: a calendar whose events Graph would not give is an error on its user; its
+        # events are kept as they are, and its mailbox is left alone until its next try.
+        await user_faults.note(run, user_faults.MAILBOX, "events", {w.entra_id for w in asked},
+                               list(found.failures.values()), items=len(asked))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = read_of(run)

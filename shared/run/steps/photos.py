@@ -4,7 +4,9 @@ Read, with `photoSync` on and the integration enabled: the Entra ids
 `shared.reconcile.photos.due` names (this run's slot of the users whose photos follow
 Entra, and the users this run may create, link or reactivate) have their photo metadata
 read (`shared.graph.photos`; the bytes only for a new or changed ETag). The planner
-turns what was seen into `photo_set` / `photo_clear` changes. Applied first of all the
+turns what was seen into `photo_set` / `photo_clear` changes. A user whose photo could not
+be read keeps its copy as it is, is an error on that user, and is left alone until its
+next try (`shared.run.steps.user_faults`). Applied first of all the
 steps: each copied photo's blob is written, or a removed photo's blob deleted, before
 the directory step writes the users' `photo` fields, so a field never names a blob that
 was not written.
@@ -20,7 +22,7 @@ from typing import Any
 from shared.graph import photos as graph_photos
 from shared.reconcile import convert, model, photo_slices, photos
 from shared.run.context import Run
-from shared.run.steps import base
+from shared.run.steps import base, user_faults
 
 BLOB_WRITES_IN_FLIGHT = 8
 
@@ -71,13 +73,15 @@ class PhotosStep(base.Step):
         schedule = run.deps.schedule
         slots = 1 if self.every_slot else photo_slices.slots_for(schedule)
         slot = 0 if self.every_slot else photo_slices.current_slot(schedule, run.started)
-        due = photos.due(emply, entra, run.settings, slots=slots, slot=slot,
-                         only=run.only_user)
+        due = await user_faults.skip_waiting(run, user_faults.PHOTO, photos.due(
+            emply, entra, run.settings, slots=slots, slot=slot, only=run.only_user))
         recorded = {u.entra_id: photos.recorded_etag(u.photo) for u in emply.users
                     if u.entra_id}
         read = await graph_photos.read_photos(run.deps.graph,
                                               {e: recorded.get(e) for e in due})
         run.reads[self.name] = PhotoCheck(read, slot, slots)
+        # R7: a photo Graph would not give is an error on that user, its copy kept as is.
+        await user_faults.note(run, user_faults.PHOTO, "photos", due, list(read.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = check_of(run)

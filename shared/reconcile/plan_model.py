@@ -1,8 +1,10 @@
-"""The plan and what it is made against: changes, problems, the sync's own state.
+"""What a plan is made of: the changes, problems and bookkeeping the planner returns,
+and the small state it hands to the next run (`shared.reconcile.model` re-exports every
+name here, so callers keep writing `model.Plan`, `model.Change`).
 
-`shared.reconcile.model` re-exports every name here (`model.Plan`, `model.Change`, ...):
-the planner's vocabulary is one namespace, kept in two modules for size. Nothing here
-does I/O or reads the clock.
+Invariants: records are frozen; a `Change` is the only way the planner asks for
+something to happen, and carries the rule (R1..R18) and the reason code behind it.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -10,54 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import re
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 RunStatus = Literal["succeeded", "needs_approval", "failed", "disabled"]
 
-
-GUARD_WINDOW = dt.timedelta(hours=24)
-"""R7: deactivations applied without approval within this window count toward the guard,
-so six runs of 45 leavers cannot deactivate 45 % of the users unapproved."""
-
-
-def held_digest(user_ids: Iterable[str | None]) -> str:
-    """A short, order-free digest of a set of held users: what an approval binds to."""
-    text = "\n".join(sorted(u for u in user_ids if u is not None))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-_APPROVAL = re.compile(
-    r"(?:(?P<count>\d{1,9})(?::(?P<digest>[0-9a-f]{12}))?|(?P<only>[0-9a-f]{12}))"
-)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Approval:
-    """An operator's approval of held deactivations (R7): the count, the digest of the held
-    set, or both. A count alone approves the set the last run held, if it is this one."""
-
-    count: int | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Approval:
-        """`N`, `DIGEST` or `N:DIGEST` (what a held run's report says to pass)."""
-        found = _APPROVAL.fullmatch(text.strip())
-        if found is None:
-            raise ValueError(
-                f"expected N, N:DIGEST or DIGEST (12 hex digits, shown with the held "
-                f"deactivations), got {text!r}"
-            )
-        count = found.group("count")
-        return cls(int(count) if count is not None else None,
-                   found.group("digest") or found.group("only"))
-
-    def __str__(self) -> str:
-        if self.count is not None and self.digest:
-            return f"{self.count}:{self.digest}"
-        return str(self.count) if self.count is not None else str(self.digest)
+ENTRA_USER_PROTECTED = "entra_user_protected"
+"""R9: Graph refused a write to this user alone (403 while it accepted other writes): a
+privileged administrator the app's User.ReadWrite.All may not change or delete."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -214,3 +177,22 @@ class Plan:
 
     def for_user(self, user_id: str) -> tuple[Change, ...]:
         return tuple(c for c in (*self.changes, *self.held) if c.user_id == user_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefusedWrite:
+    """R9: a write Graph refused as a privileged user's (`ENTRA_USER_PROTECTED`). The
+    planner does not plan the very same write (same digest) for that user again: a
+    changed employee profile or Entra user makes another write, which is sent."""
+
+    kind: str
+    digest: str
+    at: dt.datetime
+    """When Graph refused it."""
+
+
+def write_digest(change: Change) -> str:
+    """What identifies a write: its kind, its Entra user, Entra's values and Emply's."""
+    text = json.dumps([change.kind, change.entra_id, change.before, change.after],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
