@@ -250,36 +250,47 @@ class _Planner:
         kept: set[str] = set(resolved.taken)
         creator = creation.Creator(self.emply, index)
         for entra_user, groups in in_scope:
-            if self.only is not None and entra_user.id.lower() not in self.only.entra_ids:
-                continue  # a rival claim, read so R3 resolves as a full run does: not acted on
-            match = resolved.won.get(entra_user.id)
-            if match is not None and match.user is not None:
-                user = match.user
-                # With allowed domains, being in scope already says the domain is allowed.
-                if (match.step == 1 and not self.settings.allowed_domains
-                        and user.linked_domain is not None
-                        and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
-                    kept.discard(user.id)  # R6 domain_changed: deactivated below
-                    continue
+            # With a focus, another Entra user is a rival claim: read so R3 resolves as a
+            # full run does, and keeping in scope what it keeps there, but not acted on.
+            acts = self.only is None or entra_user.id.lower() in self.only.entra_ids
+            self._resolve_one(entra_user, groups, resolved, kept, creator if acts else None)
+        return kept
+
+    def _resolve_one(self, entra_user: model.EntraUser, groups: tuple[str, ...],
+                     resolved: matching.Resolution, kept: set[str],
+                     creator: creation.Creator | None) -> None:
+        """One in-scope Entra user's outcome of R3: `kept` updated; linked, reported,
+        created or refused unless `creator` is None (not acted on)."""
+        match = resolved.won.get(entra_user.id)
+        if match is not None and match.user is not None:
+            user = match.user
+            # With allowed domains, being in scope already says the domain is allowed.
+            if (match.step == 1 and not self.settings.allowed_domains
+                    and user.linked_domain is not None
+                    and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
+                kept.discard(user.id)  # R6 domain_changed: deactivated below
+            elif creator is not None:
                 self._keep_linked(user, entra_user, groups, match.step)
-                continue
-            match = resolved.found[entra_user.id]
-            if match.ambiguous:
+            return
+        match = resolved.found[entra_user.id]
+        if match.ambiguous:
+            kept.update(u.id for u in match.ambiguous)
+            if creator is not None:
                 self.problems.append(matching.ambiguous_problem(
                     entra_user, match.step, match.ambiguous))
-                kept.update(u.id for u in match.ambiguous)
-                continue
-            if match.user is not None:
-                rivals = resolved.claims[match.user.id]
-                if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
+            return
+        if match.user is not None:
+            rivals = resolved.claims[match.user.id]
+            if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
+                kept.add(match.user.id)
+                if creator is not None:
                     tied = sorted(e for step, e, _ in rivals if step == match.step)
                     self.problems.append(matching.ambiguous_problem(
                         entra_user, match.step, (match.user,), tied))
-                    kept.add(match.user.id)
-                    continue
-                # A stronger claim (itself unresolved) holds this Emply user: no match here.
+                return
+            # A stronger claim (itself unresolved) holds this Emply user: no match here.
+        if creator is not None:
             self._create_or_refuse(entra_user, groups, creator)
-        return kept
 
     def _create_or_refuse(self, entra_user: model.EntraUser, groups: tuple[str, ...],
                           creator: creation.Creator) -> None:
