@@ -25,8 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.support.azurite import AzuriteProcess, start_azurite
+
+# No per-example deadline: properties check behaviour, not speed (speed is the benches'
+# job), and on a shared machine one slow example must not fail a correct property.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 TESTS = Path(__file__).resolve().parent
 # Folders whose every test drives the real command line or HTTP handlers on Azurite.

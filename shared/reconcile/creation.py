@@ -23,10 +23,14 @@ class Creator:
         self.users_by_name = {model.norm(u.username): u for u in emply.users}
         self.users_by_email = {model.norm(u.email): u for u in emply.users if u.email}
         self.user_ids = {u.id for u in emply.users}
+        self.not_acted_on: set[str] = set()
+        """Users counted as created for Entra users a focused plan does not act on."""
 
-    def refusal(self, entra_user: model.EntraUser) -> tuple[str, str] | None:
+    def refusal(self, entra_user: model.EntraUser, *, acted_on: bool = True
+                ) -> tuple[str, str] | None:
         """(reason, words) when no user may be created for `entra_user`; None when one is
-        (and it is then counted as created)."""
+        (and it is then counted as created; with `acted_on` false, by a full run only: an
+        on-demand run's rival, `shared.reconcile.focus`)."""
         taken = self._employee_without_account(entra_user) or self._taken(entra_user)
         if taken is not None:
             return taken
@@ -43,6 +47,8 @@ class Creator:
         self.users_by_name[model.norm(entra_user.user_principal_name)] = created
         self.users_by_email[model.norm(entra_user.mail_or_upn)] = created
         self.user_ids.add(user_id)
+        if not acted_on:
+            self.not_acted_on.add(user_id)
         return None
 
     def _employee_without_account(self, entra_user: model.EntraUser
@@ -75,6 +81,13 @@ class Creator:
         email_holder = self.users_by_email.get(model.norm(entra_user.mail_or_upn))
         if email_holder is None:
             return None
+        if email_holder.id in self.not_acted_on:
+            return model.EMAIL_TAKEN, (
+                f"{entra_user.mail_or_upn}: Entra user {email_holder.username} has this "
+                "e-mail too and is in scope; a full run creates its user "
+                f"{email_holder.id} first, and no second user with the e-mail is created. "
+                "Give one of them another e-mail"
+            )
         # Emply files a user by its e-mail, and an Emply state with two users of one
         # e-mail cannot be imported again: no second user gets it.
         # The words name only what this run does not change (the holder may be linked

@@ -11,8 +11,10 @@ about them. `Focus` names what was read and asked about, and the planner then:
   and those linked to a focused Entra user), and on those the plan links or creates for
   a focused Entra user. Nobody else is deactivated, seeded, given calendars, employee
   status changes or write-back. Other Entra users in the view (read because they may
-  claim the same Emply user at an earlier R3 step) take part in R3's resolution and are
-  not acted on;
+  claim the same Emply user at an earlier R3 step) are decided as a full run decides
+  them and not acted on: a tie they are in keeps its candidates (R3: no change, so no
+  deactivation), and what a full run creates for them takes its username and e-mail
+  first (R4's refusals);
 - leaves the run-wide memory as it was (the R11 mapping of the last full run, the set
   the last full run held); only R7's window takes this plan's deactivations.
 

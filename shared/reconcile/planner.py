@@ -205,9 +205,6 @@ class _Planner:
             held_digest=self.held_digest,
         )
 
-    def _linked_active_after(self) -> int:
-        return guard.linked_active_after(self.emply.users, self.changes) + self.elsewhere
-
     def _narrow(self) -> None:
         """With a focus: act on its users and those this plan links or creates for it."""
         if self.acting_ids is None:
@@ -223,7 +220,8 @@ class _Planner:
         self.bookkeeping[user_id] = dataclasses.replace(
             kept, **{model.BOOKKEPT[name]: value for name, value in fields.items()})
 
-    # -- R3, R4, R6 reactivation, R11 ----------------------------------------------
+    def _linked_active_after(self) -> int:
+        return guard.linked_active_after(self.emply.users, self.changes) + self.elsewhere
 
     def _in_scope(self) -> list[tuple[model.EntraUser, tuple[str, ...]]]:
         """R2: the in-scope Entra users with their configured groups, by id."""
@@ -250,51 +248,47 @@ class _Planner:
         kept: set[str] = set(resolved.taken)
         creator = creation.Creator(self.emply, index)
         for entra_user, groups in in_scope:
-            # With a focus, another Entra user is a rival claim: read so R3 resolves as a
-            # full run does, and keeping in scope what it keeps there, but not acted on.
             acts = self.only is None or entra_user.id.lower() in self.only.entra_ids
-            self._resolve_one(entra_user, groups, resolved, kept, creator if acts else None)
+            match = resolved.won.get(entra_user.id)
+            if match is not None and match.user is not None:
+                user = match.user
+                # With allowed domains, being in scope already says the domain is allowed.
+                if (match.step == 1 and not self.settings.allowed_domains
+                        and user.linked_domain is not None
+                        and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
+                    kept.discard(user.id)  # R6 domain_changed: deactivated below
+                elif acts:
+                    self._keep_linked(user, entra_user, groups, match.step)
+                continue
+            match = resolved.found[entra_user.id]
+            if match.ambiguous:
+                self._report_tie(acts, matching.ambiguous_problem(
+                    entra_user, match.step, match.ambiguous))
+                kept.update(u.id for u in match.ambiguous)
+                continue
+            if match.user is not None:
+                rivals = resolved.claims[match.user.id]
+                if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
+                    tied = sorted(e for step, e, _ in rivals if step == match.step)
+                    self._report_tie(acts, matching.ambiguous_problem(
+                        entra_user, match.step, (match.user,), tied))
+                    kept.add(match.user.id)
+                    continue
+                # A stronger claim (itself unresolved) holds this Emply user: no match here.
+            self._create_or_refuse(entra_user, groups, creator, acts)
         return kept
 
-    def _resolve_one(self, entra_user: model.EntraUser, groups: tuple[str, ...],
-                     resolved: matching.Resolution, kept: set[str],
-                     creator: creation.Creator | None) -> None:
-        """One in-scope Entra user's outcome of R3: `kept` updated; linked, reported,
-        created or refused unless `creator` is None (not acted on)."""
-        match = resolved.won.get(entra_user.id)
-        if match is not None and match.user is not None:
-            user = match.user
-            # With allowed domains, being in scope already says the domain is allowed.
-            if (match.step == 1 and not self.settings.allowed_domains
-                    and user.linked_domain is not None
-                    and not scope.domain_kept(entra_user, user.linked_domain, self.settings)):
-                kept.discard(user.id)  # R6 domain_changed: deactivated below
-            elif creator is not None:
-                self._keep_linked(user, entra_user, groups, match.step)
-            return
-        match = resolved.found[entra_user.id]
-        if match.ambiguous:
-            kept.update(u.id for u in match.ambiguous)
-            if creator is not None:
-                self.problems.append(matching.ambiguous_problem(
-                    entra_user, match.step, match.ambiguous))
-            return
-        if match.user is not None:
-            rivals = resolved.claims[match.user.id]
-            if any(step == match.step for step, e, _ in rivals if e != entra_user.id):
-                kept.add(match.user.id)
-                if creator is not None:
-                    tied = sorted(e for step, e, _ in rivals if step == match.step)
-                    self.problems.append(matching.ambiguous_problem(
-                        entra_user, match.step, (match.user,), tied))
-                return
-            # A stronger claim (itself unresolved) holds this Emply user: no match here.
-        if creator is not None:
-            self._create_or_refuse(entra_user, groups, creator)
+    def _report_tie(self, acts: bool, problem: model.Problem) -> None:
+        """A rival's tie is part of a focused answer when a focused user is among it."""
+        if acts or (self.only is not None and self.acting_ids is not None and
+                    focus.concerns_problem(problem, self.acting_ids, self.only.entra_ids)):
+            self.problems.append(problem)
 
     def _create_or_refuse(self, entra_user: model.EntraUser, groups: tuple[str, ...],
-                          creator: creation.Creator) -> None:
-        refusal = creator.refusal(entra_user)
+                          creator: creation.Creator, acts: bool = True) -> None:
+        refusal = creator.refusal(entra_user, acted_on=acts)
+        if not acts:  # a rival: what a full run creates for it takes its username and e-mail
+            return
         if refusal is not None:
             reason, words = refusal
             self.problems.append(model.Problem(reason, words, entra_id=entra_user.id,
