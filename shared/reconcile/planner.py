@@ -223,6 +223,8 @@ class _Planner:
     def _linked_active_after(self) -> int:
         return guard.linked_active_after(self.emply.users, self.changes) + self.elsewhere
 
+    # -- R3, R4, R6 reactivation, R11 ----------------------------------------------
+
     def _in_scope(self) -> list[tuple[model.EntraUser, tuple[str, ...]]]:
         """R2: the in-scope Entra users with their configured groups, by id."""
         in_scope = []
