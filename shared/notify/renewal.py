@@ -86,11 +86,9 @@ async def reauthorize(resource: str, environ: Mapping[str, str] | None = None, *
             deps, subscription_id, "reauthorizationRequired", REAUTHORIZE_AGAIN) as first:
         if not first:
             return REPEAT
-        record = (await deps.store.subscriptions()).get(resource)
+        record, answer = await _current(deps, settings, resource, subscription_id)
         if record is None:
-            return await _create(deps, settings, resource, deps.clock(), RECREATED, None)
-        if subscription_id not in (None, record.subscription_id):
-            return SUPERSEDED  # that one was replaced already (and deleted then)
+            return answer
         try:
             await graph_subs.reauthorize(deps.graph, record.subscription_id)
         except graph_errors.GraphReadError:
@@ -108,11 +106,9 @@ async def recreate(resource: str, environ: Mapping[str, str] | None = None, *,
             deps, subscription_id, "subscriptionRemoved", None) as first:
         if not first:
             return REPEAT
-        record = (await deps.store.subscriptions()).get(resource)
+        record, answer = await _current(deps, settings, resource, subscription_id)
         if record is None:
-            return await _create(deps, settings, resource, deps.clock(), RECREATED, None)
-        if subscription_id not in (None, record.subscription_id):
-            return SUPERSEDED
+            return answer
         return await _replace(deps, settings, record, deps.clock())
 
 
@@ -137,6 +133,20 @@ async def _acting_once(deps: boundary.Deps, subscription_id: str | None, event: 
             with contextlib.suppress(Exception):
                 await deps.store.release_lifecycle(subscription_id, event)
         raise
+
+
+async def _current(deps: boundary.Deps, settings: notify_settings.NotifySettings,
+                   resource: str, subscription_id: str | None
+                   ) -> tuple[SubscriptionRecord | None, str]:
+    """The stored subscription a lifecycle event of `subscription_id` concerns, or (None,
+    the answer) when there is nothing to act on: none stored (one is made: `RECREATED`),
+    or the event is about one replaced already (and deleted then: `SUPERSEDED`)."""
+    record = (await deps.store.subscriptions()).get(resource)
+    if record is None:
+        return None, await _create(deps, settings, resource, deps.clock(), RECREATED, None)
+    if subscription_id not in (None, record.subscription_id):
+        return None, SUPERSEDED
+    return record, ""
 
 
 async def _keep_one(deps: boundary.Deps, settings: notify_settings.NotifySettings,

@@ -159,24 +159,10 @@ def plan_events(
         if read is None:
             counts[key] = len(have)
             continue
-        added = updated = 0
-        seen: set[str] = set()
-        gone = set(read.removed)
-        for event in read.events:
-            new = None if str(event["id"]) in own else record(key[0], key[1], event)
-            if new is None:
-                gone.add(str(event["id"]))
-                continue
-            seen.add(new["id"])
-            old = have.get(new["id"])
-            if old is not None and _same(old, new):
-                continue
-            upserts.append(new)
-            added += old is None
-            updated += old is not None
-        removed = ({e for e in have if e not in seen} if read.full
-                   else {e for e in gone if e in have and e not in seen}
-                   | {e for e in have if e in own})
+        written, removed = _mirror(key, have, read, own)
+        upserts += written
+        added = sum(1 for e in written if e["id"] not in have)
+        updated = len(written) - added
         deletes += _keys(key, {e: have[e] for e in sorted(removed)})
         counts[key] = len(have) + added - len(removed)
         if added or updated or removed:
@@ -185,6 +171,29 @@ def plan_events(
             changes.append(_change(key, users, names, len(have), added, updated,
                                    len(removed), EVENTS_CHANGED, why))
     return EventPlan(tuple(changes), model.EventWrites(tuple(upserts), tuple(deletes), counts))
+
+
+def _mirror(key: CalendarKey, have: Mapping[str, Mapping[str, Any]], read: CalendarRead,
+            own: Collection[str]) -> tuple[list[dict[str, Any]], set[str]]:
+    """One calendar's read against what Emply holds: the events to write (new or changed)
+    and the ids to remove (gone from a full window; reported removed by delta; the sync's
+    own events, R14)."""
+    written: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    gone = set(read.removed)
+    for event in read.events:
+        new = None if str(event["id"]) in own else record(key[0], key[1], event)
+        if new is None:
+            gone.add(str(event["id"]))
+            continue
+        seen.add(new["id"])
+        old = have.get(new["id"])
+        if old is None or not _same(old, new):
+            written.append(new)
+    removed = ({e for e in have if e not in seen} if read.full
+               else {e for e in gone if e in have and e not in seen}
+               | {e for e in have if e in own})
+    return written, removed
 
 
 def _keys(key: CalendarKey, events: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -73,31 +73,8 @@ def decide_roles(
     roles = list(current)
     cases: list[str] = []
     notes: list[str] = []
-
-    # Step 2: what changed since the user's roles were last reconciled.
     if basis is not None:
-        for group in groups:
-            new = mapping.get(group)
-            if group not in basis or basis[group] is None:
-                # Newly joined, newly configured or newly mapped: "more groups give more
-                # roles"; nothing is lost.
-                if new is not None and new not in roles:
-                    roles.append(new)
-                    if "more_groups" not in cases:
-                        cases.append("more_groups")
-                    notes.append(f"group {group} gives role {new!r}")
-                continue
-            old = basis[group]
-            if old == new:
-                continue
-            still_mapped = any(mapping.get(g) == old for g in groups)
-            if old is not None and old in roles and not still_mapped and old not in admin_roles:
-                roles.remove(old)
-            if new is not None and new not in roles:
-                roles.append(new)
-            if "2D" not in cases:
-                cases.insert(0, "2D")
-            notes.append(f"group {group} now maps to {new!r} instead of {old!r}")
+        _changed_since_basis(roles, cases, notes, groups, mapping, basis, admin_roles)
 
     # Step 3: the subset rule.
     wanted = mapped_roles(groups, mapping)
@@ -121,3 +98,32 @@ def decide_roles(
             "roles" + (" (administrator role kept)" if kept_admin else "")
         )
     return RoleDecision(tuple(roles), "+".join(cases), "; ".join(notes))
+
+
+def _changed_since_basis(roles: list[str], cases: list[str], notes: list[str],
+                         groups: tuple[str, ...], mapping: Mapping[str, str | None],
+                         basis: Mapping[str, str | None], admin_roles: frozenset[str]) -> None:
+    """Step 2 of R11: what changed since the user's roles were last reconciled, applied to
+    `roles` in place (with the cases and notes it adds)."""
+    for group in groups:
+        new = mapping.get(group)
+        if group not in basis or basis[group] is None:
+            # Newly joined, newly configured or newly mapped: "more groups give more
+            # roles"; nothing is lost.
+            if new is not None and new not in roles:
+                roles.append(new)
+                if "more_groups" not in cases:
+                    cases.append("more_groups")
+                notes.append(f"group {group} gives role {new!r}")
+            continue
+        old = basis[group]
+        if old == new:
+            continue
+        still_mapped = any(mapping.get(g) == old for g in groups)
+        if old is not None and old in roles and not still_mapped and old not in admin_roles:
+            roles.remove(old)
+        if new is not None and new not in roles:
+            roles.append(new)
+        if "2D" not in cases:
+            cases.insert(0, "2D")
+        notes.append(f"group {group} now maps to {new!r} instead of {old!r}")
