@@ -14,6 +14,9 @@
 - `DELETE /users/{id}/events/{eid}` (event-delete.md): 204; a meeting's attendees get a
   cancellation.
 
+Each write is recorded for the mailbox's change notifications
+(`graph_simulator.event_notifications`).
+
 An unknown event is 404 ErrorItemNotFound, a mailbox not in the cloud 404
 MailboxNotEnabledForRESTAPI, a calendar without edit rights 403 ErrorAccessDenied.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from graph_simulator import calendars, event_extras, odata
+from graph_simulator import calendars, event_extras, event_notifications, odata
 from graph_simulator.directory import user_id
 from graph_simulator.protocol import GraphError, Req, Resp, body_object, now
 from graph_simulator.tenant import JSON
@@ -70,6 +73,7 @@ def create_event(sim: Simulator, req: Req) -> Resp:
     if isinstance(txn, str) and txn:
         event_extras.remember(sim, user, txn, event["id"])
     event_extras.send(sim, "invitation", user, event)
+    event_notifications.record(sim, user, "created", event["id"])
     return _response(req, 201, event)
 
 
@@ -90,6 +94,7 @@ def patch_event(sim: Simulator, req: Req) -> Resp:
         event_extras.extras(sim).properties.setdefault(merged["id"], {}).update(props)
     if any(merged.get(k) != event.get(k) for k in SEEN_BY_ATTENDEES):
         event_extras.send(sim, "update", user_id(sim, req), merged)
+    event_notifications.record(sim, user_id(sim, req), "updated", merged["id"])
     return _response(req, 200, merged)
 
 
@@ -97,6 +102,7 @@ def _remove(sim: Simulator, req: Req) -> JSON:
     cal, event = calendars.find_event(sim, req)
     cal["events"] = [e for e in cal["events"] if e is not event]
     event_extras.extras(sim).properties.pop(str(event["id"]), None)
+    event_notifications.record(sim, user_id(sim, req), "deleted", event["id"])
     return event
 
 

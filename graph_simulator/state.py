@@ -70,6 +70,9 @@ class Simulator:
         self.event_rounds: dict[str, Round] = {}
         self.inflight: Counter[str] = Counter()
         """Requests in flight per mailbox (Outlook's concurrency limit)."""
+        self.pending_event_changes: list[tuple[str, str, str]] = []
+        """Events Graph writes changed, notified once their request is answered
+        (`graph_simulator.event_notifications`)."""
 
     # ------------------------------------------------------------ versions
 

@@ -13,7 +13,8 @@ between the old and the new version is one notification with Graph's body shape
 (`value[]` of subscriptionId, subscriptionExpirationDateTime, changeType, resource,
 resourceData, clientState, tenantId) to each live subscription on its resource:
 `updated` for a change, a creation, a soft deletion and a membership change (Graph
-sends group membership changes as the group's `updated`), as Graph does.
+sends group membership changes as the group's `updated`), as Graph does. Subscriptions
+on a mailbox's events (`users/{id}/events`) are `graph_simulator.event_notifications`'.
 Lifecycle events go out on demand (`POST /_sim/subscriptions/{id}/lifecycle`).
 Deliveries are logged in `Simulator.deliveries` (status per POST; `GET /_sim/deliveries`).
 """
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from graph_simulator import event_notifications
 from graph_simulator.protocol import GraphError, Req, Resp, bad_request, body_object, require
 from graph_simulator.tenant import JSON, Snapshot
 
@@ -65,14 +67,14 @@ def _parse_time(raw: Any, field: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _check_expiry(raw: Any) -> dt.datetime:
+def _check_expiry(raw: Any, most: int = MAX_MINUTES) -> dt.datetime:
     expires = _parse_time(raw, "expirationDateTime")
     now = _now()
     if expires <= now:
         raise bad_request("Subscription expiration date must be in the future.",
                           "InvalidRequest")
-    if expires > now + dt.timedelta(minutes=MAX_MINUTES):
-        raise bad_request(f"Subscription expiration can only be {MAX_MINUTES} minutes in "
+    if expires > now + dt.timedelta(minutes=most):
+        raise bad_request(f"Subscription expiration can only be {most} minutes in "
                           "the future.", "InvalidRequest")
     return expires
 
@@ -90,9 +92,26 @@ def _loopback(url: Any, field: str) -> str:
 def _resource(raw: Any) -> str:
     name = raw.strip("/").lower() if isinstance(raw, str) else ""
     if name not in SUPPORTED:
-        raise bad_request("Resource is not supported by the simulator (users, groups).",
-                          "InvalidRequest")
+        raise bad_request("Resource is not supported by the simulator (users, groups, "
+                          "users/{id}/events).", "InvalidRequest")
     return name
+
+
+def _mailbox(sim: Simulator, raw: Any) -> str | None:
+    """The user id of a `users/{id}/events` resource (None for another resource); 404
+    when the user does not exist or has no mailbox in the cloud."""
+    named = event_notifications.mailbox_of(raw) if isinstance(raw, str) else None
+    if named is None:
+        return None
+    uid = sim.current.find_user(named)
+    if uid is None or uid not in sim.current.calendars:
+        raise GraphError(404, "ResourceNotFound", f"Resource '{raw}' does not exist.")
+    return uid
+
+
+def public(subscription: JSON) -> JSON:
+    """A subscription as Graph shows it (the simulator's own keys start with "_")."""
+    return {k: v for k, v in subscription.items() if not k.startswith("_")}
 
 
 def validate_url(url: str) -> None:
@@ -114,12 +133,14 @@ def validate_url(url: str) -> None:
 
 def create_subscription(sim: Simulator, req: Req) -> Resp:
     body = body_object(req)
-    resource = _resource(body.get("resource"))
+    mailbox = _mailbox(sim, body.get("resource"))
+    resource = str(body["resource"]) if mailbox else _resource(body.get("resource"))
     change = body.get("changeType")
     kinds = set(change.split(",")) if isinstance(change, str) and change else set()
-    if not kinds or not kinds <= SUPPORTED[resource]:
+    allowed = event_notifications.CHANGE_TYPES if mailbox else SUPPORTED[resource]
+    if not kinds or not kinds <= allowed:
         raise bad_request(f"changeType '{change}' is not supported for {resource}; "
-                          "use updated and/or deleted.", "InvalidRequest")
+                          f"use {', '.join(sorted(allowed))}.", "InvalidRequest")
     url = _loopback(body.get("notificationUrl"), "notificationUrl")
     lifecycle = body.get("lifecycleNotificationUrl")
     if lifecycle is not None:
@@ -128,7 +149,8 @@ def create_subscription(sim: Simulator, req: Req) -> Resp:
     if state is not None and (not isinstance(state, str) or len(state) > 128):
         raise bad_request("clientState must be a string of at most 128 characters.",
                           "InvalidRequest")
-    expires = _check_expiry(body.get("expirationDateTime"))
+    most = event_notifications.MAX_MINUTES if mailbox else MAX_MINUTES
+    expires = _check_expiry(body.get("expirationDateTime"), most)
     validate_url(url)
     if lifecycle is not None and lifecycle != url:
         validate_url(lifecycle)
@@ -140,13 +162,15 @@ def create_subscription(sim: Simulator, req: Req) -> Resp:
         "creatorId": "00000000-0000-0000-0000-00000000c4ea",
         "latestSupportedTlsVersion": "v1_2", "notificationUrlAppId": None,
     }
+    if mailbox:
+        subscription["_mailbox"] = mailbox
     sim.subscriptions[subscription["id"]] = subscription
-    return Resp(201, dict(subscription))
+    return Resp(201, public(subscription))
 
 
 def list_subscriptions(sim: Simulator, req: Req) -> Resp:
     return Resp(200, {"@odata.context": f"{req.base}/$metadata#subscriptions",
-                      "value": [dict(s) for s in sim.subscriptions.values()]})
+                      "value": [public(s) for s in sim.subscriptions.values()]})
 
 
 def _found(sim: Simulator, req: Req) -> JSON:
@@ -155,7 +179,7 @@ def _found(sim: Simulator, req: Req) -> JSON:
 
 
 def get_subscription(sim: Simulator, req: Req) -> Resp:
-    return Resp(200, dict(_found(sim, req)))
+    return Resp(200, public(_found(sim, req)))
 
 
 def patch_subscription(sim: Simulator, req: Req) -> Resp:
@@ -170,8 +194,11 @@ def patch_subscription(sim: Simulator, req: Req) -> Resp:
         validate_url(url)
         subscription["notificationUrl"] = url
     if "expirationDateTime" in body:
-        subscription["expirationDateTime"] = _iso(_check_expiry(body["expirationDateTime"]))
-    return Resp(200, dict(subscription))
+        most = event_notifications.MAX_MINUTES if subscription.get("_mailbox") \
+            else MAX_MINUTES
+        subscription["expirationDateTime"] = _iso(
+            _check_expiry(body["expirationDateTime"], most))
+    return Resp(200, public(subscription))
 
 
 def delete_subscription(sim: Simulator, req: Req) -> Resp:
@@ -211,6 +238,10 @@ async def deliver_changes(sim: Simulator, old: Snapshot, new: Snapshot) -> None:
     live = _live(sim)
     if not live:
         return  # nothing subscribed: no diff of (possibly 100,000) users
+    await deliver_events(sim, event_notifications.changed(old.calendars, new.calendars))
+    live = [s for s in live if not s.get("_mailbox")]
+    if not live:
+        return
     changes = changed_ids(old, new)
     tenant = _tenant_id(sim)
     posts: list[tuple[JSON, JSON]] = []
@@ -230,6 +261,19 @@ async def deliver_changes(sim: Simulator, old: Snapshot, new: Snapshot) -> None:
         for start in range(0, len(items), 1000):
             posts.append((subscription, {"value": items[start:start + 1000]}))
     await _post_all(sim, [(str(s["notificationUrl"]), body) for s, body in posts])
+
+
+async def deliver_events(sim: Simulator, changes: list[event_notifications.Change]) -> None:
+    """Notifications of these event changes, one POST per subscription's batch of them."""
+    if not changes:
+        return
+    found = event_notifications.items(sim, _live(sim), changes)
+    grouped: dict[str, tuple[JSON, list[JSON]]] = {}
+    for subscription, item in found:
+        grouped.setdefault(subscription["id"], (subscription, []))[1].append(item)
+    await _post_all(sim, [(str(s["notificationUrl"]), {"value": batch[i:i + 1000]})
+                          for s, batch in grouped.values()
+                          for i in range(0, len(batch), 1000)])
 
 
 async def deliver_lifecycle(sim: Simulator, subscription_id: str, event: str) -> JSON:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from graph_simulator import batch, mailbox_limit
+from graph_simulator import batch, mailbox_limit, subscriptions
 from graph_simulator.protocol import GRAPH_PREFIX, Req, Resp, bad_request
 from graph_simulator.state import Simulator
 
@@ -77,6 +77,9 @@ async def answer(sim: Simulator, req: Req) -> Resp:
         if sim.latency_ms > 0:
             await asyncio.sleep(sim.latency_ms / 1000)
         resp = sim.process(req)
+        if sim.pending_event_changes:  # Graph's notifications of the events it wrote
+            changes, sim.pending_event_changes = sim.pending_event_changes, []
+            await subscriptions.deliver_events(sim, changes)
         held, sim.hold_now = sim.hold_now, 0.0
         if held > 0:  # done, but answered late (PUT /_sim/hold)
             await asyncio.sleep(held)

@@ -127,6 +127,13 @@ module graphApp 'graph-app.bicep' = {
 @description('Graph change notifications: leavers deactivated within about a minute (the timer stays the safety net). Grants Group.Read.All, which Graph requires for the subscription on /groups.')
 param enableNotifications bool = true
 
+@description('Where the mailbox pass (R13 calendars, R14 events) runs its shards: queue (the queue trigger, on as many instances as the host scales to) or inline (in the run\'s own instance).')
+@allowed([
+  'queue'
+  'inline'
+])
+param mailboxShards string = 'queue'
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -150,6 +157,7 @@ module functionApp 'modules/function-app.bicep' = {
     authApiClientId: authApiClientId
     emplyAppRole: emplyAppRole
     enableNotifications: enableNotifications
+    mailboxShards: mailboxShards
   }
   // The host must be able to reach its storage on first start.
   dependsOn: [

@@ -65,6 +65,20 @@ DEFAULT_NOTIFICATION_RECHECKS = 3
 NOTIFY_QUEUE_NAME = "emply-sync-notify"
 """The queue of notification work (targeted runs, lifecycle actions); same connection."""
 
+# The mailbox pass (R13's calendars, R14's events; shared.run.mailboxes): `$batch`
+# requests in flight at most (Outlook's 4 requests per mailbox hold whatever this is),
+# and about how many synced mailboxes a shard holds.
+MAILBOX_BATCHES = "EMPLY_SYNC_MAILBOX_BATCHES"
+MAILBOX_SHARD_SIZE = "EMPLY_SYNC_MAILBOX_SHARD_SIZE"
+# Where the pass's shards run: "inline" (in the run's own process, the default) or
+# "queue" (one message per shard on MAILBOX_QUEUE_NAME, worked by the queue trigger on as
+# many instances as the host scales to; same connection as the run-request queue).
+MAILBOX_SHARDS = "EMPLY_SYNC_MAILBOX_SHARDS"
+MAILBOX_QUEUE_NAME = "emply-sync-mailboxes"
+# With notifications on: every mailbox is still read at least once in this many hours
+# (the sweep; 0: every run reads every mailbox).
+MAILBOX_SWEEP_HOURS = "EMPLY_SYNC_MAILBOX_SWEEP_HOURS"
+
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_DEV_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -86,6 +100,10 @@ APP_SETTINGS: tuple[str, ...] = (
     PUBLIC_URL,
     NOTIFICATION_KEY,
     NOTIFICATION_DEBOUNCE,
+    MAILBOX_BATCHES,
+    MAILBOX_SHARD_SIZE,
+    MAILBOX_SHARDS,
+    MAILBOX_SWEEP_HOURS,
     NOTIFICATION_RECHECK,
     NOTIFICATION_RECHECKS,
 )

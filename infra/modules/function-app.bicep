@@ -54,6 +54,28 @@ param enableNotifications bool = true
 @maxValue(3600)
 param notificationDebounceSeconds int = 60
 
+@description('Where the mailbox pass (R13 calendars, R14 events) runs its shards: queue (one message per shard on emply-sync-mailboxes, worked by as many instances as the host scales to) or inline (in the run\'s own instance).')
+@allowed([
+  'queue'
+  'inline'
+])
+param mailboxShards string = 'queue'
+
+@description('Graph $batch requests the mailbox pass keeps in flight at most (per instance); Outlook\'s 4 requests per mailbox hold whatever this is, and Graph\'s 429s lower it.')
+@minValue(1)
+@maxValue(256)
+param mailboxBatches int = 16
+
+@description('About how many synced mailboxes one shard of the mailbox pass holds.')
+@minValue(1)
+@maxValue(5000)
+param mailboxShardSize int = 250
+
+@description('With notifications on, every synced mailbox is still read at least once in this many hours (the sweep); 0: every run reads every mailbox.')
+@minValue(0)
+@maxValue(168)
+param mailboxSweepHours int = 24
+
 @description('A notification whose delta round shows nothing new (Graph\'s delta can lag its notification) is looked at again after this many seconds, doubled each time; 0: never.')
 @minValue(0)
 @maxValue(600)
@@ -215,6 +237,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'EMPLY_SYNC_NOTIFICATION_DEBOUNCE_SECONDS'
           value: string(notificationDebounceSeconds)
+        }
+        {
+          // The mailbox pass: where its shards run, batches in flight, shard size, sweep.
+          name: 'EMPLY_SYNC_MAILBOX_SHARDS'
+          value: mailboxShards
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_BATCHES'
+          value: string(mailboxBatches)
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_SHARD_SIZE'
+          value: string(mailboxShardSize)
+        }
+        {
+          name: 'EMPLY_SYNC_MAILBOX_SWEEP_HOURS'
+          value: string(mailboxSweepHours)
         }
         {
           name: 'EMPLY_SYNC_NOTIFICATION_RECHECK_SECONDS'

@@ -21,12 +21,13 @@ param skuName string = 'Standard_GRS'
 @description('Blob container the Flex Consumption plan deploys the app package from.')
 param deploymentContainerName string
 
-@description('Tables the app uses: Emply side, run index, single-run lease, change feed (GET /api/changes).')
+@description('Tables the app uses: Emply side, run index, single-run lease, change feed (GET /api/changes), the mailbox pass\'s own state.')
 param tableNames array = [
   'emply'
   'runs'
   'synclease'
   'changefeed'
+  'mailboxes'
 ]
 
 @description('Blob containers the app uses: delta links + Entra mirror + previous role mapping, run reports, photos.')
@@ -36,12 +37,14 @@ param containerNames array = [
   'photos'
 ]
 
-@description('Queues the app uses: manual run requests (POST /api/sync), Graph notification work, and for each the messages the Functions host gave up on.')
+@description('Queues the app uses: manual run requests (POST /api/sync), Graph notification work, the mailbox pass\'s shards, and for each the messages the Functions host gave up on.')
 param queueNames array = [
   'emply-sync-runs'
   'emply-sync-runs-poison'
   'emply-sync-notify'
   'emply-sync-notify-poison'
+  'emply-sync-mailboxes'
+  'emply-sync-mailboxes-poison'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -18,11 +18,13 @@ from typing import Any
 
 from shared import config, errors, telemetry
 from shared import store as store_mod
+from shared.app import run_queue
 from shared.graph import client as graph_client
 from shared.reconcile import model
 from shared.run import context, on_demand, pipeline
 from shared.run import explain as run_explain
 from shared.run import report as run_report
+from shared.run.mailboxes import settings as mailbox_settings
 from shared.store import errors as store_errors
 
 # What the entry points catch and pass, named here so they need not reach further in.
@@ -102,6 +104,7 @@ async def _with_deps(
     store: store_mod.EmplyStore | None = None
     entered = False
     try:
+        mailboxes = _mailbox_settings(env)
         store = _open_store(env, storage)
         await _enter(store)
         entered = True
@@ -116,10 +119,15 @@ async def _with_deps(
             if store is not None:
                 await _close_quietly(store.close())
         return report
+    shard_queue = (run_queue.open_run_queue(env, queue_name=config.MAILBOX_QUEUE_NAME)
+                   if mailboxes.queued else None)
     try:
         return await body(Deps(store=store, graph=graph, schedule=_schedule(env),
-                               photos=store.photo_store()))
+                               photos=store.photo_store(), mailboxes=mailboxes,
+                               shard_queue=shard_queue.send if shard_queue else None))
     finally:
+        if shard_queue is not None:
+            await _close_quietly(shard_queue.close())
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
 
@@ -245,10 +253,17 @@ async def open_deps(
         raise
     try:
         yield Deps(store=store, graph=graph, schedule=_schedule(env),
-                           photos=store.photo_store())
+                   photos=store.photo_store(), mailboxes=_mailbox_settings(env))
     finally:
         await _close_quietly(graph.aclose())
         await _close_quietly(store.close())
+
+
+def _mailbox_settings(env: Mapping[str, str]) -> mailbox_settings.PassSettings:
+    try:
+        return mailbox_settings.PassSettings.from_env(env)
+    except ValueError as exc:
+        raise errors.PermanentFailure("bad_configuration", str(exc)) from exc
 
 
 def _schedule(env: Mapping[str, str]) -> str:

@@ -11,6 +11,7 @@ nothing is written. One entity is written conditionally on its ETag (`If-Match`)
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from shared.emply import document as emply_doc
 from shared.emply import file as emply_file
 from shared.emply.document import DocumentError
 from shared.graph import client as graph_client
+from shared.run.mailboxes import notified
 from shared.store import entities, protocols
 from shared.store import errors as store_errors
 
@@ -232,4 +234,10 @@ async def set_calendar(store: protocols.SyncStore, user_id: str, calendar_id: st
         raise PreconditionFailed("calendars entity changed since it was read")
     clean = (await _validate(store, "calendars", [{**current, "enabled": body["enabled"]}])
              )["calendars"][0]
-    return clean, (await _write(store, "calendars", clean, etag))[0]
+    new_etag = (await _write(store, "calendars", clean, etag))[0]
+    # The next run reads this mailbox (with notifications on it reads only what changed).
+    user = await entities.read(store, "users", user_id)
+    if user is not None and user[0].get("entraId"):
+        await notified.mark_dirty(store.mailbox_states(), str(user[0]["entraId"]),
+                                  "calendar_choice", dt.datetime.now(dt.UTC))
+    return clean, new_etag

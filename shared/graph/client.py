@@ -62,6 +62,9 @@ DELTA_EXPIRED_CODES = frozenset(
 )
 
 _ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+_TIMEOUT = httpx.Timeout(kiota_client_factory.DEFAULT_REQUEST_TIMEOUT,
+                         connect=kiota_client_factory.DEFAULT_CONNECTION_TIMEOUT)
 
 
 class GraphClient:
@@ -211,11 +214,12 @@ def _tls_context() -> ssl.SSLContext:
 
 def _http_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     """Kiota's default client (its timeouts, HTTP/2), on ``transport`` when given."""
-    timeout = httpx.Timeout(kiota_client_factory.DEFAULT_REQUEST_TIMEOUT,
-                            connect=kiota_client_factory.DEFAULT_CONNECTION_TIMEOUT)
     if transport is not None:
-        return httpx.AsyncClient(timeout=timeout, transport=transport)
-    return httpx.AsyncClient(timeout=timeout, http2=True, verify=_tls_context())
+        return httpx.AsyncClient(timeout=_TIMEOUT, transport=transport)
+    # As many idle connections kept as may be open: the mailbox reads keep many batches
+    # in flight, and httpx's default (20 kept idle) closed and reopened connections.
+    return httpx.AsyncClient(timeout=_TIMEOUT, http2=True, limits=_LIMITS,
+                             verify=_tls_context())
 
 
 def _middleware_chain(

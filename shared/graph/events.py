@@ -1,36 +1,34 @@
 """R14's read: the events of the mirrored calendars, through `calendarView/delta`.
 
-Per calendar one item in a `$batch` (20 items a batch, at most `CONCURRENT_BATCHES`
-batches in flight, never two items of one mailbox in a batch: with four batches in
-flight a mailbox sees at most four of our requests at once, Outlook's limit). A
-calendar with a stored delta link asks for what changed since (a run with no change
-reads one page per calendar); one without, or whose link Graph refuses (410), reads
-its whole window. Further pages of a round are read with one GET each, whatever a
-page holds (Graph's first page is often empty, with a nextLink). An item answered
-429/503/504 is retried after its `Retry-After`, in a later batch. A mailbox or
-calendar that went away since the calendar list was read (404 `ErrorItemNotFound`,
-`MailboxNotEnabledForRESTAPI`…) is not read (`None`): its events are kept as they are.
-A calendar whose events could not be read (403 `ErrorAccessDenied`, 404
-`ErrorInvalidUser`, still 429/503/504 after its retries, a later page that fails, a
-nextLink followed before or more than `failures.MAX_PAGES` pages) is in
+Per calendar one item in a `$batch`, through the mailbox gate
+(`shared.graph.mailbox_gate`: 20 items a batch, many batches in flight, at most 4
+requests per mailbox at once, Outlook's limit). A calendar with a stored delta link
+asks for what changed since (a run with no change reads one page per calendar); one
+without, or whose link Graph refuses (410), reads its whole window. Further pages of a
+round are read with one GET each, on the mailbox's slot, whatever a page holds
+(Graph's first page is often empty, with a nextLink). An item answered 429/503/504 is
+retried after its `Retry-After`. A mailbox or calendar that went away since the
+calendar list was read (404 `ErrorItemNotFound`, `MailboxNotEnabledForRESTAPI`…) is not
+read (`None`): its events are kept as they are. A calendar whose events could not be
+read (403 `ErrorAccessDenied`, 404 `ErrorInvalidUser`, still 429/503/504 after its
+retries, a later page that fails, a nextLink followed before or more than
+`failures.MAX_PAGES` pages, its `$batch` refused past its retries) is in
 `EventRead.failures`, not in `calendars`: its events are kept too, and the caller
-reports it (`shared.graph.failures`). Only a `$batch` refused as a whole fails the read.
+reports it (`shared.graph.failures`; R7: per-user faults never stop the run).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from shared.graph import batch_get, errors, failures, middleware
+from shared.graph import batch_get, errors, failures, mailbox_gate, middleware
 from shared.graph import client as graph_client
+from shared.graph.mailbox_gate import Failure, MailboxGate
 
 BATCH_SIZE = batch_get.BATCH_SIZE
-CONCURRENT_BATCHES = batch_get.CONCURRENT_BATCHES
 MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 PAGE_SIZE = 100
 """Events a page asks for (`Prefer: odata.maxpagesize`): a calendar's window of 20
@@ -56,7 +54,7 @@ class CalendarEvents:
     delta_link: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Wanted:
     """A calendar to read: its key and its stored delta link (None: read in full)."""
 
@@ -77,7 +75,6 @@ class EventRead:
     throttled: int = 0
     full_reads: int = 0
     """Calendars read in full (no link, a refused link)."""
-    batches: int = 0
     failures: dict[CalendarKey, failures.UserReadFailure] = field(default_factory=dict)
     """Per calendar why its events could not be read this run (reason
     `mailbox_unavailable`, with the calendar id); such a calendar is not in `calendars`."""
@@ -88,43 +85,56 @@ def first_url(entra_id: str, calendar_id: str, window: tuple[str, str]) -> str:
             f"/calendarView/delta?startDateTime={window[0]}&endDateTime={window[1]}")
 
 
-def plan_batches(wanted: Iterable[Wanted]) -> list[list[Wanted]]:
-    """Batches of at most 20 items with at most one item per mailbox each, as few as
-    that allows (a user's calendars go to successive batches)."""
-    queues: dict[str, deque[Wanted]] = {}
-    for item in sorted(wanted, key=lambda w: (w.entra_id, w.calendar_id)):
-        queues.setdefault(item.entra_id, deque()).append(item)
-    order = deque(queues)
-    out: list[list[Wanted]] = []
-    while order:
-        batch: list[Wanted] = []
-        taken: list[str] = []
-        while order and len(batch) < BATCH_SIZE:
-            mailbox = order.popleft()
-            batch.append(queues[mailbox].popleft())
-            taken.append(mailbox)
-        order.extend(m for m in taken if queues[m])
-        out.append(batch)
-    return out
-
-
 async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted],
-                      window: tuple[str, str], *, concurrency: int = CONCURRENT_BATCHES,
-                      sleep: batch_get.Sleep = asyncio.sleep) -> EventRead:
+                      window: tuple[str, str], *, gate: MailboxGate | None = None
+                      ) -> EventRead:
     """The events of these calendars in `window` (ISO start, end), per calendar."""
     read = EventRead()
-    gate = asyncio.Semaphore(concurrency)
-    batches = plan_batches(wanted)
-    read.batches = len(batches)
+    gate = gate or MailboxGate()
+    throttled0 = gate.throttled
 
-    async def one(batch: list[Wanted]) -> None:
-        async with gate:
-            await _batch(client, batch, window, read, sleep)
+    def url(asked: Asked) -> str:
+        w, link = asked
+        return link or first_url(w.entra_id, w.calendar_id, window)
 
+    def batch_url(asked: Asked) -> str:
+        w, link = asked
+        return _relative(client, link) if link else first_url(w.entra_id, w.calendar_id,
+                                                              window)
+
+    def fail(asked: Asked, why: Failure) -> None:
+        w = asked[0]
+        read.failures[(w.entra_id, w.calendar_id)] = failures.failure(
+            w.entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
+            client.endpoint(first_url(w.entra_id, w.calendar_id, window)), w.calendar_id)
+
+    async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
+        w, link = asked
+        status, body = response.get("status"), response.get("body")
+        key = (w.entra_id, w.calendar_id)
+        if status == 200 and isinstance(body, dict):
+            try:
+                read.calendars[key] = await _round(client, w, body, url(asked),
+                                                   link is None, window, read)
+            except failures.PagingStopped as stop:
+                fail(asked, Failure(None, stop.code, stop.message))
+        elif status == 410 and link is not None:
+            return [(w, None)]  # the link expired: the whole window, at once
+        elif status == 404 and batch_get.error_of(body)[0] not in MAILBOX_FAULTS:
+            read.calendars[key] = None
+        else:
+            return None
+        return []
+
+    spec: mailbox_gate.Spec[Asked] = mailbox_gate.Spec(
+        mailbox=lambda asked: asked[0].entra_id.casefold(), url=url, batch_url=batch_url,
+        settle=settle, fail=fail, headers=PREFER)
+    items = [(w, w.delta_link) for w in sorted(wanted, key=lambda w: (w.entra_id,
+                                                                        w.calendar_id))]
     with middleware.track() as stats:
-        await asyncio.gather(*(one(b) for b in batches))
+        await gate.get_each(client, items, spec)
     read.requests = stats.total_requests
-    read.throttled += stats.throttled
+    read.throttled = stats.throttled + gate.throttled - throttled0
     return read
 
 
@@ -137,49 +147,6 @@ def _relative(client: graph_client.GraphClient, url: str) -> str:
     if client.base_path and path.startswith(client.base_path + "/"):
         path = path[len(client.base_path):]
     return path + (f"?{parts.query}" if parts.query else "")
-
-
-async def _batch(client: graph_client.GraphClient, batch: list[Wanted],
-                 window: tuple[str, str], read: EventRead, sleep: batch_get.Sleep) -> None:
-    def url(asked: Asked) -> str:
-        w, link = asked
-        return link or first_url(w.entra_id, w.calendar_id, window)
-
-    def batch_url(asked: Asked) -> str:
-        w, link = asked
-        return _relative(client, link) if link else first_url(w.entra_id, w.calendar_id,
-                                                              window)
-
-    def fail(asked: Asked, status: int | None, code: str | None, message: str) -> None:
-        w = asked[0]
-        read.failures[(w.entra_id, w.calendar_id)] = failures.failure(
-            w.entra_id, failures.MAILBOX_UNAVAILABLE, status, code, message,
-            client.endpoint(first_url(w.entra_id, w.calendar_id, window)), w.calendar_id)
-
-    async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
-        w, link = asked
-        status, body = response.get("status"), response.get("body")
-        key = (w.entra_id, w.calendar_id)
-        if status == 200 and isinstance(body, dict):
-            try:
-                read.calendars[key] = await _round(client, w, body, url(asked),
-                                                   link is None, window, read)
-            except errors.GraphReadError as exc:
-                fail(asked, exc.status, exc.code, exc.message)
-            except failures.PagingStopped as stop:
-                fail(asked, None, stop.code, stop.message)
-        elif status == 410 and link is not None:
-            return [(w, None)]  # the link expired: the whole window, at once
-        elif status == 404 and batch_get.error_of(body)[0] not in MAILBOX_FAULTS:
-            read.calendars[key] = None
-        else:
-            return None
-        return []
-
-    throttled = await batch_get.get_each(
-        client, [(w, w.delta_link) for w in batch], url=url, batch_url=batch_url,
-        settle=settle, sleep=sleep, headers=PREFER, fail=fail)
-    read.throttled += throttled
 
 
 async def _round(client: graph_client.GraphClient, w: Wanted, page: Mapping[str, Any],

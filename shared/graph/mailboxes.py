@@ -1,38 +1,38 @@
 """R13's read: the calendars of the users whose calendars are synced.
 
-`GET /users/{id}/calendars?$select=id,name,isDefaultCalendar,canEdit` per user, 20 users
-a `$batch`. A user whose mailbox is not in the cloud (Graph's 404
-`MailboxNotEnabledForRESTAPI`), or whose account went away since the directory read
-(404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`. A user whose
-calendars could not be read (403 `ErrorAccessDenied` from an application access policy,
-404 `ErrorInvalidUser`, still 429/503/504 after its retries, a page that fails, a
-paging loop) is in `CalendarRead.failures` and not in `mailboxes`: the caller keeps its
-calendars as they are and reports it (`shared.graph.failures`). Only a `$batch` refused
-as a whole fails the read.
+`GET /users/{id}/calendars?$select=id,name,isDefaultCalendar,canEdit` per user, as
+`$batch` items through the mailbox gate (`shared.graph.mailbox_gate`: many batches in
+flight, at most 4 requests per mailbox). A user whose mailbox is not in the cloud
+(Graph's 404 `MailboxNotEnabledForRESTAPI`), or whose account went away since the
+directory read (404 `ResourceNotFound`/`ErrorItemNotFound`), has no calendars: `None`.
+A user whose calendars could not be read (403 `ErrorAccessDenied` from an application
+access policy, 404 `ErrorInvalidUser`, still 429/503/504 after its retries, a page that
+fails, a paging loop, its `$batch` refused past its retries) is in
+`CalendarRead.failures` and not in `mailboxes`: the caller keeps its calendars as they
+are and reports it (`shared.graph.failures`; R7: per-user faults never stop the run).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from shared.graph import batch_get, errors, failures, mailbox_gate, middleware
 from shared.graph import client as graph_client
-from shared.graph import errors, failures, middleware
-from shared.graph.batch_get import BATCH_SIZE as BATCH_SIZE
 from shared.graph.batch_get import CONCURRENT_BATCHES as CONCURRENT_BATCHES
-from shared.graph.batch_get import MAX_ITEM_RETRIES as MAX_ITEM_RETRIES
 from shared.graph.batch_get import RETRIED_STATUSES as RETRIED_STATUSES
 from shared.graph.batch_get import Sleep as Sleep
 from shared.graph.batch_get import error_of as error_of
-from shared.graph.batch_get import get_each
 from shared.graph.batch_get import retry_after as retry_after
+from shared.graph.mailbox_gate import Failure, MailboxGate
 
 CALENDAR_FIELDS = "id,name,isDefaultCalendar,canEdit"
 NO_MAILBOX_CODES = frozenset({"MailboxNotEnabledForRESTAPI", "ResourceNotFound",
                               "ErrorItemNotFound", "Request_ResourceNotFound"})
+BATCH_SIZE = batch_get.BATCH_SIZE
+MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 
 Calendar = dict[str, Any]
 
@@ -51,68 +51,52 @@ class CalendarRead:
     `mailbox_unavailable`); such a user is not in `mailboxes`."""
 
 
-async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[str],
-                         *, concurrency: int = CONCURRENT_BATCHES,
-                         sleep: Sleep = asyncio.sleep) -> CalendarRead:
-    """The calendars of these users: their first pages through `$batch`, 20 users a
-    batch; a user with more calendars than a page holds has its other pages read with
-    one GET each. A throttled item (429 inside the batch) is retried after its
-    `Retry-After`, in a later batch of only such items."""
-    ids = sorted(set(entra_ids))
-    gate = asyncio.Semaphore(concurrency)
-    out: dict[str, list[Calendar] | None] = {}
-    failed: dict[str, failures.UserReadFailure] = {}
-    items_throttled = [0]
-
-    async def one_batch(chunk: list[str]) -> None:
-        async with gate:
-            await _batch(client, chunk, out, failed, items_throttled, sleep)
-
-    with middleware.track() as stats:
-        await asyncio.gather(*(one_batch(ids[i:i + BATCH_SIZE])
-                               for i in range(0, len(ids), BATCH_SIZE)))
-    return CalendarRead({i: out[i] for i in ids if i in out}, stats.total_requests,
-                        stats.throttled + items_throttled[0],
-                        {i: failed[i] for i in ids if i in failed})
-
-
-def _first_page(entra_id: str) -> str:
+def first_page(entra_id: str) -> str:
     return f"/users/{quote(entra_id, safe='')}/calendars?$select={CALENDAR_FIELDS}"
 
 
-async def _batch(client: graph_client.GraphClient, chunk: list[str],
-                 out: dict[str, list[Calendar] | None],
-                 failed: dict[str, failures.UserReadFailure], items_throttled: list[int],
-                 sleep: Sleep) -> None:
-    def fail(entra_id: str, status: int | None, code: str | None, message: str) -> None:
-        failed[entra_id] = failures.failure(entra_id, failures.MAILBOX_UNAVAILABLE, status,
-                                            code, message, client.endpoint(_first_page(
-                                                entra_id)))
+async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[str],
+                         *, gate: MailboxGate | None = None) -> CalendarRead:
+    """The calendars of these users: their first pages through the gate's `$batch`es; a
+    user with more calendars than a page holds has its other pages read with one GET
+    each, on its mailbox's slot."""
+    ids = sorted(set(entra_ids))
+    gate = gate or MailboxGate()
+    out: dict[str, list[Calendar] | None] = {}
+    failed: dict[str, failures.UserReadFailure] = {}
+    throttled0 = gate.throttled
+
+    def fail(entra_id: str, why: Failure) -> None:
+        failed[entra_id] = failures.failure(
+            entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
+            client.endpoint(first_page(entra_id)))
 
     async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
         status, body = response.get("status"), response.get("body")
         if status == 200 and isinstance(body, dict):
             try:
-                out[entra_id] = await _all_pages(client, body, _first_page(entra_id))
-            except errors.GraphReadError as exc:
-                fail(entra_id, exc.status, exc.code, exc.message)
+                out[entra_id] = await _all_pages(client, body, first_page(entra_id))
             except failures.PagingStopped as stop:
-                fail(entra_id, None, stop.code, stop.message)
-        elif status == 404 and error_of(body)[0] in NO_MAILBOX_CODES:
+                fail(entra_id, Failure(None, stop.code, stop.message))
+        elif status == 404 and batch_get.error_of(body)[0] in NO_MAILBOX_CODES:
             out[entra_id] = None
         else:
             return None
         return []
 
-    throttled = await get_each(client, chunk, url=_first_page, settle=settle, sleep=sleep,
-                               fail=fail)
-    items_throttled[0] += throttled
+    spec = mailbox_gate.Spec(mailbox=str.casefold, url=first_page, settle=settle, fail=fail)
+    with middleware.track() as stats:
+        await gate.get_each(client, ids, spec)
+    return CalendarRead({i: out[i] for i in ids if i in out}, stats.total_requests,
+                        stats.throttled + gate.throttled - throttled0,
+                        {i: failed[i] for i in ids if i in failed})
 
 
 async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str
                      ) -> list[Calendar]:
     """Every calendar from the first page on; raises `GraphReadError` for a page that
-    fails or is not a list of calendars, `failures.PagingStopped` for a loop."""
+    fails or is not a list of calendars (the gate makes it the user's failure),
+    `failures.PagingStopped` for a loop."""
     found: list[Calendar] = []
     guard = failures.PageGuard()
     while True:

@@ -45,11 +45,12 @@ from shared import config, errors, telemetry
 from shared.app import boundary, run_queue
 from shared.emply import gate
 from shared.graph import subscriptions as graph_subs
-from shared.notify import renewal
+from shared.notify import mailbox_inbox, renewal
 from shared.notify import settings as notify_settings
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run import unchanged
+from shared.run.mailboxes import notified
 from shared.store.protocols import SubscriptionRecord
 
 TRIGGER = "notification"
@@ -160,14 +161,20 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
     settings = notify_settings.read(environ)
     async with boundary.open_deps(environ=environ) as deps:
         moment = now or deps.clock()
+        # Mailboxes' events (`shared.notify.mailbox_inbox`): their mailbox marked dirty.
+        mailbox_items, items = mailbox_inbox.split(items)
+        in_mailboxes, dropped = await mailbox_inbox.accept(
+            deps.store.mailbox_states(), mailbox_items, moment, enabled=settings.enabled)
         known = await deps.store.subscriptions() if settings.enabled else {}
-        accepted, dropped = check_items(items, known)
+        accepted, directory_dropped = check_items(items, known)
+        for reason, count in directory_dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
         for reason, count in sorted(dropped.items()):
             telemetry.log.warning("emply_sync.notification_dropped",
                                   extra={"reason": reason, "count": count})
         messages: list[tuple[dict[str, Any], int]] = []
         lifecycle: list[str] = []
-        wants_run = False
+        wants_run = in_mailboxes > 0
         for resource, item in accepted:
             event = item.get("lifecycleEvent")
             # The subscription's id goes along: the worker acts once per event of it.
@@ -192,9 +199,10 @@ async def receive(raw: bytes, *, now: dt.datetime | None = None,
                 for message, wait in _unique(messages):
                     await q.send(message, delay_seconds=wait)
     telemetry.log.info("emply_sync.notifications", extra={
-        "accepted": len(accepted), "dropped": sum(dropped.values()),
-        "runDelaySeconds": delay, "lifecycle": ",".join(lifecycle) or None})
-    return Received(len(accepted), dropped, delay, tuple(lifecycle))
+        "accepted": len(accepted) + in_mailboxes, "dropped": sum(dropped.values()),
+        "mailboxes": in_mailboxes, "runDelaySeconds": delay,
+        "lifecycle": ",".join(lifecycle) or None})
+    return Received(len(accepted) + in_mailboxes, dropped, delay, tuple(lifecycle))
 
 
 def _unique(messages: list[tuple[dict[str, Any], int]]) -> list[tuple[dict[str, Any], int]]:
@@ -318,6 +326,8 @@ async def _nothing_changed(environ: Mapping[str, str] | None) -> bool:
     held by a run now is `RunInProgress`, as for the run itself."""
     async with boundary.open_deps(environ=environ) as deps:
         await _refuse_if_leased(deps)
+        if await notified.dirty(deps.store.mailbox_states()):
+            return False  # mailboxes Graph said changed: the run reads them
         state, _warnings = await sync_state.load_state(deps.store)
         check = await unchanged.check(deps.store, deps.graph, state, started=deps.clock(),
                                       approve=None)

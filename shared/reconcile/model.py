@@ -186,6 +186,10 @@ class EntraSnapshot:
     photos: Mapping[str, EntraPhoto | None] | None = None
     """R16: Entra user id → its photo (None: it has none), for the users whose photos
     were checked this run; None when none was (photo sync off)."""
+    calendars_apart: bool = False
+    """R13 and R14 are planned apart, a group of mailboxes at a time
+    (`shared.reconcile.mailbox_plan`): this plan leaves calendars and events alone, and
+    `mailboxes` is only what R15 needs (the mailboxes of users with events to push)."""
     outbound: Mapping[str, OutboundCopy | None] | None = None
     """R15: outbound event id → its M365 copy as found by its mark this run (None: not
     found), for the events looked up (a write whose answer was lost, one R14 saw go)."""

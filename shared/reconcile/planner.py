@@ -157,7 +157,8 @@ class _Planner:
         deactivated = {c.user_id for c in self.changes
                        if c.kind == model.DEACTIVATE_USER and c.user_id is not None}
         acting = self.acting
-        if acting.calendars or self.entra.mailboxes:  # R13; else nothing to do
+        if not self.entra.calendars_apart and (  # R13; else nothing to do here
+                acting.calendars or self.entra.mailboxes):
             self.changes.extend(calendars.calendar_changes(
                 acting, self.entra.mailboxes, self.settings, deactivated))
         if acting.outbound:  # R15

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from shared import config
@@ -21,6 +21,7 @@ from shared.graph import reader
 from shared.reconcile import model
 from shared.run import report as run_report
 from shared.run import state as sync_state
+from shared.run.mailboxes.settings import PassSettings
 from shared.store import photo_blobs, protocols
 
 Clock = Callable[[], dt.datetime]
@@ -36,6 +37,11 @@ class Deps:
     photos: photo_blobs.PhotoBlobs | None = None
     """R16's blobs (`shared.app.boundary` gives the store's `photos` container); None: no
     photo can be copied (a run that would copy one fails before writing its user)."""
+    mailboxes: PassSettings = dataclasses.field(default_factory=lambda: PassSettings())
+    """The mailbox pass's app settings (R13, R14)."""
+    shard_queue: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
+    """Puts a mailbox shard on the queue (`mailboxes.queued`: the app's queue); None: the
+    shards run in the run's own process whatever the settings say."""
 
 
 @dataclasses.dataclass

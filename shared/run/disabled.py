@@ -2,11 +2,12 @@
 
 Such a run does not read Entra at all: a removed integration may no longer have
 Graph's consent, and nothing it could read would be used. It plans as usual (the
-planner makes no user, status or role change then, and removes every calendar and
-mirrored event: `shared.reconcile.removal`), applies that (`STEPS`), and forgets the
-Entra mirror and its delta links: the run that follows turning the integration on again
-reads Entra in full, so what changed meanwhile (leavers, new members) is seen as it
-is, under the deactivation guard as always. The role mapping of the last run that
+planner makes no user, status or role change then), applies that, the mailbox pass
+removes every calendar and mirrored event (`shared.reconcile.removal`, a shard of
+users at a time; `DISABLED_STEPS`), and the run forgets the Entra mirror and its delta
+links: the run that follows turning the integration on again reads Entra in full, so
+what changed meanwhile (leavers, new members) is seen as it is, under the deactivation
+guard as always. The role mapping of the last run that
 synced roles and the guard's window are kept.
 """
 
@@ -16,10 +17,10 @@ import contextlib
 import dataclasses
 
 from shared.graph import reader
-from shared.reconcile import entity_writes, model
+from shared.reconcile import entity_writes
 from shared.run import state as sync_state
 from shared.run.context import Run
-from shared.run.steps import base, calendars
+from shared.run.steps import base
 
 
 def not_read(tenant_id: str) -> reader.EntraRead:
@@ -31,9 +32,9 @@ def not_read(tenant_id: str) -> reader.EntraRead:
 
 
 class DisabledStep(base.Step):
-    """Its employee and (none expected) user writes, the removal of calendars and their
-    events, then the state without the Entra mirror. Events go before their calendars,
-    and the state is written last: a run that stops half-way leaves what is left for the
+    """Its employee and (none expected) user writes, then the state without the Entra
+    mirror (the mailbox pass, the next step, removes the calendars and their events).
+    The state is written last: a run that stops half-way leaves what is left for the
     next run to plan again."""
 
     name = "disabled"
@@ -48,7 +49,6 @@ class DisabledStep(base.Step):
         await store.write_built("users", writes.user_ids, writes.user, loaded=loaded)
         await store.write_built("employees", writes.employee_ids, writes.employee,
                                 loaded=loaded)
-        await calendars.write_calendars(store, loaded, applied.pending(model.CALENDAR_KINDS))
         await sync_state.save_state(store, dataclasses.replace(
             state, mirror_head=None, index=None, index_delta=None, legacy_mirror=None,
             residual=None,

@@ -90,6 +90,13 @@ async def _keep(store: protocols.RunLease, run_id: str) -> None:
             telemetry.log.warning("emply_sync.lease_renewal_failed", extra={"runId": run_id})
 
 
+async def _waiting_for_shards(store: protocols.RunLog, run_id: str) -> bool:
+    """A real run that released the lease with mailbox shards still to work (issue 26):
+    its last shard finishes it (`shared.run.mailboxes.shard_runs`)."""
+    report = await store.get_run(run_id)
+    return bool(report and report.get("mailboxShards"))
+
+
 async def mark_dead_runs(store: protocols.RunLog, run_id: str, now: dt.datetime) -> None:
     """Mark `abandoned` the recent runs still `running` that cannot be: every real run
     but this one (this run holds the lease, and a real run records `running` only once it
@@ -101,6 +108,9 @@ async def mark_dead_runs(store: protocols.RunLog, run_id: str, now: dt.datetime)
             started = summary.get("startedAt")
             if summary.get("status") != "running" or summary.get("runId") == run_id:
                 continue
+            if not summary.get("dryRun") and await _waiting_for_shards(
+                    store, str(summary.get("runId"))):
+                continue  # its mailbox shards are still on the queue: it is alive
             if not summary.get("dryRun") or (
                     isinstance(started, str)
                     and dt.datetime.fromisoformat(started.replace("Z", "+00:00"))

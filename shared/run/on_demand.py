@@ -11,7 +11,7 @@ The same run as the timer's, narrowed to one user:
   calendars and their events); one pure plan (`shared.reconcile.planner.plan` with the
   view's `focus`), which looks at every Emply user and R7's window and acts on that user
   alone; then the steps apply it (`STEPS`: the full run's, with `guard_window` in place
-  of `sync_state`, and events that keep the other users' links);
+  of `sync_state`, and the mailbox pass for that user's mailbox alone);
 - recorded as a run with trigger `on_demand` (run history, telemetry, the change feed),
   its report carrying the answer (`shared.reconcile.answer`) under `user`.
 
@@ -32,7 +32,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from shared import errors, telemetry
-from shared.reconcile import answer, convert, explain, model, planner
+from shared.reconcile import answer, convert, explain, focus, model, planner
 from shared.run import indexes, lease, pipeline, user_view
 from shared.run import report as run_report
 from shared.run import state as sync_state
@@ -42,8 +42,8 @@ from shared.run.steps import (
     change_feed,
     directory,
     event_push,
-    events,
     guard_window,
+    mailboxes,
     photos,
     user_faults,
     write_back,
@@ -52,18 +52,25 @@ from shared.store import errors as store_errors
 from shared.store import protocols
 
 TRIGGER = "on_demand"
+MAILBOXES = mailboxes.OneUserStep(lambda run: _focus(run).names)
 STEPS = (
     user_view.STEP,  # the view's other users, looked at by the plan
     photos.EVERY_SLOT,
     directory.STEP,
     calendars.STEP,
-    events.PER_USER,
-    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     write_back.STEP,
     event_push.STEP,
+    MAILBOXES,  # the user's calendars and events (R13, R14)
+    user_faults.STEP,  # its user's read faults: recorded, or cleared by a read that worked
     guard_window.STEP,  # after every write; moves no delta link
     change_feed.STEP,
 )
+def _focus(run: Run) -> focus.Focus:
+    view = user_view.view_of(run)
+    assert view is not None  # put there by _read
+    return view.focused
+
+
 UserNotFound = explain.NotFound
 AmbiguousUser = explain.AmbiguousUser
 
@@ -193,6 +200,13 @@ async def _plan_and_apply(run: Run, recorder: pipeline.Recorder,
         applied = await pipeline.apply_steps(run, STEPS, plan, recorder)
         done, counts, applied_errors = applied.changes(), applied.counts(), tuple(
             applied.errors())
+    elif view.refusal is None:  # a dry run: the user's mailbox previewed too
+        preview = await MAILBOXES.preview(run, plan)
+        done += preview.added
+        applied_errors = tuple(preview.errors)
+        counts = dict(counts)
+        for change in preview.added:
+            counts[change.kind] = counts.get(change.kind, 0) + 1
     asked = answer.Asked(view.key, view.user, tuple(u["id"] for u in view.entra_users),
                          view.refusal)
     recorder.report = dataclasses.replace(

@@ -32,6 +32,7 @@ from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
 from shared.run.emply_index import EmplyIndex
+from shared.run.mailboxes import gone, shard_runs
 from shared.run.recorder import Recorder as Recorder
 from shared.run.steps import (
     base,
@@ -39,7 +40,7 @@ from shared.run.steps import (
     change_feed,
     directory,
     event_push,
-    events,
+    mailboxes,
     photos,
     user_faults,
     write_back,
@@ -53,16 +54,17 @@ from shared.store import protocols
 STEPS: tuple[base.Step, ...] = (
     photos.STEP,  # first: a photo's blob is written before its user's `photo` field
     directory.STEP,
-    calendars.STEP,
-    events.STEP,  # reads the calendars the calendars step listed
-    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
+    calendars.STEP,  # R15's read; R13 and R14 are the mailbox pass's
     write_back.STEP,  # Entra writes after the Emply ones
     event_push.STEP,
+    mailboxes.STEP,  # the mailbox pass, a shard at a time: after R15's pushes (R14
+    # leaves the sync's own events out)
+    user_faults.STEP,  # the per-user read faults of the steps above, kept for back-off
     sync_state_step.STEP,  # after every write: a failed run does not advance delta
     change_feed.STEP,  # last: what the run did, in the feed
 )
-DISABLED_STEPS: tuple[base.Step, ...] = (disabled.STEP, change_feed.STEP)
-"""R17: the integration removed."""
+DISABLED_STEPS: tuple[base.Step, ...] = (disabled.STEP, mailboxes.STEP, change_feed.STEP)
+"""R17: the integration removed (the mailbox pass removes every calendar and event)."""
 
 
 def steps_for(settings: model.Settings) -> tuple[base.Step, ...]:
@@ -149,10 +151,18 @@ async def _run(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease
         if errors.classify(exc) is None:
             raise
     finally:
-        recorder.report = dataclasses.replace(
-            recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
-            duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
+        shards = recorder.report.mailbox_shards
+        if shards:  # finished when its mailbox shards are (`shared.run.mailboxes.queued`)
+            recorder.report = dataclasses.replace(
+                recorder.report, status="running", progress={"phase": "mailboxes"},
+                mailbox_shards={**shards, "statusWhenDone": recorder.report.status})
+        else:
+            recorder.report = dataclasses.replace(
+                recorder.report, finished_at=run_report.iso(deps.clock()), progress=None,
+                duration_ms=int((time.monotonic() - recorder.clock0) * 1000))
         await save_report(deps.store, recorder.report.to_json())
+        if shards:
+            await shard_runs.directory_done(deps.store, recorder.report.run_id, deps.clock())
 
 
 async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: lease.Held | None,
@@ -166,7 +176,8 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     state, warnings = await sync_state.load_state(deps.store)
     check = await unchanged.check(deps.store, deps.graph, state, started=started,
                                   approve=approve or approve_deletions)
-    if check.residual is not None and check.round is not None:
+    if check.residual is not None and check.round is not None and not await gone.pending(
+            deps.store.mailbox_states()):  # events the pass saw go: R15 looks them up
         recorder.report = unchanged.reused_report(report, check.residual, check.round,
                                                   warnings)
         recorder.progress("unchanged", reusedPlanOf=check.residual.run_id)
@@ -174,6 +185,7 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
             held.check()
             await sync_state.save_state(deps.store, state.after_unchanged(
                 check.round.delta_links, report.run_id))
+        await _mailboxes_of_unchanged(deps, recorder, started, apply=held is not None)
         return
     saved_entra, saved_emply, more = await indexes.load(deps.store, state)
     emply = await indexes.emply_side(deps.store, saved_emply)
@@ -206,6 +218,11 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     if held is None:  # a dry run: what would be done
         recorder.report = dataclasses.replace(
             recorder.report, changes=[c.to_json() for c in plan.changes])
+        for step in steps:
+            preview = await step.preview(run, plan)
+            if preview.added or preview.errors or preview.requests:
+                recorder.report = mailboxes.with_pass(recorder.report, preview,
+                                                      recorder.report.counts)
         return
     held.check()  # the lease was lost: another run may be applying
     recorder.applying = True
@@ -213,8 +230,37 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
     del run  # with it the loaded Emply copy (about 100 MB at 100,000 users)
     recorder.report = dataclasses.replace(
         recorder.report, changes=[c.to_json() for c in applied.changes()],
-        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors())
-    ).with_skips(applied.skips())
+        counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
+        entra_read=_with_requests(recorder.report.entra_read, *applied.requests),
+        mailbox_shards=applied.shards).with_skips(applied.skips())
+
+
+async def _mailboxes_of_unchanged(deps: Deps, recorder: Recorder, started: dt.datetime,
+                                  *, apply: bool) -> None:
+    """A run that reuses the last outcome still runs the mailbox pass (calendars and
+    events are not in Graph's delta); its changes are the run's, recorded in the feed."""
+    found = await mailboxes.run_unchanged(deps, recorder.report.run_id, started,
+                                          apply=apply, trigger=recorder.report.trigger)
+    if found is None:
+        return
+    recorder.report = mailboxes.with_pass(recorder.report, found, recorder.report.counts)
+    if found.progress:
+        recorder.progress(found.step, **found.progress)
+    if apply:
+        error = await change_feed.flush_feed(deps.store, deps.clock()) or (
+            await change_feed.record_changes(deps.store, recorder.report.run_id,
+                                             [c.to_json() for c in found.added],
+                                             deps.clock()) if found.added else None)
+        if error:
+            recorder.report = recorder.report.with_error(error)
+
+
+def _with_requests(read: run_report.EntraReadSummary | None, requests: int, throttled: int
+                   ) -> run_report.EntraReadSummary | None:
+    if read is None or not (requests or throttled):
+        return read
+    return dataclasses.replace(read, requests=read.requests + requests,
+                               throttled=read.throttled + throttled)
 
 
 async def apply_steps(run: Run, steps: Sequence[base.Step], plan: model.Plan,
@@ -245,7 +291,7 @@ def _approval_unused(approve: model.Approval) -> run_report.Json:
 
 
 def _read_counts(run: Run) -> dict[str, Any]:
-    found = calendars.read_of(run)
+    found = calendars.read_of(run)  # R15's: the mailbox pass reads when it applies
     return {"entraUsers": len(run.directory.mirror["users"]),
             "entraGroups": len(run.directory.mirror["groups"]),
             "emplyUsers": len(run.doc.get("users", ())),

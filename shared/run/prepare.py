@@ -3,10 +3,11 @@ side and the Entra directory, with the sync's state.
 
 The Emply side comes from the store (with `use_cache`, an unchanged Emply side from the
 index the last run saved: users without `lastChange`/`history`; the store's version
-marker says whether it is still current). The directory (users, groups, organization)
-is read from Graph through delta, all or nothing (R7): a read that fails raises, and
-nothing is planned or applied. A removed integration (R17) reads nothing from Graph
-when `read_when_disabled` is off.
+marker says whether it is still current), without its calendars and events: those are
+the mailbox pass's (`shared.run.mailboxes`), read a shard of users at a time. The
+directory (users, groups, organization) is read from Graph through delta, all or
+nothing (R7): a read that fails raises, and nothing is planned or applied. A removed
+integration (R17) reads nothing from Graph when `read_when_disabled` is off.
 
 A run that plans only what changed (`shared.run.indexed`) reads both sides through the
 indexes instead; this is the whole-world read, for the runs that index does not cover.
@@ -26,6 +27,7 @@ from shared.run.context import Deps, Run
 from shared.run.emply_index import EmplyIndex
 from shared.run.entra_index import EntraIndex
 from shared.run.report import Json
+from shared.store import protocols
 
 
 async def prepare(
@@ -54,11 +56,14 @@ async def prepare(
     else:
         entra_index, emply_index = saved
     emply = None
+    # Calendars and events are the mailbox pass's, read a shard of users at a time.
     if use_cache and emply_index is not None and emply_index.version is not None:
         emply = await deps.store.loaded_from(
-            emply_index.version, {k: emply_index.entries(k) for k in indexes.ALL_KINDS})
+            emply_index.version, {k: emply_index.entries(k) for k in indexes.ALL_KINDS
+                                  if k in protocols.DIRECTORY_KINDS})
     if emply is None:
-        emply = await deps.store.load_emply(None, sparse=True)
+        emply = await deps.store.load_emply(None, sparse=True,
+                                            kinds=protocols.DIRECTORY_KINDS)
     del emply_index
     doc: dict[str, Any] = emply.doc
     if not doc.get("settings"):

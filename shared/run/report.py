@@ -94,6 +94,9 @@ class RunReport:
     """When the run was requested, for a run that waited in the queue (POST /api/sync)."""
     progress: Mapping[str, Any] | None = None
     """While it runs: the phase reached and its counts (GET /api/sync/runs/{runId})."""
+    mailbox_shards: Mapping[str, Any] | None = None
+    """The mailbox shards the run put on the queue: it stays `running` until they are
+    done, then its report has their changes (`shared.run.mailboxes.queued`)."""
     answer: Mapping[str, Any] | None = None
     """An on-demand run's steps for its one user (`shared.reconcile.answer`)."""
 
@@ -155,6 +158,8 @@ class RunReport:
             out["queuedAt"] = self.queued_at
         if self.progress is not None:
             out["progress"] = dict(self.progress)
+        if self.mailbox_shards is not None:
+            out["mailboxShards"] = dict(self.mailbox_shards)
         if self.answer is not None:
             out["user"] = dict(self.answer)
         if self.planned is not None:

@@ -10,7 +10,8 @@ once, and forwards each call to its part:
   outbound), RowKey the encoded id (`keys.encode_key`). Users and employees, the kinds
   that grow with the tenant, are spread over `BUCKETS` partitions instead:
   `user-XX` / `employee-XX`, XX two hex digits of a stable hash of the RowKey
-  (`bucket`), so that a partition holds a few hundred entities even at 100,000 users.
+  (`bucket`), so that a partition holds a few hundred entities even at 100,000 users;
+  calendars and events likewise, `calendar-XX` / `event-XX` by their user's id.
   Each field is a property; lists and objects are JSON text; null fields are absent.
   The version marker (`meta`/`version` in table `emply`) names the current generation;
   each generation has a uniqueness index table of its own, `emplyidx<generation>`
@@ -22,6 +23,10 @@ once, and forwards each call to its part:
 - `syncstate.AzureSyncState` (`SyncStateStore`): container `syncstate`.
 - `photo_blobs.AzurePhotoBlobs` (`PhotoBlobs`, R16): container `photos`, one blob per
   user, its profile photo (`photo_store`).
+- `mailbox_tables.AzureMailboxSide` (`MailboxSide`): the calendars and events in the
+  Emply generation tables, a range of users at a time (`mailbox_side`), and
+  `mailbox_state.AzureMailboxStates` (`MailboxStates`): table `mailboxes`, the mailbox
+  pass's own state (`mailbox_states`).
 - `subscription_table.AzureNotificationRecords` (`NotificationRecords`, `CursorKeys`):
   table `synclease` too: Graph subscriptions, the notification debounce, lifecycle
   events acted on, the cursor key.
@@ -35,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -43,11 +48,12 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
-from shared.store import change_feed, codec, photo_blobs
+from shared.store import change_feed, codec, mailbox_state, mailbox_tables, photo_blobs
 from shared.store.codec import BUCKETED, BUCKETS, HEAVY_FIELDS, PARTITIONS, Clock, bucket
 from shared.store.emply_tables import AzureEmplyTables
 from shared.store.lease import AzureRunLease
 from shared.store.protocols import (
+    EMPLY_KINDS,
     LEASE_TTL_SECONDS,
     Debounce,
     LoadedEmply,
@@ -94,6 +100,9 @@ class EmplyStore:
         self.run_log = AzureRunLog(self.runs, self.runreports, clock=clock,
                                    ensure=self._ensure, tally=self.tally)
         self.sync_state = AzureSyncState(self.syncstate, ensure=self._ensure)
+        self._mailbox_side = mailbox_tables.AzureMailboxSide(self.emply_tables, self.tally)
+        self._mailbox_states = mailbox_state.AzureMailboxStates(
+            tables.get_table_client(prefix + mailbox_state.TABLE), self.tally)
         self.notifications = AzureNotificationRecords(self.lease, ensure=self._ensure)
 
     @property
@@ -140,6 +149,15 @@ class EmplyStore:
         return change_feed.TableChunks(self._tables.get_table_client(
             self.prefix + change_feed.TABLE))
 
+    def mailbox_side(self) -> mailbox_tables.AzureMailboxSide:
+        """R13's calendars and R14's events a range of users at a time
+        (`shared.store.mailbox_tables`)."""
+        return self._mailbox_side
+
+    def mailbox_states(self) -> mailbox_state.AzureMailboxStates:
+        """The mailbox pass's own state: table `mailboxes` (`shared.store.mailbox_state`)."""
+        return self._mailbox_states
+
     def photo_store(self) -> photo_blobs.AzurePhotoBlobs:
         """R16: the `photos` container, one blob per user (`shared.store.photo_blobs`)."""
         return photo_blobs.AzurePhotoBlobs(
@@ -154,8 +172,9 @@ class EmplyStore:
     # --- EmplyTables, EmplyGenerations ---------------------------------------
 
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
-                         sparse: bool = False) -> LoadedEmply:
-        return await self.emply_tables.load_emply(cache, sparse=sparse)
+                         sparse: bool = False,
+                         kinds: Collection[str] = EMPLY_KINDS) -> LoadedEmply:
+        return await self.emply_tables.load_emply(cache, sparse=sparse, kinds=kinds)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +25,7 @@ PARTITIONS: dict[str, str] = {
     "events": "event", "outboundEvents": "outbound",
 }
 SETTINGS_PK = "settings"
-BUCKETS = 256
+BUCKETS = keys.BUCKETS
 """Partitions per bucketed kind (`BUCKETED`). Azurite finds the entity a write
 replaces by scanning its partition, so a write costs in proportion to the
 partition's size (one partition of 20,000 users: about 300 writes/s), and Azure
@@ -34,25 +33,52 @@ Table Storage serves one partition at about 2,000 entities/s. 256 buckets keep
 about 400 users per partition at 100,000 users (4 full transactions each) and
 still fit two hex digits; a kind is read with one range query over its buckets.
 Changing the count moves entities: export, then import --replace. Calendars and events
-are bucketed too: 10,000 users with 2 calendars of 20 events are 400,000 events."""
+are bucketed too (10,000 users with 2 calendars of 20 events are 400,000 events), by
+their *user* (`keys.user_bucket`, the first part of their RowKey), so the mailbox pass
+reads the calendars and events of a range of users with one range query per kind
+(`MAILBOX_KINDS`, `range_filter`)."""
 BUCKETED = frozenset({"users", "employees", "calendars", "events"})
+MAILBOX_KINDS = frozenset({"calendars", "events"})
+"""Kinds bucketed by their user (the first part of their compound RowKey)."""
 MAX_BATCH = 100
 MAX_BATCH_BYTES = 3_000_000  # the service limit is 4 MiB per transaction
 CONCURRENCY = 8
 GENERATION = re.compile(r"[0-9a-f]{32}")
 META_PK, VERSION_RK = "meta", "version"
-CACHE_FORMAT = 8  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
+CACHE_FORMAT = 9  # 2: users and employees in hash buckets; 3: in columns; 4: with pks;
 # 5: users with roleBasis and linkedDomain; 6: users with entraCreate; 7: calendars and
-# events in hash buckets; 8: outbound events with their content and push bookkeeping
+# events in hash buckets; 8: outbound events with their content and push bookkeeping;
+# 9: calendars and events bucketed by user, and no longer in the copy (the mailbox pass
+# reads them a range of users at a time)
 # Fields a cached copy of the Emply side leaves out (bulky, not needed to plan):
 # `read_entities` fetches the whole entity before it is rewritten.
 HEAVY_FIELDS: dict[str, frozenset[str]] = {"users": frozenset({"lastChange", "history"})}
 
 
-def bucket(row_key: str) -> str:
-    """The bucket (two hex digits) of a bucketed kind's RowKey: stable across runs,
-    processes and machines (not Python's salted `hash`)."""
-    return hashlib.blake2b(row_key.encode(), digest_size=1).hexdigest()
+bucket = keys.bucket
+user_bucket = keys.user_bucket
+ALL_BUCKETS = keys.ALL_BUCKETS
+
+
+def range_filter(kind: str, first: str, last: str) -> str:
+    """The OData filter of a bucketed kind's entities in buckets `first`..`last`."""
+    partition = CODECS[kind].partition
+    if not (first in ALL_BUCKETS and last in ALL_BUCKETS and first <= last):
+        raise ValueError(f"no bucket range {first!r}..{last!r}")
+    return (f"PartitionKey ge '{partition}-{first}' and "
+            f"PartitionKey le '{partition}-{last}'")
+
+
+def calendar_events_filter(user_id: str, calendar_id: str) -> str:
+    """The OData filter of the events of one calendar (one partition, a RowKey range:
+    the event RowKeys of a calendar share the prefix `user|calendar|`)."""
+    prefix = keys.compound_key((user_id, calendar_id)) + "|"
+    codec = CODECS["events"]
+    escaped = prefix.replace("'", "''")
+    # "|" is followed by "}" in the code table: every RowKey with the prefix sorts
+    # between the prefix and the prefix with its last "|" made "}".
+    return (f"PartitionKey eq '{codec.pk(prefix)}' and RowKey ge '{escaped}' and "
+            f"RowKey lt '{escaped[:-1]}}}'")
 
 
 def utcnow() -> dt.datetime:
@@ -99,6 +125,8 @@ class Codec:
 
     def pk(self, row_key: str) -> str:
         """The PartitionKey of the entity with `row_key`."""
+        if self.kind in MAILBOX_KINDS:  # by the user: the RowKey's first part
+            return f"{self.partition}-{bucket(row_key.partition('|')[0])}"
         return f"{self.partition}-{bucket(row_key)}" if self.bucketed else self.partition
 
     def row_key(self, item: Mapping[str, Any]) -> str:

@@ -10,9 +10,11 @@ The Emply version marker (entity `meta`/`version` of table `emply`) gets a new
 random value before and after every Emply write made here, so a copy of the Emply
 side tagged with the marker value it was read under (`LoadedEmply.cache()`) is current
 exactly while the marker still has that value: `load_emply(cache=...)` then serves it
-without reading 100,000 entities. Whoever writes the Emply side must go through this
-module (or change the marker); a write that bypasses both is not seen until the next
-import or sync write changes the marker.
+without reading 100,000 entities. Whoever writes the kinds such a copy holds must go
+through this module (or change the marker); a write that bypasses both is not seen
+until the next import or sync write changes the marker. The mailbox pass's calendar
+and event writes (`shared.store.mailbox_tables`) do bypass it: the copy the run keeps
+(`load_emply(kinds=...)`) does not hold those kinds.
 
 What one load read (ETags, the compact copy, the marker value) is kept in its
 `AzureLedger`, carried by the `LoadedEmply` the load returns, never here: writes given
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from azure.data.tables.aio import TableClient, TableServiceClient
@@ -43,6 +45,9 @@ from shared.store.transactions import Transactions
 from shared.store.version_marker import VersionMarker
 
 _log = logging.getLogger("emply_sync.store")  # under the logger telemetry exports
+
+ALL_KINDS: tuple[str, ...] = tuple(CODECS)
+
 
 class AzureEmplyTables:
     """The Emply side in the generation tables named by the marker in table `emply`.
@@ -93,13 +98,14 @@ class AzureEmplyTables:
         return rows
 
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
-                         sparse: bool = False) -> LoadedEmply:
-        """The whole Emply side, normalised like `emply_doc.validate_document`, with the
-        ETag of each entity in its ledger. With a `cache` (an earlier
-        `LoadedEmply.cache()`) still current by the version marker, served from it instead:
-        users then lack a non-empty `lastChange` and `history` (use `read_entities` for
-        whole ones). With `sparse`, users and employees read from the table lack the
-        fields they do not hold (read them with `.get`)."""
+                         sparse: bool = False,
+                         kinds: Collection[str] = ALL_KINDS) -> LoadedEmply:
+        """The Emply side (its `kinds`; the others empty), normalised like
+        `emply_doc.validate_document`, with the ETag of each entity in its ledger. With a
+        `cache` (an earlier `LoadedEmply.cache()`) current by the version marker and
+        holding these kinds, served from it instead: users then lack a non-empty
+        `lastChange` and `history` (use `read_entities` for whole ones). With `sparse`,
+        users and employees read from the table lack the fields they do not hold."""
         await self.ensure()
         # The marker first: a write that ends after this read changes it again. It also
         # names the generation (table) the Emply side is in now.
@@ -108,13 +114,14 @@ class AzureEmplyTables:
         version = (str(value), marker[wire.ETAG]) if marker and value else None
         if (cache and version and cache.get("format") == codec.CACHE_FORMAT
                 and cache.get("version") == version[0]):
-            served = from_cache(cache, self.generation, version)
+            served = from_cache(cache, self.generation, version, kinds)
             if served is not None:
                 return served
         ledger = AzureLedger(generation=self.generation, marker=version)
-        doc = await self._read_document(ledger, sparse=sparse)
+        doc = await self._read_document(ledger, sparse=sparse, kinds=kinds)
         known: Known = {}
-        for kind, kc in CODECS.items():
+        for kind in kinds:
+            kc = CODECS[kind]
             items = doc[kind] if kind != "settings" else [doc["settings"]] * bool(doc[kind])
             known[kind] = {kc.row_key(item): kc.loaded(item) for item in items}
         ledger.known, ledger.pinned = known, True
@@ -156,14 +163,18 @@ class AzureEmplyTables:
         return await emply_reads.read_rows(self, kind, ids, etags, self._limit,
                                            skip_conflicts=skip_conflicts)
 
-    async def _read_document(self, ledger: AzureLedger, *,
-                             sparse: bool = False) -> dict[str, Any]:
-        kinds = list(codec.PARTITIONS)
+    async def _read_document(self, ledger: AzureLedger, *, sparse: bool = False,
+                             kinds: Collection[str] = ALL_KINDS) -> dict[str, Any]:
+        wanted = [k for k in ALL_KINDS if k in kinds]
         results = await asyncio.gather(*(
             self._read_kind(k, ledger, sparse=sparse and k in codec.BUCKETED)
-            for k in ("settings", *kinds)))
-        doc: dict[str, Any] = {"settings": results[0][0] if results[0] else None}
-        doc.update(zip(kinds, results[1:], strict=True))
+            for k in wanted))
+        doc: dict[str, Any] = {"settings": None, **{k: [] for k in codec.PARTITIONS}}
+        for kind, items in zip(wanted, results, strict=True):
+            if kind == "settings":
+                doc["settings"] = items[0] if items else None
+            else:
+                doc[kind] = items
         return doc
 
     async def _read_kind(self, kind: str, ledger: AzureLedger, *,
@@ -257,7 +268,7 @@ class AzureEmplyTables:
         await self.users.release(held)
         for _op, row, _kw in ops:
             ledger.etags.pop((row["PartitionKey"], row["RowKey"]), None)
-            if ledger.known is not None:
+            if ledger.known is not None and kind in ledger.known:
                 ledger.known[kind].pop(row["RowKey"], None)
 
     async def write(self, kind: str, items: Sequence[Mapping[str, Any]],
@@ -281,7 +292,7 @@ class AzureEmplyTables:
             await self.users.release(claimed.gained)
             raise
         await self.users.release(claimed.freed)
-        if ledger.known is not None:
+        if ledger.known is not None and kind in ledger.known:  # a kind the copy holds
             known = ledger.known[kind]
             for item, (_op, row, _kw) in zip(items, ops, strict=True):
                 known[row["RowKey"]] = kc.cache_row(item)
@@ -363,7 +374,7 @@ class AzureEmplyTables:
                 await self.users.settle(kind, built, previous, None)
                 raise
             await self.users.settle(kind, built, previous, left_out)
-        if ledger.known is not None:
+        if ledger.known is not None and kind in ledger.known:
             known = ledger.known[kind]
             for item, (_op, row, _kw) in zip(items, ops, strict=True):
                 if item.get("id") not in left_out:

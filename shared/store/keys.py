@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 _UNSAFE = re.compile(r"[%/\\#?'|\x00-\x1f\x7f-\x9f]")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
-_MAX_KEY = 512  # Table keys are limited to 1 KiB of UTF-16 (Azurite: 512 characters)
+_MAX_PART = 160
+"""A compound key's part over this is a digest (65 characters): three parts then fit
+Table keys' limit (1 KiB of UTF-16; Azurite: 512 characters)."""
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public, documented by Microsoft.
@@ -34,13 +36,37 @@ def decode_key(key: str) -> str:
 def compound_key(parts: Sequence[str]) -> str:
     """A row key for an entity identified by several ids (user + calendar id).
 
-    Entities keep their ids as properties too, so an over-long key may fall
-    back to a digest without losing anything.
+    Entities keep their ids as properties too, so an over-long part may fall back to a
+    digest without losing anything (`key_part`). Each part on its own, so the key still
+    starts with its user, and a calendar's events share the key prefix
+    `user|calendar|` (what `shared.store.codec` buckets and filters by).
     """
-    key = "|".join(encode_key(p) for p in parts)
-    if len(key) > _MAX_KEY:
-        key = "~" + hashlib.sha256(key.encode()).hexdigest()
-    return key
+    return "|".join(key_part(p) for p in parts)
+
+
+def key_part(value: str) -> str:
+    """One part of a compound key: encoded, or a digest when that is too long (three
+    parts then still fit a key)."""
+    encoded = encode_key(value)
+    if len(encoded) <= _MAX_PART:
+        return encoded
+    return "~" + hashlib.sha256(encoded.encode()).hexdigest()
+
+
+BUCKETS = 256
+ALL_BUCKETS: tuple[str, ...] = tuple(f"{n:02x}" for n in range(BUCKETS))
+
+
+def bucket(row_key: str) -> str:
+    """The bucket (two hex digits) of a bucketed kind's RowKey: stable across runs,
+    processes and machines (not Python's salted `hash`)."""
+    return hashlib.blake2b(row_key.encode(), digest_size=1).hexdigest()
+
+
+def user_bucket(user_id: str) -> str:
+    """The bucket of an Emply user's calendars and events (and of its mailbox state):
+    the bucket of the first part of their RowKeys."""
+    return bucket(key_part(user_id))
 
 
 def azurite_connection_string(host: str = "http://127.0.0.1", *, blob_port: int = 10000,

@@ -4,7 +4,7 @@ Azure store's `protocols.Ledger` (`AzureLedger`), and a load served from a compa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from shared.store import codec, columns, keys
@@ -99,26 +99,26 @@ def ledger_of(loaded: LoadedEmply | None) -> AzureLedger:
 
 
 def from_cache(cache: Mapping[str, Any], generation: str | None,
-                marker: tuple[str, str]) -> LoadedEmply | None:
-    """The Emply side from a `LoadedEmply.cache()`; None when the cache is malformed."""
+               marker: tuple[str, str], kinds: Collection[str]) -> LoadedEmply | None:
+    """The Emply side's `kinds` from a `LoadedEmply.cache()` (the other kinds empty);
+    None when the cache is malformed or does not hold one of them (a copy of a load
+    that left that kind out: the table is read instead)."""
     known: Known = {}
     etags: dict[tuple[str, str], str] = {}
-    doc: dict[str, Any] = {"settings": None}
+    doc: dict[str, Any] = {"settings": None, **{k: [] for k in codec.PARTITIONS}}
     try:
-        for kind in CODECS:
+        for kind in kinds:
             part = cache["kinds"].get(kind)
             if part is None:
-                known[kind], items = {}, []
-            else:
-                keys_ = part["keys"]
-                items = columns.unpack_records(part["items"], f"emply cache {kind}")
-                tags = columns.unpack_rows(part["etags"], ("pk", "etag"),
-                                           f"emply cache {kind}")
-                if not (isinstance(keys_, list) and len(keys_) == len(items) == len(tags)):
-                    raise ValueError(f"emply cache {kind}: keys, etags and items differ")
-                etags.update(((pk, rk), tag)
-                             for rk, (pk, tag) in zip(keys_, tags, strict=True) if tag)
-                known[kind] = dict(zip(keys_, items, strict=True))
+                return None
+            keys_ = part["keys"]
+            items = columns.unpack_records(part["items"], f"emply cache {kind}")
+            tags = columns.unpack_rows(part["etags"], ("pk", "etag"), f"emply cache {kind}")
+            if not (isinstance(keys_, list) and len(keys_) == len(items) == len(tags)):
+                raise ValueError(f"emply cache {kind}: keys, etags and items differ")
+            etags.update(((pk, rk), tag)
+                         for rk, (pk, tag) in zip(keys_, tags, strict=True) if tag)
+            known[kind] = dict(zip(keys_, items, strict=True))
             if kind == "settings":
                 doc["settings"] = items[0] if items else None
             else:

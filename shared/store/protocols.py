@@ -13,6 +13,8 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
   a value (`LoadedEmply`), and writes guarded by that value.
 - `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
 - `ChangeFeed`: where the change feed's chunks live (`FeedChunks`).
+- `Mailboxes`: R13's calendars and R14's events a range of users at a time
+  (`MailboxSide`) and the mailbox pass's own state (`MailboxStates`).
 - `NotificationRecords`: Graph subscriptions (with their secret clientState), the
   notification debounce, and which lifecycle events were acted on (`shared.notify`).
 - `CursorKeys`: the key page cursors are sealed with (`shared.emply.gate.seal`).
@@ -35,6 +37,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -43,6 +46,12 @@ from collections.abc import (
 from typing import Any, Protocol
 
 from shared.store.feed_chunks import Chunk
+
+EMPLY_KINDS: tuple[str, ...] = ("settings", "roles", "users", "employees", "calendars",
+                                "events", "outboundEvents")
+DIRECTORY_KINDS: tuple[str, ...] = tuple(k for k in EMPLY_KINDS
+                                         if k not in ("calendars", "events"))
+"""What a run loads of the Emply side (`EmplyTables.load_emply`)."""
 
 LEASE_TTL_SECONDS = 300
 """The single-run lease's length (R1); a live run renews it every third of it, so a
@@ -156,10 +165,13 @@ class SyncStateStore(Protocol):
 
 class EmplyTables(Protocol):
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
-                         sparse: bool = False) -> LoadedEmply:
-        """The whole Emply side; from `cache` (an earlier `LoadedEmply.cache()`) when the
-        version marker says it is still current. With `sparse`, users and employees
-        may lack the fields they do not hold."""
+                         sparse: bool = False,
+                         kinds: Collection[str] = EMPLY_KINDS) -> LoadedEmply:
+        """The Emply side's `kinds` (the others empty); from `cache` (an earlier
+        `LoadedEmply.cache()`) when the version marker says it is still current and it
+        holds these kinds. With `sparse`, users and employees may lack the fields they
+        do not hold. The run loads `DIRECTORY_KINDS`: calendars and events are the
+        mailbox pass's (`MailboxSide`), read a range of users at a time."""
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None,
@@ -242,6 +254,73 @@ class FeedChunks(Protocol):
         """Delete the chunks whose key sorts before `key`; how many were deleted."""
 
 
+class MailboxSide(Protocol):
+    """The Emply side's calendars and events, by bucket of their user (two hex digits,
+    `shared.store.codec.user_bucket`). Not in any copy a run keeps, so writes here do not
+    move the version marker; they go to the current generation (`generation`)."""
+
+    async def generation(self) -> str:
+        """The generation of the Emply side now ("" before the first import): an import
+        makes a new one, with calendars and events of its own."""
+
+    async def read_calendars(self, first: str, last: str) -> list[tuple[dict[str, Any], str]]:
+        """The calendars of the users in buckets `first`..`last`, each with its ETag."""
+
+    async def read_events(self, first: str, last: str) -> list[dict[str, Any]]:
+        """The events of the users in buckets `first`..`last`."""
+
+    async def read_calendar_events(self, user_id: str, calendar_id: str
+                                   ) -> list[dict[str, Any]]:
+        """The events of one calendar."""
+
+    async def write_calendars(self, items: Sequence[tuple[Mapping[str, Any], str | None]]
+                              ) -> set[str]:
+        """Write calendars, each conditional on its ETag when given; the users whose
+        calendars changed meanwhile are left out (all of theirs) and returned."""
+
+    async def write_events(self, items: Iterable[Mapping[str, Any]]) -> None: ...
+
+    async def delete(self, kind: str, keys: Iterable[Mapping[str, Any]]) -> None:
+        """Delete calendars or events (each given by its key fields); missing ones are
+        fine."""
+
+
+class MailboxStates(Protocol):
+    """The mailbox pass's own state: one JSON value per mailbox (by Emply user id)."""
+
+    async def read_states(self, first: str, last: str) -> dict[str, dict[str, Any]]:
+        """User id -> state, of the users in buckets `first`..`last`."""
+
+    async def write_states(self, states: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace these users' states (None: delete it)."""
+
+    async def read_index(self) -> dict[str, dict[str, Any]]:
+        """Bucket -> the pass's index of it (whose calendars are synced)."""
+
+    async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Replace these buckets' index (None: delete it)."""
+
+    async def read_records(self, partition_key: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """Key -> (value, ETag) of the pass's records in one partition (the shards of a
+        run, the claims on buckets)."""
+
+    async def put_record(self, partition_key: str, key: str, value: Mapping[str, Any], *,
+                         etag: str | None = None, create: bool = False) -> str | None:
+        """Write a record: unconditionally, only if its ETag is still `etag`, or
+        (`create`) only if there is none; its new ETag, None when the condition failed."""
+
+    async def delete_record(self, partition_key: str, key: str, *,
+                            etag: str | None = None) -> bool:
+        """Delete a record (only if its ETag is still `etag`, when given); False when it
+        had changed (a record already gone is fine)."""
+
+
+class Mailboxes(Protocol):
+    def mailbox_side(self) -> MailboxSide: ...
+
+    def mailbox_states(self) -> MailboxStates: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class SubscriptionRecord:
     """A Graph subscription as stored: its id, its secret clientState (never logged, never
@@ -301,7 +380,7 @@ class CursorKeys(Protocol):
 
 
 class SyncStore(RunLease, RunMarker, RunLog, SyncStateStore, EmplyTables, EmplyGenerations,
-                ChangeFeed, NotificationRecords, CursorKeys, Protocol):
+                ChangeFeed, Mailboxes, NotificationRecords, CursorKeys, Protocol):
     """All of the sync's storage, as the service and the entry points hold it."""
 
     async def ping(self) -> None:

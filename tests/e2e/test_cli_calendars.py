@@ -14,8 +14,14 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
+
 from tests.e2e import tenants as t
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_roles import MEGAN, RAY, faq_state
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 EVENT = {"id": "ev-1", "subject": "1:1",
@@ -60,6 +66,11 @@ def outcome(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                   for c in report["changes"] if c["kind"] != "events_mirror")
 
 
+def mailbox_reads(world: Any) -> dict[str, int]:
+    """The simulator's mailbox requests (calendars, events) since it was last reset."""
+    return {k: n for k, n in world.sim.requests()["byEndpoint"].items() if "calendars" in k}
+
+
 def edit(world: Any, change: Any) -> None:
     """An operator's edit of the Emply side: export, change, import --replace."""
     doc = world.export()
@@ -94,13 +105,19 @@ def test_editable_calendars_are_added_the_default_enabled_the_others_disabled(
     # Calendar sync is whole (R13–R15): nothing reported as missing.
     assert report["errors"] == []
 
-    # Nothing changed: the calendars are still read (they are not in the delta), and
-    # nothing is planned.
+    # Nothing changed: the directory's outcome is reused, the calendars are still read
+    # (they are not in the delta), and nothing changes.
     world.sim.reset_requests()
     again = world.sync()
-    assert again["counts"] == {} and "reusedPlanOf" not in again
-    calendar_reads = {k: n for k, n in world.sim.requests()["byEndpoint"].items()
-                      if "calendars" in k}
+    assert again["counts"] == {} and "reusedPlanOf" in again
+    calendar_reads = mailbox_reads(world)
+    if world.mode == "notified":
+        # With notifications on, a run reads only what Graph said changed: nothing here;
+        # the sweep reads every mailbox as a run without notifications does.
+        assert calendar_reads == {}
+        world.sim.reset_requests()
+        assert world.sync(sweep=True)["counts"] == {}
+        calendar_reads = mailbox_reads(world)
     # Megan and Ray, one page each, and one delta page of Megan's enabled calendar (R14).
     assert calendar_reads == {"GET /users/{id}/calendars": 2,
                               "GET /users/{id}/calendars/{cid}/calendarView/delta": 1}
@@ -151,7 +168,9 @@ def test_calendars_that_go_or_lose_edit_rights_are_removed_with_their_events(
 
     world.sim.put_tenant(tenant(**{"cal-team": {"canEdit": False},
                                    "cal-new": {"name": "Project", "canEdit": True}}))
-    report = world.sync()
+    # Graph notifies no change of calendars (only of events): with notifications on,
+    # the mailbox's sweep sees them.
+    report = world.sync(sweep=True)
     assert outcome(report) == [
         ("calendar_add", "u-megan", "cal-new", "additional_calendar"),
         ("calendar_remove", "u-megan", "cal-team", "calendar_not_editable"),
@@ -162,7 +181,7 @@ def test_calendars_that_go_or_lose_edit_rights_are_removed_with_their_events(
         ("cal-main", "ev-1")]  # the default calendar's mirrored event (R14) stays
 
     world.sim.put_tenant(tenant(**{"cal-team": {"canEdit": False}}))
-    assert outcome(world.sync()) == [
+    assert outcome(world.sync(sweep=True)) == [
         ("calendar_remove", "u-megan", "cal-new", "calendar_gone")]
     assert world.sync()["counts"] == {}
 

@@ -22,10 +22,14 @@ from typing import Any
 import pytest
 
 from shared.reconcile import event_push
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_calendars import calendar_world, edit
 from tests.e2e.test_emply_api import body_of, call
 from tests.e2e.test_http import function
 from tests.reliability.harness import expire_lease
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 POST_EVENT = "POST /users/{id}/calendar/events"

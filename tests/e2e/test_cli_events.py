@@ -9,7 +9,13 @@ import datetime as dt
 import json
 from typing import Any
 
+import pytest
+
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_calendars import calendar_world, edit, tenant
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 TODAY = dt.datetime.now(dt.UTC).date()
 DELTA = "GET /users/{id}/calendars/{cid}/calendarView/delta"
@@ -64,6 +70,10 @@ def test_events_are_mirrored_and_a_no_change_run_reads_one_delta_page(make_world
     world.sim.reset_requests()
     again = world.sync()
     assert again["counts"] == {} and again["errors"] == []
+    if world.mode == "notified":  # nothing notified, nothing read; the sweep reads them
+        assert DELTA not in world.sim.requests()["byEndpoint"]
+        world.sim.reset_requests()
+        assert world.sync(sweep=True)["counts"] == {}
     counts = world.sim.requests()["byEndpoint"]
     assert counts[DELTA] == 1, counts  # Megan's one enabled calendar: one delta page
     assert not any("calendarView" in k and k != DELTA for k in counts), counts

@@ -11,8 +11,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from tests.e2e import tenants as t
+from tests.e2e.conftest import MAILBOX_MODES
 from tests.e2e.test_cli_roles import MEGAN, faq_state, faq_tenant
+
+# R13–R16 hold whether the mailbox shards run in the run or on the queue.
+pytestmark = pytest.mark.parametrize("mailbox_mode", MAILBOX_MODES, indirect=True)
 
 NEWCOMER = t.entra_user(3, "Nina Newcomer")
 

@@ -72,7 +72,9 @@ def test_bindings_show_the_timer_schedule_http_routes_and_queues() -> None:
     assert queues == {("emply-sync-runs", "EMPLY_SYNC_QUEUE"),
                       ("emply-sync-runs-poison", "EMPLY_SYNC_QUEUE"),
                       ("emply-sync-notify", "EMPLY_SYNC_QUEUE"),
-                      ("emply-sync-notify-poison", "EMPLY_SYNC_QUEUE")}
+                      ("emply-sync-notify-poison", "EMPLY_SYNC_QUEUE"),
+                      ("emply-sync-mailboxes", "EMPLY_SYNC_QUEUE"),
+                      ("emply-sync-mailboxes-poison", "EMPLY_SYNC_QUEUE")}
 
 
 async def deliver_next(world: Any) -> dict[str, Any]:

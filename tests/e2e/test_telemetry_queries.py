@@ -159,8 +159,9 @@ def test_every_query_reads_only_what_real_runs_emit(make_world: Any) -> None:
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}
     assert reports[4]["entraRead"]["throttled"] == 1
     assert reports[5]["errors"][-1]["reason"] == "graph_unavailable"
+    # The mailbox pass reads after the plan: its error follows the plan's.
     assert [(e["reason"], e.get("graphCode")) for e in reports[6]["errors"]] == [
-        ("mailbox_unavailable", "ErrorAccessDenied"), ("employee_without_account", None)]
+        ("employee_without_account", None), ("mailbox_unavailable", "ErrorAccessDenied")]
 
     records = emitted(traces)
     runs = records["emply_sync.run"]

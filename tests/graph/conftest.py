@@ -66,6 +66,21 @@ def big_tenant(n_users: int) -> dict[str, Any]:
     return tenant
 
 
+class FakeTime:
+    """A clock that moves only when slept on: Retry-After waits without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 def clone(tenant: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(tenant)
 

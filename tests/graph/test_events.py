@@ -1,5 +1,6 @@
-"""R14's event read over real HTTP to the simulator: batches that never hold two items
-of one mailbox, per-item throttling, expired links, paging, and failures (R7)."""
+"""R14's event read over real HTTP to the simulator: batches that never put more than
+Outlook's 4 requests on one mailbox, per-item throttling, expired links, paging, and
+failures that are one calendar's alone (R7)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 
 from shared.graph import client as graph_client
 from shared.graph import events as graph_events
-from shared.graph import failures
-from tests.graph.conftest import TENANT_ID, uid, user
+from shared.graph import failures, mailbox_gate
+from tests.graph.conftest import TENANT_ID, FakeTime, uid, user
 from tests.support.simulator import running_simulator
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -45,31 +46,30 @@ def wanted(n_users: int, links: dict[tuple[str, str], str] | None = None
             for i in range(1, n_users + 1) for c in range(2)]
 
 
-def test_batches_hold_twenty_items_and_one_per_mailbox() -> None:
-    batches = graph_events.plan_batches(wanted(30))
-    assert [len(b) for b in batches] == [20, 20, 20]
-    for chunk in batches:
-        assert len({w.entra_id for w in chunk}) == len(chunk)
-    assert sorted((w.entra_id, w.calendar_id) for b in batches for w in b) == sorted(
-        (w.entra_id, w.calendar_id) for w in wanted(30))
-    lonely = graph_events.plan_batches([graph_events.Wanted("u", f"c{n}") for n in range(5)])
-    assert [len(b) for b in lonely] == [1] * 5  # one user's calendars: one at a time
-
-
-async def read(sim: Any, items: list[graph_events.Wanted], **kw: Any
-               ) -> graph_events.EventRead:
+async def read(sim: Any, items: list[graph_events.Wanted]) -> graph_events.EventRead:
     graph = graph_client.create_graph_client(sim.url, env={})
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
+    time = FakeTime()
+    gate = mailbox_gate.MailboxGate(sleep=time.sleep, clock=time.clock)
+    read.gate = gate  # type: ignore[attr-defined]
     try:
-        found = await graph_events.read_events(graph, items, WINDOW, sleep=sleep, **kw)
+        found = await graph_events.read_events(graph, items, WINDOW, gate=gate)
     finally:
         await graph.aclose()
-    found.slept = slept  # type: ignore[attr-defined]
+    found.slept = time.slept  # type: ignore[attr-defined]
     return found
+
+
+async def test_a_mailbox_never_has_more_than_four_requests_in_flight() -> None:
+    doc = tenant(1)
+    doc["users"][0]["calendars"] = [
+        {"id": f"cal-{c}", "name": f"Calendar {c}", "isDefaultCalendar": c == 0,
+         "canEdit": True, "events": [event(f"{c}-0")]} for c in range(10)]
+    with running_simulator(doc) as sim:
+        sim.set_latency(50)  # batches in flight overlap: Outlook's limit would answer 429
+        found = await read(sim, [graph_events.Wanted(uid(1), f"cal-{c}") for c in range(10)])
+    assert found.throttled == 0 and not found.failures
+    assert sorted(c for _u, c in found.calendars) == sorted(f"cal-{c}" for c in range(10))
+    assert found.requests == 3  # 4 + 4 + 2 items: one mailbox's, 4 at a time
 
 
 async def test_a_first_read_then_a_no_change_read_of_one_page_per_calendar() -> None:
@@ -77,7 +77,9 @@ async def test_a_first_read_then_a_no_change_read_of_one_page_per_calendar() -> 
         sim.set_latency(20)  # batches in flight overlap: the mailbox limit is exercised
         first = await read(sim, wanted(12))
         assert first.full_reads == 24 and first.throttled == 0
-        assert first.requests == first.batches == 2  # 24 calendars, 12 mailboxes a batch
+        assert first.requests == 2  # 24 calendars: 10 mailboxes' two, then 2 mailboxes'
+        # The batch that is not full waits for the full one: what that brings might fill it.
+        assert read.gate.peak_batches == 1  # type: ignore[attr-defined]
         one = first.calendars[(uid(1), "cal-1")]
         assert one is not None and one.full and one.removed == []
         assert [e["id"] for e in one.events] == ["ev-1-0", "ev-1-1", "ev-1-2"]
@@ -99,7 +101,7 @@ async def test_throttled_items_are_retried_after_their_retry_after_and_410_reads
         first = await read(sim, wanted(3))
         links = {k: v.delta_link for k, v in first.calendars.items() if v is not None}
         assert all(len(c.events) == 105 for c in first.calendars.values() if c)
-        assert first.requests == 2 + 6  # 2 batches, then each calendar's second page
+        assert first.requests == 1 + 6  # one batch (2 items a mailbox), then 6 second pages
         sim.expire_delta_tokens()
         sim.set_faults({"method": "GET",
                         "path": "/users/{id}/calendars/{cid}/calendarView/delta",
@@ -133,10 +135,11 @@ async def test_a_missing_mailbox_is_not_read_and_a_refused_calendar_fails_alone(
                         "path": "/users/{id}/calendars/{cid}/calendarView/delta",
                         "status": 429, "times": -1, "inBatch": True})
         throttled = await read(sim, wanted(1))
-    assert not throttled.calendars and len(throttled.failures) == 2
-    assert all(f.status == 429 and f.temporary for f in throttled.failures.values())
-    # One user's two calendars go in two batches, each retried until its retries ran out.
-    assert throttled.slept == [1.0] * 2 * graph_events.MAX_ITEM_RETRIES  # type: ignore[attr-defined]
+        assert {k: f.status for k, f in throttled.failures.items()} == {
+            (uid(1), "cal-0"): 429, (uid(1), "cal-1"): 429}
+        assert all(f.temporary for f in throttled.failures.values())
+        # One mailbox's two calendars go in one batch, retried until its retries ran out.
+        assert throttled.slept == [1.0] * graph_events.MAX_ITEM_RETRIES  # type: ignore[attr-defined]
 
 
 async def test_mailboxes_graph_refuses_are_per_user_failures_the_others_read_in_full(
@@ -166,9 +169,10 @@ async def test_a_calendar_that_pages_forever_is_stopped_the_users_other_calendar
     assert (loop.code, loop.status, loop.temporary) == ("paging_loop", None, True)
     other = found.calendars[(uid(1), "cal-0")]
     assert other is not None and len(other.events) == 150
-    # The loop is noticed at the first link seen twice: 1 batch, 2 GETs for the looping
-    # calendar's pages, 1 GET for the other calendar's second page.
-    assert found.requests == 4
+    # The loop is noticed at the first link seen twice: 1 batch of both calendars, 1 GET
+    # of the looping calendar's next page (whose nextLink is itself), 1 GET for the other
+    # calendar's second page.
+    assert found.requests == 3
 
 
 async def test_empty_first_pages_with_a_next_link_are_followed_to_every_event() -> None:

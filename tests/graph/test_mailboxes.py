@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.graph import client as graph_client
-from shared.graph import mailboxes
-from tests.graph.conftest import TENANT_ID, uid, user
+from shared.graph import mailbox_gate, mailboxes
+from tests.graph.conftest import TENANT_ID, FakeTime, uid, user
 from tests.support.simulator import running_simulator
 
 
@@ -78,14 +78,11 @@ async def test_access_policy_unknown_and_unavailable_mailboxes_fail_alone() -> N
         sim.set_user_quirks(uid(4), mailbox="invalidUser")
         sim.set_user_quirks(uid(5), mailbox="unavailable")
         graph = graph_client.create_graph_client(sim.url, env={})
-        waits: list[float] = []
-
-        async def no_wait(seconds: float) -> None:
-            waits.append(seconds)
-
+        time = FakeTime()
+        gate = mailbox_gate.MailboxGate(sleep=time.sleep, clock=time.clock)
         try:
             read = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 6)],
-                                                  sleep=no_wait)
+                                                  gate=gate)
         finally:
             await graph.aclose()
     assert set(read.mailboxes) == {uid(1), uid(2)} and len(read.mailboxes[uid(1)] or []) == 120
@@ -93,7 +90,7 @@ async def test_access_policy_unknown_and_unavailable_mailboxes_fail_alone() -> N
         uid(3): ("ErrorAccessDenied", 403, False),
         uid(4): ("ErrorInvalidUser", 404, True),
         uid(5): ("serviceNotAvailable", 503, True)}
-    assert len(waits) == mailboxes.MAX_ITEM_RETRIES  # the 503 item, until its retries ran out
+    assert len(time.slept) == mailboxes.MAX_ITEM_RETRIES  # the 503 item, until its retries ran out
     error = read.failures[uid(3)].as_error()
     assert {k: error[k] for k in ("reason", "entraId", "temporary", "graphStatus")} == {
         "reason": "mailbox_unavailable", "entraId": uid(3), "temporary": False,
@@ -104,11 +101,7 @@ async def test_access_policy_unknown_and_unavailable_mailboxes_fail_alone() -> N
 async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_alone() -> None:
     many = tenant()
     many["users"] = [user(n, calendars=calendars(1)) for n in range(1, 46)]
-    waits: list[float] = []
-
-    async def no_wait(seconds: float) -> None:
-        waits.append(seconds)
-
+    time = FakeTime()
     with running_simulator(many) as sim:
         graph = graph_client.create_graph_client(sim.url, env={})
         try:
@@ -116,10 +109,12 @@ async def test_users_go_20_a_batch_and_an_item_throttled_for_good_fails_alone() 
             assert sim.requests()["byEndpoint"]["POST /$batch"] == 3  # 20 + 20 + 5
             assert all(read.mailboxes[uid(n)] for n in range(1, 46))
             sim.set_faults(f"/users/{uid(7)}/calendars", 429, times=-1, retry_after=3)
+            gate = mailbox_gate.MailboxGate(sleep=time.sleep, clock=time.clock)
             again = await mailboxes.read_calendars(graph, [uid(n) for n in range(1, 46)],
-                                                   sleep=no_wait)
+                                                   gate=gate)
         finally:
             await graph.aclose()
     assert list(again.failures) == [uid(7)] and len(again.mailboxes) == 44
     assert again.failures[uid(7)].status == 429 and again.failures[uid(7)].temporary
-    assert waits == [3.0] * mailboxes.MAX_ITEM_RETRIES
+    assert time.slept == [3.0] * mailboxes.MAX_ITEM_RETRIES
+    assert again.throttled == mailboxes.MAX_ITEM_RETRIES + 1

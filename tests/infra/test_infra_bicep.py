@@ -12,6 +12,7 @@ import pytest
 
 from shared import config
 from shared.app import run_queue
+from shared.store import mailbox_state
 from tests.infra import bicep
 
 BICEP_FILES = bicep.bicep_files()
@@ -106,11 +107,14 @@ def _defaults(doc: dict[str, Any], param: str) -> set[str]:
 
 def test_storage_has_every_table_and_container_the_app_uses() -> None:
     doc = _storage()["doc"]
-    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed"}
+    assert _defaults(doc, "tableNames") == {"emply", "runs", "synclease", "changefeed",
+                                            mailbox_state.TABLE}
     assert _defaults(doc, "containerNames") == {"syncstate", "runreports", "photos"}
     assert _defaults(doc, "queueNames") == {run_queue.QUEUE_NAME, run_queue.POISON_QUEUE_NAME,
                                             config.NOTIFY_QUEUE_NAME,
-                                            f"{config.NOTIFY_QUEUE_NAME}-poison"}
+                                            f"{config.NOTIFY_QUEUE_NAME}-poison",
+                                            config.MAILBOX_QUEUE_NAME,
+                                            f"{config.MAILBOX_QUEUE_NAME}-poison"}
 
 
 def test_app_insights_and_workspace_have_local_auth_off() -> None:

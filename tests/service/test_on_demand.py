@@ -278,7 +278,10 @@ async def test_a_linked_users_photo_calendars_and_events_come_now_and_others_kee
 ) -> None:
     async for world in _world(_emply(calendarSync=True, photoSync=True)):
         await world.full_run()  # Ann's calendars and events, as a full run gets them
-        links = copy.deepcopy(world.store.parts)
+        await world.full_run()  # Eve's too (created by the first)
+        eve = f"entra-{EVE['id']}"
+        states = copy.deepcopy(world.store.mailbox_states().states)
+        assert {"u-ann", eve} <= set(states)
         doc = await world.store.export_document()
         ann = next(u for u in doc["users"] if u["id"] == "u-ann")
         ann["photo"] = None  # as if her photo were new
@@ -287,10 +290,9 @@ async def test_a_linked_users_photo_calendars_and_events_come_now_and_others_kee
         report = await world.one("u-ann")
         kinds = sorted(k for k, _ in _for(report, "u-ann"))
         assert kinds == ["events_mirror", "photo_set"], report["changes"]
-        (part,) = links  # the events' links: no fault recorded, so no `faults` part
-        calendars = world.store.parts[part]["calendars"]
-        assert calendars[EVE["id"]] == links[part]["calendars"][EVE["id"]]  # Eve's kept
-        assert calendars[ANN["id"]]["cal-ann"][1] == 1  # her one event, mirrored again
+        after = world.store.mailbox_states().states
+        assert after[eve] == states[eve]  # Eve's mailbox is not read, her state kept
+        assert after["u-ann"]["calendars"]["cal-ann"][3][1] == 1  # her event, mirrored again
         full = await world.full_run()
         assert _for(full, "u-ann") == [] and _for(full, f"entra-{EVE['id']}") == []
         assert [e for e in full["errors"] if e.get("userId") == "u-ann"] == []

@@ -179,8 +179,10 @@ async def test_an_event_deleted_in_outlook_is_reported_not_created_again(
     await pushed(store, graph)
     assert pushes(await run(store, graph)) == []  # R14's delta has seen it since
     sim.current.calendars[ANN["id"]][0]["events"].clear()  # its owner deleted it
-    report = await run(store, graph)  # R14 sees it go; looked up: gone
+    assert pushes(await run(store, graph)) == []  # the mailbox pass (R14) sees it go
+    report = await run(store, graph)  # the next run looks it up: gone
     assert pushes(report) == [("deleted_in_m365", "deleted")]
+    assert pushes(await run(store, graph)) == []  # looked up once
     after = (await stored(store))["o-1"]
     assert (after["status"], after["reason"]) == ("deleted", "deleted_in_m365")
     await send(store, interview(day=3))  # moved in Emply afterwards: still not re-created

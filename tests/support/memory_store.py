@@ -23,6 +23,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -35,6 +36,7 @@ from shared.emply import document as emply_doc
 from shared.store import chunked_json, codec, errors, keys, unique_index
 from shared.store.feed_chunks import Chunk
 from shared.store.protocols import (
+    EMPLY_KINDS,
     LEASE_TTL_SECONDS,
     Debounce,
     LoadedEmply,
@@ -239,6 +241,7 @@ class MemoryEmplyTables:
         self.rows: dict[str, dict[str, tuple[dict[str, Any], str]]] = {k: {} for k in _KINDS}
         """kind -> row key -> (entity as the table gives it back, ETag)."""
         self.version: str | None = None
+        self.generation_id = ""
         self._etags = _Etags()
 
     def _document(self) -> dict[str, Any]:
@@ -254,12 +257,16 @@ class MemoryEmplyTables:
         self.version = ledger.marker = uuid.uuid4().hex
 
     async def load_emply(self, cache: Mapping[str, Any] | None = None, *,
-                         sparse: bool = False) -> LoadedEmply:
+                         sparse: bool = False,
+                         kinds: Collection[str] = EMPLY_KINDS) -> LoadedEmply:
         if (cache and self.version and cache.get("format") == _FORMAT
-                and cache.get("version") == self.version):
+                and cache.get("version") == self.version
+                and all(k in cache["kinds"] for k in kinds)):
             ledger = MemoryLedger({}, {}, self.version, True)
-            doc: dict[str, Any] = {"settings": None}
+            doc: dict[str, Any] = {"settings": None, **{k: [] for k in codec.PARTITIONS}}
             for kind, entries in cache["kinds"].items():
+                if kind not in kinds:
+                    continue
                 assert ledger.known is not None
                 ledger.known[kind] = {k: item for k, _etag, item in entries}
                 ledger.etags.update(((kind, k), etag) for k, etag, _item in entries if etag)
@@ -270,11 +277,17 @@ class MemoryEmplyTables:
                     doc[kind] = items
             return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
         ledger = MemoryLedger({(kind, k): etag for kind, rows in self.rows.items()
-                               for k, (_item, etag) in rows.items()},
+                               if kind in kinds for k, (_item, etag) in rows.items()},
                               {kind: {k: _light(kind, item) for k, (item, _e) in rows.items()}
-                               for kind, rows in self.rows.items()},
+                               for kind, rows in self.rows.items() if kind in kinds},
                               self.version, self.version is not None)
-        return LoadedEmply(doc=self._document(), served_from_cache=False, ledger=ledger)
+        doc = self._document()
+        for kind in codec.PARTITIONS:
+            if kind not in kinds:
+                doc[kind] = []
+        if "settings" not in kinds:
+            doc["settings"] = None
+        return LoadedEmply(doc=doc, served_from_cache=False, ledger=ledger)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None,
@@ -311,7 +324,7 @@ class MemoryEmplyTables:
             key, etag = kc.row_key(row), self._etags.new()
             self.rows[kind][key] = (row, etag)
             ledger.etags[(kind, key)] = etag
-            if ledger.known is not None:
+            if ledger.known is not None and kind in ledger.known:
                 ledger.known[kind][key] = _light(kind, row)
         self._bump(ledger)
 
@@ -365,7 +378,7 @@ class MemoryEmplyTables:
         for key in row_keys:
             self.rows[kind].pop(key, None)
             ledger.etags.pop((kind, key), None)
-            if ledger.known is not None:
+            if ledger.known is not None and kind in ledger.known:
                 ledger.known[kind].pop(key, None)
         self._bump(ledger)
 
@@ -434,6 +447,7 @@ class MemoryEmplyTables:
                 row = kc.from_row(kc.to_row(item))
                 self.rows[kind][kc.row_key(row)] = (row, self._etags.new())
         self.version = uuid.uuid4().hex
+        self.generation_id = uuid.uuid4().hex  # an import makes a new generation
         return {kind: len(items) for kind, items in sections}
 
     async def remove_stale_generations(self) -> int:
@@ -516,9 +530,17 @@ class MemoryStore(MemoryRunLease, MemoryRunLog, MemorySyncState, MemoryEmplyTabl
         MemoryNotificationRecords.__init__(self, clock)
         self.change_feed = MemoryChunks()
         """The change feed's chunks."""
+        self.mailboxes = MemoryMailboxSide(self)
+        self.states = MemoryMailboxStates()
 
     def feed_chunks(self) -> MemoryChunks:
         return self.change_feed
+
+    def mailbox_side(self) -> MemoryMailboxSide:
+        return self.mailboxes
+
+    def mailbox_states(self) -> MemoryMailboxStates:
+        return self.states
 
     async def ping(self) -> None:
         return None
@@ -564,3 +586,110 @@ class MemoryPhotoBlobs:
     async def get(self, user_id: str) -> tuple[bytes, str] | None:
         return self.blobs.get(user_id)
 
+
+
+# --- Mailboxes --------------------------------------------------------------------------
+
+
+class MemoryMailboxSide:
+    """`MailboxSide` over a `MemoryEmplyTables`' calendars and events (no marker moved)."""
+
+    def __init__(self, tables: MemoryEmplyTables) -> None:
+        self._tables = tables
+
+    async def generation(self) -> str:
+        return self._tables.generation_id
+
+    def _in(self, kind: str, first: str, last: str) -> list[tuple[dict[str, Any], str]]:
+        return [(copy.deepcopy(item), etag)
+                for _k, (item, etag) in sorted(self._tables.rows[kind].items())
+                if first <= codec.user_bucket(str(item["userId"])) <= last]
+
+    async def read_calendars(self, first: str, last: str) -> list[tuple[dict[str, Any], str]]:
+        return self._in("calendars", first, last)
+
+    async def read_events(self, first: str, last: str) -> list[dict[str, Any]]:
+        return [item for item, _etag in self._in("events", first, last)]
+
+    async def read_calendar_events(self, user_id: str, calendar_id: str
+                                   ) -> list[dict[str, Any]]:
+        return [copy.deepcopy(item) for _k, (item, _e) in
+                sorted(self._tables.rows["events"].items())
+                if (item["userId"], item["calendarId"]) == (user_id, calendar_id)]
+
+    async def write_calendars(self, items: Sequence[tuple[Mapping[str, Any], str | None]]
+                              ) -> set[str]:
+        rows, kc = self._tables.rows["calendars"], codec.CODECS["calendars"]
+        stale = {str(item["userId"]) for item, etag in items if etag is not None
+                 and (kc.row_key(item) not in rows or rows[kc.row_key(item)][1] != etag)}
+        for item, _etag in items:
+            if str(item["userId"]) not in stale:
+                row = kc.from_row(kc.to_row(item))
+                rows[kc.row_key(row)] = (row, self._tables._etags.new())
+        return stale
+
+    async def write_events(self, items: Iterable[Mapping[str, Any]]) -> None:
+        rows, kc = self._tables.rows["events"], codec.CODECS["events"]
+        for item in items:
+            row = kc.from_row(kc.to_row(item))
+            rows[kc.row_key(row)] = (row, self._tables._etags.new())
+
+    async def delete(self, kind: str, keys: Iterable[Mapping[str, Any]]) -> None:
+        kc = codec.CODECS[kind]
+        for item in keys:
+            self._tables.rows[kind].pop(kc.row_key(item), None)
+
+
+class MemoryMailboxStates:
+    """`MailboxStates` in memory (JSON round trips, as the table's text)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
+        self._etags = _Etags()
+
+    async def read_states(self, first: str, last: str) -> dict[str, dict[str, Any]]:
+        return {u: _json(s) for u, s in sorted(self.states.items())
+                if first <= codec.user_bucket(u) <= last}
+
+    async def write_states(self, states: Mapping[str, Mapping[str, Any] | None]) -> None:
+        for user_id, state in states.items():
+            if state is None:
+                self.states.pop(user_id, None)
+            else:
+                self.states[user_id] = _json(state)
+
+    async def read_index(self) -> dict[str, dict[str, Any]]:
+        return {b: _json(v) for b, v in sorted(self.index.items())}
+
+    async def write_index(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
+        for bucket, value in rows.items():
+            if value is None:
+                self.index.pop(bucket, None)
+            else:
+                self.index[bucket] = _json(value)
+
+    async def read_records(self, partition_key: str) -> dict[str, tuple[dict[str, Any], str]]:
+        return {k: (_json(v), e) for k, (v, e) in
+                sorted(self.records.get(partition_key, {}).items())}
+
+    async def put_record(self, partition_key: str, key: str, value: Mapping[str, Any], *,
+                         etag: str | None = None, create: bool = False) -> str | None:
+        part = self.records.setdefault(partition_key, {})
+        current = part.get(key)
+        if (create and current is not None) or (
+                etag is not None and (current is None or current[1] != etag)):
+            return None
+        new = self._etags.new()
+        part[key] = (_json(value), new)
+        return new
+
+    async def delete_record(self, partition_key: str, key: str, *,
+                            etag: str | None = None) -> bool:
+        part = self.records.get(partition_key, {})
+        current = part.get(key)
+        if current is not None and etag is not None and current[1] != etag:
+            return False
+        part.pop(key, None)
+        return True

@@ -5,6 +5,8 @@ A step is a module with a `STEP` object of this shape::
     read(run)                 its own reads (Graph, mostly per user), kept in run.reads
     plan_input(run, entra)    what it read, added to the planner's Entra snapshot (pure)
     apply(run, applied)       its part of the plan, carried out -> StepOutcome
+    preview(run, plan)        a dry run's: what apply would do, nothing written
+                              (a step that plans apart, a group of users at a time)
 
 The pipeline reads with every step, makes one pure plan from everything read
 (`shared.reconcile.planner.plan`), then applies step by step in the same order. A step
@@ -50,6 +52,13 @@ class StepOutcome:
     reusable: bool = True
     """False: this run's outcome must not be reused by an unchanged next run (a write
     that failed, or work Graph's delta would not show again)."""
+    requests: int = 0
+    """Graph requests the step made while applying (the report's `entraRead` counts
+    them with the reads')."""
+    throttled: int = 0
+    shards: Mapping[str, Any] | None = None
+    """Mailbox shards this step put on the queue (`shared.run.mailboxes.queued`): the run
+    is finished only when they are."""
 
 
 class Step:
@@ -64,6 +73,9 @@ class Step:
         return entra
 
     async def apply(self, run: Run, applied: Applied) -> StepOutcome:
+        return StepOutcome(self.name)
+
+    async def preview(self, run: Run, plan: model.Plan) -> StepOutcome:
         return StepOutcome(self.name)
 
 
@@ -91,6 +103,17 @@ class Applied:
     @property
     def wrote(self) -> int:
         return sum(o.wrote for o in self.outcomes)
+
+    @property
+    def shards(self) -> Mapping[str, Any] | None:
+        """What a step put on the mailbox queue, if any."""
+        return next((o.shards for o in self.outcomes if o.shards), None)
+
+    @property
+    def requests(self) -> tuple[int, int]:
+        """Graph's requests and 429s while applying."""
+        return (sum(o.requests for o in self.outcomes),
+                sum(o.throttled for o in self.outcomes))
 
     def _dropped(self) -> frozenset[int]:
         # Changes are values that may compare equal; a plan holds each one once, so

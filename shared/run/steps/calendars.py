@@ -1,31 +1,43 @@
-"""The calendars step (R13; R17 removes them all): read each synced user's calendars,
-then write the calendar changes to the Emply side.
+"""The calendars step: what the one plan needs of mailboxes, which is only R15's.
 
-Read, with calendar sync on and the integration enabled: the calendars of the users
-linked and active in Emply with their own calendar sync on (`shared.graph.mailboxes`;
-a user linked or reactivated by this run gets its calendars at the next run). The
-planner turns them into `calendar_add` / `calendar_remove`. A user whose calendars could
-not be read keeps them as they are, is an error on that user, and is left alone until its
-next try (`shared.run.steps.user_faults`). Applied: events go before
-their calendars, and additions last, so a run that stops half-way leaves what is left
-for the next run to plan again (removing a calendar twice, or adding one that is there,
-is harmless).
+R13 and R14 are planned apart, a shard of users at a time, by the mailbox pass (the
+`mailboxes` step, `shared.run.mailboxes`): the one plan leaves calendars and events
+alone (`EntraSnapshot.calendars_apart`). R15 still plans in it: an outbound event of a
+user whose mailbox is not in the cloud is marked failed when planned. So this step
+reads the calendars of the users with an outbound event to push, and only theirs
+(`shared.graph.mailboxes`), for the planner to tell (`mailbox_not_in_cloud`); an
+explanation (R18) reads its user's too, to say why its calendars are (not) synced. A
+user whose calendars could not be read is an error on that user, left alone until its
+next try (`shared.run.steps.user_faults`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from shared.graph import mailboxes
-from shared.reconcile import convert, model, removal
+from shared.reconcile import convert, model
 from shared.run.context import Run
 from shared.run.steps import base, user_faults
-from shared.store import protocols
 
 
 def read_of(run: Run) -> mailboxes.CalendarRead | None:
     found = run.reads.get(STEP.name)
     return found if isinstance(found, mailboxes.CalendarRead) else None
+
+
+def pushing(run: Run) -> list[str]:
+    """The Entra ids of the users whose calendars the pass syncs and who have an outbound
+    event still to push (R15), or who are being explained (R18)."""
+    waiting = {o["userId"] for o in run.doc.get("outboundEvents", ())
+               if _pending({"outboundEvents": [o]})}
+    if run.only_user is not None:
+        waiting.add(run.only_user)
+    synced = set(convert.calendar_synced_entra_ids(run.doc, run.directory.mirror["users"]))
+    return sorted(u["entraId"] for u in run.doc.get("users", ())
+                  if u["id"] in waiting and u.get("entraId") in synced)
 
 
 class CalendarsStep(base.Step):
@@ -34,35 +46,29 @@ class CalendarsStep(base.Step):
     async def read(self, run: Run) -> None:
         if not (run.settings.enabled and run.settings.calendar_sync):
             return
-        wanted = await user_faults.skip_waiting(run, user_faults.MAILBOX, (
-            convert.calendar_synced_entra_ids(run.doc, run.directory.mirror["users"])))
-        found = run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph, wanted)
-        # R7: a mailbox Graph would not list is an error on that user, its calendars kept.
-        await user_faults.note(run, user_faults.MAILBOX, "calendars", wanted,
-                               list(found.failures.values()))
+        wanted = await user_faults.skip_waiting(run, user_faults.MAILBOX, pushing(run))
+        if wanted:
+            found = run.reads[self.name] = await mailboxes.read_calendars(run.deps.graph,
+                                                                          wanted)
+            # R7: a mailbox Graph would not list is an error on that user.
+            await user_faults.note(run, user_faults.MAILBOX, "calendars", wanted,
+                                   list(found.failures.values()))
 
     def plan_input(self, run: Run, entra: model.EntraSnapshot) -> model.EntraSnapshot:
         found = read_of(run)
-        if found is None:
-            return entra
-        return dataclasses.replace(entra, mailboxes=convert.mailboxes(found.mailboxes))
+        return dataclasses.replace(
+            entra, calendars_apart=True,
+            mailboxes=None if found is None else convert.mailboxes(found.mailboxes))
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
-        changes = applied.pending(model.CALENDAR_KINDS)
-        if changes:
-            await write_calendars(run.deps.store, run.loaded, changes)
-        # Calendars are not in Graph's delta: a run that read them is never reused.
-        return base.StepOutcome(self.name, reusable=read_of(run) is None, wrote=len(changes),
-                                progress={"calendarChanges": len(changes)})
+        # An outbound event left pending (its user linked only now, a push that failed)
+        # is planned again by the next run: this run's outcome is not one to reuse.
+        return base.StepOutcome(self.name, reusable=not _pending(run.doc))
 
 
-async def write_calendars(store: protocols.EmplyTables, loaded: protocols.LoadedEmply,
-                          changes: list[model.Change]) -> None:
-    calendars, events = removal.deletions(changes, loaded.doc.get("events", ()))
-    await store.delete_entities("events", events, loaded=loaded)
-    await store.delete_entities("calendars", calendars, loaded=loaded)
-    added = [dict(c.after) for c in changes if c.kind == model.CALENDAR_ADD]
-    await store.write_entities("calendars", added, loaded=loaded)
+def _pending(doc: Mapping[str, Any]) -> bool:
+    return any((o.get("status") or "pending") == "pending" and not o.get("graphId")
+               for o in doc.get("outboundEvents", ()))
 
 
 STEP = CalendarsStep()

@@ -6,8 +6,10 @@ changes the run applied (the plan's, less what a step dropped, plus what a step 
 each with the run id and the time it was recorded. A dry run records nothing; a failed
 run records nothing either (what it applied before failing is not known change by
 change: the next run plans from the state it left, and its own changes are recorded).
-Entries are kept `RETENTION_DAYS`. A feed that cannot be written is reported
-(`change_feed_not_written`) and logged, never a failed run: the changes are applied.
+The changes of a run's mailbox shards worked on the queue (`shared.run.mailboxes.queued`)
+are recorded by the next run, first (`flush_feed`). Entries are kept `RETENTION_DAYS`.
+A feed that cannot be written is reported (`change_feed_not_written`) and logged, never
+a failed run: the changes are applied.
 
 Entries are stored in chunks (`shared.store.feed_chunks`). Chunk keys are the recording
 time (UTC, milliseconds), the run id and the chunk's number, so they sort in the order
@@ -23,9 +25,11 @@ from typing import Any
 
 from shared import telemetry
 from shared.run.context import Deps, Run
+from shared.run.mailboxes import queued
 from shared.run.steps import base
+from shared.store import protocols
 from shared.store.feed_chunks import Chunk, ChunkTooLarge
-from shared.store.protocols import FeedChunks
+from shared.store.protocols import ChangeFeed, FeedChunks
 
 RETENTION_DAYS = 90
 CHUNK_CHANGES = 1000
@@ -93,23 +97,57 @@ class ChangeFeedStep(base.Step):
 
 async def record(deps: Deps, run_id: str, changes: Sequence[Mapping[str, Any]]
                  ) -> base.StepOutcome:
-    """The change-feed step's work for these changes (the report's form of each)."""
-    name = ChangeFeedStep.name
+    """The step's work for these changes (the report's form of each); a run that plans
+    by parts (`shared.run.indexed`) calls it once for all of them."""
+    # First what earlier runs' mailbox shards did since (under this run's lease).
+    error = await flush_feed(deps.store, deps.clock()) or \
+        await record_changes(deps.store, run_id, changes, deps.clock())
+    return base.StepOutcome(ChangeFeedStep.name, errors=(error,) if error else (),
+                            progress={} if error else {"feedChanges": len(changes)})
+
+
+async def record_changes(store: ChangeFeed, run_id: str,
+                         changes: Sequence[Mapping[str, Any]], now: dt.datetime
+                         ) -> dict[str, Any] | None:
+    """Record a run's applied changes; the report's error when the feed could not be
+    written (never a failed run: the changes are applied)."""
     try:
-        count = await record_run(deps.store.feed_chunks(), run_id, changes, deps.clock())
+        count = await record_run(store.feed_chunks(), run_id, changes, now)
     except Exception as exc:
         telemetry.log.warning("emply_sync.change_feed_not_written",
                               extra={"runId": run_id}, exc_info=True)
-        return base.StepOutcome(name, errors=({
-            "reason": "change_feed_not_written", "temporary": True,
-            "message": f"the run's changes are applied but the change feed could not "
-            f"record them ({type(exc).__name__}); read the run's report or the Emply "
-            "side (GET /api/emply) for them"},))
+        return {"reason": "change_feed_not_written", "temporary": True,
+                "message": f"the run's changes are applied but the change feed could not "
+                f"record them ({type(exc).__name__}); read the run's report or the Emply "
+                "side (GET /api/emply) for them"}
     if count:
         telemetry.log.info("emply_sync.change_feed_recorded",
-                           extra={"runId": run_id, "changes": len(changes),
-                                  "chunks": count})
-    return base.StepOutcome(name, progress={"feedChunks": count})
+                           extra={"runId": run_id, "changes": len(changes), "chunks": count})
+    return None
+
+
+async def flush_feed(store: protocols.SyncStore, now: dt.datetime
+                     ) -> dict[str, Any] | None:
+    """Record in the change feed the changes of the runs whose shards finished since
+    (in the order they finished), then drop their records; the report's error when the
+    feed could not be written (the next run tries again). Called under a run's lease,
+    so the feed's entries never interleave."""
+    states = store.mailbox_states()
+    pending = await states.read_records(queued.FEED)
+    for run_id, (_value, etag) in sorted(pending.items(),
+                                         key=lambda p: str(p[1][0].get("at"))):
+        partition = queued.run_partition(run_id)
+        rows = await states.read_records(partition)
+        changes = [c for key, (shard, _e) in sorted(rows.items())
+                   if key not in (queued.DIRECTORY, queued.FINAL)
+                   for c in shard.get("changes") or ()]
+        error = await record_changes(store, run_id, changes, now)
+        if error is not None:
+            return error
+        for key in rows:
+            await states.delete_record(partition, key)
+        await states.delete_record(queued.FEED, run_id, etag=etag)
+    return None
 
 
 STEP = ChangeFeedStep()

@@ -37,6 +37,7 @@ from shared.graph import event_writer, outbound_requests
 from shared.graph.outbound_requests import Outcome
 from shared.reconcile import event_push, model, outbound
 from shared.run.context import Run
+from shared.run.mailboxes import gone
 from shared.run.steps import base, outbound_lookups
 from shared.store import errors as store_errors
 from shared.store import protocols
@@ -66,9 +67,12 @@ class EventPushStep(base.Step):
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         planned = applied.pending({model.EVENT_PUSH})
         lost = read_of(run)
-        if not planned and not (lost and lost.unknown):
-            return base.StepOutcome(self.name)
-        return await push(run, planned)
+        outcome = base.StepOutcome(self.name)
+        if planned or (lost and lost.unknown):
+            outcome = await push(run, planned)
+        if lost and lost.answered:  # the mailbox pass's records of events seen go
+            await gone.clear(run.deps.store.mailbox_states(), lost.answered)
+        return outcome
 
 
 @dataclasses.dataclass

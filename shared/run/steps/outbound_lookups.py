@@ -9,7 +9,9 @@ Looked up, one request each (`shared.graph.outbound_requests.lookup`, through `$
   cancellation or deletion?), else by its mark (did the POST create it?);
 - every created event R14's read of its user's default calendar saw go (removed since
   the last delta round, or missing from a window read in full although inside it):
-  deleted by its owner, or only moved out of the window? The look-up tells.
+  deleted by its owner, or only moved out of the window? The look-up tells. R14's read
+  is the mailbox pass's, after the plan: it writes down what it saw go
+  (`shared.run.mailboxes.gone`), and the next run looks those up.
 
 Nothing else is read: a run with nothing lost and nothing gone sends no request here.
 """
@@ -25,8 +27,7 @@ from shared.graph import event_writer, outbound_requests
 from shared.reconcile import event_push, outbound
 from shared.reconcile.outbound import OutboundCopy
 from shared.run.context import Run
-from shared.run.steps import calendars as calendar_step
-from shared.run.steps import events as events_step
+from shared.run.mailboxes import gone as gone_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +38,17 @@ class LookupRead:
     """Outbound event id → why its look-up gave no answer (tried again next run)."""
     requests: int = 0
     throttled: int = 0
+    answered: tuple[tuple[str, str], ...] = ()
+    """The pass's records of events seen go that this run settles (`gone.clear` once
+    applied): all read but those whose look-up gave no answer."""
 
 
 async def look_up(run: Run) -> LookupRead | None:
     """The look-ups this run needs, made; None when it needs none."""
-    wanted = list(_wanted(run))
+    seen = await gone_records.read(run.deps.store.mailbox_states())
+    wanted = list(_wanted(run, seen))
     if not wanted:
-        return None
+        return LookupRead({}, {}, answered=tuple(seen)) if seen else None
     sent = await event_writer.send(run.deps.graph, wanted)
     found: dict[str, OutboundCopy | None] = {}
     unknown: dict[str, str] = {}
@@ -55,12 +60,15 @@ async def look_up(run: Run) -> LookupRead | None:
             unknown[request.event_id] = result.error
         else:
             found[request.event_id] = result
-    return LookupRead(found, unknown, sent.requests, sent.throttled)
-
-
-def _wanted(run: Run) -> Iterable[event_writer.Request]:
     users = {u["id"]: u.get("entraId") for u in run.doc.get("users", ())}
-    gone = _gone_from_calendars(run)
+    unanswered = {(users.get(o["userId"]), o.get("graphId"))
+                  for o in run.doc.get("outboundEvents", ()) if o["id"] in unknown}
+    return LookupRead(found, unknown, sent.requests, sent.throttled,
+                      tuple(k for k in seen if k not in unanswered))
+
+
+def _wanted(run: Run, gone: gone_records.Seen) -> Iterable[event_writer.Request]:
+    users = {u["id"]: u.get("entraId") for u in run.doc.get("users", ())}
     for item in run.doc.get("outboundEvents", ()):
         entra_id = users.get(item["userId"])
         if not entra_id or item.get("status") in event_push.FINAL_STATUSES:
@@ -71,44 +79,8 @@ def _wanted(run: Run) -> Iterable[event_writer.Request]:
             yield outbound_requests.lookup(outbound.from_entity(item), entra_id)
 
 
-Window = tuple[str, str] | None
+Window = gone_records.Window
 """The window a calendar was read in full in; None: read through its delta link."""
-
-
-def _gone_from_calendars(run: Run) -> dict[tuple[str, str], Window]:
-    """(Entra id, Graph id) of the sync's events R14 may have seen go, with how the
-    default calendar was read: Graph ids reported removed since the last round, and
-    for a calendar read in full, every stored Graph id missing from it."""
-    read = events_step.read_of(run)
-    listed = calendar_step.read_of(run)
-    if read is None or listed is None:
-        return {}
-    default = {entra_id: next((str(c["id"]) for c in calendars or ()
-                               if c.get("isDefaultCalendar") is True), None)
-               for entra_id, calendars in listed.mailboxes.items()}
-    ours = _ours(run)
-    out: dict[tuple[str, str], Window] = {}
-    for (entra_id, calendar_id), calendar in read.read.calendars.items():
-        if calendar is None or default.get(entra_id) != calendar_id:
-            continue
-        if calendar.full:
-            there = {str(e.get("id")) for e in calendar.events}
-            out.update(((entra_id, g), read.window) for g in ours.get(entra_id, ())
-                       if g not in there)
-        else:
-            out.update(((entra_id, g), None) for g in calendar.removed)
-    return out
-
-
-def _ours(run: Run) -> dict[str, set[str]]:
-    """Entra id → the Graph ids of its outbound events."""
-    users = {u["id"]: u.get("entraId") for u in run.doc.get("users", ())}
-    out: dict[str, set[str]] = {}
-    for item in run.doc.get("outboundEvents", ()):
-        entra_id = users.get(item["userId"])
-        if entra_id and item.get("graphId"):
-            out.setdefault(entra_id, set()).add(str(item["graphId"]))
-    return out
 
 
 def _in_window(item: Mapping[str, Any], window: Window) -> bool:

@@ -1,6 +1,6 @@
 """The user-faults step: per-user read faults (R7) noted while reading, kept between runs.
 
-The steps that read per user (photos, calendars, events) ask `book(run)` which users
+The steps that read per user (photos, calendars, the mailbox pass) ask `book(run)` which users
 to leave alone this run (`skip_waiting`: their last read failed and their next try is to
 come; counted in the report's `skips`), and tell it what they asked for and what failed
 (`note`): each failure becomes an error on that user in the run's report — in dry runs
@@ -24,6 +24,7 @@ from shared.run.steps import base
 MAILBOX = user_faults.MAILBOX
 """What a user's calendars and events are read from (the calendars and events steps)."""
 PHOTO = user_faults.PHOTO
+RETRY_LATER = user_faults.RETRY_LATER
 
 
 @dataclasses.dataclass
@@ -92,15 +93,28 @@ async def note(run: Run, kind: str, read: str, asked: Collection[str],
     """What a read of `kind` (`read`: its name in errors) asked for (Entra ids) and what
     failed; `items`: how many things were read when that is not one per user (events:
     calendars). The errors go into the run's warnings (reported by dry runs too)."""
-    found = await book(run)
+    run.warnings = (*run.warnings, *await noted(run, kind, read, asked, failed, items))
+
+
+async def noted(run: Run, kind: str, read: str, asked: Collection[str],
+                failed: Sequence[failures.UserReadFailure], items: int | None = None
+                ) -> list[dict[str, Any]]:
+    """`note`'s book-keeping; the errors returned instead (a step that reads after the
+    plan, the mailbox pass, reports them in its outcome)."""
+    return book_noted(await book(run), kind, read, asked, failed, items)
+
+
+def book_noted(found: Book, kind: str, read: str, asked: Collection[str],
+               failed: Sequence[failures.UserReadFailure], items: int | None = None
+               ) -> list[dict[str, Any]]:
+    """`noted` on a book of its own (a run that reuses the last outcome has no `Run`)."""
     found.asked.setdefault(kind, set()).update(asked)
     mine = found.failed.setdefault(kind, {})
     for failure in failed:
         mine.setdefault(failure.entra_id, failure)
     records = {f.entra_id: r for f in failed
                if (r := found.record(kind, f.entra_id)) is not None}
-    run.warnings = (*run.warnings, *user_faults.errors(
-        read, len(asked) if items is None else items, failed, records))
+    return user_faults.errors(read, len(asked) if items is None else items, failed, records)
 
 
 def explained(result: dict[str, Any], user: Mapping[str, Any], run: Run) -> dict[str, Any]:
