@@ -187,22 +187,10 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
                 check.round.delta_links, report.run_id))
         await _mailboxes_of_unchanged(deps, recorder, started, apply=held is not None)
         return
-    saved_entra, saved_emply, more = await indexes.load(deps.store, state)
-    emply = await indexes.emply_side(deps.store, saved_emply)
-    settings = _settings(emply.index)
-    if indexed.covers(settings, emply.index):
-        entra = await indexes.entra_side(
-            deps.graph, saved_entra, state.mirror_head, check.changes,
-            tenant_id=settings.tenant_id, keep=indexes.keeper(emply.index),
-            configured=[g.group_id for g in settings.groups])
-        sides = indexed.Sides(entra, emply, settings, state, started, STEPS)
-        await indexed.run_indexed(deps, recorder, held, approve, approve_deletions, sides,
-                                  (*warnings, *more))
+    run = await _indexed_or_read(deps, recorder, started, held, (approve, approve_deletions),
+                                 (state, warnings), check)
+    if run is None:
         return
-    run = await prepare.prepare(
-        deps, started=started, run_id=report.run_id, trigger=report.trigger,
-        applying=held is not None, use_cache=True, loaded=(state, (*warnings, *more)),
-        changes=check.changes, read_when_disabled=False, saved=(saved_entra, emply.index))
     steps = steps_for(run.settings)
     await read_all(run, steps)
     await recorder.saved_progress("read", **_read_counts(run))
@@ -233,6 +221,32 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
         counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
         entra_read=_with_requests(recorder.report.entra_read, *applied.requests),
         mailbox_shards=applied.shards).with_skips(applied.skips())
+
+
+async def _indexed_or_read(deps: Deps, recorder: Recorder, started: dt.datetime,
+                           held: lease.Held | None,
+                           approvals: tuple[model.Approval | None, model.Approval | None],
+                           loaded: tuple[sync_state.SyncState, tuple[run_report.Json, ...]],
+                           check: unchanged.Check) -> Run | None:
+    """A run that plans only what changed when the indexes cover it (`shared.run.indexed`:
+    run here, None returned); otherwise both sides read whole, the `Run` to plan."""
+    state, warnings = loaded
+    saved_entra, saved_emply, more = await indexes.load(deps.store, state)
+    emply = await indexes.emply_side(deps.store, saved_emply)
+    settings = _settings(emply.index)
+    if indexed.covers(settings, emply.index):
+        entra = await indexes.entra_side(
+            deps.graph, saved_entra, state.mirror_head, check.changes,
+            tenant_id=settings.tenant_id, keep=indexes.keeper(emply.index),
+            configured=[g.group_id for g in settings.groups])
+        sides = indexed.Sides(entra, emply, settings, state, started, STEPS)
+        await indexed.run_indexed(deps, recorder, held, *approvals, sides, (*warnings, *more))
+        return None
+    report = recorder.report
+    return await prepare.prepare(
+        deps, started=started, run_id=report.run_id, trigger=report.trigger,
+        applying=held is not None, use_cache=True, loaded=(state, (*warnings, *more)),
+        changes=check.changes, read_when_disabled=False, saved=(saved_entra, emply.index))
 
 
 async def _mailboxes_of_unchanged(deps: Deps, recorder: Recorder, started: dt.datetime,
