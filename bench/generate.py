@@ -52,7 +52,11 @@ def top_level(groups: int) -> int:
     return max(1, groups // 4)
 
 
-def tenant(users: int, groups: int, seed: int = 1) -> dict[str, Any]:
+def tenant(users: int, groups: int, seed: int = 1, *, outside: int = 0,
+           outside_groups: int = 5) -> dict[str, Any]:
+    """``users`` users in ``groups`` groups, all in scope through nesting; with
+    ``outside``, as many more users in ``outside_groups`` groups that no configured group
+    reaches (a tenant much larger than the integration's scope)."""
     rng = random.Random(seed)
     top = top_level(groups)
     members: list[list[str]] = [[] for _ in range(groups)]
@@ -63,6 +67,9 @@ def tenant(users: int, groups: int, seed: int = 1) -> dict[str, Any]:
     for i in range(users):
         for g in rng.sample(range(groups), rng.randint(1, min(3, groups))):
             members[g].append(user_id(i))
+    others: list[list[str]] = [[] for _ in range(outside_groups if outside else 0)]
+    for i in range(users, users + outside):
+        others[(i - users) % len(others)].append(user_id(i))
     return {
         "organization": {
             "id": TENANT_ID,
@@ -70,10 +77,12 @@ def tenant(users: int, groups: int, seed: int = 1) -> dict[str, Any]:
             "onPremisesSyncEnabled": False,
             "verifiedDomains": [{"name": DOMAIN, "isDefault": True}],
         },
-        "users": [entra_user(i) for i in range(users)],
+        "users": [entra_user(i) for i in range(users + outside)],
         "groups": [
-            {"id": group_id(g), "displayName": f"Group {g}", "members": members[g]}
-            for g in range(groups)
+            *({"id": group_id(g), "displayName": f"Group {g}", "members": members[g]}
+              for g in range(groups)),
+            *({"id": group_id(groups + k), "displayName": f"Elsewhere {k}", "members": m}
+              for k, m in enumerate(others)),
         ],
     }
 
@@ -118,10 +127,11 @@ def emply(users: int, groups: int) -> dict[str, Any]:
     }
 
 
-def churn(base: dict[str, Any], fraction: float = 0.01, seed: int = 2) -> tuple[
-        dict[str, Any], dict[str, int]]:
+def churn(base: dict[str, Any], fraction: float = 0.01, seed: int = 2, *,
+          first_new: int | None = None) -> tuple[dict[str, Any], dict[str, int]]:
     """``base`` with ``fraction`` of its users changed: a quarter each joins (new users
-    in a group), leaves (removed from every group), group moves, disabled accounts."""
+    in a group, numbered from ``first_new``, by default the user count), leaves
+    (removed from every group), group moves, disabled accounts."""
     rng = random.Random(seed)
     out = copy.copy(base)
     users = [dict(u) for u in base["users"]]
@@ -149,8 +159,9 @@ def churn(base: dict[str, Any], fraction: float = 0.01, seed: int = 2) -> tuple[
         groups[rng.choice(choices) if choices else 0]["members"].append(uid)
     for i in disabled:
         users[i]["accountEnabled"] = False
+    start = n if first_new is None else first_new
     for j in range(each):
-        new = entra_user(n + j)
+        new = entra_user(start + j)
         users.append(new)
         groups[position[group_ids[j % len(group_ids)]]]["members"].append(new["id"])
     out["users"] = users

@@ -173,9 +173,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
             error = report["errors"][-1]
             print(f"emply-sync: {error['reason']}: {error['message']}", file=sys.stderr)
             if args.json:
-                print(json.dumps(report, indent=2))
+                print(json.dumps(report, indent=2, default=list))
             return 1
-        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        # default=list: a run's changes may come as its compressed change log.
+        print(json.dumps(report, indent=2, default=list) if args.json
+              else format_report(report))
         if report["status"] != "failed":
             return 0
         print(f"emply-sync: {failure_line(report)}", file=sys.stderr)

@@ -27,6 +27,7 @@ from shared.reconcile.plan_model import ENTRA_USER_PROTECTED as ENTRA_USER_PROTE
 from shared.reconcile.plan_model import Bookkeeping as Bookkeeping
 from shared.reconcile.plan_model import Change as Change
 from shared.reconcile.plan_model import EventWrites as EventWrites
+from shared.reconcile.plan_model import Outside as Outside
 from shared.reconcile.plan_model import Plan as Plan
 from shared.reconcile.plan_model import Problem as Problem
 from shared.reconcile.plan_model import RefusedWrite as RefusedWrite

@@ -24,6 +24,15 @@ privileged administrator the app's User.ReadWrite.All may not change or delete."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Outside:
+    """What a plan of part of the world (`shared.reconcile.touched`) needs to know of the
+    rest: how many users outside the part are linked and active (R7's base, and R9's
+    deletion guard), counting what the run has done outside the part already."""
+
+    linked_active: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SyncState:
     """What the sync remembers between successful runs."""
 

@@ -7,6 +7,12 @@ I/O, so `--dry-run`, `explain`, the guard and the tests all read the same plan
 that apply executes. With a `focus` (an on-demand run's one-user view,
 `shared.reconcile.focus`) it acts on that user alone.
 
+The snapshots may also hold part of the world only: a part closed under R3's keys
+(`shared.reconcile.touched`), with `outside` saying what the guard needs of the rest.
+The plan is then the whole world's plan restricted to that part
+(`tests/unit/test_properties.py`), which is how a run plans only the users a delta
+round touched.
+
 The rules each have their module (scope, matching, creation, roles, lifecycle, guard,
 calendars, events, event_push, writeback, photos); this one puts them in order.
 """
@@ -46,16 +52,18 @@ def plan(
     approve_deactivations: int | model.Approval | None = None,
     approve_deletions: model.Approval | None = None,
     only: focus.Focus | None = None,
+    outside: model.Outside | None = None,
 ) -> model.Plan:
     """`approve_deactivations`: an operator's approval of held deactivations (R7); a bare
     number is `Approval(count=n)`. `approve_deletions`: of held Entra deletions (R9).
-    `only`: an on-demand run's focus (`shared.reconcile.focus`)."""
+    `only`: an on-demand run's focus (`shared.reconcile.focus`). `outside`: the
+    snapshots hold part of the world, and this is what the rest adds."""
     approval = (
         model.Approval(count=approve_deactivations)
         if isinstance(approve_deactivations, int)
         else approve_deactivations
     )
-    planner = _Planner(entra, emply, settings, state, now, only)
+    planner = _Planner(entra, emply, settings, state, now, only, outside)
     planner.approve_deletions = approve_deletions
     directory = planner.run(approval)
     # R14 and R16 after the rest: which calendars Emply keeps, and which users are
@@ -75,6 +83,7 @@ class _Planner:
         state: model.SyncState,
         now: dt.datetime,
         only: focus.Focus | None = None,
+        outside: model.Outside | None = None,
     ) -> None:
         self.entra = entra
         self.emply = emply
@@ -82,6 +91,8 @@ class _Planner:
         self.state = state
         self.now = now
         self.only = only
+        self.elsewhere = outside.linked_active if outside is not None else 0
+        """Linked active users outside the part of the world the snapshots hold (R7's base)."""
         self.acting = emply
         """The Emply side this plan acts on: all of it, or a focus's users (`_narrow`)."""
         self.acting_ids: set[str] | None = None if only is None else {
@@ -109,7 +120,7 @@ class _Planner:
         held: tuple[model.Change, ...] = ()
         self.window = guard.recent(self.state.recent_deactivations, self.now)
         if self.settings.enabled:
-            self._check_settings_against_tenant()
+            self.problems.extend(scope.settings_problems(self.entra, self.emply, self.settings))
             held = self._directory(approval)
         else:
             # R17: the integration is removed; what Entra holds is not looked at.
@@ -137,7 +148,7 @@ class _Planner:
             guard.out_of_scope(self.emply.users, claimed, self.entra, self.settings,
                                self.groups_by_user, self._acts_on),
             window=self.window, now=self.now, guard=self.settings.guard,
-            linked_active=guard.linked_active_after(self.emply.users, self.changes),
+            linked_active=self._linked_active_after(),
             approval=approval, last_held=self.state.held_digest)
         self.changes.extend(verdict.applied)
         self.problems.extend(verdict.problems)
@@ -176,7 +187,7 @@ class _Planner:
         self.problems.extend(problems)
         deletions = writeback.guard_deletions(
             [c for c in changes if c.kind == model.ENTRA_DELETE], self.settings.guard,
-            guard.linked_active_after(self.emply.users, self.changes), self.approve_deletions)
+            self._linked_active_after(), self.approve_deletions)
         self.changes.extend(deletions.applied)
         self.problems.extend(deletions.problems)
         return deletions
@@ -210,27 +221,8 @@ class _Planner:
         self.bookkeeping[user_id] = dataclasses.replace(
             kept, **{model.BOOKKEPT[name]: value for name, value in fields.items()})
 
-    def _check_settings_against_tenant(self) -> None:
-        known_roles = {r.id for r in self.emply.roles}
-        for mapping in self.settings.groups:
-            if mapping.group_id not in self.entra.groups:
-                self.problems.append(
-                    model.Problem(
-                        model.GROUP_NOT_FOUND,
-                        f"configured group {mapping.group_id} does not exist in tenant "
-                        f"{self.entra.tenant_id}: it gives no one scope or roles",
-                        rule="R2",
-                    )
-                )
-            if known_roles and mapping.role_id is not None and mapping.role_id not in known_roles:
-                self.problems.append(
-                    model.Problem(
-                        model.UNKNOWN_ROLE,
-                        f"configured group {mapping.group_id} maps to role {mapping.role_id!r}, "
-                        "which does not exist in Emply",
-                        rule="R11",
-                    )
-                )
+    def _linked_active_after(self) -> int:
+        return guard.linked_active_after(self.emply.users, self.changes) + self.elsewhere
 
     # -- R3, R4, R6 reactivation, R11 ----------------------------------------------
 

@@ -75,3 +75,30 @@ def in_scope(
         and bool(groups)
         and domain_allowed(user, settings)
     )
+
+
+def settings_problems(entra: model.EntraSnapshot, emply: model.EmplySnapshot,
+                      settings: model.Settings) -> list[model.Problem]:
+    """R2/R11: configured groups the tenant lacks, and roles Emply does not know."""
+    problems: list[model.Problem] = []
+    known_roles = {r.id for r in emply.roles}
+    for mapping in settings.groups:
+        if mapping.group_id not in entra.groups:
+            problems.append(
+                model.Problem(
+                    model.GROUP_NOT_FOUND,
+                    f"configured group {mapping.group_id} does not exist in tenant "
+                    f"{entra.tenant_id}: it gives no one scope or roles",
+                    rule="R2",
+                )
+            )
+        if known_roles and mapping.role_id is not None and mapping.role_id not in known_roles:
+            problems.append(
+                model.Problem(
+                    model.UNKNOWN_ROLE,
+                    f"configured group {mapping.group_id} maps to role {mapping.role_id!r}, "
+                    "which does not exist in Emply",
+                    rule="R11",
+                )
+            )
+    return problems

@@ -60,8 +60,9 @@ class Run:
     state: sync_state.SyncState
     directory: reader.EntraRead
     """The Entra directory (users, groups, organization): all or nothing (R7)."""
-    snapshot: dict[str, Any] | None = None
-    """The bulky part of the previous run's state, when still current."""
+    previous_mirror: dict[str, Any] | None = None
+    """The previous run's whole directory, when this run folded a delta round into it
+    (a mirror: `shared.graph.mirror`)."""
     warnings: tuple[run_report.Json, ...] = ()
     """Problems found while reading that the run recovered from (reported as errors); a
     step's read adds its per-user faults here, so dry runs report them too."""

@@ -50,13 +50,15 @@ class DisabledStep(base.Step):
         await store.write_built("employees", writes.employee_ids, writes.employee,
                                 loaded=loaded)
         await sync_state.save_state(store, dataclasses.replace(
-            state, mirror_head=None, snapshot=None, legacy_mirror=None, residual=None,
+            state, mirror_head=None, index=None, index_delta=None, legacy_mirror=None,
+            residual=None,
             previous_mapping=plan.next_state.previous_mapping,
             recent_deactivations=plan.next_state.recent_deactivations,
             held_digest=plan.next_state.held_digest, last_run_id=run.run_id))
-        if state.snapshot is not None:
-            with contextlib.suppress(Exception):  # a leftover blob costs storage only
-                await store.delete_snapshot(state.snapshot)
+        for generation in (state.index, state.index_delta):
+            if generation is not None:
+                with contextlib.suppress(Exception):  # a leftover blob costs storage only
+                    await store.delete_index(generation)
         return base.StepOutcome(self.name, reusable=False)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from shared import errors, telemetry
 from shared.reconcile import answer, convert, explain, focus, model, planner
-from shared.run import lease, pipeline, user_view
+from shared.run import indexes, lease, pipeline, user_view
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Deps, Run
@@ -144,7 +144,7 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
     """Both sides for `key`, and every step's read; the run is recorded `running` once
     the key has named someone."""
     state, warnings = await sync_state.load_state(deps.store)
-    loaded = await deps.store.load_emply(await cached_emply(deps.store, state), sparse=True)
+    loaded = await load_emply(deps.store, state)
     if not loaded.doc.get("settings"):
         raise errors.NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "
@@ -166,20 +166,18 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
     return run
 
 
-async def cached_emply(store: protocols.SyncStateStore, state: sync_state.SyncState
-                       ) -> dict[str, Any] | None:
-    """The compact copy of the Emply side the last run left in the snapshot: the load
-    serves it instead of reading every entity while the version marker says it is
-    current (at 100,000 users, seconds instead of half a minute). Only the snapshot's
-    Emply part is read; one that cannot be read is no copy (the tables are read)."""
-    if state.snapshot is None:
-        return None
-    try:
-        part = await store.load_snapshot(state.snapshot, part="emply")
-    except (OSError, ValueError, EOFError):
-        return None
-    found = part.get("emply") if isinstance(part, dict) else None
-    return found if isinstance(found, dict) else None
+async def load_emply(store: protocols.SyncStore, state: sync_state.SyncState
+                     ) -> protocols.LoadedEmply:
+    """The Emply side: from the index the last full run saved while the store's version
+    marker still has the value it was saved at (users without `lastChange`/`history`; at
+    100,000 users, seconds instead of half a minute), else from the tables. An index that
+    cannot be read is no index (the tables are read)."""
+    index = await indexes.load_emply(store, state)
+    if index is not None and index.version is not None \
+            and index.version == await store.current_version():
+        return await store.loaded_from(
+            index.version, {kind: index.entries(kind) for kind in indexes.ALL_KINDS})
+    return await store.load_emply(None, sparse=True)
 
 
 async def _plan_and_apply(run: Run, recorder: pipeline.Recorder,

@@ -27,11 +27,13 @@ from typing import Any
 
 from shared import errors, telemetry
 from shared.reconcile import convert, model, planner
-from shared.run import disabled, lease, prepare, unchanged
+from shared.run import disabled, indexed, indexes, lease, prepare, unchanged
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Clock, Deps, Run
+from shared.run.emply_index import EmplyIndex
 from shared.run.mailboxes import gone, shard_runs
+from shared.run.recorder import Recorder as Recorder
 from shared.run.steps import (
     base,
     calendars,
@@ -188,10 +190,10 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
                 check.round.delta_links, report.run_id))
         await _mailboxes_of_unchanged(deps, recorder, started, apply=held is not None)
         return
-    run = await prepare.prepare(
-        deps, started=started, run_id=report.run_id, trigger=report.trigger,
-        applying=held is not None, use_cache=True, loaded=(state, warnings),
-        changes=check.changes, read_when_disabled=False)
+    run = await _indexed_or_read(deps, recorder, started, held, (approve, approve_deletions),
+                                 (state, warnings), check)
+    if run is None:
+        return
     steps = steps_for(run.settings)
     await read_all(run, steps)
     await recorder.saved_progress("read", **_read_counts(run))
@@ -222,6 +224,32 @@ async def _work(deps: Deps, recorder: Recorder, started: dt.datetime, held: leas
         counts=applied.counts(), errors=(*recorder.report.errors, *applied.errors()),
         entra_read=_with_requests(recorder.report.entra_read, *applied.requests),
         mailbox_shards=applied.shards).with_skips(applied.skips())
+
+
+async def _indexed_or_read(deps: Deps, recorder: Recorder, started: dt.datetime,
+                           held: lease.Held | None,
+                           approvals: tuple[model.Approval | None, model.Approval | None],
+                           loaded: tuple[sync_state.SyncState, tuple[run_report.Json, ...]],
+                           check: unchanged.Check) -> Run | None:
+    """A run that plans only what changed when the indexes cover it (`shared.run.indexed`:
+    run here, None returned); otherwise both sides read whole, the `Run` to plan."""
+    state, warnings = loaded
+    saved_entra, saved_emply, more = await indexes.load(deps.store, state)
+    emply = await indexes.emply_side(deps.store, saved_emply)
+    settings = _settings(emply.index)
+    if indexed.covers(settings, emply.index):
+        entra = await indexes.entra_side(
+            deps.graph, saved_entra, state.mirror_head, check.changes,
+            tenant_id=settings.tenant_id, keep=indexes.keeper(emply.index),
+            configured=[g.group_id for g in settings.groups])
+        sides = indexed.Sides(entra, emply, settings, state, started, STEPS)
+        await indexed.run_indexed(deps, recorder, held, *approvals, sides, (*warnings, *more))
+        return None
+    report = recorder.report
+    return await prepare.prepare(
+        deps, started=started, run_id=report.run_id, trigger=report.trigger,
+        applying=held is not None, use_cache=True, loaded=(state, (*warnings, *more)),
+        changes=check.changes, read_when_disabled=False, saved=(saved_entra, emply.index))
 
 
 async def _mailboxes_of_unchanged(deps: Deps, recorder: Recorder, started: dt.datetime,
@@ -264,6 +292,15 @@ async def apply_steps(run: Run, steps: Sequence[base.Step], plan: model.Plan,
     return applied
 
 
+def _settings(emply: EmplyIndex) -> model.Settings:
+    if not emply.settings:
+        raise errors.NotConfigured(
+            "the integration has no settings: import an Emply state file with a 'settings' "
+            "section first (emply-sync emply import FILE)"
+        )
+    return convert.settings(emply.settings)
+
+
 def _approval_unused(approve: model.Approval) -> run_report.Json:
     return {"reason": "approval_unused",
             "message": f"--approve-deactivations {approve} was given but this run holds no "
@@ -286,52 +323,6 @@ def read_summary(run: Run) -> run_report.EntraReadSummary:
     return run_report.EntraReadSummary(full_read=read.full_read, reason=read.full_read_reason,
                                        requests=read.requests + requests,
                                        throttled=read.throttled + throttled)
-
-
-class Recorder:
-    """The report of a run under way, and its progress for GET /api/sync/runs/{runId}."""
-
-    def __init__(self, store: protocols.RunLog, report: run_report.RunReport) -> None:
-        self.store = store
-        self.report = report
-        self.clock0 = time.monotonic()
-        self.plan: model.Plan | None = None
-        self.applying = False
-        self.logged = False
-        """Its `emply_sync.run` record was logged (a sharded run logs `running` before
-        its shards may finish it, so its final record is always the later one)."""
-
-    def failed(self, exc: BaseException) -> None:
-        """The report of a run `exc` ended: what was planned is kept, not reported done."""
-        error = run_report.failure(exc)
-        if error["reason"] == errors.BUG_REASON:
-            telemetry.log.exception("emply_sync.bug", extra={
-                "runId": self.report.run_id, "trigger": self.report.trigger})
-        if self.applying:
-            error["message"] += (
-                " (while applying: some changes may be applied; delta links did not "
-                "advance and the next run plans again from the current state)"
-            )
-        self.report = self.report.failed(
-            error, [c.to_json() for c in self.plan.changes] if self.plan is not None else [])
-
-    def progress(self, phase: str, **counts: Any) -> None:
-        """One log record per phase, so a long run shows where it is (ids and counts
-        only); the counts also go in the report, which `saved_progress` shows."""
-        telemetry.log.info("emply_sync.phase", extra={
-            "runId": self.report.run_id, "trigger": self.report.trigger, "phase": phase,
-            "elapsedMs": int((time.monotonic() - self.clock0) * 1000), **counts})
-        self.report = dataclasses.replace(self.report, progress={"phase": phase, **counts})
-
-    async def saved_progress(self, phase: str, **counts: Any) -> None:
-        """`progress`, and the running record saved with it. Only informative: a failed
-        write is logged and the run goes on."""
-        self.progress(phase, **counts)
-        try:
-            await self.store.save_run(self.report.to_json())
-        except Exception:
-            telemetry.log.warning("emply_sync.progress_not_saved",
-                                  extra={"runId": self.report.run_id}, exc_info=True)
 
 
 async def save_report(store: protocols.RunLog, report: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from shared import errors
 from shared.reconcile import model
+from shared.run.changelog import ChangeLog
 
 Json = dict[str, Any]
 
@@ -28,6 +29,17 @@ def utcnow() -> dt.datetime:
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: object) -> dt.datetime | None:
+    """A stored ISO 8601 time with its zone (`Z` or an offset); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -139,8 +151,10 @@ class RunReport:
         if self.duration_ms is not None:
             out["durationMs"] = self.duration_ms
         out["counts"] = dict(self.counts)
-        # The list itself when it is one: an initial sync's 133,000 changes, not copied.
-        out["changes"] = self.changes if isinstance(self.changes, list) else list(self.changes)
+        # The list itself when it is one (an initial sync's 133,000 changes, not copied),
+        # or the run's compressed `ChangeLog`, decoded only by those who read it.
+        out["changes"] = (self.changes if isinstance(self.changes, list | ChangeLog)
+                          else list(self.changes))
         out["held"] = list(self.held)
         out["errors"] = list(self.errors)
         if self.skips is not None:

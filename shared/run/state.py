@@ -3,32 +3,35 @@
 The run passes these around; dicts exist only at the edges: `load_state` and
 `save_state` are the one place the state blob is read and written. The stored shapes::
 
-    state.json.gz   {"format": 3, "mirrorHead": {...}, "snapshot": "<generation>",
+    state.json.gz   {"format": 4, "mirrorHead": {...}, "index": "<generation>",
+                     "indexDelta": "<generation>" | null,
                      "previousMapping": {group: role | null} | null, "lastRunId": str,
                      "guardWindow": [{"at": time, "count": n}], "heldDigest": str | null,
                      "residual": {"runId", "date", "until", "emplyVersion", "tenantId",
                                   "organization", "status", "held", "heldDigest",
                                   "errors", "skips"} | null}
-    snapshot-entra-<generation>.json.gz
-                    {"format": 3, "users": <columns of the Graph reader's USER_FIELDS>,
-                     "groups": {id: {"id", "displayName", "members": [ids]}}}
+    index-entra-<generation>.bin.z, index-emply-<generation>.bin.z
+                    the directory and the Emply side as the sync keeps them
+                    (`shared.run.entra_index`, `shared.run.emply_index`), saved whole
+    index-entradelta-<generation>.bin.z, index-emplydelta-<generation>.bin.z
+                    what changed in them since they were saved whole
 
 Invariants:
 
-- One format version, `FORMAT`, written in the state and in the snapshot's Entra
-  part. A state without "format" is the shape written before it (the same fields)
-  and is read as it is; so is an Entra part of format 2 (the same columns). Any
-  other format, or a state that is not a JSON object, raises `StateUnreadable`: the
-  run reports `sync_state_unreadable` and reads Entra in full, which is always safe
-  (R7: it deactivates only who is really gone).
+- One format version, `FORMAT`. A state without "format" is the shape written before
+  it (the same fields) and is read as it is; a state of format 3 (which named a
+  snapshot of another shape instead of an index) is read without its snapshot: that
+  run reads both sides whole. Any other format, or a state that is not a JSON object,
+  raises `StateUnreadable`: the run reports `sync_state_unreadable` and reads Entra in
+  full, which is always safe (R7: it deactivates only who is really gone).
 - A malformed part of a readable state counts as absent, in the safe direction
   each time: no mirror head is a full read, no residual is a plan made again, a
   malformed `previousMapping` is no role migration (R11 step 2) rather than a
   wrong one.
 - Records are frozen and hold the bulky JSON parts (the mirror head's organization,
   the residual's held deactivations and errors) by reference, read-only:
-  nothing is copied per user. The Entra mirror's users and groups and the Emply copy
-  are not part of the state at all; they live in the snapshot the state names.
+  nothing is copied per user. The directory and the Emply copy are not part of the
+  state at all; they live in the indexes the state names.
 - A residual is reusable only on the UTC date it was made on and without an
   approval (`Residual.reusable_on`): the planner reads its clock argument only
   through that date, but for the time stamps it writes on new links (see
@@ -40,22 +43,18 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.graph import reader
 from shared.reconcile import model
-from shared.run.report import Json, Outcome
-from shared.store import columns, protocols
+from shared.run.report import Json, Outcome, parse_iso
+from shared.store import protocols
 
-FORMAT = 3
-"""The state and the snapshot's Entra part. 3: a "format" in the state (before: none,
-same fields); the Entra part's users in columns since 2 (1: as in the mirror)."""
-_ENTRA_PART_FORMATS = frozenset({2, FORMAT})
-_BULK = ("users", "groups")
+FORMAT = 4
+"""4: the state names an index (3: a snapshot of another shape, read as none)."""
+_READABLE = frozenset({3, FORMAT})
 
 
 class StateUnreadable(ValueError):
@@ -122,7 +121,7 @@ class Residual:
             day = dt.date.fromisoformat(date) if isinstance(date, str) else None
         except ValueError:
             day = None
-        until = _time(value.get("until"))
+        until = parse_iso(value.get("until"))
         if value.get("until") is not None and until is None:
             return None  # a limit that cannot be read: plan again
         if (day is None or not isinstance(run_id, str) or not isinstance(version, str)
@@ -147,28 +146,28 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
-
-
 def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: str,
              emply_version: str | None, organization: Mapping[str, Any],
              calendar_sync: bool = False) -> Residual | None:
     """What a successful run records; None when it cannot be reused (another writer
     moved the Emply marker during the run, so its version is not known)."""
+    return residual_of(Outcome.of(plan), plan.next_state, run_id=run_id, started=started,
+                       tenant_id=tenant_id, emply_version=emply_version,
+                       organization=organization, calendar_sync=calendar_sync)
+
+
+def residual_of(outcome: Outcome, next_state: model.SyncState, *, run_id: str,
+                started: dt.datetime, tenant_id: str, emply_version: str | None,
+                organization: Mapping[str, Any], calendar_sync: bool = False
+                ) -> Residual | None:
+    """`residual` of a run whose outcome was made from several plans (`shared.run.indexed`)."""
     if emply_version is None:
         return None
-    window = plan.next_state.recent_deactivations
+    window = next_state.recent_deactivations
     until = (min(at for at, _ in window) + model.GUARD_WINDOW
-             if plan.held and window else None)
+             if outcome.held and window else None)
     return Residual(run_id=run_id, date=utc_date(started), emply_version=emply_version,
-                    tenant_id=tenant_id, organization=organization, outcome=Outcome.of(plan),
+                    tenant_id=tenant_id, organization=organization, outcome=outcome,
                     until=until, calendar_sync=calendar_sync)
 
 
@@ -187,9 +186,10 @@ class SyncState:
     mirror_head: Mapping[str, Any] | None = None
     """The Entra mirror without its users and groups: version, tenant, organization,
     delta links (`shared.graph.reader`)."""
-    snapshot: str | None = None
-    """The generation of the snapshot holding the mirror's users and groups and the
-    compact Emply copy."""
+    index: str | None = None
+    """The generation of the indexes holding the directory and the Emply copy."""
+    index_delta: str | None = None
+    """The generation of what changed in them since (None: nothing)."""
     previous_mapping: Mapping[str, str | None] | None = None
     """Group → role mapping of the last run that synced roles (R11 step 2)."""
     recent_deactivations: tuple[tuple[dt.datetime, int], ...] = ()
@@ -206,7 +206,8 @@ class SyncState:
         return {
             "format": FORMAT,
             "mirrorHead": None if self.mirror_head is None else dict(self.mirror_head),
-            "snapshot": self.snapshot,
+            "index": self.index,
+            "indexDelta": self.index_delta,
             "previousMapping": (None if self.previous_mapping is None
                                 else dict(self.previous_mapping)),
             "lastRunId": self.last_run_id,
@@ -224,13 +225,14 @@ class SyncState:
         if not isinstance(value, dict):
             raise StateUnreadable(f"expected a JSON object, got {type(value).__name__}")
         form = value.get("format", FORMAT)
-        if form != FORMAT:
+        if form not in _READABLE:
             raise StateUnreadable(f"state format {form!r}, this code reads {FORMAT}")
-        head, generation, legacy = (value.get(k) for k in ("mirrorHead", "snapshot", "mirror"))
+        head, generation, legacy = (value.get(k) for k in ("mirrorHead", "index", "mirror"))
         last, digest = value.get("lastRunId"), value.get("heldDigest")
         return cls(
             mirror_head=head if isinstance(head, dict) else None,
-            snapshot=generation if isinstance(generation, str) else None,
+            index=generation if isinstance(generation, str) else None,
+            index_delta=delta if isinstance(delta := value.get("indexDelta"), str) else None,
             previous_mapping=_mapping(value.get("previousMapping")),
             recent_deactivations=_window(value.get("guardWindow")),
             held_digest=digest if isinstance(digest, str) else None,
@@ -239,14 +241,14 @@ class SyncState:
             legacy_mirror=legacy if isinstance(legacy, dict) else None,
         )
 
-    def previous_mirror(self, snapshot: Mapping[str, Any] | None) -> Json | None:
+    def previous_mirror(self, whole: Mapping[str, Any] | None) -> Json | None:
         """The Entra mirror of the previous run: its head from the state, its users and
-        groups from the snapshot of the same generation (`unpack_entra`)."""
+        groups from `whole` (`EntraIndex.to_mirror` of the index the state names)."""
         if self.legacy_mirror is not None:
             return dict(self.legacy_mirror)
-        if self.mirror_head is None or snapshot is None:
+        if self.mirror_head is None or whole is None:
             return None
-        return {**self.mirror_head, **{k: snapshot.get(k) for k in _BULK}}
+        return {**whole, **self.mirror_head}
 
     def after_unchanged(self, delta_links: Mapping[str, str], run_id: str) -> SyncState:
         """The state after a run that reused the residual: only the delta links move."""
@@ -267,7 +269,7 @@ def _window(value: Any) -> tuple[tuple[dt.datetime, int], ...]:
         return ()
     out = []
     for entry in value:
-        at = _time(entry.get("at")) if isinstance(entry, dict) else None
+        at = parse_iso(entry.get("at")) if isinstance(entry, dict) else None
         count = entry.get("count") if isinstance(entry, dict) else None
         if at is not None and isinstance(count, int) and not isinstance(count, bool):
             out.append((at, count))
@@ -283,15 +285,17 @@ def _mapping(value: Any) -> dict[str, str | None] | None:
     return dict(value)
 
 
-def after_run(mirror: Mapping[str, Any], *, generation: str, plan: model.Plan, run_id: str,
-              residual: Residual | None) -> SyncState:
-    """The state a run that applied `plan` leaves: the new mirror's head, its snapshot."""
+def after_run(head: Mapping[str, Any], *, generation: str, next_state: model.SyncState,
+              run_id: str, residual: Residual | None, delta: str | None = None) -> SyncState:
+    """The state a run that applied a plan leaves: the directory's head (version,
+    tenant, organization, delta links) and the indexes' generation."""
     return SyncState(
-        mirror_head={k: v for k, v in mirror.items() if k not in _BULK},
-        snapshot=generation,
-        previous_mapping=plan.next_state.previous_mapping,
-        recent_deactivations=plan.next_state.recent_deactivations,
-        held_digest=plan.next_state.held_digest,
+        mirror_head={k: v for k, v in head.items() if k not in ("users", "groups")},
+        index=generation,
+        index_delta=delta,
+        previous_mapping=next_state.previous_mapping,
+        recent_deactivations=next_state.recent_deactivations,
+        held_digest=next_state.held_digest,
         last_run_id=run_id,
         residual=residual,
     )
@@ -318,53 +322,3 @@ async def load_state(store: protocols.SyncStateStore) -> tuple[SyncState, tuple[
 
 async def save_state(store: protocols.SyncStateStore, state: SyncState) -> None:
     await store.save_sync_state(state.to_json())
-
-
-# --- The snapshot's Entra part ---------------------------------------------------------
-
-
-def pack_entra(mirror: Mapping[str, Any]) -> Json:
-    """The snapshot's Entra part: the mirror's users (in columns) and groups."""
-    return {
-        "format": FORMAT,
-        "users": columns.pack_rows(list(mirror["users"].values()), reader.USER_FIELDS),
-        "groups": mirror["groups"],
-    }
-
-
-def unpack_entra(part: Mapping[str, Any]) -> Json | None:
-    """The snapshot's Entra part with its users as the mirror holds them; None for an
-    older format (Entra is then read in full once). Raises ValueError when malformed."""
-    if part.get("format") not in _ENTRA_PART_FORMATS:
-        return None
-    rows = columns.unpack_rows(part.get("users"), reader.USER_FIELDS, "snapshot users")
-    users = {row[0]: row for row in rows}
-    groups = part.get("groups")
-    if not isinstance(groups, dict) or not all(
-        isinstance(g, dict) and isinstance(g.get("members"), list) for g in groups.values()
-    ):
-        raise ValueError("snapshot groups: expected {id: {..., \"members\": [...]}}")
-    # Members as the very id strings of the users (one copy of each id, not two).
-    same = {user_id: user_id for user_id in users}
-    for group in groups.values():
-        group["members"] = [same.get(m, m) for m in group["members"]]
-    return {**part, "users": users, "groups": groups}
-
-
-async def load_snapshot(
-    store: protocols.SyncStateStore, state: SyncState
-) -> tuple[Json | None, SyncState, tuple[Json, ...]]:
-    """The bulky part of the state (snapshot, state, warnings); unreadable, it is
-    treated like an unreadable state."""
-    try:
-        generation = state.snapshot
-        if generation is None:
-            return None, state, ()
-        entra, emply = await asyncio.gather(store.load_snapshot(generation, part="entra"),
-                                            store.load_snapshot(generation, part="emply"))
-        snapshot = unpack_entra(entra) if isinstance(entra, dict) else None
-        if snapshot is not None:
-            snapshot["emply"] = emply.get("emply") if isinstance(emply, dict) else None
-    except (OSError, ValueError, EOFError) as exc:
-        return None, SyncState(), (unreadable_warning(exc),)
-    return snapshot, state, ()

@@ -200,6 +200,18 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         return await self.emply_tables.current_version()
 
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        return await self.emply_tables.scan(take)
+
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        return self.emply_tables.write_unit(kind, entity_id)
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply:
+        return await self.emply_tables.loaded_from(version, entries)
+
     async def export_document(self) -> dict[str, Any]:
         return await self.emply_tables.export_document()
 
@@ -258,21 +270,21 @@ class EmplyStore:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         await self.sync_state.save_sync_state(state)
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        return await self.sync_state.load_snapshot(generation, part=part)
-
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        await self.sync_state.save_snapshot(generation, data, part=part)
-
     async def load_state_part(self, name: str) -> Any:
         return await self.sync_state.load_state_part(name)
 
     async def save_state_part(self, name: str, value: Any) -> None:
         await self.sync_state.save_state_part(name, value)
 
-    async def delete_snapshot(self, generation: str) -> None:
-        await self.sync_state.delete_snapshot(generation)
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        return await self.sync_state.load_index(generation, part)
+
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
+        await self.sync_state.save_index(generation, part, data)
+
+    async def delete_index(self, generation: str) -> None:
+        await self.sync_state.delete_index(generation)
 
     # --- NotificationRecords, CursorKeys --------------------------------------
 

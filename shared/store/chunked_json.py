@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -40,7 +40,11 @@ def _dumps(value: Any) -> str:
 
 
 def _is_big(value: Any) -> bool:
-    return isinstance(value, dict | list) and len(value) > CHUNK
+    """A container written in pieces: one of more than `CHUNK` entries, or a sequence
+    that is not a list (it gives its entries when sliced: a run's change log)."""
+    if isinstance(value, dict | list):
+        return len(value) > CHUNK
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | tuple)
 
 
 def _skeleton(value: Any, path: Path, big: list[tuple[Path, Any]]) -> Any:
@@ -141,10 +145,10 @@ def plain_pieces(value: Any) -> Iterator[str]:
             yield "}"
         else:
             yield _dumps(value)
-    elif isinstance(value, list) and len(value) > CHUNK:
+    elif _is_big(value):
         yield "["
         for start in range(0, len(value), CHUNK):
-            yield ("," if start else "") + _dumps(value[start:start + CHUNK])[1:-1]
+            yield ("," if start else "") + _dumps(list(value[start:start + CHUNK]))[1:-1]
         yield "]"
     else:
         yield _dumps(value)

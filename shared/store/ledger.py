@@ -4,10 +4,10 @@ Azure store's `protocols.Ledger` (`AzureLedger`), and a load served from a compa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from shared.store import codec, columns
+from shared.store import codec, columns, keys
 from shared.store.codec import CODECS
 from shared.store.protocols import LoadedEmply
 
@@ -18,12 +18,14 @@ Known = dict[str, dict[str, dict[str, Any] | list[Any]]]
 class AzureLedger:
     """What one load read and the writes made with it since (`protocols.Ledger`)."""
 
-    __slots__ = ("etags", "generation", "known", "marker", "marker_ours", "pinned")
+    __slots__ = ("etags", "generation", "known", "marker", "marker_ours", "partial", "pinned")
 
     def __init__(self, *, generation: str | None = None,
                  marker: tuple[str, str] | None = None,
                  etags: dict[tuple[str, str], str] | None = None,
-                 known: Known | None = None) -> None:
+                 known: Known | None = None, partial: bool = False) -> None:
+        self.partial = partial
+        """It knows only some entities (`loaded_from`): it makes no cached copy."""
         self.generation = generation
         """The generation (table) the load read, as the marker named it."""
         self.pinned = marker is not None or known is not None
@@ -44,7 +46,8 @@ class AzureLedger:
         """A compact copy of the Emply side as loaded plus the writes since, tagged with
         the version marker; None when another writer moved the marker (or nothing was
         loaded). Plain JSON in columns (`shared.store.columns`), for `save_snapshot`."""
-        if self.known is None or not self.marker_ours or self.marker is None:
+        if (self.known is None or not self.marker_ours or self.marker is None
+                or self.partial):
             return None
         kinds: dict[str, Any] = {}
         located: dict[str, dict[str, tuple[str, str]]] = {kind: {} for kind in self.known}
@@ -66,6 +69,24 @@ class AzureLedger:
                     (codec.cache_values(items[k], fields) for k in keys_), fields),
             }
         return {"format": codec.CACHE_FORMAT, "version": self.marker[0], "kinds": kinds}
+
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """`protocols.Ledger.entries`."""
+        items = (self.known or {}).get(kind) or {}
+        kc = CODECS[kind]
+        row_keys: Iterable[str] = items if ids is None else (
+            keys.encode_key(i) for i in ids)
+        for rk in row_keys:
+            item = items.get(rk)
+            if item is None:
+                continue
+            etag = self.etags.get((kc.pk(rk), rk))
+            if isinstance(item, list):
+                item = {f: v for f, v in zip(kc.cache_fields, item, strict=True)
+                        if v is not None}
+            yield etag, item
 
 
 def ledger_of(loaded: LoadedEmply | None) -> AzureLedger:

@@ -8,7 +8,7 @@ an in-memory fake for tests (`tests/support/memory_store.py`); one contract suit
 - `RunLease`: the one-run-at-a-time lease (R1).
 - `RunMarker`: the marker naming the queued manual run (`shared.app.manual_runs`).
 - `RunLog`: run reports and their newest-first index.
-- `SyncStateStore`: the sync state and the snapshot parts of a generation.
+- `SyncStateStore`: the sync state and the index parts of a generation.
 - `EmplyTables`: the Emply side as the sync reads and writes it: a load that gives
   a value (`LoadedEmply`), and writes guarded by that value.
 - `EmplyGenerations`: the Emply side as a whole: import, export, stale tables.
@@ -39,6 +39,7 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -61,12 +62,18 @@ class Ledger(Protocol):
     """What a backend keeps of one load and the writes made with it."""
 
     def cache(self) -> dict[str, Any] | None:
-        """A compact copy of the Emply side (JSON, for `save_snapshot`) tagged with the
+        """A compact copy of the Emply side (JSON, for `load_emply(cache=...)`) tagged with the
         version marker; None when another writer moved the marker since the load."""
 
     def version(self) -> str | None:
         """The marker value the load and this value's writes left; None when another
         writer moved it since."""
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """(ETag, compact entity) of the entities of `kind` the load read or this
+        value's writes wrote (`ids`: only those, by id), as they are now; a compact
+        entity lacks the users' `lastChange` and `history`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,15 +145,16 @@ class SyncStateStore(Protocol):
 
     async def save_sync_state(self, state: Mapping[str, Any]) -> None: ...
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        """The part ("entra", "emply") saved as `generation`, or None."""
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        """The index `part` ("entra", "emply") saved as `generation`, or None."""
 
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        """Write a part of snapshot `generation`; `data` may be a function giving it."""
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Write an index part of `generation`: the pieces, one after the other (its own
+        blob: the current one is never overwritten by a run that then fails)."""
 
-    async def delete_snapshot(self, generation: str) -> None:
-        """Remove both parts of `generation` (missing ones are fine)."""
+    async def delete_index(self, generation: str) -> None:
+        """Remove the index parts of `generation` (missing ones are fine)."""
 
     async def load_state_part(self, name: str) -> Any:
         """A named part of the sync's own state (e.g. "events"), or None."""
@@ -191,6 +199,28 @@ class EmplyTables(Protocol):
 
     async def current_version(self) -> str | None:
         """The version marker's value now (None when there is none)."""
+
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        """Every entity of the Emply side, a page at a time: `take(kind, ETag, compact
+        entity)` (a user without `lastChange` and `history`), for a caller that keeps its
+        own copy (the whole side is never held at once). Returns the version marker's
+        value read before (None when there is none): the copy is the Emply side while
+        the marker has that value."""
+
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        """The unit entities are written in (entities of one unit go in one transaction,
+        up to its size): a caller that writes in parts keeps a unit's entities in one."""
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply:
+        """The value a load at marker `version` would have given for these entities (kind
+        -> (ETag, compact entity), from the caller's own copy of the Emply side), served
+        from the copy: writes made with it are guarded by those ETags (an entity another
+        writer changed is a conflict). When the marker has moved from `version` already,
+        its `version()` is None, as for a load another writer followed. Its `cache()` is
+        None: it holds only the entities given."""
 
 
 class EmplyGenerations(Protocol):

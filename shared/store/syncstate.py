@@ -1,15 +1,16 @@
 """The sync's own state: container `syncstate`. `state.json.gz`: delta links, the
 Entra mirror's head and the previous group->role mapping, written in one put;
-`snapshot-<part>-<generation>.json.gz`: the bulk of a run's inputs (Entra users and
-groups; a compact copy of the Emply side), one blob per part and generation, so the
-current one is never overwritten by a run that then fails."""
+`index-<part>-<generation>.bin.z`: the bulk of a run's inputs (the directory; a compact
+copy of the Emply side: `shared.run.entra_index`, `shared.run.emply_index`), one blob
+per part and generation, so the current one is never overwritten by a run that then
+fails."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -19,7 +20,8 @@ from shared.store import blobs, chunked_json, codec
 from shared.store.tally import Ensure
 
 _STATE_BLOB = "state.json.gz"
-SNAPSHOT_PARTS = ("entra", "emply")
+INDEX_PARTS = ("entra", "emply", "entradelta", "emplydelta")
+"""The indexes saved whole, and what changed since (a run writes only that)."""
 
 
 class AzureSyncState:
@@ -69,26 +71,6 @@ class AzureSyncState:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         await self._write_json_blob(_STATE_BLOB, state, level=5)
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        """The snapshot part saved as `generation`, or None when it is missing."""
-        snapshot = await self._read_json_blob(snapshot_blob(part, generation))
-        if not isinstance(snapshot, dict) or snapshot.get("generation") != generation:
-            return None
-        data: dict[str, Any] = snapshot.get("data") or {}
-        return data
-
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        """Write a part ("entra", "emply") of the snapshot `generation` (bulky: the fastest
-        gzip level). Each generation has its own blobs, so the current one is never
-        overwritten by a run that then fails. `data` may be a function giving it: it is
-        then called on the codec thread (packing 100,000 users is seconds of CPU that
-        can overlap the run's Table writes)."""
-        if callable(data):
-            data = await blobs.in_codec_thread(data)
-        await self._write_json_blob(snapshot_blob(part, generation),
-                                    {"generation": generation, "data": data}, level=1)
-
     async def load_state_part(self, name: str) -> Any:
         """A named part of the sync's own state kept beside the state blob (e.g.
         "events": R14's delta links), None when absent."""
@@ -97,13 +79,38 @@ class AzureSyncState:
     async def save_state_part(self, name: str, value: Any) -> None:
         await self._write_json_blob(state_part_blob(name), value, level=5)
 
-    async def delete_snapshot(self, generation: str) -> None:
-        """Remove the snapshot `generation` (both parts; missing ones are fine)."""
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        """An index part (`shared.run.entra_index`, `shared.run.emply_index`): bytes,
+        stored compressed; None when missing."""
         await self._ensure()
-        for part in SNAPSHOT_PARTS:
-            with contextlib.suppress(ResourceNotFoundError):
-                await self._container.delete_blob(snapshot_blob(part, generation))
+        try:
+            downloader = await self._container.download_blob(index_blob(part, generation))
+        except ResourceNotFoundError:
+            return None
+        raw = await downloader.readall()
 
+        def decompress() -> bytes:
+            try:
+                return zlib.decompress(raw)
+            except zlib.error as exc:
+                raise ValueError(f"index {part}: not zlib data ({exc})") from exc
+
+        return await blobs.in_codec_thread(decompress)
+
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Write an index part: its pieces compressed one after the other (the fastest
+        level) into blocks uploaded as they fill, so the whole is never held twice."""
+        await self._ensure()
+        name = index_blob(part, generation)  # refuses a bad part or generation first
+        await blobs.upload_blocks(self._container.get_blob_client(name),
+                                  _compressed_blocks(data))
+
+    async def delete_index(self, generation: str) -> None:
+        await self._ensure()
+        for part in INDEX_PARTS:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._container.delete_blob(index_blob(part, generation))
 
 
 def state_part_blob(name: str) -> str:
@@ -112,7 +119,24 @@ def state_part_blob(name: str) -> str:
     return f"state-{name}.json.gz"
 
 
-def snapshot_blob(part: str, generation: str) -> str:
-    if part not in SNAPSHOT_PARTS or not codec.GENERATION.fullmatch(generation):
-        raise ValueError(f"no snapshot part {part!r} of generation {generation!r}")
-    return f"snapshot-{part}-{generation}.json.gz"
+def index_blob(part: str, generation: str) -> str:
+    if part not in INDEX_PARTS or not codec.GENERATION.fullmatch(generation):
+        raise ValueError(f"no index part {part!r} of generation {generation!r}")
+    return f"index-{part}-{generation}.bin.z"
+
+
+def _compressed_blocks(pieces: Sequence[bytes | bytearray | memoryview]) -> Iterator[bytes]:
+    """zlib of the pieces, in blocks of about `blobs.BLOCK_BYTES`."""
+    compressor = zlib.compressobj(1)
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        for start in range(0, len(piece), blobs.BLOCK_BYTES):
+            out = compressor.compress(piece[start:start + blobs.BLOCK_BYTES])
+            pending.append(out)
+            size += len(out)
+            if size >= blobs.BLOCK_BYTES:
+                yield b"".join(pending)
+                pending, size = [], 0
+    pending.append(compressor.flush())
+    yield b"".join(pending)

@@ -1,4 +1,4 @@
-"""Runs served from the cached Emply copy still see every change made on the Emply side."""
+"""Runs served from the Emply index still see every change made on the Emply side."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from shared import store as store_mod
 from tests.e2e import tenants as t
 
 
-def _snapshot_generation(conn: str) -> Any:
+def _index_generation(conn: str) -> Any:
     async def load() -> Any:
         async with store_mod.open_store(connection_string=conn) as store:
-            return (await store.load_sync_state() or {}).get("snapshot")
+            return (await store.load_sync_state() or {}).get("index")
 
     return asyncio.run(load())
 
@@ -23,11 +23,11 @@ def test_a_change_in_emply_between_runs_is_never_missed(make_world: Any) -> None
     world = make_world(t.tenant(people, {t.G_EMPLOYEE: [p["id"] for p in people], t.G_HR: []}))
     world.import_state(t.emply_state())
     assert world.sync()["counts"] == {"create_user": 6}
-    generation = _snapshot_generation(world.azurite.connection_string)
+    generation = _index_generation(world.azurite.connection_string)
 
-    # Nothing changed: no changes, and the snapshot is not rewritten.
+    # Nothing changed: no changes, and the index is not rewritten.
     assert world.sync()["counts"] == {}
-    assert _snapshot_generation(world.azurite.connection_string) == generation
+    assert _index_generation(world.azurite.connection_string) == generation
 
     # An operator deactivates a synced user in Emply (an import): the next run must
     # see it (never reactivate a user Emply deactivated) and plan nothing for it.

@@ -110,7 +110,7 @@ def test_a_dry_run_reuses_too_and_changes_nothing(make_world: Any) -> None:
     assert run_at(DAY + dt.timedelta(minutes=10))["reusedPlanOf"] == first["runId"]
 
 
-def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
+def test_only_the_current_index_generation_is_kept(make_world: Any) -> None:
     world, tenant = staff_world(make_world)
     changed = copy.deepcopy(tenant)
     joiner = t.entra_user(700, "Another Joiner")
@@ -124,11 +124,11 @@ def test_only_the_current_snapshot_generation_is_kept(make_world: Any) -> None:
             names = [b.name async for b in deps.store.syncstate.list_blobs()]
             state = await deps.store.load_sync_state()
             assert state is not None
-            return sorted(names), state["snapshot"]
+            return sorted(names), state["index"]
 
     names, generation = asyncio.run(blobs())
-    assert names == [f"snapshot-emply-{generation}.json.gz",
-                     f"snapshot-entra-{generation}.json.gz", "state.json.gz"]
+    assert names == [f"index-emply-{generation}.bin.z",
+                     f"index-entra-{generation}.bin.z", "state.json.gz"]
 
 
 def edit_state(edit: Any) -> dict[str, Any]:
@@ -149,19 +149,19 @@ def test_a_state_written_before_its_format_is_read_as_it_is(make_world: Any) -> 
     after an upgrade still reuses the residual and reads Entra from the delta links."""
     staff_world(make_world)
     first = run_at(DAY)
-    newer = ("format", "guardWindow", "heldDigest")  # what the old code did not write
+    newer = ("format", "guardWindow", "heldDigest", "indexDelta")  # not in the old code
     old = edit_state(lambda s: {
         **{k: v for k, v in s.items() if k not in newer},
         "residual": {k: v for k, v in s["residual"].items() if k not in ("heldDigest", "until")},
     })
-    assert set(old) == {"mirrorHead", "snapshot", "previousMapping", "lastRunId", "residual"}
+    assert set(old) == {"mirrorHead", "index", "previousMapping", "lastRunId", "residual"}
     again = run_at(DAY + dt.timedelta(minutes=30))
     assert again["reusedPlanOf"] == first["runId"] and again["errors"] == []
     assert again["entraRead"] == {"fullRead": False, "reason": None, "requests": 3,
                                   "throttled": 0}
 
     edit_state(lambda s: {k: v for k, v in s.items() if k != "format"})
-    next_day = run_at(DAY + dt.timedelta(days=1))  # plans, from the old state's snapshot
+    next_day = run_at(DAY + dt.timedelta(days=1))  # plans, from the old state's index
     assert "reusedPlanOf" not in next_day and next_day["errors"] == []
     assert next_day["entraRead"]["fullRead"] is False
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from kiota_http.middleware.options import RetryHandlerOption
 
-from shared.graph import middleware, reader
+from shared.graph import middleware, mirror, reader
 
 
 def answer(status: int, retry_after: str | None = None) -> httpx.Response:
@@ -60,7 +60,7 @@ def test_endpoint_template(url: str, template: str) -> None:
 
 
 def test_group_split_over_pages_and_removed_then_back() -> None:
-    groups = reader._Groups({}, owned=True)
+    groups = mirror.Groups({}, owned=True)
     groups.apply(
         [
             {
@@ -98,7 +98,7 @@ def test_users_copy_on_write() -> None:
     alice = values(id="a", displayName="Alice", accountEnabled=True)
     bob = values(id="b", displayName="Bob", accountEnabled=True)
     base = {"a": alice, "b": bob}
-    users = reader._Users(base, owned=False)
+    users = mirror.Users(base, owned=False)
     users.apply([{"id": "a", "displayName": "Alice"}])  # no actual change
     assert users.users is base
     users.apply([{"id": "a", "accountEnabled": False}, {"id": "b", "@removed": {}}])

@@ -71,9 +71,9 @@ async def test_a_normal_run(sim: RunningSimulator, graph: graph_client.GraphClie
     users = {u["username"]: u for u in (await store.export_document())["users"]}
     assert {u["userPrincipalName"] for u in entra} <= set(users)
     assert users[entra[0]["userPrincipalName"]]["entraId"] == entra[0]["id"]
-    # the state names the snapshot the run saved, and the lease is free again
-    assert store.state is not None and store.state["snapshot"] is not None
-    assert {name.split("-")[1] for name in store.snapshots} == {"entra", "emply"}
+    # the state names the indexes the run saved, and the lease is free again
+    assert store.state is not None and store.state["index"] is not None
+    assert {name.split("-")[1] for name in store.indexes} == {"entra", "emply"}
     assert await store.current_lease() is None
     assert [r["runId"] for r in await store.list_runs()] == [report["runId"]]
     assert await store.get_run(report["runId"]) == report
@@ -97,14 +97,14 @@ async def test_a_failed_graph_read_leaves_the_state_untouched(
     store = await _store(emply_state())
     first = await _run(store, graph)
     assert first["status"] == "succeeded"
-    state, snapshots = copy.deepcopy(store.state), copy.deepcopy(store.snapshots)
+    state, indexes = copy.deepcopy(store.state), copy.deepcopy(store.indexes)
     emply, version = await store.export_document(), await store.current_version()
     sim.put_tenant(_tenant(6))  # two joiners ...
     sim.set_faults("/users/delta", 503, times=-1)  # ... that the run cannot read
     report = await _run(store, graph)
     assert report["status"] == "failed"
     assert [e["reason"] for e in report["errors"]] == ["graph_unavailable"]
-    assert store.state == state and store.snapshots == snapshots
+    assert store.state == state and store.indexes == indexes
     assert await store.export_document() == emply
     assert await store.current_version() == version
     assert await store.current_lease() is None
@@ -181,7 +181,16 @@ async def test_a_lost_lease_stops_the_run_before_it_applies(
         await asyncio.sleep(0.1)  # the heartbeat renews (and fails) meanwhile
         return await real_load(*args, **kwargs)
 
+    real_scan = store.scan
+
+    async def slow_scan(*args: Any, **kwargs: Any) -> str | None:
+        import asyncio
+
+        await asyncio.sleep(0.1)  # the same, for a run that reads into its index
+        return await real_scan(*args, **kwargs)
+
     monkeypatch.setattr(store, "load_emply", slow_load)
+    monkeypatch.setattr(store, "scan", slow_scan)
     report = await _run(store, graph)
     assert report["status"] == "failed"
     assert [e["reason"] for e in report["errors"]] == ["lease_lost"]

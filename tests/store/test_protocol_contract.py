@@ -155,25 +155,26 @@ async def test_run_log_refuses_a_report_without_run_id(store: SyncStore) -> None
 # --- SyncStateStore -----------------------------------------------------------------------
 
 
-async def test_sync_state_and_snapshot_parts(store: SyncStore) -> None:
+async def test_sync_state_and_index_parts(store: SyncStore) -> None:
     assert await store.load_sync_state() is None
     await store.save_sync_state({"version": 3, "deltaLinks": {"users": "L"}, "ünï": "✓"})
     assert await store.load_sync_state() == {"version": 3, "deltaLinks": {"users": "L"},
                                              "ünï": "✓"}
     generation = "0123456789abcdef0123456789abcdef"
-    assert await store.load_snapshot(generation, part="entra") is None
-    await store.save_snapshot(generation, {"users": {"a": 1}}, part="entra")
-    await store.save_snapshot(generation, lambda: {"emply": None}, part="emply")
-    assert await store.load_snapshot(generation, part="entra") == {"users": {"a": 1}}
-    assert await store.load_snapshot(generation, part="emply") == {"emply": None}
-    assert await store.load_snapshot("f" * 32, part="entra") is None
+    assert await store.load_index(generation, "entra") is None
+    await store.save_index(generation, "entra",
+                           [b"\x00entra" * 600, memoryview(b"\x00entra" * 400)])
+    await store.save_index(generation, "emply", [])
+    assert await store.load_index(generation, "entra") == b"\x00entra" * 1000
+    assert await store.load_index(generation, "emply") == b""
+    assert await store.load_index("f" * 32, "entra") is None
     with pytest.raises(ValueError):
-        await store.save_snapshot("not-a-generation", {}, part="entra")
+        await store.save_index("not-a-generation", "entra", [])
     with pytest.raises(ValueError):
-        await store.load_snapshot(generation, part="other")
-    await store.delete_snapshot(generation)
-    assert await store.load_snapshot(generation, part="entra") is None
-    await store.delete_snapshot(generation)  # missing: fine
+        await store.load_index(generation, "other")
+    await store.delete_index(generation)
+    assert await store.load_index(generation, "entra") is None
+    await store.delete_index(generation)  # missing: fine
 
 
 # --- EmplyTables, EmplyGenerations -------------------------------------------------------
@@ -226,6 +227,67 @@ async def test_own_writes_keep_the_copy_current_another_writer_spoils_it(
     assert not (await store.load_emply(loaded.cache())).served_from_cache
     await store.write_entities("users", [new], loaded=served)  # its ETag is still current
     assert served.cache() is None and served.version() is None
+
+
+async def test_scan_gives_every_entity_compact_with_its_etag(store: SyncStore) -> None:
+    """`scan`: the whole Emply side a page at a time, as `Ledger.entries` gives it, with
+    the marker it is current at."""
+    await store.import_document(_doc())
+    seen: list[tuple[str, str | None, dict[str, Any]]] = []
+    version = await store.scan(lambda kind, etag, item: seen.append((kind, etag, item)))
+    assert version == await store.current_version() is not None
+    loaded = await store.load_emply()
+
+    def present(entries: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """Entries by id, absent fields and fields of no value alike."""
+        return sorted(((etag, {k: v for k, v in item.items() if v is not None})
+                       for etag, item in entries), key=lambda e: str(e[1].get("id")))
+
+    for kind in ("settings", "roles", "users", "employees"):
+        mine = [(etag, item) for k, etag, item in seen if k == kind]
+        assert present(mine) == present(loaded.ledger.entries(kind)), kind
+    assert all("history" not in item and "lastChange" not in item for _k, _e, item in seen)
+
+
+async def test_a_copy_of_some_entities_is_a_load_while_the_marker_stands(
+        store: SyncStore) -> None:
+    """`Ledger.entries` gives what a caller keeps of the Emply side (ETag, entity without
+    lastChange and history); `loaded_from` makes a load of some of them again, whose
+    writes are guarded by those ETags, until another writer moves the marker."""
+    await store.import_document(_doc())
+    full = await store.load_emply()
+    version = full.version()
+    assert version is not None
+    kept = {kind: list(full.ledger.entries(kind)) for kind in ("settings", "roles", "users",
+                                                              "employees")}
+    assert [item["id"] for _etag, item in kept["users"]] == [f"u{i:03d}" for i in range(5)]
+    assert all(etag and "history" not in item and "lastChange" not in item
+               for etag, item in kept["users"])
+    assert [item["id"] for _e, item in full.ledger.entries("users", ["u003", "none"])] == [
+        "u003"]
+    some = await store.loaded_from(version, {"settings": kept["settings"],
+                                             "users": kept["users"][1:3]})
+    assert some.served_from_cache and some.cache() is None
+    assert [u["id"] for u in some.doc["users"]] == ["u001", "u002"]
+    assert some.doc["settings"] == full.doc["settings"] and some.doc["employees"] == []
+    whole = await store.read_entities("users", ["u001"], loaded=some)
+    await store.write_entities("users", [{**whole["u001"], "displayName": "mine"}], loaded=some)
+    assert some.version() == await store.current_version() != version
+    assert [item.get("displayName") for _e, item in some.ledger.entries("users", ["u001"])] == [
+        "mine"]
+    await store.write_entities("users", [{**whole["u001"], "displayName": "theirs"}])
+    with pytest.raises(ConcurrentChangeError, match="u001"):
+        await store.write_entities("users", [{**whole["u001"], "displayName": "again"}],
+                                   loaded=some)
+    # The marker moved since the copy was made: writes are still guarded entity by entity.
+    stale = await store.loaded_from(version, {"users": kept["users"]})
+    assert stale.version() is None
+    await store.write_entities("users", [{**kept["users"][4][1], "displayName": "fine"}],
+                               loaded=stale)
+    with pytest.raises(ConcurrentChangeError, match="u001"):
+        await store.write_entities("users", [{**whole["u001"], "displayName": "stale"}],
+                                   loaded=stale)
+    assert stale.version() is None
 
 
 async def test_a_write_guarded_by_a_stale_load_is_a_conflict(store: SyncStore) -> None:

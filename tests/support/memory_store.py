@@ -25,6 +25,7 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -32,7 +33,7 @@ from typing import Any
 
 from shared.emply import checks as emply_checks
 from shared.emply import document as emply_doc
-from shared.store import codec, errors, keys, unique_index
+from shared.store import chunked_json, codec, errors, keys, unique_index
 from shared.store.feed_chunks import Chunk
 from shared.store.protocols import (
     EMPLY_KINDS,
@@ -42,7 +43,7 @@ from shared.store.protocols import (
     SubscriptionRecord,
 )
 from shared.store.runlog import OPTIONAL_SUMMARY_FIELDS, SUMMARY_FIELDS, summary
-from shared.store.syncstate import snapshot_blob, state_part_blob
+from shared.store.syncstate import INDEX_PARTS, index_blob, state_part_blob
 
 _FORMAT = "memory-1"
 _LEASE_FIELDS = ("runId", "trigger", "startedAt", "expiresAt", "renewedAt")
@@ -50,7 +51,8 @@ _KINDS = ("settings", *codec.PARTITIONS)
 
 
 def _json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
+    """A JSON round trip, as Azure stores it (a run's change log written a block at a time)."""
+    return json.loads("".join(chunked_json.plain_pieces(value)))
 
 
 class _Etags:
@@ -161,7 +163,7 @@ class MemoryRunLog:
 class MemorySyncState:
     def __init__(self) -> None:
         self.state: dict[str, Any] | None = None
-        self.snapshots: dict[str, Any] = {}
+        self.indexes: dict[str, bytes] = {}
         self.parts: dict[str, Any] = {}
 
     async def load_state_part(self, name: str) -> Any:
@@ -176,18 +178,16 @@ class MemorySyncState:
     async def save_sync_state(self, state: Mapping[str, Any]) -> None:
         self.state = _json(state)
 
-    async def load_snapshot(self, generation: str, *, part: str) -> dict[str, Any] | None:
-        found = self.snapshots.get(snapshot_blob(part, generation))
-        return None if found is None else _json(found)
+    async def load_index(self, generation: str, part: str) -> bytes | None:
+        return self.indexes.get(index_blob(part, generation))
 
-    async def save_snapshot(self, generation: str, data: Mapping[str, Any] | Callable[[], Any],
-                            *, part: str) -> None:
-        name = snapshot_blob(part, generation)
-        self.snapshots[name] = _json(data() if callable(data) else data)
+    async def save_index(self, generation: str, part: str,
+                         data: Sequence[bytes | bytearray | memoryview]) -> None:
+        self.indexes[index_blob(part, generation)] = b"".join(data)
 
-    async def delete_snapshot(self, generation: str) -> None:
-        for part in ("entra", "emply"):
-            self.snapshots.pop(snapshot_blob(part, generation), None)
+    async def delete_index(self, generation: str) -> None:
+        for part in INDEX_PARTS:
+            self.indexes.pop(index_blob(part, generation), None)
 
 
 # --- EmplyTables, EmplyGenerations --------------------------------------------------------
@@ -201,9 +201,10 @@ class MemoryLedger:
     known: dict[str, dict[str, dict[str, Any]]] | None
     marker: str | None
     ours: bool
+    partial: bool = False
 
     def cache(self) -> dict[str, Any] | None:
-        if self.known is None or not self.ours or self.marker is None:
+        if self.known is None or not self.ours or self.marker is None or self.partial:
             return None
         return {"format": _FORMAT, "version": self.marker,
                 "kinds": {kind: [[k, self.etags.get((kind, k)), item]
@@ -212,6 +213,15 @@ class MemoryLedger:
 
     def version(self) -> str | None:
         return self.marker if self.ours else None
+
+    def entries(self, kind: str, ids: Iterable[str] | None = None
+                ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        items = (self.known or {}).get(kind) or {}
+        kc = codec.CODECS[kind]
+        row_keys = items if ids is None else (kc.row_key({"id": i}) for i in ids)
+        for key in row_keys:
+            if key in items:
+                yield self.etags.get((kind, key)), copy.deepcopy(items[key])
 
 
 def _ledger(loaded: LoadedEmply | None) -> MemoryLedger:
@@ -374,6 +384,37 @@ class MemoryEmplyTables:
 
     async def current_version(self) -> str | None:
         return self.version
+
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+                   ) -> str | None:
+        for kind in _KINDS:
+            for _key, (item, etag) in sorted(self.rows[kind].items()):
+                take(kind, etag, _light(kind, copy.deepcopy(item)))
+        return self.version
+
+    def write_unit(self, kind: str, entity_id: str) -> str:
+        kc = codec.CODECS[kind]
+        return kc.pk(kc.row_key({"id": entity_id}))
+
+    async def loaded_from(self, version: str,
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
+                          ) -> LoadedEmply:
+        ledger = MemoryLedger({}, {kind: {} for kind in _KINDS}, version,
+                              self.version == version, partial=True)
+        doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
+        for kind, found in entries.items():
+            kc = codec.CODECS[kind]
+            for etag, item in found:
+                key = kc.row_key(item)
+                if etag:
+                    ledger.etags[(kind, key)] = etag
+                assert ledger.known is not None
+                ledger.known[kind][key] = copy.deepcopy(item)
+                if kind == "settings":
+                    doc["settings"] = copy.deepcopy(item)
+                else:
+                    doc[kind].append(copy.deepcopy(item))
+        return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
 
     async def export_document(self) -> dict[str, Any]:
         return self._document()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.reconcile import convert, entity_writes, model
+from shared.reconcile import convert, entity_writes, model, planner, scope, touched
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from tests.unit import builders as b
@@ -268,3 +270,140 @@ def test_a_run_never_gives_two_users_one_username_or_email(world: Any) -> None:
     after = apply_to(users, b.run(entra, users, cfg, employees=EMPLOYEES))
     for field in ("username", "email"):
         assert _duplicates(after, field) <= _duplicates(users, field), field
+
+
+# --- Planning part of the world (`shared.reconcile.touched`) ---------------------------
+
+MORE_PEOPLE = [*PEOPLE, "p6", "p7"]
+
+
+def _snapshot(users: list[model.EmplyUser]) -> model.EmplySnapshot:
+    return model.EmplySnapshot(tuple(users), EMPLOYEES, b.ROLES)
+
+
+def _plan(entra: model.EntraSnapshot, emply: model.EmplySnapshot, cfg: model.Settings,
+          state: model.SyncState, outside: model.Outside | None = None) -> model.Plan:
+    return planner.plan(entra, emply, cfg, state, b.NOW, outside=outside)
+
+
+@st.composite
+def changed_worlds(draw: st.DrawFn) -> tuple[Any, ...]:
+    """A world synced by a first plan, then changed here and there: Entra users enabled or
+    disabled, given another mail or UPN, deleted or added, group members moved, and Emply
+    users renamed or deactivated in Emply."""
+    entra, users, cfg = draw(worlds())
+    # Linked users whose username and e-mail are not their Entra user's: found by id only.
+    users = [dataclasses.replace(u, username=f"{u.id}.legacy", email=f"{u.id}.legacy@x.com")
+             if u.entra_id and draw(st.booleans()) else u for u in users]
+    first = b.run(entra, users, cfg, employees=EMPLOYEES)
+    synced = apply_to(users, first)
+    changed = dict(entra.users)
+    for p in MORE_PEOPLE:
+        action = draw(st.sampled_from(["same", "same", "same", "toggle", "mail", "upn",
+                                       "delete", "add"]))
+        user = changed.get(p)
+        if action == "add" and user is None:
+            changed[p] = b.entra_user(p, f"{p}@contoso.com",
+                                      mail=draw(st.sampled_from(NAMES[:-1])))
+        elif user is None or action in ("same", "add"):
+            continue
+        elif action == "toggle":
+            changed[p] = dataclasses.replace(user, account_enabled=not user.account_enabled)
+        elif action == "mail":
+            changed[p] = dataclasses.replace(user, mail=draw(st.sampled_from(NAMES[:-1])))
+        elif action == "upn":
+            changed[p] = dataclasses.replace(
+                user, user_principal_name=draw(st.sampled_from(NAMES[:-1])))
+        else:
+            del changed[p]
+    groups = {
+        g.id: (g if draw(st.booleans()) else dataclasses.replace(g, members=frozenset(
+            draw(st.lists(st.sampled_from([*MORE_PEOPLE, *GROUPS]), max_size=5)))))
+        for g in entra.groups.values()
+    }
+    entra2 = dataclasses.replace(entra, users=changed, groups=groups)
+    users2 = []
+    for user in synced:
+        edit = draw(st.sampled_from(["same", "same", "same", "email", "deactivate"]))
+        if edit == "email":
+            user = dataclasses.replace(user, email=draw(st.sampled_from(NAMES)))
+        elif edit == "deactivate" and user.status == "active":
+            user = dataclasses.replace(user, status="deactivated", deactivated_by="emply")
+        users2.append(user)
+    state = model.SyncState(previous_mapping=first.next_state.previous_mapping,
+                            recent_deactivations=first.next_state.recent_deactivations,
+                            held_digest=first.next_state.held_digest)
+    return cfg, first, state, (entra, _snapshot(synced)), (entra2, _snapshot(users2))
+
+
+def _seeds(cfg: model.Settings, first: model.Plan,
+           before: tuple[model.EntraSnapshot, model.EmplySnapshot],
+           after: tuple[model.EntraSnapshot, model.EmplySnapshot]) -> touched.Seeds:
+    """What changed from `before` to `after`, as a run finds it: Entra users whose
+    attributes or configured groups differ, Emply users that differ, and the users the
+    last run held."""
+    seeds = touched.Seeds()
+    scopes = [scope.configured_groups_by_user(side[0], cfg) for side in (before, after)]
+    for entra_id in {*before[0].users, *after[0].users}:
+        old, new = before[0].users.get(entra_id), after[0].users.get(entra_id)
+        if old != new or scopes[0].get(entra_id) != scopes[1].get(entra_id):
+            seeds.entra.add(entra_id)
+            if old is not None:
+                seeds.before.append(touched.entra_keys(old))
+    old_users = {u.id: u for u in before[1].users}
+    for user in after[1].users:
+        if old_users.get(user.id) != user:
+            seeds.users.add(user.id)
+            seeds.before.append(touched.user_keys(old_users[user.id]))
+    seeds.users.update(c.user_id for c in first.held if c.user_id)
+    return seeds
+
+
+def _outside(emply: model.EmplySnapshot, part: touched.Touched) -> model.Outside:
+    return model.Outside(touched.linked_active(u for u in emply.users if u.id not in part.users))
+
+
+def _multiset(items: Any) -> list[str]:
+    return sorted(json.dumps(i, sort_keys=True) for i in items)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(changed_worlds())
+def test_a_plan_on_a_part_is_the_whole_plan_restricted_to_it(case: Any) -> None:
+    """What lets a run plan only what a delta round touched: the users that changed and
+    all that share an R3 key with them (`touched.closure`), planned with what the guard
+    needs of the rest, get exactly what the plan of the whole world gives them, and the
+    whole plan gives nobody else anything."""
+    cfg, first, state, before, after = case
+    part = touched.closure(touched.SnapshotWorld(*after), _seeds(cfg, first, before, after))
+    whole = _plan(*after, cfg, state)
+    restricted = _plan(*touched.restrict(*after, part), cfg, state,
+                       _outside(after[1], part))
+    assert _multiset(c.to_json() for c in restricted.changes) == _multiset(
+        c.to_json() for c in whole.changes)
+    assert _multiset(c.to_json() for c in restricted.held) == _multiset(
+        c.to_json() for c in whole.held)
+    assert sorted(map(repr, restricted.bookkeeping)) == sorted(map(repr, whole.bookkeeping))
+    assert restricted.next_state == whole.next_state
+    concerning = [p.to_json() for p in whole.errors
+                  if not touched.names_entity(p.to_json())
+                  or p.entra_id in part.entra or p.user_id in part.users
+                  or set(p.candidates) & part.users]
+    assert _multiset(p.to_json() for p in restricted.errors) == _multiset(concerning)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(changed_worlds())
+def test_a_run_of_a_part_carries_the_rest_of_the_last_outcome(case: Any) -> None:
+    """The run's outcome (errors and skips of the whole world) from the last run's, the
+    part's plan as it was and the part's plan now (`touched.carried`) is the outcome of
+    planning the whole world again."""
+    cfg, first, state, before, after = case
+    part = touched.closure(touched.SnapshotWorld(*after), _seeds(cfg, first, before, after))
+    old = _plan(*touched.restrict(*before, part), cfg, state, _outside(before[1], part))
+    new = _plan(*touched.restrict(*after, part), cfg, state, _outside(after[1], part))
+    recorded = run_report.Outcome.of(first)
+    errors, skips = touched.carried(recorded.errors, recorded.skips, old, new)
+    whole = _plan(*after, cfg, state)
+    assert _multiset(errors) == _multiset(p.to_json() for p in whole.errors)
+    assert skips == dict(whole.skips)

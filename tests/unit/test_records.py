@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -28,20 +27,20 @@ RESIDUAL = {"runId": "20310304T090000Z-abcdef01", "date": "2031-03-04", "emplyVe
             "status": "needs_approval", "held": [HELD],
             "errors": [{"reason": "ambiguous_match", "message": "two", "entraId": "p2"}],
             "skips": {"employee_profile_controls_roles": 2}}
-# Exactly what the code before `shared.run.state` wrote (no "format").
-OLD_STATE = {"mirrorHead": HEAD, "snapshot": "0" * 32,
+# Exactly what the code before `shared.run.state` wrote (no "format"), naming its index.
+OLD_STATE = {"mirrorHead": HEAD, "index": "0" * 32,
              "previousMapping": {"g1": "employee", "g2": None},
              "lastRunId": "20310304T090000Z-abcdef01", "residual": RESIDUAL}
 
 
 # What the old state is written back as: its fields, and R7's (empty) window and digests.
-WRITTEN_AGAIN = {**OLD_STATE, "guardWindow": [], "heldDigest": None,
+WRITTEN_AGAIN = {**OLD_STATE, "indexDelta": None, "guardWindow": [], "heldDigest": None,
                  "residual": {**OLD_STATE["residual"], "heldDigest": None, "until": None}}
 
 
 def test_a_state_written_before_the_format_reads_and_writes_back_the_same() -> None:
     state = sync_state.SyncState.from_json(OLD_STATE)
-    assert state.mirror_head == HEAD and state.snapshot == "0" * 32
+    assert state.mirror_head == HEAD and state.index == "0" * 32
     assert state.previous_mapping == {"g1": "employee", "g2": None}
     assert state.residual is not None and state.residual.date == dt.date(2031, 3, 4)
     assert state.residual.outcome.held == (HELD,)
@@ -57,8 +56,8 @@ def test_no_state_is_the_empty_state() -> None:
 @pytest.mark.parametrize("value, words", [
     ([OLD_STATE], "expected a JSON object, got list"),
     ("state", "expected a JSON object, got str"),
-    ({**OLD_STATE, "format": 4}, "state format 4, this code reads 3"),
-    ({**OLD_STATE, "format": "3"}, "state format '3'"),
+    ({**OLD_STATE, "format": 5}, "state format 5, this code reads 4"),
+    ({**OLD_STATE, "format": "4"}, "state format '4'"),
 ])
 def test_another_format_or_shape_is_unreadable(value: Any, words: str) -> None:
     with pytest.raises(sync_state.StateUnreadable, match=words):
@@ -74,23 +73,32 @@ def test_another_format_or_shape_is_unreadable(value: Any, words: str) -> None:
     ("previousMapping", {"g1": 3}),
     ("previousMapping", ["g1"]),
     ("mirrorHead", "head"),
-    ("snapshot", 42),
+    ("index", 42),
 ])
 def test_a_malformed_part_counts_as_absent(part: str, value: Any) -> None:
     state = sync_state.SyncState.from_json({**OLD_STATE, part: value})
     field = {"residual": "residual", "previousMapping": "previous_mapping",
-             "mirrorHead": "mirror_head", "snapshot": "snapshot"}[part]
+             "mirrorHead": "mirror_head", "index": "index"}[part]
     assert getattr(state, field) is None
     # The rest of the state stands.
-    others = {"residual", "previous_mapping", "mirror_head", "snapshot"} - {field}
+    others = {"residual", "previous_mapping", "mirror_head", "index"} - {field}
     assert all(getattr(state, name) is not None for name in others)
 
 
-def test_the_previous_mirror_is_the_head_with_the_snapshots_users_and_groups() -> None:
+def test_a_state_of_format_3_reads_without_its_snapshot() -> None:
+    """Format 3 named a snapshot of another shape: that run reads both sides whole."""
+    old = {**OLD_STATE, "format": 3, "snapshot": "0" * 32}
+    del old["index"]
+    state = sync_state.SyncState.from_json(old)
+    assert state.index is None and state.mirror_head == HEAD and state.residual is not None
+
+
+def test_the_previous_mirror_is_the_index_mirror_with_the_states_head() -> None:
     state = sync_state.SyncState.from_json(OLD_STATE)
     users = {"p1": ["p1", "p1@contoso.com", *[None] * 9]}
     groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1"]}}
-    mirror = state.previous_mirror({"users": users, "groups": groups, "emply": {}})
+    stale = {**HEAD, "deltaLinks": {"users": "older", "groups": "older"}}
+    mirror = state.previous_mirror({**stale, "users": users, "groups": groups})
     assert mirror == {**HEAD, "users": users, "groups": groups}
     assert mirror is not None and mirror["users"] is users  # shared, not copied
     assert state.previous_mirror(None) is None
@@ -169,26 +177,6 @@ def test_a_reports_keys_appear_as_the_run_gets_there() -> None:
     assert as_json["counts"] == {} and as_json["planned"] == changes
     assert as_json["errors"][-1]["reason"] == "graph_read_failed"
     assert as_json["held"] == [HELD]  # what was held is still shown
-
-
-def test_the_snapshots_entra_part_packs_in_this_format_and_reads_format_2_too() -> None:
-    users = {"p1": ["p1", "p1@contoso.com", "p1@contoso.com", "P1", None, None, True, None,
-                    None, None, None],
-             "p2": ["p2", "p2@contoso.com", None, "P2", "P", "Two", False, True, "CTO", None,
-                    None]}
-    groups = {"g1": {"id": "g1", "displayName": "G1", "members": ["p1", "g2"]}}
-    packed = sync_state.pack_entra({**HEAD, "users": users, "groups": groups})
-    assert packed["format"] == sync_state.FORMAT
-    for form in (sync_state.FORMAT, 2):
-        part = json.loads(json.dumps({**packed, "format": form}))  # as stored
-        unpacked = sync_state.unpack_entra(part)
-        assert unpacked is not None
-        assert unpacked["users"] == users and unpacked["groups"] == groups
-    # Format 1 (users as in the mirror) or none: read Entra in full once instead.
-    assert sync_state.unpack_entra({**packed, "format": 1}) is None
-    assert sync_state.unpack_entra({"users": users, "groups": groups}) is None
-    with pytest.raises(ValueError, match="snapshot groups"):
-        sync_state.unpack_entra({**packed, "groups": ["g1"]})
 
 
 def test_the_guard_window_and_held_digest_round_trip_and_bad_entries_are_dropped() -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared import telemetry
-from shared.run.context import Run
+from shared.run.context import Deps, Run
 from shared.run.mailboxes import queued
 from shared.run.steps import base
 from shared.store import protocols
@@ -92,12 +92,18 @@ class ChangeFeedStep(base.Step):
     name = "change_feed"
 
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
-        changes = [c.to_json() for c in applied.changes()]
-        # First what earlier runs' mailbox shards did since (under this run's lease).
-        error = await flush_feed(run.deps.store, run.deps.clock()) or \
-            await record_changes(run.deps.store, run.run_id, changes, run.deps.clock())
-        return base.StepOutcome(self.name, errors=(error,) if error else (),
-                                progress={} if error else {"feedChanges": len(changes)})
+        return await record(run.deps, run.run_id, [c.to_json() for c in applied.changes()])
+
+
+async def record(deps: Deps, run_id: str, changes: Sequence[Mapping[str, Any]]
+                 ) -> base.StepOutcome:
+    """The step's work for these changes (the report's form of each); a run that plans
+    by parts (`shared.run.indexed`) calls it once for all of them."""
+    # First what earlier runs' mailbox shards did since (under this run's lease).
+    error = await flush_feed(deps.store, deps.clock()) or \
+        await record_changes(deps.store, run_id, changes, deps.clock())
+    return base.StepOutcome(ChangeFeedStep.name, errors=(error,) if error else (),
+                            progress={} if error else {"feedChanges": len(changes)})
 
 
 async def record_changes(store: ChangeFeed, run_id: str,

@@ -14,12 +14,10 @@ Graph now hold them. Written here, after every write of the run:
   event pushed would not show in that marker).
 
 The run-wide R11 mapping and the set the last full run held stay as they were
-(`shared.reconcile.focus`). And the snapshot's compact Emply copy, which the run loaded
-the Emply side from (`shared.run.on_demand.cached_emply`), is replaced by the copy as
-this run's writes left it, tagged with the version marker they set: the next run (full
-or on-demand) is served from it, not from 100,000 entities. Only that part of the
-snapshot is rewritten, in place: a copy is used only while the marker it names is
-current, so it is never wrong, at worst unused; the Entra part stays.
+(`shared.reconcile.focus`), and so do the indexes the last full run saved: the run
+loaded the Emply side from that index while the version marker said it was current
+(`shared.run.on_demand.load_emply`); its writes move the marker, so the next run reads
+the Emply side from the tables and finds what changed by ETag (`shared.run.indexes`).
 """
 
 from __future__ import annotations
@@ -43,13 +41,9 @@ class GuardWindowStep(base.Step):
             residual=None if changed else state.residual)
         if after != state:
             await sync_state.save_state(run.deps.store, after)
-        cache = run.loaded.cache() if changed else None
-        if cache is not None and state.snapshot is not None:
-            await run.deps.store.save_snapshot(state.snapshot, {"emply": cache}, part="emply")
         return base.StepOutcome(self.name, progress={
             "guardWindow": sum(n for _, n in window),
-            "residualKept": after.residual is not None,
-            "emplyCopyKept": cache is not None and state.snapshot is not None})
+            "residualKept": after.residual is not None})
 
 
 STEP = GuardWindowStep()

@@ -1,28 +1,34 @@
 """The sync-state step: what this run read and planned, remembered for the next run.
 
-The bulky part of the state (the Entra users and groups, the compact Emply copy) goes
-in a snapshot, written under a new generation only when something changed; then the
-state (delta links, the snapshot's generation, the role mapping, the guard's window,
-the residual) names it. It comes after every Emply and Entra write of the run: a run
-that fails before it leaves the delta links where they were, so the next run reads
-the same changes again and plans from what was written (R7). The old snapshot is
-deleted last (a leftover costs storage, not correctness).
+The bulky part of the state (the directory and the Emply copy) goes in the indexes
+(`shared.run.entra_index`, `shared.run.emply_index`), written under a new generation
+only when something changed; then the state (delta links, the indexes' generation, the
+role mapping, the guard's window, the residual) names them. It comes after every Emply
+and Entra write of the run: a run that fails before it leaves the delta links where
+they were, so the next run reads the same changes again and plans from what was
+written (R7). The old generation is deleted last (a leftover costs storage, not
+correctness).
 
 The residual (`shared.run.unchanged`) is kept only when the next run may reuse this
 run's outcome: no step said otherwise (calendars, events and photos are not in
 Graph's delta; a write that failed must be planned again), no Entra write was planned
 (Graph's delta would not show one that failed), no entity was left out for a
 concurrent change.
+
+This is the step of a run that planned the whole world; a run that planned only what
+changed saves its indexes itself (`shared.run.indexed`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
 
 from shared.reconcile import model
+from shared.run import indexes
 from shared.run import state as sync_state
 from shared.run.context import Run
+from shared.run.emply_index import EmplyIndex
+from shared.run.entra_index import EntraIndex
 from shared.run.steps import base
 
 
@@ -32,22 +38,19 @@ class SyncStateStep(base.Step):
     async def apply(self, run: Run, applied: base.Applied) -> base.StepOutcome:
         store, loaded, plan = run.deps.store, run.loaded, applied.plan
         mirror = run.directory.mirror
-        previous, old_generation = run.snapshot, run.state.snapshot
-        same_snapshot = (
-            previous is not None and old_generation is not None
+        previous = run.previous_mirror
+        before = (run.state.index, run.state.index_delta)
+        same = (
+            previous is not None and before[0] is not None and before[1] is None
             and loaded.served_from_cache and not applied.wrote
             and all(mirror[k] is previous.get(k) for k in ("users", "groups"))
         )
-        generation = old_generation if same_snapshot and old_generation else uuid.uuid4().hex
-        if not same_snapshot:
-            try:
-                await store.save_snapshot(generation, lambda: sync_state.pack_entra(mirror),
-                                          part="entra")
-                await store.save_snapshot(generation, {"emply": loaded.cache()}, part="emply")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await store.delete_snapshot(generation)
-                raise
+        saved: tuple[str, str | None] = (before[0], None) if same and before[0] else ("", None)
+        if not same:
+            entra = EntraIndex.from_mirror(mirror)
+            emply = EmplyIndex.from_entries(
+                loaded.version(), {k: loaded.ledger.entries(k) for k in indexes.ALL_KINDS})
+            saved = await indexes.save(store, entra, emply, (None, None))  # whole
         reusable = (applied.reusable and not applied.conflicts
                     and not any(c.kind in model.ENTRA_KINDS for c in plan.changes))
         residual = sync_state.residual(
@@ -55,11 +58,12 @@ class SyncStateStep(base.Step):
             emply_version=loaded.version(), organization=mirror["organization"],
         ) if reusable else None
         await sync_state.save_state(store, sync_state.after_run(
-            mirror, generation=generation, plan=plan, run_id=run.run_id, residual=residual))
-        if not same_snapshot and old_generation is not None:
+            mirror, generation=saved[0], next_state=plan.next_state, run_id=run.run_id,
+            residual=residual))
+        for generation in indexes.stale(before, saved):
             with contextlib.suppress(Exception):
-                await store.delete_snapshot(old_generation)
-        return base.StepOutcome(self.name, progress={"snapshotKept": same_snapshot,
+                await store.delete_index(generation)
+        return base.StepOutcome(self.name, progress={"indexKept": same,
                                                      "residualKept": residual is not None})
 
 

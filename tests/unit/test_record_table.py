@@ -1,0 +1,131 @@
+"""`shared.run.records`: rows found by key, changed in place, saved and read back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.run import records
+from shared.run.records import RecordTable
+
+NAMES = ("id", "mail")
+
+
+def keys(record: Any) -> Mapping[str, Iterable[str]]:
+    return {"id": [record["id"]], "mail": [m.lower() for m in record.get("mail", ())]}
+
+
+def found(table: RecordTable, index: str, key: str) -> list[Any]:
+    """The records the index names for `key`, compared (as callers do)."""
+    out = []
+    for row in table.find(index, key):
+        record = table.get(row)
+        if record is not None and key in keys(record)[index]:
+            out.append(record)
+    return out
+
+
+def test_find_put_free_and_bytes() -> None:
+    table = RecordTable.build(
+        [{"id": "a", "mail": ["A@x"]}, {"id": "b", "mail": ["b@x", "shared@x"]},
+         {"id": "c", "mail": ["shared@x"]}], keys, NAMES)
+    assert [r["id"] for r in found(table, "mail", "shared@x")] == ["b", "c"]
+    assert found(table, "id", "a") == [{"id": "a", "mail": ["A@x"]}]
+    row = table.find("id", "b")[0]
+    table.put(row, {"id": "b", "mail": ["new@x"]})
+    table.free(table.find("id", "c")[0])
+    added = table.put(None, {"id": "d", "mail": ["shared@x"]})
+    assert added == 3 and len(table) == 4
+    assert [r["id"] for r in found(table, "mail", "shared@x")] == ["d"]
+    assert found(table, "mail", "b@x") == []
+    again = RecordTable.from_bytes(table.to_bytes(), keys, NAMES)
+    assert [r for _row, r in again.records()] == [
+        {"id": "a", "mail": ["A@x"]}, {"id": "b", "mail": ["new@x"]},
+        {"id": "d", "mail": ["shared@x"]}]
+    assert again.get(2) is None  # the freed row stays free: rows keep their numbers
+    assert [r["id"] for r in found(again, "mail", "new@x")] == ["b"]
+
+
+def test_a_long_header_reads_back() -> None:
+    table = RecordTable.build([{"id": "a"}], keys, NAMES)
+    table.meta = {"values": ["x" * 100] * 1000}  # a header line of 100 KB
+    again = RecordTable.from_bytes(table.to_bytes(), keys, NAMES)
+    assert again.meta == table.meta and found(again, "id", "a") == [{"id": "a"}]
+
+
+def test_not_a_table_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RecordTable.from_bytes(b'{"format": 99}\n', keys, NAMES)
+    table = RecordTable.build([{"id": "a"}], keys, NAMES)
+    with pytest.raises(ValueError):
+        RecordTable.from_bytes(table.to_bytes()[:-3], keys, NAMES)
+    with pytest.raises(ValueError):
+        RecordTable.from_bytes(table.to_bytes(), keys, ("id",))
+
+
+def test_keys_sharing_a_hash_are_both_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 bits of hash: two keys may share one; `find` gives both rows, the caller
+    compares."""
+    monkeypatch.setattr(records, "key_hash", lambda key: 7)
+    table = RecordTable.build([{"id": "a"}, {"id": "b"}], keys, NAMES)
+    assert sorted(table.find("id", "a")) == [0, 1]
+    assert [r["id"] for r in found(table, "id", "a")] == ["a"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "free", "save"]), st.integers(0, 7),
+                          st.lists(st.sampled_from(["m1", "m2", "m3"]), max_size=2)),
+                max_size=40))
+def test_indexes_always_describe_the_rows(steps: list[tuple[str, int, list[str]]]) -> None:
+    """Whatever puts, frees and saves happen, every index finds exactly the rows whose
+    record has the key (checked against a plain dict)."""
+    table = RecordTable.build([{"id": "first", "mail": ["m1", "m1"]}], keys, NAMES)
+    model: dict[int, dict[str, Any]] = {0: {"id": "first", "mail": ["m1", "m1"]}}
+    for op, n, mails in steps:
+        if op == "put":
+            row = n if n < len(table) else None
+            record = {"id": f"u{n}", "mail": mails}
+            model[table.put(row, record)] = record
+        elif op == "free" and n < len(table):
+            table.free(n)
+            model.pop(n, None)
+        elif op == "save":
+            table = RecordTable.from_bytes(table.to_bytes(), keys, NAMES)
+        for mail in ("m1", "m2", "m3"):
+            want = sorted(r for r, rec in model.items() if mail in rec["mail"])
+            assert sorted(r for r in table.find("mail", mail)) == want
+
+
+def test_a_delta_is_what_changed_since_the_table_was_saved_whole() -> None:
+    table = RecordTable.build([{"id": f"u{i}", "mail": [f"m{i}"]} for i in range(50)],
+                              keys, NAMES)
+    assert table.changed_share() == 1.0  # never saved whole: its next save is whole
+    whole = table.to_bytes()
+    assert table.changed_share() == 0.0
+    table.put(table.find("id", "u3")[0], {"id": "u3", "mail": ["new"]})
+    table.free(table.find("id", "u4")[0])
+    table.put(None, {"id": "u50", "mail": ["m50"]})
+    table.meta = {"note": "after"}
+    assert 0 < table.changed_share() < 0.1
+    delta = table.delta_bytes()
+    assert len(delta) < len(whole) / 10
+    again = RecordTable.from_bytes(whole, keys, NAMES)
+    again.apply_delta(delta)
+    assert list(again.records()) == list(table.records()) and again.meta == {"note": "after"}
+    assert [r["id"] for r in found(again, "mail", "new")] == ["u3"]
+    assert found(again, "id", "u4") == [] and found(again, "mail", "m3") == []
+
+
+
+def test_many_changes_folded_in_mean_the_next_save_is_whole() -> None:
+    table = RecordTable.build([{"id": f"u{i}"} for i in range(4000)], keys, NAMES)
+    table.to_bytes()
+    for row in range(1100):
+        table.put(row, {"id": f"u{row}", "mail": ["x"]})
+    table.settle()  # more than an eighth changed: folded into the table's bytes
+    assert table.changed_share() == 1.0
+    assert [r["id"] for r in found(table, "mail", "x")][:2] == ["u0", "u1"]
