@@ -248,17 +248,26 @@ resource subscriptionRenewalFailed 'Microsoft.Insights/scheduledQueryRules@2023-
 // emply_sync.run record with status "running" and mailboxShardsQueued when its own part
 // ends, and again with its final status when its last shard ends. Shards fall behind
 // the schedule when a run still waits on them after mailboxShardsBehindMinutes, or
-// when a run skipped buckets an earlier run's shard still held (mailboxBucketsHeld):
-// those mailboxes wait for a later run. Inline mailbox passes log neither.
+// when a run in the last hour skipped buckets an earlier run's shard still held
+// (emply_sync.mailbox_buckets_held, logged even when it queued no shard at all): those
+// mailboxes wait for a later run. Inline mailbox passes log neither.
 var shardRuns = '''
 traces
 | where message == "emply_sync.run"
 | extend runId = tostring(customDimensions.runId),
          status = tostring(customDimensions.status),
-         shardsQueued = toint(customDimensions.mailboxShardsQueued),
-         bucketsHeld = toint(customDimensions.mailboxBucketsHeld)
+         shardsQueued = toint(customDimensions.mailboxShardsQueued)
 | where isnotempty(runId) and shardsQueued > 0
 | summarize arg_max(timestamp, *) by runId
+'''
+
+var bucketsHeld = '''
+let heldBy = traces
+| where message == "emply_sync.mailbox_buckets_held"
+| where timestamp > ago(1h)
+| extend runId = tostring(customDimensions.runId)
+| where isnotempty(runId) and toint(customDimensions.buckets) > 0
+| distinct runId;
 '''
 
 resource mailboxShardsBehind 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
@@ -279,7 +288,7 @@ resource mailboxShardsBehind 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
     criteria: {
       allOf: [
         {
-          query: '${shardRuns}| where (status == "running" and timestamp < ago(${mailboxShardsBehindMinutes}m)) or (bucketsHeld > 0 and timestamp > ago(1h))\n'
+          query: '${bucketsHeld}${shardRuns}| where status == "running" and timestamp < ago(${mailboxShardsBehindMinutes}m)\n| project runId\n| union heldBy\n'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -138,6 +138,10 @@ def shards_on_the_queue(world: Any, monkeypatch: pytest.MonkeyPatch, changed: st
     code, out, err = world.cli("sync", "--json")
     waiting = json.loads(out)
     assert code == 0 and waiting["status"] == "running", err
+    # A run while those shards still hold their buckets skips them (and says so).
+    code, out, err = world.cli("sync", "--json")
+    skipped = json.loads(out)
+    assert code == 0 and skipped["status"] == "succeeded", err
     storage = world.azurite.connection_string
     given_up = 0
     while (delivery := rq.receive(storage, config.MAILBOX_QUEUE_NAME)) is not None:
@@ -147,7 +151,8 @@ def shards_on_the_queue(world: Any, monkeypatch: pytest.MonkeyPatch, changed: st
     assert given_up == waiting["mailboxShards"]["queued"] > 0
     monkeypatch.setenv(config.MAILBOX_SHARDS, "inline")
     world.mode = "inline"
-    return [worked, json.loads(world.ok("runs", waiting["runId"], "--json"))]
+    # In the order their first records were logged.
+    return [worked, json.loads(world.ok("runs", waiting["runId"], "--json")), skipped]
 
 
 def emitted(traces: list[Trace]) -> dict[str, list[dict[str, str]]]:
@@ -187,7 +192,7 @@ def test_every_query_reads_only_what_real_runs_emit(
     # The runs cover what the queries look at.
     assert [r["status"] for r in reports] == [
         "failed", "succeeded", "succeeded", "succeeded", "needs_approval", "failed",
-        "succeeded", "succeeded", "succeeded", "disabled"]
+        "succeeded", "succeeded", "succeeded", "succeeded", "disabled"]
     assert reports[0]["errors"][0]["reason"] == "not_configured"
     assert reports[1]["dryRun"] is True
     assert {e["reason"] for e in reports[2]["errors"]} == {"employee_without_account"}
@@ -197,12 +202,13 @@ def test_every_query_reads_only_what_real_runs_emit(
     assert [(e["reason"], e.get("graphCode")) for e in reports[6]["errors"]] == [
         ("employee_without_account", None), ("mailbox_unavailable", "ErrorAccessDenied")]
     # Shards on the queue: worked (a per-user mailbox error among them), and given up.
-    worked, given_up = reports[7], reports[8]
+    worked, given_up, skipped = reports[7], reports[8], reports[9]
     assert worked["mailboxShards"]["done"] == worked["mailboxShards"]["queued"] > 0
     assert ("mailbox_unavailable", "ErrorAccessDenied") in [
         (e["reason"], e.get("graphCode")) for e in worked["errors"]]
     assert given_up["mailboxShards"]["failed"] == given_up["mailboxShards"]["queued"]
     assert "mailbox_shard_failed" in {e["reason"] for e in given_up["errors"]}
+    assert "mailboxShards" not in skipped  # every bucket it touches was still held
 
     records = emitted(traces)
     runs = records["emply_sync.run"]
@@ -216,6 +222,9 @@ def test_every_query_reads_only_what_real_runs_emit(
     shard_outcomes = {(d["runId"], d["outcome"]) for d in records["emply_sync.mailbox_shard"]}
     assert {(worked["runId"], "started"), (worked["runId"], "done"),
             (given_up["runId"], "given_up")} <= shard_outcomes
+    (held,) = records["emply_sync.mailbox_buckets_held"]
+    assert held["runId"] == skipped["runId"] and int(held["buckets"]) > 0
+    assert held["shardsQueued"] == "0"
     # Each error is logged once: the run's own with `running`, its shards' at the end.
     for report in reports:
         logged_errors = [d["reason"] for d in records.get("emply_sync.error", ())

@@ -30,6 +30,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from shared import telemetry
 from shared.run.mailboxes import notified, passes
 from shared.run.mailboxes.settings import PassSettings
 from shared.run.mailboxes.state import BucketIndex
@@ -145,6 +146,9 @@ async def enqueue(store: protocols.SyncStore, send: Send, *, run_id: str,
             "mailboxes": len(part.users)})
         await send(message.to_json())
         queued += 1
+    if busy:  # an earlier run's shards are behind the schedule: these mailboxes wait
+        telemetry.log.warning("emply_sync.mailbox_buckets_held", extra={
+            "runId": run_id, "buckets": len(busy), "shardsQueued": queued})
     return queued, len(busy)
 
 
