@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.reconcile import model
-from shared.run.report import Json, Outcome
+from shared.run.report import Json, Outcome, parse_iso
 from shared.store import protocols
 
 FORMAT = 4
@@ -121,7 +121,7 @@ class Residual:
             day = dt.date.fromisoformat(date) if isinstance(date, str) else None
         except ValueError:
             day = None
-        until = _time(value.get("until"))
+        until = parse_iso(value.get("until"))
         if value.get("until") is not None and until is None:
             return None  # a limit that cannot be read: plan again
         if (day is None or not isinstance(run_id, str) or not isinstance(version, str)
@@ -144,16 +144,6 @@ def utc_date(moment: dt.datetime) -> dt.date:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
 
 
 def residual(plan: model.Plan, *, run_id: str, started: dt.datetime, tenant_id: str,
@@ -279,7 +269,7 @@ def _window(value: Any) -> tuple[tuple[dt.datetime, int], ...]:
         return ()
     out = []
     for entry in value:
-        at = _time(entry.get("at")) if isinstance(entry, dict) else None
+        at = parse_iso(entry.get("at")) if isinstance(entry, dict) else None
         count = entry.get("count") if isinstance(entry, dict) else None
         if at is not None and isinstance(count, int) and not isinstance(count, bool):
             out.append((at, count))

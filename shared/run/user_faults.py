@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.graph import failures
-from shared.run.report import Json, iso
+from shared.run.report import Json, iso, parse_iso
 
 STATE_PART = "faults"
 FORMAT = 1
@@ -89,7 +89,7 @@ class Fault:
         """None when `value` is not a record this code wrote (the user is read again)."""
         if not isinstance(value, dict):
             return None
-        times = [_time(value.get(k)) for k in ("firstAt", "lastAt", "nextTry")]
+        times = [parse_iso(value.get(k)) for k in ("firstAt", "lastAt", "nextTry")]
         status, code, calendar = value.get("status"), value.get("code"), value.get("calendarId")
         attempts = value.get("attempts")
         if (not isinstance(value.get("reason"), str) or None in times
@@ -220,11 +220,3 @@ def explain_words(kind: str, fault: Fault) -> str:
 _ACT = "someone must act: an Exchange application access policy, a licence or a permission"
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from graph_simulator.inprocess import InProcessTransport
 from graph_simulator.state import Simulator
 from shared.graph import client as graph_client
 from shared.notify import mailbox_inbox
@@ -103,15 +102,6 @@ def callback() -> Iterator[tuple[str, Graphs]]:
 @pytest.fixture
 def sim() -> Simulator:
     return Simulator(_tenant())
-
-
-@pytest.fixture
-async def graph(sim: Simulator) -> AsyncIterator[graph_client.GraphClient]:
-    client = graph_client.create_graph_client(URL, env={}, transport=InProcessTransport(sim))
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _deps(store: MemoryStore, graph: graph_client.GraphClient, url: str,

@@ -13,13 +13,11 @@ with the simulator remembering no `transactionId` at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from graph_simulator import event_extras
-from graph_simulator.inprocess import InProcessTransport
 from graph_simulator.state import Simulator
 from shared.app import emply_import
 from shared.graph import client as graph_client
@@ -30,7 +28,6 @@ from tests.e2e.tenants import G_EMPLOYEE, emply_state, entra_user, tenant
 from tests.support.memory_store import MemoryPhotoBlobs, MemoryStore
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
-URL = "http://127.0.0.1:1/v1.0"
 ANN = entra_user(1, "Ann Lee", calendars=[{
     "id": "cal-ann", "name": "Calendar", "isDefaultCalendar": True, "canEdit": True,
     "events": []}])
@@ -48,15 +45,6 @@ def sim() -> Simulator:
     sim = Simulator(tenant([ANN], {G_EMPLOYEE: [ANN["id"]]}))
     event_extras.extras(sim).window = 0  # Graph promises nothing beyond a retry
     return sim
-
-
-@pytest.fixture
-async def graph(sim: Simulator) -> AsyncIterator[graph_client.GraphClient]:
-    client = graph_client.create_graph_client(URL, env={}, transport=InProcessTransport(sim))
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def linked_store(graph: graph_client.GraphClient) -> MemoryStore:

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from graph_simulator import quirks
-from graph_simulator.inprocess import InProcessTransport
 from graph_simulator.state import Simulator
 from shared.graph import client as graph_client
 from shared.run import context, explain, on_demand, pipeline
@@ -28,7 +26,6 @@ from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, entra_user, tenant
 from tests.support.memory_store import MemoryPhotoBlobs, MemoryStore
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
-URL = "http://127.0.0.1:1/v1.0"  # never dialled: the transport answers in-process
 MINUTE = dt.timedelta(minutes=1)
 
 
@@ -78,15 +75,6 @@ def clock() -> Clock:
 @pytest.fixture
 def sim() -> Simulator:
     return Simulator(_world()[0])
-
-
-@pytest.fixture
-async def graph(sim: Simulator) -> AsyncIterator[graph_client.GraphClient]:
-    client = graph_client.create_graph_client(URL, env={}, transport=InProcessTransport(sim))
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _store(clock: Clock, emply: dict[str, Any] | None = None) -> MemoryStore:

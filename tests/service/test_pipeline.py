@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from graph_simulator.inprocess import InProcessTransport
 from graph_simulator.state import Simulator
 from shared import errors
 from shared.graph import client as graph_client
@@ -27,7 +25,6 @@ from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, entra_user, tenant
 from tests.support.memory_store import MemoryPhotoBlobs, MemoryStore
 
 NOW = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.UTC)
-URL = "http://127.0.0.1:1/v1.0"  # never dialled: the transport answers in-process
 PHOTO = {"contentType": "image/png", "base64": base64.b64encode(b"\x89PNG-ann").decode()}
 
 
@@ -56,15 +53,6 @@ def _world() -> tuple[dict[str, Any], dict[str, Any]]:
 @pytest.fixture
 def sim() -> Simulator:
     return Simulator(_world()[0])
-
-
-@pytest.fixture
-async def graph(sim: Simulator) -> AsyncIterator[graph_client.GraphClient]:
-    client = graph_client.create_graph_client(URL, env={}, transport=InProcessTransport(sim))
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _store() -> MemoryStore:
