@@ -327,8 +327,8 @@ class EmplyIndex:
     def put(self, kind: str, entry: Entry) -> None:
         """Store an entity as written (a new one gets a new row)."""
         if kind in OTHER_KINDS:
-            key = _other_key(kind, entry[1])
-            kept = [e for e in self.other[kind] if _other_key(kind, e[1]) != key]
+            key = other_key(kind, entry[1])
+            kept = [e for e in self.other[kind] if other_key(kind, e[1]) != key]
             self.other[kind] = [*kept, entry]
             return
         holder = self.kinds[kind]
@@ -365,7 +365,8 @@ def _date(dated: dict[str, str], item: Mapping[str, Any]) -> None:
         dated[str(item["id"])] = str(day)[:10]
 
 
-def _other_key(kind: str, item: Mapping[str, Any]) -> tuple[str, ...]:
+def other_key(kind: str, item: Mapping[str, Any]) -> tuple[str, ...]:
+    """What tells an entity of one of the other kinds from the rest of its kind."""
     if kind == "settings":
         return ()
     return tuple(emply_doc.entity_key(kind, item))

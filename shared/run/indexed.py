@@ -28,7 +28,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -244,10 +243,8 @@ class _PartsRun:
         self._record(applied.changes())
         self.errors.extend(applied.errors())
         self.reusable = self.reusable and applied.reusable and not applied.conflicts
-        for kind in emply_index.KINDS:  # the part's entities, as read or as written now
-            for entry in loaded.ledger.entries(kind):
-                index.put(kind, entry)
-            index.kinds[kind].table.settle()
+        # the part's entities, as read or as written now
+        indexes.fold(index, {kind: loaded.ledger.entries(kind) for kind in emply_index.KINDS})
         if self.version is not None:
             self.version = loaded.version()
 
@@ -278,19 +275,16 @@ class _PartsRun:
         last = self.last
         assert last is not None
         sides.emply.index.version = self.version
-        before = (sides.state.index, sides.state.index_delta)
-        saved = await indexes.save(store, sides.entra.index, sides.emply.index, before)
         residual = sync_state.residual_of(
             outcome, last.next_state, run_id=run_id, started=self.recorder_started,
             tenant_id=sides.settings.tenant_id, emply_version=self.version,
             organization=sides.entra.index.head.get("organization") or {},
         ) if self.reusable else None
-        await sync_state.save_state(store, sync_state.after_run(
-            sides.entra.index.head, generation=saved[0], delta=saved[1],
-            next_state=last.next_state, run_id=run_id, residual=residual))
-        for generation in indexes.stale(before, saved):
-            with contextlib.suppress(Exception):  # a leftover costs storage, not correctness
-                await store.delete_index(generation)
+        await indexes.save_with_state(
+            store, sides.entra.index, sides.emply.index, sides.state,
+            lambda saved: sync_state.after_run(
+                sides.entra.index.head, generation=saved[0], delta=saved[1],
+                next_state=last.next_state, run_id=run_id, residual=residual))
         feed = await change_feed.record(self.deps, run_id, self.changes)
         for error in feed.errors:
             self.recorder.report = self.recorder.report.with_error(error)

@@ -46,6 +46,12 @@ async def load(store: protocols.SyncStateStore, state: sync_state.SyncState
     return entra, emply, tuple(warnings)
 
 
+async def load_entra(store: protocols.SyncStateStore, state: sync_state.SyncState
+                     ) -> EntraIndex | None:
+    """The Entra index the state names (None: none, or unreadable)."""
+    return await _load_part(store, state, "entra", EntraIndex.from_bytes, [])
+
+
 async def load_emply(store: protocols.SyncStateStore, state: sync_state.SyncState,
                      warnings: list[dict[str, Any]] | None = None) -> EmplyIndex | None:
     """The Emply index the state names (None: none, or unreadable)."""
@@ -102,6 +108,30 @@ async def save(store: protocols.SyncStateStore, entra: EntraIndex, emply: EmplyI
 def stale(before: tuple[str | None, str | None], after: tuple[str, str | None]) -> list[str]:
     """The generations `before` named that `after` does not."""
     return [g for g in before if g is not None and g not in after]
+
+
+async def save_with_state(store: protocols.SyncStateStore, entra: EntraIndex,
+                          emply: EmplyIndex, state: sync_state.SyncState,
+                          state_after: Callable[[tuple[str, str | None]], sync_state.SyncState]
+                          ) -> None:
+    """Save the indexes (`save`, over those `state` names), then the state that names
+    them (`state_after` of their (generation, delta)), then delete the old generations.
+    A failure before the state is saved leaves the old state naming the old indexes."""
+    before = (state.index, state.index_delta)
+    saved = await save(store, entra, emply, before)
+    await sync_state.save_state(store, state_after(saved))
+    for generation in stale(before, saved):
+        with contextlib.suppress(Exception):  # a leftover costs storage, not correctness
+            await store.delete_index(generation)
+
+
+def fold(index: EmplyIndex, written: Mapping[str, Iterable[emply_index.Entry]]) -> None:
+    """Entities as a run read or wrote them (kind -> entries), put in the index."""
+    for kind, entries in written.items():
+        for entry in entries:
+            index.put(kind, entry)
+        if kind in emply_index.KINDS:
+            index.kinds[kind].table.settle()
 
 
 # --- the Emply side ---------------------------------------------------------------

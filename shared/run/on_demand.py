@@ -13,7 +13,9 @@ The same run as the timer's, narrowed to one user:
   alone; then the steps apply it (`STEPS`: the full run's, with `guard_window` in place
   of `sync_state`, and the mailbox pass for that user's mailbox alone);
 - recorded as a run with trigger `on_demand` (run history, telemetry, the change feed),
-  its report carrying the answer (`shared.reconcile.answer`) under `user`.
+  its report carrying the answer (`shared.reconcile.answer`) under `user`;
+- the Emply index it was served from kept current with its writes
+  (`shared.run.served_index`), so the next run is served from it too.
 
 A dry run is the same pipeline without the apply: its changes are those the real run
 applies. A key that names nobody (`UserNotFound`) or several users (`AmbiguousUser`)
@@ -33,7 +35,7 @@ from typing import Any
 
 from shared import errors, telemetry
 from shared.reconcile import answer, convert, explain, focus, model, planner
-from shared.run import indexes, lease, pipeline, user_view
+from shared.run import indexes, lease, pipeline, served_index, user_view
 from shared.run import report as run_report
 from shared.run import state as sync_state
 from shared.run.context import Deps, Run
@@ -144,7 +146,7 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
     """Both sides for `key`, and every step's read; the run is recorded `running` once
     the key has named someone."""
     state, warnings = await sync_state.load_state(deps.store)
-    loaded = await load_emply(deps.store, state)
+    loaded, served = await load_emply(deps.store, state)
     if not loaded.doc.get("settings"):
         raise errors.NotConfigured(
             "the integration has no settings: import an Emply state file with a 'settings' "
@@ -158,6 +160,8 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
               trigger=TRIGGER, applying=applying, loaded=loaded, settings=settings,
               state=state, directory=view.directory, warnings=warnings, try_waiting=True)
     run.reads[user_view.STEP.name] = view
+    if served is not None:
+        run.reads[guard_window.SERVED] = served  # kept current after the writes
     await deps.store.save_run(recorder.report.to_json())
     if view.refusal is None:
         await pipeline.read_all(run, STEPS)
@@ -167,17 +171,19 @@ async def _read(deps: Deps, key: str, recorder: pipeline.Recorder, started: dt.d
 
 
 async def load_emply(store: protocols.SyncStore, state: sync_state.SyncState
-                     ) -> protocols.LoadedEmply:
-    """The Emply side: from the index the last full run saved while the store's version
+                     ) -> tuple[protocols.LoadedEmply, served_index.ServedIndex | None]:
+    """The Emply side: from the index the last run saved while the store's version
     marker still has the value it was saved at (users without `lastChange`/`history`; at
     100,000 users, seconds instead of half a minute), else from the tables. An index that
-    cannot be read is no index (the tables are read)."""
+    cannot be read is no index (the tables are read). With the index it was served
+    from, if any (`shared.run.served_index`: the run keeps it current)."""
     index = await indexes.load_emply(store, state)
     if index is not None and index.version is not None \
             and index.version == await store.current_version():
+        served = served_index.ServedIndex(index)
         return await store.loaded_from(
-            index.version, {kind: index.entries(kind) for kind in indexes.ALL_KINDS})
-    return await store.load_emply(None, sparse=True)
+            index.version, {kind: served.entries(kind) for kind in indexes.ALL_KINDS}), served
+    return await store.load_emply(None, sparse=True), None
 
 
 async def _plan_and_apply(run: Run, recorder: pipeline.Recorder,

@@ -14,19 +14,26 @@ Graph now hold them. Written here, after every write of the run:
   event pushed would not show in that marker).
 
 The run-wide R11 mapping and the set the last full run held stay as they were
-(`shared.reconcile.focus`), and so do the indexes the last full run saved: the run
-loaded the Emply side from that index while the version marker said it was current
-(`shared.run.on_demand.load_emply`); its writes move the marker, so the next run reads
-the Emply side from the tables and finds what changed by ETag (`shared.run.indexes`).
+(`shared.reconcile.focus`). The indexes do not: the run was served the Emply side from
+the Emply index while the version marker said it was current
+(`shared.run.on_demand.load_emply`), and its writes move the marker. When only its own
+writes moved it, the index takes them and that marker (`shared.run.served_index`),
+saved with the state as a full run saves its indexes (`indexes.save_with_state`), so
+the next run is served from it again; when another writer moved it, the index is left
+as it was, and the next run reads the Emply side from the tables.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from shared.run import indexes, served_index
 from shared.run import state as sync_state
 from shared.run.context import Run
 from shared.run.steps import base
+
+SERVED = "served_index"
+"""`Run.reads` key of the Emply index the run was served from (`served_index.ServedIndex`)."""
 
 
 class GuardWindowStep(base.Step):
@@ -39,11 +46,19 @@ class GuardWindowStep(base.Step):
         after = dataclasses.replace(
             state, recent_deactivations=window,
             residual=None if changed else state.residual)
-        if after != state:
+        served = run.reads.get(SERVED)
+        current = (await served.current_after(run.deps.store, state, run.loaded)
+                   if isinstance(served, served_index.ServedIndex) else None)
+        if current is not None:
+            await indexes.save_with_state(
+                run.deps.store, *current, state,
+                lambda saved: dataclasses.replace(after, index=saved[0], index_delta=saved[1]))
+        elif after != state:
             await sync_state.save_state(run.deps.store, after)
         return base.StepOutcome(self.name, progress={
             "guardWindow": sum(n for _, n in window),
-            "residualKept": after.residual is not None})
+            "residualKept": after.residual is not None,
+            "indexKeptCurrent": current is not None})
 
 
 STEP = GuardWindowStep()
