@@ -28,6 +28,7 @@ from shared.graph import client as graph_client
 from shared.graph import failures, middleware
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import events, mailbox_sweep, model
+from shared.run.mailboxes import job as shard_job
 from shared.run.mailboxes import notified
 from shared.run.mailboxes import shard as one_shard
 from shared.run.mailboxes.settings import PassSettings
@@ -60,7 +61,7 @@ class PassOutcome:
     failed: dict[str, failures.UserReadFailure] = dataclasses.field(default_factory=dict)
     waiting: int = 0
 
-    def add(self, one: one_shard.ShardOutcome) -> None:
+    def add(self, one: shard_job.ShardOutcome) -> None:
         """One shard's outcome (its Graph requests are counted for the whole pass: the
         shards' items share batches)."""
         self.changes += one.changes
@@ -268,12 +269,12 @@ async def run_pass(store: protocols.SyncStore, graph: graph_client.GraphClient, 
     work = work or PassWork(everything, everything)
     start, end = events.window(now, settings)
     window = (events.iso(start), events.iso(end))
-    deps = one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches))
+    deps = shard_job.ShardDeps(store, graph, MailboxGate(batches=config.batches))
     outcome = PassOutcome()
 
     async def one(part: ShardRange) -> None:
         async with deps.gate.working():
-            outcome.add(await one_shard.run_shard(deps, one_shard.ShardJob(
+            outcome.add(await one_shard.run_shard(deps, shard_job.ShardJob(
                 run_id, part.first, part.last, part.users, settings, window, now, apply,
                 swept=work.swept, dirty=work.dirty, notify=work.notify, only=only,
                 waiting=waiting)))

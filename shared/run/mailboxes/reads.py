@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.graph import events as graph_events
 from shared.reconcile import convert, events, mailbox_plan, model
+from shared.run.mailboxes.job import ShardJob
 from shared.run.mailboxes.state import MailboxState
 from shared.store import protocols
-
-if TYPE_CHECKING:
-    from shared.run.mailboxes.shard import ShardJob
 
 RANGE_READ_AT = 16
 """Calendars whose stored events a shard needs, from which it reads all of its users'

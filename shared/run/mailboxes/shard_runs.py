@@ -13,6 +13,7 @@ from shared import telemetry
 from shared.graph import client as graph_client
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import convert, events
+from shared.run.mailboxes import job as shard_job
 from shared.run.mailboxes import notified, passes, queued
 from shared.run.mailboxes import shard as one_shard
 from shared.run.mailboxes.queued import DIRECTORY, DONE, FAILED, FINAL, ShardMessage
@@ -53,13 +54,13 @@ async def work(store: protocols.SyncStore, graph: graph_client.GraphClient,
     start, end = events.window(started, settings)
     notify = (notified.Notify(config.notification_url, await notified.secret(states))
               if config.notification_url else None)
-    job = one_shard.ShardJob(message.run_id, message.first, message.last, users, settings,
+    job = shard_job.ShardJob(message.run_id, message.first, message.last, users, settings,
                              (events.iso(start), events.iso(end)), started,
                              swept=None if message.swept is None else frozenset(message.swept),
                              dirty=await notified.dirty(states), notify=notify)
     async with _renewing(states, message):
         found = await one_shard.run_shard(
-            one_shard.ShardDeps(store, graph, MailboxGate(batches=config.batches)), job)
+            shard_job.ShardDeps(store, graph, MailboxGate(batches=config.batches)), job)
     await record(store, message, _result(
         message, DONE, changes=[c.to_json() for c in found.changes], errors=found.errors,
         mailboxes=found.mailboxes), now)

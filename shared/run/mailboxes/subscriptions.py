@@ -5,15 +5,13 @@ made or renewed when due; each mailbox no longer synced loses its
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.graph import client as graph_client
 from shared.graph import mailbox_subscriptions as graph_subs
 from shared.run.mailboxes import notified
+from shared.run.mailboxes.job import ShardJob
 from shared.run.mailboxes.reads import Found
-
-if TYPE_CHECKING:
-    from shared.run.mailboxes.shard import ShardJob
 
 Subscribed = dict[str, tuple[str, str] | None]
 """User id -> its subscription now (id, expiry), None when it has none any more; a user

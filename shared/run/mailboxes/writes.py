@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.reconcile import mailbox_plan, model, removal
 from shared.run import report as run_report
+from shared.run.mailboxes.job import ShardJob, ShardOutcome
 from shared.run.mailboxes.reads import Found
 from shared.run.mailboxes.state import CalendarState, MailboxState
 from shared.store import protocols
-
-if TYPE_CHECKING:
-    from shared.run.mailboxes.shard import ShardJob, ShardOutcome
 
 Key = tuple[str, str]
 
