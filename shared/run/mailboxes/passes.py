@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any
 
 from shared.graph import client as graph_client
-from shared.graph import failures, middleware
+from shared.graph import middleware
 from shared.graph.mailbox_gate import MailboxGate
 from shared.reconcile import events, mailbox_sweep, model
 from shared.run.mailboxes import job as shard_job
@@ -47,19 +47,10 @@ class ShardRange:
 
 
 @dataclasses.dataclass
-class PassOutcome:
-    changes: list[model.Change] = dataclasses.field(default_factory=list)
-    errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+class PassOutcome(shard_job.ShardOutcome):
+    """The pass's outcome: its shards' outcomes added up, and how many shards there were."""
+
     shards: int = 0
-    mailboxes: int = 0
-    calendars: int = 0
-    events_written: int = 0
-    events_deleted: int = 0
-    requests: int = 0
-    throttled: int = 0
-    asked: set[str] = dataclasses.field(default_factory=set)
-    failed: dict[str, failures.UserReadFailure] = dataclasses.field(default_factory=dict)
-    waiting: int = 0
 
     def add(self, one: shard_job.ShardOutcome) -> None:
         """One shard's outcome (its Graph requests are counted for the whole pass: the
