@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -52,6 +53,24 @@ def linked_user(i: int, person: Mapping[str, Any], **extra: Any) -> dict[str, An
             "status": "active", "roles": ["employee"], **extra, "source": "entra",
             "entraId": person["id"], "tenantId": generate.TENANT_ID,
             "syncGroups": [GROUP], "linkedDomain": generate.DOMAIN}
+
+
+def calendar_tenant(users: int) -> dict[str, Any]:
+    """`users` people, each with one calendar holding one meeting tomorrow (the mailbox
+    benches' tenant)."""
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
+    return tenant([{**generate.entra_user(i), "calendars": [{
+        "id": f"cal-{i}", "name": "Calendar", "isDefaultCalendar": True, "canEdit": True,
+        "events": [{"id": f"ev-{i}", "subject": "Meeting", "showAs": "busy",
+                    "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
+                    "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"}}]}]}
+        for i in range(users)])
+
+
+def calendar_emply(entra: dict[str, Any]) -> dict[str, Any]:
+    """The Emply side of `calendar_tenant`: everyone linked, calendar sync on."""
+    return {"settings": settings(calendarSync=True), "roles": ROLES,
+            "users": [linked_user(i, p) for i, p in enumerate(entra["users"])]}
 
 
 def settings(**changed: Any) -> dict[str, Any]:

@@ -60,24 +60,26 @@ Q = config.NOTIFY_QUEUE_NAME
 
 
 class Worker(threading.Thread):
-    """The queue trigger's stand-in: receive, run the function, delete."""
+    """A queue trigger's stand-in: receive from `queue`, run `function_name`, delete (by
+    default the notifications' queue and its function)."""
 
-    def __init__(self, connection_string: str) -> None:
-        super().__init__(daemon=True, name="notify-worker")
+    def __init__(self, connection_string: str, function_name: str = "run_notified_sync",
+                 queue: str = Q) -> None:
+        super().__init__(daemon=True, name=f"{queue}-worker")
         self.connection_string = connection_string
+        self.function_name = function_name
+        self.queue = queue
         self.stop = threading.Event()
-        self.runs = 0
 
     def run(self) -> None:
-        handler = function("run_notified_sync")
+        handler = function(self.function_name)
         while not self.stop.is_set():
-            delivery = rq.receive(self.connection_string, Q)
+            delivery = rq.receive(self.connection_string, self.queue)
             if delivery is None:
                 self.stop.wait(POLL_SECONDS)
                 continue
             asyncio.run(handler(delivery.message))
-            rq.complete(self.connection_string, delivery, Q)
-            self.runs += json.loads(delivery.message.get_body())["kind"] == "run"
+            rq.complete(self.connection_string, delivery, self.queue)
 
 
 def status_of(emply_id: str) -> str:

@@ -26,13 +26,11 @@ not in these figures. Writes bench/out/mailbox_latency-<spacing>-<shards>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,6 @@ from bench.run import machine
 from shared import config
 from tests.e2e import tenants as t
 from tests.e2e.conftest import World
-from tests.e2e.test_http import function
 from tests.support import run_queue as rq
 from tests.support.azurite import start_azurite
 from tests.support.notify_server import notify_server
@@ -50,28 +47,6 @@ from tests.support.simulator import running_simulator
 
 OUT = Path(__file__).resolve().parent / "out"
 GOAL_SECONDS = 60.0
-
-
-class ShardWorker(threading.Thread):
-    """The mailbox queue trigger's stand-in: receive a shard, run the function, delete."""
-
-    def __init__(self, connection_string: str) -> None:
-        super().__init__(daemon=True, name="shard-worker")
-        self.connection_string = connection_string
-        self.stop = threading.Event()
-        self.shards = 0
-
-    def run(self) -> None:
-        handler = function("run_mailbox_shard")
-        queue = config.MAILBOX_QUEUE_NAME
-        while not self.stop.is_set():
-            delivery = rq.receive(self.connection_string, queue)
-            if delivery is None:
-                self.stop.wait(POLL_SECONDS)
-                continue
-            asyncio.run(handler(delivery.message))
-            rq.complete(self.connection_string, delivery, queue)
-            self.shards += 1
 
 
 def staff(users: int) -> list[dict[str, Any]]:
@@ -181,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         while (delivery := rq.receive(azurite.connection_string,
                                       config.NOTIFY_QUEUE_NAME)) is not None:
             rq.complete(azurite.connection_string, delivery, config.NOTIFY_QUEUE_NAME)
-        workers: list[Worker | ShardWorker] = [Worker(azurite.connection_string)]
+        workers = [Worker(azurite.connection_string)]
         if args.shards == "queue":
-            workers.append(ShardWorker(azurite.connection_string))
+            workers.append(Worker(azurite.connection_string, "run_mailbox_shard",
+                                  config.MAILBOX_QUEUE_NAME))
         for worker in workers:
             worker.start()
         latencies = run_trials(world, args, people)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bench import generate, harness
+from bench import harness
 from bench.harness import BATCH
 from bench.run import OUT, machine
 from graph_simulator.inprocess import InProcessTransport
@@ -62,19 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def tenant(users: int) -> dict[str, Any]:
-    day = (NOW + dt.timedelta(days=1)).date().isoformat()
-    return harness.tenant([{**generate.entra_user(i), "calendars": [{
-        "id": f"cal-{i}", "name": "Calendar", "isDefaultCalendar": True, "canEdit": True,
-        "events": [{"id": f"ev-{i}", "subject": "Meeting", "showAs": "busy",
-                    "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
-                    "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"}}]}]}
-        for i in range(users)])
-
-
-def emply(entra: dict[str, Any]) -> dict[str, Any]:
-    return {"settings": harness.settings(calendarSync=True), "roles": harness.ROLES,
-            "users": [harness.linked_user(i, p) for i, p in enumerate(entra["users"])]}
+tenant = harness.calendar_tenant
+emply = harness.calendar_emply
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import generate, harness
+from bench import harness
 from bench.harness import import_doc
 from bench.run import OUT, Simulator, machine
 from shared import config
@@ -49,21 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def tenant(users: int) -> dict[str, Any]:
-    import datetime as dt
-
-    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
-    return harness.tenant([{**generate.entra_user(i), "calendars": [{
-        "id": f"cal-{i}", "name": "Calendar", "isDefaultCalendar": True, "canEdit": True,
-        "events": [{"id": f"ev-{i}", "subject": "Meeting", "showAs": "busy",
-                    "start": {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"},
-                    "end": {"dateTime": f"{day}T09:30:00", "timeZone": "UTC"}}]}]}
-        for i in range(users)])
-
-
-def emply(entra: dict[str, Any]) -> dict[str, Any]:
-    return {"settings": harness.settings(calendarSync=True), "roles": harness.ROLES,
-            "users": [harness.linked_user(i, p) for i, p in enumerate(entra["users"])]}
+tenant = harness.calendar_tenant
+emply = harness.calendar_emply
 
 
 def worker(stop: Path) -> int:
