@@ -3,7 +3,8 @@
 
 Prints one JSON line: wall and CPU seconds of `run_sync`, the process's peak
 RSS, the store's write counters and the report's summary. With BENCH_PROFILE=DIR
-each run also leaves a cProfile file in DIR (its times then include the profiler's).
+each run also leaves a cProfile file in DIR (its times then include the profiler's);
+with BENCH_PEAK=FILE each run adds to FILE where its memory rose most (`bench.peak`).
 """
 
 from __future__ import annotations
@@ -66,13 +67,21 @@ def main() -> None:
     storage, graph_url = sys.argv[1], sys.argv[2]
     key = sys.argv[3] if len(sys.argv) > 3 else None
     run = _run(storage, graph_url, key, dry_run=sys.argv[4:5] == ["dry"])
+    sampler = None
+    if os.environ.get("BENCH_PEAK"):
+        from bench.peak import PeakSampler
+        sampler = PeakSampler(os.environ["BENCH_PEAK"])
+        sampler.start()
     profile_dir = os.environ.get("BENCH_PROFILE")
     if profile_dir:  # where a run's CPU goes: one cProfile file per child, by start time
         profiler = cProfile.Profile()
         result = profiler.runcall(asyncio.run, run)
+        os.makedirs(profile_dir, exist_ok=True)
         profiler.dump_stats(os.path.join(profile_dir, f"run-{time.time():.0f}.prof"))
     else:
         result = asyncio.run(run)
+    if sampler is not None:
+        sampler.stop()
     result["peakRssMb"] = peak_rss_mb()
     print(json.dumps(result))
 

@@ -95,7 +95,7 @@ class _Kind:
         self.reset_codes()
 
     def reset_codes(self) -> None:
-        self._codes = {_text(v): n for n, v in enumerate(self.values)}
+        self._codes = {_code_key(v): n for n, v in enumerate(self.values)}
 
     def entry(self, row: int) -> Entry | None:
         record = self.table.get(row)
@@ -118,10 +118,10 @@ class _Kind:
     def _code(self, value: Any) -> int | None:
         if value is None:
             return None
-        text = _text(value)
-        code = self._codes.get(text)
+        key = _code_key(value)
+        code = self._codes.get(key)
         if code is None:
-            code = self._codes[text] = len(self.values)
+            code = self._codes[key] = len(self.values)
             self.values.append(value)
         return code
 
@@ -145,8 +145,15 @@ class _Kind:
         return self.table.pieces()
 
 
-def _text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def _code_key(value: Any) -> Any:
+    """What tells shared values apart, without JSON for the usual ones: a text itself, a
+    list of texts as a tuple, otherwise the value's JSON text in a 1-tuple (a mapping is
+    not hashable; and 1, 1.0 and True are one key to a dict but three values here)."""
+    if type(value) is str:
+        return value
+    if type(value) is list and all(type(v) is str for v in value):
+        return ("[]", *value)  # ("[]",) is also the JSON key of [] below: the same value
+    return (json.dumps(value, sort_keys=True, separators=(",", ":")),)
 
 
 def _table(kind: str, fields: Sequence[str]) -> tuple[Any, tuple[str, ...]]:

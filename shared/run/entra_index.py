@@ -121,7 +121,7 @@ class EntraIndex:
         return out
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.table.rows())
+        return self.table.held()
 
     # --- what the planner sees -------------------------------------------------
 

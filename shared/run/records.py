@@ -119,6 +119,8 @@ class RecordTable:
         self._rebased = True
         """No whole save holds the rows as they were before `_changed` (a new table)."""
         self._size = 0
+        self._held: int | None = 0
+        """Rows that hold a record (None: not counted since the load; `held` counts)."""
         self._decoded: dict[int, Any] = {}
         """Records decoded so far (a run looks at the same few again and again); read-only."""
         self._indexes = {name: _Index() for name in self.index_names}
@@ -129,6 +131,16 @@ class RecordTable:
 
     def __len__(self) -> int:
         return self._size
+
+    def held(self) -> int:
+        """Rows that hold a record: counted from the offsets once (not by reading every
+        row), then kept up to date by `put` and `free`."""
+        if self._held is None:
+            offsets = self._offsets
+            self._held = sum(1 for row in range(len(offsets) - 1)
+                             if row not in self._changed and offsets[row + 1] > offsets[row])
+            self._held += sum(1 for text in self._changed.values() if text is not None)
+        return self._held
 
     def raw(self, row: int) -> bytes | None:
         """The record's JSON text; None for a free row."""
@@ -193,6 +205,8 @@ class RecordTable:
                 raise OverflowError(f"a record table holds at most {MAX_ROWS} rows")
         old = self.get(row)
         text = _dumps(record)
+        if old is None and self._held is not None:
+            self._held += 1
         self._changed[row] = text
         self._decoded.pop(row, None)
         self._size = max(self._size, row + 1)
@@ -203,6 +217,8 @@ class RecordTable:
         old = self.get(row)
         if old is None:
             return
+        if self._held is not None:
+            self._held -= 1
         self._changed[row] = None
         self._decoded.pop(row, None)
         self._reindex(row, old, None)
@@ -319,6 +335,7 @@ class RecordTable:
         table._data = found["rows"]
         table._offsets = _from_le(found["offsets"])
         table._size = len(table._offsets) - 1
+        table._held = None
         table._rebased = False
         for name in index_names:
             table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))
@@ -364,6 +381,7 @@ class Builder:
         table = RecordTable(self._keys, self._names)
         table._data, table._offsets = self._data, self._offsets
         table._size = len(self._offsets) - 1
+        table._held = None
         self._data = bytearray()
         for name, entries in self._pending.items():
             table._indexes[name] = _Index(array("Q", sorted(entries)))

@@ -82,7 +82,8 @@ def test_keys_sharing_a_hash_are_both_candidates(monkeypatch: pytest.MonkeyPatch
                 max_size=40))
 def test_indexes_always_describe_the_rows(steps: list[tuple[str, int, list[str]]]) -> None:
     """Whatever puts, frees and saves happen, every index finds exactly the rows whose
-    record has the key (checked against a plain dict)."""
+    record has the key, and `held` counts the rows holding one (checked against a plain
+    dict)."""
     table = RecordTable.build([{"id": "first", "mail": ["m1", "m1"]}], keys, NAMES)
     model: dict[int, dict[str, Any]] = {0: {"id": "first", "mail": ["m1", "m1"]}}
     for op, n, mails in steps:
@@ -98,6 +99,7 @@ def test_indexes_always_describe_the_rows(steps: list[tuple[str, int, list[str]]
         for mail in ("m1", "m2", "m3"):
             want = sorted(r for r, rec in model.items() if mail in rec["mail"])
             assert sorted(r for r in table.find("mail", mail)) == want
+        assert table.held() == len(model) == sum(1 for _ in table.rows())
 
 
 def test_a_delta_is_what_changed_since_the_table_was_saved_whole() -> None:
