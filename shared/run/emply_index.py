@@ -291,7 +291,7 @@ class EmplyIndex:
         self.dated = dict(header.get("dated") or {})
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> EmplyIndex:
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> EmplyIndex:
         """ValueError when `data` is not an index of this format."""
         view = memoryview(data)
         end = records.first_line_end(view)

@@ -300,7 +300,7 @@ class EntraIndex:
         self.all_kept = meta.get("allKept") is True
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> EntraIndex:
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> EntraIndex:
         """ValueError when `data` is not an index of this format."""
         table = RecordTable.from_bytes(data, keys, INDEXES)
         meta = table.meta

@@ -60,7 +60,8 @@ async def load_emply(store: protocols.SyncStateStore, state: sync_state.SyncStat
 
 
 async def _load_part(store: protocols.SyncStateStore, state: sync_state.SyncState, part: str,
-                     parse: Callable[[bytes], _Index], warnings: list[dict[str, Any]]
+                     parse: Callable[[bytes | bytearray], _Index],
+                     warnings: list[dict[str, Any]]
                      ) -> _Index | None:
     if state.index is None:
         return None
@@ -72,7 +73,7 @@ async def _load_part(store: protocols.SyncStateStore, state: sync_state.SyncStat
             delta = await store.load_index(state.index_delta, part + "delta")
             if delta is None:
                 raise ValueError(f"the {part} index's delta is missing")
-            index.apply_delta(delta)
+            index.apply_delta(bytes(delta))  # a run's changes: small
         return index
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warnings.append(sync_state.unreadable_warning(exc))

@@ -118,6 +118,9 @@ class RecordTable:
         """Rows changed since the table was last saved whole (what a delta holds)."""
         self._rebased = True
         """No whole save holds the rows as they were before `_changed` (a new table)."""
+        self._saved: set[int] = set()
+        """Rows of `_changed` as the last whole save holds them (in no delta): a save
+        streams the rows out of the loaded bytes and the changed ones, copying neither."""
         self._size = 0
         self._held: int | None = 0
         """Rows that hold a record (None: not counted since the load; `held` counts)."""
@@ -167,14 +170,14 @@ class RecordTable:
         then has no delta to save: its next save is whole (`changed_share` is 1)."""
         if len(self._changed) > max(1000, self._size // 8):
             self._data, self._offsets = self._packed()
-            self._changed, self._decoded = {}, {}
+            self._changed, self._decoded, self._saved = {}, {}, set()
             self._rebased = True
 
     def changed_share(self) -> float:
         """How much of the table changed since it was saved whole (1: save it whole)."""
         if self._rebased or not self._size:
             return 1.0
-        return len(self._changed) / self._size
+        return (len(self._changed) - len(self._saved)) / self._size
 
     def forget(self) -> None:
         """Drop the records decoded so far (a run that moves on to other users)."""
@@ -208,6 +211,7 @@ class RecordTable:
         if old is None and self._held is not None:
             self._held += 1
         self._changed[row] = text
+        self._saved.discard(row)
         self._decoded.pop(row, None)
         self._size = max(self._size, row + 1)
         self._reindex(row, old, record)
@@ -220,6 +224,7 @@ class RecordTable:
         if self._held is not None:
             self._held -= 1
         self._changed[row] = None
+        self._saved.discard(row)
         self._decoded.pop(row, None)
         self._reindex(row, old, None)
 
@@ -237,7 +242,7 @@ class RecordTable:
     def delta_bytes(self) -> bytes:
         """The rows changed since the table was saved whole, and its meta: what
         `apply_delta` folds into that save (a run's changes, not the whole table)."""
-        rows = sorted(self._changed)
+        rows = sorted(r for r in self._changed if r not in self._saved)
         header = {"format": _FORMAT, "meta": self.meta, "rows": rows,
                   "sizes": [len(self._changed[r] or b"") for r in rows]}
         return b"".join([_dumps(header), b"\n", *(self._changed[r] or b"" for r in rows)])
@@ -264,29 +269,38 @@ class RecordTable:
 
     def pieces(self) -> list[Piece]:
         """`to_bytes` in pieces, not joined (a 100,000-user table is tens of MB: its
-        writer compresses the pieces one after the other)."""
-        data, offsets = self._packed()
-        self._data, self._offsets, self._changed = data, offsets, {}
-        self._size = len(offsets) - 1
+        writer compresses the pieces one after the other). The rows are slices of the
+        loaded bytes and the changed rows' own, so a save never holds the table twice;
+        the table keeps reading from them, and the changed rows count as saved."""
+        rows, offsets = self._packed_parts()
+        self._saved = set(self._changed)
         self._decoded = {}
         self._rebased = False
-        sections: list[tuple[str, Piece]] = [
-            ("rows", data), ("offsets", _le(offsets))]
+        sections: list[tuple[str, list[Piece]]] = [
+            ("rows", rows), ("offsets", [_le(offsets)])]
         for name, index in self._indexes.items():
             index.merge()
-            sections.append((f"index:{name}", _le(index.entries)))
+            sections.append((f"index:{name}", [_le(index.entries)]))
         header = {"format": _FORMAT, "meta": self.meta,
-                  "sections": [[name, len(body)] for name, body in sections]}
-        return [_dumps(header) + b"\n", *(body for _name, body in sections)]
+                  "sections": [[name, sum(len(p) for p in body)] for name, body in sections]}
+        return [_dumps(header) + b"\n", *(p for _name, body in sections for p in body)]
 
     def _packed(self) -> tuple[Piece, array[int]]:
-        """The rows in one byte string: unchanged runs of rows copied as one slice each,
-        their offsets shifted by what the changed rows before them added or took."""
+        """The rows in one byte string (`_packed_parts` joined)."""
         if not self._changed:
             return self._data, self._offsets
+        parts, offsets = self._packed_parts()
+        return b"".join(parts), offsets
+
+    def _packed_parts(self) -> tuple[list[Piece], array[int]]:
+        """The rows in order as byte strings: unchanged runs of rows as one slice each
+        (a view, not a copy), their offsets shifted by what the changed rows before them
+        added or took."""
+        if not self._changed:
+            return [self._data], self._offsets
         parts: list[Piece] = []
         offsets = array("Q", [0])
-        old, data = self._offsets, self._data
+        old, data = self._offsets, memoryview(self._data)
         stored = len(old) - 1
         row = 0
         for changed in sorted(self._changed):
@@ -307,10 +321,10 @@ class RecordTable:
             shift = offsets[-1] - old[row]
             parts.append(data[old[row]:old[stored]])
             offsets.extend([o + shift for o in old[row + 1:]])
-        return b"".join(parts), offsets
+        return parts, offsets
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview, keys: Keys, index_names: Sequence[str]
+    def from_bytes(cls, data: Piece, keys: Keys, index_names: Sequence[str]
                    ) -> RecordTable:
         """A table `to_bytes` made; ValueError when `data` is not one (or has other
         indexes). The rows stay in `data` (not copied): keep it read-only."""

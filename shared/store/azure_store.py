@@ -276,7 +276,7 @@ class EmplyStore:
     async def save_state_part(self, name: str, value: Any) -> None:
         await self.sync_state.save_state_part(name, value)
 
-    async def load_index(self, generation: str, part: str) -> bytes | None:
+    async def load_index(self, generation: str, part: str) -> bytes | bytearray | None:
         return await self.sync_state.load_index(generation, part)
 
     async def save_index(self, generation: str, part: str,

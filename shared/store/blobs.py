@@ -28,17 +28,18 @@ async def in_codec_thread(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_CODEC_THREAD, fn, *args)
 
 
-async def upload_blocks(blob: BlobClient, blocks: Iterator[bytes]) -> None:
+async def upload_blocks(blob: BlobClient, blocks: Iterator[bytes],
+                        metadata: dict[str, str] | None = None) -> None:
     """Upload `blocks` (made in a worker thread, the next while one uploads) as the
-    blob's new content: one put for a single block, else staged blocks committed in one
-    call, so readers see the old or the new blob, never a half."""
+    blob's new content, with `metadata`: one put for a single block, else staged blocks
+    committed in one call, so readers see the old or the new blob, never a half."""
 
     async def produce() -> bytes | None:
         return await in_codec_thread(next, blocks, None)
 
     data, following = await produce(), await produce()
     if following is None:
-        await blob.upload_blob(data or b"", overwrite=True)
+        await blob.upload_blob(data or b"", overwrite=True, metadata=metadata)
         return
     prefix = uuid.uuid4().hex[:16]  # same-length ids, unlike any earlier write's
     ids: list[str] = []
@@ -53,5 +54,5 @@ async def upload_blocks(blob: BlobClient, blocks: Iterator[bytes]) -> None:
             raise
         ids.append(block_id)
         data, following = following, (await upcoming if upcoming is not None else None)
-    await blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+    await blob.commit_block_list([BlobBlock(block_id=i) for i in ids], metadata=metadata)
 

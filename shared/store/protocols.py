@@ -145,7 +145,7 @@ class SyncStateStore(Protocol):
 
     async def save_sync_state(self, state: Mapping[str, Any]) -> None: ...
 
-    async def load_index(self, generation: str, part: str) -> bytes | None:
+    async def load_index(self, generation: str, part: str) -> bytes | bytearray | None:
         """The index `part` ("entra", "emply") saved as `generation`, or None."""
 
     async def save_index(self, generation: str, part: str,

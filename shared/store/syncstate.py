@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -79,7 +79,7 @@ class AzureSyncState:
     async def save_state_part(self, name: str, value: Any) -> None:
         await self._write_json_blob(state_part_blob(name), value, level=5)
 
-    async def load_index(self, generation: str, part: str) -> bytes | None:
+    async def load_index(self, generation: str, part: str) -> bytes | bytearray | None:
         """An index part (`shared.run.entra_index`, `shared.run.emply_index`): bytes,
         stored compressed; None when missing."""
         await self._ensure()
@@ -87,15 +87,11 @@ class AzureSyncState:
             downloader = await self._container.download_blob(index_blob(part, generation))
         except ResourceNotFoundError:
             return None
-        raw = await downloader.readall()
-
-        def decompress() -> bytes:
-            try:
-                return zlib.decompress(raw)
-            except zlib.error as exc:
-                raise ValueError(f"index {part}: not zlib data ({exc})") from exc
-
-        return await blobs.in_codec_thread(decompress)
+        size = (downloader.properties.metadata or {}).get(RAW_BYTES)
+        if size is None or not size.isdigit():  # saved before the size was kept with it
+            raw = await downloader.readall()
+            return await blobs.in_codec_thread(_decompressed, part, raw)
+        return await _decompressed_into(part, downloader.chunks(), int(size))
 
     async def save_index(self, generation: str, part: str,
                          data: Sequence[bytes | bytearray | memoryview]) -> None:
@@ -104,7 +100,8 @@ class AzureSyncState:
         await self._ensure()
         name = index_blob(part, generation)  # refuses a bad part or generation first
         await blobs.upload_blocks(self._container.get_blob_client(name),
-                                  _compressed_blocks(data))
+                                  _compressed_blocks(data),
+                                  {RAW_BYTES: str(sum(len(piece) for piece in data))})
 
     async def delete_index(self, generation: str) -> None:
         await self._ensure()
@@ -123,6 +120,57 @@ def index_blob(part: str, generation: str) -> str:
     if part not in INDEX_PARTS or not codec.GENERATION.fullmatch(generation):
         raise ValueError(f"no index part {part!r} of generation {generation!r}")
     return f"index-{part}-{generation}.bin.z"
+
+
+RAW_BYTES = "rawbytes"
+"""Blob metadata of an index part: its size uncompressed (the reader fills one buffer)."""
+_OUT_BYTES = 1 << 20
+
+
+def _decompressed(part: str, raw: bytes) -> bytes:
+    try:
+        return zlib.decompress(raw)
+    except zlib.error as exc:
+        raise ValueError(f"index {part}: not zlib data ({exc})") from exc
+
+
+class _Filling:
+    """Decompresses chunks of an index part into one buffer of the part's size."""
+
+    def __init__(self, part: str, size: int) -> None:
+        self.part, self.size = part, size
+        self.out = bytearray(size)
+        self.at = 0
+        self._z = zlib.decompressobj()
+
+    def take(self, chunk: bytes) -> None:
+        data = chunk
+        while data:
+            piece = self._z.decompress(data, _OUT_BYTES)
+            if self.at + len(piece) > self.size:
+                raise ValueError(f"index {self.part}: longer than its recorded "
+                                 f"{self.size} bytes")
+            self.out[self.at:self.at + len(piece)] = piece
+            self.at += len(piece)
+            data = self._z.unconsumed_tail
+
+    def done(self) -> bytearray:
+        if not self._z.eof or self.at != self.size:
+            raise ValueError(f"index {self.part}: {self.at} bytes, {self.size} recorded")
+        return self.out
+
+
+async def _decompressed_into(part: str, chunks: AsyncIterator[bytes], size: int) -> bytearray:
+    """The part's bytes, decompressed as its chunks arrive into one buffer of its size:
+    neither the compressed blob nor a second copy of the index is ever held (a 100,000-
+    user index part is tens of MB)."""
+    filling = _Filling(part, size)
+    try:
+        async for chunk in chunks:
+            await blobs.in_codec_thread(filling.take, chunk)
+    except zlib.error as exc:
+        raise ValueError(f"index {part}: not zlib data ({exc})") from exc
+    return filling.done()
 
 
 def _compressed_blocks(pieces: Sequence[bytes | bytearray | memoryview]) -> Iterator[bytes]:

@@ -402,6 +402,49 @@ async def test_a_large_sync_state_goes_up_in_blocks_and_reads_back(
     assert await store.load_sync_state() == {"v": 3}
 
 
+async def test_an_index_part_reads_back_chunk_by_chunk_into_its_recorded_size(
+        store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index part is read in the blob's chunks, each decompressed into one buffer of
+    the size saved in its metadata; a blob whose content and size disagree is refused
+    (the run then reads that side as a whole), one saved without the size still reads."""
+    import os
+    import zlib
+
+    from shared.store import blobs, syncstate
+
+    monkeypatch.setattr(blobs, "BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr(syncstate, "_OUT_BYTES", 1000)  # several pieces per chunk
+    store.syncstate._config.max_chunk_get_size = 100 * 1024  # several chunks
+    store.syncstate._config.max_single_get_size = 100 * 1024
+    pieces = [os.urandom(300 * 1024), b"\x00entra" * 50000, memoryview(b"tail")]
+    generation = "0123456789abcdef0123456789abcdef"
+    await store.save_index(generation, "entra", pieces)
+    blob = store.syncstate.get_blob_client(syncstate.index_blob("entra", generation))
+    assert len((await blob.get_block_list("committed"))[0]) > 3
+    assert (await blob.get_blob_properties()).metadata == {"rawbytes": str(
+        sum(len(p) for p in pieces))}
+    chunks: list[int] = []
+    take = syncstate._Filling.take
+    monkeypatch.setattr(syncstate._Filling, "take",
+                        lambda self, chunk: (chunks.append(len(chunk)), take(self, chunk))[1])
+    assert await store.load_index(generation, "entra") == b"".join(pieces)
+    assert len(chunks) > 3 and max(chunks) <= 100 * 1024
+
+    await blob.upload_blob(zlib.compress(b"short"), overwrite=True,
+                           metadata={"rawbytes": "6"})
+    with pytest.raises(ValueError, match="5 bytes, 6 recorded"):
+        await store.load_index(generation, "entra")
+    await blob.upload_blob(zlib.compress(b"longer"), overwrite=True,
+                           metadata={"rawbytes": "3"})
+    with pytest.raises(ValueError, match="longer than its recorded 3 bytes"):
+        await store.load_index(generation, "entra")
+    await blob.upload_blob(b"not zlib", overwrite=True, metadata={"rawbytes": "3"})
+    with pytest.raises(ValueError, match="not zlib data"):
+        await store.load_index(generation, "entra")
+    await blob.upload_blob(zlib.compress(b"older"), overwrite=True)  # no size kept
+    assert await store.load_index(generation, "entra") == b"older"
+
+
 async def test_a_large_run_report_goes_up_in_blocks_as_plain_json(
         store: EmplyStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.store import blobs
