@@ -179,8 +179,10 @@ class Building:
         self._other: dict[str, list[Entry]] = {k: [] for k in OTHER_KINDS}
         self._linked = 0
         self._dated: dict[str, str] = {}
+        self._whole: set[str] = set()
 
-    def take(self, kind: str, etag: str | None, item: dict[str, Any]) -> None:
+    def take(self, kind: str, etag: str | None, item: dict[str, Any],
+             whole: bool = False) -> None:
         if kind in self._other:
             self._other[kind].append((etag, item))
             return
@@ -189,6 +191,8 @@ class Building:
         holder.count += 1
         if kind == "users":
             self._linked += linked_active(item)
+            if whole:
+                self._whole.add(str(item["id"]))
         else:
             _date(self._dated, item)
 
@@ -197,8 +201,10 @@ class Building:
         for kind, (holder, builder) in self._kinds.items():
             holder.table = builder.table()
             kinds[kind] = holder
-        return EmplyIndex(version, kinds, self._other, linked=self._linked,
-                          dated=self._dated)
+        index = EmplyIndex(version, kinds, self._other, linked=self._linked,
+                           dated=self._dated)
+        index.whole_users = self._whole
+        return index
 
 
 class EmplyIndex:
@@ -214,6 +220,11 @@ class EmplyIndex:
         self.dated: dict[str, str] = dict(dated)
         """Employee id -> resignation date, for employees not archived (R8 acts on them
         when the date comes)."""
+        self.whole_users: set[str] = set()
+        """Users read from the table just now whose `lastChange` and `history` were
+        empty, so the copy is all of them (`protocols.LoadedEmply.whole`: written without
+        a read). Not saved: a copy loaded from the state has none, and a user the copy
+        takes a write of is no longer one."""
 
     @property
     def users(self) -> _Kind:
@@ -344,6 +355,7 @@ class EmplyIndex:
         holder.table.put(found[0] if found is not None else None, holder.record(entry))
         holder.count += found is None
         if kind == "users":
+            self.whole_users.discard(str(entry[1]["id"]))
             self.linked_active += linked_active(entry[1]) - linked_active(old)
         else:
             self.dated.pop(str(entry[1]["id"]), None)

@@ -223,7 +223,10 @@ class _PartsRun:
         self.held.check()
         # Written conditionally on the index's ETags: an entity another writer changed
         # since is left out (concurrent_change), the rest written.
-        loaded = await self.deps.store.loaded_from(self.version or "", view_entries)
+        loaded = await self.deps.store.loaded_from(
+            self.version or "", view_entries,
+            whole=[str(item["id"]) for _e, item in view_entries["users"]
+                   if str(item["id"]) in index.whole_users])
         run = Run(deps=self.deps, started=self.recorder_started,
                   run_id=self.recorder.report.run_id, trigger=self.recorder.report.trigger,
                   applying=True, loaded=loaded, settings=sides.settings, state=sides.state,

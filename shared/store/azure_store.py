@@ -200,7 +200,7 @@ class EmplyStore:
     async def current_version(self) -> str | None:
         return await self.emply_tables.current_version()
 
-    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any], bool], None]
                    ) -> str | None:
         return await self.emply_tables.scan(take)
 
@@ -208,9 +208,9 @@ class EmplyStore:
         return self.emply_tables.write_unit(kind, entity_id)
 
     async def loaded_from(self, version: str,
-                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply:
-        return await self.emply_tables.loaded_from(version, entries)
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]],
+                          *, whole: Collection[str] = ()) -> LoadedEmply:
+        return await self.emply_tables.loaded_from(version, entries, whole=whole)
 
     async def export_document(self) -> dict[str, Any]:
         return await self.emply_tables.export_document()

@@ -6,7 +6,7 @@ request per partition (`read_rows`). `AzureEmplyTables` delegates to these."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.store import codec, errors, wire
@@ -22,7 +22,7 @@ ROWS_PER_QUERY = 40
 
 
 async def scan(tables: AzureEmplyTables,
-               take: Callable[[str, str | None, dict[str, Any]], None]) -> str | None:
+               take: Callable[[str, str | None, dict[str, Any], bool], None]) -> str | None:
     """`protocols.EmplyTables.scan`: one range query per kind, a page at a time."""
     await tables.ensure()
     marker = await tables.read_marker()
@@ -32,15 +32,16 @@ async def scan(tables: AzureEmplyTables,
         async for page in wire.query(tables.emply, kc.filter):
             for row in page:
                 item = kc.from_row(row, sparse=kind in codec.BUCKETED)
+                whole = True
                 for name in heavy:
-                    item.pop(name, None)
-                take(kind, row[wire.ETAG], item)
+                    whole = not item.pop(name, None) and whole
+                take(kind, row[wire.ETAG], item, whole)
     return str(value) if value else None
 
 
 async def loaded_from(tables: AzureEmplyTables, version: str,
-                      entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                      ) -> LoadedEmply:
+                      entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]],
+                      whole: Collection[str] = ()) -> LoadedEmply:
     """`protocols.EmplyTables.loaded_from`: one read of the marker."""
     await tables.ensure()
     marker = await tables.read_marker()
@@ -63,7 +64,8 @@ async def loaded_from(tables: AzureEmplyTables, version: str,
                 doc["settings"] = item
             else:
                 doc[kind].append(item)
-    return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
+    return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger,
+                       whole=frozenset(whole))
 
 
 async def read_rows(tables: AzureEmplyTables, kind: str, ids: Iterable[str],

@@ -133,7 +133,7 @@ class AzureEmplyTables:
         value = marker.get("value") if marker else None
         return str(value) if value else None
 
-    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any], bool], None]
                    ) -> str | None:
         """`protocols.EmplyTables.scan` (`shared.store.emply_reads`)."""
         return await emply_reads.scan(self, take)
@@ -144,10 +144,10 @@ class AzureEmplyTables:
         return kc.pk(kc.row_key({"id": entity_id}))
 
     async def loaded_from(self, version: str,
-                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply:
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]],
+                          *, whole: Collection[str] = ()) -> LoadedEmply:
         """`protocols.EmplyTables.loaded_from` (`shared.store.emply_reads`)."""
-        return await emply_reads.loaded_from(self, version, entries)
+        return await emply_reads.loaded_from(self, version, entries, whole)
 
     async def read_entities(self, kind: str, ids: Iterable[str], *,
                             loaded: LoadedEmply | None = None,

@@ -90,6 +90,9 @@ class LoadedEmply:
     doc: dict[str, Any]
     served_from_cache: bool
     ledger: Ledger
+    whole: frozenset[str] = frozenset()
+    """Users served from the copy that are whole there (their `lastChange` and `history`
+    were empty when read): rewritten without being read first."""
 
     def cache(self) -> dict[str, Any] | None:
         return self.ledger.cache()
@@ -200,10 +203,11 @@ class EmplyTables(Protocol):
     async def current_version(self) -> str | None:
         """The version marker's value now (None when there is none)."""
 
-    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any], bool], None]
                    ) -> str | None:
         """Every entity of the Emply side, a page at a time: `take(kind, ETag, compact
-        entity)` (a user without `lastChange` and `history`), for a caller that keeps its
+        entity, whole)` (a user without `lastChange` and `history`; `whole`: it had
+        none, so the compact entity is all of it), for a caller that keeps its
         own copy (the whole side is never held at once). Returns the version marker's
         value read before (None when there is none): the copy is the Emply side while
         the marker has that value."""
@@ -213,10 +217,11 @@ class EmplyTables(Protocol):
         up to its size): a caller that writes in parts keeps a unit's entities in one."""
 
     async def loaded_from(self, version: str,
-                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply:
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]],
+                          *, whole: Collection[str] = ()) -> LoadedEmply:
         """The value a load at marker `version` would have given for these entities (kind
-        -> (ETag, compact entity), from the caller's own copy of the Emply side), served
+        -> (ETag, compact entity), from the caller's own copy of the Emply side; `whole`:
+        the users whose compact entity is all of them, `LoadedEmply.whole`), served
         from the copy: writes made with it are guarded by those ETags (an entity another
         writer changed is a conflict). When the marker has moved from `version` already,
         its `version()` is None, as for a load another writer followed. Its `cache()` is

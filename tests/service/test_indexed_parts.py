@@ -97,3 +97,50 @@ async def test_parts_plan_what_one_plan_does(sim: RunningSimulator,
     assert not [e for r in again for e in r["errors"] if e["reason"] == "sync_state_unreadable"]
     assert _side(await parted.export_document()) == _side(await whole.export_document())
     assert copy.deepcopy(again[1]["skips"]) == again[0]["skips"]
+
+
+class _ReadsCounted(MemoryStore):
+    """The store, with the users a run read whole before rewriting them."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: NOW)
+        self.read_users: list[str] = []
+
+    async def read_entities(self, kind: str, ids: Any, **kwargs: Any) -> Any:
+        ids = list(ids)
+        if kind == "users":
+            self.read_users.extend(ids)
+        return await super().read_entities(kind, ids, **kwargs)
+
+
+async def test_a_user_without_history_is_written_unread_and_history_is_kept(
+        sim: RunningSimulator) -> None:
+    """A user the run's scan found without `lastChange` and `history` is whole in the
+    copy: it is written without being read first. One with a history is read, and its
+    history goes on; so does everyone's at the next run, which reads what it rewrites."""
+    store = _ReadsCounted()
+    doc = _emply()
+    old = {"kind": "set_roles", "rule": "R4", "reason": "role_changed", "message": "before",
+           "runId": "r0", "at": "2026-11-01T00:00:00Z"}
+    doc["users"][0].update(lastChange=old, history=[old])
+    await store.import_document(doc)
+
+    first = await _run(store, sim)
+    assert first["status"] == "succeeded"
+    linked = {c["userId"] for c in first["changes"] if c["kind"] == "link_user"}
+    assert "u-0" in linked and len(linked) > 3
+    assert store.read_users == ["u-0"]
+    users = {u["id"]: u for u in (await store.export_document())["users"]}
+    assert users["u-0"]["history"][0] == old and len(users["u-0"]["history"]) >= 2
+    assert all(len(users[u]["history"]) >= 1 for u in linked)
+
+    changed = _tenant(PEOPLE)
+    changed["groups"][0]["members"] = [p["id"] for p in PEOPLE[2:10]]  # two leave
+    sim.put_tenant(changed)
+    store.read_users.clear()
+    second = await _run(store, sim)
+    rewritten = {c["userId"] for c in second["changes"] if c["userId"] in users}
+    assert rewritten and rewritten <= set(store.read_users)
+    after = {u["id"]: u for u in (await store.export_document())["users"]}
+    for user_id in rewritten:
+        assert after[user_id]["history"][:-1] == users[user_id]["history"][-19:]

@@ -231,16 +231,34 @@ async def test_own_writes_keep_the_copy_current_another_writer_spoils_it(
 
 async def test_scan_gives_every_entity_compact_with_its_etag(store: SyncStore) -> None:
     """`scan`: the whole Emply side a page at a time, as `Ledger.entries` gives it, with
-    the marker it is current at."""
+    the marker it is current at, and which users the compact entity is all of."""
     await store.import_document(_doc())
+    first, second = (await store.load_emply()).doc["users"][:2]
+    change = {"kind": "set_roles", "rule": "R4", "reason": "role_changed", "message": "m",
+              "runId": "r1", "at": "2026-12-05T00:00:00Z"}
+    await store.write_entities("users", [
+        {**first, "lastChange": change, "history": [change]},
+        {**second, "lastChange": None, "history": []}])
     seen: list[tuple[str, str | None, dict[str, Any]]] = []
-    version = await store.scan(lambda kind, etag, item: seen.append((kind, etag, item)))
+    whole: dict[str, bool] = {}
+
+    def take(kind: str, etag: str | None, item: dict[str, Any], is_whole: bool) -> None:
+        seen.append((kind, etag, item))
+        if kind == "users":
+            whole[str(item["id"])] = is_whole
+
+    version = await store.scan(take)
     assert version == await store.current_version() is not None
     loaded = await store.load_emply()
+    assert whole == {str(u["id"]): not (u.get("history") or u.get("lastChange"))
+                     for u in loaded.doc["users"]}
+    assert whole[str(first["id"])] is False and whole[str(second["id"])] is True
 
     def present(entries: Any) -> list[tuple[Any, dict[str, Any]]]:
-        """Entries by id, absent fields and fields of no value alike."""
-        return sorted(((etag, {k: v for k, v in item.items() if v is not None})
+        """Entries by id, absent fields and fields of no value alike (a whole user's
+        empty history is the ledger's to keep and the scan's to leave out)."""
+        return sorted(((etag, {k: v for k, v in item.items() if v is not None
+                               and not (k == "history" and v == [])})
                        for etag, item in entries), key=lambda e: str(e[1].get("id")))
 
     for kind in ("settings", "roles", "users", "employees"):

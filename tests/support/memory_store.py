@@ -385,11 +385,13 @@ class MemoryEmplyTables:
     async def current_version(self) -> str | None:
         return self.version
 
-    async def scan(self, take: Callable[[str, str | None, dict[str, Any]], None]
+    async def scan(self, take: Callable[[str, str | None, dict[str, Any], bool], None]
                    ) -> str | None:
+        heavy = codec.HEAVY_FIELDS.get("users", frozenset())
         for kind in _KINDS:
             for _key, (item, etag) in sorted(self.rows[kind].items()):
-                take(kind, etag, _light(kind, copy.deepcopy(item)))
+                take(kind, etag, _light(kind, copy.deepcopy(item)),
+                     not any(item.get(name) for name in heavy))
         return self.version
 
     def write_unit(self, kind: str, entity_id: str) -> str:
@@ -397,8 +399,8 @@ class MemoryEmplyTables:
         return kc.pk(kc.row_key({"id": entity_id}))
 
     async def loaded_from(self, version: str,
-                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]]
-                          ) -> LoadedEmply:
+                          entries: Mapping[str, Iterable[tuple[str | None, dict[str, Any]]]],
+                          *, whole: Collection[str] = ()) -> LoadedEmply:
         ledger = MemoryLedger({}, {kind: {} for kind in _KINDS}, version,
                               self.version == version, partial=True)
         doc: dict[str, Any] = {"settings": None, **{kind: [] for kind in codec.PARTITIONS}}
@@ -414,7 +416,8 @@ class MemoryEmplyTables:
                     doc["settings"] = copy.deepcopy(item)
                 else:
                     doc[kind].append(copy.deepcopy(item))
-        return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger)
+        return LoadedEmply(doc=doc, served_from_cache=True, ledger=ledger,
+                           whole=frozenset(whole))
 
     async def export_document(self) -> dict[str, Any]:
         return self._document()

@@ -25,10 +25,12 @@ class DirectoryStep(base.Step):
         users = {u["id"]: u for u in run.doc.get("users", ())}
         employees = {e["id"]: e for e in run.doc.get("employees", ())}
         if loaded.served_from_cache:
-            # The cached copy has no lastChange/history: rewrite whole entities only. One
-            # Emply changed meanwhile is not read; its write below finds the conflict.
+            # The cached copy has no lastChange/history: rewrite whole entities only (a
+            # user that had none is whole in the copy already). One Emply changed
+            # meanwhile is not read; its write below finds the conflict.
             touched = {c.user_id for c in plan.changes if c.employee_id is None and c.user_id}
             touched.update(b.user_id for b in plan.bookkeeping)
+            touched -= loaded.whole
             users.update(await store.read_entities(
                 "users", (i for i in touched if i in users), loaded=loaded,
                 skip_conflicts=True))
