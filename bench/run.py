@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench import floor, generate, sdk_baseline
+from graph_simulator.delta import GROUP_MEMBERS_PER_PAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -112,11 +113,22 @@ def pages(n: int, size: int = 999) -> int:
     return max(1, math.ceil(n / size))
 
 
-def minimum_requests(full: bool, users: int, groups: int) -> dict[str, int]:
+def minimum_requests(full: bool, users: int, groups: int, members: int = 0
+                     ) -> dict[str, int]:
     """One request per page at the largest page size, plus /organization. With
-    ``full`` False, ``users``/``groups`` are the changed objects of a delta round."""
+    ``full`` False, ``users``/``groups`` are the changed objects of a delta round;
+    ``members`` the `members@delta` entries, which Graph pages too (the simulator at most
+    `GROUP_MEMBERS_PER_PAGE` a page)."""
     del full
-    return {"/organization": 1, "/users/delta": pages(users), "/groups/delta": pages(groups)}
+    return {"/organization": 1, "/users/delta": pages(users),
+            "/groups/delta": max(pages(groups), pages(members, GROUP_MEMBERS_PER_PAGE))}
+
+
+def member_entries(before: dict[str, Any] | None, after: dict[str, Any]) -> int:
+    """The `members@delta` entries of the round from `before` (None: the first) to
+    `after`: every membership, or those added and removed."""
+    old = {g["id"]: set(g["members"]) for g in (before or {"groups": []})["groups"]}
+    return sum(len(set(g["members"]) ^ old.get(g["id"], set())) for g in after["groups"])
 
 
 def sync_in_child(storage: str, graph_url: str, key: str | None = None,
@@ -209,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             results["import"] = asyncio.run(import_state(storage, doc))
             runs: dict[str, Any] = {}
             runs["initial"] = measure("initial", sim, storage,
-                                      minimum_requests(True, args.users, args.groups))
+                                      minimum_requests(True, args.users, args.groups,
+                                                       member_entries(None, tenant)))
             runs["noChange"] = measure("no-change", sim, storage,
                                        minimum_requests(False, 0, 0))
             churned = tenant
@@ -224,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 sim.put_tenant(churned)
                 name = churn_name(fraction)
                 runs[name] = measure(name, sim, storage,
-                                     minimum_requests(False, changed_users, changed_groups))
+                                     minimum_requests(False, changed_users, changed_groups,
+                                                      member_entries(before, churned)))
                 runs[name]["churn"] = {**what, "fraction": fraction}
             results["runs"] = runs
             if not args.skip_baselines:

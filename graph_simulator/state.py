@@ -59,7 +59,7 @@ class Simulator:
         self.total = 0
         self.faulted = 0
         self.log: deque[JSON] = deque(maxlen=REQUEST_LOG_SIZE)
-        self.delta_cache: dict[tuple[str, int | None, int], list[Change]] = {}
+        self.delta_cache: dict[tuple[str, int | None, int, int], list[Change]] = {}
         # Graph subscriptions (graph_simulator.subscriptions): id -> subscription, and
         # the notification POSTs made (newest last).
         self.subscriptions: dict[str, JSON] = {}

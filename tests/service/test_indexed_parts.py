@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from graph_simulator import delta as sim_delta
 from shared.graph import client as graph_client
 from shared.run import context, pipeline, world
 from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, staff, tenant
@@ -144,3 +145,27 @@ async def test_a_user_without_history_is_written_unread_and_history_is_kept(
     after = {u["id"]: u for u in (await store.export_document())["users"]}
     for user_id in rewritten:
         assert after[user_id]["history"][:-1] == users[user_id]["history"][-19:]
+
+
+async def test_a_groups_members_in_parts_over_pages_are_all_read(
+        sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graph may split a large group's members over pages, sending the group again with
+    the next part: the run merges the parts, and plans what it plans when they come whole
+    (the first read and a delta round both)."""
+    whole, split = MemoryStore(lambda: NOW), MemoryStore(lambda: NOW)
+    for store in (whole, split):
+        await store.import_document(_emply())
+    one = await _run(whole, sim)
+    monkeypatch.setattr(sim_delta, "GROUP_MEMBERS_PER_PAGE", 2)
+    sim.reset_requests()
+    parted = await _run(split, sim)
+    assert sim.requests()["byEndpoint"]["GET /groups/delta"] > 3
+    assert _what(parted) == _what(one) and parted["counts"] == one["counts"]
+    assert _side(await split.export_document()) == _side(await whole.export_document())
+
+    changed = _tenant(PEOPLE)
+    changed["groups"][0]["members"] = [p["id"] for p in PEOPLE[4:12]]
+    sim.put_tenant(changed)
+    later = await _run(split, sim)
+    monkeypatch.setattr(sim_delta, "GROUP_MEMBERS_PER_PAGE", 2000)
+    assert _what(later) == _what(await _run(whole, sim)) and later["changes"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from graph_simulator import delta as sim_delta
 from tests.simulator.conftest import base_tenant, clone, user
 from tests.support.simulator import RunningSimulator, running_simulator
 
@@ -63,6 +66,43 @@ def test_initial_groups_round_lists_all_members(sim: RunningSimulator) -> None:
     assert by_id["g-hr"]["displayName"] == "HR"
     without_members, _, _ = delta_round(sim, f"{sim.url}/groups/delta?$select=displayName")
     assert all("members@delta" not in g for g in without_members)
+
+
+def test_a_large_groups_members_come_in_parts_of_the_same_group(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As Graph documents: a group whose members do not fit one page comes again on the
+    next pages with the next part of its members (its properties repeated), and a page
+    holds at most GROUP_MEMBERS_PER_PAGE member entries; the parts add up to them all,
+    in the first round and in a later one that removes and adds many."""
+    monkeypatch.setattr(sim_delta, "GROUP_MEMBERS_PER_PAGE", 4)
+    tenant = base_tenant(n_users=11)
+    tenant["groups"].append({"id": "g-big", "displayName": "Big",
+                             "members": [f"u-{i:04d}" for i in range(1, 12)]})
+    with running_simulator(tenant) as sim:
+        url = f"{sim.url}/groups/delta?$select={GROUP_SELECT}"
+        pages = []
+        next_url = url
+        while next_url:
+            body = sim.graph("GET", next_url).json()
+            pages.append(body["value"])
+            next_url = body.get("@odata.nextLink")
+        assert all(sum(len(g.get("members@delta", ())) for g in page) <= 4 for page in pages)
+        parts = [g for page in pages for g in page if g["id"] == "g-big"]
+        assert len(parts) >= 3 and {g["displayName"] for g in parts} == {"Big"}
+        entries = sum(len(g.get("members@delta", ())) for page in pages for g in page)
+        assert len(pages) == -(-entries // 4)  # full pages: a group is cut where one is
+        assert [m["id"] for g in parts for m in g["members@delta"]] == [
+            f"u-{i:04d}" for i in range(1, 12)]
+        link = body["@odata.deltaLink"]
+        changed = clone(tenant)
+        changed["groups"][-1]["members"] = [f"u-{i:04d}" for i in range(7, 12)] + ["u-0001"]
+        sim.put_tenant(changed)
+        items, _, requests = delta_round(sim, link)
+        big = [m for g in items if g["id"] == "g-big" for m in g["members@delta"]]
+        assert sorted(m["id"] for m in big if "@removed" in m) == [
+            f"u-{i:04d}" for i in range(2, 7)]
+        assert [m for m in big if "@removed" not in m] == []  # u-0001 stayed
+        assert requests == 2
 
 
 def test_no_change_round_is_one_empty_page(sim: RunningSimulator) -> None:
