@@ -14,6 +14,7 @@ import pytest
 from graph_simulator import delta as sim_delta
 from shared.graph import client as graph_client
 from shared.run import context, pipeline, world
+from shared.run.steps import directory
 from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, staff, tenant
 from tests.support.memory_store import MemoryStore
 from tests.support.simulator import RunningSimulator, running_simulator
@@ -106,6 +107,7 @@ class _ReadsCounted(MemoryStore):
     def __init__(self) -> None:
         super().__init__(lambda: NOW)
         self.read_users: list[str] = []
+        self.user_writes = 0
 
     async def read_entities(self, kind: str, ids: Any, **kwargs: Any) -> Any:
         ids = list(ids)
@@ -113,12 +115,19 @@ class _ReadsCounted(MemoryStore):
             self.read_users.extend(ids)
         return await super().read_entities(kind, ids, **kwargs)
 
+    async def write_built(self, kind: str, ids: Any, build: Any, **kwargs: Any) -> Any:
+        self.user_writes += kind == "users"
+        return await super().write_built(kind, ids, build, **kwargs)
 
+
+@pytest.mark.parametrize("read_chunk", [2000, 1])
 async def test_a_user_without_history_is_written_unread_and_history_is_kept(
-        sim: RunningSimulator) -> None:
+        sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch, read_chunk: int) -> None:
     """A user the run's scan found without `lastChange` and `history` is whole in the
     copy: it is written without being read first. One with a history is read, and its
-    history goes on; so does everyone's at the next run, which reads what it rewrites."""
+    history goes on; so does everyone's at the next run, which reads what it rewrites
+    (with `read_chunk` 1: a chunk of partitions at a time, each read then written)."""
+    monkeypatch.setattr(directory, "READ_CHUNK", read_chunk)
     store = _ReadsCounted()
     doc = _emply()
     old = {"kind": "set_roles", "rule": "R4", "reason": "role_changed", "message": "before",
@@ -139,9 +148,11 @@ async def test_a_user_without_history_is_written_unread_and_history_is_kept(
     changed["groups"][0]["members"] = [p["id"] for p in PEOPLE[2:10]]  # two leave
     sim.put_tenant(changed)
     store.read_users.clear()
+    store.user_writes = 0
     second = await _run(store, sim)
     rewritten = {c["userId"] for c in second["changes"] if c["userId"] in users}
     assert rewritten and rewritten <= set(store.read_users)
+    assert store.user_writes == (1 if read_chunk > len(rewritten) else len(rewritten))
     after = {u["id"]: u for u in (await store.export_document())["users"]}
     for user_id in rewritten:
         assert after[user_id]["history"][:-1] == users[user_id]["history"][-19:]
