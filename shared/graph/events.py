@@ -175,8 +175,8 @@ class _Round:
         read.full_reads += full
 
     def add(self, page: Mapping[str, Any]) -> bool:
-        """Takes one page; True when the round goes on (at `next_link`). Raises
-        `GraphReadError` for a page that is not a delta page of events."""
+        """Takes one page; True when the round goes on (at `next_link`, see `follow`).
+        Raises `GraphReadError` for a page that is not a delta page of events."""
         value = page.get("value")
         if not isinstance(value, list) or not all(
                 isinstance(e, dict) and isinstance(e.get("id"), str) for e in value):
@@ -197,9 +197,15 @@ class _Round:
         if not isinstance(next_link, str):
             raise errors.GraphReadError(self.client.endpoint(self.url), 200, "invalid_json",
                                         "a delta page with neither nextLink nor deltaLink")
-        self.guard.follow(next_link)
         self.url = self.next_link = next_link
         return True
+
+    def follow(self) -> str:
+        """The next page's link; raises `failures.PagingStopped` for a loop or a page
+        past the budget."""
+        assert self.next_link is not None
+        self.guard.follow(self.next_link)
+        return self.next_link
 
     def result(self) -> CalendarEvents:
         assert self.delta_link is not None
@@ -214,7 +220,7 @@ async def _rest(client: graph_client.GraphClient, w: Wanted, round_: _Round,
     while True:
         try:
             while round_.next_link is not None:
-                round_.add(await client.get_json(round_.next_link, headers=PREFER))
+                round_.add(await client.get_json(round_.follow(), headers=PREFER))
             return round_.result()
         except errors.DeltaExpired:
             if round_.full:
