@@ -13,7 +13,10 @@ syncs, each in a fresh process:
 
 Each against the minimum Graph requests for the calendars and events: ceil(N/20)
 batches listing calendars, ceil(2N/20) batches of delta pages (plus the directory
-read, reported apart). Prints a table and writes ``bench/out/calendars.json``.
+read, reported apart). Then the no-change run's Graph floor (`bench.calendar_floor`, a
+fresh process): the same batches sent and parsed, nothing else, through the product's
+Graph client and through bare httpx. Prints a table and writes
+``bench/out/calendars.json``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 from bench import generate, harness
 from bench.harness import BATCH, BATCH_ENDPOINT, import_doc
-from bench.run import Simulator
+from bench.run import ROOT, Simulator
 
 MODULE = "bench.calendars"
 CALENDARS = 2
@@ -82,6 +88,17 @@ def run(name: str, sim: Simulator, storage: str) -> dict[str, Any]:
     return result
 
 
+def floor(storage: str, graph_url: str) -> dict[str, Any]:
+    """`bench.calendar_floor` in a fresh process: its figures."""
+    print("[bench] no-change Graph floor ...", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "bench.calendar_floor", storage, graph_url],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"floor failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     entra = tenant(args.users)
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         del entra
         results["first"] = run("first run", sim, storage)
         results["again"] = run("no change", sim, storage)
+        results["floor"] = floor(storage, sim.url)
     first, again = results["first"], results["again"]
     results["checks"] = {
         "firstMirrorsEveryCalendar": first["counts"].get("events_mirror") == calendars,
@@ -112,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['deltaItems']} (minimum {minimum['deltaItems']}), directory "
               f"{result['directoryRequests']}; wall {result['wallSeconds']} s, CPU "
               f"{result['cpuSeconds']} s, peak {result['peakRssMb']} MB")
+    for path, label in (("sdk", "the product's Graph client"), ("httpx", "bare httpx")):
+        figures = results["floor"][path]
+        print(f"  floor      {figures['batches']} $batch through {label}: wall "
+              f"{figures['wallSeconds']} s, CPU {figures['cpuSeconds']} s")
     return harness.finish(out, results, width=11)
 
 

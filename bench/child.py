@@ -3,8 +3,10 @@
 
 Prints one JSON line: wall and CPU seconds of `run_sync`, the process's peak
 RSS, the store's write counters and the report's summary. With BENCH_PROFILE=DIR
-each run also leaves a cProfile file in DIR (its times then include the profiler's);
-with BENCH_PEAK=FILE each run adds to FILE where its memory rose most (`bench.peak`).
+each run also leaves a cProfile file in DIR (its times then include the profiler's).
+The profile's clock is the process's CPU time, not the wall: a run waiting on Graph
+would otherwise show its waits (epoll) as its heaviest function. With BENCH_PEAK=FILE
+each run adds to FILE where its memory rose most (`bench.peak`).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def main() -> None:
         sampler.start()
     profile_dir = os.environ.get("BENCH_PROFILE")
     if profile_dir:  # where a run's CPU goes: one cProfile file per child, by start time
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)
         result = profiler.runcall(asyncio.run, run)
         os.makedirs(profile_dir, exist_ok=True)
         profiler.dump_stats(os.path.join(profile_dir, f"run-{time.time():.0f}.prof"))

@@ -19,7 +19,7 @@ reports it (`shared.graph.failures`; R7: per-user faults never stop the run).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -108,16 +108,25 @@ async def read_events(client: graph_client.GraphClient, wanted: Iterable[Wanted]
             w.entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
             client.endpoint(first_url(w.entra_id, w.calendar_id, window)), w.calendar_id)
 
-    async def settle(asked: Asked, response: dict[str, Any]) -> list[Asked] | None:
+    async def rest(asked: Asked, round_: _Round) -> list[Asked] | None:
+        w = asked[0]
+        try:
+            read.calendars[(w.entra_id, w.calendar_id)] = await _rest(client, w, round_,
+                                                                      window, read)
+        except failures.PagingStopped as stop:
+            fail(asked, Failure(None, stop.code, stop.message))
+        return []
+
+    def settle(asked: Asked, response: dict[str, Any]
+               ) -> list[Asked] | Awaitable[list[Asked] | None] | None:
         w, link = asked
         status, body = response.get("status"), response.get("body")
         key = (w.entra_id, w.calendar_id)
         if status == 200 and isinstance(body, dict):
-            try:
-                read.calendars[key] = await _round(client, w, body, url(asked),
-                                                   link is None, window, read)
-            except failures.PagingStopped as stop:
-                fail(asked, Failure(None, stop.code, stop.message))
+            round_ = _Round(client, url(asked), link is None, read)
+            if round_.add(body):  # further pages: read on the mailbox's slot
+                return rest(asked, round_)
+            read.calendars[key] = round_.result()
         elif status == 410 and link is not None:
             return [(w, None)]  # the link expired: the whole window, at once
         elif status == 404 and batch_get.error_of(body)[0] not in MAILBOX_FAULTS:
@@ -149,48 +158,72 @@ def _relative(client: graph_client.GraphClient, url: str) -> str:
     return path + (f"?{parts.query}" if parts.query else "")
 
 
-async def _round(client: graph_client.GraphClient, w: Wanted, page: Mapping[str, Any],
-                 url: str, full: bool, window: tuple[str, str], read: EventRead
-                 ) -> CalendarEvents:
-    """A delta round from its first page on; a link refused on a later page starts the
-    window again in full."""
-    while True:
-        try:
-            return await _pages(client, page, url, full, read)
-        except errors.DeltaExpired:
-            if full:
-                raise
-            full = True
-            url = first_url(w.entra_id, w.calendar_id, window)
-            page = await client.get_json(url, headers=PREFER)
+class _Round:
+    """One calendar's delta round, a page at a time: the events new or changed, the ids
+    gone, and at the end the round's delta link."""
 
+    def __init__(self, client: graph_client.GraphClient, url: str, full: bool,
+                 read: EventRead) -> None:
+        self.client = client
+        self.url = url
+        self.full = full
+        self.events: dict[str, Event] = {}
+        self.removed: set[str] = set()
+        self.delta_link: str | None = None
+        self.next_link: str | None = None
+        self.guard = failures.PageGuard()
+        read.full_reads += full
 
-async def _pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str,
-                 full: bool, read: EventRead) -> CalendarEvents:
-    events: dict[str, Event] = {}
-    removed: set[str] = set()
-    read.full_reads += full
-    guard = failures.PageGuard()
-    while True:
+    def add(self, page: Mapping[str, Any]) -> bool:
+        """Takes one page; True when the round goes on (at `next_link`, see `follow`).
+        Raises `GraphReadError` for a page that is not a delta page of events."""
         value = page.get("value")
         if not isinstance(value, list) or not all(
                 isinstance(e, dict) and isinstance(e.get("id"), str) for e in value):
-            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+            raise errors.GraphReadError(self.client.endpoint(self.url), 200, "invalid_json",
                                         "expected a list of events with ids")
         for event in value:
             if "@removed" in event:
-                removed.add(event["id"])
-                events.pop(event["id"], None)
+                self.removed.add(event["id"])
+                self.events.pop(event["id"], None)
             else:
-                events[event["id"]] = event
-                removed.discard(event["id"])
+                self.events[event["id"]] = event
+                self.removed.discard(event["id"])
         link = page.get("@odata.deltaLink")
         if isinstance(link, str):
-            return CalendarEvents(full, list(events.values()), sorted(removed), link)
+            self.delta_link, self.next_link = link, None
+            return False
         next_link = page.get("@odata.nextLink")
         if not isinstance(next_link, str):
-            raise errors.GraphReadError(client.endpoint(url), 200, "invalid_json",
+            raise errors.GraphReadError(self.client.endpoint(self.url), 200, "invalid_json",
                                         "a delta page with neither nextLink nor deltaLink")
-        guard.follow(next_link)
-        url = next_link
-        page = await client.get_json(next_link, headers=PREFER)
+        self.url = self.next_link = next_link
+        return True
+
+    def follow(self) -> str:
+        """The next page's link; raises `failures.PagingStopped` for a loop or a page
+        past the budget."""
+        assert self.next_link is not None
+        self.guard.follow(self.next_link)
+        return self.next_link
+
+    def result(self) -> CalendarEvents:
+        assert self.delta_link is not None
+        return CalendarEvents(self.full, list(self.events.values()), sorted(self.removed),
+                              self.delta_link)
+
+
+async def _rest(client: graph_client.GraphClient, w: Wanted, round_: _Round,
+                window: tuple[str, str], read: EventRead) -> CalendarEvents:
+    """A delta round's further pages; a link refused on a later page starts the window
+    again in full."""
+    while True:
+        try:
+            while round_.next_link is not None:
+                round_.add(await client.get_json(round_.follow(), headers=PREFER))
+            return round_.result()
+        except errors.DeltaExpired:
+            if round_.full:
+                raise
+            round_ = _Round(client, first_url(w.entra_id, w.calendar_id, window), True, read)
+            round_.add(await client.get_json(round_.url, headers=PREFER))

@@ -43,9 +43,13 @@ MAX_ITEM_RETRIES = batch_get.MAX_ITEM_RETRIES
 RETRIED_STATUSES = batch_get.RETRIED_STATUSES
 
 Item = TypeVar("Item", bound=Hashable)
-Settle = Callable[[Item, dict[str, Any]], Awaitable[list[Item] | None]]
+Settled = list[Item] | None
+Settle = Callable[[Item, dict[str, Any]], "Settled[Item] | Awaitable[Settled[Item]]"]
 """Settles one item's answer: [] done, [item, ...] ask these at once (a refused link read
-in full), None not settled (the item fails with the answer's error)."""
+in full), None not settled (the item fails with the answer's error). An answer that needs
+no further request (the common case: a last page) is settled at once; one that does (its
+further pages) returns an awaitable, which the gate runs beside the batch's others: a
+batch of 20 answers then costs no task, no event per item."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,11 +215,12 @@ class MailboxGate:
         for entry in batch:
             self.inflight[entry.spec.mailbox(entry.item)] += 1
 
-    def _release(self, mailbox: str) -> None:
+    def _release(self, mailbox: str, *, signal: bool = True) -> None:
         self.inflight[mailbox] -= 1
         if self.inflight[mailbox] <= 0:
             del self.inflight[mailbox]
-        self._signal()
+        if signal:
+            self._signal()
 
     def _signal(self) -> None:
         self._changed.set()
@@ -257,61 +262,97 @@ class MailboxGate:
                 raise
             responses = {r.get("id"): r for r in answer.get("responses") or ()
                          if isinstance(r, dict)}
-            results = await asyncio.gather(*(self._settle(entry, responses.get(str(n)))
-                                             for n, entry in enumerate(batch)),
-                                           return_exceptions=True)
-            throttled = any(r is True for r in results)
-            for entry, result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):  # a bug: the read raises it
-                    _abort(entry, result)
+            throttled = await self._settle_all(batch, responses)
         finally:
             self.flying -= 1
             self._adapt(throttled)
             self._signal()
 
-    async def _settle(self, entry: _Pending, response: dict[str, Any] | None) -> bool:
-        """One item's answer; True when it was a 429. Its mailbox slot is held until
-        the item is settled (its further pages are read on it)."""
+    async def _settle_all(self, batch: list[_Pending], responses: Mapping[Any, Any]
+                          ) -> bool:
+        """Every item's answer; True when one was a 429. Answers that need no further
+        request are settled here and now; the others' further pages run side by side."""
+        throttled = False
+        later: list[tuple[_Pending, Awaitable[None]]] = []
+        for n, entry in enumerate(batch):
+            try:
+                settled = self._settle(entry, responses.get(str(n)))
+            except BaseException as exc:  # a bug: the item's read raises it
+                _abort(entry, exc)
+                continue
+            if isinstance(settled, bool):
+                throttled |= settled
+            else:
+                later.append((entry, settled))
+        if later:
+            self._signal()  # the slots settled so far are free while further pages load
+            results = await asyncio.gather(*(rest for _e, rest in later),
+                                           return_exceptions=True)
+            for (entry, _rest), result in zip(later, results, strict=True):
+                if isinstance(result, BaseException):  # a bug: the read raises it
+                    _abort(entry, result)
+        return throttled
+
+    def _settle(self, entry: _Pending, response: dict[str, Any] | None
+                ) -> bool | Awaitable[None]:
+        """One item's answer: True when it was a 429 (asked again after its
+        `Retry-After`), False when settled, or what settles it (its further pages). Its
+        mailbox slot is held until the item is settled (further pages are read on it)."""
         spec, item = entry.spec, entry.item
-        done = True
-        try:
-            if response is None:
-                spec.fail(item, Failure(None, "invalid_json",
+        if response is None:
+            self._finish(entry, Failure(None, "invalid_json",
                                         "no answer for the item in the $batch"))
-                return False
-            status = response.get("status")
-            self.throttled += status == 429
-            if status in RETRIED_STATUSES and entry.attempt < MAX_ITEM_RETRIES:
-                wait = batch_get.retry_after(response.get("headers"))
-                self._pending.append(dataclasses.replace(
-                    entry, attempt=entry.attempt + 1, not_before=self._clock() + wait))
-                done = False
-                return bool(status == 429)
-            again = await self._settled(entry, response, status)
-            if again:
+            return False
+        status = response.get("status")
+        self.throttled += status == 429
+        if status in RETRIED_STATUSES and entry.attempt < MAX_ITEM_RETRIES:
+            wait = batch_get.retry_after(response.get("headers"))
+            self._pending.append(dataclasses.replace(
+                entry, attempt=entry.attempt + 1, not_before=self._clock() + wait))
+            self._release(spec.mailbox(item), signal=False)
+            return bool(status == 429)
+        try:
+            settled = spec.settle(item, response)
+        except errors.GraphReadError as exc:  # this item only
+            self._finish(entry, Failure(exc.status, exc.code, exc.message))
+            return False
+        except BaseException:
+            self._finish(entry)
+            raise
+        if isinstance(settled, list) or settled is None:
+            self._finish(entry, _unsettled(response, status) if settled is None else None,
+                         settled)
+            return False
+        return self._settle_later(entry, response, status, settled)
+
+    async def _settle_later(self, entry: _Pending, response: dict[str, Any], status: Any,
+                            rest: Awaitable[list[Any] | None]) -> None:
+        """An answer whose further pages are read (on the item's mailbox slot)."""
+        try:
+            settled = await rest
+        except errors.GraphReadError as exc:  # a further page failed: this item only
+            self._finish(entry, Failure(exc.status, exc.code, exc.message), signal=True)
+            return
+        except BaseException:
+            self._finish(entry, signal=True)
+            raise
+        self._finish(entry, _unsettled(response, status) if settled is None else None,
+                     settled, signal=True)
+
+    def _finish(self, entry: _Pending, failure: Failure | None = None,
+                again: list[Any] | None = None, *, signal: bool = False) -> None:
+        """An item settled: failed (`failure`), done, or with items to ask at once
+        (`again`); its mailbox slot freed. Within a batch the gate is signalled once,
+        when the batch ends."""
+        try:
+            if failure is not None:
+                entry.spec.fail(entry.item, failure)
+            elif again:
                 entry.read.open += len(again)
                 self._pending.extendleft(dataclasses.replace(entry, item=i) for i in again)
-            return False
         finally:
-            self._release(spec.mailbox(item))
-            if done:
-                entry.read.close()
-
-    async def _settled(self, entry: _Pending, response: dict[str, Any], status: Any
-                       ) -> list[Any]:
-        """The read's own settling of an answer; what it asks again (at once)."""
-        spec, item = entry.spec, entry.item
-        try:
-            again = await spec.settle(item, response)
-        except errors.GraphReadError as exc:  # a further page failed: this item only
-            spec.fail(item, Failure(exc.status, exc.code, exc.message))
-            return []
-        if again is None:
-            code, message = batch_get.error_of(response.get("body"))
-            spec.fail(item, Failure(status if isinstance(status, int) else None,
-                                    code, message or "failed inside $batch"))
-            return []
-        return again
+            self._release(entry.spec.mailbox(entry.item), signal=signal)
+            entry.read.close()
 
     def _batch_failed(self, batch: list[_Pending], exc: errors.GraphReadError) -> None:
         """The `$batch` request itself failed after the SDK's retries: its items are asked
@@ -332,6 +373,13 @@ class MailboxGate:
             self.allowed = max(1.0, self.allowed / 2)
         else:
             self.allowed = min(float(self.max_batches), self.allowed + 1 / self.allowed)
+
+
+def _unsettled(response: dict[str, Any], status: Any) -> Failure:
+    """Why an answer the read did not settle failed: Graph's error in it."""
+    code, message = batch_get.error_of(response.get("body"))
+    return Failure(status if isinstance(status, int) else None, code,
+                   message or "failed inside $batch")
 
 
 def _abort(entry: _Pending, exc: BaseException) -> None:

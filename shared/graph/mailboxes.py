@@ -14,7 +14,7 @@ are and reports it (`shared.graph.failures`; R7: per-user faults never stop the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -71,13 +71,22 @@ async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[s
             entra_id, failures.MAILBOX_UNAVAILABLE, why.status, why.code, why.message,
             client.endpoint(first_page(entra_id)))
 
-    async def settle(entra_id: str, response: dict[str, Any]) -> list[str] | None:
+    async def rest(entra_id: str, found: list[Calendar], link: str) -> list[str] | None:
+        try:
+            out[entra_id] = await _all_pages(client, found, link)
+        except failures.PagingStopped as stop:
+            fail(entra_id, Failure(None, stop.code, stop.message))
+        return []
+
+    def settle(entra_id: str, response: dict[str, Any]
+               ) -> list[str] | Awaitable[list[str] | None] | None:
         status, body = response.get("status"), response.get("body")
         if status == 200 and isinstance(body, dict):
-            try:
-                out[entra_id] = await _all_pages(client, body, first_page(entra_id))
-            except failures.PagingStopped as stop:
-                fail(entra_id, Failure(None, stop.code, stop.message))
+            found = _calendars(client, body, first_page(entra_id))
+            link = body.get("@odata.nextLink")
+            if isinstance(link, str):  # further pages: read on the mailbox's slot
+                return rest(entra_id, found, link)
+            out[entra_id] = found
         elif status == 404 and batch_get.error_of(body)[0] in NO_MAILBOX_CODES:
             out[entra_id] = None
         else:
@@ -92,24 +101,30 @@ async def read_calendars(client: graph_client.GraphClient, entra_ids: Iterable[s
                         {i: failed[i] for i in ids if i in failed})
 
 
-async def _all_pages(client: graph_client.GraphClient, page: Mapping[str, Any], url: str
+def _calendars(client: graph_client.GraphClient, page: Mapping[str, Any], url: str
+               ) -> list[Calendar]:
+    """One page's calendars; raises `GraphReadError` for a page that is not a list of
+    calendars (the gate makes it the user's failure)."""
+    value = page.get("value")
+    if not isinstance(value, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) for c in value
+    ):
+        raise errors.GraphReadError(client.endpoint(url), 200, failures.INVALID_JSON,
+                                    "expected a list of calendars with ids")
+    return value
+
+
+async def _all_pages(client: graph_client.GraphClient, found: list[Calendar], link: str
                      ) -> list[Calendar]:
-    """Every calendar from the first page on; raises `GraphReadError` for a page that
-    fails or is not a list of calendars (the gate makes it the user's failure),
+    """Every calendar, from the first page's (`found`) on through its nextLink `link`;
+    raises `GraphReadError` for a page that fails or is not a list of calendars,
     `failures.PagingStopped` for a loop."""
-    found: list[Calendar] = []
     guard = failures.PageGuard()
     while True:
-        value = page.get("value")
-        if not isinstance(value, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("id"), str) for c in value
-        ):
-            raise errors.GraphReadError(client.endpoint(url), 200, failures.INVALID_JSON,
-                                        "expected a list of calendars with ids")
-        found.extend(value)
-        link = page.get("@odata.nextLink")
-        if not isinstance(link, str):
-            return found
         guard.follow(link)
-        url = link
         page = await client.get_json(link)
+        found = found + _calendars(client, page, link)
+        next_link = page.get("@odata.nextLink")
+        if not isinstance(next_link, str):
+            return found
+        link = next_link
