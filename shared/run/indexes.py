@@ -312,6 +312,7 @@ class FullBuild:
     def index(self, head: Mapping[str, Any]) -> EntraIndex:
         if self._conf is None:
             self._user_items(())
+        self._memberships = {}  # members Graph named that are no user: not kept
         return EntraIndex(self._builder.table(), self.graph, head)
 
 

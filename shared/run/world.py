@@ -123,11 +123,15 @@ def parts_of_everything(entra: EntraIndex, emply: EmplyIndex, settings: model.Se
 
     Memory: one number per entity and one per key (entities are rows of the indexes;
     keys are 40-bit hashes, sorted, so equal keys are neighbours): a few MB at 100,000
-    users, where sets of key texts took a hundred."""
+    users, where sets of key texts took a hundred. An Entra user kept as its id only
+    (out of scope, not linked) that shares no key with anything is in no part: no plan
+    has anything to say of it, so a tenant much larger than the scope is cut into the
+    parts of its scope."""
     size = size or PART_SIZE
     nodes = _Nodes(entra, emply)
-    if len(nodes) <= size:  # one part: the whole world
-        yield nodes.touched(range(len(nodes)))
+    nodes.mark_bare()
+    if nodes.live() <= size:  # one part: the whole world
+        yield nodes.touched(n for n in range(len(nodes)) if not nodes.bare[n])
         return
     nodes.join(settings, set(held), unit_of)
     yield from nodes.parts(size)
@@ -145,6 +149,9 @@ class _Nodes:
         self.unit = array("i", [-1]) * self.count
         self.last: set[int] = set()
         """Roots of the components that go in the last part (R7's)."""
+        self.bare = bytearray(self.count)
+        """1: a free row, or an Entra user kept as its id only that shares no key with
+        another entity (`mark_bare`): in no part."""
 
     def __len__(self) -> int:
         return self.count
@@ -161,6 +168,31 @@ class _Nodes:
         if a != b:
             self.parent[max(a, b)] = min(a, b)
 
+    def live(self) -> int:
+        """How many entities some part holds."""
+        return self.count - self.bare.count(1)
+
+    def mark_bare(self) -> None:
+        """Mark free rows, and the Entra users kept as their ids only whose keys (their
+        id's) no Emply user has: one linked to them, or the user the sync made for them
+        (`touched.NEW_USER_PREFIX`). Employees have no key of an Entra id."""
+        users = self.emply.users
+        for row in range(len(self.entra.table)):
+            raw = self.entra.table.raw(row)
+            if raw is None:
+                self.bare[row] = 1
+                continue
+            record = json.loads(raw)
+            entra_id = str(record[0])
+            self.bare[row] = not entra_index.full(record) and not (
+                users.find("entra", entra_id.lower())
+                or any(users.by_id(touched.NEW_USER_PREFIX + i) is not None
+                       for i in {entra_id, entra_id.lower()}))
+        for holder, first in ((users, self.first_user), (self.emply.employees,
+                                                         self.first_employee)):
+            for row in range(len(holder.table)):
+                self.bare[first + row] = holder.table.raw(row) is None
+
     def join(self, settings: model.Settings, held: set[str], unit_of: UnitOf) -> None:
         """Entities that share a key, joined; each one's write unit; R7's users marked."""
         keyed = array("Q")
@@ -168,6 +200,8 @@ class _Nodes:
         conf = self.entra.groups.configured_of_all([g.group_id for g in settings.groups])
         guarded: list[int] = []
         for node, kind, item in self._items():
+            if self.bare[node]:
+                continue
             if kind == "entra":
                 keys = _entra_keys(item)
                 unit = unit_of("users", touched.NEW_USER_PREFIX + str(item[0]).lower())
@@ -209,7 +243,8 @@ class _Nodes:
         parts of about `size`, whole groups each; R7's components last."""
         by_root: dict[int, list[int]] = {}
         for node in range(self.count):
-            by_root.setdefault(self._find(node), []).append(node)
+            if not self.bare[node]:
+                by_root.setdefault(self._find(node), []).append(node)
         groups = _UnitGroups()
         for root, members in by_root.items():
             if root in self.last:

@@ -15,7 +15,7 @@ from graph_simulator import delta as sim_delta
 from shared.graph import client as graph_client
 from shared.run import context, pipeline, world
 from shared.run.steps import directory
-from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, staff, tenant
+from tests.e2e.tenants import G_EMPLOYEE, G_HR, emply_state, entra_user, staff, tenant
 from tests.support.memory_store import MemoryStore
 from tests.support.simulator import RunningSimulator, running_simulator
 
@@ -180,3 +180,48 @@ async def test_a_groups_members_in_parts_over_pages_are_all_read(
     later = await _run(split, sim)
     monkeypatch.setattr(sim_delta, "GROUP_MEMBERS_PER_PAGE", 2000)
     assert _what(later) == _what(await _run(whole, sim)) and later["changes"]
+
+
+G_ELSEWHERE = "10000000-0000-4000-8000-000000000009"
+
+
+async def test_users_outside_the_scope_are_in_no_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Entra user out of scope and not linked is kept as its id only and shares no
+    key: no part holds it, and the parts plan what one plan of the world does. One
+    linked to an Emply user keeps its attributes and is planned (R6)."""
+    outside = [entra_user(500 + i, f"Other{i} Elsewhere") for i in range(12)]
+    people = _tenant(PEOPLE)
+    whole_tenant = {**people, "users": [*people["users"], *outside],
+                    "groups": [*people["groups"], {"id": G_ELSEWHERE, "displayName":
+                                                   "Elsewhere", "members": [
+                                                       u["id"] for u in outside]}]}
+    doc = _emply()
+    doc["users"].append({"id": "u-linked", "username": outside[0]["userPrincipalName"],
+                         "email": outside[0]["mail"], "roles": ["employee"],
+                         "entraId": outside[0]["id"], "status": "active"})
+    stores = [MemoryStore(lambda: NOW), MemoryStore(lambda: NOW)]
+    for store in stores:
+        await store.import_document(doc)
+    parts: list[Any] = []
+    real_parts = world.parts_of_everything
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for part in real_parts(*args, **kwargs):
+            parts.append(part)
+            yield part
+
+    monkeypatch.setattr(world, "parts_of_everything", counted)
+    with running_simulator(whole_tenant) as sim:
+        one = await _run(stores[0], sim)
+        assert len(parts) == 1
+        monkeypatch.setattr(world, "PART_SIZE", 3)
+        many = await _run(stores[1], sim)
+    planned = {entra_id for part in parts for entra_id in part.entra}
+    assert outside[0]["id"] in planned
+    assert not planned & {u["id"] for u in outside[1:]}
+    assert {p["id"] for p in PEOPLE} <= planned
+    assert len(parts) > 3
+    assert one["status"] == many["status"]
+    assert _what(many) == _what(one) and many["counts"] == one["counts"]
+    assert [(c["kind"], c["userId"]) for c in one["changes"] if c["userId"] == "u-linked"]
+    assert _side(await stores[1].export_document()) == _side(await stores[0].export_document())
