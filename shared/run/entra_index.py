@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,20 @@ def keys(record: Sequence[Any]) -> dict[str, list[str]]:
 
 def full(record: Sequence[Any] | None) -> bool:
     return record is not None and len(record) == FULL
+
+
+def id_only(raw: bytes) -> str | None:
+    """The Entra id of a record's JSON text when the record is kept as its id only (its
+    second value is the group list), else None: told from the id alone, which costs a
+    tenth of decoding a record with attributes."""
+    text = raw.decode()
+    if not text.startswith('["'):
+        return None
+    entra_id, end = _DECODER.raw_decode(text, 1)
+    return entra_id if isinstance(entra_id, str) and text.startswith(",[", end) else None
+
+
+_DECODER = json.JSONDecoder()
 
 
 @dataclasses.dataclass

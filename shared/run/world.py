@@ -182,9 +182,8 @@ class _Nodes:
             if raw is None:
                 self.bare[row] = 1
                 continue
-            record = json.loads(raw)
-            entra_id = str(record[0])
-            self.bare[row] = not entra_index.full(record) and not (
+            entra_id = entra_index.id_only(raw)
+            self.bare[row] = entra_id is not None and not (
                 users.find("entra", entra_id.lower())
                 or any(users.by_id(touched.NEW_USER_PREFIX + i) is not None
                        for i in {entra_id, entra_id.lower()}))

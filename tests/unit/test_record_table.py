@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.run import records
+from shared.run import entra_index, records
 from shared.run.records import RecordTable
 
 NAMES = ("id", "mail")
@@ -160,3 +160,16 @@ def test_many_changes_folded_in_mean_the_next_save_is_whole() -> None:
     table.settle()  # more than an eighth changed: folded into the table's bytes
     assert table.changed_share() == 1.0
     assert [r["id"] for r in found(table, "mail", "x")][:2] == ["u0", "u1"]
+
+
+@given(st.text(), st.lists(st.integers(0, 2**24), max_size=14),
+       st.lists(st.one_of(st.none(), st.text()), min_size=10, max_size=10))
+def test_an_entra_record_kept_as_its_id_is_told_from_its_text(
+        entra_id: str, groups: list[int], values: list[Any]) -> None:
+    """`entra_index.id_only` reads the id of a record without attributes, and tells a
+    record with attributes (a string or null second) from it, whatever the id holds."""
+    bare = RecordTable.build([[entra_id, groups]], entra_index.keys, entra_index.INDEXES)
+    kept = RecordTable.build([[entra_id, *values, groups]], entra_index.keys,
+                             entra_index.INDEXES)
+    assert entra_index.id_only(bare.raw(0) or b"") == entra_id
+    assert entra_index.id_only(kept.raw(0) or b"") is None
