@@ -28,7 +28,9 @@ Delta semantics: every tenant change (PUT /_sim/tenant or a write) makes a new
 version; a deltaLink remembers its version and the next round reports exactly the
 difference to the current version. Removed users: `@removed: {reason: changed}`;
 removed groups and removed members: `{reason: deleted}`. `members@delta` is left out
-when a group has no membership change (and when `$select` omits `members`).
+when a group has no membership change (and when `$select` omits `members`). A page holds
+at most `delta.GROUP_MEMBERS_PER_PAGE` member entries: a group with more comes again on
+the next pages with the next part of them (Graph's paging of a large group's members).
 
 Control endpoints (no token, not counted):
 `PUT /_sim/tenant` (tenant file; 400 naming the field), `GET /_sim/tenant`,

@@ -363,7 +363,9 @@ def paused_gc() -> Iterator[None]:
     each HTTP response is one (httpx and azure-core link a response and its stream), so a
     100,000-user read held its 100 Graph pages, 45 MB, until the run ended. Young
     collections look only at objects allocated since the previous one, so they free
-    such cycles for little time; what survives moves on and is not scanned again.
+    such cycles for little time; what survives moves on and is not scanned again. So a
+    response still in use at a young collection is never freed: the Graph client breaks
+    httpx's cycle itself once a body is read (`shared.graph.client`).
     """
     was_enabled = gc.isenabled()
     thresholds = gc.get_threshold()
