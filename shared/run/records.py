@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import json
 import sys
 from array import array
@@ -98,11 +99,12 @@ class _Index:
         if not self._pending:
             return
         removed = self._removed
-        kept = [e for e in self.entries if e not in removed] if removed else list(self.entries)
-        for bucket in self._added.values():
-            kept.extend(bucket)
-        kept.sort()
-        self.entries = array("Q", kept)
+        kept: Iterable[int] = (e for e in self.entries if e not in removed) if removed \
+            else self.entries
+        added = sorted(e for bucket in self._added.values() for e in bucket)
+        # Both sorted: merged into the new array as they come (a list of 100,000 ints
+        # would be 4 MB more at the moment a run saves its index).
+        self.entries = array("Q", heapq.merge(kept, added))
         self._added, self._removed, self._pending = {}, set(), 0
 
 
@@ -136,8 +138,8 @@ class RecordTable:
         return self._size
 
     def held(self) -> int:
-        """Rows that hold a record: counted from the offsets once (not by reading every
-        row), then kept up to date by `put` and `free`."""
+        """Rows that hold a record: saved with the table (else counted from the offsets
+        once), then kept up to date by `put` and `free`."""
         if self._held is None:
             offsets = self._offsets
             self._held = sum(1 for row in range(len(offsets) - 1)
@@ -281,7 +283,7 @@ class RecordTable:
         for name, index in self._indexes.items():
             index.merge()
             sections.append((f"index:{name}", [_le(index.entries)]))
-        header = {"format": _FORMAT, "meta": self.meta,
+        header = {"format": _FORMAT, "meta": self.meta, "held": self.held(),
                   "sections": [[name, sum(len(p) for p in body)] for name, body in sections]}
         return [_dumps(header) + b"\n", *(p for _name, body in sections for p in body)]
 
@@ -308,7 +310,7 @@ class RecordTable:
                 end = min(changed, stored)
                 shift = offsets[-1] - old[row]
                 parts.append(data[old[row]:old[end]])
-                offsets.extend([o + shift for o in old[row + 1:end + 1]])
+                offsets.extend(o + shift for o in old[row + 1:end + 1])
                 row = end
             while row < changed:  # rows past the stored ones, never written: free
                 offsets.append(offsets[-1])
@@ -320,7 +322,7 @@ class RecordTable:
         if row < stored:
             shift = offsets[-1] - old[row]
             parts.append(data[old[row]:old[stored]])
-            offsets.extend([o + shift for o in old[row + 1:]])
+            offsets.extend(o + shift for o in old[row + 1:])
         return parts, offsets
 
     @classmethod
@@ -349,7 +351,8 @@ class RecordTable:
         table._data = found["rows"]
         table._offsets = _from_le(found["offsets"])
         table._size = len(table._offsets) - 1
-        table._held = None
+        held = header.get("held")  # saved with it since it was counted; else count once
+        table._held = held if isinstance(held, int) and 0 <= held <= table._size else None
         table._rebased = False
         for name in index_names:
             table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))

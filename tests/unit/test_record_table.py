@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -96,6 +97,7 @@ def test_indexes_always_describe_the_rows(steps: list[tuple[str, int, list[str]]
             model.pop(n, None)
         elif op == "save":
             table = RecordTable.from_bytes(table.to_bytes(), keys, NAMES)
+            assert table._held == len(model)  # read back with the table, not counted
         for mail in ("m1", "m2", "m3"):
             want = sorted(r for r, rec in model.items() if mail in rec["mail"])
             assert sorted(r for r in table.find("mail", mail)) == want
@@ -173,3 +175,15 @@ def test_an_entra_record_kept_as_its_id_is_told_from_its_text(
                              entra_index.INDEXES)
     assert entra_index.id_only(bare.raw(0) or b"") == entra_id
     assert entra_index.id_only(kept.raw(0) or b"") is None
+
+
+def test_a_table_saved_without_its_count_counts_its_rows_once() -> None:
+    table = RecordTable.build([{"id": f"u{i}"} for i in range(6)], keys, NAMES)
+    table.free(2)
+    data = table.to_bytes()
+    line_end = data.index(b"\n")
+    header = json.loads(data[:line_end])
+    assert header.pop("held") == 5
+    older = json.dumps(header, separators=(",", ":")).encode() + data[line_end:]
+    again = RecordTable.from_bytes(older, keys, NAMES)
+    assert again.held() == 5 and list(again.rows()) == [0, 1, 3, 4, 5]
