@@ -9,10 +9,11 @@ the errors.
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from aiohttp import helpers as aiohttp_helpers
 from azure.data.tables.aio import TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 
@@ -34,16 +35,14 @@ __all__ = [
 ]
 
 
-def transport_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def transport_options() -> dict[str, Any]:
     """Keyword arguments for the Storage clients' transport. aiohttp told to trust the
     environment looks up the proxy settings and the netrc file again, each on a thread
     of its own, for every request (measured: about a fifth of a churn run's CPU); so the
-    clients trust it only when it has something to say: a proxy variable, or a netrc."""
-    env = os.environ if environ is None else environ
-    proxies = [k for k, v in env.items()
-               if v and k.lower().endswith("_proxy") and k.lower() != "no_proxy"]
-    netrc = env.get("NETRC") or str(Path(env.get("HOME", "~")).expanduser() / ".netrc")
-    if proxies or Path(netrc).is_file():
+    clients trust it only when it has something to say: a proxy, or a netrc file
+    (found as aiohttp finds them)."""
+    proxies = {scheme for scheme in urllib.request.getproxies() if scheme != "no"}
+    if proxies or aiohttp_helpers.netrc_from_env() is not None:
         return {}
     return {"use_env_settings": False}
 
