@@ -221,10 +221,8 @@ class EmplyIndex:
         """Employee id -> resignation date, for employees not archived (R8 acts on them
         when the date comes)."""
         self.whole_users: set[str] = set()
-        """Users read from the table just now whose `lastChange` and `history` were
-        empty, so the copy is all of them (`protocols.LoadedEmply.whole`: written without
-        a read). Not saved: a copy loaded from the state has none, and a user the copy
-        takes a write of is no longer one."""
+        """Users just read with empty `lastChange` and `history`: the copy is all of
+        them (`protocols.LoadedEmply.whole`). Not saved; a write takes a user out."""
 
     @property
     def users(self) -> _Kind:

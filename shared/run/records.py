@@ -8,7 +8,8 @@ the table is loaded as bytes in one read and a record is decoded only when asked
 
 - the rows are one `bytes` (the records' JSON texts, one after the other) with their
   offsets in an `array`; rows changed since the load are kept apart until `to_bytes`;
-- an index is one sorted `array` of 64-bit entries, ``hash(key) << 24 | row``: a
+- an index (`shared.run.record_index`) is one sorted `array` of 64-bit entries,
+  ``hash(key) << 24 | row``: a
   look-up is a binary search, and loading it copies memory, not objects. The hash is
   40 bits of BLAKE2b (stable across processes), so two keys can share one; `find`
   gives candidate rows, and a caller compares the record's own key (`matching` does).
@@ -25,25 +26,22 @@ Invariants:
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import heapq
 import json
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from shared.run.record_index import MAX_ROWS as MAX_ROWS
+from shared.run.record_index import ROW_BITS as ROW_BITS
+from shared.run.record_index import HashIndex
+
 Keys = Callable[[Any], Mapping[str, Iterable[str]]]
 Piece = bytes | bytearray | memoryview
 """Bytes as a table holds and saves them (no copy made to make them `bytes`)."""
 """A record -> {index name: its key texts in that index}."""
 
-ROW_BITS = 24
-MAX_ROWS = 1 << ROW_BITS
-_ROW_MASK = MAX_ROWS - 1
-_MERGE_AT = 4096
-"""Pending index changes merged into the sorted array once this many are waiting."""
 _FORMAT = 1
 
 
@@ -54,58 +52,6 @@ def key_hash(key: str) -> int:
 
 def _dumps(record: Any) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-class _Index:
-    """Sorted entries ``hash << 24 | row`` plus the changes not yet merged in."""
-
-    __slots__ = ("_added", "_pending", "_removed", "entries")
-
-    def __init__(self, entries: array[int] | None = None) -> None:
-        self.entries: array[int] = entries if entries is not None else array("Q")
-        self._added: dict[int, list[int]] = {}
-        """hash -> entries added since the last merge."""
-        self._removed: set[int] = set()
-        self._pending = 0
-
-    def find(self, key: str) -> list[int]:
-        h = key_hash(key)
-        low = h << ROW_BITS
-        entries = self.entries
-        rows = []
-        i = bisect.bisect_left(entries, low)
-        while i < len(entries) and entries[i] >> ROW_BITS == h:
-            if entries[i] not in self._removed:
-                rows.append(entries[i] & _ROW_MASK)
-            i += 1
-        rows.extend(e & _ROW_MASK for e in self._added.get(h, ()))
-        return rows
-
-    def change(self, removed: Iterable[int], added: Iterable[int]) -> None:
-        for entry in removed:
-            bucket = self._added.get(entry >> ROW_BITS)
-            if bucket is not None and entry in bucket:
-                bucket.remove(entry)
-            else:
-                self._removed.add(entry)
-            self._pending += 1
-        for entry in added:
-            self._added.setdefault(entry >> ROW_BITS, []).append(entry)
-            self._pending += 1
-        if self._pending >= _MERGE_AT and self._pending * 8 >= len(self.entries):
-            self.merge()
-
-    def merge(self) -> None:
-        if not self._pending:
-            return
-        removed = self._removed
-        kept: Iterable[int] = (e for e in self.entries if e not in removed) if removed \
-            else self.entries
-        added = sorted(e for bucket in self._added.values() for e in bucket)
-        # Both sorted: merged into the new array as they come (a list of 100,000 ints
-        # would be 4 MB more at the moment a run saves its index).
-        self.entries = array("Q", heapq.merge(kept, added))
-        self._added, self._removed, self._pending = {}, set(), 0
 
 
 class RecordTable:
@@ -128,7 +74,7 @@ class RecordTable:
         """Rows that hold a record (None: not counted since the load; `held` counts)."""
         self._decoded: dict[int, Any] = {}
         """Records decoded so far (a run looks at the same few again and again); read-only."""
-        self._indexes = {name: _Index() for name in self.index_names}
+        self._indexes = {name: HashIndex() for name in self.index_names}
         self.meta: dict[str, Any] = {}
         """Small JSON values kept with the table (saved and loaded with it)."""
 
@@ -188,7 +134,7 @@ class RecordTable:
     def find(self, index: str, key: str) -> list[int]:
         """Candidate rows whose record has `key` in `index` (and perhaps another key with
         the same hash: compare)."""
-        return self._indexes[index].find(key)
+        return self._indexes[index].find(key_hash(key))
 
     def rows(self) -> Iterator[int]:
         """Every row that holds a record."""
@@ -355,7 +301,7 @@ class RecordTable:
         table._held = held if isinstance(held, int) and 0 <= held <= table._size else None
         table._rebased = False
         for name in index_names:
-            table._indexes[name] = _Index(_from_le(found[f"index:{name}"]))
+            table._indexes[name] = HashIndex(_from_le(found[f"index:{name}"]))
         return table
 
     @classmethod
@@ -401,7 +347,7 @@ class Builder:
         table._held = None
         self._data = bytearray()
         for name, entries in self._pending.items():
-            table._indexes[name] = _Index(array("Q", sorted(entries)))
+            table._indexes[name] = HashIndex(array("Q", sorted(entries)))
         self._pending = {}
         return table
 
