@@ -9,8 +9,8 @@ the table is loaded as bytes in one read and a record is decoded only when asked
 - the rows are one `bytes` (the records' JSON texts, one after the other) with their
   offsets in an `array`; rows changed since the load are kept apart until `to_bytes`;
 - an index (`shared.run.record_index`) is one sorted `array` of 64-bit entries,
-  ``hash(key) << 24 | row``: a
-  look-up is a binary search, and loading it copies memory, not objects. The hash is
+  ``hash(key) << 24 | row``: a look-up is a binary search, and loading it copies
+  memory, not objects. The hash is
   40 bits of BLAKE2b (stable across processes), so two keys can share one; `find`
   gives candidate rows, and a caller compares the record's own key (`matching` does).
 
