@@ -54,6 +54,20 @@ async def _run(store: MemoryStore, sim: RunningSimulator) -> dict[str, Any]:
         await graph.aclose()
 
 
+def _count_parts(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The parts the next runs plan, as `world.parts_of_everything` gives them."""
+    parts: list[Any] = []
+    real_parts = world.parts_of_everything
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for part in real_parts(*args, **kwargs):
+            parts.append(part)
+            yield part
+
+    monkeypatch.setattr(world, "parts_of_everything", counted)
+    return parts
+
+
 def _what(report: dict[str, Any]) -> list[tuple[Any, ...]]:
     return sorted((c["kind"], c["userId"], c["entraId"], c["reason"])
                   for c in report["changes"])
@@ -74,15 +88,7 @@ async def test_parts_plan_what_one_plan_does(sim: RunningSimulator,
 
     one = await _run(whole, sim)
     monkeypatch.setattr(world, "PART_SIZE", 3)
-    parts: list[Any] = []
-    real_parts = world.parts_of_everything
-
-    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for part in real_parts(*args, **kwargs):
-            parts.append(part)
-            yield part
-
-    monkeypatch.setattr(world, "parts_of_everything", counted)
+    parts = _count_parts(monkeypatch)
     many = await _run(parted, sim)
     assert len(parts) > 3 and all(len(p) <= 6 for p in parts[:-1])
     assert one["status"] == many["status"] == "succeeded"
@@ -202,15 +208,7 @@ async def test_users_outside_the_scope_are_in_no_part(monkeypatch: pytest.Monkey
     stores = [MemoryStore(lambda: NOW), MemoryStore(lambda: NOW)]
     for store in stores:
         await store.import_document(doc)
-    parts: list[Any] = []
-    real_parts = world.parts_of_everything
-
-    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for part in real_parts(*args, **kwargs):
-            parts.append(part)
-            yield part
-
-    monkeypatch.setattr(world, "parts_of_everything", counted)
+    parts = _count_parts(monkeypatch)
     with running_simulator(whole_tenant) as sim:
         one = await _run(stores[0], sim)
         assert len(parts) == 1
