@@ -126,7 +126,7 @@ class _ReadsCounted(MemoryStore):
         return await super().write_built(kind, ids, build, **kwargs)
 
 
-@pytest.mark.parametrize("read_chunk", [2000, 1])
+@pytest.mark.parametrize("read_chunk", [1000, 1])
 async def test_a_user_without_history_is_written_unread_and_history_is_kept(
         sim: RunningSimulator, monkeypatch: pytest.MonkeyPatch, read_chunk: int) -> None:
     """A user the run's scan found without `lastChange` and `history` is whole in the

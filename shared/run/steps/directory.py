@@ -19,7 +19,7 @@ from shared.run.context import Run
 from shared.run.steps import base
 from shared.store import protocols
 
-READ_CHUNK = 2000
+READ_CHUNK = 1000
 """Users read whole (with their history) before one write: a churn run that rewrites
 10,000 linked users reads and writes them a chunk of partitions at a time, so it never
 holds all their histories at once."""
